@@ -1,0 +1,51 @@
+# Everything sets itself up on a fresh machine: a .venv, the pinned requirements and a Chromium.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 7860
+export GRADIO_ANALYTICS_ENABLED := False
+export HF_HUB_OFFLINE := 1
+export LITELLM_LOCAL_MODEL_COST_MAP := True
+
+.PHONY: setup browser run test bench notebook export clean
+
+setup: $(VENV)/.installed browser
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+# Playwright's own Chromium where it can be downloaded, else the system's (Debian: apt-get install chromium).
+browser: $(VENV)/.installed
+	@if $(PY) -c "import sys; from agent.browser import find_chromium; sys.exit(0 if find_chromium() else 1)"; then \
+		echo "browser: $$($(PY) -c 'from agent.browser import find_chromium; print(find_chromium())')"; \
+	else \
+		timeout 300 $(PY) -m playwright install chromium >/dev/null 2>&1 \
+		|| { echo "playwright could not download Chromium; installing the system package"; \
+		     SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		     $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }; \
+		$(PY) -c "import sys; from agent.browser import find_chromium; p = find_chromium(); print('browser:', p); sys.exit(0 if p else 1)"; \
+	fi
+
+run: setup
+	$(PY) app.py --host $(HOST) --port $(PORT)
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) bench/bench_observe.py
+	$(PY) bench/bench_engine.py
+	$(PY) bench/bench_store.py
+
+notebook: setup
+	$(PY) -m notebook --notebook-dir=notebooks
+
+export: setup
+	$(PY) -m agent.store export --data-dir $${WORKBENCH_DATA_DIR:-data} --out exports
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,465 @@
+"""The agent's actions: plain typed async functions; each tool's JSON schema comes from its signature.
+
+An action returns an `Outcome` (or raises `ActionError` with a message for the model). `execute()`
+validates the model's arguments, runs the action with a time bound and returns the contract's
+`ActionResult`. Mistakes of the model (bad arguments, a vanished element, a refused URL) become the
+result's `error`; bugs of ours raise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, get_type_hints
+from urllib.parse import quote_plus
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from agent.browser import BrowserSession
+from agent.models import ActionResult
+from agent.page import ElementNotFound, describe_element, find_element, page_text
+from agent.policy import PolicyError, check_navigation
+
+ACTION_TIMEOUT_S = 30.0
+MAX_WAIT_S = 10.0
+MAX_EXTRACT_CHARS = 4000
+
+
+class ActionError(Exception):
+    """The action could not be done; the message goes back to the model as the action's error."""
+
+
+@dataclass
+class Outcome:
+    """What an action achieved, before it becomes an ActionResult."""
+
+    content: str | None = None
+    include_in_memory: bool = False
+    is_done: bool = False
+    success: bool = True
+    locators: dict[str, Any] | None = None
+    data: Any = None
+    changed_page: bool = False  # later actions of the same step would act on stale indices
+
+
+@dataclass
+class Context:
+    """What actions need: the browser tabs, the navigation policy and, for `extract`, the model."""
+
+    session: BrowserSession
+    allowed_domains: list[str] | None = None
+    blocked_domains: list[str] | None = None
+    extract_fn: Callable[[str, str], Awaitable[str]] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------ helpers
+async def _settle(session: BrowserSession, *, timeout_ms: int = 3000) -> None:
+    """Wait (bounded) for the current page to finish loading after an action that may navigate."""
+    page = await session.ensure_page()
+    try:
+        await page.wait_for_load_state("domcontentloaded", timeout=timeout_ms)
+    except Exception:
+        pass
+    try:
+        await page.wait_for_load_state("load", timeout=min(timeout_ms, 1500))
+    except Exception:
+        pass
+
+
+async def _goto(ctx: Context, url: str, *, new_tab: bool = False) -> Outcome:
+    try:
+        url = check_navigation(url, allowed_domains=ctx.allowed_domains, blocked_domains=ctx.blocked_domains)
+    except PolicyError as exc:
+        raise ActionError(f"navigation refused: {exc}") from None
+    if new_tab:
+        await ctx.session.new_tab()
+    page = await ctx.session.ensure_page()
+    try:
+        await page.goto(url, wait_until="domcontentloaded", timeout=20_000)
+    except Exception as exc:
+        raise ActionError(f"could not open {url}: {str(exc).splitlines()[0]}") from None
+    await _settle(ctx.session, timeout_ms=1500)
+    return Outcome(content=f"opened {page.url}", changed_page=True)
+
+
+async def _element(ctx: Context, index: int) -> tuple[Any, dict[str, Any]]:
+    page = await ctx.session.ensure_page()
+    try:
+        locator = await find_element(page, index)
+    except ElementNotFound as exc:
+        raise ActionError(str(exc)) from None
+    try:
+        locators = await describe_element(locator)
+    except Exception:
+        locators = {}
+    return locator, locators
+
+
+# ------------------------------------------------------------------ actions
+async def navigate(ctx: Context, url: str, new_tab: bool = False) -> Outcome:
+    """Open a URL in the current tab, or in a new tab."""
+    return await _goto(ctx, url, new_tab=new_tab)
+
+
+SEARCH_ENGINES = {
+    "duckduckgo": "https://duckduckgo.com/?q={}",
+    "google": "https://www.google.com/search?q={}",
+    "bing": "https://www.bing.com/search?q={}",
+}
+
+
+async def search(ctx: Context, query: str, engine: str = "duckduckgo") -> Outcome:
+    """Search the web (engine: duckduckgo, google or bing)."""
+    template = SEARCH_ENGINES.get(engine.lower())
+    if template is None:
+        raise ActionError(f"unknown engine {engine!r}; use one of {', '.join(SEARCH_ENGINES)}")
+    return await _goto(ctx, template.format(quote_plus(query)))
+
+
+async def go_back(ctx: Context) -> Outcome:
+    """Go back to the previous page."""
+    page = await ctx.session.ensure_page()
+    try:
+        response = await page.go_back(wait_until="domcontentloaded", timeout=10_000)
+    except Exception as exc:
+        raise ActionError(f"could not go back: {str(exc).splitlines()[0]}") from None
+    if response is None and page.url in ("about:blank", ""):
+        raise ActionError("there is no previous page in this tab")
+    return Outcome(content=f"back to {page.url}", changed_page=True)
+
+
+async def wait(ctx: Context, seconds: float = 3) -> Outcome:
+    """Wait for the page to change (at most 10 seconds)."""
+    seconds = max(0.0, min(float(seconds), MAX_WAIT_S))
+    await asyncio.sleep(seconds)
+    return Outcome(content=f"waited {seconds:g} s")
+
+
+async def click(ctx: Context, index: int) -> Outcome:
+    """Click the element with this index."""
+    locator, locators = await _element(ctx, index)
+    page = await ctx.session.ensure_page()
+    before_url, before_tabs = page.url, set(ctx.session.tabs)
+    try:
+        await locator.click(timeout=5_000)
+    except Exception as exc:
+        first = str(exc).splitlines()[0]
+        if "intercepts pointer events" in str(exc) or "not visible" in str(exc):
+            try:  # an overlay or an off-screen twin: a DOM click still reaches the element's handlers
+                await locator.dispatch_event("click", timeout=2_000)
+            except Exception:
+                raise ActionError(f"could not click [{index}]: {first}") from None
+        else:
+            raise ActionError(f"could not click [{index}]: {first}") from None
+    await asyncio.sleep(0.05)  # let handlers start a navigation before we check for one
+    new_tabs = set(ctx.session.tabs) - before_tabs
+    current = await ctx.session.ensure_page()
+    changed = bool(new_tabs) or current.url != before_url
+    if changed:
+        await _settle(ctx.session)
+    label = locators.get("name") or locators.get("text") or ""
+    note = f"clicked [{index}] {label!r}"[:200]
+    if new_tabs:
+        note += f"; it opened tab {max(new_tabs)}: {current.url}"
+    elif current.url != before_url:
+        note += f"; now at {current.url}"
+    return Outcome(content=note, locators=locators, changed_page=changed)
+
+
+async def input(ctx: Context, index: int, text: str, clear: bool = True) -> Outcome:  # noqa: A001 - browser-use's name
+    """Type text into the form field with this index (clear=true replaces what is there)."""
+    locator, locators = await _element(ctx, index)
+    try:
+        if clear:
+            await locator.fill(text, timeout=5_000)
+        else:
+            await locator.press_sequentially(text, timeout=10_000)
+    except Exception as exc:
+        first = str(exc).splitlines()[0]
+        try:  # not an input (e.g. a contenteditable wrapper): focus it and type
+            await locator.click(timeout=3_000)
+            await locator.page.keyboard.type(text)
+        except Exception:
+            raise ActionError(f"could not type into [{index}]: {first}") from None
+    try:
+        value = await locator.input_value(timeout=1_000)
+        if clear and value != text:
+            return Outcome(content=f"typed into [{index}] but the field now holds {value!r}", locators=locators)
+    except Exception:
+        pass  # contenteditable and custom widgets have no value to check
+    return Outcome(content=f"typed {text!r} into [{index}]", locators=locators)
+
+
+async def send_keys(ctx: Context, keys: str) -> Outcome:
+    """Press keys on the focused element, e.g. "Enter", "Escape", "Control+a" (space-separated for a sequence)."""
+    page = await ctx.session.ensure_page()
+    before = page.url
+    pressed = []
+    for key in keys.split()[:20] or [keys]:
+        try:
+            await page.keyboard.press(key)
+        except Exception as exc:
+            raise ActionError(f"could not press {key!r}: {str(exc).splitlines()[0]}") from None
+        pressed.append(key)
+    await asyncio.sleep(0.05)
+    changed = page.url != before
+    if changed:
+        await _settle(ctx.session)
+    return Outcome(content=f"pressed {' '.join(pressed)}", changed_page=changed)
+
+
+async def scroll(ctx: Context, down: bool = True, pages: float = 1.0, index: int | None = None) -> Outcome:
+    """Scroll the page (or the scrollable element with this index) down or up by a number of pages."""
+    pages = max(0.1, min(float(pages), 10.0))
+    sign = 1 if down else -1
+    page = await ctx.session.ensure_page()
+    locators = None
+    if index is not None:
+        locator, locators = await _element(ctx, index)
+        moved = await locator.evaluate(
+            "(el, f) => { const s = el.scrollTop; el.scrollBy(0, el.clientHeight * f); return el.scrollTop - s; }",
+            sign * pages,
+        )
+    else:
+        moved = await page.evaluate(
+            "(f) => { const s = window.scrollY; window.scrollBy(0, window.innerHeight * f); return window.scrollY - s; }",
+            sign * pages,
+        )
+    direction = "down" if down else "up"
+    if not moved:
+        return Outcome(content=f"scrolled {direction} but nothing moved (at the {'end' if down else 'top'})",
+                       locators=locators)
+    return Outcome(content=f"scrolled {direction} {abs(moved)} px", locators=locators)
+
+
+_OPTIONS_JS = """el => {
+  if (el.tagName === 'SELECT') return Array.from(el.options).map(o => o.text.trim());
+  const id = el.getAttribute('aria-controls') || el.getAttribute('aria-owns');
+  const box = (id && document.getElementById(id)) || el.querySelector('[role=listbox]') || el;
+  return Array.from(box.querySelectorAll('[role=option]')).map(o => (o.innerText || o.textContent).trim());
+}"""
+
+
+async def dropdown_options(ctx: Context, index: int) -> Outcome:
+    """List the options of the dropdown with this index."""
+    locator, locators = await _element(ctx, index)
+    options = await locator.evaluate(_OPTIONS_JS)
+    if not options:
+        raise ActionError(f"[{index}] has no options; it is not a dropdown")
+    listing = "\n".join(f"- {o}" for o in options[:100])
+    return Outcome(content=f"options of [{index}]:\n{listing}", include_in_memory=True, locators=locators)
+
+
+async def select_dropdown(ctx: Context, index: int, text: str) -> Outcome:
+    """Choose the option with this text in the dropdown with this index."""
+    locator, locators = await _element(ctx, index)
+    tag = await locator.evaluate("el => el.tagName")
+    if tag == "SELECT":
+        try:
+            await locator.select_option(label=text, timeout=3_000)
+        except Exception:
+            try:
+                await locator.select_option(value=text, timeout=2_000)
+            except Exception:
+                options = await locator.evaluate(_OPTIONS_JS)
+                raise ActionError(f"[{index}] has no option {text!r}; options are: {options[:30]}") from None
+        chosen = await locator.evaluate("el => el.options[el.selectedIndex] ? el.options[el.selectedIndex].text.trim() : ''")
+        return Outcome(content=f"selected {chosen!r} in [{index}]", locators=locators)
+    # An ARIA combobox: open it, then click the option by its text.
+    page = locator.page
+    try:
+        await locator.click(timeout=3_000)
+        option = page.get_by_role("option", name=text, exact=False).first
+        await option.click(timeout=3_000)
+    except Exception as exc:
+        raise ActionError(f"could not select {text!r} in [{index}]: {str(exc).splitlines()[0]}") from None
+    return Outcome(content=f"selected {text!r} in [{index}]", locators=locators)
+
+
+async def switch(ctx: Context, tab_id: int) -> Outcome:
+    """Make the tab with this id the current one."""
+    if tab_id not in ctx.session.tabs:
+        raise ActionError(f"there is no tab {tab_id}; open tabs: {[t for t, _ in ctx.session.tab_list()]}")
+    ctx.session.current_id = tab_id
+    page = ctx.session.page
+    await page.bring_to_front()
+    return Outcome(content=f"switched to tab {tab_id}: {page.url}", changed_page=True)
+
+
+async def close(ctx: Context, tab_id: int) -> Outcome:
+    """Close the tab with this id."""
+    page = ctx.session.tabs.get(tab_id)
+    if page is None:
+        raise ActionError(f"there is no tab {tab_id}; open tabs: {[t for t, _ in ctx.session.tab_list()]}")
+    await page.close()
+    await ctx.session.ensure_page()
+    return Outcome(content=f"closed tab {tab_id}", changed_page=True)
+
+
+async def extract(ctx: Context, query: str) -> Outcome:
+    """Read the whole current page and extract the information asked for in the query."""
+    page = await ctx.session.ensure_page()
+    text = await page_text(page)
+    if ctx.extract_fn is None:
+        return Outcome(content=text[:MAX_EXTRACT_CHARS], include_in_memory=True)
+    answer = await ctx.extract_fn(query, text)
+    return Outcome(content=answer[:MAX_EXTRACT_CHARS], include_in_memory=True)
+
+
+async def find_text(ctx: Context, text: str) -> Outcome:
+    """Scroll to the first place where this text appears on the page."""
+    page = await ctx.session.ensure_page()
+    for frame in page.frames:
+        target = frame.get_by_text(text, exact=False).first
+        try:
+            if await target.count():
+                await target.scroll_into_view_if_needed(timeout=3_000)
+                return Outcome(content=f"scrolled to {text!r}")
+        except Exception:
+            continue
+    raise ActionError(f"the text {text!r} is not on the page")
+
+
+async def done(ctx: Context, text: str, success: bool = True) -> Outcome:
+    """Finish the task: give the final answer and whether the task was achieved."""
+    return Outcome(content=text, is_done=True, success=success, include_in_memory=True)
+
+
+# ------------------------------------------------------------------ registry
+@dataclass(frozen=True)
+class Action:
+    """An action's function, name, description and argument model."""
+
+    name: str
+    fn: Callable[..., Awaitable[Outcome]]
+    description: str
+    params: type[BaseModel]
+
+    def tool(self) -> dict[str, Any]:
+        """The OpenAI tool definition for this action."""
+        schema = _clean_schema(self.params.model_json_schema())
+        return {"type": "function", "function": {"name": self.name, "description": self.description, "parameters": schema}}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _action(fn: Callable[..., Awaitable[Outcome]]) -> Action:
+    hints = get_type_hints(fn)
+    fields: dict[str, Any] = {}
+    for name, param in list(inspect.signature(fn).parameters.items())[1:]:  # skip ctx
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        fields[name] = (hints[name], default)
+    model = create_model(f"{fn.__name__}_params", __base__=_Strict, **fields)
+    description = (fn.__doc__ or fn.__name__).strip().splitlines()[0]
+    return Action(fn.__name__, fn, description, model)
+
+
+def _clean_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """Drop titles and noise from a pydantic schema: every token is paid on every step."""
+    schema = {k: v for k, v in schema.items() if k not in ("title",)}
+    props = {}
+    for name, prop in schema.get("properties", {}).items():
+        prop = {k: v for k, v in prop.items() if k != "title"}
+        if "anyOf" in prop:  # Optional[int] -> int (null is what omitting it means)
+            kinds = [p for p in prop.pop("anyOf") if p.get("type") != "null"]
+            prop.update(kinds[0] if len(kinds) == 1 else {"anyOf": kinds})
+            prop.pop("default", None)
+        props[name] = prop
+    schema["properties"] = props
+    schema["additionalProperties"] = False
+    return schema
+
+
+ACTIONS: dict[str, Action] = {
+    a.name: a
+    for a in map(
+        _action,
+        [navigate, search, go_back, wait, click, input, send_keys, scroll, select_dropdown, dropdown_options,
+         switch, close, extract, find_text, done],
+    )
+}
+ELEMENT_ACTIONS = frozenset({"click", "input", "select_dropdown", "dropdown_options", "scroll"})
+
+
+def done_tool(*, json_schema: dict[str, Any] | None, response_format: str) -> dict[str, Any]:
+    """The `done` tool: text by default, `data` typed by the run's JSON schema in JSON mode."""
+    if json_schema is None and response_format != "json":
+        return ACTIONS["done"].tool()
+    data_schema = {k: v for k, v in (json_schema or {}).items() if k not in ("$schema", "$id", "title")}
+    if not data_schema:
+        data_schema = {"description": "the result as any JSON value"}
+    return {
+        "type": "function",
+        "function": {
+            "name": "done",
+            "description": "Finish the task: give the result as JSON in `data` and whether the task was achieved.",
+            "parameters": {
+                "type": "object",
+                "properties": {"data": data_schema, "success": {"type": "boolean", "default": True}},
+                "required": ["data"],
+            },
+        },
+    }
+
+
+def tools(*, json_schema: dict[str, Any] | None = None, response_format: str = "text") -> list[dict[str, Any]]:
+    """Every action as an OpenAI tool, `done` shaped by the run's result format."""
+    out = [a.tool() for name, a in ACTIONS.items() if name != "done"]
+    out.append(done_tool(json_schema=json_schema, response_format=response_format))
+    return out
+
+
+async def execute(
+    ctx: Context, name: str, arguments: dict[str, Any] | None, *, parse_error: str | None = None,
+    structured: bool = False, executed_by: str = "agent",
+) -> tuple[ActionResult, Outcome | None]:
+    """Validate and run one action; the model's mistakes become the result's `error`."""
+    t0 = time.perf_counter()
+    params = arguments if arguments is not None else {}
+
+    def failed(message: str, locators: dict[str, Any] | None = None) -> tuple[ActionResult, None]:
+        return ActionResult(
+            name=name, params=params, success=False, error=message[:1000], include_in_memory=True,
+            locators=locators, executed_by=executed_by, duration_ms=(time.perf_counter() - t0) * 1000,
+        ), None
+
+    action = ACTIONS.get(name)
+    if action is None:
+        return failed(f"unknown action {name!r}; use one of: {', '.join(ACTIONS)}")
+    if parse_error is not None:
+        return failed(f"{name}: {parse_error}; send the arguments as a JSON object")
+    if name == "done" and structured:
+        if "data" not in params:
+            return failed("done: `data` is required: give the result as JSON matching the schema")
+        outcome = Outcome(is_done=True, success=bool(params.get("success", True)), data=params["data"],
+                          include_in_memory=True)
+    else:
+        try:
+            args = action.params.model_validate(params)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}" for e in exc.errors()
+            )
+            return failed(f"{name}: bad arguments ({problems})")
+        try:
+            outcome = await asyncio.wait_for(action.fn(ctx, **args.model_dump()), timeout=ACTION_TIMEOUT_S)
+        except ActionError as exc:
+            return failed(str(exc))
+        except asyncio.TimeoutError:
+            return failed(f"{name} took longer than {ACTION_TIMEOUT_S:g} s and was abandoned")
+        except Exception as exc:  # Playwright errors: the page, not our code, refused
+            if type(exc).__module__.startswith("playwright"):
+                return failed(f"{name} failed: {str(exc).splitlines()[0]}")
+            raise
+    result = ActionResult(
+        name=name, params=params, is_done=outcome.is_done, success=outcome.success,
+        extracted_content=outcome.content if not structured or name != "done" else None,
+        include_in_memory=outcome.include_in_memory, locators=outcome.locators, executed_by=executed_by,
+        duration_ms=(time.perf_counter() - t0) * 1000, data=outcome.data,
+    )
+    return result, outcome

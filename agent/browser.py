@@ -1,0 +1,230 @@
+"""Browser sessions: one Chromium process (local or remote over CDP), one isolated context per run."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import AsyncIterator
+
+from playwright.async_api import Browser as PWBrowser
+from playwright.async_api import BrowserContext, Page, Playwright, async_playwright
+
+# Flags that keep a headless Chromium quiet on a closed network and small on memory.
+CHROMIUM_ARGS = [
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-features=Translate,MediaRouter,OptimizationHints",
+]
+SCREENSHOT_MAX_BYTES = 400_000
+VIEWPORT = {"width": 1280, "height": 800}
+
+
+class BrowserError(RuntimeError):
+    """No browser could be started or reached; the message says what to install or set."""
+
+
+def find_chromium() -> str | None:
+    """The Chromium to launch: $CHROMIUM_PATH, else Playwright's own build, else the system's."""
+    explicit = os.environ.get("CHROMIUM_PATH")
+    if explicit:
+        return explicit
+    own = _playwright_chromium()
+    if own:
+        return own
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def _playwright_chromium() -> str | None:
+    """Path of the Chromium that `playwright install chromium` downloaded, if it is there."""
+    root = Path(os.environ.get("PLAYWRIGHT_BROWSERS_PATH") or Path.home() / ".cache" / "ms-playwright")
+    if not root.is_dir():
+        return None
+    for pattern in ("chromium_headless_shell-*/chrome-*/headless_shell", "chromium-*/chrome-linux*/chrome"):
+        for candidate in sorted(root.glob(pattern), reverse=True):
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return str(candidate)
+    return None
+
+
+class Browser:
+    """One shared browser process; `session()` hands out an isolated context per run."""
+
+    def __init__(
+        self,
+        *,
+        cdp_url: str | None = None,
+        executable_path: str | None = None,
+        headless: bool = True,
+    ) -> None:
+        self.cdp_url = cdp_url if cdp_url is not None else os.environ.get("BROWSER_CDP_URL") or None
+        self.executable_path = executable_path
+        self.headless = headless
+        self._pw: Playwright | None = None
+        self._browser: PWBrowser | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def description(self) -> str:
+        """Which browser this is, for start-up checks and logs."""
+        if self.cdp_url:
+            return f"remote browser over CDP ({_redact(self.cdp_url)})"
+        return f"local Chromium ({self.executable_path or find_chromium() or 'not found'})"
+
+    async def start(self) -> PWBrowser:
+        """Launch (or connect to) the browser once; later calls return the same one."""
+        async with self._lock:
+            if self._browser is not None and self._browser.is_connected():
+                return self._browser
+            if self._pw is None:
+                self._pw = await async_playwright().start()
+            if self.cdp_url:
+                try:
+                    self._browser = await self._pw.chromium.connect_over_cdp(self.cdp_url, timeout=30_000)
+                except Exception as exc:
+                    raise BrowserError(
+                        f"could not reach the browser at BROWSER_CDP_URL ({_redact(self.cdp_url)}): "
+                        f"{str(exc).splitlines()[0]}; check the URL or unset BROWSER_CDP_URL to use a local Chromium"
+                    ) from None
+                return self._browser
+            path = self.executable_path or find_chromium()
+            if path is None:
+                raise BrowserError(
+                    "no Chromium found: run `make setup` (it tries `playwright install chromium`, then "
+                    "`apt-get install chromium`), or set CHROMIUM_PATH to a Chromium binary"
+                )
+            try:
+                self._browser = await self._pw.chromium.launch(
+                    executable_path=path, headless=self.headless, args=CHROMIUM_ARGS
+                )
+            except Exception as exc:
+                raise BrowserError(
+                    f"Chromium at {path} failed to start: {str(exc).splitlines()[0]}; "
+                    "set CHROMIUM_PATH to a working Chromium"
+                ) from None
+            return self._browser
+
+    @asynccontextmanager
+    async def session(self, *, viewport: dict[str, int] | None = None) -> AsyncIterator["BrowserSession"]:
+        """An isolated context for one run, closed at the end whatever happens."""
+        browser = await self.start()
+        context = await browser.new_context(
+            viewport=viewport or VIEWPORT, ignore_https_errors=True, java_script_enabled=True
+        )
+        from agent.page import INIT_SCRIPT  # marks script-clickable elements before any page script runs
+
+        await context.add_init_script(INIT_SCRIPT)
+        session = BrowserSession(context)
+        try:
+            await session.new_tab()
+            yield session
+        finally:
+            try:
+                await asyncio.wait_for(context.close(), timeout=10)
+            except Exception:  # a crashed browser has nothing left to close
+                pass
+
+    async def close(self) -> None:
+        """Close the browser process and Playwright."""
+        async with self._lock:
+            if self._browser is not None:
+                try:
+                    await self._browser.close()
+                except Exception:
+                    pass
+                self._browser = None
+            if self._pw is not None:
+                await self._pw.stop()
+                self._pw = None
+
+
+class BrowserSession:
+    """The tabs of one run. Tabs get small ids in the order they open; one is current."""
+
+    def __init__(self, context: BrowserContext) -> None:
+        self.context = context
+        self.tabs: dict[int, Page] = {}
+        self._next_id = 0
+        self.current_id: int | None = None
+        context.on("page", self._on_page)
+
+    def _on_page(self, page: Page) -> None:
+        if page in self.tabs.values():
+            return
+        tab_id = self._next_id
+        self._next_id += 1
+        self.tabs[tab_id] = page
+        page.on("close", lambda _p, t=tab_id: self._on_close(t))
+        # A page the site opened (target=_blank, window.open) becomes current, as a user would see.
+        self.current_id = tab_id
+
+    def _on_close(self, tab_id: int) -> None:
+        self.tabs.pop(tab_id, None)
+        if self.current_id == tab_id:
+            self.current_id = max(self.tabs) if self.tabs else None
+
+    @property
+    def page(self) -> Page:
+        """The current tab."""
+        if self.current_id is None or self.current_id not in self.tabs:
+            raise BrowserError("no tab is open")
+        return self.tabs[self.current_id]
+
+    async def new_tab(self, url: str | None = None) -> Page:
+        """Open a tab, make it current, and optionally load `url`."""
+        page = await self.context.new_page()
+        self._on_page(page)
+        if url:
+            await page.goto(url, wait_until="domcontentloaded", timeout=30_000)
+        return page
+
+    async def ensure_page(self) -> Page:
+        """The current tab, opening a blank one if the model closed them all."""
+        if not self.tabs:
+            return await self.new_tab()
+        if self.current_id not in self.tabs:
+            self.current_id = max(self.tabs)
+        return self.page
+
+    def tab_list(self) -> list[tuple[int, str]]:
+        """(tab id, url) of every open tab."""
+        return [(tab_id, page.url) for tab_id, page in sorted(self.tabs.items())]
+
+    async def screenshot(self, path: Path, *, max_bytes: int = SCREENSHOT_MAX_BYTES) -> str | None:
+        """Save a JPEG of the current viewport under `path`, shrinking quality to stay under max_bytes."""
+        page = await self.ensure_page()
+        data = b""
+        for quality in (70, 45, 25):
+            try:
+                data = await page.screenshot(type="jpeg", quality=quality, timeout=10_000)
+            except Exception:
+                return None
+            if len(data) <= max_bytes:
+                break
+        if len(data) > max_bytes:
+            return None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return str(path)
+
+
+def _redact(url: str) -> str:
+    """A CDP URL without its token or credentials (they often carry an API key)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"

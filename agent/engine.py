@@ -1,0 +1,303 @@
+"""The agent loop: observe the page, ask the model, run its actions, record; yield an event per change.
+
+`stream()` is the one loop; `arun()`/`run()` consume it and keep the last event. The engine knows
+nothing of storage or UI: it takes the request, a browser, a model and an optional cancel event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import jsonschema
+from playwright.async_api import Error as PlaywrightError
+from pydantic import BaseModel, ConfigDict
+
+from agent import actions as act
+from agent import prompts
+from agent.browser import Browser, BrowserError, BrowserSession
+from agent.llm import LLM, LLMError, MissingKeyError, key_status
+from agent.models import (
+    ActionResult, Event, HistoryItem, LLMCall, RunFinished, RunRequest, RunResponse, RunStarted, StepFinished,
+    StepStarted, Usage, utcnow,
+)
+from agent.page import observe
+
+
+class EngineOptions(BaseModel):
+    """Bounds and switches of one run."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_steps: int = 25
+    max_actions_per_step: int = 5
+    max_failures: int = 3
+    timeout_s: float = 600.0
+    use_vision: bool = False
+    allowed_domains: list[str] | None = None
+    blocked_domains: list[str] | None = None
+    screenshot_dir: Path | None = None
+    max_validation_retries: int = 2
+    start_url: str | None = None
+
+
+def resolve_options(request: RunRequest, options: EngineOptions | None, overrides: dict[str, Any]) -> EngineOptions:
+    """Options from the caller, then the request's added fields, then keyword overrides."""
+    merged = (options or EngineOptions()).model_dump()
+    for name in ("max_steps", "use_vision", "allowed_domains", "start_url"):
+        value = getattr(request, name)
+        if value is not None:
+            merged[name] = value
+    merged.update({k: v for k, v in overrides.items() if v is not None})
+    return EngineOptions(**merged)
+
+
+class _Stop(Exception):
+    """The run must end now (cancelled or out of time); the message is the reason."""
+
+
+class _Run:
+    """The mutable state of one run, kept out of the events the loop yields."""
+
+    def __init__(self, request: RunRequest, options: EngineOptions, llm: LLM, cancel: asyncio.Event | None):
+        self.request, self.options, self.llm, self.cancel = request, options, llm, cancel
+        self.started = time.monotonic()
+        self.started_at = utcnow()
+        self.deadline = self.started + options.timeout_s
+        self.history: list[HistoryItem] = []
+        self.usage = Usage()
+        self.notes: list[str] = []
+        self.step_calls: list[LLMCall] = []
+        self.structured = request.json_schema is not None or request.response_format == "json"
+
+    def check(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise _Stop("cancelled")
+        if time.monotonic() >= self.deadline:
+            raise _Stop(f"timed out after {self.options.timeout_s:g} s")
+
+    async def bounded(self, coro: Any) -> Any:
+        """Await `coro`, giving up when the run is cancelled or out of time."""
+        self.check()
+        task = asyncio.ensure_future(coro)
+        waiters: set[asyncio.Future[Any]] = {task}
+        stopper = asyncio.ensure_future(self.cancel.wait()) if self.cancel is not None else None
+        if stopper is not None:
+            waiters.add(stopper)
+        try:
+            done, _ = await asyncio.wait(waiters, timeout=max(0.0, self.deadline - time.monotonic()),
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if stopper is not None:
+                stopper.cancel()
+        if task in done:
+            return task.result()
+        task.cancel()
+        self.check()
+        raise _Stop(f"timed out after {self.options.timeout_s:g} s")
+
+    async def extract(self, query: str, page: str) -> str:
+        reply = await self.llm.complete(
+            [{"role": "user", "content": prompts.EXTRACT_PROMPT.format(query=query, page=page[:40_000])}],
+            None, purpose="extract",
+        )
+        self.step_calls.append(reply.call)
+        return reply.text
+
+    def finish(self, *, result: Any = None, done: bool = False, success: bool = False, error: str | None = None) -> RunFinished:
+        finished_at = utcnow()
+        response = RunResponse(
+            history=list(self.history), result=result, is_done=done, is_successful=done and success,
+            status="success" if done and success and error is None else "failure", error=error,
+            model=self.request.model, provider=self.request.provider, started_at=self.started_at,
+            finished_at=finished_at, duration_ms=(time.monotonic() - self.started) * 1000, usage=self.usage,
+        )
+        return RunFinished(response=response)
+
+
+async def stream(
+    request: RunRequest | dict[str, Any],
+    *,
+    browser: Browser | None = None,
+    llm: LLM | None = None,
+    options: EngineOptions | None = None,
+    cancel: asyncio.Event | None = None,
+    **overrides: Any,
+) -> AsyncIterator[Event]:
+    """Run the agent, yielding RunStarted, then StepStarted/StepFinished per step, then RunFinished."""
+    request = request if isinstance(request, RunRequest) else RunRequest.model_validate(request)
+    options = resolve_options(request, options, overrides)
+    given_llm = llm is not None
+    llm = llm or LLM(request.provider, request.model)
+    run = _Run(request, options, llm, cancel)
+    yield RunStarted(request=request, model=llm.name)
+    ready, advice = key_status(request.provider)
+    if not ready and not given_llm:  # say which variable to set before opening a browser
+        yield run.finish(error=advice)
+        return
+    own_browser = browser is None
+    browser = browser or Browser()
+    final: RunFinished | None = None
+    try:
+        async with browser.session() as session:
+            async for event in _loop(run, session):
+                if isinstance(event, RunFinished):
+                    final = event
+                else:
+                    yield event
+    except BrowserError as exc:
+        final = run.finish(error=str(exc))
+    except _Stop as exc:
+        final = run.finish(error=str(exc))
+    except PlaywrightError as exc:  # the browser crashed or was closed under us
+        final = run.finish(error=f"browser error: {str(exc).splitlines()[0]}")
+    finally:
+        if own_browser:
+            await browser.close()
+    yield final or run.finish(error="the run ended without a result")
+
+
+async def _loop(run: _Run, session: BrowserSession) -> AsyncIterator[Event]:
+    options, request = run.options, run.request
+    ctx = act.Context(session=session, allowed_domains=options.allowed_domains,
+                      blocked_domains=options.blocked_domains, extract_fn=run.extract)
+    tools = act.tools(json_schema=request.json_schema, response_format=request.response_format)
+    failures = validation_failures = 0
+    first = 1
+    if options.start_url:
+        yield StepStarted(step=1)
+        t0 = time.monotonic()
+        result, _ = await run.bounded(act.execute(ctx, "navigate", {"url": options.start_url}))
+        page = await session.ensure_page()
+        item = HistoryItem(description="Open the start page", actions=[result], step=1, url=page.url,
+                           title=await page.title(), started_at=utcnow(), duration_ms=(time.monotonic() - t0) * 1000)
+        run.history.append(item)
+        yield StepFinished(item=item)
+        first = 2
+    for step in range(first, options.max_steps + 1):
+        run.check()
+        page = await session.ensure_page()
+        yield StepStarted(step=step, url=page.url)
+        started_at, t0 = utcnow(), time.monotonic()
+        run.step_calls = []
+        shot_path = options.screenshot_dir / f"step-{step:03d}.jpg" if options.screenshot_dir else None
+        obs, shot = await run.bounded(asyncio.gather(
+            observe(page), session.screenshot(shot_path) if shot_path else _none()))
+        browser_ms = (time.monotonic() - t0) * 1000
+        message = prompts.step_message(
+            task=request.prompt, step=step, max_steps=options.max_steps, history=run.history,
+            tabs=session.tab_list(), current_tab=session.current_id, url=obs.url, title=obs.title, page=obs.text,
+            notes=run.notes, result_hint=prompts.result_hint(request.json_schema, request.response_format),
+        )
+        run.notes = []
+        content: Any = message
+        if options.use_vision and shot and run.llm.supports_vision():
+            b64 = base64.b64encode(Path(shot).read_bytes()).decode()
+            content = [{"type": "text", "text": message},
+                       {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{b64}"}}]
+        messages = [{"role": "system", "content": prompts.SYSTEM_PROMPT}, {"role": "user", "content": content}]
+        results: list[ActionResult] = []
+        description = ""
+        done_outcome: act.Outcome | None = None
+        llm_ms = 0.0
+        try:
+            reply = await run.bounded(run.llm.complete(messages, tools))
+            run.step_calls.insert(0, reply.call)
+            llm_ms = reply.call.latency_ms
+            description = reply.text.splitlines()[0][:300] if reply.text else ""
+            if not reply.tool_calls:
+                results.append(ActionResult(name="none", success=False, include_in_memory=True,
+                                            error="no action was called: call one of the tools (done when finished)"))
+            for n, call in enumerate(reply.tool_calls):
+                if n >= options.max_actions_per_step:
+                    run.notes.append(f"only the first {options.max_actions_per_step} actions of a step are run")
+                    break
+                t_action = time.monotonic()
+                result, outcome = await run.bounded(act.execute(
+                    ctx, call.name, call.arguments, parse_error=call.parse_error,
+                    structured=run.structured and call.name == "done"))
+                browser_ms += (time.monotonic() - t_action) * 1000
+                if outcome is not None and outcome.is_done:
+                    result, outcome = _check_result(run, result, outcome, validation_failures)
+                    if outcome is None:
+                        validation_failures += 1
+                results.append(result)
+                if outcome is not None and outcome.is_done:
+                    done_outcome = outcome
+                    break
+                if result.error or (outcome is not None and outcome.changed_page):
+                    rest = reply.tool_calls[n + 1:options.max_actions_per_step]
+                    if rest:
+                        why = "it failed" if result.error else "the page changed"
+                        run.notes.append(f"after {call.name} {why}, these were not run: {', '.join(c.name for c in rest)}")
+                    break
+        except LLMError as exc:
+            if exc.call is not None:
+                run.step_calls.insert(0, exc.call)
+            description = f"The model could not be used: {exc}"
+            if isinstance(exc, MissingKeyError) or not exc.retryable:
+                failures = options.max_failures
+        for call in run.step_calls:
+            run.usage = run.usage.add(call)
+        if not description:
+            description = ", ".join(f"{r.name} {r.params.get('index', '')}".strip() for r in results) or "no action"
+        item = HistoryItem(
+            description=description, actions=results, step=step, url=obs.url, title=obs.title, screenshot=shot,
+            started_at=started_at, duration_ms=(time.monotonic() - t0) * 1000, llm_ms=llm_ms,
+            browser_ms=browser_ms, llm_calls=list(run.step_calls),
+        )
+        run.history.append(item)
+        yield StepFinished(item=item)
+        if done_outcome is not None:
+            result_value = done_outcome.data if run.structured else done_outcome.content
+            error = None if done_outcome.success else "the agent reported that it could not complete the task"
+            yield run.finish(result=result_value, done=True, success=done_outcome.success, error=error)
+            return
+        if validation_failures > options.max_validation_retries:
+            yield run.finish(error=f"the result did not match the JSON schema after {validation_failures} attempts: "
+                                   f"{results[-1].error}")
+            return
+        failed = not results or all(r.error for r in results)
+        failures = failures + 1 if failed else 0
+        if failures >= options.max_failures:
+            last = description if not results else (results[-1].error or description)
+            yield run.finish(error=f"stopped after {failures} consecutive failures; last: {last}")
+            return
+    yield run.finish(error=f"reached max_steps ({options.max_steps}) without calling done")
+
+
+def _check_result(run: _Run, result: ActionResult, outcome: act.Outcome, attempts: int) -> tuple[ActionResult, act.Outcome | None]:
+    """Validate `done`'s data against the run's JSON schema; an invalid result goes back to the model."""
+    schema = run.request.json_schema
+    if schema is None or not run.structured:
+        return result, outcome
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    errors = sorted(validator.iter_errors(outcome.data), key=lambda e: list(e.absolute_path))
+    if not errors:
+        return result, outcome
+    detail = "; ".join(f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in errors[:8])
+    bad = result.model_copy(update={"is_done": False, "success": False, "error":
+                                    f"the result does not match the JSON schema: {detail}. Call done again with corrected data."})
+    return bad, None
+
+
+async def _none() -> None:
+    return None
+
+
+async def arun(request: RunRequest | dict[str, Any], **kwargs: Any) -> RunResponse:
+    """Run to the end and return the response."""
+    final: RunResponse | None = None
+    async for event in stream(request, **kwargs):
+        if isinstance(event, RunFinished):
+            final = event.response
+    assert final is not None
+    return final
+
+
+def run(request: RunRequest | dict[str, Any], **kwargs: Any) -> RunResponse:
+    """Blocking twin of `arun`, for scripts (not for use inside a running event loop)."""
+    return asyncio.run(arun(request, **kwargs))

@@ -1,0 +1,340 @@
+"""The run contract (request, response, history) and the engine's events.
+
+Field names of `RunRequest`, `RunResponse`, `HistoryItem` and `ActionResult` follow
+`shared/seed/run-agent-api.txt` exactly; fields marked "added" extend the contract and may be
+ignored by clients. Every model that leaves the engine is frozen: an event, once yielded, never
+changes.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+PROVIDERS: tuple[str, ...] = ("openai", "deepseek", "anthropic", "google", "groq", "mistral", "together")
+Provider = Literal["openai", "deepseek", "anthropic", "google", "groq", "mistral", "together"]
+Status = Literal["success", "failure", "in_progress"]
+ExecutedBy = Literal["agent", "replay", "heal"]
+
+# Current default model per provider, used when a request names a provider but no model.
+DEFAULT_MODELS: dict[str, str] = {
+    "openai": "o3",
+    "deepseek": "deepseek-chat",
+    "anthropic": "claude-sonnet-4-5",
+    "google": "gemini-2.5-flash",
+    "groq": "llama-3.3-70b-versatile",
+    "mistral": "mistral-large-latest",
+    "together": "meta-llama/Llama-3.3-70B-Instruct-Turbo",
+}
+
+# Fields whose explicit JSON `null` means "use the default".
+_NULL_MEANS_DEFAULT = ("provider", "wait_for_completion", "response_format", "use_cached_workflow")
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(timezone.utc)
+
+
+class RequestError(ValueError):
+    """A run request that cannot be accepted; `field` names the culprit, the message the fix."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def parse_json_schema(value: Any) -> dict[str, Any] | None:
+    """Accept a JSON Schema as an object or a JSON string; check it against its metaschema."""
+    import jsonschema  # local: keeps `import agent` light
+
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+                'give a JSON Schema object such as {"type": "object", "properties": {...}}'
+            ) from None
+    if isinstance(value, bool):
+        value = {} if value else {"not": {}}
+    if not isinstance(value, dict):
+        raise ValueError(
+            f"must be a JSON Schema object (or a JSON string of one), got {type(value).__name__}"
+        )
+    validator = jsonschema.validators.validator_for(value, default=jsonschema.Draft202012Validator)
+    try:
+        validator.check_schema(value)
+    except jsonschema.SchemaError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
+        raise ValueError(f"is not a valid JSON Schema at {where}: {exc.message}") from None
+    return value
+
+
+class RunRequest(BaseModel):
+    """A run request: the contract's fields plus a few added engine and workflow options."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prompt: str = Field(description="The task to be performed by the agent", min_length=3)
+    model: str = Field(default="o3", description="Model name; defaults per provider")
+    provider: Provider = "openai"
+    wait_for_completion: bool = True
+    webhook_url: str | None = None
+    response_format: Literal["text", "json"] = "text"
+    json_schema: dict[str, Any] | None = None
+    use_cached_workflow: bool = False
+    cached_workflow: dict[str, Any] | None = None
+    # added: cached workflows
+    workflow_id: int | None = Field(default=None, description="Replay this stored workflow")
+    workflow_params: dict[str, Any] | None = Field(default=None, description="Workflow parameter values")
+    # added: engine options a run may carry (the form's "Advanced" part)
+    start_url: str | None = Field(default=None, description="Open this URL before the first step")
+    max_steps: Annotated[int, Field(ge=1, le=200)] | None = None
+    use_vision: bool | None = None
+    allowed_domains: list[str] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for name in _NULL_MEANS_DEFAULT:
+            if name in data and data[name] is None:
+                del data[name]
+        provider = data.get("provider", "openai")
+        if data.get("model") in (None, ""):
+            data["model"] = DEFAULT_MODELS.get(provider, "o3") if isinstance(provider, str) else "o3"
+        return data
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, value: str) -> str:
+        if len(value.strip()) < 3:
+            raise ValueError("must be at least 3 characters of task description")
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("must name a model, e.g. 'o3' or 'gpt-4.1-mini'")
+        return value
+
+    @field_validator("webhook_url", "start_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        value = value.strip()
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host, e.g. https://example.com/hook")
+        return value
+
+    @field_validator("json_schema", mode="before")
+    @classmethod
+    def _json_schema(cls, value: Any) -> Any:
+        return parse_json_schema(value)
+
+    @field_validator("cached_workflow", mode="before")
+    @classmethod
+    def _cached_workflow(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if not value.strip():
+                return None
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"is not valid JSON ({exc.msg}); give a workflow object") from None
+        if value is not None and not isinstance(value, dict):
+            raise ValueError("must be a workflow object (as returned by GET /api/workflows/{id})")
+        return value or None
+
+    @field_validator("allowed_domains", mode="before")
+    @classmethod
+    def _domains(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [d for d in value.replace(",", " ").split() if d]
+        return value or None
+
+
+class ActionResult(BaseModel):
+    """One executed action: the contract's action record plus replay details."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    is_done: bool = False
+    success: bool | None = None
+    extracted_content: str | None = None
+    error: str | None = None
+    include_in_memory: bool = False
+    # added
+    locators: dict[str, Any] | None = None
+    executed_by: ExecutedBy = "agent"
+    duration_ms: float = 0.0
+    data: Any = None  # the parsed `done` result (JSON mode), kept separate from the text
+
+
+class LLMCall(BaseModel):
+    """One call to the model: what it cost and how long it took."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    provider: str
+    purpose: str = "step"  # step | extract | heal | params
+    started_at: datetime
+    latency_ms: float
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = None
+    finish_reason: str | None = None
+    error: str | None = None
+
+
+class HistoryItem(BaseModel):
+    """One finished step: the contract's history item plus what was seen and measured."""
+
+    model_config = ConfigDict(frozen=True)
+
+    description: str
+    actions: list[ActionResult] = Field(default_factory=list)
+    # added
+    step: int = 0
+    url: str | None = None
+    title: str | None = None
+    screenshot: str | None = None
+    started_at: datetime | None = None
+    duration_ms: float = 0.0
+    llm_ms: float = 0.0
+    browser_ms: float = 0.0
+    llm_calls: list[LLMCall] = Field(default_factory=list)
+    executed_by: ExecutedBy = "agent"
+
+
+class Usage(BaseModel):
+    """Token and cost totals of a run."""
+
+    model_config = ConfigDict(frozen=True)
+
+    llm_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def add(self, call: LLMCall) -> "Usage":
+        """A new total including `call`."""
+        return Usage(
+            llm_calls=self.llm_calls + 1,
+            input_tokens=self.input_tokens + call.input_tokens,
+            output_tokens=self.output_tokens + call.output_tokens,
+            cost_usd=self.cost_usd + (call.cost_usd or 0.0),
+        )
+
+
+class RunResponse(BaseModel):
+    """The contract's response; the same shape from every place that returns a run."""
+
+    model_config = ConfigDict(frozen=True)
+
+    task_id: int | None = None
+    task_run_id: int | None = None
+    history: list[HistoryItem] = Field(default_factory=list)
+    result: Any = None
+    is_done: bool = False
+    is_successful: bool | None = None
+    status: Status = "in_progress"
+    # added
+    error: str | None = None
+    mode: Literal["agent", "replay"] = "agent"
+    model: str | None = None
+    provider: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration_ms: float | None = None
+    usage: Usage = Field(default_factory=Usage)
+    workflow_id: int | None = None
+    replayed_steps: int = 0
+    healed_steps: int = 0
+
+
+# ---------------------------------------------------------------- events
+class RunStarted(BaseModel):
+    """The engine accepted the request and is about to take the first step."""
+
+    model_config = ConfigDict(frozen=True)
+    kind: Literal["run_started"] = "run_started"
+    request: RunRequest
+    model: str  # the litellm model name actually used
+    mode: Literal["agent", "replay"] = "agent"
+    at: datetime = Field(default_factory=utcnow)
+
+
+class StepStarted(BaseModel):
+    """A step began: the model is being asked (or a replayed step is running)."""
+
+    model_config = ConfigDict(frozen=True)
+    kind: Literal["step_started"] = "step_started"
+    step: int
+    url: str | None = None
+    at: datetime = Field(default_factory=utcnow)
+
+
+class StepFinished(BaseModel):
+    """A step ended; `item` is exactly what goes into the response's history."""
+
+    model_config = ConfigDict(frozen=True)
+    kind: Literal["step_finished"] = "step_finished"
+    item: HistoryItem
+    at: datetime = Field(default_factory=utcnow)
+
+
+class RunFinished(BaseModel):
+    """The run ended; `response` is final (ids are filled in by the run service)."""
+
+    model_config = ConfigDict(frozen=True)
+    kind: Literal["run_finished"] = "run_finished"
+    response: RunResponse
+    at: datetime = Field(default_factory=utcnow)
+
+
+Event = Annotated[RunStarted | StepStarted | StepFinished | RunFinished, Field(discriminator="kind")]
+
+
+def validation_errors(exc: Exception) -> list[dict[str, str]]:
+    """Turn a pydantic ValidationError into `[{field, message}]` that name the fix."""
+    from pydantic import ValidationError
+
+    if not isinstance(exc, ValidationError):
+        return [{"field": getattr(exc, "field", "request"), "message": str(exc)}]
+    out = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "request"
+        kind = err["type"]
+        msg = err["msg"].removeprefix("Value error, ")
+        if kind == "extra_forbidden":
+            msg = f"unknown field; allowed fields are: {', '.join(RunRequest.model_fields)}"
+        elif kind == "missing":
+            msg = "is required"
+            if field == "prompt":
+                msg = "is required: describe the task in plain words (at least 3 characters)"
+        elif kind == "literal_error" and field == "provider":
+            msg = f"must be one of {', '.join(PROVIDERS)}"
+        elif kind == "literal_error" and field == "response_format":
+            msg = "must be 'text' or 'json'"
+        elif kind == "string_too_short" and field == "prompt":
+            msg = "must be at least 3 characters of task description"
+        out.append({"field": field, "message": msg})
+    return out

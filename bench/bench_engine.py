@@ -1,0 +1,108 @@
+"""Engine benchmark: fixed prompt size per step and the engine's own time per step.
+
+Runs the real engine on local pages with a zero-latency fake OpenAI-compatible model and prints:
+- the fixed prompt per step (system prompt + tool schemas, which every step pays before the page), in
+  tokens (o200k_base, offline);
+- per step: wall time, time in the model call (HTTP + litellm), browser time (observe, screenshot,
+  actions) and the rest, our own overhead.
+
+Usage: .venv/bin/python bench/bench_engine.py [--steps 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from agent import actions, prompts  # noqa: E402
+from agent.browser import Browser  # noqa: E402
+from agent.engine import stream  # noqa: E402
+from agent.models import StepFinished  # noqa: E402
+from tests.conftest import SITE, serve_dir  # noqa: E402
+from tests.fakellm import FakeLLM, call, reply  # noqa: E402
+
+
+def tokens(text: str) -> int:
+    """Tokens of `text` with the o200k_base encoding."""
+    import bpe_openai
+
+    return len(bpe_openai.get_encoding("o200k_base").encode(text))
+
+
+def fixed_prompt_table() -> list[tuple[str, int, int]]:
+    """(variant, chars, tokens) of what every step sends besides the task and the page."""
+    schema = {"type": "object", "properties": {"name": {"type": "string"}, "price": {"type": "number"}},
+              "required": ["name", "price"]}
+    rows = []
+    for label, kwargs in [("text result", {}), ("json_schema result", {"json_schema": schema, "response_format": "json"})]:
+        tool_json = json.dumps(actions.tools(**kwargs))
+        frame = prompts.step_message(task="", step=1, max_steps=25, history=[], tabs=[(0, "")], current_tab=0,
+                                     url="", title="", page="", notes=[], result_hint=prompts.result_hint(
+                                         kwargs.get("json_schema"), kwargs.get("response_format", "text")))
+        text = prompts.SYSTEM_PROMPT + tool_json + frame
+        rows.append((label, len(text), tokens(text)))
+    return rows
+
+
+async def own_time(steps: int) -> list[dict[str, float]]:
+    """Run `steps` scroll steps then done on a local page; return per-step timings."""
+    server, base = serve_dir(SITE)
+    fake = FakeLLM()
+    os.environ["OPENAI_BASE_URL"] = fake.url
+    os.environ["OPENAI_API_KEY"] = "sk-bench"
+    script = [reply("Scroll to read more", call("scroll", down=(i % 2 == 0), pages=1)) for i in range(steps)]
+    script.append(reply("Finished", call("done", text="read it", success=True)))
+    fake.script(script)
+    browser = Browser()
+    rows = []
+    with tempfile.TemporaryDirectory() as shots:
+        request = {"prompt": "Read the long page", "model": "gpt-4o-mini", "start_url": f"{base}/long.html",
+                   "max_steps": steps + 3}
+        # Warm-up run: browser start and litellm import are paid once per process, not per step.
+        fake.script([reply("done", call("done", text="warm", success=True))])
+        async for _ in stream({**request, "prompt": "warm up"}, browser=browser):
+            pass
+        fake.reset()
+        fake.script(script)
+        async for event in stream(request, browser=browser, screenshot_dir=Path(shots)):
+            if isinstance(event, StepFinished) and event.item.llm_calls:
+                item = event.item
+                rows.append({"wall": item.duration_ms, "llm": item.llm_ms, "browser": item.browser_ms,
+                             "own": item.duration_ms - item.llm_ms - item.browser_ms})
+    await browser.close()
+    fake.close()
+    server.shutdown()
+    return rows
+
+
+def main() -> None:
+    """Print both tables."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20)
+    args = parser.parse_args()
+
+    print("Fixed prompt per step (system prompt + tool schemas + message frame; target < 2,500 tokens)")
+    print(f"{'variant':<22}{'chars':>8}{'tokens':>8}")
+    for label, chars, toks in fixed_prompt_table():
+        print(f"{label:<22}{chars:>8}{toks:>8}")
+
+    rows = asyncio.run(own_time(args.steps))
+    print(f"\nPer step, {len(rows)} steps, zero-latency fake model (ms; target own time < 200 ms)")
+    print(f"{'':<10}{'wall':>9}{'llm call':>10}{'browser':>9}{'own':>9}")
+    for stat, fn in (("median", statistics.median), ("p90", lambda v: sorted(v)[int(len(v) * 0.9) - 1]), ("max", max)):
+        print(f"{stat:<10}" + "".join(f"{fn([r[k] for r in rows]):>{w}.1f}"
+                                       for k, w in (("wall", 9), ("llm", 10), ("browser", 9), ("own", 9))))
+
+
+if __name__ == "__main__":
+    main()

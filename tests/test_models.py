@@ -1,0 +1,95 @@
+"""The request and response models: defaults, validation messages, the contract's shape."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from agent.models import DEFAULT_MODELS, PROVIDERS, RunRequest, RunResponse, validation_errors
+
+SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "run-agent-api.txt"
+
+
+def errors_of(body: dict) -> list[dict[str, str]]:
+    with pytest.raises(ValidationError) as info:
+        RunRequest.model_validate(body)
+    return validation_errors(info.value)
+
+
+def test_defaults_match_the_contract() -> None:
+    request = RunRequest(prompt="find a cable")
+    assert request.model_dump(include={
+        "prompt", "model", "provider", "wait_for_completion", "webhook_url", "response_format", "json_schema",
+        "use_cached_workflow", "cached_workflow",
+    }) == {
+        "prompt": "find a cable", "model": "o3", "provider": "openai", "wait_for_completion": True,
+        "webhook_url": None, "response_format": "text", "json_schema": None, "use_cached_workflow": False,
+        "cached_workflow": None,
+    }
+
+
+def test_explicit_null_is_accepted_for_every_optional_field() -> None:
+    optional = [name for name in RunRequest.model_fields if name != "prompt"]
+    request = RunRequest.model_validate({"prompt": "abc", **{name: None for name in optional}})
+    assert (request.model, request.provider, request.wait_for_completion, request.response_format) == (
+        "o3", "openai", True, "text")
+
+
+@pytest.mark.parametrize("provider", [p for p in PROVIDERS if p != "openai"])
+def test_provider_without_model_gets_that_providers_default(provider: str) -> None:
+    assert RunRequest(prompt="abc", provider=provider).model == DEFAULT_MODELS[provider]
+    assert RunRequest(prompt="abc", provider=provider, model="my-model").model == "my-model"
+
+
+def test_json_schema_as_object_or_string() -> None:
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+    assert RunRequest(prompt="abc", json_schema=schema).json_schema == schema
+    assert RunRequest(prompt="abc", json_schema=json.dumps(schema)).json_schema == schema
+    draft7 = {"$schema": "http://json-schema.org/draft-07/schema#", "type": "array", "items": {"type": "number"}}
+    assert RunRequest(prompt="abc", json_schema=draft7).json_schema == draft7
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "fragment"),
+    [
+        ({}, "prompt", "is required"),
+        ({"prompt": "ab"}, "prompt", "at least 3 characters"),
+        ({"prompt": "   "}, "prompt", "at least 3 characters"),
+        ({"prompt": "abc", "provider": "openia"}, "provider", "must be one of openai, deepseek"),
+        ({"prompt": "abc", "response_format": "xml"}, "response_format", "'text' or 'json'"),
+        ({"prompt": "abc", "json_schema": "<string>"}, "json_schema", "is not valid JSON"),
+        ({"prompt": "abc", "json_schema": {"type": "strnig"}}, "json_schema", "is not a valid JSON Schema at type"),
+        ({"prompt": "abc", "json_schema": [1, 2]}, "json_schema", "must be a JSON Schema object"),
+        ({"prompt": "abc", "webhook_url": "ftp://x.org/h"}, "webhook_url", "http:// or https://"),
+        ({"prompt": "abc", "webhook_url": "not a url"}, "webhook_url", "http:// or https://"),
+        ({"prompt": "abc", "cached_workflow": [1]}, "cached_workflow", "must be a workflow object"),
+        ({"prompt": "abc", "promt": "x"}, "promt", "unknown field"),
+        ({"prompt": "abc", "max_steps": 0}, "max_steps", "greater than or equal to 1"),
+        ({"prompt": 123}, "prompt", "valid string"),
+        ({"prompt": "abc", "wait_for_completion": "maybe"}, "wait_for_completion", "valid boolean"),
+    ],
+)
+def test_bad_requests_name_the_field_and_the_fix(body: dict, field: str, fragment: str) -> None:
+    errors = errors_of(body)
+    assert [e["field"] for e in errors] == [field]
+    assert fragment in errors[0]["message"]
+
+
+def test_response_has_every_contract_field_with_contract_types() -> None:
+    text = SEED.read_text()
+    response_part = text[text.index('"task_id": 123'):text.index("Body")]
+    contract_fields = set(re.findall(r'"(\w+)":', response_part))
+    dumped = RunResponse(task_id=1, task_run_id=2).model_dump(mode="json")
+    assert contract_fields - {"description", "actions", "name", "params", "is_done", "success",
+                              "extracted_content", "error", "include_in_memory"} <= set(dumped)
+    assert dumped["status"] == "in_progress" and dumped["history"] == []
+    from agent.models import ActionResult, HistoryItem
+
+    item = HistoryItem(description="d", actions=[ActionResult(name="click", params={"index": 1})]).model_dump()
+    assert {"description", "actions"} <= set(item)
+    assert {"name", "params", "is_done", "success", "extracted_content", "error", "include_in_memory"} <= set(
+        item["actions"][0])
