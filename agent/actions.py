@@ -143,8 +143,13 @@ async def click(ctx: Context, index: int) -> Outcome:
     locator, locators = await _element(ctx, index)
     page = await ctx.session.ensure_page()
     before_url, before_tabs = page.url, set(ctx.session.tabs)
+    opens_tab = await locator.evaluate("e => { const a = e.closest('a[href]'); return !!a && a.target === '_blank'; }")
     try:
-        await locator.click(timeout=5_000)
+        if opens_tab:  # wait for the new tab itself, not a guessed delay
+            async with ctx.session.context.expect_page(timeout=5_000):
+                await locator.click(timeout=5_000)
+        else:
+            await locator.click(timeout=5_000)
     except Exception as exc:
         first = str(exc).splitlines()[0]
         if "intercepts pointer events" in str(exc) or "not visible" in str(exc):

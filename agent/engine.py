@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -125,9 +126,14 @@ async def stream(
     llm: LLM | None = None,
     options: EngineOptions | None = None,
     cancel: asyncio.Event | None = None,
+    session: BrowserSession | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Event]:
-    """Run the agent, yielding RunStarted, then StepStarted/StepFinished per step, then RunFinished."""
+    """Run the agent, yielding RunStarted, then StepStarted/StepFinished per step, then RunFinished.
+
+    With `session`, the run continues in those open tabs (a workflow heals one step this way) and
+    leaves them open; otherwise it opens its own context on `browser` (or on a browser of its own).
+    """
     request = request if isinstance(request, RunRequest) else RunRequest.model_validate(request)
     options = resolve_options(request, options, overrides)
     given_llm = llm is not None
@@ -138,12 +144,12 @@ async def stream(
     if not ready and not given_llm:  # say which variable to set before opening a browser
         yield run.finish(error=advice)
         return
-    own_browser = browser is None
+    own_browser = browser is None and session is None
     browser = browser or Browser()
     final: RunFinished | None = None
     try:
-        async with browser.session() as session:
-            async for event in _loop(run, session):
+        async with _session(browser, session) as tabs:
+            async for event in _loop(run, tabs):
                 if isinstance(event, RunFinished):
                     final = event
                 else:
@@ -282,6 +288,15 @@ def _check_result(run: _Run, result: ActionResult, outcome: act.Outcome, attempt
     bad = result.model_copy(update={"is_done": False, "success": False, "error":
                                     f"the result does not match the JSON schema: {detail}. Call done again with corrected data."})
     return bad, None
+
+
+@asynccontextmanager
+async def _session(browser: Browser, given: BrowserSession | None) -> AsyncIterator[BrowserSession]:
+    if given is not None:
+        yield given
+        return
+    async with browser.session() as session:
+        yield session
 
 
 async def _none() -> None:

@@ -307,6 +307,7 @@ class RunFinished(BaseModel):
     model_config = ConfigDict(frozen=True)
     kind: Literal["run_finished"] = "run_finished"
     response: RunResponse
+    healed_workflow: dict[str, Any] | None = None  # a replay that healed a step: the new version to save
     at: datetime = Field(default_factory=utcnow)
 
 

@@ -141,11 +141,12 @@ async def test_navigation_actions_tabs_and_dropdowns(shop: str, browser: Browser
                                    "navigate", "extract", "go_back", "done"]
     assert all(g[2] for g in got), got
     contents = [a.extracted_content for h in response.history for a in h.actions]
-    assert contents[1] == "options of [3]:\n- Small\n- Medium\n- Large"
-    assert contents[2] == "selected 'Large' in [3]"
+    size = got[1][1]["index"]
+    assert contents[1] == f"options of [{size}]:\n- Small\n- Medium\n- Large"
+    assert contents[2] == f"selected 'Large' in [{size}]"
     assert "opened tab 1" in contents[3] and "help.html" in contents[3]
     assert contents[7] == "extracted: 1999"
-    assert "Chosen size: Large" in last_user_text(fake_llm.requests[3])
+    assert "Chosen size: Large" in last_user_text(fake_llm.requests[2])
     extract_calls = [c for h in response.history for c in h.llm_calls if c.purpose == "extract"]
     assert len(extract_calls) == 1 and response.usage.llm_calls == 10
 
