@@ -41,7 +41,9 @@ bench: setup
 	$(PY) bench/bench_engine.py
 	$(PY) bench/bench_store.py
 
+# Jupyter's server is installed only here: it drags in a slow-to-import jsonschema extra the app does not need.
 notebook: setup
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-notebook.txt
 	$(PY) -m notebook --notebook-dir=notebooks
 
 export: setup
