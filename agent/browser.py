@@ -7,7 +7,7 @@ import os
 import shutil
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 from playwright.async_api import Browser as PWBrowser
 from playwright.async_api import BrowserContext, Page, Playwright, async_playwright
@@ -106,8 +106,10 @@ class Browser:
                     "`apt-get install chromium`), or set CHROMIUM_PATH to a Chromium binary"
                 )
             try:
+                from agent.policy import chromium_args  # metadata hosts never resolve inside the browser
+
                 self._browser = await self._pw.chromium.launch(
-                    executable_path=path, headless=self.headless, args=CHROMIUM_ARGS
+                    executable_path=path, headless=self.headless, args=CHROMIUM_ARGS + chromium_args()
                 )
             except Exception as exc:
                 raise BrowserError(
@@ -126,6 +128,8 @@ class Browser:
         from agent.page import INIT_SCRIPT  # marks script-clickable elements before any page script runs
 
         await context.add_init_script(INIT_SCRIPT)
+        if self.cdp_url:  # a remote browser takes no launch flags: block metadata requests per request instead
+            await context.route("**/*", _guard_request)
         session = BrowserSession(context)
         try:
             await session.new_tab()
@@ -218,6 +222,16 @@ class BrowserSession:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         return str(path)
+
+
+async def _guard_request(route: Any) -> None:
+    """Abort requests to cloud metadata addresses and file: URLs; let everything else through."""
+    from agent.policy import request_blocked
+
+    if request_blocked(route.request.url):
+        await route.abort("blockedbyclient")
+    else:
+        await route.continue_()
 
 
 def _redact(url: str) -> str:
