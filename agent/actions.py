@@ -216,6 +216,22 @@ async def send_keys(ctx: Context, keys: str) -> Outcome:
     return Outcome(content=f"pressed {' '.join(pressed)}", changed_page=changed)
 
 
+# Scroll the window; app layouts whose document does not scroll get their biggest scroll box scrolled.
+_SCROLL_PAGE_JS = """(f) => {
+  const s = window.scrollY; window.scrollBy(0, window.innerHeight * f);
+  if (window.scrollY !== s) return window.scrollY - s;
+  let best = null, room = 0;
+  for (const el of document.querySelectorAll('body *')) {
+    const extra = el.scrollHeight - el.clientHeight;
+    if (extra > room && el.clientHeight > 100 && /(auto|scroll)/.test(getComputedStyle(el).overflowY)) {
+      best = el; room = extra;
+    }
+  }
+  if (!best) return 0;
+  const t = best.scrollTop; best.scrollBy(0, best.clientHeight * f); return best.scrollTop - t;
+}"""
+
+
 async def scroll(ctx: Context, down: bool = True, pages: float = 1.0, index: int | None = None) -> Outcome:
     """Scroll the page (or the scrollable element with this index) down or up by a number of pages."""
     pages = max(0.1, min(float(pages), 10.0))
@@ -229,10 +245,7 @@ async def scroll(ctx: Context, down: bool = True, pages: float = 1.0, index: int
             sign * pages,
         )
     else:
-        moved = await page.evaluate(
-            "(f) => { const s = window.scrollY; window.scrollBy(0, window.innerHeight * f); return window.scrollY - s; }",
-            sign * pages,
-        )
+        moved = await page.evaluate(_SCROLL_PAGE_JS, sign * pages)
     direction = "down" if down else "up"
     if not moved:
         return Outcome(content=f"scrolled {direction} but nothing moved (at the {'end' if down else 'top'})",

@@ -97,6 +97,9 @@ class _Run:
         if task in done:
             return task.result()
         task.cancel()
+        # A cancelled gather() stores CancelledError as its exception: retrieve it, or asyncio logs
+        # "_GatheringFuture exception was never retrieved" on every cancel.
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
         self.check()
         raise _Stop(f"timed out after {self.options.timeout_s:g} s")
 

@@ -41,6 +41,9 @@ document.title = 'Results for ' + q;</script></body></html>""",
     "long.html": """<!doctype html><html><head><title>Long</title></head><body><h1>Top of the long page</h1>
 <div style="height:6000px">spacer</div><p>The secret word is pelican.</p>
 <button onclick="this.textContent='Pressed!'">Bottom button</button></body></html>""",
+    "app.html": """<!doctype html><html><head><title>App</title><style>html,body{height:100%;margin:0;overflow:hidden}
+#main{height:100%;overflow-y:auto}</style></head><body><div id="main"><div style="height:5000px">tall</div>
+<p>End of feed</p></div></body></html>""",
 }
 
 
@@ -307,3 +310,10 @@ async def test_run_and_arun_python_api(shop: str, fake_llm: FakeLLM) -> None:
     response = await top_arun(RunRequest(prompt="Say ok", model="gpt-4o-mini"), max_steps=2)
     assert response.status == "success" and response.result == "ok"
     assert arun is top_arun
+
+
+async def test_scroll_reaches_the_scroll_box_of_an_app_layout(shop: str, browser: Browser, fake_llm: FakeLLM) -> None:
+    fake_llm.handler = steps(reply("Scroll", call("scroll", down=True, pages=1)),
+                             reply("Done", call("done", text="ok", success=True)))
+    _, response = await go({"prompt": "Scroll the feed", "start_url": f"{shop}/app.html"}, browser)
+    assert response.history[1].actions[0].extracted_content == "scrolled down 800 px"
