@@ -13,14 +13,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-import jsonschema
 from playwright.async_api import Error as PlaywrightError
 from pydantic import BaseModel, ConfigDict
 
 from agent import actions as act
 from agent import prompts
 from agent.browser import Browser, BrowserError, BrowserSession
-from agent.llm import LLM, LLMError, MissingKeyError, key_status
+from agent.llm import LLM, LLMError, MissingKeyError, key_status, preload
 from agent.models import (
     ActionResult, Event, HistoryItem, LLMCall, RunFinished, RunRequest, RunResponse, RunStarted, StepFinished,
     StepStarted, Usage, utcnow,
@@ -147,6 +146,8 @@ async def stream(
     if not ready and not given_llm:  # say which variable to set before opening a browser
         yield run.finish(error=advice)
         return
+    # Overlap the one-time litellm import (~10 s) with the browser start instead of the first step.
+    warm = asyncio.ensure_future(asyncio.to_thread(preload)) if not given_llm else None
     own_browser = browser is None and session is None
     browser = browser or Browser()
     final: RunFinished | None = None
@@ -164,6 +165,8 @@ async def stream(
     except PlaywrightError as exc:  # the browser crashed or was closed under us
         final = run.finish(error=f"browser error: {str(exc).splitlines()[0]}")
     finally:
+        if warm is not None and not warm.done():
+            warm.add_done_callback(lambda t: t.cancelled() or t.exception())
         if own_browser:
             await browser.close()
     yield final or run.finish(error="the run ended without a result")
@@ -283,6 +286,8 @@ def _check_result(run: _Run, result: ActionResult, outcome: act.Outcome, attempt
     schema = run.request.json_schema
     if schema is None or not run.structured:
         return result, outcome
+    import jsonschema  # here: only structured runs need it
+
     validator = jsonschema.validators.validator_for(schema)(schema)
     errors = sorted(validator.iter_errors(outcome.data), key=lambda e: list(e.absolute_path))
     if not errors:

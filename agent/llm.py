@@ -149,6 +149,21 @@ def _import_litellm() -> Any:
     return litellm
 
 
+def preload() -> None:
+    """Import litellm now (~10 s), e.g. in a worker thread at start-up, so no run pays for it."""
+    _import_litellm()
+
+
+async def _litellm() -> Any:
+    """litellm, imported in a worker thread the first time so the event loop never stalls on it."""
+    import sys
+
+    module = sys.modules.get("litellm")
+    if module is not None and hasattr(module, "acompletion"):
+        return _import_litellm()
+    return await asyncio.to_thread(_import_litellm)
+
+
 class LLM:
     """A provider + model, called with our messages and tools; returns `Reply`."""
 
@@ -186,7 +201,7 @@ class LLM:
     ) -> Reply:
         """One model call with bounded retries on rate limits, 5xx, timeouts and connection errors."""
         check_key(self.provider)
-        litellm = _import_litellm()
+        litellm = await _litellm()
         kwargs: dict[str, Any] = {
             "model": self.name,
             "messages": messages,

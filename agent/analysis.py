@@ -1,0 +1,469 @@
+"""The run log for analysts: a read-only connection on the latest snapshot, and pandas helpers.
+
+    from agent import analysis as an
+    an.ready()                      # connect; prints why and returns False when there is nothing yet
+    an.runs()                       # one row per run (the v_runs view) as a DataFrame
+    an.success_by_model()           # which provider/model succeeds most
+    an.compare("gpt-4o-mini", "o3") # two models (or two prompts) on the same task, side by side
+    an.connect().sql("SELECT model, avg(cost_usd) FROM v_runs GROUP BY model").df()
+
+Readers never open the app's live database: `connect()` opens the latest *snapshot* the app
+publishes after each run, read-only, so a notebook left open never blocks or loses a write. A
+connection sees the log as of the moment it was opened: call `connect()` again (re-run the
+notebook's first cell) to see newer runs. Every helper uses the connection of the last
+`connect()` (opening one if needed) unless given `con=`; on a log with no runs each returns an
+empty DataFrame with the same columns.
+
+The data directory is `WORKBENCH_DATA_DIR`, else `data/` at the repo root (where `make run` keeps
+it). Errors: `NoRunLog` (nothing published there yet; the message says what to do), `ValueError`
+for a bad argument.
+
+CLI: `python -m agent.analysis views-markdown` prints the views and their columns (for the README).
+
+This module imports neither duckdb (only agent.store does) nor, at import time, pandas or
+matplotlib: `import agent.analysis` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "NoRunLog",
+    "VIEW_DOCS",
+    "actions",
+    "compare",
+    "connect",
+    "cost_latency_by_model",
+    "data_dir",
+    "exports_dir",
+    "failing_actions",
+    "failure_step",
+    "limit_hits",
+    "llm_calls",
+    "most_common",
+    "ready",
+    "run_timeline",
+    "runs",
+    "steps",
+    "success_by_model",
+    "time_split",
+    "views_markdown",
+    "webhooks",
+]
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA_ENV = "WORKBENCH_DATA_DIR"
+EXPORTS_ENV = "WORKBENCH_EXPORTS_DIR"
+
+# A DuckDB connection handed out by agent.store (typed loosely: this module never imports duckdb).
+Connection = Any
+
+# What each view answers, for the generated README table (a view without an entry still appears).
+VIEW_DOCS: dict[str, str] = {
+    "v_runs": "one row per run: status, prompt, provider, model, mode, steps, duration, tokens, cost, error, times",
+    "v_steps": "one row per step, with its run's provider, model and status; timings split LLM / browser",
+    "v_actions": "one row per executed action: name, params, success, error, who executed it",
+    "v_llm_calls": "one row per LLM call: tokens, latency, cost, finish reason",
+    "v_webhooks": "one row per webhook delivery attempt",
+    "v_success_by_model": "finished runs per provider and model: success rate, average cost, duration, steps",
+    "v_failing_actions": "failed actions grouped by name and error, most frequent first",
+}
+
+# How the engine words the end of a run cut short by one of its bounds (agent/engine.py).
+LIMITS: dict[str, str] = {
+    "max_steps": "reached max_steps (%",
+    "timeout": "timed out after %",
+    "max_failures": "stopped after % consecutive failures%",
+    "schema_retries": "the result did not match the JSON schema after %",
+}
+
+# An action failed when it says so or carries an error (success is NULL for some actions).
+_FAILED = "(a.error IS NOT NULL OR a.success = false)"
+
+_current: tuple[Path, Connection] | None = None
+
+
+class NoRunLog(FileNotFoundError):
+    """Nothing has been published in the data directory yet; the message says what to do."""
+
+
+# ------------------------------------------------------------------ connecting
+def data_dir() -> Path:
+    """The workbench's data directory: env WORKBENCH_DATA_DIR, else `data/` at the repo root."""
+    raw = os.environ.get(DATA_ENV, "").strip()
+    return Path(raw).expanduser().resolve() if raw else ROOT / "data"
+
+
+def exports_dir() -> Path:
+    """Where `make export` writes Parquet: env WORKBENCH_EXPORTS_DIR, else `exports/` at the repo root."""
+    raw = os.environ.get(EXPORTS_ENV, "").strip()
+    return Path(raw).expanduser().resolve() if raw else ROOT / "exports"
+
+
+def _resolve(given: Path | str | None) -> Path:
+    return Path(given).expanduser().resolve() if given is not None else data_dir()
+
+
+def connect(data_dir: Path | str | None = None) -> Connection:
+    """A read-only connection on the latest snapshot (views ready); helpers use it from now on."""
+    global _current
+    from agent.store import open_snapshot, snapshot_path
+
+    where = _resolve(data_dir)
+    _current = None  # a failed connect must not leave helpers reading the previous log
+    if not snapshot_path(where).exists():
+        hint = ""
+        if (where / "runs.duckdb").exists():
+            hint = (f" (the app has not published a snapshot yet; publish one with "
+                    f"`python -m agent.store snapshot --data-dir {where}`)")
+        raise NoRunLog(
+            f"no run log yet at {where}: start the workbench with `make run` and run a task, "
+            f"or set {DATA_ENV}{hint}"
+        )
+    con = open_snapshot(where)
+    _current = (where, con)
+    return con
+
+
+def ready(data_dir: Path | str | None = None) -> bool:
+    """Connect for a notebook: True when there are runs to show, else print why and return False."""
+    try:
+        con = connect(data_dir)
+    except NoRunLog as exc:
+        print(exc)
+        return False
+    if con.execute("SELECT count(*) FROM runs").fetchone()[0] == 0:
+        print(f"the run log at {_resolve(data_dir)} has no runs yet: run a task in the workbench (`make run`), "
+              "then re-run this cell")
+        return False
+    return True
+
+
+def _con(con: Connection | None) -> Connection:
+    """The given connection, else the one of the last connect(), else a new one."""
+    if con is not None:
+        return con
+    if _current is None:
+        return connect()
+    return _current[1]
+
+
+def _df(con: Connection | None, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+    return _con(con).execute(sql, list(params)).df()
+
+
+# ------------------------------------------------------------------ the views as DataFrames
+def runs(*, con: Connection | None = None) -> pd.DataFrame:
+    """One row per run (v_runs), oldest first."""
+    return _df(con, "SELECT * FROM v_runs ORDER BY id")
+
+
+def steps(run_id: int | None = None, *, con: Connection | None = None) -> pd.DataFrame:
+    """One row per step (v_steps), of one run or all, in run order."""
+    where, params = _run_filter(run_id)
+    return _df(con, f"SELECT * FROM v_steps {where} ORDER BY run_id, seq", params)
+
+
+def actions(run_id: int | None = None, *, con: Connection | None = None) -> pd.DataFrame:
+    """One row per executed action (v_actions), of one run or all, in run order."""
+    where, params = _run_filter(run_id)
+    return _df(con, f"SELECT * FROM v_actions {where} ORDER BY run_id, seq, idx", params)
+
+
+def llm_calls(run_id: int | None = None, *, con: Connection | None = None) -> pd.DataFrame:
+    """One row per LLM call (v_llm_calls), of one run or all, in run order."""
+    where, params = _run_filter(run_id)
+    return _df(con, f"SELECT * FROM v_llm_calls {where} ORDER BY run_id, seq, idx", params)
+
+
+def webhooks(*, con: Connection | None = None) -> pd.DataFrame:
+    """Every webhook delivery attempt (v_webhooks), oldest first."""
+    return _df(con, "SELECT * FROM v_webhooks ORDER BY id")
+
+
+def success_by_model(*, con: Connection | None = None) -> pd.DataFrame:
+    """Finished runs per provider and model: runs, successes, success rate, cost, duration, steps."""
+    return _df(con, "SELECT * FROM v_success_by_model")
+
+
+def failing_actions(*, con: Connection | None = None) -> pd.DataFrame:
+    """Failed actions by name and error, most frequent first (v_failing_actions)."""
+    return _df(con, "SELECT * FROM v_failing_actions")
+
+
+def _run_filter(run_id: int | None) -> tuple[str, list[Any]]:
+    if run_id is None:
+        return "", []
+    return "WHERE run_id = ?", [_run_id(run_id)]
+
+
+def _run_id(run_id: Any) -> int:
+    if isinstance(run_id, bool) or not isinstance(run_id, int):
+        try:
+            return int(run_id)  # numpy integers from a DataFrame cell
+        except (TypeError, ValueError):
+            raise ValueError(f"run_id must be a run's integer id (see runs().id), got {run_id!r}") from None
+    return run_id
+
+
+# ------------------------------------------------------------------ the everyday questions
+def cost_latency_by_model(*, con: Connection | None = None) -> pd.DataFrame:
+    """Tokens and cost per step and per run, and LLM latency p50/p90/p99, per provider and model."""
+    return _df(
+        con,
+        """
+        WITH r AS (
+            -- sums of integers are 128-bit in DuckDB (floats in pandas): back to BIGINT
+            SELECT provider, model, count(*) AS runs, sum(steps)::BIGINT AS steps,
+                   sum(llm_calls)::BIGINT AS llm_calls, sum(input_tokens)::BIGINT AS input_tokens,
+                   sum(output_tokens)::BIGINT AS output_tokens, sum(cost_usd) AS cost_usd
+            FROM runs WHERE status <> 'in_progress'
+            GROUP BY provider, model
+        ), lat AS (
+            SELECT r.provider, r.model,
+                   quantile_cont(c.latency_ms, 0.5) AS llm_latency_p50_ms,
+                   quantile_cont(c.latency_ms, 0.9) AS llm_latency_p90_ms,
+                   quantile_cont(c.latency_ms, 0.99) AS llm_latency_p99_ms
+            FROM llm_calls c JOIN runs r ON r.id = c.run_id
+            WHERE r.status <> 'in_progress'
+            GROUP BY r.provider, r.model
+        )
+        SELECT r.provider, r.model, r.runs, r.steps, r.llm_calls,
+               r.input_tokens, r.output_tokens, r.input_tokens + r.output_tokens AS total_tokens,
+               (r.input_tokens + r.output_tokens) / nullif(r.steps, 0) AS tokens_per_step,
+               (r.input_tokens + r.output_tokens) / r.runs AS tokens_per_run,
+               r.cost_usd, r.cost_usd / nullif(r.steps, 0) AS cost_per_step_usd,
+               r.cost_usd / r.runs AS cost_per_run_usd,
+               lat.llm_latency_p50_ms, lat.llm_latency_p90_ms, lat.llm_latency_p99_ms
+        FROM r LEFT JOIN lat ON lat.provider IS NOT DISTINCT FROM r.provider
+                            AND lat.model IS NOT DISTINCT FROM r.model
+        ORDER BY r.runs DESC, r.provider, r.model
+        """,
+    )
+
+
+def time_split(*, con: Connection | None = None) -> pd.DataFrame:
+    """Per step: time in the LLM, in the browser, and our own overhead (the rest), in ms."""
+    return _df(
+        con,
+        """
+        SELECT s.run_id, s.seq, s.step, r.provider, r.model, s.executed_by,
+               s.duration_ms, s.llm_ms, s.browser_ms,
+               -- clocks are read at slightly different moments: never a negative overhead
+               greatest(s.duration_ms - s.llm_ms - s.browser_ms, 0) AS overhead_ms
+        FROM steps s JOIN runs r ON r.id = s.run_id
+        ORDER BY s.run_id, s.seq
+        """,
+    )
+
+
+def limit_hits(*, con: Connection | None = None) -> pd.DataFrame:
+    """Failed runs cut short by a bound (max_steps, timeout, max_failures, schema_retries)."""
+    cases = " ".join(f"WHEN error LIKE '{pattern}' THEN '{name}'" for name, pattern in LIMITS.items())
+    return _df(
+        con,
+        f"""
+        SELECT * FROM (
+            SELECT id AS run_id, provider, model, prompt, CASE {cases} END AS limit_hit,
+                   steps, duration_ms / 1000.0 AS duration_s, error, started_at
+            FROM runs WHERE status = 'failure'
+        ) WHERE limit_hit IS NOT NULL
+        ORDER BY run_id
+        """,
+    )
+
+
+def failure_step(*, con: Connection | None = None) -> pd.DataFrame:
+    """For each failed run, the step where it went wrong: its first action error, else its last step."""
+    return _df(
+        con,
+        f"""
+        WITH failed AS (
+            SELECT id, provider, model, prompt, error FROM runs WHERE status = 'failure'
+        ), first_error AS (
+            SELECT a.run_id, min(a.seq) AS seq FROM actions a WHERE {_FAILED} GROUP BY a.run_id
+        ), last_step AS (
+            SELECT run_id, max(seq) AS seq FROM steps GROUP BY run_id
+        ), picked AS (
+            SELECT f.*, coalesce(e.seq, l.seq) AS seq,
+                   CASE WHEN e.seq IS NOT NULL THEN 'first action error'
+                        WHEN l.seq IS NOT NULL THEN 'last step' END AS why
+            FROM failed f LEFT JOIN first_error e ON e.run_id = f.id LEFT JOIN last_step l ON l.run_id = f.id
+        ), culprit AS (
+            -- the step's first failed action, else its last action
+            SELECT a.run_id, a.seq, a.name, a.error FROM actions a
+            QUALIFY row_number() OVER (
+                PARTITION BY a.run_id, a.seq
+                ORDER BY {_FAILED} DESC, CASE WHEN {_FAILED} THEN a.idx ELSE -a.idx END) = 1
+        )
+        SELECT p.id AS run_id, p.provider, p.model, p.prompt, p.seq, s.step, p.why,
+               s.description, s.url, c.name AS action, c.error AS action_error,
+               p.error AS run_error, s.screenshot_path
+        FROM picked p
+        LEFT JOIN steps s ON s.run_id = p.id AND s.seq = p.seq
+        LEFT JOIN culprit c ON c.run_id = p.id AND c.seq = p.seq
+        ORDER BY p.id
+        """,
+    )
+
+
+def run_timeline(run_id: int, *, con: Connection | None = None) -> pd.DataFrame:
+    """One run step by step: goal, actions, errors, timings, tokens, and the screenshot file if it exists."""
+    rid = _run_id(run_id)
+    df = _df(
+        con,
+        """
+        WITH a AS (
+            SELECT seq,
+                   string_agg(name || ' ' || left(params_json::VARCHAR, 80), '; ' ORDER BY idx) AS actions,
+                   string_agg(name || ': ' || error, '; ' ORDER BY idx) AS errors,
+                   count(*) FILTER (WHERE error IS NOT NULL OR success = false) AS failed_actions
+            FROM actions WHERE run_id = ? GROUP BY seq
+        ), c AS (
+            SELECT seq, sum(input_tokens)::BIGINT AS input_tokens, sum(output_tokens)::BIGINT AS output_tokens,
+                   sum(cost_usd) AS cost_usd
+            FROM llm_calls WHERE run_id = ? GROUP BY seq
+        )
+        SELECT s.run_id, s.seq, s.step, s.executed_by, s.description, s.url, s.title,
+               coalesce(a.actions, '') AS actions, a.errors, coalesce(a.failed_actions, 0) AS failed_actions,
+               s.duration_ms, s.llm_ms, s.browser_ms,
+               coalesce(c.input_tokens, 0) AS input_tokens, coalesce(c.output_tokens, 0) AS output_tokens,
+               c.cost_usd, s.screenshot_path
+        FROM steps s LEFT JOIN a ON a.seq = s.seq LEFT JOIN c ON c.seq = s.seq
+        WHERE s.run_id = ?
+        ORDER BY s.seq
+        """,
+        [rid, rid, rid],
+    )
+    base = _current[0] if (_current is not None and (con is None or con is _current[1])) else data_dir()
+    df["screenshot"] = [_screenshot(p, base) for p in df["screenshot_path"]]
+    return df
+
+
+def _screenshot(path: Any, base: Path) -> str | None:
+    """The screenshot file on disk, or None; a data folder that moved is found through `screenshots/`."""
+    if not isinstance(path, str) or not path:
+        return None
+    p = Path(path)
+    candidates = [p] if p.is_absolute() else [base / p]
+    parts = p.parts
+    if "screenshots" in parts:
+        candidates.append(base.joinpath(*parts[parts.index("screenshots"):]))
+    for candidate in candidates:
+        if candidate.is_file():
+            return str(candidate)
+    return None
+
+
+# ------------------------------------------------------------------ comparing
+_BY = {"model": "model", "prompt": "prompt"}
+
+
+def _by(by: str) -> str:
+    if by not in _BY:
+        raise ValueError(f"by must be 'model' or 'prompt', got {by!r}")
+    return _BY[by]
+
+
+def most_common(by: str = "model", n: int = 2, *, con: Connection | None = None) -> list[str]:
+    """The `n` models (or prompts) with the most finished runs, most frequent first."""
+    col = _by(by)
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    rows = _con(con).execute(
+        f"SELECT {col}, count(*) AS c FROM runs WHERE status <> 'in_progress' AND {col} IS NOT NULL "
+        f"GROUP BY {col} ORDER BY c DESC, {col} LIMIT ?",
+        [n],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def compare(
+    a: str,
+    b: str,
+    *,
+    by: str = "model",
+    task: str | None = None,
+    model: str | None = None,
+    con: Connection | None = None,
+) -> pd.DataFrame:
+    """Two models (or two prompts) on the same task, one row each: success rate, steps, duration, tokens, cost.
+
+    by="model": runs of models `a` and `b` on the prompt `task`, or (task=None) on the prompts both
+    have run. by="prompt": runs of prompts `a` and `b`, of `model` only when given. Finished runs only.
+    """
+    import pandas as pd
+
+    col = _by(by)
+    if not isinstance(a, str) or not isinstance(b, str) or not a or not b:
+        raise ValueError(f"a and b must be two {by}s (strings), got {a!r} and {b!r}")
+    if a == b:
+        raise ValueError(f"a and b are the same {by} ({a!r}); pick two different ones")
+    scope, params = "", [a, b]
+    if by == "model":
+        if task is not None:
+            scope, params = "AND prompt = ?", [a, b, task]
+        else:
+            # "The same task": only prompts that both models have run.
+            scope = ("AND prompt IN (SELECT prompt FROM runs WHERE model = ? AND status <> 'in_progress' "
+                     "INTERSECT SELECT prompt FROM runs WHERE model = ? AND status <> 'in_progress')")
+            params = [a, b, a, b]
+    elif model is not None:
+        scope, params = "AND model = ?", [a, b, model]
+    df = _df(
+        con,
+        f"""
+        SELECT {col} AS value, count(*) AS runs,
+               count(*) FILTER (WHERE status = 'success') AS successes,
+               count(*) FILTER (WHERE status = 'success') / count(*) AS success_rate,
+               avg(steps) AS avg_steps, avg(duration_ms) / 1000.0 AS avg_duration_s,
+               avg(input_tokens) AS avg_input_tokens, avg(output_tokens) AS avg_output_tokens,
+               avg(input_tokens + output_tokens) AS avg_tokens,
+               avg(cost_usd) AS avg_cost_usd, sum(cost_usd) AS total_cost_usd,
+               count(DISTINCT prompt) AS prompts, count(DISTINCT model) AS models
+        FROM runs
+        WHERE status <> 'in_progress' AND {col} IN (?, ?) {scope}
+        GROUP BY {col}
+        """,
+        params,
+    )
+    out = df.set_index("value").reindex(pd.Index([a, b], name=by))
+    for name in ("runs", "successes", "prompts", "models"):
+        out[name] = out[name].fillna(0).astype("int64")
+    return out
+
+
+# ------------------------------------------------------------------ docs
+def views_markdown() -> str:
+    """The views and their columns as a markdown table, from a freshly migrated database."""
+    from agent.store import describe_views
+
+    lines = ["| view | what it answers | columns |", "|---|---|---|"]
+    for name, cols in describe_views().items():
+        columns = ", ".join(f"`{c}` {t.lower()}" for c, t in cols)
+        lines.append(f"| `{name}` | {VIEW_DOCS.get(name, '')} | {columns} |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m agent.analysis views-markdown`; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="python -m agent.analysis", description="The run log for analysts.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("views-markdown", help="print the views and their columns as a markdown table")
+    args = parser.parse_args(argv)
+    if args.command == "views-markdown":
+        print(views_markdown())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,317 @@
+"""Numbered migrations of the run log schema, applied in order when the store opens.
+
+Each migration is a small named function recorded in `_migrations` once applied. A migration is
+never edited once shipped: a schema change is a new function at the end of the list (that is how a
+database created by any earlier version reaches the current schema). Comments say why a column or
+view exists, because the schema is read by analysts more often than by us.
+
+This module does not import duckdb: it receives a connection from `agent.store`, the only module
+that does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+
+class Connection(Protocol):
+    """The part of a DuckDB connection that migrations use."""
+
+    def execute(self, query: str, parameters: Any = ...) -> Any:  # noqa: D102
+        ...
+
+
+class MigrationError(RuntimeError):
+    """The database cannot be brought to the schema this code expects."""
+
+
+Migration = Callable[[Connection], None]
+MIGRATIONS: list[Migration] = []
+
+
+def migration(fn: Migration) -> Migration:
+    """Register `fn` as the next migration (its name is what gets recorded)."""
+    MIGRATIONS.append(fn)
+    return fn
+
+
+@migration
+def m001_initial(db: Connection) -> None:
+    """The tables: one per noun, flat typed columns for filters, *_json for the rest."""
+    # Ids come from sequences so that ids are stable across snapshots and exports.
+    for seq in ("tasks_id", "runs_id", "workflows_id", "webhook_deliveries_id"):
+        db.execute(f"CREATE SEQUENCE {seq} START 1")
+    # A task is what was asked; a run is one attempt at it (a task can be re-run or replayed).
+    db.execute(
+        """
+        CREATE TABLE tasks (
+            id           BIGINT PRIMARY KEY DEFAULT nextval('tasks_id'),
+            prompt       VARCHAR NOT NULL,
+            request_json JSON NOT NULL,
+            created_at   TIMESTAMPTZ NOT NULL,
+            workflow_id  BIGINT            -- the cached workflow saved from this task, if any
+        )
+        """
+    )
+    # Running totals (steps, actions, llm_calls, tokens, cost) are updated with every step so that
+    # a run in progress, or one cut short by a crash, still shows what it did.
+    db.execute(
+        """
+        CREATE TABLE runs (
+            id             BIGINT PRIMARY KEY DEFAULT nextval('runs_id'),
+            task_id        BIGINT NOT NULL,
+            status         VARCHAR NOT NULL CHECK (status IN ('success', 'failure', 'in_progress')),
+            error          VARCHAR,
+            mode           VARCHAR NOT NULL CHECK (mode IN ('agent', 'replay')),
+            provider       VARCHAR,
+            model          VARCHAR,     -- as requested, e.g. 'o3'
+            litellm_model  VARCHAR,     -- as sent to litellm, e.g. 'openai/o3'
+            prompt         VARCHAR,
+            created_at     TIMESTAMPTZ NOT NULL,  -- accepted (a background run may wait)
+            started_at     TIMESTAMPTZ NOT NULL,  -- the engine started
+            finished_at    TIMESTAMPTZ,
+            duration_ms    DOUBLE,
+            steps          INTEGER NOT NULL DEFAULT 0,
+            actions        INTEGER NOT NULL DEFAULT 0,
+            llm_calls      INTEGER NOT NULL DEFAULT 0,
+            input_tokens   BIGINT NOT NULL DEFAULT 0,
+            output_tokens  BIGINT NOT NULL DEFAULT 0,
+            cost_usd       DOUBLE NOT NULL DEFAULT 0,
+            is_done        BOOLEAN NOT NULL DEFAULT false,
+            is_successful  BOOLEAN,
+            result_json    JSON,
+            request_json   JSON NOT NULL,  -- secrets stripped before writing
+            workflow_id    BIGINT,
+            replayed_steps INTEGER NOT NULL DEFAULT 0,
+            healed_steps   INTEGER NOT NULL DEFAULT 0,
+            webhook_url    VARCHAR
+        )
+        """
+    )
+    # `seq` is the step's position in the run's history: it orders and joins steps, actions and
+    # llm calls even if the engine repeats a step number (a healed step keeps its number).
+    db.execute(
+        """
+        CREATE TABLE steps (
+            run_id          BIGINT NOT NULL,
+            seq             INTEGER NOT NULL,
+            step            INTEGER NOT NULL,
+            description     VARCHAR,
+            url             VARCHAR,
+            title           VARCHAR,
+            screenshot_path VARCHAR,   -- a file under <data_dir>/screenshots, never image bytes
+            started_at      TIMESTAMPTZ,
+            finished_at     TIMESTAMPTZ NOT NULL,
+            duration_ms     DOUBLE NOT NULL,
+            llm_ms          DOUBLE NOT NULL,
+            browser_ms      DOUBLE NOT NULL,
+            executed_by     VARCHAR NOT NULL,  -- agent | replay | heal
+            actions         INTEGER NOT NULL,
+            llm_calls       INTEGER NOT NULL
+        )
+        """
+    )
+    # No indexes on the big tables: DuckDB's zone maps make `run_id = ?` cheap on insert-ordered
+    # data, and an ART index would tax every insert.
+    db.execute(
+        """
+        CREATE TABLE actions (
+            run_id            BIGINT NOT NULL,
+            seq               INTEGER NOT NULL,
+            step              INTEGER NOT NULL,
+            idx               INTEGER NOT NULL,   -- position within the step
+            name              VARCHAR NOT NULL,
+            params_json       JSON NOT NULL,
+            success           BOOLEAN,
+            is_done           BOOLEAN NOT NULL,
+            error             VARCHAR,
+            extracted_content VARCHAR,
+            include_in_memory BOOLEAN NOT NULL,
+            locators_json     JSON,     -- how to find the element again (replay)
+            data_json         JSON,     -- the parsed `done` result in JSON mode
+            executed_by       VARCHAR NOT NULL,
+            duration_ms       DOUBLE NOT NULL,
+            created_at        TIMESTAMPTZ NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE llm_calls (
+            run_id        BIGINT NOT NULL,
+            seq           INTEGER NOT NULL,
+            step          INTEGER NOT NULL,
+            idx           INTEGER NOT NULL,
+            model         VARCHAR NOT NULL,
+            provider      VARCHAR NOT NULL,
+            purpose       VARCHAR NOT NULL,   -- step | extract | heal | params
+            started_at    TIMESTAMPTZ NOT NULL,
+            latency_ms    DOUBLE NOT NULL,
+            input_tokens  BIGINT NOT NULL,
+            output_tokens BIGINT NOT NULL,
+            cost_usd      DOUBLE,             -- NULL when litellm does not know the price
+            finish_reason VARCHAR,
+            error         VARCHAR
+        )
+        """
+    )
+    # A workflow is never overwritten: healing or editing saves a new version of the same id.
+    db.execute(
+        """
+        CREATE TABLE workflows (
+            id                  BIGINT NOT NULL,
+            version             INTEGER NOT NULL,
+            name                VARCHAR,
+            prompt              VARCHAR,
+            document_json       JSON NOT NULL,
+            created_at          TIMESTAMPTZ NOT NULL,
+            source_run_id       BIGINT,
+            healed_from_version INTEGER,
+            PRIMARY KEY (id, version)
+        )
+        """
+    )
+    # Every attempt is a row, so failed deliveries and their retries can be audited.
+    db.execute(
+        """
+        CREATE TABLE webhook_deliveries (
+            id          BIGINT PRIMARY KEY DEFAULT nextval('webhook_deliveries_id'),
+            run_id      BIGINT NOT NULL,
+            url         VARCHAR NOT NULL,
+            attempt     INTEGER NOT NULL,
+            "at"        TIMESTAMPTZ NOT NULL,  -- quoted: AT is a keyword
+            status_code INTEGER,
+            ok          BOOLEAN NOT NULL,
+            error       VARCHAR,
+            duration_ms DOUBLE NOT NULL,
+            event       VARCHAR NOT NULL
+        )
+        """
+    )
+
+
+# `day` is the run's UTC start date, whatever the reader's TimeZone setting: the same run always
+# falls on the same day in views and in the Parquet export.
+RUN_DAY = "CAST(timezone('UTC', r.started_at) AS DATE)"
+
+
+@migration
+def m002_views(db: Connection) -> None:
+    """Views for the everyday questions; they live in the database so snapshots carry them."""
+    db.execute(
+        f"""
+        CREATE VIEW v_runs AS
+        SELECT r.id, r.task_id, r.status, r.prompt, r.provider, r.model, r.mode,
+               r.steps, r.actions, r.llm_calls,
+               r.duration_ms / 1000.0 AS duration_s,
+               r.input_tokens, r.output_tokens, r.cost_usd, r.is_successful, r.error,
+               r.workflow_id, r.replayed_steps, r.healed_steps,
+               r.started_at, r.finished_at, {RUN_DAY} AS day
+        FROM runs r
+        """
+    )
+    db.execute(
+        f"""
+        CREATE VIEW v_steps AS
+        SELECT s.run_id, s.seq, s.step, s.description, s.url, s.title, s.executed_by,
+               s.actions, s.llm_calls, s.duration_ms, s.llm_ms, s.browser_ms,
+               s.started_at, s.finished_at, s.screenshot_path,
+               r.provider, r.model, r.mode, r.status AS run_status, {RUN_DAY} AS day
+        FROM steps s JOIN runs r ON r.id = s.run_id
+        """
+    )
+    db.execute(
+        f"""
+        CREATE VIEW v_actions AS
+        SELECT a.run_id, a.seq, a.step, a.idx, a.name, a.success, a.is_done, a.error,
+               a.executed_by, a.duration_ms, a.params_json, a.extracted_content,
+               a.locators_json, a.created_at,
+               r.provider, r.model, r.mode, r.status AS run_status, {RUN_DAY} AS day
+        FROM actions a JOIN runs r ON r.id = a.run_id
+        """
+    )
+    db.execute(
+        f"""
+        CREATE VIEW v_llm_calls AS
+        SELECT c.run_id, c.seq, c.step, c.idx, c.provider, c.model, c.purpose,
+               c.started_at, c.latency_ms, c.input_tokens, c.output_tokens, c.cost_usd,
+               c.finish_reason, c.error,
+               r.model AS run_model, r.status AS run_status, {RUN_DAY} AS day
+        FROM llm_calls c JOIN runs r ON r.id = c.run_id
+        """
+    )
+    db.execute(
+        """
+        CREATE VIEW v_webhooks AS
+        SELECT w.id, w.run_id, w.event, w.url, w.attempt, w."at", w.status_code, w.ok, w.error,
+               w.duration_ms, r.status AS run_status
+        FROM webhook_deliveries w LEFT JOIN runs r ON r.id = w.run_id
+        """
+    )
+    # Runs still in progress have no outcome yet: counting them would drag the rate down.
+    db.execute(
+        """
+        CREATE VIEW v_success_by_model AS
+        SELECT provider, model,
+               count(*) AS runs,
+               count(*) FILTER (WHERE status = 'success') AS successes,
+               count(*) FILTER (WHERE status = 'success') / count(*) AS success_rate,
+               avg(cost_usd) AS avg_cost_usd,
+               avg(duration_ms) / 1000.0 AS avg_duration_s,
+               avg(steps) AS avg_steps,
+               sum(cost_usd) AS total_cost_usd
+        FROM runs
+        WHERE status <> 'in_progress'
+        GROUP BY provider, model
+        ORDER BY runs DESC, provider, model
+        """
+    )
+    # An action failed when it says so or carries an error (success is NULL for some actions).
+    db.execute(
+        """
+        CREATE VIEW v_failing_actions AS
+        SELECT name, error,
+               count(*) AS count,
+               count(DISTINCT run_id) AS runs,
+               max(created_at) AS last_at
+        FROM actions
+        WHERE success = false OR error IS NOT NULL
+        GROUP BY name, error
+        ORDER BY count DESC, name, error
+        """
+    )
+
+
+def applied(db: Connection) -> list[str]:
+    """Names of the migrations already recorded in this database, in order."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)"
+    )
+    return [row[0] for row in db.execute("SELECT name FROM _migrations ORDER BY applied_at, name").fetchall()]
+
+
+def migrate(db: Connection) -> list[str]:
+    """Apply the migrations not yet recorded, each in its own transaction; returns their names."""
+    done = set(applied(db))
+    known = {fn.__name__ for fn in MIGRATIONS}
+    unknown = sorted(done - known)
+    if unknown:
+        raise MigrationError(
+            f"this database was migrated by a newer version of the app ({', '.join(unknown)}); "
+            "upgrade the app, or point it at another data directory"
+        )
+    ran = []
+    for fn in MIGRATIONS:
+        if fn.__name__ in done:
+            continue
+        db.execute("BEGIN TRANSACTION")
+        try:
+            fn(db)
+            db.execute("INSERT INTO _migrations VALUES (?, now())", [fn.__name__])
+            db.execute("COMMIT")
+        except Exception as exc:
+            db.execute("ROLLBACK")
+            raise MigrationError(f"migration {fn.__name__} failed: {exc}") from exc
+        ran.append(fn.__name__)
+    return ran

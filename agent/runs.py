@@ -1,0 +1,519 @@
+"""The run service: the one place that wires the engine, the store, live viewers and webhooks.
+
+`RunService.submit()` validates a request, creates the task and run rows at once, and starts the run
+in the background; `run()` is submit then `wait()`: sync and background runs share one code path.
+Each event the engine yields is written to the store as it happens, then shown to live viewers
+(`subscribe()`). Every run ends as success or failure with a reason whatever goes wrong (engine bug,
+browser crash, model outage, timeout, cancel, shutdown), and its webhook, if any, is delivered in a
+separate task so that it never delays or changes the run.
+
+Errors: `NotFound` (unknown run or task id), `ServiceBusy` (queue full), `ServiceClosed` (shutting
+down); a bad request raises pydantic's `ValidationError` or `agent.models.RequestError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, AsyncIterator
+
+import httpx
+
+from agent import webhooks
+from agent.models import (
+    Event, HistoryItem, RequestError, RunFinished, RunRequest, RunResponse, RunStarted, StepFinished, Usage, utcnow,
+)
+from agent.policy import CLOUD_METADATA_HOSTS, request_blocked
+
+if TYPE_CHECKING:  # the engine imports jsonschema and playwright (seconds): loaded on the first run
+    from agent.browser import Browser
+    from agent.engine import EngineOptions
+
+__all__ = ["NotFound", "RunService", "ServiceBusy", "ServiceClosed", "check_webhook_url"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_CONCURRENT = 4
+DEFAULT_MAX_QUEUED = 100
+CANCEL_GRACE_S = 20.0  # after a cancel, how long the engine may take to stop before the task is cut
+SHUTDOWN_GRACE_S = 10.0
+WEBHOOK_SHUTDOWN_GRACE_S = 5.0
+SUBSCRIBE_SLACK_S = 120.0  # a viewer waits at most the run's timeout plus this for the next event
+MAX_WEBHOOK_URL = 2048
+MAX_INTERRUPTED_WEBHOOKS = 100
+
+
+class NotFound(LookupError):
+    """No run or task with that id."""
+
+    def __init__(self, kind: str, ident: int) -> None:
+        super().__init__(f"{kind} {ident} not found")
+        self.kind, self.ident = kind, ident
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class ServiceBusy(RuntimeError):
+    """Too many runs are running or queued; try again when some have finished."""
+
+
+class ServiceClosed(RuntimeError):
+    """The service is shutting down and accepts no new runs."""
+
+
+def check_webhook_url(url: str | None) -> str | None:
+    """The webhook URL if it can be delivered to, else RequestError naming the fix (no DNS lookup)."""
+    if url is None or not url.strip():
+        return None
+    url = url.strip()
+    fix = "give an http:// or https:// URL with a host, e.g. https://example.com/hook"
+    if len(url) > MAX_WEBHOOK_URL:
+        raise RequestError("webhook_url", f"is {len(url)} characters long; the limit is {MAX_WEBHOOK_URL}")
+    if any(c.isspace() for c in url):
+        raise RequestError("webhook_url", f"must not contain spaces; {fix}")
+    try:
+        parsed = httpx.URL(url)
+        host = parsed.host
+    except Exception as exc:  # httpx's InvalidURL and idna errors alike
+        raise RequestError("webhook_url", f"is not a valid URL ({str(exc)[:200]}); {fix}") from None
+    if parsed.scheme not in ("http", "https") or not host:
+        raise RequestError("webhook_url", f"must use http or https; {fix}")
+    if host.lower().rstrip(".") in CLOUD_METADATA_HOSTS or request_blocked(url):
+        raise RequestError("webhook_url", f"points at a cloud metadata address, which is always refused; {fix}")
+    return url
+
+
+def _env_int(name: str, default: int, *, minimum: int = 1) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a whole number; set it to e.g. {default}") from None
+    if value < minimum:
+        raise ValueError(f"{name}={value} is too small; set it to at least {minimum}")
+    return value
+
+
+@dataclass(eq=False)
+class _Live:
+    """A run this process is running (or queueing): its events so far and how to stop it."""
+
+    task_id: int
+    run_id: int
+    request: RunRequest
+    created_at: datetime = field(default_factory=utcnow)
+    cancel: asyncio.Event = field(default_factory=asyncio.Event)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)  # replaced after each event (generations)
+    events: list[Any] = field(default_factory=list)
+    history: list[HistoryItem] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    mode: str = "agent"
+    started_at: datetime | None = None
+    started: float = field(default_factory=time.monotonic)
+    final: RunResponse | None = None
+    stop_reason: str | None = None  # "shutdown" replaces the engine's "cancelled"
+    queued: bool = True
+    task: asyncio.Task[None] | None = None
+
+    def append(self, event: Any) -> None:
+        """Make `event` visible to viewers and wake those waiting."""
+        self.events.append(event)
+        previous, self.changed = self.changed, asyncio.Event()
+        previous.set()
+
+    def snapshot(self) -> RunResponse:
+        """The run as it stands, in the contract's shape."""
+        if self.final is not None:
+            return self.final
+        return RunResponse(
+            task_id=self.task_id, task_run_id=self.run_id, history=list(self.history), status="in_progress",
+            mode=self.mode,  # type: ignore[arg-type]
+            model=self.request.model, provider=self.request.provider, started_at=self.started_at,
+            usage=self.usage,
+        )
+
+
+class RunService:
+    """Runs requests in the background with bounded concurrency; records, streams and delivers them."""
+
+    def __init__(
+        self,
+        store: Any,
+        browser: Browser,
+        *,
+        data_dir: str | Path,
+        max_concurrent: int | None = None,
+        engine_options: EngineOptions | None = None,
+        max_queued: int | None = None,
+        webhook_secret: str | None = None,
+        webhook_attempts: int = 5,
+        webhook_timeout_s: float = 10.0,
+        webhook_backoff_s: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.browser = browser
+        self.data_dir = Path(data_dir)
+        self.max_concurrent = max_concurrent or _env_int("MAX_CONCURRENT_RUNS", DEFAULT_MAX_CONCURRENT)
+        self.max_queued = max_queued if max_queued is not None else _env_int("MAX_QUEUED_RUNS", DEFAULT_MAX_QUEUED, minimum=0)
+        self.engine_options = engine_options  # None: the engine's defaults
+        # Read once here and never logged; None means "unsigned".
+        self._webhook_secret = webhook_secret if webhook_secret is not None else webhooks.webhook_secret_from_env()
+        self._webhook_kwargs = {"max_attempts": webhook_attempts, "timeout_s": webhook_timeout_s,
+                                "backoff_s": webhook_backoff_s}
+        self._slots = asyncio.Semaphore(self.max_concurrent)
+        self._live: dict[int, _Live] = {}
+        self._webhooks: set[asyncio.Task[None]] = set()
+        self._closing = False
+        self._warmup: asyncio.Task[Any] | None = None
+
+    # ------------------------------------------------------------ lifecycle
+    async def start(self) -> list[int]:
+        """Report the runs a previous process left in progress (the store ended them as "interrupted")."""
+        # Load the engine now, in a worker thread, so that the first run does not wait for it.
+        self._warmup = asyncio.create_task(asyncio.to_thread(_warm_up))
+        self._warmup.add_done_callback(_log_failure)
+        interrupted = list(getattr(self.store, "interrupted_runs", []) or [])
+        if interrupted:
+            log.warning("%d run(s) left in progress by a previous process were marked failed (interrupted): %s",
+                        len(interrupted), ", ".join(map(str, interrupted[:20])))
+        # Their end is a terminal status too: tell their webhooks (the most recent ones, bounded).
+        for run_id in interrupted[-MAX_INTERRUPTED_WEBHOOKS:]:
+            request = await asyncio.to_thread(self.store.get_run_request, run_id)
+            if request is not None and request.webhook_url:
+                response = await asyncio.to_thread(self.store.get_run, run_id)
+                if response is not None:
+                    self._spawn_webhook(run_id, request.webhook_url, response)
+        return interrupted
+
+    async def close(self) -> None:
+        """Stop accepting runs, cancel running ones (failure "shutdown"), let webhooks finish briefly."""
+        self._closing = True
+        lives = list(self._live.values())
+        for live in lives:
+            live.stop_reason = "shutdown"
+            live.cancel.set()
+        tasks = [live.task for live in lives if live.task is not None]
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_GRACE_S)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=SHUTDOWN_GRACE_S)
+        if self._webhooks:
+            _done, pending_hooks = await asyncio.wait(set(self._webhooks), timeout=WEBHOOK_SHUTDOWN_GRACE_S)
+            for task in pending_hooks:
+                task.cancel()
+            if pending_hooks:
+                await asyncio.wait(pending_hooks, timeout=WEBHOOK_SHUTDOWN_GRACE_S)
+
+    # ------------------------------------------------------------ submitting and waiting
+    async def submit(self, request: RunRequest | dict[str, Any], *, task_id: int | None = None) -> tuple[int, int]:
+        """Create the task (or reuse `task_id`) and the run, start it in the background; (task_id, run_id)."""
+        if self._closing:
+            raise ServiceClosed("the server is shutting down and accepts no new runs; try again when it is back")
+        req = request if isinstance(request, RunRequest) else RunRequest.model_validate(request)
+        check_webhook_url(req.webhook_url)
+        if len(self._live) >= self.max_concurrent + self.max_queued:
+            raise ServiceBusy(
+                f"{len(self._live)} runs are running or queued (limit {self.max_concurrent} running + "
+                f"{self.max_queued} queued); try again when some have finished, or raise MAX_QUEUED_RUNS"
+            )
+        if task_id is None:
+            task_id = int(await asyncio.to_thread(self.store.create_task, req))
+        elif await asyncio.to_thread(self.store.get_task, task_id) is None:
+            raise NotFound("task", task_id)
+        run_id = int(await asyncio.to_thread(self.store.create_run, task_id, req))
+        live = _Live(task_id=task_id, run_id=run_id, request=req)
+        self._live[run_id] = live
+        live.task = asyncio.create_task(self._drive(live), name=f"run-{run_id}")
+        return task_id, run_id
+
+    async def run(self, request: RunRequest | dict[str, Any], *, task_id: int | None = None) -> RunResponse:
+        """Submit and wait for the end: the final response with its ids."""
+        _task_id, run_id = await self.submit(request, task_id=task_id)
+        return await self.wait(run_id)
+
+    async def wait(self, run_id: int, timeout: float | None = None) -> RunResponse:
+        """The run's final response once it has ended (TimeoutError after `timeout` seconds)."""
+        live = self._live.get(run_id)
+        if live is not None:
+            await asyncio.wait_for(live.done.wait(), timeout)
+            assert live.final is not None
+            return live.final
+        response = await asyncio.to_thread(self.store.get_run, run_id)
+        if response is None:
+            raise NotFound("run", run_id)
+        return response
+
+    async def cancel(self, run_id: int) -> bool:
+        """Ask a running or queued run to stop (failure, "cancelled"); False if it had already ended."""
+        live = self._live.get(run_id)
+        if live is None:
+            if await asyncio.to_thread(self.store.get_run, run_id) is None:
+                raise NotFound("run", run_id)
+            return False
+        if live.final is not None:
+            return False
+        live.cancel.set()
+        # The engine stops at its next check; a step stuck outside its bounds is cut after a grace period.
+        asyncio.get_running_loop().call_later(CANCEL_GRACE_S, self._cut, live)
+        return True
+
+    def _cut(self, live: _Live) -> None:
+        if live.final is None and live.task is not None and not live.task.done():
+            log.warning("run %d did not stop within %g s of its cancel; cutting it", live.run_id, CANCEL_GRACE_S)
+            live.task.cancel()
+
+    # ------------------------------------------------------------ reading
+    def get(self, run_id: int) -> RunResponse | None:
+        """The run: live state while it runs, else from the store; None if unknown."""
+        live = self._live.get(run_id)
+        if live is not None:
+            return live.snapshot()
+        return self.store.get_run(run_id)
+
+    async def aget(self, run_id: int) -> RunResponse | None:
+        """`get` for async callers (the store is read in a worker thread)."""
+        live = self._live.get(run_id)
+        if live is not None:
+            return live.snapshot()
+        return await asyncio.to_thread(self.store.get_run, run_id)
+
+    def active_runs(self) -> list[RunResponse]:
+        """Runs running or queued in this process, oldest first."""
+        return [live.snapshot() for _, live in sorted(self._live.items())]
+
+    def is_queued(self, run_id: int) -> bool:
+        """True while the run waits for a free slot."""
+        live = self._live.get(run_id)
+        return live is not None and live.queued
+
+    async def subscribe(self, run_id: int) -> AsyncIterator[Event]:
+        """The run's events so far, then live ones until RunFinished (a finished run: steps then the end)."""
+        live = self._live.get(run_id)
+        if live is None:
+            response = await asyncio.to_thread(self.store.get_run, run_id)
+            if response is None:
+                raise NotFound("run", run_id)
+            for item in response.history:
+                yield StepFinished(item=item)
+            if response.status != "in_progress":
+                yield RunFinished(response=response)
+            return
+        # Each viewer keeps a cursor into the run's own event list: no per-viewer buffer can
+        # overflow or drop a step, and the list is bounded by the run's max_steps.
+        timeout_s = self.engine_options.timeout_s if self.engine_options else 600.0
+        bound = timeout_s + SUBSCRIBE_SLACK_S
+        deadline = time.monotonic() + bound
+        cursor = 0
+        while True:
+            changed = live.changed
+            while cursor < len(live.events):
+                event = live.events[cursor]
+                cursor += 1
+                yield event
+                if isinstance(event, RunFinished):
+                    return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                log.warning("viewer of run %d gave up after %g s without the end of the run", run_id, bound)
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), remaining)
+
+    # ------------------------------------------------------------ one run, start to end
+    def _options(self, live: _Live) -> EngineOptions:
+        from agent.engine import EngineOptions
+
+        shots = Path(getattr(self.store, "screenshots_dir", self.data_dir / "screenshots")) / str(live.run_id)
+        return (self.engine_options or EngineOptions()).model_copy(update={"screenshot_dir": shots})
+
+    def _event_source(self, live: _Live, options: EngineOptions) -> AsyncIterator[Event]:
+        """Where a run's events come from: today always the agent engine.
+
+        REPLAY HOOK (cached workflows plug in here, and only here):
+            if live.request.use_cached_workflow and a workflow is available:
+                return agent.workflows.replay(live.request, workflow, browser=self.browser,
+                                              options=options, cancel=live.cancel)
+        The source must yield RunStarted, StepStarted/StepFinished per step, then RunFinished.
+        """
+        from agent import engine
+
+        if live.request.use_cached_workflow:
+            # Cached workflows (agent/workflow_replay.py): replay the inline/id/task workflow, or run the
+            # agent when none is known; a healed version is saved there before RunFinished comes out.
+            from agent.workflow_replay import run_source
+
+            return run_source(self.store, self.browser, live.request, task_id=live.task_id, run_id=live.run_id,
+                              options=options, cancel=live.cancel)
+        return engine.stream(live.request, browser=self.browser, options=options, cancel=live.cancel)
+
+    async def _drive(self, live: _Live) -> None:
+        """Wait for a slot, consume the events, end the run whatever happens."""
+        try:
+            if not await self._acquire(live):
+                await self._finish(live, self._failure(live, live.stop_reason or "cancelled"))
+                return
+            try:
+                live.queued = False
+                final = await self._consume(live)
+            finally:
+                self._slots.release()
+            await self._finish(live, final)
+        except asyncio.CancelledError:
+            # Cut after a cancel, or the loop is going down: the run still ends with a reason.
+            if live.final is None:
+                await self._finish(live, self._failure(live, live.stop_reason or "cancelled"))
+            raise
+        except Exception as exc:  # our own bug: the run must still end, with the reason
+            log.exception("run %d: unexpected error in the run service", live.run_id)
+            if live.final is None:
+                await self._finish(live, self._failure(live, f"internal error: {_describe(exc)}"))
+        finally:
+            self._live.pop(live.run_id, None)
+
+    async def _acquire(self, live: _Live) -> bool:
+        """Take a run slot; False if the run was cancelled while queued."""
+        if live.cancel.is_set():
+            return False
+        acquire = asyncio.ensure_future(self._slots.acquire())
+        stop = asyncio.ensure_future(live.cancel.wait())
+        try:
+            await asyncio.wait({acquire, stop}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # cancelled while queued: never keep a slot we will not use
+            stop.cancel()
+            if acquire.done() and not acquire.cancelled() and acquire.exception() is None:
+                self._slots.release()
+            else:
+                acquire.cancel()
+            raise
+        stop.cancel()
+        if not acquire.done():
+            acquire.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await acquire
+        got = acquire.done() and not acquire.cancelled() and acquire.exception() is None
+        if got and live.cancel.is_set():
+            self._slots.release()  # cancelled while queued: give the slot back unused
+            return False
+        return got
+
+    async def _consume(self, live: _Live) -> RunResponse:
+        """Record and publish each event; the engine's final response, or a failure saying why."""
+        try:
+            # The first run imports the engine (seconds of jsonschema/playwright) off the event loop.
+            await asyncio.to_thread(importlib.import_module, "agent.engine")
+            options = self._options(live)
+            async with contextlib.aclosing(self._event_source(live, options)) as events:
+                async for event in events:
+                    if isinstance(event, RunFinished):
+                        return event.response
+                    await self._emit(live, event)
+        except Exception as exc:  # an engine bug, a browser that died oddly, a store that failed
+            log.exception("run %d: the run failed with an unexpected error", live.run_id)
+            return self._failure(live, f"internal error: {_describe(exc)}")
+        return self._failure(live, "the run ended without a result")
+
+    async def _emit(self, live: _Live, event: Any) -> None:
+        """Write the event to the store, then make it visible: a step seen is a step stored."""
+        try:
+            await asyncio.to_thread(self.store.record, live.run_id, event)
+        except Exception as exc:
+            raise RuntimeError(f"could not write the run log ({_describe(exc)})") from exc
+        if isinstance(event, RunStarted):
+            live.mode = event.mode
+            live.started_at = event.at
+        elif isinstance(event, StepFinished):
+            live.history.append(event.item)
+            for call in event.item.llm_calls:
+                live.usage = live.usage.add(call)
+        live.append(event)
+
+    def _failure(self, live: _Live, reason: str) -> RunResponse:
+        """A failed end built from what the run did so far."""
+        now = utcnow()
+        return RunResponse(
+            history=list(live.history), is_done=False, is_successful=False, status="failure", error=reason,
+            mode=live.mode,  # type: ignore[arg-type]
+            model=live.request.model, provider=live.request.provider,
+            started_at=live.started_at or live.created_at, finished_at=now,
+            duration_ms=(time.monotonic() - live.started) * 1000, usage=live.usage,
+        )
+
+    async def _finish(self, live: _Live, response: RunResponse) -> None:
+        """Stamp the ids, record the end, wake waiters and viewers, then send the webhook."""
+        update: dict[str, Any] = {"task_id": live.task_id, "task_run_id": live.run_id}
+        if live.stop_reason and response.status == "failure" and response.error == "cancelled":
+            update["error"] = live.stop_reason
+        if response.duration_ms is not None and not math.isfinite(response.duration_ms):
+            update["duration_ms"] = None
+        response = response.model_copy(update=update)
+        event = RunFinished(response=response)
+        try:
+            await asyncio.to_thread(self.store.record, live.run_id, event)
+        except Exception:
+            log.exception("run %d: could not record the end of the run; marking it failed", live.run_id)
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.store.fail_run, live.run_id, response.error or "the run log could not be written")
+        live.final = response
+        live.append(event)
+        live.done.set()
+        log.info("run %d ended: %s%s", live.run_id, response.status, f" ({response.error})" if response.error else "")
+        if live.request.webhook_url:
+            self._spawn_webhook(live.run_id, live.request.webhook_url, response)
+
+    def _spawn_webhook(self, run_id: int, url: str, response: RunResponse) -> None:
+        """Deliver in its own task: the run's end never waits for the receiver."""
+        hook = asyncio.create_task(self._send_webhook(run_id, url, response), name=f"webhook-{run_id}")
+        self._webhooks.add(hook)
+        hook.add_done_callback(self._webhooks.discard)
+
+    async def _send_webhook(self, run_id: int, url: str, response: RunResponse) -> None:
+        """Deliver the final response; every attempt goes to the store; nothing here touches the run."""
+
+        async def on_attempt(attempt: webhooks.Attempt) -> None:
+            await asyncio.to_thread(
+                self.store.record_webhook_attempt, run_id, url=url, attempt=attempt.attempt, at=attempt.at,
+                status_code=attempt.status_code, ok=attempt.ok, error=attempt.error,
+                duration_ms=attempt.duration_ms, event="run.finished",
+            )
+
+        try:
+            await webhooks.deliver(url, response.model_dump(mode="json"), secret=self._webhook_secret,
+                                   on_attempt=on_attempt, event="run.finished", **self._webhook_kwargs)
+        except Exception:
+            log.exception("run %d: webhook delivery failed unexpectedly", run_id)
+
+
+def _warm_up() -> None:
+    """Import the engine and the model library (litellm: ~10 s) in a worker thread at start.
+
+    Otherwise the first run imports litellm on the event loop and every request stalls meanwhile.
+    """
+    importlib.import_module("agent.engine")
+    llm = importlib.import_module("agent.llm")
+    preload = getattr(llm, "preload", None) or getattr(llm, "_import_litellm", None)
+    if preload is not None:
+        preload()
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("loading the engine failed; runs will fail with the reason", exc_info=task.exception())
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
