@@ -476,13 +476,15 @@ class Store:
     def record(self, run_id: int, event: RunStarted | StepStarted | StepFinished | RunFinished) -> None:
         """Persist one engine event in one transaction (a crash loses at most the step in flight)."""
         if isinstance(event, StepFinished):
-            seq = self._write(self._step_tx, run_id, event.item, event.at)
-            self._steps_seen[run_id] = seq + 1  # only once committed
+            with self._lock:  # the cache moves with the commit, never between two writers
+                seq = self._write(self._step_tx, run_id, event.item, event.at)
+                self._steps_seen[run_id] = seq + 1  # only once committed
         elif isinstance(event, RunStarted):
             self._write(self._started_tx, run_id, event)
         elif isinstance(event, RunFinished):
-            self._write(self._finished_tx, run_id, event)
-            self._steps_seen.pop(run_id, None)
+            with self._lock:
+                self._write(self._finished_tx, run_id, event)
+                self._steps_seen.pop(run_id, None)
             self._request_snapshot()
         elif isinstance(event, StepStarted):
             # Nothing to keep: the step's row is written whole when it finishes. Still check the
@@ -604,7 +606,9 @@ class Store:
             duration = max(0.0, (finished - started).total_seconds() * 1000)
         # The engine's usage total is authoritative when it has one (it may count calls that
         # belong to no step); otherwise the running totals stand.
-        usage = r.usage if r.usage != Usage() else None
+        usage: list[Any] = [None] * 4
+        if r.usage != Usage():
+            usage = [r.usage.llm_calls, r.usage.input_tokens, r.usage.output_tokens, r.usage.cost_usd]
         con.execute(
             """
             UPDATE runs SET status = ?, error = ?, is_done = ?, is_successful = ?, result_json = ?,
@@ -617,10 +621,8 @@ class Store:
             """,
             [
                 r.status, _scrub(r.error, secrets), r.is_done, r.is_successful,
-                _dumps(r.result, secrets), r.mode, r.model, r.provider, started, finished, duration,
-                usage and usage.llm_calls, usage and usage.input_tokens,
-                usage and usage.output_tokens, usage and usage.cost_usd,
-                r.workflow_id, r.replayed_steps, r.healed_steps, run_id,
+                None if r.result is None else _dumps(r.result, secrets), r.mode, r.model, r.provider,
+                started, finished, duration, *usage, r.workflow_id, r.replayed_steps, r.healed_steps, run_id,
             ],
         )
 
@@ -639,8 +641,9 @@ class Store:
                 [_scrub(error, secrets), now, now, run_id],
             )
 
-        self._write(tx)
-        self._steps_seen.pop(run_id, None)
+        with self._lock:
+            self._write(tx)
+            self._steps_seen.pop(run_id, None)
         self._request_snapshot()
 
     def record_webhook_attempt(
