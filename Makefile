@@ -40,6 +40,7 @@ bench: setup
 	$(PY) bench/bench_observe.py
 	$(PY) bench/bench_engine.py
 	$(PY) bench/bench_store.py
+	$(PY) bench/bench_workflows.py
 
 # Jupyter's server is installed only here: it drags in a slow-to-import jsonschema extra the app does not need.
 notebook: setup

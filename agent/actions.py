@@ -276,6 +276,7 @@ async def select_dropdown(ctx: Context, index: int, text: str) -> Outcome:
     locator, locators = await _element(ctx, index)
     tag = await locator.evaluate("el => el.tagName")
     if tag == "SELECT":
+        before = locator.page.url
         try:
             await locator.select_option(label=text, timeout=3_000)
         except Exception:
@@ -284,7 +285,17 @@ async def select_dropdown(ctx: Context, index: int, text: str) -> Outcome:
             except Exception:
                 options = await locator.evaluate(_OPTIONS_JS)
                 raise ActionError(f"[{index}] has no option {text!r}; options are: {options[:30]}") from None
-        chosen = await locator.evaluate("el => el.options[el.selectedIndex] ? el.options[el.selectedIndex].text.trim() : ''")
+        await asyncio.sleep(0.05)  # a select that submits its form on change starts navigating here
+        if locator.page.url != before:
+            await _settle(ctx.session)
+            return Outcome(content=f"selected {text!r} in [{index}]; now at {locator.page.url}", locators=locators,
+                           changed_page=True)
+        try:
+            chosen = await locator.evaluate(
+                "el => el.options[el.selectedIndex] ? el.options[el.selectedIndex].text.trim() : ''", timeout=2_000)
+        except Exception:  # the page replaced the element while navigating
+            await _settle(ctx.session)
+            return Outcome(content=f"selected {text!r} in [{index}]", locators=locators, changed_page=True)
         return Outcome(content=f"selected {chosen!r} in [{index}]", locators=locators)
     # An ARIA combobox: open it, then click the option by its text.
     page = locator.page

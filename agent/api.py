@@ -373,6 +373,10 @@ def create_api(
         """Browser, data folder, provider keys present (variable names only) and run counts."""
         return _json(health_report(service))
 
+    # ---------------------------------------------------------- cached workflows
+    from agent.workflow_api import create_workflow_router
+
+    app.include_router(create_workflow_router(service.store, service))
     return app
 
 

@@ -1,0 +1,305 @@
+"""The result of a replay: the recorded `done` with the new values, page values read again.
+
+A recorded result mixes three kinds of text: parameter values (`{{name}}`, substituted), the
+agent's own wording (kept), and values it read off the final page (a product name, a price, an
+order number) that differ from one replay to the next. Those are found without a model: the
+replay opens the page the recorded run ended on (its URL, in a passing tab of the same browser
+context), finds the elements that showed the recorded values there, and reads the same elements
+(by id, css, xpath, position; not by their old text) on the page the replay reached. A value that
+holds digits, is not on the final page and cannot be read again makes the result unavailable
+(`ResultUnavailable`): the replay then lets the agent produce the result, or fails saying why; it
+never returns a stale number as if it were fresh.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from agent.browser import BrowserSession
+from agent.policy import PolicyError, check_navigation
+from agent.workflow_locate import LocateError, describe_text, page_texts, read_text
+from agent.workflows import PLACEHOLDER_RE, as_text, find_value, render
+
+__all__ = ["ResultUnavailable", "derive_result"]
+
+MAX_PAGE_CHARS = 300_000
+REF_TIMEOUT_MS = 10_000
+_NUMBER_RE = re.compile(r"(?<![\w.,])[-+]?(?:\d{1,3}(?:[ ,.]\d{3})+|\d+)(?:[.,]\d+)?(?![\w])")
+_TOKEN_RE = re.compile(r"[^\s\"'“”‘’()\[\]{}<>]*\d[^\s\"'“”‘’()\[\]{}<>]*")
+
+
+class ResultUnavailable(Exception):
+    """The recorded result holds page values that could not be read again from the final page."""
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split())
+
+
+async def _page_text(page: Any) -> str:
+    try:
+        text = await page.evaluate(
+            "(n) => (document.body ? document.body.innerText : '').slice(0, n)", MAX_PAGE_CHARS)
+    except Exception:
+        return ""
+    return _norm(str(text or ""))
+
+
+def _number_pattern(value: str) -> re.Pattern[str] | None:
+    m = re.fullmatch(r"([-+]?)(\d+)(?:[.,](\d+))?", value.strip())
+    if not m:
+        return None
+    sign, whole, frac = m.groups()
+    grouped = f"{int(whole):,}".replace(",", "[ ,.]?")
+    body = re.escape(sign) + grouped + (f"[.,]{frac}" if frac else r"(?:[.,]0+)?")
+    return re.compile(rf"(?<![\d.,]){body}(?![\d])")
+
+
+def _present(value: str, page_text: str) -> bool:
+    """Whether `value` shows on the page (numbers in any usual format: 5.49, 5,49, 1,234.00)."""
+    value = _norm(value)
+    if not value:
+        return True
+    pattern = _number_pattern(value)
+    if pattern is not None:
+        return bool(pattern.search(page_text))
+    return value in page_text
+
+
+def _to_number(text: str, like: Any) -> int | float:
+    m = _NUMBER_RE.search(text)
+    if not m:
+        raise ValueError(f"no number in {text!r}")
+    raw = m.group(0).replace(" ", "")
+    if "," in raw and "." in raw:
+        raw = raw.replace(",", "") if raw.rfind(".") > raw.rfind(",") else raw.replace(".", "").replace(",", ".")
+    elif "," in raw:
+        head, _, tail = raw.rpartition(",")
+        raw = raw.replace(",", "") if len(tail) == 3 and head else raw.replace(",", ".")
+    number = float(raw)
+    if isinstance(like, int) and number.is_integer():
+        return int(number)
+    return number
+
+
+class _Reference:
+    """The page the recorded run ended on, opened once in a passing tab, and its element texts."""
+
+    def __init__(self, session: BrowserSession, url: str | None, allowed: list[str] | None, blocked: list[str] | None):
+        self.session, self.url, self.allowed, self.blocked = session, url, allowed, blocked
+        self.page: Any = None
+        self.texts: list[str] = []
+        self.error: str | None = None
+        self._previous: int | None = None
+
+    async def open(self) -> bool:
+        if not self.url or not self.url.startswith(("http://", "https://")):
+            self.error = "the recorded final page has no web address"
+            return False
+        try:
+            url = check_navigation(self.url, allowed_domains=self.allowed, blocked_domains=self.blocked)
+        except PolicyError as exc:
+            self.error = f"the recorded final page is not allowed ({exc})"
+            return False
+        self._previous = self.session.current_id
+        try:
+            self.page = await self.session.context.new_page()
+            await self.page.goto(url, wait_until="domcontentloaded", timeout=REF_TIMEOUT_MS)
+            self.texts = await page_texts(self.page)
+        except Exception as exc:
+            self.error = f"the recorded final page {self.url} could not be opened ({str(exc).splitlines()[0][:200]})"
+            return False
+        return True
+
+    async def close(self) -> None:
+        if self.page is not None:
+            try:
+                await self.page.close()
+            except Exception:
+                pass
+            if self._previous is not None and self._previous in self.session.tabs:
+                self.session.current_id = self._previous  # the passing tab must not become the current one
+
+    async def locators(self, n: int) -> dict[str, Any] | None:
+        return await describe_text(self.page, n)
+
+    def element_holding(self, value: str) -> tuple[int, str, str] | None:
+        """(element n, text before, text after) of the smallest element whose text holds `value` as a word."""
+        best: tuple[int, int, str, str] | None = None
+        for n, text in enumerate(self.texts):
+            if text == value:
+                return n, "", ""
+            spans = find_value(text, value, ignore_case=False)
+            if spans and (best is None or len(text) < best[1]):
+                s, e = spans[0]
+                best = (n, len(text), text[:s], text[e:])
+        return (best[0], best[2], best[3]) if best else None
+
+
+async def _read_again(ref: _Reference, page: Any, n: int, before: str, after: str, like: Any) -> Any:
+    """The value now shown by the element that showed the recorded one (prefix/suffix trimmed)."""
+    locators = await ref.locators(n)
+    if not locators:
+        raise ResultUnavailable("its element on the recorded page vanished")
+    try:
+        text = _norm(await read_text(page, locators))
+    except LocateError as exc:
+        raise ResultUnavailable(str(exc)) from None
+    core = text
+    if before and core.startswith(before):
+        core = core[len(before):]
+    if after and core.endswith(after):
+        core = core[: len(core) - len(after)]
+    core = core.strip()
+    if isinstance(like, (int, float)) and not isinstance(like, bool):
+        try:
+            return _to_number(core, like)
+        except ValueError:
+            raise ResultUnavailable(f"the element now reads {text!r}, not a number") from None
+    return core
+
+
+def _leaves(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, ...], Any]]:
+    if isinstance(value, dict):
+        return [leaf for k, v in value.items() for leaf in _leaves(v, path + (k,))]
+    if isinstance(value, list):
+        return [leaf for i, v in enumerate(value) for leaf in _leaves(v, path + (i,))]
+    return [(path, value)]
+
+
+def _set(container: Any, path: tuple[Any, ...], value: Any) -> None:
+    for key in path[:-1]:
+        container = container[key]
+    container[path[-1]] = value
+
+
+def _data_like(value: str) -> bool:
+    return bool(re.search(r"\d", value))
+
+
+async def derive_result(
+    session: BrowserSession,
+    params: dict[str, Any],
+    values: dict[str, Any],
+    ref_url: str | None,
+    *,
+    structured: bool,
+    allowed_domains: list[str] | None = None,
+    blocked_domains: list[str] | None = None,
+) -> Any:
+    """The replay's result: the recorded template with parameter values and page values read again."""
+    if structured and "data" not in params:
+        raise ResultUnavailable("the workflow returns text but this run asks for JSON")
+    template = params["data"] if structured else params.get("text", "")
+    if not structured and not isinstance(template, str):
+        template = as_text(template)
+    page = await session.ensure_page()
+    now = await _page_text(page)
+    ref = _Reference(session, ref_url, allowed_domains, blocked_domains)
+    try:
+        if structured:
+            return await _derive_json(template, values, page, now, ref)
+        return await _derive_text(template, values, page, now, ref)
+    finally:
+        await ref.close()
+
+
+async def _derive_json(template: Any, values: dict[str, Any], page: Any, now: str, ref: _Reference) -> Any:
+    result = render(template, values, typed=True)
+    if not isinstance(result, (dict, list)):
+        result = {"__root__": result}
+        template = {"__root__": template}
+        wrapped = True
+    else:
+        wrapped = False
+    need = []
+    for path, leaf in _leaves(template):
+        if isinstance(leaf, bool) or leaf is None:
+            continue
+        if isinstance(leaf, str) and (PLACEHOLDER_RE.search(leaf) or not leaf.strip()):
+            continue  # parameter values, substituted already
+        if isinstance(leaf, (int, float, str)) and not _present(as_text(leaf), now):
+            need.append((path, leaf))
+    if need and await ref.open():
+        for path, leaf in need:
+            held = ref.element_holding(_norm(as_text(leaf)))
+            if held is None:
+                continue
+            try:
+                _set(result, path, await _read_again(ref, page, *held, like=leaf))
+            except ResultUnavailable as exc:
+                raise ResultUnavailable(f"the result's value {leaf!r} could not be read again: {exc}") from None
+            need = [(p, v) for p, v in need if p != path]
+    stale = [leaf for _p, leaf in need if _data_like(as_text(leaf))]
+    if stale:
+        why = f"; {ref.error}" if ref.error else ""
+        raise ResultUnavailable(f"the result's value {stale[0]!r} is not on the final page and could not be read "
+                                f"again{why}")
+    return result["__root__"] if wrapped else result
+
+
+async def _derive_text(template: str, values: dict[str, Any], page: Any, now: str, ref: _Reference) -> str:
+    # Literal parts between placeholders: only these can hold page values.
+    pieces: list[tuple[bool, str]] = []
+    pos = 0
+    for m in PLACEHOLDER_RE.finditer(template):
+        pieces.append((True, template[pos:m.start()]))
+        pieces.append((False, m.group(0)))
+        pos = m.end()
+    pieces.append((True, template[pos:]))
+    literal_parts = [p for is_lit, p in pieces if is_lit and p.strip()]
+    if all(_norm(p) in now for p in literal_parts):
+        return render(template, values)
+    replaced: dict[int, list[tuple[int, int, Any]]] = {}
+    if await ref.open():
+        order = sorted(range(len(ref.texts)), key=lambda n: -len(ref.texts[n]))  # longest first
+        for i, (is_lit, text) in enumerate(pieces):
+            if not is_lit or not text.strip():
+                continue
+            spans: list[tuple[int, int, int, str, str]] = []
+            # Element texts of the recorded page inside this part, longest first, not overlapping.
+            for n in order:
+                t = ref.texts[n]
+                if len(t) < 2 or not re.search(r"\w", t):
+                    continue
+                for s, e in find_value(text, t, ignore_case=False):
+                    if not any(s < e2 and s2 < e for s2, e2, *_ in spans):
+                        spans.append((s, e, n, "", ""))
+            # Numbers inside longer element texts ("Total: €10.98" holds "10.98").
+            for m in _TOKEN_RE.finditer(text):
+                s, e = m.start(), m.end()
+                token = m.group(0).strip(".,;:!?")
+                e = s + len(token)
+                if any(s < e2 and s2 < e for s2, e2, *_ in spans) or _present(token, now):
+                    continue
+                held = ref.element_holding(token)
+                if held is not None:
+                    spans.append((s, e, held[0], held[1], held[2]))
+            for s, e, n, before, after in sorted(spans):
+                old = text[s:e]
+                if _present(old, now):
+                    continue  # the page still shows it: nothing to read again
+                try:
+                    new = await _read_again(ref, page, n, before, after, like=old)
+                except ResultUnavailable as exc:
+                    raise ResultUnavailable(f"the result's value {old!r} could not be read again: {exc}") from None
+                replaced.setdefault(i, []).append((s, e, new))
+    out = []
+    for i, (is_lit, text) in enumerate(pieces):
+        if not is_lit:
+            out.append(render(text, values))
+            continue
+        for s, e, new in sorted(replaced.get(i, []), reverse=True):
+            text = text[:s] + as_text(new) + text[e:]
+        # A number the agent read off the page that is neither shown now nor read again is stale.
+        original = [tok for tok in _TOKEN_RE.findall(pieces[i][1]) if tok.strip(".,;:!?")]
+        for tok in original:
+            tok = tok.strip(".,;:!?")
+            covered = any(pieces[i][1][s:e] == tok or tok in pieces[i][1][s:e] for s, e, _ in replaced.get(i, []))
+            if not covered and not _present(tok, now):
+                why = f"; {ref.error}" if ref.error else ""
+                raise ResultUnavailable(f"the result's value {tok!r} is not on the final page and could not be "
+                                        f"read again{why}")
+        out.append(text)
+    return "".join(out)

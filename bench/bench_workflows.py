@@ -1,0 +1,205 @@
+"""Cached-workflow benchmark: an agent run versus its replay, and replays over page changes.
+
+Runs the real engine (real Chromium, local shop over HTTP) with a scripted fake OpenAI-compatible
+model whose token counts are real (o200k_base over the messages and tools it receives) and whose
+answers take `--latency` seconds (default 1.0, a fast hosted model; 0 measures our own time). Prints:
+1. the same order task (search, open, add to cart, check out, report) done by the agent and then
+   replayed with other parameter values, side by side: wall time, model calls, tokens (medians);
+   the same for a search on the bundled demo shop;
+2. the recorded workflow replayed on each page variant (ids/classes renamed, wrappers added, items
+   reordered, wording changed, all of those at once, the search form removed): outcome, steps
+   healed, model calls, wall time; then the success rate untouched, the heal rate and the calls;
+   each healed version is replayed once more to show it runs clean.
+
+Usage: .venv/bin/python bench/bench_workflows.py [--runs 3] [--latency 1.0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from agent.browser import Browser  # noqa: E402
+from agent.engine import arun  # noqa: E402
+from agent.models import RunFinished, RunRequest, RunResponse  # noqa: E402
+from agent.workflow_replay import replay  # noqa: E402
+from agent.workflows import record_workflow  # noqa: E402
+from tests.conftest import DEMO, serve_dir  # noqa: E402
+from tests.fakellm import FakeLLM  # noqa: E402
+from tests.workflow_site.script import order_prompt, shop_agent  # noqa: E402
+from tests.workflow_site.shop import VARIANTS, ShopServer  # noqa: E402
+
+A = dict(query="usb-c", qty=2, name="Ada Lovelace", email="ada@example.com", country="Germany")
+B = dict(query="hdmi", qty=3, name="Grace Hopper", email="grace@example.com", country="France")
+MODEL = "gpt-4o-mini"
+
+
+def _tokens(text: str) -> int:
+    try:
+        import bpe_openai
+
+        return len(bpe_openai.get_encoding("o200k_base").encode(text))
+    except Exception:  # no tokenizer: the usual 4 characters per token
+        return len(text) // 4
+
+
+def counted(handler: Callable[[dict[str, Any]], Any], latency: float) -> Callable[[dict[str, Any]], Any]:
+    """The handler with real token counts in its usage and a model-like delay."""
+
+    def wrapped(body: dict[str, Any]) -> Any:
+        answer = handler(body)
+        if isinstance(answer, dict) and "choices" in answer:
+            prompt = _tokens(json.dumps(body.get("messages", []), ensure_ascii=False) + json.dumps(body.get("tools", [])))
+            message = answer["choices"][0]["message"]
+            completion = _tokens(json.dumps(message.get("tool_calls") or []) + (message.get("content") or ""))
+            answer["usage"] = {"prompt_tokens": prompt, "completion_tokens": completion,
+                               "total_tokens": prompt + completion}
+        if latency:
+            time.sleep(latency)
+        return answer
+
+    return wrapped
+
+
+async def replay_once(request: RunRequest, doc: dict[str, Any], browser: Browser) -> tuple[RunFinished, float]:
+    t0 = time.perf_counter()
+    final = None
+    async for event in replay(request, doc, browser=browser):
+        final = event
+    assert isinstance(final, RunFinished)
+    return final, time.perf_counter() - t0
+
+
+def row(cells: list[Any], widths: list[int]) -> str:
+    return "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+
+def demo_agent(query: str) -> Callable[[dict[str, Any]], Any]:
+    """Search the demo shop, open the first result, report its name and price."""
+    import re
+
+    from tests.fakellm import call, find_index, last_user_text, reply
+
+    def handler(body: dict[str, Any]) -> Any:
+        text = last_user_text(body)
+        url = text.split('<page url="')[1].split('"')[0]
+        if "/product.html" in url:
+            name = text.split("\n# ")[1].split("\n")[0]
+            price = re.search(r"Price:\s*(€[\d.]+)", text).group(1)  # type: ignore[union-attr]
+            return reply("Report it.", call("done", text=f"The first {query} result is {name} at {price}.", success=True))
+        if "search.html" in url:
+            return reply("Open the first result.", call("click", index=find_index(body, 'href="/product.html')))
+        return reply(f"Search for {query}.", call("input", index=find_index(body, "name=q"), text=query),
+                     call("click", index=find_index(body, "Search", tag="button")))
+
+    return handler
+
+
+async def main(runs: int, latency: float) -> None:
+    shop = ShopServer()
+    demo_server, demo_url = serve_dir(DEMO)
+    fake = FakeLLM()
+    os.environ["OPENAI_BASE_URL"] = fake.url
+    os.environ["OPENAI_API_KEY"] = "sk-bench-not-a-real-key"
+    browser = Browser()
+    await browser.start()
+    try:
+        # Warm-up: litellm's import and Chromium's first page are paid once, not by the first row.
+        fake.reset(counted(shop_agent(**A), 0))
+        await arun(RunRequest(prompt=order_prompt(shop.url, **A), model=MODEL, start_url=shop.url + "/"), browser=browser)
+
+        tasks = [
+            ("order (shop)", lambda: counted(shop_agent(**A), latency),
+             RunRequest(prompt=order_prompt(shop.url, **A), model=MODEL, start_url=shop.url + "/"),
+             RunRequest(prompt=order_prompt(shop.url, **B), model=MODEL, use_cached_workflow=True)),
+            ("search (demo)", lambda: counted(demo_agent("usb-c"), latency),
+             RunRequest(prompt=f"Search {demo_url} for usb-c and give the first result's name and price", model=MODEL,
+                        start_url=demo_url + "/index.html"),
+             RunRequest(prompt=f"Search {demo_url} for keyboard and give the first result's name and price",
+                        model=MODEL, use_cached_workflow=True)),
+        ]
+        print(f"1. Agent run vs replay with other values (median of {runs}; model latency {latency:g} s per call)\n")
+        widths = [15, 7, 10, 10, 10, 11, 9, 8]
+        print(row(["task", "mode", "wall s", "LLM calls", "tokens in", "tokens out", "steps", "status"], widths))
+        doc: dict[str, Any] | None = None
+        for label, make_handler, agent_request, replay_request in tasks:
+            agent_rows: list[tuple[float, RunResponse]] = []
+            for _ in range(runs):
+                fake.reset(make_handler())
+                t0 = time.perf_counter()
+                response = await arun(agent_request, browser=browser)
+                agent_rows.append((time.perf_counter() - t0, response))
+            task_doc = record_workflow(agent_request, agent_rows[0][1])
+            if doc is None:
+                doc = task_doc
+            fake.reset(lambda body: 503)
+            replay_rows = [await replay_once(replay_request, task_doc, browser) for _ in range(runs)]
+            assert not fake.requests, "a replay called the model"
+            for mode, rows in (("agent", [(t, r) for t, r in agent_rows]), ("replay", [(t, f.response) for f, t in replay_rows])):
+                wall = statistics.median(t for t, _ in rows)
+                r = rows[0][1]
+                print(row([label, mode, f"{wall:.2f}", r.usage.llm_calls, r.usage.input_tokens, r.usage.output_tokens,
+                           len(r.history), r.status], widths))
+        assert doc is not None
+
+        print(f"\n2. The order workflow replayed (other values) on changed pages; the model heals ({latency:g} s per call)\n")
+        widths = [10, 9, 7, 7, 10, 9, 24]
+        print(row(["variant", "outcome", "healed", "calls", "tokens in", "wall s", "healed version: again"], widths))
+        counts = {"untouched": 0, "healed": 0, "failed": 0}
+        total_calls = 0
+        changed = [v for v in VARIANTS if v != "base"]
+        for variant in VARIANTS:
+            shop.variant = variant
+            fake.reset(counted(shop_agent(**B), latency))
+            final, wall = await replay_once(RunRequest(prompt=order_prompt(shop.url, **B), model=MODEL), doc, browser)
+            r = final.response
+            outcome = "failed" if r.status != "success" else ("healed" if r.healed_steps else "untouched")
+            if variant != "base":
+                counts[outcome] += 1
+                total_calls += r.usage.llm_calls
+            again = "-"
+            if final.healed_workflow is not None:
+                fake.reset(lambda body: 503)
+                second, wall2 = await replay_once(RunRequest(prompt=order_prompt(shop.url, **A), model=MODEL),
+                                                  final.healed_workflow, browser)
+                s = second.response
+                again = f"{s.status}, {s.healed_steps} healed, {len(fake.requests)} calls, {wall2:.2f} s"
+            print(row([variant, outcome, r.healed_steps, r.usage.llm_calls, r.usage.input_tokens, f"{wall:.2f}", again],
+                      widths))
+            if r.status != "success":
+                print(f"{'':12}reason: {r.error}")
+        shop.variant = "base"
+        n = len(changed)
+        print(f"\nOver {n} page changes: replayed untouched {counts['untouched']}/{n} "
+              f"({100 * counts['untouched'] / n:.0f}%), healed {counts['healed']}/{n} ({100 * counts['healed'] / n:.0f}%), "
+              f"failed {counts['failed']}/{n}; model calls {total_calls} in all "
+              f"(an agent run of this task makes {agent_rows_calls(doc)}).")
+    finally:
+        await browser.close()
+        fake.close()
+        shop.close()
+        demo_server.shutdown()
+
+
+def agent_rows_calls(doc: dict[str, Any]) -> int:
+    """Model calls an agent run of the recorded task makes: one per recorded step after the start page."""
+    return len(doc["steps"]) - (1 if doc["steps"][0]["description"] == "Open the start page" else 0)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3, help="runs per mode in table 1 (median shown)")
+    parser.add_argument("--latency", type=float, default=1.0, help="seconds the fake model takes per answer")
+    args = parser.parse_args()
+    asyncio.run(main(max(1, args.runs), max(0.0, args.latency)))

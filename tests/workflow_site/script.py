@@ -1,0 +1,98 @@
+"""A scripted model for the workflow shop: it reads the observation the engine sends, like a model would.
+
+`shop_agent(...)` answers the agent's step requests (search, open the cheapest result, add to cart,
+check out, report the order) and the replay's heal requests (do the one step asked, then `done`).
+It is a handler for tests/fakellm.FakeLLM; `calls` counts what it answered, by kind.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Any, Callable
+
+from tests.fakellm import call, last_user_text, reply
+
+LABELS = {
+    "search": ("Search", "Find"),
+    "add": ("Add to cart", "Put in basket"),
+    "checkout": ("Proceed to checkout", "Go to checkout"),
+    "order": ("Place order", "Buy now"),
+}
+
+
+def index_of(text: str, *labels: str, tag: str | None = None, contains: str | None = None) -> int:
+    """Index of the first element line whose visible text is one of `labels` (or that contains `contains`)."""
+    for line in text.splitlines():
+        m = re.match(r"^\s*\[(\d+)\]<(\w[\w-]*)([^>]*)>(.*)$", line)
+        if not m or (tag and m.group(2) != tag):
+            continue
+        if contains is not None and contains in line:
+            return int(m.group(1))
+        if m.group(4).strip() in labels:
+            return int(m.group(1))
+    raise LookupError(f"no element {labels or contains!r} in the observation")
+
+
+def page_url(text: str) -> str:
+    m = re.search(r'<page url="([^"]*)"', text)
+    return m.group(1) if m else ""
+
+
+def shop_agent(*, query: str, qty: int, name: str, email: str, country: str, json_result: bool = False,
+               heal_gives_up: bool = False) -> Callable[[dict[str, Any]], Any]:
+    """The scripted model for the order task (and for healing one step of it)."""
+    counts: Counter[str] = Counter()
+
+    def handler(body: dict[str, Any]) -> Any:
+        text = last_user_text(body)
+        url = page_url(text)
+        healing = "You are repairing ONE step" in text or "You are finishing a recorded workflow" in text
+        kind = "heal" if healing else ("step" if body.get("tools") else "other")
+        counts[kind] += 1
+        handler.counts = counts  # type: ignore[attr-defined]
+        if kind == "other":
+            return reply('{"query": "hdmi"}')
+        if healing:
+            if heal_gives_up:
+                return reply("I cannot do this.", call("done", text="the page has no way to do this step", success=False))
+            previous = text.split("<previous_steps>")[1].split("</previous_steps>")[0]
+            if "click" in previous and "You are repairing" in text:
+                return reply("The step is done.", call("done", text="did the step", success=True))
+        if "/order" in url:
+            number = re.search(r"Order number:\s*(WS-[0-9A-F]{8})", text).group(1)
+            total = re.search(r"Total:\s*(€[\d.]+)", text).group(1)
+            product = re.search(r"\d+ × ([^\n]+)", text).group(1).strip()
+            if json_result:
+                data = {"order": number, "product": product, "quantity": qty, "total": float(total[1:]), "name": name}
+                return reply("Report the order.", call("done", data=data, success=True))
+            return reply("Report the order.", call("done", text=f"Order {number} placed: {qty} × {product} for {name}, "
+                                                                f"total {total}.", success=True))
+        if "/checkout" in url:
+            return reply("Fill in the order form and place the order.",
+                         call("input", index=index_of(text, contains="name=name"), text=name),
+                         call("input", index=index_of(text, contains="name=email"), text=email),
+                         call("select_dropdown", index=index_of(text, contains="name=country"), text=country),
+                         call("click", index=index_of(text, *LABELS["order"], tag="button")))
+        if "/cart" in url:
+            return reply("Go to the checkout.", call("click", index=index_of(text, *LABELS["checkout"], tag="a")))
+        if "/product" in url:
+            return reply(f"Add {qty} to the cart.",
+                         call("input", index=index_of(text, contains="name=qty"), text=str(qty)),
+                         call("click", index=index_of(text, *LABELS["add"], tag="button")))
+        if "/search" in url:
+            return reply("Open the cheapest result.", call("click", index=index_of(text, contains='href="/product', tag="a")))
+        if "name=q" not in text:  # no search box: a model would give up
+            return reply("There is no search box.", call("done", text="the shop has no search box", success=False))
+        return reply(f"Search for {query}.",
+                     call("input", index=index_of(text, contains="name=q"), text=query),
+                     call("click", index=index_of(text, *LABELS["search"], tag="button")))
+
+    handler.counts = counts  # type: ignore[attr-defined]
+    return handler
+
+
+def order_prompt(base: str, query: str, qty: int, name: str, email: str, country: str) -> str:
+    """The task text the workflow is recorded from (and replayed with other values)."""
+    return (f"On {base} buy {qty} of the cheapest {query} product for {name} ({email}), "
+            f"shipping to {country}, and report the order number and total")
