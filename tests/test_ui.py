@@ -1,0 +1,427 @@
+"""The Gradio workbench end to end: `python app.py` in a subprocess, its page in real headless Chromium
+(Playwright), runs against the bundled demo shop with the fake OpenAI-compatible model, checked
+against the run log through GET /api/runs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from typing import Any, Awaitable, Callable, Iterator
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from agent.llm import KEY_VARS
+from agent.models import RunRequest
+from tests.apphelpers import ROOT, App
+from tests.fakellm import FakeLLM, call, find_index, last_user_text, reply
+
+pytestmark = pytest.mark.slow
+
+STEP_RE = re.compile(r"Step (\d+) of at most")
+TASK_RE = re.compile(r"<task>\n(.*?)\n</task>", re.S)
+URL_RE = re.compile(r"https?://[^\s\]]+")
+CHEAPEST = {"name": "USB-C to USB-C Cable 0.5 m", "price": 5.49}
+GOALS = ["Open the demo shop.", "Search the shop for USB-C cables.", "Open the cheapest result.",
+         "The product page confirms the name and price: report them."]
+EXAMPLES = json.loads((ROOT / "data" / "demo" / "examples.json").read_text())
+# Every request field has its form control (elem_id); the Gradio API test checks the parameter names.
+FIELD_IDS = {
+    "prompt": "wb-prompt", "model": "wb-model", "provider": "wb-provider", "wait_for_completion": "wb-wait",
+    "webhook_url": "wb-webhook", "response_format": "wb-format", "json_schema": "wb-schema",
+    "use_cached_workflow": "wb-use-cached", "cached_workflow": "wb-cached-workflow",
+    "workflow_id": "wb-workflow-id", "workflow_params": "wb-workflow-params", "start_url": "wb-start-url",
+    "max_steps": "wb-max-steps", "use_vision": "wb-use-vision", "allowed_domains": "wb-allowed-domains",
+}
+
+
+def shop_model(body: dict[str, Any]) -> Any:
+    """The fake model, as a user would see a good one work the demo shop (elements found by text).
+
+    Default: open the shop, search "usb-c", open the cheapest result, report it (as `data` when the
+    run has a JSON schema).  [slow]: scroll for ever, 0.8 s a step (to cancel it).
+    """
+    if not body.get("tools"):
+        return reply("nothing to extract")
+    text = last_user_text(body)
+    step = int(STEP_RE.search(text).group(1))  # type: ignore[union-attr]
+    task = TASK_RE.search(text).group(1)  # type: ignore[union-attr]
+    time.sleep(0.3)  # a model takes time: steps must be seen arriving one by one
+    if "[slow]" in task:
+        time.sleep(0.5)
+        return reply(f"Keep looking (step {step}).", call("scroll", down=True))
+    if step == 1:
+        return reply(GOALS[0], call("navigate", url=URL_RE.findall(task)[0].rstrip(".,")))
+    if step == 2:
+        return reply(GOALS[1], call("input", index=find_index(body, "Search products", tag="input"), text="usb-c"),
+                     call("click", index=find_index(body, "Search", tag="button")))
+    if step == 3:
+        return reply(GOALS[2], call("click", index=find_index(body, CHEAPEST["name"], tag="a")))
+    done_params = next(t["function"]["parameters"] for t in body["tools"] if t["function"]["name"] == "done")
+    if "data" in done_params.get("properties", {}):
+        return reply(GOALS[3], call("done", data=CHEAPEST, success=True))
+    return reply(GOALS[3], call("done", text=f"{CHEAPEST['name']}, €{CHEAPEST['price']}", success=True))
+
+
+# ------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+    """The real app on a free port, its model the fake server; no other provider key is set."""
+    model = FakeLLM(shop_model)
+    no_keys = {name: "" for names in KEY_VARS.values() for name in names}
+    env = {**no_keys, "OPENAI_BASE_URL": model.url, "OPENAI_API_KEY": "sk-test", "MAX_CONCURRENT_RUNS": "4"}
+    app = App(tmp_path_factory.mktemp("ui") / "data", env).start()
+    try:
+        app.ready()
+        yield app
+    finally:
+        app.stop()
+        model.close()
+
+
+@pytest.fixture(scope="module")
+def http(app: App) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=app.base, timeout=60) as client:
+        yield client
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def page(browser: Any, app: App) -> Any:
+    """A fresh browser context on the workbench, its page loaded and its start-up events done."""
+    chromium = await browser.start()
+    context = await chromium.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(30_000)
+    page = await context.new_page()
+    try:
+        await page.goto(app.base + "/")
+        await until(lambda: page.locator("#wb-model input").input_value(), what="the model box to show o3",
+                    check=lambda v: v == "o3")
+        yield page
+    finally:
+        await context.close()
+
+
+# ------------------------------------------------------------------ helpers
+async def until(fn: Callable[[], Awaitable[Any]], *, what: str, timeout: float = 60.0,
+                check: Callable[[Any], bool] = bool) -> Any:
+    """Await `fn` until `check` accepts its value (bounded); that value."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await fn()
+        if check(last):
+            return last
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last value: {last!r}")
+
+
+async def viewer(page: Any) -> dict[str, Any]:
+    """The viewer in one snapshot: status, run id, finished steps and what each shows."""
+    return await page.evaluate("""() => {
+        const run = document.querySelector('#wb-viewer .wb-run');
+        const steps = [...document.querySelectorAll('#wb-viewer .wb-step:not(.wb-pending)')];
+        return {
+            status: run ? run.dataset.status : null,
+            run_id: run && run.dataset.runId ? Number(run.dataset.runId) : null,
+            pending: document.querySelectorAll('#wb-viewer .wb-pending').length,
+            result: (document.querySelector('#wb-viewer .wb-result pre') || {}).textContent || null,
+            error: (document.querySelector('#wb-viewer .wb-run-error') || {}).textContent || null,
+            metrics: (document.querySelector('#wb-viewer .wb-metrics') || {}).textContent || null,
+            steps: steps.map(s => ({
+                step: Number(s.dataset.step),
+                goal: s.querySelector('.wb-goal').textContent,
+                actions: [...s.querySelectorAll('.wb-action .wb-name')].map(a => a.textContent),
+                params: [...s.querySelectorAll('.wb-action')].map(a => (a.querySelector('.wb-params') || {}).textContent || null),
+                ok: [...s.querySelectorAll('.wb-action')].map(a => a.classList.contains('wb-ok')),
+                url: (s.querySelector('.wb-url') || {}).textContent || null,
+                title: (s.querySelector('.wb-title') || {}).textContent || null,
+                shot: s.querySelector('.wb-shot img') ? s.querySelector('.wb-shot img').getAttribute('src') : null,
+            })),
+        };
+    }""")
+
+
+async def set_code(page: Any, elem_id: str, text: str) -> None:
+    """Replace the text of a gr.Code editor as a user would (select all, type)."""
+    shown_error = page.locator(f"#{elem_id} .validation-error button").first
+    if await shown_error.count() and await shown_error.is_visible():
+        await shown_error.click()  # the error shown over the editor is dismissed first, as a user would
+    editor = page.locator(f"#{elem_id} .cm-content")
+    await editor.click()
+    await page.keyboard.press("Control+A")
+    await page.keyboard.insert_text(text)
+
+
+async def pick(page: Any, elem_id: str, option: str) -> None:
+    """Choose an option of a gr.Dropdown."""
+    await page.locator(f"#{elem_id} input").click()
+    await page.locator(f'[role=listbox] [role=option][aria-label="{option}"]').click()
+
+
+async def run_total(http: httpx.Client) -> int:
+    return (await asyncio.to_thread(http.get, "/api/runs", params={"limit": 1})).json()["total"]
+
+
+async def images_loaded(page: Any) -> list[int]:
+    """naturalWidth of every screenshot in the viewer (0: not loaded), once each has settled."""
+    return await page.evaluate("""async () => {
+        const imgs = [...document.querySelectorAll('#wb-viewer .wb-shot img')];
+        await Promise.all(imgs.map(i => i.complete ? null : new Promise(r => { i.onload = i.onerror = r; })));
+        return imgs.map(i => i.naturalWidth);
+    }""")
+
+
+# ------------------------------------------------------------------ the form <-> request mapping
+def test_the_form_round_trips_every_request_field() -> None:
+    from app import FORM_FIELDS, form_request, request_form_values
+
+    assert FORM_FIELDS == tuple(RunRequest.model_fields) == tuple(FIELD_IDS)
+    request = RunRequest(
+        prompt="Find {{product}} on the shop", model="claude-3-5-haiku-latest", provider="anthropic",
+        wait_for_completion=False, webhook_url="https://example.com/hook", response_format="json",
+        json_schema={"type": "object", "properties": {"price": {"type": "number"}}}, use_cached_workflow=True,
+        cached_workflow={"name": "w", "steps": []}, workflow_id=3, workflow_params={"product": "HDMI cable"},
+        start_url="https://shop.example/", max_steps=12, use_vision=True, allowed_domains=["shop.example", "cdn.example"],
+    )
+    values = request_form_values(request)
+    assert all(isinstance(v, (str, bool, int)) for v in values)  # what the form's controls hold
+    assert form_request(dict(zip(FORM_FIELDS, values))) == request
+    # Empty controls mean the defaults; the model follows the provider.
+    empty = dict(zip(FORM_FIELDS, ["Find a cable", "", "deepseek", True, "", "text", "", False, "", None, "", "",
+                                   None, False, ""]))
+    assert form_request(empty) == RunRequest(prompt="Find a cable", provider="deepseek")
+    assert form_request(empty).model == "deepseek-chat"
+
+
+def test_the_form_names_every_bad_field() -> None:
+    from app import FormError, form_request
+
+    with pytest.raises(FormError) as caught:
+        form_request({"prompt": "ab", "json_schema": '{"type": ', "max_steps": 0, "workflow_params": "[1, 2]",
+                      "webhook_url": "ftp://example.com/hook", "workflow_id": 2.5})
+    assert {e["field"]: e["message"] for e in caught.value.errors} == {
+        "prompt": "must be at least 3 characters of task description",
+        "json_schema": "is not valid JSON (Expecting value at line 1 column 9); give a JSON Schema object such as "
+                       '{"type": "object", "properties": {...}}',
+        "max_steps": "must be between 1 and 200 (empty: the default, 25), got 0",
+        "workflow_params": 'must be a JSON object such as {"product": "HDMI cable"}',
+        "webhook_url": "must be an http:// or https:// URL with a host, e.g. https://example.com/hook",
+        "workflow_id": "must be a whole number, got 2.5",
+    }
+
+
+# ------------------------------------------------------------------ the page
+async def test_page_has_every_request_field_and_the_provider_hint(page: Any) -> None:
+    for elem_id in ("wb-workflow-box", "wb-advanced"):  # open the folded parts
+        await page.locator(f"#{elem_id} > button, #{elem_id} .label-wrap").first.click()
+    for field, elem_id in FIELD_IDS.items():
+        assert await page.locator(f"#{elem_id}").is_visible(), f"{field} ({elem_id}) is not on the page"
+    for elem_id in ("wb-run", "wb-cancel", "wb-viewer", "wb-history", "wb-rerun", "wb-save-workflow"):
+        assert await page.locator(f"#{elem_id}").is_visible(), elem_id
+    assert await page.locator("#wb-prompt textarea").input_value() == ""
+    assert await page.locator("#wb-wait input").is_checked()
+    assert await page.locator("#wb-format input[value=text]").is_checked()
+    assert not await page.locator("#wb-use-cached input").is_checked()
+    assert await page.locator("#wb-cancel").is_disabled()
+    assert await page.locator("#wb-key-hint").inner_text() == "✓ OPENAI_API_KEY is set"
+    examples = await page.locator("#wb-examples button").all_inner_texts()
+    assert [e.strip() for e in examples] == [e["title"] for e in EXAMPLES]
+
+    await page.locator("#wb-provider input").click()
+    options = await page.locator("[role=listbox] [role=option]").evaluate_all("os => os.map(o => o.ariaLabel)")
+    assert options == ["openai", "deepseek", "anthropic", "google", "groq", "mistral", "together"]
+    await page.locator('[role=listbox] [role=option][aria-label="anthropic"]').click()
+    await until(lambda: page.locator("#wb-model input").input_value(), what="anthropic's default model",
+                check=lambda v: v == "claude-sonnet-4-5")
+    hint = await until(lambda: page.locator("#wb-key-hint").inner_text(), what="the key hint for anthropic",
+                       check=lambda v: "anthropic" in v)
+    assert hint == "⚠ No API key for provider 'anthropic': set ANTHROPIC_API_KEY, then restart the app."
+    await pick(page, "wb-provider", "openai")
+    await until(lambda: page.locator("#wb-key-hint").inner_text(), what="the openai hint",
+                check=lambda v: v == "✓ OPENAI_API_KEY is set")
+    # The model box takes any name, not only the suggestions.
+    model = page.locator("#wb-model input")
+    await model.fill("my-local-model")
+    await model.press("Enter")
+    assert await model.input_value() == "my-local-model"
+
+
+async def test_run_streams_each_step_then_the_result(page: Any, app: App, http: httpx.Client) -> None:
+    before = await run_total(http)
+    await page.locator("#wb-examples button", has_text="Cheapest USB-C cable as JSON").click()
+    prompt = await until(lambda: page.locator("#wb-prompt textarea").input_value(), what="the example's prompt")
+    assert prompt == EXAMPLES[1]["prompt"].replace("{DEMO_URL}", f"{app.base}/demo/")
+    assert await page.locator("#wb-format input[value=json]").is_checked()
+    schema = await until(lambda: page.locator("#wb-schema .cm-content").inner_text(), what="the schema")
+    assert json.loads(schema) == EXAMPLES[1]["json_schema"]
+    await until(lambda: page.locator("#wb-schema-status").inner_text(), what="the live schema check",
+                check=lambda v: v.strip() == "✓ valid JSON Schema: the result will be checked against it.")
+
+    await page.click("#wb-run")
+    seen: list[tuple[str | None, int]] = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        state = await viewer(page)
+        if not seen or seen[-1] != (state["status"], len(state["steps"])):
+            seen.append((state["status"], len(state["steps"])))
+        if state["status"] in ("success", "failure"):
+            break
+        await asyncio.sleep(0.03)
+    # Steps arrived one by one while the run was still going, then the end.
+    running = [n for status, n in seen if status == "running"]
+    assert running[0] == 0 and running == sorted(running) and len(set(running) - {0}) >= 3, seen
+    assert seen[-1] == ("success", 4), seen
+    assert await page.locator("#wb-cancel").is_disabled()  # offered only while a run is going
+
+    shown = await viewer(page)
+    run = (await asyncio.to_thread(http.get, f"/api/runs/{shown['run_id']}")).json()
+    assert await run_total(http) == before + 1
+    assert (run["status"], run["result"], run["is_successful"]) == ("success", CHEAPEST, True)
+    assert json.loads(shown["result"]) == CHEAPEST
+    demo = f"{app.base}/demo/"
+    assert [(s["step"], s["goal"], s["actions"], s["ok"], s["url"], s["title"]) for s in shown["steps"]] == [
+        (1, GOALS[0], ["navigate"], [True], "about:blank", "(no title)"),
+        (2, GOALS[1], ["input", "click"], [True, True], demo, "Home – Demo Shop"),
+        (3, GOALS[2], ["click"], [True], f"{demo}search.html?q=usb-c", "Search results – Demo Shop"),
+        (4, GOALS[3], ["done"], [True], f"{demo}product.html?id=cab-01", "USB-C to USB-C Cable 0.5 m – Demo Shop"),
+    ]
+    assert [s["description"] for s in run["history"]] == GOALS
+    assert shown["steps"][0]["params"] == [json.dumps({"url": demo})]
+    assert shown["steps"][1]["params"][0] == json.dumps(run["history"][1]["actions"][0]["params"])
+    usage = run["usage"]
+    assert shown["metrics"] == (
+        f"duration {run['duration_ms'] / 1000:.1f} s · 4 steps · 4 LLM calls · "
+        f"{usage['input_tokens']:,} in / {usage['output_tokens']:,} out tokens · cost ${usage['cost_usd']:.4f}"
+    )
+    assert usage["llm_calls"] == 4 and usage["input_tokens"] == 400 and usage["output_tokens"] == 80
+    # Each step's screenshot is served and shown.
+    assert [s["shot"] for s in shown["steps"]] == [None] + [  # step 1 looked at a blank tab
+        f"api/runs/{run['task_run_id']}/screenshots/{n}" for n in (2, 3, 4)]
+    assert [w > 0 for w in await images_loaded(page)] == [True, True, True]
+    # The contract's JSON is there too, as the API returns it.
+    await page.locator("#wb-response-box").first.click()
+    raw = await until(lambda: page.locator("#wb-response").inner_text(), what="the response JSON",
+                      check=lambda v: "task_run_id" in v)
+    assert f"{run['task_run_id']}" in raw and "USB-C to USB-C Cable 0.5 m" in raw
+
+
+async def test_open_a_run_from_history_then_run_it_again(page: Any, http: httpx.Client) -> None:
+    runs = (await asyncio.to_thread(http.get, "/api/runs", params={"status": "success"})).json()["runs"]
+    assert runs, "the previous test made a successful run"
+    target = runs[0]
+    stored = (await asyncio.to_thread(http.get, f"/api/runs/{target['id']}")).json()
+    ids = await until(lambda: page.locator('#wb-history [role=gridcell][data-col="0"]').all_inner_texts(),
+                      what="the history rows", check=lambda v: str(target["id"]) in [x.strip() for x in v])
+    row = [x.strip() for x in ids].index(str(target["id"]))
+    cells = await page.locator(f'#wb-history [role=gridcell][data-row="{row}"]').all_inner_texts()
+    assert [c.strip() for c in cells[:2]] + [c.strip() for c in cells[3:5]] == [
+        str(target["id"]), "success", "openai / o3", "4"]
+    await page.locator(f'#wb-history [data-testid="cell-{row}-2"]').click()
+
+    shown = await until(lambda: viewer(page), what="the run opened from history",
+                        check=lambda v: v["run_id"] == target["id"])
+    assert shown["status"] == "success" and shown["pending"] == 0
+    assert [s["goal"] for s in shown["steps"]] == [item["description"] for item in stored["history"]]
+    assert json.loads(shown["result"]) == stored["result"]
+    assert len(shown["steps"]) == 4 and [w > 0 for w in await images_loaded(page)] == [True, True, True]
+    assert await page.locator("#wb-rerun").is_enabled() and await page.locator("#wb-save-workflow").is_enabled()
+
+    # Saved as a cached workflow, linked to the run's task.
+    await page.click("#wb-save-workflow")
+    toast = page.get_by_text(re.compile(r"Saved as workflow \d+ \(version 1; parameters: "))
+    await toast.wait_for()
+    workflow_id = int(re.search(r"Saved as workflow (\d+)", await toast.inner_text()).group(1))  # type: ignore[union-attr]
+    task = (await asyncio.to_thread(http.get, f"/api/tasks/{stored['task_id']}")).json()
+    assert task["workflow_id"] == workflow_id
+
+    # Start from an empty, different form: "Run again" puts the run's request back.
+    await page.locator("#wb-prompt textarea").fill("something else")
+    await page.locator("#wb-format input[value=text]").check()
+    await page.click("#wb-rerun")
+    await until(lambda: page.locator("#wb-prompt textarea").input_value(), what="the refilled prompt",
+                check=lambda v: v != "something else")
+    request = await page.evaluate("""() => ({
+        prompt: document.querySelector('#wb-prompt textarea').value,
+        model: document.querySelector('#wb-model input').value,
+        provider: document.querySelector('#wb-provider input').value,
+        json: document.querySelector('#wb-format input[value=json]').checked,
+        wait: document.querySelector('#wb-wait input').checked,
+    })""")
+    assert request == {"prompt": target["prompt"], "model": "o3", "provider": "openai", "json": True, "wait": True}
+    schema = await page.locator("#wb-schema .cm-content").inner_text()
+    assert json.loads(schema) == EXAMPLES[1]["json_schema"]
+
+    # The saved workflow replays the same task without the model.
+    await page.locator("#wb-workflow-box .label-wrap").first.click()
+    await page.locator("#wb-use-cached input").check()
+    await page.locator("#wb-workflow-id input").fill(str(workflow_id))
+    await page.click("#wb-run")
+    replayed = await until(lambda: viewer(page), what="the replay's end",
+                           check=lambda v: v["run_id"] not in (None, target["id"]) and v["status"] != "running")
+    run = (await asyncio.to_thread(http.get, f"/api/runs/{replayed['run_id']}")).json()
+    assert (run["status"], run["mode"], run["workflow_id"], run["usage"]["llm_calls"]) == (
+        "success", "replay", workflow_id, 0)
+    assert json.loads(replayed["result"]) == CHEAPEST == run["result"]
+    assert "· 0 LLM calls ·" in replayed["metrics"] and f"{run['replayed_steps']} replayed" in replayed["metrics"]
+    assert [s["goal"] for s in replayed["steps"]] == [item["description"] for item in run["history"]]
+
+
+async def test_invalid_json_schema_shows_the_error_and_starts_nothing(page: Any, http: httpx.Client) -> None:
+    before = await run_total(http)
+    shown_before = await viewer(page)
+    await page.locator("#wb-prompt textarea").fill("Find the cheapest cable in the demo shop")
+    await set_code(page, "wb-schema", '{"type": "objekt"}')
+    status = await until(lambda: page.locator("#wb-schema-status").inner_text(), what="the live schema check",
+                         check=lambda v: v.strip().startswith("✗"))
+    assert "json_schema is not a valid JSON Schema at type" in status
+    await page.click("#wb-run")
+    error = await until(lambda: page.locator("#wb-schema .validation-error").all_inner_texts(),
+                        what="the error next to the schema")
+    assert error[0].strip().startswith("is not a valid JSON Schema at type: 'objekt'")
+    await asyncio.sleep(1.5)  # anything started would be in the log by now
+    assert await run_total(http) == before
+    assert await viewer(page) == shown_before
+
+    await set_code(page, "wb-schema", '{"type": "object", ')  # not even JSON
+    await page.click("#wb-run")
+    error = await until(lambda: page.locator("#wb-schema .validation-error").all_inner_texts(),
+                        what="the JSON error", check=lambda v: v and "not valid JSON" in v[0])
+    assert "give a JSON Schema object" in error[0]
+    await asyncio.sleep(1.0)
+    assert await run_total(http) == before
+
+
+async def test_background_run_streams_and_cancel_stops_it(page: Any, app: App, http: httpx.Client) -> None:
+    prompt = f"Look around {app.base}/demo/ until told to stop [slow]"
+    await page.locator("#wb-prompt textarea").fill(prompt)
+    await page.locator("#wb-wait input").uncheck()
+    await page.locator("#wb-advanced .label-wrap").first.click()
+    await page.locator("#wb-max-steps input").fill("40")
+    await page.locator("#wb-allowed-domains input, #wb-allowed-domains textarea").first.fill("127.0.0.1")
+    await page.click("#wb-run")
+
+    shown = await until(lambda: viewer(page), what="two steps of the background run", timeout=60,
+                        check=lambda v: v["status"] == "running" and len(v["steps"]) >= 2)
+    run = (await asyncio.to_thread(http.get, f"/api/runs/{shown['run_id']}")).json()
+    assert run["status"] == "in_progress"
+    assert await page.locator("#wb-cancel").is_enabled()
+    await page.click("#wb-cancel")
+    shown = await until(lambda: viewer(page), what="the cancelled end", check=lambda v: v["status"] != "running")
+    run = (await asyncio.to_thread(http.get, f"/api/runs/{shown['run_id']}")).json()
+    assert (shown["status"], shown["error"]) == ("failure", "cancelled")
+    assert (run["status"], run["error"], run["is_successful"]) == ("failure", "cancelled", False)
+    assert len(shown["steps"]) == len(run["history"]) >= 2
+    assert await page.locator("#wb-cancel").is_disabled()
+
+    # Its request, Advanced part included, comes back with "Run again".
+    await page.locator("#wb-prompt textarea").fill("x")
+    await page.locator("#wb-wait input").check()
+    await page.click("#wb-rerun")
+    await until(lambda: page.locator("#wb-prompt textarea").input_value(), what="the refilled prompt",
+                check=lambda v: v == prompt)
+    assert not await page.locator("#wb-wait input").is_checked()
+    assert await page.locator("#wb-max-steps input").input_value() == "40"
+    assert await page.locator("#wb-allowed-domains input, #wb-allowed-domains textarea").first.input_value() == "127.0.0.1"
