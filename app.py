@@ -671,7 +671,7 @@ def build_ui(service: Any, settings: Settings) -> Any | None:
         if run_id is None:
             gr.Warning("Open a successful run first.")
             return
-        from agent.workflows import WorkflowError, record_workflow
+        from agent.workflows import WorkflowError, save_run_as_workflow
 
         response = await service.aget(run_id)
         request = await asyncio.to_thread(service.store.get_run_request, run_id)
@@ -679,13 +679,11 @@ def build_ui(service: Any, settings: Settings) -> Any | None:
             gr.Warning(f"Run {run_id} no longer exists.")
             return
         try:
-            document = record_workflow(request, response)
+            wid, version, document = await asyncio.to_thread(
+                save_run_as_workflow, service.store, run_id, request, response)
         except WorkflowError as exc:
             gr.Warning(f"Run {run_id} cannot be saved as a workflow: {exc}")
             return
-        wid, version = await asyncio.to_thread(service.store.save_workflow, document, source_run_id=run_id)
-        if response.task_id:
-            await asyncio.to_thread(service.store.set_task_workflow, response.task_id, wid)
         names = ", ".join(p.get("name", "?") for p in document.get("parameters") or []) or "none"
         gr.Info(f"Saved as workflow {wid} (version {version}; parameters: {names}). Replay it: tick "
                 f"'Use cached workflow' and give workflow id {wid}.")

@@ -23,7 +23,8 @@ from fastapi import Path as PathParam
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
-from agent.workflows import WorkflowError, edit_workflow, load_workflow, record_workflow
+from agent.workflows import WorkflowError, edit_workflow, load_workflow
+from agent.workflows import save_run_as_workflow as save_run
 
 __all__ = ["create_workflow_router"]
 
@@ -120,11 +121,8 @@ def create_workflow_router(store: Any, service: Any = None) -> APIRouter:
             run_request = await asyncio.to_thread(store.get_run_request, task_run_id)
             if run_request is None:
                 raise _Problem(404, f"run {task_run_id} not found")
-            response = response.model_copy(update={"task_run_id": task_run_id})
-            document = record_workflow(run_request, response, name=name)
-            wid, version = await asyncio.to_thread(store.save_workflow, document, source_run_id=task_run_id)
-            if response.task_id is not None:
-                await asyncio.to_thread(store.set_task_workflow, response.task_id, wid)
+            wid, version, document = await asyncio.to_thread(
+                save_run, store, task_run_id, run_request, response, name=name)
             return _answer({"id": wid, "version": version, "document": document}, 201,
                            headers={"Location": f"/api/workflows/{wid}"})
 

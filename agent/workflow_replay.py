@@ -461,7 +461,7 @@ async def _loop(state: _Replay, session: BrowserSession, workflow_id: int | None
     for n, step in enumerate(doc.steps, 1):
         state.check()
         page = await session.ensure_page()
-        start_url = page.url
+        start_url, start_title = page.url, await _title(session)  # the page the step began on, as in agent steps
         yield StepStarted(step=n, url=start_url)
         started_at, t0 = utcnow(), time.monotonic()
         calls, state.pending_calls = list(state.pending_calls), []
@@ -514,7 +514,7 @@ async def _loop(state: _Replay, session: BrowserSession, workflow_id: int | None
             state.usage = state.usage.add(call)
         item = HistoryItem(
             description=render_text(step.description, values), actions=results, step=n, url=start_url,
-            title=await _title(session), screenshot=await _screenshot(state, session, n), started_at=started_at,
+            title=start_title, screenshot=await _screenshot(state, session, n), started_at=started_at,
             duration_ms=(time.monotonic() - t0) * 1000, llm_ms=sum(c.latency_ms for c in calls), llm_calls=calls,
             executed_by=executed_by,
         )

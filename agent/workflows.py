@@ -625,6 +625,17 @@ def template_locators(locators: dict[str, Any] | None, values: dict[str, str],
     return out
 
 
+def save_run_as_workflow(
+    store: Any, run_id: int, request: RunRequest, response: RunResponse, *, name: str | None = None
+) -> tuple[int, int, dict[str, Any]]:
+    """Record a successful run, save it as a new workflow and attach it to the run's task: (id, version, document)."""
+    document = record_workflow(request, response.model_copy(update={"task_run_id": run_id}), name=name)
+    workflow_id, version = store.save_workflow(document, source_run_id=run_id)
+    if response.task_id is not None:
+        store.set_task_workflow(response.task_id, workflow_id)
+    return workflow_id, version, document
+
+
 def record_workflow(request: RunRequest, response: RunResponse, *, name: str | None = None) -> dict[str, Any]:
     """A workflow document from a successful run's history (no model call); NotRecordable otherwise."""
     if response.status != "success" or not response.is_successful:
