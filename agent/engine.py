@@ -55,29 +55,25 @@ def resolve_options(request: RunRequest, options: EngineOptions | None, override
     return EngineOptions(**merged)
 
 
-class _Stop(Exception):
+class RunStopped(Exception):
     """The run must end now (cancelled or out of time); the message is the reason."""
 
 
-class _Run:
-    """The mutable state of one run, kept out of the events the loop yields."""
+class RunClock:
+    """A run's cancel event and wall-clock deadline, applied to everything the run awaits."""
 
-    def __init__(self, request: RunRequest, options: EngineOptions, llm: LLM, cancel: asyncio.Event | None):
-        self.request, self.options, self.llm, self.cancel = request, options, llm, cancel
+    def __init__(self, timeout_s: float, cancel: asyncio.Event | None) -> None:
+        self.timeout_s, self.cancel = timeout_s, cancel
         self.started = time.monotonic()
         self.started_at = utcnow()
-        self.deadline = self.started + options.timeout_s
-        self.history: list[HistoryItem] = []
-        self.usage = Usage()
-        self.notes: list[str] = []
-        self.step_calls: list[LLMCall] = []
-        self.structured = request.json_schema is not None or request.response_format == "json"
+        self.deadline = self.started + timeout_s
 
     def check(self) -> None:
+        """Raise RunStopped when the run was cancelled or is out of time."""
         if self.cancel is not None and self.cancel.is_set():
-            raise _Stop("cancelled")
+            raise RunStopped("cancelled")
         if time.monotonic() >= self.deadline:
-            raise _Stop(f"timed out after {self.options.timeout_s:g} s")
+            raise RunStopped(f"timed out after {self.timeout_s:g} s")
 
     async def bounded(self, coro: Any) -> Any:
         """Await `coro`, giving up when the run is cancelled or out of time."""
@@ -100,7 +96,20 @@ class _Run:
         # "_GatheringFuture exception was never retrieved" on every cancel.
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
         self.check()
-        raise _Stop(f"timed out after {self.options.timeout_s:g} s")
+        raise RunStopped(f"timed out after {self.timeout_s:g} s")
+
+
+class _Run(RunClock):
+    """The mutable state of one run, kept out of the events the loop yields."""
+
+    def __init__(self, request: RunRequest, options: EngineOptions, llm: LLM, cancel: asyncio.Event | None):
+        super().__init__(options.timeout_s, cancel)
+        self.request, self.options, self.llm = request, options, llm
+        self.history: list[HistoryItem] = []
+        self.usage = Usage()
+        self.notes: list[str] = []
+        self.step_calls: list[LLMCall] = []
+        self.structured = request.json_schema is not None or request.response_format == "json"
 
     async def extract(self, query: str, page: str) -> str:
         reply = await self.llm.complete(
@@ -160,7 +169,7 @@ async def stream(
                     yield event
     except BrowserError as exc:
         final = run.finish(error=str(exc))
-    except _Stop as exc:
+    except RunStopped as exc:
         final = run.finish(error=str(exc))
     except PlaywrightError as exc:  # the browser crashed or was closed under us
         final = run.finish(error=f"browser error: {str(exc).splitlines()[0]}")

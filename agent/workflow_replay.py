@@ -25,7 +25,7 @@ import jsonschema
 from agent import actions as act
 from agent import engine
 from agent.browser import Browser, BrowserError, BrowserSession
-from agent.engine import EngineOptions, resolve_options
+from agent.engine import EngineOptions, RunClock, RunStopped, resolve_options
 from agent.llm import LLM, LLMError, key_status, litellm_model
 from agent.models import (
     ActionResult, Event, HistoryItem, LLMCall, RunFinished, RunRequest, RunResponse, RunStarted, StepFinished,
@@ -74,21 +74,15 @@ class _StepFailed(Exception):
         self.reason, self.result = reason, result
 
 
-class _Stop(Exception):
-    """The run must end now (cancelled, out of time); the message is the reason."""
-
-
-class _Replay:
+class _Replay(RunClock):
     """The mutable state of one replay."""
 
     def __init__(self, request: RunRequest, doc: Workflow, options: EngineOptions, browser: Browser,
                  llm: LLM | None, cancel: asyncio.Event | None, heal_max_steps: int, find_timeout_s: float) -> None:
+        super().__init__(options.timeout_s, cancel)
         self.request, self.doc, self.options, self.browser = request, doc, options, browser
-        self.llm, self.cancel = llm, cancel
+        self.llm = llm
         self.heal_max_steps, self.find_timeout_s = heal_max_steps, find_timeout_s
-        self.started = time.monotonic()
-        self.started_at = utcnow()
-        self.deadline = self.started + options.timeout_s
         self.history: list[HistoryItem] = []
         self.usage = Usage()
         self.values: dict[str, Any] = {}
@@ -96,32 +90,6 @@ class _Replay:
         self.replayed = self.healed = 0
         self.new_steps: list[WorkflowStep] = list(doc.steps)
         self.structured = doc.result_format == "json" or request.json_schema is not None or request.response_format == "json"
-
-    def check(self) -> None:
-        if self.cancel is not None and self.cancel.is_set():
-            raise _Stop("cancelled")
-        if time.monotonic() >= self.deadline:
-            raise _Stop(f"timed out after {self.options.timeout_s:g} s")
-
-    async def bounded(self, coro: Any) -> Any:
-        """Await `coro`, giving up when the run is cancelled or out of time."""
-        self.check()
-        task = asyncio.ensure_future(coro)
-        waiters: set[asyncio.Future[Any]] = {task}
-        stopper = asyncio.ensure_future(self.cancel.wait()) if self.cancel is not None else None
-        if stopper is not None:
-            waiters.add(stopper)
-        try:
-            done, _ = await asyncio.wait(waiters, timeout=max(0.0, self.deadline - time.monotonic()),
-                                         return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if stopper is not None:
-                stopper.cancel()
-        if task in done:
-            return task.result()
-        task.cancel()
-        self.check()
-        raise _Stop(f"timed out after {self.options.timeout_s:g} s")
 
     def model(self) -> LLM | None:
         """The model for parameters and healing (created on first need); None when no key is set."""
@@ -421,7 +389,7 @@ async def replay(
                         final = event
                     else:
                         yield event
-    except _Stop as exc:
+    except RunStopped as exc:
         final = state.finish(error=str(exc), workflow_id=workflow_id)
     except BrowserError as exc:
         final = state.finish(error=str(exc), workflow_id=workflow_id)
