@@ -317,3 +317,70 @@ async def test_scroll_reaches_the_scroll_box_of_an_app_layout(shop: str, browser
                              reply("Done", call("done", text="ok", success=True)))
     _, response = await go({"prompt": "Scroll the feed", "start_url": f"{shop}/app.html"}, browser)
     assert response.history[1].actions[0].extracted_content == "scrolled down 800 px"
+
+
+async def test_vision_sends_the_screenshot_to_a_model_that_takes_images(
+    shop: str, browser: Browser, fake_llm: FakeLLM, tmp_path: Path
+) -> None:
+    fake_llm.handler = lambda b: reply("done", call("done", text="seen", success=True))
+    _, response = await go({"prompt": "Look at the page", "model": "gpt-4o", "start_url": f"{shop}/index.html",
+                            "use_vision": True}, browser, screenshot_dir=tmp_path)
+    content = fake_llm.requests[0]["messages"][1]["content"]
+    assert [part["type"] for part in content] == ["text", "image_url"]
+    assert content[1]["image_url"]["url"].startswith("data:image/jpeg;base64,/9j/")  # a JPEG
+    assert response.status == "success"
+    # Without vision (or with a model litellm does not know to take images) the message is text only.
+    fake_llm.reset()
+    await go({"prompt": "Look at the page", "model": "gpt-4o", "start_url": f"{shop}/index.html"}, browser,
+             screenshot_dir=tmp_path)
+    assert isinstance(fake_llm.requests[0]["messages"][1]["content"], str)
+
+
+async def test_search_builds_the_engine_url_and_obeys_the_policy(browser: Browser, fake_llm: FakeLLM) -> None:
+    fake_llm.handler = steps(reply("Search", call("search", query="usb c cable", engine="bing")),
+                             reply("Bad engine", call("search", query="x", engine="altavista")),
+                             reply("Stop", call("done", text="no web here", success=False)))
+    _, response = await go({"prompt": "Search the web", "allowed_domains": ["127.0.0.1"]}, browser)
+    errors = [a.error for h in response.history for a in h.actions]
+    assert errors[0].startswith("navigation refused: host 'www.bing.com' is not in")
+    assert errors[1] == "unknown engine 'altavista'; use one of duckduckgo, google, bing"
+
+
+async def test_remote_browser_over_cdp(shop: str, fake_llm: FakeLLM, tmp_path: Path) -> None:
+    import socket
+    import subprocess
+
+    from agent.browser import find_chromium
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [find_chromium(), "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-background-networking", f"--remote-debugging-port={port}", f"--user-data-dir={tmp_path}",
+         "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):  # wait until the DevTools endpoint answers
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                await asyncio.sleep(0.1)
+        remote = Browser(cdp_url=f"http://127.0.0.1:{port}")
+        assert remote.description == f"remote browser over CDP (http://127.0.0.1:{port})"
+        fake_llm.handler = lambda b: reply("done", call("done", text=last_user_text(b).split("title=\"")[1].split('"')[0],
+                                                        success=True))
+        _, response = await go({"prompt": "Read the title", "start_url": f"{shop}/about.html"}, remote)
+        assert response.status == "success" and response.result == "About"
+        await remote.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_run_is_the_blocking_twin(shop: str, fake_llm: FakeLLM) -> None:
+    fake_llm.handler = lambda b: reply("done", call("done", text="blocking ok", success=True))
+    from agent import run as top_run
+
+    response = top_run({"prompt": "Say ok", "model": "gpt-4o-mini", "start_url": f"{shop}/index.html"})
+    assert (response.status, response.result, len(response.history)) == ("success", "blocking ok", 2)
