@@ -85,6 +85,8 @@ class Observation(BaseModel, frozen=True):
 
 
 _NAVIGATING = ("Execution context was destroyed", "Cannot find context", "navigat")
+# A navigation can destroy the script's context more than once (commit, then a client redirect).
+NAVIGATION_RETRIES = 3
 
 
 async def observe(page: Page, *, max_chars: int = 30_000, time_budget_ms: int = 600) -> Observation:
@@ -101,14 +103,14 @@ async def observe(page: Page, *, max_chars: int = 30_000, time_budget_ms: int = 
     # thread, which a freshly loaded huge page keeps busy for seconds, and a page stuck in a loop.
     outer = time_budget_ms / 1000 + OUTER_SLACK_S
     raw: dict[str, Any] | None = None
-    for attempt in range(2):
+    for attempt in range(NAVIGATION_RETRIES + 1):
         try:
             raw = await asyncio.wait_for(page.evaluate(WALKER_JS, args), timeout=outer)
             break
         except asyncio.TimeoutError:
             break
         except Exception as exc:
-            if attempt == 0 and any(s in str(exc) for s in _NAVIGATING):
+            if attempt < NAVIGATION_RETRIES and any(s in str(exc) for s in _NAVIGATING):
                 # The page navigated under us: let the new document parse, then read it once more.
                 try:
                     await page.wait_for_load_state("domcontentloaded", timeout=3_000)
