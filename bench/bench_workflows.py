@@ -37,7 +37,7 @@ from agent.workflow_replay import replay  # noqa: E402
 from agent.workflows import record_workflow  # noqa: E402
 from tests.conftest import DEMO, serve_dir  # noqa: E402
 from tests.fakellm import FakeLLM  # noqa: E402
-from tests.workflow_site.script import order_prompt, shop_agent  # noqa: E402
+from tests.workflow_site.script import demo_agent, order_prompt, shop_agent  # noqa: E402
 from tests.workflow_site.shop import VARIANTS, ShopServer  # noqa: E402
 
 A = dict(query="usb-c", qty=2, name="Ada Lovelace", email="ada@example.com", country="Germany")
@@ -83,27 +83,6 @@ async def replay_once(request: RunRequest, doc: dict[str, Any], browser: Browser
 
 def row(cells: list[Any], widths: list[int]) -> str:
     return "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-
-
-def demo_agent(query: str) -> Callable[[dict[str, Any]], Any]:
-    """Search the demo shop, open the first result, report its name and price."""
-    import re
-
-    from tests.fakellm import call, find_index, last_user_text, reply
-
-    def handler(body: dict[str, Any]) -> Any:
-        text = last_user_text(body)
-        url = text.split('<page url="')[1].split('"')[0]
-        if "/product.html" in url:
-            name = text.split("\n# ")[1].split("\n")[0]
-            price = re.search(r"Price:\s*(€[\d.]+)", text).group(1)  # type: ignore[union-attr]
-            return reply("Report it.", call("done", text=f"The first {query} result is {name} at {price}.", success=True))
-        if "search.html" in url:
-            return reply("Open the first result.", call("click", index=find_index(body, 'href="/product.html')))
-        return reply(f"Search for {query}.", call("input", index=find_index(body, "name=q"), text=query),
-                     call("click", index=find_index(body, "Search", tag="button")))
-
-    return handler
 
 
 async def main(runs: int, latency: float) -> None:

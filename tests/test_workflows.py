@@ -7,7 +7,6 @@ demo shop, the fake OpenAI-compatible model (it counts every request), real Duck
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import quote, urlencode
@@ -24,8 +23,8 @@ from agent.workflows import (
     render_url, url_matches,
 )
 from tests.conftest import DEMO, serve_dir
-from tests.fakellm import FakeLLM, call, find_index, last_user_text, reply
-from tests.workflow_site.script import order_prompt, shop_agent
+from tests.fakellm import FakeLLM, call, last_user_text, reply
+from tests.workflow_site.script import demo_agent, order_prompt, shop_agent
 from tests.workflow_site.shop import ShopServer
 
 A = dict(query="usb-c", qty=2, name="Ada Lovelace", email="ada@example.com", country="Germany")
@@ -473,24 +472,6 @@ async def test_json_result_is_read_again_and_validated(shop: ShopServer, browser
 
 
 # ------------------------------------------------------------------ the bundled demo shop
-def demo_agent(query: str) -> Any:
-    """Search the demo shop, open the first result, report its name and price."""
-
-    def handler(body: dict[str, Any]) -> Any:
-        text = last_user_text(body)
-        url = text.split('<page url="')[1].split('"')[0]
-        if "/product.html" in url:
-            name = text.split("\n# ")[1].split("\n")[0]
-            price = re.search(r"Price:\s*(€[\d.]+)", text).group(1)
-            return reply("Report it.", call("done", text=f"The first {query} result is {name} at {price}.", success=True))
-        if "search.html" in url:
-            return reply("Open the first result.", call("click", index=find_index(body, 'href="/product.html')))
-        return reply(f"Search for {query}.", call("input", index=find_index(body, "name=q"), text=query),
-                     call("click", index=find_index(body, "Search", tag="button")))
-
-    return handler
-
-
 async def test_demo_shop_search_recorded_and_replayed(browser: Any, fake_llm: FakeLLM) -> None:
     server, url = serve_dir(DEMO)
     try:

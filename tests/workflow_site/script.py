@@ -11,7 +11,7 @@ import re
 from collections import Counter
 from typing import Any, Callable
 
-from tests.fakellm import call, last_user_text, reply
+from tests.fakellm import call, find_index, last_user_text, reply
 
 LABELS = {
     "search": ("Search", "Find"),
@@ -96,3 +96,21 @@ def order_prompt(base: str, query: str, qty: int, name: str, email: str, country
     """The task text the workflow is recorded from (and replayed with other values)."""
     return (f"On {base} buy {qty} of the cheapest {query} product for {name} ({email}), "
             f"shipping to {country}, and report the order number and total")
+
+
+def demo_agent(query: str) -> Callable[[dict[str, Any]], Any]:
+    """Search the demo shop, open the first result, report its name and price."""
+
+    def handler(body: dict[str, Any]) -> Any:
+        text = last_user_text(body)
+        url = text.split('<page url="')[1].split('"')[0]
+        if "/product.html" in url:
+            name = text.split("\n# ")[1].split("\n")[0]
+            price = re.search(r"Price:\s*(€[\d.]+)", text).group(1)
+            return reply("Report it.", call("done", text=f"The first {query} result is {name} at {price}.", success=True))
+        if "search.html" in url:
+            return reply("Open the first result.", call("click", index=find_index(body, 'href="/product.html')))
+        return reply(f"Search for {query}.", call("input", index=find_index(body, "name=q"), text=query),
+                     call("click", index=find_index(body, "Search", tag="button")))
+
+    return handler
