@@ -11,7 +11,7 @@ import pytest
 
 from agent.browser import Browser
 from agent.engine import arun, stream
-from agent.models import RunFinished, RunResponse, RunStarted, StepFinished, StepStarted
+from agent.models import RunFinished, RunResponse, RunStarted, StepFinished
 from tests.conftest import serve_dir
 from tests.fakellm import FakeLLM, call, find_index, last_user_text, reply
 

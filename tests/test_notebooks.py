@@ -415,9 +415,9 @@ def test_compare_numbers(recorded: Recorded, executed: dict[str, Executed]) -> N
     a_same = recorded.by_model(MODEL_A, TASK)
     b = recorded.by_model(MODEL_B)
     assert f"comparing models: A = {MODEL_A!r}, B = {MODEL_B!r}" in out.text
-    assert f"A: 2 runs, success rate 100%, 2.0 steps" in out.text
+    assert "A: 2 runs, success rate 100%, 2.0 steps" in out.text
     assert f"{tokens(a_same) / 2:.0f} tokens, ${sum(r.usage.cost_usd for r in a_same) / 2:.6f} per run" in out.text
-    assert f"B: 2 runs, success rate 0%, 3.0 steps" in out.text
+    assert "B: 2 runs, success rate 0%, 3.0 steps" in out.text
     assert f"{tokens(b) / 2:.0f} tokens, ${sum(r.usage.cost_usd for r in b) / 2:.6f} per run" in out.text
     assert out.images.get("image/png", 0) == 1
 
