@@ -184,12 +184,14 @@ class LLM:
         self.backoff_s = backoff_s
 
     def supports_vision(self) -> bool:
-        """Whether litellm's model map says this model takes images (unknown models: no)."""
+        """Whether the model takes images: litellm's map for models it knows; models it does not know
+        (a llava behind OPENAI_BASE_URL) are trusted, since vision is only asked for on purpose."""
         litellm = _import_litellm()
         try:
-            return bool(litellm.supports_vision(model=self.name))
+            info = litellm.get_model_info(self.name)
         except Exception:
-            return False
+            return True
+        return bool(info.get("supports_vision"))
 
     async def complete(
         self,

@@ -329,11 +329,17 @@ async def test_vision_sends_the_screenshot_to_a_model_that_takes_images(
     assert [part["type"] for part in content] == ["text", "image_url"]
     assert content[1]["image_url"]["url"].startswith("data:image/jpeg;base64,/9j/")  # a JPEG
     assert response.status == "success"
-    # Without vision (or with a model litellm does not know to take images) the message is text only.
+    # Without vision, or with a model litellm knows to take no images, the message is text only.
+    for model, vision in (("gpt-4o", False), ("gpt-3.5-turbo", True)):
+        fake_llm.reset()
+        await go({"prompt": "Look at the page", "model": model, "start_url": f"{shop}/index.html",
+                  "use_vision": vision}, browser, screenshot_dir=tmp_path)
+        assert isinstance(fake_llm.requests[0]["messages"][1]["content"], str), model
+    # A model litellm does not know (a local llava behind OPENAI_BASE_URL) gets the image it was asked for.
     fake_llm.reset()
-    await go({"prompt": "Look at the page", "model": "gpt-4o", "start_url": f"{shop}/index.html"}, browser,
-             screenshot_dir=tmp_path)
-    assert isinstance(fake_llm.requests[0]["messages"][1]["content"], str)
+    await go({"prompt": "Look at the page", "model": "llava-local", "start_url": f"{shop}/index.html",
+              "use_vision": True}, browser, screenshot_dir=tmp_path)
+    assert [p["type"] for p in fake_llm.requests[0]["messages"][1]["content"]] == ["text", "image_url"]
 
 
 async def test_search_builds_the_engine_url_and_obeys_the_policy(browser: Browser, fake_llm: FakeLLM) -> None:
