@@ -224,6 +224,16 @@ class BrowserSession:
         return str(path)
 
 
+@asynccontextmanager
+async def use_session(browser: Browser, given: BrowserSession | None) -> AsyncIterator[BrowserSession]:
+    """`given` as it is (left open for its owner), else a new session of `browser` closed at the end."""
+    if given is not None:
+        yield given
+        return
+    async with browser.session() as session:
+        yield session
+
+
 async def _guard_request(route: Any) -> None:
     """Abort requests to cloud metadata addresses and file: URLs; let everything else through."""
     from agent.policy import request_blocked

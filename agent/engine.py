@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -18,11 +17,11 @@ from pydantic import BaseModel, ConfigDict
 
 from agent import actions as act
 from agent import prompts
-from agent.browser import Browser, BrowserError, BrowserSession
+from agent.browser import Browser, BrowserError, BrowserSession, use_session
 from agent.llm import LLM, LLMError, MissingKeyError, key_status, preload
 from agent.models import (
     ActionResult, Event, HistoryItem, LLMCall, RunFinished, RunRequest, RunResponse, RunStarted, StepFinished,
-    StepStarted, Usage, utcnow,
+    StepStarted, Usage, schema_problem, utcnow,
 )
 from agent.page import observe
 
@@ -161,7 +160,7 @@ async def stream(
     browser = browser or Browser()
     final: RunFinished | None = None
     try:
-        async with _session(browser, session) as tabs:
+        async with use_session(browser, session) as tabs:
             async for event in _loop(run, tabs):
                 if isinstance(event, RunFinished):
                     final = event
@@ -242,7 +241,7 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncIterator[Event]:
                     structured=run.structured and call.name == "done"))
                 browser_ms += (time.monotonic() - t_action) * 1000
                 if outcome is not None and outcome.is_done:
-                    result, outcome = _check_result(run, result, outcome, validation_failures)
+                    result, outcome = _check_result(run, result, outcome)
                     if outcome is None:
                         validation_failures += 1
                 results.append(result)
@@ -290,30 +289,15 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncIterator[Event]:
     yield run.finish(error=f"reached max_steps ({options.max_steps}) without calling done")
 
 
-def _check_result(run: _Run, result: ActionResult, outcome: act.Outcome, attempts: int) -> tuple[ActionResult, act.Outcome | None]:
+def _check_result(run: _Run, result: ActionResult, outcome: act.Outcome) -> tuple[ActionResult, act.Outcome | None]:
     """Validate `done`'s data against the run's JSON schema; an invalid result goes back to the model."""
     schema = run.request.json_schema
-    if schema is None or not run.structured:
+    problem = schema_problem(schema, outcome.data) if schema is not None and run.structured else None
+    if problem is None:
         return result, outcome
-    import jsonschema  # here: only structured runs need it
-
-    validator = jsonschema.validators.validator_for(schema)(schema)
-    errors = sorted(validator.iter_errors(outcome.data), key=lambda e: list(e.absolute_path))
-    if not errors:
-        return result, outcome
-    detail = "; ".join(f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in errors[:8])
-    bad = result.model_copy(update={"is_done": False, "success": False, "error":
-                                    f"the result does not match the JSON schema: {detail}. Call done again with corrected data."})
+    bad = result.model_copy(update={"is_done": False, "success": False,
+                                    "error": f"{problem}. Call done again with corrected data."})
     return bad, None
-
-
-@asynccontextmanager
-async def _session(browser: Browser, given: BrowserSession | None) -> AsyncIterator[BrowserSession]:
-    if given is not None:
-        yield given
-        return
-    async with browser.session() as session:
-        yield session
 
 
 async def _none() -> None:

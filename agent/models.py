@@ -78,6 +78,18 @@ def parse_json_schema(value: Any) -> dict[str, Any] | None:
     return value
 
 
+def schema_problem(schema: dict[str, Any], value: Any) -> str | None:
+    """Why `value` does not match the JSON Schema `schema` (first 8 errors, by path), or None."""
+    import jsonschema  # local: only structured runs need it
+
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
+    if not errors:
+        return None
+    detail = "; ".join(f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in errors[:8])
+    return f"the result does not match the JSON schema: {detail}"
+
+
 class RunRequest(BaseModel):
     """A run request: the contract's fields plus a few added engine and workflow options."""
 

@@ -16,20 +16,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-import jsonschema
 
 from agent import actions as act
 from agent import engine
-from agent.browser import Browser, BrowserError, BrowserSession
+from agent.browser import Browser, BrowserError, BrowserSession, use_session
 from agent.engine import EngineOptions, RunClock, RunStopped, resolve_options
 from agent.llm import LLM, LLMError, key_status, litellm_model
 from agent.models import (
     ActionResult, Event, HistoryItem, LLMCall, RunFinished, RunRequest, RunResponse, RunStarted, StepFinished,
-    StepStarted, Usage, utcnow,
+    StepStarted, Usage, schema_problem, utcnow,
 )
 from agent.page import find_element
 from agent.workflow_locate import LocateError, locate
@@ -319,12 +317,7 @@ def _schema_problem(state: _Replay, value: Any) -> str | None:
     schema = state.request.json_schema or (state.doc.json_schema if state.structured else None)
     if schema is None or not state.structured:
         return None
-    validator = jsonschema.validators.validator_for(schema)(schema)
-    errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
-    if not errors:
-        return None
-    detail = "; ".join(f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in errors[:8])
-    return f"the result does not match the JSON schema: {detail}"
+    return schema_problem(schema, value)
 
 
 async def _result(state: _Replay, session: BrowserSession, step: WorkflowStep) -> tuple[Any, str | None]:
@@ -383,7 +376,7 @@ async def replay(
                 state.usage = state.usage.add(call)
             final = state.finish(error=str(exc), workflow_id=workflow_id)
         if final is None:
-            async with _session(browser, session) as tabs:
+            async with use_session(browser, session) as tabs:
                 async for event in _loop(state, tabs, workflow_id):
                     if isinstance(event, RunFinished):
                         final = event
@@ -409,15 +402,6 @@ def _early_end(request: RunRequest, error: str, workflow_id: int | None) -> RunF
     return RunFinished(response=RunResponse(
         status="failure", is_done=False, is_successful=False, error=error, mode="replay", model=request.model,
         provider=request.provider, started_at=now, finished_at=now, duration_ms=0.0, workflow_id=workflow_id))
-
-
-@asynccontextmanager
-async def _session(browser: Browser, given: BrowserSession | None) -> AsyncIterator[BrowserSession]:
-    if given is not None:
-        yield given
-        return
-    async with browser.session() as session:
-        yield session
 
 
 async def _loop(state: _Replay, session: BrowserSession, workflow_id: int | None) -> AsyncIterator[Event]:
