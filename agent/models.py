@@ -9,6 +9,7 @@ changes.
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -38,6 +39,17 @@ _NULL_MEANS_DEFAULT = ("provider", "wait_for_completion", "response_format", "us
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(timezone.utc)
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with NaN and infinities (not JSON) replaced by null, recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 class RequestError(ValueError):
@@ -280,6 +292,10 @@ class RunResponse(BaseModel):
     workflow_id: int | None = None
     replayed_steps: int = 0
     healed_steps: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The contract's JSON object: what every route, the Gradio API and webhooks send."""
+        return json_safe(self.model_dump(mode="json"))
 
 
 # ---------------------------------------------------------------- events

@@ -106,7 +106,7 @@ class Browser:
                     "`apt-get install chromium`), or set CHROMIUM_PATH to a Chromium binary"
                 )
             try:
-                from agent.policy import chromium_args  # metadata hosts never resolve inside the browser
+                from agent.engine.policy import chromium_args  # metadata hosts never resolve inside the browser
 
                 self._browser = await self._pw.chromium.launch(
                     executable_path=path, headless=self.headless, args=CHROMIUM_ARGS + chromium_args()
@@ -125,7 +125,7 @@ class Browser:
         context = await browser.new_context(
             viewport=viewport or VIEWPORT, ignore_https_errors=True, java_script_enabled=True
         )
-        from agent.page import INIT_SCRIPT  # marks script-clickable elements before any page script runs
+        from agent.engine.page import INIT_SCRIPT  # marks script-clickable elements before any page script runs
 
         await context.add_init_script(INIT_SCRIPT)
         if self.cdp_url:  # a remote browser takes no launch flags: block metadata requests per request instead
@@ -236,7 +236,7 @@ async def use_session(browser: Browser, given: BrowserSession | None) -> AsyncIt
 
 async def _guard_request(route: Any) -> None:
     """Abort requests to cloud metadata addresses and file: URLs; let everything else through."""
-    from agent.policy import request_blocked
+    from agent.engine.policy import request_blocked
 
     if request_blocked(route.request.url):
         await route.abort("blockedbyclient")

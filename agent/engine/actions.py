@@ -17,10 +17,10 @@ from urllib.parse import quote_plus
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-from agent.browser import BrowserSession
+from agent.engine.browser import BrowserSession
 from agent.models import ActionResult
-from agent.page import ElementNotFound, describe_element, find_element, page_text
-from agent.policy import PolicyError, check_navigation
+from agent.engine.page import ElementNotFound, describe_element, find_element, page_text
+from agent.engine.policy import PolicyError, check_navigation
 
 ACTION_TIMEOUT_S = 30.0
 MAX_WAIT_S = 10.0
