@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -139,6 +140,11 @@ class RunRequest(BaseModel):
             data["model"] = DEFAULT_MODELS.get(provider, "o3") if isinstance(provider, str) else "o3"
         return data
 
+    @property
+    def structured(self) -> bool:
+        """True when the result is JSON (a schema was given, or response_format is json)."""
+        return self.json_schema is not None or self.response_format == "json"
+
     @field_validator("prompt")
     @classmethod
     def _prompt(cls, value: str) -> str:
@@ -154,7 +160,16 @@ class RunRequest(BaseModel):
             raise ValueError("must name a model, e.g. 'o3' or 'gpt-4.1-mini'")
         return value
 
-    @field_validator("webhook_url", "start_url")
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        from agent.engine.policy import check_webhook_url  # local: pure stdlib, but keeps models a leaf
+
+        if value is None or value.strip() == "":
+            return None
+        return check_webhook_url(value)
+
+    @field_validator("start_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None or value.strip() == "":
@@ -335,11 +350,54 @@ class RunFinished(BaseModel):
     model_config = ConfigDict(frozen=True)
     kind: Literal["run_finished"] = "run_finished"
     response: RunResponse
-    healed_workflow: dict[str, Any] | None = None  # a replay that healed a step: the new version to save
     at: datetime = Field(default_factory=utcnow)
 
 
-Event = Annotated[RunStarted | StepStarted | StepFinished | RunFinished, Field(discriminator="kind")]
+class WorkflowHealed(BaseModel):
+    """A replay re-recorded some steps: `document` is the new version, to be saved before the run ends."""
+
+    model_config = ConfigDict(frozen=True)
+    kind: Literal["workflow_healed"] = "workflow_healed"
+    document: dict[str, Any]
+    workflow_id: int | None = None  # the stored workflow replayed (None: an inline one)
+    version: int | None = None  # the version replayed
+    at: datetime = Field(default_factory=utcnow)
+
+
+Event = Annotated[RunStarted | StepStarted | StepFinished | RunFinished | WorkflowHealed, Field(discriminator="kind")]
+
+
+class Tally:
+    """What a run has done so far (steps, usage, clock); the one builder of its `RunResponse`."""
+
+    def __init__(self, request: RunRequest, *, mode: Literal["agent", "replay"] = "agent",
+                 started_at: datetime | None = None) -> None:
+        self.request, self.mode = request, mode
+        self.history: list[HistoryItem] = []
+        self.usage = Usage()
+        self.started = time.monotonic()
+        self.started_at = started_at or utcnow()
+
+    def add_step(self, item: HistoryItem) -> None:
+        """Count a finished step and its model calls."""
+        self.history.append(item)
+        for call in item.llm_calls:
+            self.usage = self.usage.add(call)
+
+    def response(self, *, result: Any = None, done: bool = False, success: bool = False, error: str | None = None,
+                 finished: bool = True, **extra: Any) -> RunResponse:
+        """The run as it stands (`finished=False`: in progress) or as it ended; `extra` sets added fields."""
+        if not finished:
+            return RunResponse(history=list(self.history), status="in_progress", mode=self.mode,
+                               model=self.request.model, provider=self.request.provider,
+                               started_at=self.started_at, usage=self.usage, **extra)
+        ok = done and success and error is None
+        return RunResponse(
+            history=list(self.history), result=result, is_done=done, is_successful=done and success,
+            status="success" if ok else "failure", error=error, mode=self.mode, model=self.request.model,
+            provider=self.request.provider, started_at=self.started_at, finished_at=utcnow(),
+            duration_ms=(time.monotonic() - self.started) * 1000, usage=self.usage, **extra,
+        )
 
 
 def validation_errors(exc: Exception) -> list[dict[str, str]]:

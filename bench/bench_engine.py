@@ -28,8 +28,10 @@ from agent.engine import actions, prompts  # noqa: E402
 from agent.engine.browser import Browser  # noqa: E402
 from agent.engine.loop import stream  # noqa: E402
 from agent.models import StepFinished  # noqa: E402
-from tests.conftest import SITE, serve_dir  # noqa: E402
-from tests.fakellm import FakeLLM, call, reply  # noqa: E402
+from agent.testing.sites import serve_dir  # noqa: E402
+
+SITE = ROOT / "tests" / "site"  # the engine test pages, read as data
+from agent.testing.fakellm import FakeLLM, call, reply  # noqa: E402
 
 
 def tokens(text: str) -> int:

@@ -28,7 +28,9 @@ sys.path.insert(0, str(ROOT))
 
 from agent.engine.browser import Browser  # noqa: E402
 from agent.engine.page import observe, page_text  # noqa: E402
-from tests.conftest import SITE, serve_dir  # noqa: E402
+from agent.testing.sites import serve_dir  # noqa: E402
+
+SITE = ROOT / "tests" / "site"  # the engine test pages, read as data
 
 WORDS = (
     "the of function returns value parameter object request response module class method string list "

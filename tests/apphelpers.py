@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import httpx
 
-from tests.fakellm import call, last_user_text, reply
+from agent.testing.fakellm import call, last_user_text, reply
 
 ROOT = Path(__file__).resolve().parent.parent
 # Settings a developer may have exported that would change what these tests see.

@@ -12,8 +12,8 @@ import pytest
 from agent.engine.browser import Browser
 from agent.engine.loop import arun, stream
 from agent.models import RunFinished, RunResponse, RunStarted, StepFinished
-from tests.conftest import serve_dir
-from tests.fakellm import FakeLLM, call, find_index, last_user_text, reply
+from agent.testing.sites import serve_dir
+from agent.testing.fakellm import FakeLLM, call, find_index, last_user_text, reply
 
 PAGES = {
     "index.html": """<!doctype html><html><head><title>Shop home</title></head><body>

@@ -18,7 +18,7 @@ from gradio_client.exceptions import AuthenticationError
 
 from agent.models import RunRequest
 from tests.apphelpers import App, agent_script
-from tests.fakellm import FakeLLM
+from agent.testing.fakellm import FakeLLM
 
 pytestmark = pytest.mark.slow
 

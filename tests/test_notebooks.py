@@ -27,7 +27,7 @@ from agent.engine.loop import EngineOptions
 from agent.models import RunResponse
 from agent.service.runs import RunService
 from agent.log.store import Store, snapshot_path
-from tests.fakellm import FakeLLM, call, reply
+from agent.testing.fakellm import FakeLLM, call, reply
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"

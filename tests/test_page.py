@@ -20,7 +20,7 @@ from agent.engine.page import (
     observe,
     page_text,
 )
-from tests.conftest import serve_dir
+from agent.testing.sites import serve_dir
 
 
 @asynccontextmanager
@@ -594,8 +594,11 @@ async def test_stuck_page_still_returns_an_observation(browser, site_url):
         assert obs.text == "(the page did not answer in time; wait, then observe again)"
         assert obs.truncated and obs.element_count == 0
         assert waited < 9
-        await asyncio.sleep(max(0.0, 9.5 - waited))
-        assert (await observe(page)).element_count == 10  # readable again once the page is free
+        # Readable again once the page is free (the spin ends 9 s after it began): wait for that, bounded.
+        deadline = time.monotonic() + 30
+        while (again := await observe(page, time_budget_ms=100)).element_count == 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert again.element_count == 10
 
 
 async def test_init_script_is_invisible_to_the_page(browser, site_url):

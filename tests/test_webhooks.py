@@ -319,9 +319,9 @@ async def test_ipv6_receiver_is_reached_when_allowed(receivers: list[Receiver]) 
     "url, payload, error",
     [
         ("ftp://example.com/hook", PAYLOAD,
-         "webhook URL must be http:// or https:// with a host, e.g. https://example.com/hook"),
+         "webhook URL must be an http:// or https:// URL with a host, e.g. https://example.com/hook"),
         ("https:///nohost", PAYLOAD,
-         "webhook URL must be http:// or https:// with a host, e.g. https://example.com/hook"),
+         "webhook URL must be an http:// or https:// URL with a host, e.g. https://example.com/hook"),
         ("https://example.com/hook", {"bad": object()}, "payload cannot be sent: object is not JSON serialisable"),
     ],
 )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, get_type_hints
 from urllib.parse import quote_plus
 
@@ -52,7 +52,6 @@ class Context:
     allowed_domains: list[str] | None = None
     blocked_domains: list[str] | None = None
     extract_fn: Callable[[str, str], Awaitable[str]] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------ helpers

@@ -12,16 +12,16 @@ import time
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from playwright.async_api import Error as PlaywrightError
 from pydantic import BaseModel, ConfigDict
 
 from agent.engine import actions as act
 from agent.engine import prompts
-from agent.engine.browser import Browser, BrowserError, BrowserSession, use_session
+from agent.engine.browser import Browser, BrowserSession
 from agent.engine.llm import LLM, LLMError, MissingKeyError, key_status, preload
+from agent.engine.runtime import RunClock, in_session
 from agent.models import (
     ActionResult, Event, HistoryItem, LLMCall, RunFinished, RunRequest, RunResponse, RunStarted, StepFinished,
-    StepStarted, Usage, schema_problem, utcnow,
+    StepStarted, Tally, schema_problem, utcnow,
 )
 from agent.engine.page import observe
 
@@ -54,61 +54,15 @@ def resolve_options(request: RunRequest, options: EngineOptions | None, override
     return EngineOptions(**merged)
 
 
-class RunStopped(Exception):
-    """The run must end now (cancelled or out of time); the message is the reason."""
-
-
-class RunClock:
-    """A run's cancel event and wall-clock deadline, applied to everything the run awaits."""
-
-    def __init__(self, timeout_s: float, cancel: asyncio.Event | None) -> None:
-        self.timeout_s, self.cancel = timeout_s, cancel
-        self.started = time.monotonic()
-        self.started_at = utcnow()
-        self.deadline = self.started + timeout_s
-
-    def check(self) -> None:
-        """Raise RunStopped when the run was cancelled or is out of time."""
-        if self.cancel is not None and self.cancel.is_set():
-            raise RunStopped("cancelled")
-        if time.monotonic() >= self.deadline:
-            raise RunStopped(f"timed out after {self.timeout_s:g} s")
-
-    async def bounded(self, coro: Any) -> Any:
-        """Await `coro`, giving up when the run is cancelled or out of time."""
-        self.check()
-        task = asyncio.ensure_future(coro)
-        waiters: set[asyncio.Future[Any]] = {task}
-        stopper = asyncio.ensure_future(self.cancel.wait()) if self.cancel is not None else None
-        if stopper is not None:
-            waiters.add(stopper)
-        try:
-            done, _ = await asyncio.wait(waiters, timeout=max(0.0, self.deadline - time.monotonic()),
-                                         return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if stopper is not None:
-                stopper.cancel()
-        if task in done:
-            return task.result()
-        task.cancel()
-        # A cancelled gather() stores CancelledError as its exception: retrieve it, or asyncio logs
-        # "_GatheringFuture exception was never retrieved" on every cancel.
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())
-        self.check()
-        raise RunStopped(f"timed out after {self.timeout_s:g} s")
-
-
 class _Run(RunClock):
     """The mutable state of one run, kept out of the events the loop yields."""
 
     def __init__(self, request: RunRequest, options: EngineOptions, llm: LLM, cancel: asyncio.Event | None):
         super().__init__(options.timeout_s, cancel)
         self.request, self.options, self.llm = request, options, llm
-        self.history: list[HistoryItem] = []
-        self.usage = Usage()
+        self.tally = Tally(request)
         self.notes: list[str] = []
         self.step_calls: list[LLMCall] = []
-        self.structured = request.json_schema is not None or request.response_format == "json"
 
     async def extract(self, query: str, page: str) -> str:
         reply = await self.llm.complete(
@@ -118,15 +72,10 @@ class _Run(RunClock):
         self.step_calls.append(reply.call)
         return reply.text
 
-    def finish(self, *, result: Any = None, done: bool = False, success: bool = False, error: str | None = None) -> RunFinished:
-        finished_at = utcnow()
-        response = RunResponse(
-            history=list(self.history), result=result, is_done=done, is_successful=done and success,
-            status="success" if done and success and error is None else "failure", error=error,
-            model=self.request.model, provider=self.request.provider, started_at=self.started_at,
-            finished_at=finished_at, duration_ms=(time.monotonic() - self.started) * 1000, usage=self.usage,
-        )
-        return RunFinished(response=response)
+    def finish(self, error: str | None = None, *, result: Any = None, done: bool = False,
+               success: bool = False) -> RunFinished:
+        """The end of the run, as it stands."""
+        return RunFinished(response=self.tally.response(result=result, done=done, success=success, error=error))
 
 
 async def stream(
@@ -152,32 +101,16 @@ async def stream(
     yield RunStarted(request=request, model=llm.name)
     ready, advice = key_status(request.provider)
     if not ready and not given_llm:  # say which variable to set before opening a browser
-        yield run.finish(error=advice)
+        yield run.finish(advice)
         return
     # Overlap the one-time litellm import (~10 s) with the browser start instead of the first step.
     warm = asyncio.ensure_future(asyncio.to_thread(preload)) if not given_llm else None
-    own_browser = browser is None and session is None
-    browser = browser or Browser()
-    final: RunFinished | None = None
     try:
-        async with use_session(browser, session) as tabs:
-            async for event in _loop(run, tabs):
-                if isinstance(event, RunFinished):
-                    final = event
-                else:
-                    yield event
-    except BrowserError as exc:
-        final = run.finish(error=str(exc))
-    except RunStopped as exc:
-        final = run.finish(error=str(exc))
-    except PlaywrightError as exc:  # the browser crashed or was closed under us
-        final = run.finish(error=f"browser error: {str(exc).splitlines()[0]}")
+        async for event in in_session(lambda tabs: _loop(run, tabs), run.finish, browser=browser, session=session):
+            yield event
     finally:
         if warm is not None and not warm.done():
             warm.add_done_callback(lambda t: t.cancelled() or t.exception())
-        if own_browser:
-            await browser.close()
-    yield final or run.finish(error="the run ended without a result")
 
 
 async def _loop(run: _Run, session: BrowserSession) -> AsyncIterator[Event]:
@@ -194,7 +127,7 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncIterator[Event]:
         page = await session.ensure_page()
         item = HistoryItem(description="Open the start page", actions=[result], step=1, url=page.url,
                            title=await page.title(), started_at=utcnow(), duration_ms=(time.monotonic() - t0) * 1000)
-        run.history.append(item)
+        run.tally.add_step(item)
         yield StepFinished(item=item)
         first = 2
     for step in range(first, options.max_steps + 1):
@@ -208,7 +141,7 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncIterator[Event]:
             observe(page), session.screenshot(shot_path) if shot_path else _none()))
         browser_ms = (time.monotonic() - t0) * 1000
         message = prompts.step_message(
-            task=request.prompt, step=step, max_steps=options.max_steps, history=run.history,
+            task=request.prompt, step=step, max_steps=options.max_steps, history=run.tally.history,
             tabs=session.tab_list(), current_tab=session.current_id, url=obs.url, title=obs.title, page=obs.text,
             notes=run.notes, result_hint=prompts.result_hint(request.json_schema, request.response_format),
         )
@@ -238,7 +171,7 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncIterator[Event]:
                 t_action = time.monotonic()
                 result, outcome = await run.bounded(act.execute(
                     ctx, call.name, call.arguments, parse_error=call.parse_error,
-                    structured=run.structured and call.name == "done"))
+                    structured=request.structured and call.name == "done"))
                 browser_ms += (time.monotonic() - t_action) * 1000
                 if outcome is not None and outcome.is_done:
                     result, outcome = _check_result(run, result, outcome)
@@ -260,8 +193,6 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncIterator[Event]:
             description = f"The model could not be used: {exc}"
             if isinstance(exc, MissingKeyError) or not exc.retryable:
                 failures = options.max_failures
-        for call in run.step_calls:
-            run.usage = run.usage.add(call)
         if not description:
             description = ", ".join(f"{r.name} {r.params.get('index', '')}".strip() for r in results) or "no action"
         item = HistoryItem(
@@ -269,30 +200,30 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncIterator[Event]:
             started_at=started_at, duration_ms=(time.monotonic() - t0) * 1000, llm_ms=llm_ms,
             browser_ms=browser_ms, llm_calls=list(run.step_calls),
         )
-        run.history.append(item)
+        run.tally.add_step(item)
         yield StepFinished(item=item)
         if done_outcome is not None:
-            result_value = done_outcome.data if run.structured else done_outcome.content
+            result_value = done_outcome.data if request.structured else done_outcome.content
             error = None if done_outcome.success else "the agent reported that it could not complete the task"
-            yield run.finish(result=result_value, done=True, success=done_outcome.success, error=error)
+            yield run.finish(error, result=result_value, done=True, success=done_outcome.success)
             return
         if validation_failures > options.max_validation_retries:
-            yield run.finish(error=f"the result did not match the JSON schema after {validation_failures} attempts: "
-                                   f"{results[-1].error}")
+            yield run.finish(f"the result did not match the JSON schema after {validation_failures} attempts: "
+                             f"{results[-1].error}")
             return
         failed = not results or all(r.error for r in results)
         failures = failures + 1 if failed else 0
         if failures >= options.max_failures:
             last = description if not results else (results[-1].error or description)
-            yield run.finish(error=f"stopped after {failures} consecutive failures; last: {last}")
+            yield run.finish(f"stopped after {failures} consecutive failures; last: {last}")
             return
-    yield run.finish(error=f"reached max_steps ({options.max_steps}) without calling done")
+    yield run.finish(f"reached max_steps ({options.max_steps}) without calling done")
 
 
 def _check_result(run: _Run, result: ActionResult, outcome: act.Outcome) -> tuple[ActionResult, act.Outcome | None]:
     """Validate `done`'s data against the run's JSON schema; an invalid result goes back to the model."""
     schema = run.request.json_schema
-    problem = schema_problem(schema, outcome.data) if schema is not None and run.structured else None
+    problem = schema_problem(schema, outcome.data) if schema is not None else None
     if problem is None:
         return result, outcome
     bad = result.model_copy(update={"is_done": False, "success": False,

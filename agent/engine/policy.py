@@ -30,6 +30,7 @@ __all__ = [
     "check_navigation",
     "chromium_args",
     "chromium_host_rules",
+    "check_webhook_url",
     "is_metadata_address",
     "is_public_address",
     "request_blocked",
@@ -42,6 +43,7 @@ ALLOWED_ENV = "WORKBENCH_ALLOWED_DOMAINS"
 BLOCKED_ENV = "WORKBENCH_BLOCKED_DOMAINS"
 MAX_URL_LENGTH = 16_384  # Chromium takes up to 2 MB; no task needs more than this
 RESOLVE_TIMEOUT_S = 10.0
+MAX_WEBHOOK_URL = 2048
 
 
 class PolicyError(ValueError):
@@ -192,6 +194,32 @@ def check_navigation(
             reason="not_allowed",
         )
     return parsed.unparse()
+
+
+def check_webhook_url(url: str) -> str:
+    """The webhook URL (trimmed) if it can be delivered to; PolicyError naming the fix otherwise (no DNS).
+
+    The one check of a webhook URL: the request validates with it, delivery re-checks with it, and
+    the address is checked again at each attempt (`resolve_public`).
+    """
+    fix = "e.g. https://example.com/hook"
+    url = url.strip()
+    if len(url) > MAX_WEBHOOK_URL:
+        raise PolicyError(f"is {len(url)} characters long; the limit is {MAX_WEBHOOK_URL}")
+    match = _SCHEME_RE.match(url)
+    rest = match.group(2) if match else ""
+    if not match or match.group(1).lower() not in _WEB_SCHEMES or not rest.startswith("//") or rest[2:3] in "/\\?#":
+        raise PolicyError(f"must be an http:// or https:// URL with a host, {fix}", reason="scheme")
+    if any(c.isspace() or ord(c) < 0x20 for c in url):
+        raise PolicyError(f"must not contain spaces or control characters; {fix}")
+    try:
+        parsed = _parse_web(url)
+    except PolicyError as exc:
+        raise PolicyError(f"is not a valid URL ({exc}); {fix}") from None
+    if _is_metadata(parsed):
+        raise PolicyError(f"points at {parsed.key}, a cloud metadata address, which is always refused; {fix}",
+                          reason="metadata")
+    return url
 
 
 def request_blocked(url: str) -> bool:

@@ -33,7 +33,7 @@ from typing import Any, Awaitable, Callable
 
 import httpx
 
-from agent.engine.policy import PolicyError, is_metadata_address, resolve_public
+from agent.engine.policy import PolicyError, check_webhook_url, is_metadata_address, resolve_public
 
 __all__ = [
     "Attempt",
@@ -144,11 +144,15 @@ async def deliver(
     at, started = datetime.now(timezone.utc), time.monotonic()
     problem: str | None = None
     try:
-        target = httpx.URL(url)
-        if target.scheme not in ("http", "https") or not target.raw_host:
-            problem = "webhook URL must be http:// or https:// with a host, e.g. https://example.com/hook"
-    except Exception as exc:
-        problem = f"webhook URL is invalid ({_describe(exc)}); give one such as https://example.com/hook"
+        check_webhook_url(url)
+    except PolicyError as exc:
+        if exc.reason != "metadata":  # a metadata host is refused at the attempt, saying what it resolves to
+            problem = f"webhook URL {exc}"
+    if problem is None:
+        try:
+            target = httpx.URL(url.strip())
+        except Exception as exc:
+            problem = f"webhook URL is invalid ({_describe(exc)}); give one such as https://example.com/hook"
     if problem is None:
         try:
             body = _encode(payload)

@@ -6,7 +6,6 @@ never pay for it.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -146,7 +145,7 @@ def build_ui(service: Any, settings: Settings) -> Any | None:
 
     async def rerun(current: Any) -> list[Any]:
         run_id = run_id_of(current)
-        request = await asyncio.to_thread(service.store.get_run_request, run_id) if run_id else None
+        request = await service.run_request(run_id) if run_id else None
         if request is None:
             gr.Warning("Open a run first (from the history), then press Run again.")
             return [gr.skip()] * (len(FORM_FIELDS) + 1)
@@ -158,16 +157,13 @@ def build_ui(service: Any, settings: Settings) -> Any | None:
         if run_id is None:
             gr.Warning("Open a successful run first.")
             return
-        from agent.workflows.document import WorkflowError, save_run_as_workflow
+        from agent.workflows.document import WorkflowError
 
-        response = await service.aget(run_id)
-        request = await asyncio.to_thread(service.store.get_run_request, run_id)
-        if response is None or request is None:
+        try:
+            wid, version, document = await service.save_run_as_workflow(run_id)
+        except NotFound:
             gr.Warning(f"Run {run_id} no longer exists.")
             return
-        try:
-            wid, version, document = await asyncio.to_thread(
-                save_run_as_workflow, service.store, run_id, request, response)
         except WorkflowError as exc:
             gr.Warning(f"Run {run_id} cannot be saved as a workflow: {exc}")
             return
@@ -176,11 +172,9 @@ def build_ui(service: Any, settings: Settings) -> Any | None:
                 f"'Use cached workflow' and give workflow id {wid}.")
 
     async def history(status: str, provider: str, model: str) -> Any:
-        rows, total = await asyncio.to_thread(
-            service.store.list_runs, status=None if status == "all" else status,
-            provider=None if provider == "all" else provider, model=(model or "").strip() or None,
-            limit=UI_HISTORY_LIMIT,
-        )
+        rows, total = await service.list_runs(
+            status=None if status == "all" else status, provider=None if provider == "all" else provider,
+            model=(model or "").strip() or None, limit=UI_HISTORY_LIMIT)
         label = f"Run history ({total} run{'s' if total != 1 else ''}" + (
             f", newest {UI_HISTORY_LIMIT} shown)" if total > UI_HISTORY_LIMIT else ")")
         return gr.update(value=history_frame(rows), label=label)

@@ -11,7 +11,7 @@ import re
 from collections import Counter
 from typing import Any, Callable
 
-from tests.fakellm import call, find_index, last_user_text, reply
+from agent.testing.fakellm import call, find_index, last_user_text, reply
 
 LABELS = {
     "search": ("Search", "Find"),
