@@ -48,7 +48,7 @@ notebook: setup
 	$(PY) -m notebook --notebook-dir=notebooks
 
 export: setup
-	$(PY) -m agent.log.store export --data-dir $${WORKBENCH_DATA_DIR:-data} --out exports
+	$(PY) -m agent.log export --data-dir $${WORKBENCH_DATA_DIR:-data} --out exports
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     import uvicorn
 
-    from agent.log.store import StoreError
+    from agent.log.errors import StoreError
 
     try:
         app = create_app(settings)

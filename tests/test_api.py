@@ -240,7 +240,8 @@ def test_cancel_a_slow_run_and_a_queued_one(app: App, http: httpx.Client) -> Non
 READER = textwrap.dedent("""
     import json, os, sys, time
     from pathlib import Path
-    from agent.log.store import SnapshotMissing, open_snapshot
+    from agent.log.errors import SnapshotMissing
+    from agent.log.snapshots import open_snapshot
     data_dir, out, stop = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     n = 0
     deadline = time.monotonic() + 150
@@ -441,7 +442,7 @@ def test_no_client_input_reached_the_internal_error_handler(app: App) -> None:
 
 
 def test_clean_shutdown_ends_running_runs_and_publishes_the_log(apps: dict[str, App]) -> None:
-    from agent.log.store import open_snapshot
+    from agent.log.snapshots import open_snapshot
 
     app = apps["main"]  # the last test of this app: its model library is loaded, a first step comes fast
     with httpx.Client(base_url=app.base, timeout=60) as http:
