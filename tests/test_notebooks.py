@@ -498,17 +498,14 @@ async def test_a_reader_left_open_never_blocks_the_app_and_sees_new_runs_after_r
         store.close()
 
 
-# ------------------------------------------------------------------ the README
-def test_readme_views_section_is_generated_from_code() -> None:
-    readme = ROOT / "README.md"
-    text = readme.read_text() if readme.exists() else ""
-    found = re.search(r"<!-- views:start -->(.*?)<!-- views:end -->", text, re.DOTALL)
-    if found is None:
-        pytest.skip("README.md has no <!-- views:start --> / <!-- views:end --> markers yet: "
-                    "the lead merges .readme/analysis.md into it")
+# ------------------------------------------------------------------ the docs
+def test_run_log_docs_views_section_is_generated_from_code() -> None:
+    page = ROOT / "docs" / "run-log.md"
+    found = re.search(r"<!-- views:start -->(.*?)<!-- views:end -->", page.read_text(encoding="utf-8"), re.S)
+    assert found is not None, "docs/run-log.md lost its <!-- views:start --> / <!-- views:end --> markers"
     assert found.group(1).strip() == an.views_markdown().strip(), (
-        "README.md's views section is stale: paste the output of `python -m agent.log.analysis views-markdown` "
-        "between the markers")
+        "docs/run-log.md's views section is stale: paste the output of "
+        "`python -m agent.log.analysis views-markdown` between the markers")
 
 
 def test_views_markdown_cli_prints_every_view() -> None:

@@ -23,7 +23,7 @@ The data directory is `WORKBENCH_DATA_DIR`, else `data/` at the repo root (where
 it). Errors: `NoRunLog` (nothing published there yet; the message says what to do), `ValueError`
 for a bad argument.
 
-CLI: `python -m agent.log.analysis views-markdown` prints the views and their columns (for the README).
+CLI: `python -m agent.log.analysis views-markdown` prints the views and their columns (for docs/run-log.md).
 
 This module imports neither duckdb (it reads through agent.log.snapshots) nor, at import time,
 pandas or matplotlib: `import agent.log.analysis` stays instant.
@@ -73,7 +73,7 @@ EXPORTS_ENV = "WORKBENCH_EXPORTS_DIR"
 # A DuckDB connection from agent.log.snapshots (typed loosely: this module never imports duckdb).
 Connection = Any
 
-# What each view answers, for the generated README table (a view without an entry still appears).
+# What each view answers, for the generated table in docs/run-log.md (a view without an entry still appears).
 VIEW_DOCS: dict[str, str] = {
     "v_runs": "one row per run: status, prompt, provider, model, mode, steps, duration, tokens, cost, error, times",
     "v_steps": "one row per step, with its run's provider, model and status; timings split LLM / browser",

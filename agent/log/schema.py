@@ -1,4 +1,4 @@
-"""The run log's tables and views described from code: the README's schema section cannot go stale.
+"""The run log's tables and views described from code: docs/run-log.md's schema cannot go stale.
 
 Each description comes from a freshly migrated in-memory database, so it is exactly what
 `agent.log.migrations` builds.
@@ -54,7 +54,7 @@ def describe_tables() -> dict[str, Columns]:
 
 
 def schema_markdown() -> str:
-    """The README's schema section, generated from code so it cannot go stale."""
+    """The run log's schema as markdown, generated from code so it cannot go stale."""
     lines = [f"Migrations: {', '.join(fn.__name__ for fn in MIGRATIONS)}.", ""]
     for title, described in (("Views", describe_views()), ("Tables", describe_tables())):
         lines += [f"#### {title}", ""]
