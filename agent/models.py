@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -39,7 +39,7 @@ _NULL_MEANS_DEFAULT = ("provider", "wait_for_completion", "response_format", "us
 
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def json_safe(value: Any) -> Any:
@@ -273,7 +273,7 @@ class Usage(BaseModel):
     output_tokens: int = 0
     cost_usd: float = 0.0
 
-    def add(self, call: LLMCall) -> "Usage":
+    def add(self, call: LLMCall) -> Usage:
         """A new total including `call`."""
         return Usage(
             llm_calls=self.llm_calls + 1,

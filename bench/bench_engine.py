@@ -46,7 +46,8 @@ def fixed_prompt_table() -> list[tuple[str, int, int]]:
     schema = {"type": "object", "properties": {"name": {"type": "string"}, "price": {"type": "number"}},
               "required": ["name", "price"]}
     rows = []
-    for label, kwargs in [("text result", {}), ("json_schema result", {"json_schema": schema, "response_format": "json"})]:
+    cases = [("text result", {}), ("json_schema result", {"json_schema": schema, "response_format": "json"})]
+    for label, kwargs in cases:
         tool_json = json.dumps(actions.tools(**kwargs))
         frame = prompts.step_message(task="", step=1, max_steps=25, history=[], tabs=[(0, "")], current_tab=0,
                                      url="", title="", page="", notes=[], result_hint=prompts.result_hint(

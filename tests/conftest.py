@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import pytest_asyncio
@@ -13,8 +13,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from agent.testing.fakellm import FakeLLM  # noqa: E402
-from agent.testing.sites import serve_dir  # noqa: E402
+from agent.testing.fakellm import FakeLLM
+from agent.testing.sites import serve_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 SITE = ROOT / "tests" / "site"

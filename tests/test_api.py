@@ -9,17 +9,18 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
 
 from agent.service.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
-from tests.apphelpers import ROOT, App, Receiver, agent_script, poll
 from agent.testing.fakellm import FakeLLM, last_user_text
+from tests.apphelpers import ROOT, App, Receiver, agent_script, poll
 
 pytestmark = pytest.mark.slow
 
@@ -85,14 +86,14 @@ def wait_terminal(http: httpx.Client, run_id: int, *, timeout: float = 120.0) ->
 
 def check_contract(body: dict[str, Any]) -> None:
     """Every field of the contract is there with its type."""
-    assert CONTRACT_FIELDS <= set(body)
+    assert set(body) >= CONTRACT_FIELDS
     assert isinstance(body["task_id"], int) and isinstance(body["task_run_id"], int)
     assert body["status"] in ("success", "failure", "in_progress")
     assert isinstance(body["is_done"], bool)
     for item in body["history"]:
         assert isinstance(item["description"], str)
         for action in item["actions"]:
-            assert ACTION_FIELDS <= set(action)
+            assert set(action) >= ACTION_FIELDS
             assert isinstance(action["params"], dict)
 
 

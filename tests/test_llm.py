@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from agent.engine.llm import LLM, KEY_VARS, LLMError, MissingKeyError, check_key, key_status, litellm_model
+from agent.engine.llm import KEY_VARS, LLM, LLMError, MissingKeyError, check_key, key_status, litellm_model
 from agent.models import DEFAULT_MODELS, PROVIDERS
 from agent.testing.fakellm import FakeLLM, call, reply
 

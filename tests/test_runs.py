@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from agent.engine.browser import Browser
+from agent.log.store import Store
 from agent.models import RunFinished, RunStarted, StepFinished, StepStarted, validation_errors
 from agent.service.runs import NotFound, RunService, ServiceBusy, ServiceClosed
-from agent.log.store import Store
 from agent.testing.fakellm import FakeLLM, call, last_user_text, reply
 
 

@@ -359,7 +359,7 @@ def test_writers_in_many_threads_lose_nothing(store: Store) -> None:
         try:
             _, run_id, exp = record_run(store, request(f"thread {n} buys a cable"), steps=3)
             expected[run_id] = exp
-        except BaseException as exc:  # noqa: BLE001 (surfaced below: a thread's exception is otherwise lost)
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=one, args=(n,)) for n in range(6)]

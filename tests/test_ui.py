@@ -8,7 +8,8 @@ import asyncio
 import json
 import re
 import time
-from typing import Any, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -16,8 +17,8 @@ import pytest_asyncio
 
 from agent.engine.llm import KEY_VARS
 from agent.models import RunRequest
-from tests.apphelpers import ROOT, App
 from agent.testing.fakellm import FakeLLM, call, find_index, last_user_text, reply
+from tests.apphelpers import ROOT, App
 
 pytestmark = pytest.mark.slow
 

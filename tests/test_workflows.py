@@ -7,8 +7,9 @@ demo shop, the fake OpenAI-compatible model (it counts every request), real Duck
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import httpx
@@ -17,16 +18,16 @@ import pytest_asyncio
 
 from agent.engine.loop import arun
 from agent.models import ActionResult, HistoryItem, RunFinished, RunRequest, RunResponse, Usage, WorkflowHealed
-from agent.workflows.replay import replay
+from agent.testing.fakellm import FakeLLM, call, last_user_text, reply
+from agent.testing.sites import serve_dir
+from agent.testing.workflow_site.script import demo_agent, order_prompt, shop_agent
+from agent.testing.workflow_site.shop import ShopServer
 from agent.workflows.document import NotRecordable, Parameter, WorkflowError, edit_workflow, load_workflow
 from agent.workflows.params import match_prompt
 from agent.workflows.record import record_workflow
+from agent.workflows.replay import replay
 from agent.workflows.template import render, render_url, url_matches
-from agent.testing.sites import serve_dir
 from tests.conftest import DEMO
-from agent.testing.fakellm import FakeLLM, call, last_user_text, reply
-from agent.testing.workflow_site.script import demo_agent, order_prompt, shop_agent
-from agent.testing.workflow_site.shop import ShopServer
 
 A = dict(query="usb-c", qty=2, name="Ada Lovelace", email="ada@example.com", country="Germany")
 B = dict(query="hdmi", qty=3, name="Grace Hopper", email="grace@example.com", country="France")

@@ -11,16 +11,17 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, get_type_hints
+from typing import Any, get_type_hints
 from urllib.parse import quote_plus
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from agent.engine.browser import BrowserSession
-from agent.models import ActionResult
 from agent.engine.page import ElementNotFound, describe_element, find_element, page_text
 from agent.engine.policy import PolicyError, check_navigation
+from agent.models import ActionResult, ExecutedBy
 
 ACTION_TIMEOUT_S = 30.0
 MAX_WAIT_S = 10.0
@@ -173,7 +174,7 @@ async def click(ctx: Context, index: int) -> Outcome:
     return Outcome(content=note, locators=locators, changed_page=changed)
 
 
-async def input(ctx: Context, index: int, text: str, clear: bool = True) -> Outcome:  # noqa: A001 - browser-use's name
+async def input(ctx: Context, index: int, text: str, clear: bool = True) -> Outcome:
     """Type text into the form field with this index (clear=true replaces what is there)."""
     locator, locators = await _element(ctx, index)
     try:
@@ -369,7 +370,8 @@ class Action:
     def tool(self) -> dict[str, Any]:
         """The OpenAI tool definition for this action."""
         schema = _clean_schema(self.params.model_json_schema())
-        return {"type": "function", "function": {"name": self.name, "description": self.description, "parameters": schema}}
+        return {"type": "function",
+                "function": {"name": self.name, "description": self.description, "parameters": schema}}
 
 
 class _Strict(BaseModel):
@@ -405,10 +407,10 @@ def _clean_schema(schema: dict[str, Any]) -> dict[str, Any]:
 
 ACTIONS: dict[str, Action] = {
     a.name: a
-    for a in map(
-        _action,
-        [navigate, search, go_back, wait, click, input, send_keys, scroll, select_dropdown, dropdown_options,
-         switch, close, extract, find_text, done],
+    for a in (
+        _action(fn)
+        for fn in (navigate, search, go_back, wait, click, input, send_keys, scroll, select_dropdown,
+                   dropdown_options, switch, close, extract, find_text, done)
     )
 }
 ELEMENT_ACTIONS = frozenset({"click", "input", "select_dropdown", "dropdown_options", "scroll"})
@@ -444,7 +446,7 @@ def tools(*, json_schema: dict[str, Any] | None = None, response_format: str = "
 
 async def execute(
     ctx: Context, name: str, arguments: dict[str, Any] | None, *, parse_error: str | None = None,
-    structured: bool = False, executed_by: str = "agent",
+    structured: bool = False, executed_by: ExecutedBy = "agent",
 ) -> tuple[ActionResult, Outcome | None]:
     """Validate and run one action; the model's mistakes become the result's `error`."""
     t0 = time.perf_counter()
@@ -478,7 +480,7 @@ async def execute(
             outcome = await asyncio.wait_for(action.fn(ctx, **args.model_dump()), timeout=ACTION_TIMEOUT_S)
         except ActionError as exc:
             return failed(str(exc))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return failed(f"{name} took longer than {ACTION_TIMEOUT_S:g} s and was abandoned")
         except Exception as exc:  # Playwright errors: the page, not our code, refused
             if type(exc).__module__.startswith("playwright"):

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 from playwright.async_api import Browser as PWBrowser
-from playwright.async_api import BrowserContext, Page, Playwright, async_playwright
+from playwright.async_api import BrowserContext, Page, Playwright, ViewportSize, async_playwright
 
 # Flags that keep a headless Chromium quiet on a closed network and small on memory.
 CHROMIUM_ARGS = [
@@ -25,7 +26,7 @@ CHROMIUM_ARGS = [
     "--disable-features=Translate,MediaRouter,OptimizationHints",
 ]
 SCREENSHOT_MAX_BYTES = 400_000
-VIEWPORT = {"width": 1280, "height": 800}
+VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
 
 
 class BrowserError(RuntimeError):
@@ -119,7 +120,7 @@ class Browser:
             return self._browser
 
     @asynccontextmanager
-    async def session(self, *, viewport: dict[str, int] | None = None) -> AsyncIterator["BrowserSession"]:
+    async def session(self, *, viewport: ViewportSize | None = None) -> AsyncIterator[BrowserSession]:
         """An isolated context for one run, closed at the end whatever happens."""
         browser = await self.start()
         context = await browser.new_context(
@@ -170,7 +171,7 @@ class BrowserSession:
         tab_id = self._next_id
         self._next_id += 1
         self.tabs[tab_id] = page
-        page.on("close", lambda _p, t=tab_id: self._on_close(t))
+        page.on("close", lambda _page: self._on_close(tab_id))
         # A page the site opened (target=_blank, window.open) becomes current, as a user would see.
         self.current_id = tab_id
 

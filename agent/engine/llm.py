@@ -95,7 +95,7 @@ class Reply:
 
 
 def litellm_model(provider: str, model: str | None) -> str:
-    """The litellm model name for a provider and model, e.g. ('google', 'gemini-2.5-flash') -> 'gemini/gemini-2.5-flash'."""
+    """The litellm model name for a provider and model: ('google', 'gemini-2.5-flash') -> 'gemini/gemini-2.5-flash'."""
     model = (model or DEFAULT_MODELS[provider]).strip()
     prefix = PREFIXES[provider]
     if model.startswith(prefix + "/"):

@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from collections.abc import AsyncGenerator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -18,12 +19,23 @@ from agent.engine import actions as act
 from agent.engine import prompts
 from agent.engine.browser import Browser, BrowserSession
 from agent.engine.llm import LLM, LLMError, MissingKeyError, key_status, preload
+from agent.engine.page import observe
 from agent.engine.runtime import RunClock, in_session
 from agent.models import (
-    ActionResult, Event, HistoryItem, LLMCall, RunFinished, RunRequest, RunResponse, RunStarted, StepFinished,
-    StepStarted, Tally, schema_problem, utcnow,
+    ActionResult,
+    Event,
+    HistoryItem,
+    LLMCall,
+    RunFinished,
+    RunRequest,
+    RunResponse,
+    RunStarted,
+    StepFinished,
+    StepStarted,
+    Tally,
+    schema_problem,
+    utcnow,
 )
-from agent.engine.page import observe
 
 
 class EngineOptions(BaseModel):
@@ -87,7 +99,7 @@ async def stream(
     cancel: asyncio.Event | None = None,
     session: BrowserSession | None = None,
     **overrides: Any,
-) -> AsyncIterator[Event]:
+) -> AsyncGenerator[Event, None]:
     """Run the agent, yielding RunStarted, then StepStarted/StepFinished per step, then RunFinished.
 
     With `session`, the run continues in those open tabs (a workflow heals one step this way) and
@@ -113,7 +125,7 @@ async def stream(
             warm.add_done_callback(lambda t: t.cancelled() or t.exception())
 
 
-async def _loop(run: _Run, session: BrowserSession) -> AsyncIterator[Event]:
+async def _loop(run: _Run, session: BrowserSession) -> AsyncGenerator[Event, None]:
     options, request = run.options, run.request
     ctx = act.Context(session=session, allowed_domains=options.allowed_domains,
                       blocked_domains=options.blocked_domains, extract_fn=run.extract)
@@ -185,7 +197,8 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncIterator[Event]:
                     rest = reply.tool_calls[n + 1:options.max_actions_per_step]
                     if rest:
                         why = "it failed" if result.error else "the page changed"
-                        run.notes.append(f"after {call.name} {why}, these were not run: {', '.join(c.name for c in rest)}")
+                        skipped = ", ".join(c.name for c in rest)
+                        run.notes.append(f"after {call.name} {why}, these were not run: {skipped}")
                     break
         except LLMError as exc:
             if exc.call is not None:

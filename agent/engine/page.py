@@ -107,7 +107,7 @@ async def observe(page: Page, *, max_chars: int = 30_000, time_budget_ms: int = 
         try:
             raw = await asyncio.wait_for(page.evaluate(WALKER_JS, args), timeout=outer)
             break
-        except asyncio.TimeoutError:
+        except TimeoutError:
             break
         except Exception as exc:
             if attempt < NAVIGATION_RETRIES and any(s in str(exc) for s in _NAVIGATING):
@@ -210,7 +210,9 @@ async def find_element(page: Page, index: int) -> Locator:
 DESCRIBE_JS = r"""(el) => {
   const norm = (s) => (s || '').replace(/\s+/g, ' ').trim();
   const clip = (s, n) => (s.length > n ? s.slice(0, n) : s);
-  const stableId = (id) => id.length <= 40 && !/\d{4,}|^:|^[0-9]|[0-9a-f]{10,}|^(ember|ext-gen|yui_|gwt-|mui-|radix-|headlessui-|react-aria|rc[-_]|__)/i.test(id);
+  const generatedId = new RegExp('\\d{4,}|^:|^[0-9]|[0-9a-f]{10,}'
+    + '|^(ember|ext-gen|yui_|gwt-|mui-|radix-|headlessui-|react-aria|rc[-_]|__)', 'i');
+  const stableId = (id) => id.length <= 40 && !generatedId.test(id);
   const isShadow = (root) => root && root.nodeType === 11 && !!root.host;
   function xpath(node) {
     const parts = [];
@@ -287,7 +289,8 @@ DESCRIBE_JS = r"""(el) => {
   function name() {
     const by = attr('aria-labelledby');
     if (by) {
-      const s = norm(by.split(/\s+/).map((id) => { const t = id && byId(id); return t ? t.textContent : ''; }).join(' '));
+      const s = norm(by.split(/\s+/)
+        .map((id) => { const t = id && byId(id); return t ? t.textContent : ''; }).join(' '));
       if (s) return s;
     }
     const aria = norm(attr('aria-label'));
@@ -300,7 +303,8 @@ DESCRIBE_JS = r"""(el) => {
     if (tag === 'input' && /^(submit|button|reset)$/.test(type)) {
       return norm(el.value) || (type === 'submit' ? 'Submit' : type === 'reset' ? 'Reset' : '');
     }
-    const fromContent = /^(button|link|tab|option|menuitem|menuitemcheckbox|menuitemradio|treeitem|heading|cell|gridcell|columnheader|rowheader|checkbox|radio|switch|tooltip|listitem)$/;
+    const fromContent = new RegExp('^(button|link|tab|option|menuitem|menuitemcheckbox|menuitemradio|treeitem|heading|'
+      + 'cell|gridcell|columnheader|rowheader|checkbox|radio|switch|tooltip|listitem)$');
     if (role && fromContent.test(role) && !/^(input|select|textarea)$/.test(tag)) {
       const s = norm(el.innerText || el.textContent);
       if (s) return s;
@@ -334,7 +338,8 @@ DESCRIBE_JS = r"""(el) => {
     css: css(el),
     role: role || null,
     name: clip(name(), 100),
-    text: clip(tag === 'select' ? norm(Array.from(el.selectedOptions || []).map((o) => o.text).join(', ')) : norm(el.innerText || ''), 100),
+    text: clip(tag === 'select' ? norm(Array.from(el.selectedOptions || []).map((o) => o.text).join(', '))
+      : norm(el.innerText || ''), 100),
     tag,
     attributes,
     frame: frames,

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
+from typing import Any
 
 from playwright.async_api import Error as PlaywrightError
 
@@ -61,12 +62,12 @@ class RunClock:
 
 
 async def in_session(
-    loop: Callable[[BrowserSession], AsyncIterator[Event]],
+    loop: Callable[[BrowserSession], AsyncGenerator[Event, None]],
     finish: Callable[[str], RunFinished],
     *,
     browser: Browser | None,
     session: BrowserSession | None,
-) -> AsyncIterator[Event]:
+) -> AsyncGenerator[Event, None]:
     """Run `loop` in `session` (or a new context of `browser`, or of a browser of its own) and end once.
 
     The loop's own RunFinished is the end; a browser failure, a stop (cancel or timeout) or a loop

@@ -210,6 +210,6 @@ class Publisher:
                 self._publish()
                 self.published += 1
                 self.last_error = None
-            except BaseException as exc:  # noqa: BLE001 (kept as snapshot_error; the next run retries)
+            except BaseException as exc:
                 self.last_error = exc
             self._last = time.monotonic()

@@ -12,7 +12,8 @@ import json
 import logging
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Path as PathParam, Request
+from fastapi import FastAPI, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -85,19 +86,19 @@ class ApiKeyMiddleware:
         return ok
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket") and self._protected(scope.get("path", "")):
-            if not self._authorized(scope):
-                if scope["type"] == "websocket":
-                    await send({"type": "websocket.close", "code": 4401})
-                    return
-                response = JSONResponse(
-                    {"detail": "missing or wrong API key: send the header 'Authorization: Bearer <key>' "
-                               "or 'X-API-Key: <key>' with the key set in WORKBENCH_API_KEY"},
-                    status_code=401, headers={"WWW-Authenticate": "Bearer"},
-                )
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        guarded = scope["type"] in ("http", "websocket") and self._protected(scope.get("path", ""))
+        if not guarded or self._authorized(scope):
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 4401})
+            return
+        response = JSONResponse(
+            {"detail": "missing or wrong API key: send the header 'Authorization: Bearer <key>' "
+                       "or 'X-API-Key: <key>' with the key set in WORKBENCH_API_KEY"},
+            status_code=401, headers={"WWW-Authenticate": "Bearer"},
+        )
+        await response(scope, receive, send)
 
 
 # ------------------------------------------------------------------ body parsing

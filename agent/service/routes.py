@@ -10,18 +10,27 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Annotated, Any, Callable, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Path as PathParam, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import ValidationError
 
-from agent.models import PROVIDERS, RequestError, RunRequest, validation_errors
+from agent.models import PROVIDERS, RequestError, RunRequest, RunResponse, validation_errors
 from agent.service.door import NotFound
 from agent.service.http import (
-    MAX_ID, ApiKeyMiddleware, ClientError, RunId, TaskId, install_error_handlers, json_response, read_object,
+    MAX_ID,
+    ApiKeyMiddleware,
+    ClientError,
+    RunId,
+    TaskId,
+    install_error_handlers,
+    json_response,
+    read_object,
     unprocessable,
 )
 from agent.service.runs import RunService
@@ -56,34 +65,45 @@ def create_api(
     title: str = "LLM web-agent workbench",
 ) -> FastAPI:
     """The FastAPI app with the /api routes, the error handlers and (if `api_key`) the key check."""
+    from agent.workflows.routes import create_workflow_router
+
     app = FastAPI(title=title, lifespan=lifespan, docs_url="/api/docs", redoc_url=None,
                   openapi_url="/api/openapi.json")
     app.state.service = service
     if api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=api_key)
-
     install_error_handlers(app)
+    for router in (runs_router(service), tasks_router(service), health_router(service),
+                   create_workflow_router(service)):
+        app.include_router(router)
+    return app
 
-    # ---------------------------------------------------------- runs
-    async def _start(request: RunRequest, *, task_id: int | None = None) -> JSONResponse:
-        try:
-            task_id, run_id = await service.submit(request, task_id=task_id)
-        except RequestError as exc:
-            raise unprocessable(exc.field, exc.message) from None
-        location = {"Location": f"/api/runs/{run_id}"}
-        if request.wait_for_completion:
-            return json_response((await service.wait(run_id)).to_json(), headers=location)
-        current = await service.aget(run_id)
-        assert current is not None
-        return json_response(current.to_json(), headers=location)
 
-    @app.post("/api/runs", tags=["runs"], summary="Run Agent")
+async def start_run(service: RunService, request: RunRequest, *, task_id: int | None = None) -> JSONResponse:
+    """Submit a run; answer at its end, or at once when it runs in the background."""
+    try:
+        task_id, run_id = await service.submit(request, task_id=task_id)
+    except RequestError as exc:
+        raise unprocessable(exc.field, exc.message) from None
+    location = {"Location": f"/api/runs/{run_id}"}
+    if request.wait_for_completion:
+        return json_response((await service.wait(run_id)).to_json(), headers=location)
+    current = await service.aget(run_id)
+    assert current is not None
+    return json_response(current.to_json(), headers=location)
+
+
+def runs_router(service: RunService) -> APIRouter:
+    """Start, list, read and cancel runs; their screenshots and webhook attempts."""
+    router = APIRouter()
+
+    @router.post("/api/runs", tags=["runs"], summary="Run Agent")
     async def post_run(request: Request) -> JSONResponse:
         """Start a run (the contract's request); waits for the end unless wait_for_completion is false."""
         body = await read_object(request, 'the run request fields, e.g. {"prompt": "..."}')
-        return await _start(_validate(body))
+        return await start_run(service, _validate(body))
 
-    @app.get("/api/runs", tags=["runs"])
+    @router.get("/api/runs", tags=["runs"])
     async def list_runs(
         status: Literal["success", "failure", "in_progress"] | None = None,
         provider: Literal[PROVIDERS] | None = None,  # type: ignore[valid-type]
@@ -98,7 +118,7 @@ def create_api(
         runs = [{"task_run_id": row.get("id"), **row} for row in rows]
         return json_response({"runs": runs, "total": total, "limit": limit, "offset": offset})
 
-    @app.get("/api/runs/{task_run_id}", tags=["runs"])
+    @router.get("/api/runs/{task_run_id}", tags=["runs"])
     async def get_run(task_run_id: RunId) -> JSONResponse:
         """The run in the contract's shape, with the history so far."""
         response = await service.aget(task_run_id)
@@ -106,13 +126,14 @@ def create_api(
             raise NotFound("run", task_run_id)
         return json_response(response.to_json())
 
-    @app.post("/api/runs/{task_run_id}/cancel", tags=["runs"])
+    @router.post("/api/runs/{task_run_id}/cancel", tags=["runs"])
     async def cancel_run(task_run_id: RunId) -> JSONResponse:
         """Stop a running or queued run (it ends as failure, "cancelled"); 409 if it had already ended."""
         if not await service.cancel(task_run_id):
             current = await service.aget(task_run_id)
             status = current.status if current is not None else "unknown"
             return json_response({"detail": f"run {task_run_id} has already ended ({status}); nothing to cancel"}, 409)
+        response: RunResponse | None
         try:
             response = await service.wait(task_run_id, timeout=CANCEL_WAIT_S)
         except TimeoutError:  # still stopping: the client polls GET /api/runs/{id}
@@ -120,13 +141,13 @@ def create_api(
         assert response is not None
         return json_response(response.to_json())
 
-    @app.get("/api/runs/{task_run_id}/webhooks", tags=["runs"])
+    @router.get("/api/runs/{task_run_id}/webhooks", tags=["runs"])
     async def run_webhooks(task_run_id: RunId) -> JSONResponse:
         """Every webhook delivery attempt of the run, oldest first."""
         attempts = await service.webhook_attempts(task_run_id)
         return json_response({"task_run_id": task_run_id, "attempts": attempts})
 
-    @app.get("/api/runs/{task_run_id}/screenshots/{step}", tags=["runs"])
+    @router.get("/api/runs/{task_run_id}/screenshots/{step}", tags=["runs"])
     async def run_screenshot(task_run_id: RunId, step: Step) -> FileResponse:
         """The JPEG screenshot taken at the start of a step."""
         path = await service.screenshot(task_run_id, step)
@@ -134,8 +155,14 @@ def create_api(
             return FileResponse(path, media_type="image/jpeg")
         return json_response({"detail": f"no screenshot for step {step} of run {task_run_id}"}, 404)  # type: ignore[return-value]
 
-    # ---------------------------------------------------------- tasks
-    @app.get("/api/tasks", tags=["tasks"])
+    return router
+
+
+def tasks_router(service: RunService) -> APIRouter:
+    """List and read tasks; run a saved task again."""
+    router = APIRouter()
+
+    @router.get("/api/tasks", tags=["tasks"])
     async def list_tasks(
         limit: int = Query(default=50, ge=1, le=MAX_PAGE), offset: int = Query(default=0, ge=0, le=MAX_ID)
     ) -> JSONResponse:
@@ -144,13 +171,13 @@ def create_api(
         tasks = [{"task_id": row.get("id"), **row} for row in rows]
         return json_response({"tasks": tasks, "total": total, "limit": limit, "offset": offset})
 
-    @app.get("/api/tasks/{task_id}", tags=["tasks"])
+    @router.get("/api/tasks/{task_id}", tags=["tasks"])
     async def get_task(task_id: TaskId) -> JSONResponse:
         """A task: its request, run count and last run."""
         task = await service.get_task(task_id)
         return json_response({"task_id": task.get("id"), **task})
 
-    @app.post("/api/tasks/{task_id}/runs", tags=["tasks"])
+    @router.post("/api/tasks/{task_id}/runs", tags=["tasks"])
     async def rerun_task(task_id: TaskId, request: Request) -> JSONResponse:
         """Run a saved task again; the body (optional) overrides any request field."""
         overrides = await read_object(request, 'request fields to override, e.g. {"model": "gpt-4.1"}', required=False)
@@ -160,19 +187,21 @@ def create_api(
         saved.pop("wait_for_completion", None)
         if "provider" in overrides and "model" not in overrides:
             saved.pop("model", None)  # a new provider gets its own default model
-        return await _start(_validate({**saved, **overrides}), task_id=task_id)
+        return await start_run(service, _validate({**saved, **overrides}), task_id=task_id)
 
-    # ---------------------------------------------------------- health
-    @app.get("/api/health", tags=["health"])
+    return router
+
+
+def health_router(service: RunService) -> APIRouter:
+    """What the app runs on."""
+    router = APIRouter()
+
+    @router.get("/api/health", tags=["health"])
     async def health() -> JSONResponse:
         """Browser, data folder, provider keys present (variable names only) and run counts."""
         return json_response(health_report(service))
 
-    # ---------------------------------------------------------- cached workflows
-    from agent.workflows.routes import create_workflow_router
-
-    app.include_router(create_workflow_router(service))
-    return app
+    return router
 
 
 def health_report(service: RunService) -> dict[str, Any]:

@@ -20,15 +20,23 @@ import logging
 import math
 import os
 import time
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import TYPE_CHECKING, Any
 
+from agent.models import (
+    Event,
+    RunFinished,
+    RunRequest,
+    RunResponse,
+    RunStarted,
+    StepFinished,
+    Tally,
+    WorkflowHealed,
+)
 from agent.service import webhooks
 from agent.service.door import LogDoor, NotFound
-from agent.models import (
-    Event, RunFinished, RunRequest, RunResponse, RunStarted, StepFinished, Tally, WorkflowHealed,
-)
 
 if TYPE_CHECKING:  # the engine imports jsonschema and playwright (seconds): loaded on the first run
     from agent.engine.browser import Browser
@@ -121,11 +129,12 @@ class RunService(LogDoor):
         self.browser = browser
         self.data_dir = Path(data_dir)
         self.max_concurrent = max_concurrent or _env_int("MAX_CONCURRENT_RUNS", DEFAULT_MAX_CONCURRENT)
-        self.max_queued = max_queued if max_queued is not None else _env_int("MAX_QUEUED_RUNS", DEFAULT_MAX_QUEUED, minimum=0)
+        self.max_queued = (max_queued if max_queued is not None
+                           else _env_int("MAX_QUEUED_RUNS", DEFAULT_MAX_QUEUED, minimum=0))
         self.engine_options = engine_options  # None: the engine's defaults
         # Read once here and never logged; None means "unsigned".
         self._webhook_secret = webhook_secret if webhook_secret is not None else webhooks.webhook_secret_from_env()
-        self._webhook_kwargs = {"max_attempts": webhook_attempts, "timeout_s": webhook_timeout_s,
+        self._webhook_kwargs: dict[str, Any] = {"max_attempts": webhook_attempts, "timeout_s": webhook_timeout_s,
                                 "backoff_s": webhook_backoff_s}
         self._slots = asyncio.Semaphore(self.max_concurrent)
         self._live: dict[int, _Live] = {}
@@ -254,7 +263,7 @@ class RunService(LogDoor):
         live = self._live.get(run_id)
         return live is not None and live.queued
 
-    async def subscribe(self, run_id: int) -> AsyncIterator[Event]:
+    async def subscribe(self, run_id: int) -> AsyncGenerator[Event, None]:
         """The run's events so far, then live ones until RunFinished (a finished run: steps then the end)."""
         live = self._live.get(run_id)
         if live is None:
@@ -294,7 +303,7 @@ class RunService(LogDoor):
         shots = self._log.screenshots_dir / str(live.run_id)
         return (self.engine_options or EngineOptions()).model_copy(update={"screenshot_dir": shots})
 
-    async def _event_source(self, live: _Live, options: EngineOptions) -> AsyncIterator[Event]:
+    async def _event_source(self, live: _Live, options: EngineOptions) -> AsyncGenerator[Event, None]:
         """Where a run's events come from: a replay when a cached workflow is asked for and known, else the agent.
 
         The workflow is the inline `cached_workflow`, else `workflow_id`, else the one linked to the task;
@@ -311,7 +320,8 @@ class RunService(LogDoor):
             live.tally.mode = "replay"
             yield RunStarted(request=request, model=litellm_model(request.provider, request.model), mode="replay")
             yield RunFinished(response=live.tally.response(
-                error=f"workflow_id: {exc}; list the saved ones with GET /api/workflows", workflow_id=request.workflow_id))
+                error=f"workflow_id: {exc}; list the saved ones with GET /api/workflows",
+                workflow_id=request.workflow_id))
             return
         if workflow is None:
             source = engine.stream(request, browser=self.browser, options=options, cancel=live.cancel)
@@ -447,7 +457,8 @@ class RunService(LogDoor):
         except Exception:
             log.exception("run %d: could not record the end of the run; marking it failed", live.run_id)
             with contextlib.suppress(Exception):
-                await asyncio.to_thread(self._log.fail_run, live.run_id, response.error or "the run log could not be written")
+                await asyncio.to_thread(self._log.fail_run, live.run_id,
+                                        response.error or "the run log could not be written")
         live.final = response
         live.append(event)
         live.done.set()

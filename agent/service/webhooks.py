@@ -25,11 +25,12 @@ import random
 import socket
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import httpx
 
@@ -91,7 +92,7 @@ def allow_private_from_env() -> bool:
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
     """'sha256=' + hex HMAC-SHA256 of f'{timestamp}.' + body under `secret`."""
-    mac = hmac.new(secret.encode("utf-8"), f"{timestamp}.".encode("utf-8") + body, hashlib.sha256)
+    mac = hmac.new(secret.encode("utf-8"), f"{timestamp}.".encode() + body, hashlib.sha256)
     return "sha256=" + mac.hexdigest()
 
 
@@ -141,7 +142,7 @@ async def deliver(
     backoff_s = max(0.0, float(backoff_s))
     report = _Reporter(on_attempt)
 
-    at, started = datetime.now(timezone.utc), time.monotonic()
+    at, started = datetime.now(UTC), time.monotonic()
     problem: str | None = None
     try:
         check_webhook_url(url)
@@ -171,7 +172,7 @@ async def deliver(
         limits=httpx.Limits(max_connections=1, max_keepalive_connections=0),
     ) as client:
         for number in range(1, max_attempts + 1):
-            at, started = datetime.now(timezone.utc), time.monotonic()
+            at, started = datetime.now(UTC), time.monotonic()
             outcome = await _attempt(
                 client, target, body, secret=secret, event=event, delivery_id=delivery_id,
                 number=number, timeout_s=timeout_s, allow_private=allow_private,
@@ -331,8 +332,8 @@ def _retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _encode(payload: Any) -> bytes:

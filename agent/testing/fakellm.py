@@ -14,8 +14,9 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 Handler = Callable[[dict[str, Any]], Any]
 
@@ -84,7 +85,7 @@ class FakeLLM:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
                 with fake._lock:
@@ -115,7 +116,7 @@ class FakeLLM:
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
 
-    def script(self, answers: list[Any]) -> "FakeLLM":
+    def script(self, answers: list[Any]) -> FakeLLM:
         """Answer request N with answers[N] (a reply, a status, or a function of the body)."""
         items = list(answers)
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 from agent.models import RunRequest
 from agent.settings import Settings
@@ -53,7 +54,8 @@ def form_request(values: dict[str, Any]) -> Any:
                 continue
             value = int(value)
         if name == "max_steps" and isinstance(value, int) and not 1 <= value <= 200:
-            errors.append({"field": name, "message": f"must be between 1 and 200 (empty: the default, 25), got {value}"})
+            errors.append({"field": name,
+                           "message": f"must be between 1 and 200 (empty: the default, 25), got {value}"})
             continue
         if name == "workflow_params" and isinstance(value, str):
             try:

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-FORMAT = "workbench-workflow/1"
+FORMAT: Literal["workbench-workflow/1"] = "workbench-workflow/1"
 
 
 MAX_STEPS = 200
@@ -137,7 +137,7 @@ class Workflow(BaseModel):
     source_run_id: int | None = None
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Workflow":
+    def _consistent(self) -> Workflow:
         names = [p.name for p in self.parameters]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -262,14 +262,16 @@ def edit_workflow(
         if "name" in change and change["name"] != old:
             new = change["name"]
             if not isinstance(new, str) or not NAME_RE.match(new):
-                raise WorkflowError(f"{field}.name", f"{new!r} is not a valid name: letters, digits and _, e.g. 'product'")
+                raise WorkflowError(f"{field}.name",
+                                    f"{new!r} is not a valid name: letters, digits and _, e.g. 'product'")
             renames.append((old, new))
             param["name"] = new
         try:
             Parameter.model_validate(param)
         except ValidationError as exc:
             err = exc.errors()[0]
-            raise WorkflowError(f"{field}.{'.'.join(map(str, err['loc']))}", err["msg"].removeprefix("Value error, ")) from None
+            where = ".".join(map(str, err["loc"]))
+            raise WorkflowError(f"{field}.{where}", err["msg"].removeprefix("Value error, ")) from None
         current[old] = param
     out["parameters"] = list(current.values())
     final_names = [p["name"] for p in out["parameters"]]

@@ -84,13 +84,16 @@ FIND_JS = r"""(args) => {
   }
   if (/^[a-z][a-z0-9-]*$/.test(tag)) q(tag);
   if (!VALUE) {
-    const field = /^(textarea|select)$/.test(tag) || (tag === 'input' && !/^(submit|button|reset|image|checkbox|radio)$/.test(low(RA.type)))
+    const field = /^(textarea|select)$/.test(tag)
+      || (tag === 'input' && !/^(submit|button|reset|image|checkbox|radio)$/.test(low(RA.type)))
       || /^(textbox|combobox|searchbox|spinbutton|listbox)$/.test(role);
     q(field ? FIELD : CLICK);
   }
 
   function visible(el) {
-    try { if (!el.checkVisibility({ checkVisibilityCSS: true, visibilityProperty: true })) return false; } catch (e) { /* old engines */ }
+    try {
+      if (!el.checkVisibility({ checkVisibilityCSS: true, visibilityProperty: true })) return false;
+    } catch (e) { /* old engines */ }
     const r = el.getBoundingClientRect();
     return r.width > 0 || r.height > 0 || el.getClientRects().length > 0;
   }
@@ -141,9 +144,13 @@ FIND_JS = r"""(args) => {
     if (role && d.role === role) plus(6, 'role');
     if (!VALUE) {
       if (R.name && low(d.name) === low(R.name)) plus(25, 'accessible name');
-      else if (R.name && d.name) { const x = sim(d.name, R.name); if (x >= 0.5) plus(Math.round(12 * x), 'similar name'); }
+      else if (R.name && d.name) {
+        const x = sim(d.name, R.name); if (x >= 0.5) plus(Math.round(12 * x), 'similar name');
+      }
       if (R.text && low(d.text) === low(R.text)) plus(15, 'text');
-      else if (R.text && d.text) { const x = sim(d.text, R.text); if (x >= 0.5) plus(Math.round(6 * x), 'similar text'); }
+      else if (R.text && d.text) {
+        const x = sim(d.text, R.text); if (x >= 0.5) plus(Math.round(6 * x), 'similar text');
+      }
     }
     if (R.css && d.css === R.css) plus(12, 'css');
     if (R.xpath && d.xpath === R.xpath) plus(12, 'xpath');
@@ -173,7 +180,8 @@ FIND_JS = r"""(args) => {
           .observe(document, { subtree: true, childList: true, attributes: true, characterData: true });
       } catch (e) { /* no observer: the timeout still bounds the wait */ }
     }
-    if (document.readyState === 'complete' && now - W.__wbQuiet.last > args.quietMs) return { ok: false, settled: true };
+    const quiet = now - W.__wbQuiet.last > args.quietMs;
+    if (document.readyState === 'complete' && quiet) return { ok: false, settled: true };
     return null;  // wait_for_function polls again
   }
   if (ok && args.mark) best.el.setAttribute('data-wb-idx', String(args.mark));
@@ -199,7 +207,8 @@ async def _frame_for(page: Page, chain: list[str] | None) -> Frame | None:
 
 def _what(locators: dict[str, Any]) -> str:
     attrs = locators.get("attributes") or {}
-    label = locators.get("name") or locators.get("text") or attrs.get("placeholder") or attrs.get("name") or attrs.get("id") or ""
+    label = (locators.get("name") or locators.get("text") or attrs.get("placeholder") or attrs.get("name")
+             or attrs.get("id") or "")
     return f"<{locators.get('tag') or 'element'}> {str(label)[:60]!r}".strip()
 
 

@@ -13,6 +13,7 @@ from agent.workflows.document import NAME_RE, Parameter, Workflow, WorkflowError
 from agent.workflows.record import _identifier
 from agent.workflows.template import as_text, coerce_value, find_value
 
+
 def _prompt_spans(prompt: str, params: list[Parameter]) -> list[tuple[int, int, str]]:
     """Non-overlapping (start, end, name) of each parameter's example in the recorded prompt (first match)."""
     spans: list[tuple[int, int, str]] = []
@@ -40,7 +41,7 @@ def match_prompt(recorded: str, params: list[Parameter], new: str) -> dict[str, 
     if " ".join(recorded.split()).lower() == " ".join(new.split()).lower():
         return {name: recorded[s:e] for s, e, name in spans}
     pattern, pos = [], 0
-    for i, (start, end, name) in enumerate(spans):
+    for i, (start, end, _name) in enumerate(spans):
         pattern.append(_loose(recorded[pos:start]))
         pattern.append(f"(?P<g{i}>.+?)")
         pos = end
@@ -109,7 +110,8 @@ Answer with one JSON object mapping each parameter name to its value in the new 
 
 def params_messages(doc: Workflow, new_prompt: str) -> list[dict[str, Any]]:
     """The one message asking a model for parameter values as JSON."""
-    lines = "\n".join(f"- {p.name} ({p.type}): {p.description or '-'}; recorded value: {json.dumps(p.example, ensure_ascii=False)}"
+    lines = "\n".join(f"- {p.name} ({p.type}): {p.description or '-'}; "
+                      f"recorded value: {json.dumps(p.example, ensure_ascii=False)}"
                       for p in doc.parameters)
     return [{"role": "user", "content": PARAMS_PROMPT.format(recorded=doc.prompt, params=lines, new=new_prompt)}]
 
@@ -145,7 +147,8 @@ Answer with one JSON object: {{"<current name>": {{"name": "...", "description":
 async def describe_params(llm: Any, document: dict[str, Any]) -> tuple[dict[str, Any], LLMCall]:
     """Let a model name and describe the parameters (one call); returns the new document and the call."""
     doc, _, _ = load_workflow(document)
-    lines = "\n".join(f"- {p.name}: {json.dumps(p.example, ensure_ascii=False)} ({p.description})" for p in doc.parameters)
+    lines = "\n".join(f"- {p.name}: {json.dumps(p.example, ensure_ascii=False)} ({p.description})"
+                      for p in doc.parameters)
     reply = await llm.complete([{"role": "user", "content": DESCRIBE_PROMPT.format(prompt=doc.prompt, params=lines)}],
                                None, purpose="params")
     answer = parse_json_object(reply.text) or {}
@@ -167,7 +170,8 @@ async def describe_params(llm: Any, document: dict[str, Any]) -> tuple[dict[str,
     return edit_workflow(doc.model_dump(mode="json"), parameters=changes), reply.call
 
 
-async def resolve_values(request: RunRequest, doc: Workflow, llm_factory: Any) -> tuple[dict[str, Any], list[LLMCall], str]:
+async def resolve_values(request: RunRequest, doc: Workflow,
+                         llm_factory: Any) -> tuple[dict[str, Any], list[LLMCall], str]:
     """(values, model calls made, how) for the workflow's parameters and this request."""
     params = {p.name: p for p in doc.parameters}
     values: dict[str, Any] = {}

@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import copy
 import re
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 from agent.models import ActionResult, HistoryItem, RunRequest, RunResponse
 from agent.workflows.document import (
-    MAX_PARAMETERS, NOOP_ACTIONS, PLACEHOLDER_RE, Expect, NotRecordable, Parameter, Workflow, WorkflowAction,
+    MAX_PARAMETERS,
+    NOOP_ACTIONS,
+    PLACEHOLDER_RE,
+    Expect,
+    NotRecordable,
+    Parameter,
+    Workflow,
+    WorkflowAction,
     WorkflowStep,
 )
 from agent.workflows.template import _template_string, _template_url, as_text, find_value, template_params, url_pattern
@@ -31,9 +38,8 @@ def kept_action(action: ActionResult) -> bool:
     content = action.extracted_content or ""
     if action.name == "scroll" and "nothing moved" in content:
         return False
-    if action.name == "input" and "but the field now holds" in content:
-        return False
-    return True
+    # an input the page rewrote did not do what was typed
+    return not (action.name == "input" and "but the field now holds" in content)
 
 
 def _field_label(locators: dict[str, Any] | None) -> str:
@@ -71,7 +77,7 @@ def _param_name(locators: dict[str, Any] | None, hint: str) -> str:
     return ""
 
 
-def _infer_type(value: str) -> str:
+def _infer_type(value: str) -> Literal["string", "number", "integer"]:
     """integer/number when the value reads back the same as a number ("007", "5.50", phone numbers stay strings)."""
     if re.fullmatch(r"-?(0|[1-9]\d{0,8})", value):
         return "integer"

@@ -18,28 +18,55 @@ import asyncio
 import itertools
 import logging
 import time
+from collections.abc import AsyncGenerator
 from pathlib import Path
-from typing import Any, AsyncIterator
-
+from typing import Any
 
 from agent.engine import actions as act
 from agent.engine import loop as engine
 from agent.engine.browser import Browser, BrowserSession
-from agent.engine.loop import EngineOptions, resolve_options
-from agent.engine.runtime import RunClock, RunStopped, in_session
 from agent.engine.llm import LLM, key_status, litellm_model
-from agent.models import (
-    ActionResult, Event, HistoryItem, LLMCall, RunFinished, RunRequest, RunResponse, RunStarted, StepFinished,
-    StepStarted, Tally, WorkflowHealed, schema_problem, utcnow,
-)
+from agent.engine.loop import EngineOptions, resolve_options
 from agent.engine.page import find_element
+from agent.engine.runtime import RunClock, RunStopped, in_session
+from agent.models import (
+    ActionResult,
+    Event,
+    ExecutedBy,
+    HistoryItem,
+    LLMCall,
+    RunFinished,
+    RunRequest,
+    RunResponse,
+    RunStarted,
+    StepFinished,
+    StepStarted,
+    Tally,
+    WorkflowHealed,
+    schema_problem,
+    utcnow,
+)
+from agent.workflows.document import (
+    URL_PARAMS,
+    Expect,
+    Workflow,
+    WorkflowAction,
+    WorkflowError,
+    WorkflowStep,
+    load_workflow,
+)
 from agent.workflows.locate import FIRST_MARK, LocateError, locate
-from agent.workflows.result import ResultUnavailable, derive_result
-from agent.workflows.document import URL_PARAMS, Expect, Workflow, WorkflowAction, WorkflowError, WorkflowStep, load_workflow
 from agent.workflows.params import ParamsFailed, resolve_values
 from agent.workflows.record import action_expect, kept_action, template_locators
+from agent.workflows.result import ResultUnavailable, derive_result
 from agent.workflows.template import (
-    as_text, render, render_text, render_url, template_params, url_matches, url_pattern,
+    as_text,
+    render,
+    render_text,
+    render_url,
+    template_params,
+    url_matches,
+    url_pattern,
 )
 
 __all__ = ["HEAL_MAX_STEPS", "replay"]
@@ -114,7 +141,8 @@ class _Replay(RunClock):
 
 
 # ------------------------------------------------------------------ one action
-async def _run_action(state: _Replay, ctx: act.Context, session: BrowserSession, action: WorkflowAction) -> ActionResult:
+async def _run_action(state: _Replay, ctx: act.Context, session: BrowserSession,
+                      action: WorkflowAction) -> ActionResult:
     """Find the element, act through agent.engine.actions, check the effect; _StepFailed when it did not take."""
     values = state.values
     url_keys = URL_PARAMS.get(action.name, ())
@@ -297,7 +325,7 @@ async def replay(
     workflow_id: int | None = None,
     heal_max_steps: int = HEAL_MAX_STEPS,
     find_timeout_s: float = FIND_TIMEOUT_S,
-) -> AsyncIterator[Event]:
+) -> AsyncGenerator[Event, None]:
     """Replay `workflow` for `request`: RunStarted(mode="replay"), a StepStarted/StepFinished per step, RunFinished.
 
     `workflow` is a document or a stored record ({id, version, document}); with `session` the replay
@@ -338,7 +366,7 @@ def _early_end(request: RunRequest, error: str, workflow_id: int | None) -> RunF
     return RunFinished(response=Tally(request, mode="replay").response(error=error, workflow_id=workflow_id))
 
 
-async def _loop(state: _Replay, session: BrowserSession) -> AsyncIterator[Event]:
+async def _loop(state: _Replay, session: BrowserSession) -> AsyncGenerator[Event, None]:
     """Each step: replay its actions (or derive the result); heal it if that fails; record it."""
     doc, values = state.doc, state.values
     ctx = act.Context(session=session, allowed_domains=state.options.allowed_domains,
@@ -372,7 +400,7 @@ async def _loop(state: _Replay, session: BrowserSession) -> AsyncIterator[Event]
                     break
                 results.append(done_action)
                 kept.append((action, done_action))
-        executed_by = "replay"
+        executed_by: ExecutedBy = "replay"
         heal_error: str | None = None
         if problem is None:
             state.replayed += 1

@@ -14,12 +14,13 @@ never returns a stale number as if it were fresh.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from agent.engine.browser import BrowserSession
 from agent.engine.policy import PolicyError, check_navigation
-from agent.workflows.locate import LocateError, describe_text, page_texts, read_text
 from agent.workflows.document import PLACEHOLDER_RE
+from agent.workflows.locate import LocateError, describe_text, page_texts, read_text
 from agent.workflows.template import as_text, find_value, render
 
 __all__ = ["ResultUnavailable", "derive_result"]

@@ -86,7 +86,8 @@ def create_workflow_router(service: RunService) -> APIRouter:
         if unknown:
             raise unprocessable(unknown[0], "unknown field; use name, description, parameters or document")
         if not body:
-            raise unprocessable("body", 'is empty; send e.g. {"name": "..."} or {"parameters": {"q": {"name": "query"}}}')
+            raise unprocessable("body",
+                                'is empty; send e.g. {"name": "..."} or {"parameters": {"q": {"name": "query"}}}')
         current = await service.get_workflow(workflow_id)
         document = current["document"]
         try:

@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit, urluns
 
 from agent.workflows.document import PLACEHOLDER_RE, URL_PARAMS, Parameter, WorkflowError
 
+
 def as_text(value: Any) -> str:
     """A parameter value as it is typed: booleans lower-case, whole floats without '.0' only if given so."""
     if isinstance(value, bool):
