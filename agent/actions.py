@@ -21,6 +21,7 @@ from agent.browser import BrowserSession
 from agent.models import ActionResult
 from agent.page import ElementNotFound, describe_element, find_element, page_text
 from agent.policy import PolicyError, check_navigation
+from agent.schema import for_provider
 
 ACTION_TIMEOUT_S = 30.0
 MAX_WAIT_S = 10.0
@@ -415,13 +416,12 @@ ACTIONS: dict[str, Action] = {
 ELEMENT_ACTIONS = frozenset({"click", "input", "select_dropdown", "dropdown_options", "scroll"})
 
 
-def done_tool(*, json_schema: dict[str, Any] | None, response_format: str) -> dict[str, Any]:
-    """The `done` tool: text by default, `data` typed by the run's JSON schema in JSON mode."""
+def done_tool(*, json_schema: dict[str, Any] | None, response_format: str, provider: str = "openai") -> dict[str, Any]:
+    """The `done` tool: text by default; in JSON mode `data` is typed by the run's JSON schema, translated
+    for the provider (agent.schema; the schema's $defs go to the root of the parameters)."""
     if json_schema is None and response_format != "json":
         return ACTIONS["done"].tool()
-    data_schema = {k: v for k, v in (json_schema or {}).items() if k not in ("$schema", "$id", "title")}
-    if not data_schema:
-        data_schema = {"description": "the result as any JSON value"}
+    shaped = for_provider(json_schema, provider)
     return {
         "type": "function",
         "function": {
@@ -429,17 +429,23 @@ def done_tool(*, json_schema: dict[str, Any] | None, response_format: str) -> di
             "description": "Finish the task: give the result as JSON in `data` and whether the task was achieved.",
             "parameters": {
                 "type": "object",
-                "properties": {"data": data_schema, "success": {"type": "boolean", "default": True}},
+                "properties": {"data": shaped.data, "success": {"type": "boolean", "default": True}},
                 "required": ["data"],
+                **shaped.defs,
             },
         },
     }
 
 
-def tools(*, json_schema: dict[str, Any] | None = None, response_format: str = "text") -> list[dict[str, Any]]:
-    """Every action as an OpenAI tool, `done` shaped by the run's result format."""
+def tools(*, json_schema: dict[str, Any] | None = None, response_format: str = "text",
+          provider: str = "openai") -> list[dict[str, Any]]:
+    """Every action as an OpenAI tool, `done` shaped by the run's result format and provider."""
     out = [a.tool() for name, a in ACTIONS.items() if name != "done"]
-    out.append(done_tool(json_schema=json_schema, response_format=response_format))
+    if provider == "google":  # Gemini refuses an object schema without properties: a tool without arguments has none
+        for tool in out:
+            if not tool["function"]["parameters"].get("properties"):
+                del tool["function"]["parameters"]
+    out.append(done_tool(json_schema=json_schema, response_format=response_format, provider=provider))
     return out
 
 

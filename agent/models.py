@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 PROVIDERS: tuple[str, ...] = ("openai", "deepseek", "anthropic", "google", "groq", "mistral", "together")
 Provider = Literal["openai", "deepseek", "anthropic", "google", "groq", "mistral", "together"]
@@ -158,6 +158,33 @@ class RunRequest(BaseModel):
     def _json_schema(cls, value: Any) -> Any:
         return parse_json_schema(value)
 
+    @field_validator("json_schema")
+    @classmethod
+    def _schema_fits_provider(cls, value: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
+        from agent.schema import problem  # local: the translation is only needed for structured runs
+
+        provider = info.data.get("provider")
+        why = problem(value, provider) if value is not None and provider else None
+        if why:
+            raise ValueError(why)
+        return value
+
+    @field_validator("use_vision")
+    @classmethod
+    def _vision_model(cls, value: bool | None, info: ValidationInfo) -> bool | None:
+        from agent.llm import text_only  # local: reads litellm's model map, never imports litellm
+
+        provider, model = info.data.get("provider"), info.data.get("model")
+        if value and provider and model and text_only(provider, model):
+            raise ValueError(f"the model {model!r} ({provider}) takes no images according to litellm's model map; "
+                             "turn use_vision off or pick a vision model")
+        return value
+
+    @property
+    def structured(self) -> bool:
+        """Whether the run's result is JSON (`done{data}`): a JSON schema is given or response_format is json."""
+        return self.json_schema is not None or self.response_format == "json"
+
     @field_validator("cached_workflow", mode="before")
     @classmethod
     def _cached_workflow(cls, value: Any) -> Any:
@@ -280,6 +307,7 @@ class RunResponse(BaseModel):
     workflow_id: int | None = None
     replayed_steps: int = 0
     healed_steps: int = 0
+    notes: list[str] = Field(default_factory=list)  # what the user should know (e.g. images refused)
 
 
 # ---------------------------------------------------------------- events
