@@ -18,6 +18,7 @@ from urllib.parse import quote_plus
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from agent.browser import BrowserSession
+from agent.interact import Unreachable, Untypable, reach, settle, type_text
 from agent.models import ActionResult
 from agent.page import ElementNotFound, describe_element, find_element, page_text
 from agent.policy import PolicyError, check_navigation
@@ -83,6 +84,7 @@ async def _goto(ctx: Context, url: str, *, new_tab: bool = False) -> Outcome:
     except Exception as exc:
         raise ActionError(f"could not open {url}: {str(exc).splitlines()[0]}") from None
     await _settle(ctx.session, timeout_ms=1500)
+    await settle(ctx.session)  # content the page fetches after loading shows in the first observation
     return Outcome(content=f"opened {page.url}", changed_page=True)
 
 
@@ -146,28 +148,26 @@ async def click(ctx: Context, index: int) -> Outcome:
     before_url, before_tabs = page.url, set(ctx.session.tabs)
     opens_tab = await locator.evaluate("e => { const a = e.closest('a[href]'); return !!a && a.target === '_blank'; }")
     try:
+        target, via_label = await reach(locator, index=index, verb="click")
         if opens_tab:  # wait for the new tab itself, not a guessed delay
             async with ctx.session.context.expect_page(timeout=5_000):
-                await locator.click(timeout=5_000)
+                await target.click(timeout=3_000)
         else:
-            await locator.click(timeout=5_000)
-    except Exception as exc:
-        first = str(exc).splitlines()[0]
-        if "intercepts pointer events" in str(exc) or "not visible" in str(exc):
-            try:  # an overlay or an off-screen twin: a DOM click still reaches the element's handlers
-                await locator.dispatch_event("click", timeout=2_000)
-            except Exception:
-                raise ActionError(f"could not click [{index}]: {first}") from None
-        else:
-            raise ActionError(f"could not click [{index}]: {first}") from None
+            await target.click(timeout=3_000)
+    except Unreachable as exc:
+        raise ActionError(str(exc)) from None
+    except Exception as exc:  # the element moved, vanished or never became clickable: no pretend click
+        raise ActionError(f"could not click [{index}]: {str(exc).splitlines()[0]}") from None
     await asyncio.sleep(0.05)  # let handlers start a navigation before we check for one
     new_tabs = set(ctx.session.tabs) - before_tabs
     current = await ctx.session.ensure_page()
     changed = bool(new_tabs) or current.url != before_url
     if changed:
         await _settle(ctx.session)
+    else:
+        await settle(ctx.session, quiet_ms=100, max_ms=600)
     label = locators.get("name") or locators.get("text") or ""
-    note = f"clicked [{index}] {label!r}"[:200]
+    note = f"clicked [{index}] {label!r}"[:200] + (" (through its label)" if via_label else "")
     if new_tabs:
         note += f"; it opened tab {max(new_tabs)}: {current.url}"
     elif current.url != before_url:
@@ -175,28 +175,41 @@ async def click(ctx: Context, index: int) -> Outcome:
     return Outcome(content=note, locators=locators, changed_page=changed)
 
 
+async def hover(ctx: Context, index: int) -> Outcome:
+    """Move the mouse over the element with this index (menus and tooltips that open on hover)."""
+    locator, locators = await _element(ctx, index)
+    try:
+        target, _ = await reach(locator, index=index, verb="hover")
+        await target.hover(timeout=3_000)
+    except Unreachable as exc:
+        raise ActionError(str(exc)) from None
+    except Exception as exc:
+        raise ActionError(f"could not hover [{index}]: {str(exc).splitlines()[0]}") from None
+    await settle(ctx.session)  # a menu that opens after a hover delay shows in the next observation
+    label = locators.get("name") or locators.get("text") or ""
+    return Outcome(content=f"hovered [{index}] {label!r}"[:200], locators=locators)
+
+
 async def input(ctx: Context, index: int, text: str, clear: bool = True) -> Outcome:  # noqa: A001 - browser-use's name
     """Type text into the form field with this index (clear=true replaces what is there)."""
     locator, locators = await _element(ctx, index)
     try:
-        if clear:
-            await locator.fill(text, timeout=5_000)
-        else:
-            await locator.press_sequentially(text, timeout=10_000)
+        before, after, kind = await type_text(locator, text, clear=clear)
+    except Untypable as exc:
+        raise ActionError(f"could not type into [{index}]: it {exc}") from None
     except Exception as exc:
-        first = str(exc).splitlines()[0]
-        try:  # not an input (e.g. a contenteditable wrapper): focus it and type
-            await locator.click(timeout=3_000)
-            await locator.page.keyboard.type(text)
-        except Exception:
-            raise ActionError(f"could not type into [{index}]: {first}") from None
-    try:
-        value = await locator.input_value(timeout=1_000)
-        if clear and value != text:
-            return Outcome(content=f"typed into [{index}] but the field now holds {value!r}", locators=locators)
-    except Exception:
-        pass  # contenteditable and custom widgets have no value to check
-    return Outcome(content=f"typed {text!r} into [{index}]", locators=locators)
+        raise ActionError(f"could not type into [{index}]: {str(exc).splitlines()[0]}") from None
+    await settle(ctx.session)  # suggestions and filtered lists show in the next observation
+    if after is None:  # a custom widget: its value cannot be read back
+        return Outcome(content=f"typed {text!r} into [{index}]", locators=locators)
+    expected = text if clear else f"{before or ''}{text}"
+    if after.strip() == expected.strip():
+        return Outcome(content=f"typed {text!r} into [{index}]", locators=locators)
+    if not after.strip():
+        raise ActionError(f"typed into [{index}] but it is still empty: the page did not take the text")
+    holds = "a different value" if kind == "password" else repr(after[:200])
+    return Outcome(content=f"typed {text!r} into [{index}]; it now holds {holds} (the page changed or limited it)",
+                   locators=locators)
 
 
 async def send_keys(ctx: Context, keys: str) -> Outcome:
@@ -214,6 +227,8 @@ async def send_keys(ctx: Context, keys: str) -> Outcome:
     changed = page.url != before
     if changed:
         await _settle(ctx.session)
+    else:
+        await settle(ctx.session)
     return Outcome(content=f"pressed {' '.join(pressed)}", changed_page=changed)
 
 
@@ -248,6 +263,8 @@ async def scroll(ctx: Context, down: bool = True, pages: float = 1.0, index: int
     else:
         moved = await page.evaluate(_SCROLL_PAGE_JS, sign * pages)
     direction = "down" if down else "up"
+    if moved:  # content a page appends on scroll (a feed's next page) shows in the next observation
+        await settle(ctx.session, quiet_ms=250, max_ms=800)
     if not moved:
         return Outcome(content=f"scrolled {direction} but nothing moved (at the {'end' if down else 'top'})",
                        locators=locators)
@@ -409,11 +426,11 @@ ACTIONS: dict[str, Action] = {
     a.name: a
     for a in map(
         _action,
-        [navigate, search, go_back, wait, click, input, send_keys, scroll, select_dropdown, dropdown_options,
+        [navigate, search, go_back, wait, click, hover, input, send_keys, scroll, select_dropdown, dropdown_options,
          switch, close, extract, find_text, done],
     )
 }
-ELEMENT_ACTIONS = frozenset({"click", "input", "select_dropdown", "dropdown_options", "scroll"})
+ELEMENT_ACTIONS = frozenset({"click", "hover", "input", "select_dropdown", "dropdown_options", "scroll"})
 
 
 def done_tool(*, json_schema: dict[str, Any] | None, response_format: str, provider: str = "openai") -> dict[str, Any]:

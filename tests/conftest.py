@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import pytest_asyncio
@@ -26,6 +28,13 @@ DEMO = ROOT / "data" / "demo"
 class _QuietHandler(SimpleHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        # `?delay_ms=300` answers late, as a real server across a network does (bounded to 2 s)
+        delay = parse_qs(urlsplit(self.path).query).get("delay_ms", ["0"])[0]
+        if delay.isdigit():
+            time.sleep(min(int(delay), 2000) / 1000)
+        super().do_GET()
 
 
 def serve_dir(directory: Path) -> tuple[ThreadingHTTPServer, str]:

@@ -119,7 +119,7 @@ async def test_full_task_end_to_end(shop: str, browser: Browser, fake_llm: FakeL
     assert response.usage.llm_calls == 2 and response.usage.input_tokens == 200
     first_request = fake_llm.requests[0]
     assert {t["function"]["name"] for t in first_request["tools"]} == {
-        "navigate", "search", "go_back", "wait", "click", "input", "send_keys", "scroll", "select_dropdown",
+        "navigate", "search", "go_back", "wait", "click", "hover", "input", "send_keys", "scroll", "select_dropdown",
         "dropdown_options", "switch", "close", "extract", "find_text", "done"}
     # Earlier steps come back summarised, not replayed in full.
     second = last_user_text(fake_llm.requests[1])
