@@ -20,14 +20,14 @@ $(VENV)/.installed: requirements.txt
 
 # Playwright's own Chromium where it can be downloaded, else the system's (Debian: apt-get install chromium).
 browser: $(VENV)/.installed
-	@if $(PY) -c "import sys; from agent.browser import find_chromium; sys.exit(0 if find_chromium() else 1)"; then \
-		echo "browser: $$($(PY) -c 'from agent.browser import find_chromium; print(find_chromium())')"; \
+	@if $(PY) -c "import sys; from agent.engine.browser import find_chromium; sys.exit(0 if find_chromium() else 1)"; then \
+		echo "browser: $$($(PY) -c 'from agent.engine.browser import find_chromium; print(find_chromium())')"; \
 	else \
 		timeout 300 $(PY) -m playwright install chromium >/dev/null 2>&1 \
 		|| { echo "playwright could not download Chromium; installing the system package"; \
 		     SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		     $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }; \
-		$(PY) -c "import sys; from agent.browser import find_chromium; p = find_chromium(); print('browser:', p); sys.exit(0 if p else 1)"; \
+		$(PY) -c "import sys; from agent.engine.browser import find_chromium; p = find_chromium(); print('browser:', p); sys.exit(0 if p else 1)"; \
 	fi
 
 run: setup
@@ -48,7 +48,7 @@ notebook: setup
 	$(PY) -m notebook --notebook-dir=notebooks
 
 export: setup
-	$(PY) -m agent.store export --data-dir $${WORKBENCH_DATA_DIR:-data} --out exports
+	$(PY) -m agent.log.store export --data-dir $${WORKBENCH_DATA_DIR:-data} --out exports
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,11 +1,15 @@
-"""The web-agent workbench engine: `run`, `arun` and `stream` a task with any LLM in a real browser.
+"""The web-agent workbench: `run`, `arun` and `stream` a task with any LLM in a real browser.
 
 Errors: a bad request raises pydantic's `ValidationError` (see `agent.models.validation_errors`);
 `LLMError` (and its `MissingKeyError`) come from the model; `BrowserError` when no browser can be
 started. At run time each of these ends the run with a `RunResponse` whose `status` is "failure" and
-whose `error` says why, rather than raising.
+whose `error` and `stop_reason` say why, rather than raising.
 
-Names are imported lazily so that `import agent.models` stays light.
+The layers, one folder each: `agent.engine` (the loop, actions, page, browser, model access,
+navigation policy), `agent.service` (the run service and the HTTP routes), `agent.log` (the DuckDB
+run log and its readers; `agent.analysis` is the notebooks' way in), `agent.workflows` (cached
+workflows), `agent.ui` (the Gradio workbench). Names are imported lazily so that `import agent`
+stays light.
 """
 
 from __future__ import annotations
@@ -14,17 +18,21 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "Browser": "agent.browser", "BrowserError": "agent.browser",
-    "EngineOptions": "agent.engine", "arun": "agent.engine", "run": "agent.engine", "stream": "agent.engine",
-    "LLM": "agent.llm", "LLMError": "agent.llm", "MissingKeyError": "agent.llm",
+    "Browser": "agent.engine.browser", "BrowserError": "agent.engine.browser",
+    "EngineOptions": "agent.engine.loop", "arun": "agent.engine.loop", "run": "agent.engine.loop",
+    "stream": "agent.engine.loop",
+    "LLM": "agent.engine.llm", "LLMError": "agent.engine.llm", "MissingKeyError": "agent.engine.llm",
     "ActionResult": "agent.models", "HistoryItem": "agent.models", "RequestError": "agent.models",
     "RunFinished": "agent.models", "RunRequest": "agent.models", "RunResponse": "agent.models",
     "RunStarted": "agent.models", "StepFinished": "agent.models", "StepStarted": "agent.models",
 }
-__all__ = sorted(_EXPORTS)
+_MODULES = {"analysis": "agent.log.analysis"}
+__all__ = sorted([*_EXPORTS, *_MODULES])
 
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
+    if name in _MODULES:
+        return importlib.import_module(_MODULES[name])
     raise AttributeError(f"module 'agent' has no attribute {name!r}")

@@ -9,6 +9,7 @@ changes.
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -38,6 +39,17 @@ _NULL_MEANS_DEFAULT = ("provider", "wait_for_completion", "response_format", "us
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(timezone.utc)
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with NaN and infinities (not JSON) replaced by null, recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 class RequestError(ValueError):
@@ -161,7 +173,7 @@ class RunRequest(BaseModel):
     @field_validator("json_schema")
     @classmethod
     def _schema_fits_provider(cls, value: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
-        from agent.schema import problem  # local: the translation is only needed for structured runs
+        from agent.engine.schema import problem  # local: the translation is only needed for structured runs
 
         provider = info.data.get("provider")
         why = problem(value, provider) if value is not None and provider else None
@@ -172,7 +184,7 @@ class RunRequest(BaseModel):
     @field_validator("use_vision")
     @classmethod
     def _vision_model(cls, value: bool | None, info: ValidationInfo) -> bool | None:
-        from agent.llm import text_only  # local: reads litellm's model map, never imports litellm
+        from agent.engine.llm import text_only  # local: reads litellm's model map, never imports litellm
 
         provider, model = info.data.get("provider"), info.data.get("model")
         if value and provider and model and text_only(provider, model):
@@ -308,6 +320,10 @@ class RunResponse(BaseModel):
     replayed_steps: int = 0
     healed_steps: int = 0
     notes: list[str] = Field(default_factory=list)  # what the user should know (e.g. images refused)
+
+    def to_json(self) -> dict[str, Any]:
+        """The contract's JSON object: what every route, the Gradio API and webhooks send."""
+        return json_safe(self.model_dump(mode="json"))
 
 
 # ---------------------------------------------------------------- events

@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from agent import actions, prompts  # noqa: E402
-from agent.browser import Browser  # noqa: E402
-from agent.engine import stream  # noqa: E402
+from agent.engine import actions, prompts  # noqa: E402
+from agent.engine.browser import Browser  # noqa: E402
+from agent.engine.loop import stream  # noqa: E402
 from agent.models import StepFinished  # noqa: E402
 from tests.conftest import SITE, serve_dir  # noqa: E402
 from tests.fakellm import FakeLLM, call, reply  # noqa: E402

@@ -26,8 +26,8 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agent.browser import Browser  # noqa: E402
-from agent.page import observe, page_text  # noqa: E402
+from agent.engine.browser import Browser  # noqa: E402
+from agent.engine.page import observe, page_text  # noqa: E402
 from tests.conftest import SITE, serve_dir  # noqa: E402
 
 WORDS = (

@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent.policy import check_navigation, request_blocked  # noqa: E402
+from agent.engine.policy import check_navigation, request_blocked  # noqa: E402
 
 CASES = {
     "check_navigation plain": lambda: check_navigation("https://shop.example.com/cart?id=42", allowed_domains=[]),

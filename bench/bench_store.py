@@ -37,7 +37,7 @@ from agent.models import (  # noqa: E402
     StepFinished,
     utcnow,
 )
-from agent.store import Store, open_snapshot  # noqa: E402
+from agent.log.store import Store, open_snapshot  # noqa: E402
 
 
 def typical_step(step: int, n_actions: int) -> HistoryItem:

@@ -30,11 +30,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from agent.browser import Browser  # noqa: E402
-from agent.engine import arun  # noqa: E402
+from agent.engine.browser import Browser  # noqa: E402
+from agent.engine.loop import arun  # noqa: E402
 from agent.models import RunFinished, RunRequest, RunResponse  # noqa: E402
-from agent.workflow_replay import replay  # noqa: E402
-from agent.workflows import record_workflow  # noqa: E402
+from agent.workflows.replay import replay  # noqa: E402
+from agent.workflows.document import record_workflow  # noqa: E402
 from tests.conftest import DEMO, serve_dir  # noqa: E402
 from tests.fakellm import FakeLLM  # noqa: E402
 from tests.workflow_site.script import demo_agent, order_prompt, shop_agent  # noqa: E402

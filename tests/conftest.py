@@ -64,7 +64,7 @@ def demo_url() -> Iterator[str]:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def browser():
     """One real headless Chromium for the whole test session."""
-    from agent.browser import Browser
+    from agent.engine.browser import Browser
 
     b = Browser()
     await b.start()

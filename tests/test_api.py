@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from agent.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from agent.service.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from tests.apphelpers import ROOT, App, Receiver, agent_script, poll
 from tests.fakellm import FakeLLM
 
@@ -240,7 +240,7 @@ def test_cancel_a_slow_run_and_a_queued_one(app: App, http: httpx.Client) -> Non
 READER = textwrap.dedent("""
     import json, os, sys, time
     from pathlib import Path
-    from agent.store import SnapshotMissing, open_snapshot
+    from agent.log.store import SnapshotMissing, open_snapshot
     data_dir, out, stop = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     n = 0
     deadline = time.monotonic() + 150
@@ -441,7 +441,7 @@ def test_no_client_input_reached_the_internal_error_handler(app: App) -> None:
 
 
 def test_clean_shutdown_ends_running_runs_and_publishes_the_log(apps: dict[str, App]) -> None:
-    from agent.store import open_snapshot
+    from agent.log.store import open_snapshot
 
     app = apps["main"]  # the last test of this app: its model library is loaded, a first step comes fast
     with httpx.Client(base_url=app.base, timeout=60) as http:

@@ -10,8 +10,8 @@ from typing import Any, Callable, Iterator
 import pytest
 from pydantic import ValidationError
 
-from agent.browser import Browser
-from agent.engine import arun, stream
+from agent.engine.browser import Browser
+from agent.engine.loop import arun, stream
 from agent.models import RunFinished, RunRequest, RunResponse, RunStarted, StepFinished, validation_errors
 from tests.conftest import serve_dir
 from tests.fakellm import FakeLLM, call, find_index, last_user_text, reply
@@ -235,7 +235,7 @@ async def test_done_with_success_false_is_a_failure(browser: Browser, fake_llm: 
 async def test_server_errors_are_retried_then_stop_the_run(browser: Browser, fake_llm: FakeLLM) -> None:
     fake_llm.handler = lambda b: 500
     _, response = await go({"prompt": "Anything"}, browser, max_failures=2,
-                           llm=__import__("agent.llm", fromlist=["LLM"]).LLM("openai", "gpt-4o-mini", backoff_s=0.01))
+                           llm=__import__("agent.engine.llm", fromlist=["LLM"]).LLM("openai", "gpt-4o-mini", backoff_s=0.01))
     assert response.status == "failure"
     assert response.error.startswith("stopped after 2 consecutive failures")
     assert "500" in response.error
@@ -246,7 +246,7 @@ async def test_server_errors_are_retried_then_stop_the_run(browser: Browser, fak
 
 async def test_rate_limit_then_success(browser: Browser, fake_llm: FakeLLM) -> None:
     fake_llm.script([429, reply("ok", call("done", text="fine", success=True))])
-    from agent.llm import LLM
+    from agent.engine.llm import LLM
 
     _, response = await go({"prompt": "Anything"}, browser, llm=LLM("openai", "gpt-4o-mini", backoff_s=0.01))
     assert response.status == "success" and len(fake_llm.requests) == 2
@@ -367,7 +367,7 @@ async def test_remote_browser_over_cdp(shop: str, fake_llm: FakeLLM, tmp_path: P
     import socket
     import subprocess
 
-    from agent.browser import find_chromium
+    from agent.engine.browser import find_chromium
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

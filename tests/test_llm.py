@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from agent.llm import LLM, KEY_VARS, LLMError, MissingKeyError, check_key, key_status, litellm_model
+from agent.engine.llm import LLM, KEY_VARS, LLMError, MissingKeyError, check_key, key_status, litellm_model
 from agent.models import DEFAULT_MODELS, PROVIDERS
 from tests.fakellm import FakeLLM, call, reply
 
@@ -99,6 +99,6 @@ async def test_malformed_tool_arguments_are_reported_not_raised(fake_llm: FakeLL
 
 
 def test_importing_the_engine_does_not_import_litellm() -> None:
-    code = "import sys, agent.engine, agent.llm; print('litellm' in sys.modules)"
+    code = "import sys, agent.engine.loop, agent.engine.llm; print('litellm' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

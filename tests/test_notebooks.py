@@ -23,10 +23,10 @@ import pytest_asyncio
 from nbclient import NotebookClient
 
 from agent import analysis as an
-from agent.engine import EngineOptions
+from agent.engine.loop import EngineOptions
 from agent.models import RunResponse
-from agent.runs import RunService
-from agent.store import Store, snapshot_path
+from agent.service.runs import RunService
+from agent.log.store import Store, snapshot_path
 from tests.fakellm import FakeLLM, call, reply
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,7 +131,7 @@ async def recorded(browser, site_url: str, tmp_path_factory: pytest.TempPathFact
     store.publish_snapshot()
     # The export as `make export` runs it, from another process, while the app (this store) is open.
     out = subprocess.run(
-        [sys.executable, "-m", "agent.store", "export", "--data-dir", str(data), "--out", str(exports)],
+        [sys.executable, "-m", "agent.log.store", "export", "--data-dir", str(data), "--out", str(exports)],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
     assert out.returncode == 0, out.stderr
@@ -498,12 +498,12 @@ def test_readme_views_section_is_generated_from_code() -> None:
         pytest.skip("README.md has no <!-- views:start --> / <!-- views:end --> markers yet: "
                     "the lead merges .readme/analysis.md into it")
     assert found.group(1).strip() == an.views_markdown().strip(), (
-        "README.md's views section is stale: paste the output of `python -m agent.analysis views-markdown` "
+        "README.md's views section is stale: paste the output of `python -m agent.log.analysis views-markdown` "
         "between the markers")
 
 
 def test_views_markdown_cli_prints_every_view() -> None:
-    out = subprocess.run([sys.executable, "-m", "agent.analysis", "views-markdown"], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "agent.log.analysis", "views-markdown"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == an.views_markdown().strip()
@@ -515,7 +515,7 @@ def test_views_markdown_cli_prints_every_view() -> None:
 
 
 def test_importing_analysis_loads_neither_pandas_nor_duckdb() -> None:
-    code = ("import sys, agent.analysis; "
+    code = ("import sys, agent.log.analysis; "
             "print(sorted(m for m in ('pandas', 'duckdb', 'matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr

@@ -12,7 +12,7 @@ from typing import AsyncIterator
 import pytest
 from playwright.async_api import Page
 
-from agent.page import (
+from agent.engine.page import (
     ElementNotFound,
     Observation,
     cover_of,

@@ -12,8 +12,8 @@ from typing import Any, Callable
 
 import pytest
 
-from agent.browser import Browser
-from agent.engine import stream
+from agent.engine.browser import Browser
+from agent.engine.loop import stream
 from agent.models import RunFinished, RunResponse
 from tests.fakellm import FakeLLM, call, find_index, last_user_text, reply
 

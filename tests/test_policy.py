@@ -9,7 +9,7 @@ from typing import AsyncIterator, Iterator
 import pytest
 import pytest_asyncio
 
-from agent.policy import (
+from agent.engine.policy import (
     CLOUD_METADATA_HOSTS,
     PolicyError,
     check_navigation,
@@ -352,7 +352,7 @@ async def guarded_chromium() -> AsyncIterator[object]:
     """A Chromium launched with the policy's flags, as the engine's browser should be."""
     from playwright.async_api import async_playwright
 
-    from agent.browser import CHROMIUM_ARGS, find_chromium
+    from agent.engine.browser import CHROMIUM_ARGS, find_chromium
 
     path = find_chromium()
     if path is None:

@@ -15,10 +15,10 @@ from typing import Any, Iterator
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from agent import schema as schemas
-from agent.browser import Browser
-from agent.engine import stream
-from agent.llm import BASE_URL_VARS, KEY_VARS, LLM, base_url, key_status, model_info, model_notes, output_limit
+from agent.engine import schema as schemas
+from agent.engine.browser import Browser
+from agent.engine.loop import stream
+from agent.engine.llm import BASE_URL_VARS, KEY_VARS, LLM, base_url, key_status, model_info, model_notes, output_limit
 from agent.models import PROVIDERS, RunFinished, RunRequest, RunResponse, validation_errors
 from tests.fakellm import FakeLLM, call, find_index, last_user_text, reply
 from tests.fakeproviders import FakeAnthropic, FakeGemini, dialect_fake, schema_error
@@ -101,7 +101,7 @@ async def test_plain_run_through_every_provider(provider: str, browser: Browser,
     assert fake.refusals == [] and len(fake.requests) == 2
     sent = fake.requests[0]
     assert {t["function"]["name"] for t in sent["tools"]} >= {"click", "hover", "input", "done"}
-    assert sent["max_tokens"] == output_limit(provider, None)
+    assert (sent.get("max_tokens") or sent.get("max_completion_tokens")) == output_limit(provider, None)
 
 
 def test_base_url_forms(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -191,7 +191,7 @@ async def test_structured_result_through_every_provider(provider: str, case: str
 
 
 def test_user_defs_are_hoisted_to_the_tool_root() -> None:
-    from agent.actions import done_tool
+    from agent.engine.actions import done_tool
 
     schema = Basket.model_json_schema()
     for provider in ("openai", "anthropic", "groq"):

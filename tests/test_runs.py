@@ -11,10 +11,10 @@ from typing import Any, AsyncIterator, Iterator
 import pytest
 from pydantic import ValidationError
 
-from agent.browser import Browser
+from agent.engine.browser import Browser
 from agent.models import RequestError, RunFinished, RunStarted, StepFinished, StepStarted
-from agent.runs import NotFound, RunService, ServiceBusy, ServiceClosed
-from agent.store import Store
+from agent.service.runs import NotFound, RunService, ServiceBusy, ServiceClosed
+from agent.log.store import Store
 from tests.fakellm import FakeLLM, call, last_user_text, reply
 
 

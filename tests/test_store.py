@@ -16,7 +16,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from agent.migrations import MIGRATIONS, MigrationError
+from agent.log.migrations import MIGRATIONS, MigrationError
 from agent.models import (
     ActionResult,
     HistoryItem,
@@ -29,7 +29,7 @@ from agent.models import (
     StepStarted,
     Usage,
 )
-from agent.store import (
+from agent.log.store import (
     InvalidQuery,
     SnapshotMissing,
     Store,
@@ -413,7 +413,7 @@ def test_bad_ids_and_second_owner_refused(store: Store, tmp_path: Path) -> None:
     assert store.list_runs() == ([], 0)  # nothing half-written by the refused events
     with pytest.raises(StoreLocked, match="already open by a Store in this process"):
         Store(store.data_dir)
-    with pytest.raises(SnapshotMissing, match="python -m agent.store snapshot --data-dir"):
+    with pytest.raises(SnapshotMissing, match="python -m agent.log.store snapshot --data-dir"):
         open_snapshot(tmp_path / "nowhere")
 
 
@@ -474,7 +474,7 @@ READER = textwrap.dedent(
     """
     import json, sys, time
     from pathlib import Path
-    from agent.store import open_snapshot
+    from agent.log.store import open_snapshot
 
     data_dir, ready, stop = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     seen, errors = [], []
@@ -615,19 +615,19 @@ def test_cli_while_the_app_owns_the_file(store: Store, tmp_path: Path) -> None:
     store.publish_snapshot()
     out_dir = tmp_path / "exports"
     env = _python_env()
-    done = subprocess.run([sys.executable, "-m", "agent.store", "export", "--data-dir", str(store.data_dir),
+    done = subprocess.run([sys.executable, "-m", "agent.log.store", "export", "--data-dir", str(store.data_dir),
                            "--out", str(out_dir)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "wrote 5 Parquet files" in done.stdout  # tasks, runs, steps, actions, llm_calls (one day each)
     assert pd.read_parquet(out_dir / "actions").shape[0] == 7
 
     # The publish above copied the live file: the app must still hold DuckDB's lock on it.
-    snap = subprocess.run([sys.executable, "-m", "agent.store", "snapshot", "--data-dir", str(store.data_dir)],
+    snap = subprocess.run([sys.executable, "-m", "agent.log.store", "snapshot", "--data-dir", str(store.data_dir)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert snap.returncode == 0, snap.stderr
     assert "the app owns the run log" in snap.stdout and "latest snapshot" in snap.stdout
 
-    missing = subprocess.run([sys.executable, "-m", "agent.store", "export", "--data-dir", str(tmp_path / "none")],
+    missing = subprocess.run([sys.executable, "-m", "agent.log.store", "export", "--data-dir", str(tmp_path / "none")],
                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2 and "no snapshot at" in missing.stderr and "Traceback" not in missing.stderr
 

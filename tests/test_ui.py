@@ -14,7 +14,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from agent.llm import KEY_VARS
+from agent.engine.llm import KEY_VARS
 from agent.models import RunRequest
 from tests.apphelpers import ROOT, App
 from tests.fakellm import FakeLLM, call, find_index, last_user_text, reply
@@ -176,7 +176,7 @@ async def images_loaded(page: Any) -> list[int]:
 
 # ------------------------------------------------------------------ the form <-> request mapping
 def test_the_form_round_trips_every_request_field() -> None:
-    from app import FORM_FIELDS, form_request, request_form_values
+    from agent.ui.form import FORM_FIELDS, form_request, request_form_values
 
     assert FORM_FIELDS == tuple(RunRequest.model_fields) == tuple(FIELD_IDS)
     request = RunRequest(
@@ -197,7 +197,7 @@ def test_the_form_round_trips_every_request_field() -> None:
 
 
 def test_the_form_names_every_bad_field() -> None:
-    from app import FormError, form_request
+    from agent.ui.form import FormError, form_request
 
     with pytest.raises(FormError) as caught:
         form_request({"prompt": "ab", "json_schema": '{"type": ', "max_steps": 0, "workflow_params": "[1, 2]",

@@ -13,7 +13,7 @@ from typing import Iterator
 
 import pytest
 
-from agent.webhooks import (
+from agent.service.webhooks import (
     DELIVERY_HEADER,
     EVENT_HEADER,
     SIGNATURE_HEADER,

@@ -15,10 +15,10 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from agent.engine import arun
+from agent.engine.loop import arun
 from agent.models import ActionResult, HistoryItem, RunFinished, RunRequest, RunResponse, Usage
-from agent.workflow_replay import replay
-from agent.workflows import (
+from agent.workflows.replay import replay
+from agent.workflows.document import (
     NotRecordable, Parameter, WorkflowError, edit_workflow, load_workflow, match_prompt, record_workflow, render,
     render_url, url_matches,
 )
@@ -210,8 +210,8 @@ def test_edit_renames_parameters_everywhere_and_checks_names() -> None:
 
 
 async def test_a_model_may_name_and_describe_the_parameters(fake_llm: FakeLLM) -> None:
-    from agent.llm import LLM
-    from agent.workflows import describe_params
+    from agent.engine.llm import LLM
+    from agent.workflows.document import describe_params
 
     request = RunRequest(prompt="Search the shop for usb-c")
     history = [
@@ -498,9 +498,9 @@ async def test_routes_record_list_get_edit_and_replay_through_the_service(tmp_pa
                                                                           browser: Any, fake_llm: FakeLLM) -> None:
     from fastapi import FastAPI
 
-    from agent.runs import RunService
-    from agent.store import Store
-    from agent.workflow_api import create_workflow_router
+    from agent.service.runs import RunService
+    from agent.log.store import Store
+    from agent.workflows.routes import create_workflow_router
 
     store = Store(tmp_path / "data", snapshot_interval_s=60)
     service = RunService(store, browser, data_dir=tmp_path / "data")
@@ -641,7 +641,7 @@ def test_app_replays_an_inline_workflow_over_http(app: Any, shop: ShopServer, ap
 def test_app_saves_replays_and_heals_a_workflow_by_id_over_http(app: Any, shop: ShopServer, app_model: FakeLLM) -> None:
     with httpx.Client(base_url=app.base, timeout=180) as http:
         if http.post("/api/runs/999999/workflow").json() == {"detail": "Not Found"}:  # the route itself is missing
-            pytest.skip("app.py does not include agent.workflow_api's router yet (create_workflow_router)")
+            pytest.skip("app.py does not include agent.workflows.routes's router yet (create_workflow_router)")
         _, agent_run = _agent_run_over_http(http, shop, app_model)
         saved = http.post(f"/api/runs/{agent_run['task_run_id']}/workflow", json={"name": "Order"})
         assert saved.status_code == 201, saved.text

@@ -92,7 +92,7 @@ class Browser:
             if self._browser is not None and self._browser.is_connected():
                 return self._browser
             if self._pw is None:
-                from agent.page import SELECTOR_ENGINE, SELECTOR_ENGINE_JS  # finds elements in closed shadow roots
+                from agent.engine.page import SELECTOR_ENGINE, SELECTOR_ENGINE_JS  # finds elements in closed shadow roots
 
                 self._pw = await async_playwright().start()
                 await self._pw.selectors.register(SELECTOR_ENGINE, SELECTOR_ENGINE_JS)
@@ -112,7 +112,7 @@ class Browser:
                     "`apt-get install chromium`), or set CHROMIUM_PATH to a Chromium binary"
                 )
             try:
-                from agent.policy import chromium_args  # metadata hosts never resolve inside the browser
+                from agent.engine.policy import chromium_args  # metadata hosts never resolve inside the browser
 
                 self._browser = await self._pw.chromium.launch(
                     executable_path=path, headless=self.headless, args=CHROMIUM_ARGS + chromium_args()
@@ -131,7 +131,7 @@ class Browser:
         context = await browser.new_context(
             viewport=viewport or VIEWPORT, ignore_https_errors=True, java_script_enabled=True
         )
-        from agent.page import INIT_SCRIPT  # marks clickables, keeps shadow roots, before any page script runs
+        from agent.engine.page import INIT_SCRIPT  # marks clickables, keeps shadow roots, before any page script runs
 
         await context.add_init_script(INIT_SCRIPT)
         if self.cdp_url:  # a remote browser takes no launch flags: block metadata requests per request instead
@@ -267,7 +267,7 @@ async def use_session(browser: Browser, given: BrowserSession | None) -> AsyncIt
 
 async def _guard_request(route: Any) -> None:
     """Abort requests to cloud metadata addresses and file: URLs; let everything else through."""
-    from agent.policy import request_blocked
+    from agent.engine.policy import request_blocked
 
     if request_blocked(route.request.url):
         await route.abort("blockedbyclient")

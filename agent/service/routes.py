@@ -12,7 +12,6 @@ import asyncio
 import hmac
 import json
 import logging
-import math
 import os
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -25,8 +24,8 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from agent.models import PROVIDERS, RequestError, RunRequest, RunResponse, validation_errors
-from agent.runs import NotFound, RunService, ServiceBusy, ServiceClosed
+from agent.models import PROVIDERS, RequestError, RunRequest, json_safe, validation_errors
+from agent.service.runs import NotFound, RunService, ServiceBusy, ServiceClosed
 
 __all__ = ["ApiKeyMiddleware", "MAX_BODY_BYTES", "create_api"]
 
@@ -58,25 +57,10 @@ def _unprocessable(field: str, message: str) -> ClientError:
     return ClientError(422, [{"field": field, "message": message}])
 
 
-def _clean_json(value: Any) -> Any:
-    """Replace NaN/Infinity (not valid JSON) by null, recursively."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean_json(v) for v in value]
-    return value
-
-
 def _json(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
     from fastapi.encoders import jsonable_encoder
 
-    return JSONResponse(_clean_json(jsonable_encoder(content)), status_code=status, headers=headers)
-
-
-def _response_json(response: RunResponse) -> dict[str, Any]:
-    return response.model_dump(mode="json")
+    return JSONResponse(json_safe(jsonable_encoder(content)), status_code=status, headers=headers)
 
 
 # ------------------------------------------------------------------ auth
@@ -260,10 +244,10 @@ def create_api(
             raise _unprocessable(exc.field, exc.message) from None
         location = {"Location": f"/api/runs/{run_id}"}
         if request.wait_for_completion:
-            return _json(_response_json(await service.wait(run_id)), headers=location)
+            return _json((await service.wait(run_id)).to_json(), headers=location)
         current = await service.aget(run_id)
         assert current is not None
-        return _json(_response_json(current), headers=location)
+        return _json(current.to_json(), headers=location)
 
     @app.post("/api/runs", tags=["runs"], summary="Run Agent")
     async def post_run(request: Request) -> JSONResponse:
@@ -294,7 +278,7 @@ def create_api(
         response = await service.aget(task_run_id)
         if response is None:
             raise NotFound("run", task_run_id)
-        return _json(_response_json(response))
+        return _json(response.to_json())
 
     @app.post("/api/runs/{task_run_id}/cancel", tags=["runs"])
     async def cancel_run(task_run_id: RunId) -> JSONResponse:
@@ -308,7 +292,7 @@ def create_api(
         except TimeoutError:  # still stopping: the client polls GET /api/runs/{id}
             response = await service.aget(task_run_id)
         assert response is not None
-        return _json(_response_json(response))
+        return _json(response.to_json())
 
     @app.get("/api/runs/{task_run_id}/webhooks", tags=["runs"])
     async def run_webhooks(task_run_id: RunId) -> JSONResponse:
@@ -374,7 +358,7 @@ def create_api(
         return _json(health_report(service))
 
     # ---------------------------------------------------------- cached workflows
-    from agent.workflow_api import create_workflow_router
+    from agent.workflows.routes import create_workflow_router
 
     app.include_router(create_workflow_router(service.store, service))
     return app
@@ -382,8 +366,8 @@ def create_api(
 
 def health_report(service: RunService) -> dict[str, Any]:
     """What the app runs on; provider keys appear by environment variable name only, never by value."""
-    from agent.browser import find_chromium
-    from agent.llm import KEY_VARS, key_status
+    from agent.engine.browser import find_chromium
+    from agent.engine.llm import KEY_VARS, key_status
 
     providers = {}
     for provider in PROVIDERS:

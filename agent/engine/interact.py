@@ -12,8 +12,8 @@ from typing import Any
 
 from playwright.async_api import ElementHandle, Locator
 
-from agent.browser import BrowserSession
-from agent.page import cover_of, wait_for_quiet
+from agent.engine.browser import BrowserSession
+from agent.engine.page import cover_of, wait_for_quiet
 
 # Inputs a person fills through a picker, not key by key (typing "2030-06-07" into a date field
 # goes into the wrong segments): these get the value set as the picker would set it.

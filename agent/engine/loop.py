@@ -16,16 +16,16 @@ from typing import Any, AsyncIterator
 from playwright.async_api import Error as PlaywrightError
 from pydantic import BaseModel, ConfigDict
 
-from agent import actions as act
-from agent import prompts
-from agent.browser import Browser, BrowserError, BrowserSession, use_session
-from agent.llm import LLM, LLMError, Reply, key_status, model_info, preload
+from agent.engine import actions as act
+from agent.engine import prompts
+from agent.engine.browser import Browser, BrowserError, BrowserSession, use_session
+from agent.engine.llm import LLM, LLMError, Reply, key_status, model_info, preload
 from agent.models import (
     ActionResult, Event, HistoryItem, LLMCall, RunFinished, RunRequest, RunResponse, RunStarted, StepFinished,
     StepStarted, Usage, schema_problem, utcnow,
 )
-from agent.page import observe
-from agent.schema import for_provider
+from agent.engine.page import observe
+from agent.engine.schema import for_provider
 
 
 class EngineOptions(BaseModel):

@@ -16,10 +16,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from agent.browser import BrowserSession
-from agent.policy import PolicyError, check_navigation
-from agent.workflow_locate import LocateError, describe_text, page_texts, read_text
-from agent.workflows import PLACEHOLDER_RE, as_text, find_value, render
+from agent.engine.browser import BrowserSession
+from agent.engine.policy import PolicyError, check_navigation
+from agent.workflows.locate import LocateError, describe_text, page_texts, read_text
+from agent.workflows.document import PLACEHOLDER_RE, as_text, find_value, render
 
 __all__ = ["ResultUnavailable", "derive_result"]
 

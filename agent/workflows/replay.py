@@ -4,7 +4,7 @@
 workflow step, RunFinished) so the run service, the store and the viewer treat it like a run.
 Parameter values come from `request.workflow_params`, else from aligning the new prompt with the
 recorded one, else from one logged model call. Each element action finds its element through the
-locator cascade (agent.workflow_locate), runs through `agent.actions.execute` and is checked where
+locator cascade (agent.workflows.locate), runs through `agent.engine.actions.execute` and is checked where
 that is possible (typed value, chosen option, URL reached). A step that cannot be replayed goes to
 the agent alone (`engine.stream` on the open tabs, a few steps at most); the healed step's actions
 become a new version of the workflow (`RunFinished.healed_workflow`). The result is the recorded
@@ -20,19 +20,19 @@ from pathlib import Path
 from typing import Any, AsyncIterator
 
 
-from agent import actions as act
-from agent import engine
-from agent.browser import Browser, BrowserError, BrowserSession, use_session
-from agent.engine import EngineOptions, RunClock, RunStopped, resolve_options
-from agent.llm import LLM, LLMError, key_status, litellm_model
+from agent.engine import actions as act
+from agent.engine import loop as engine
+from agent.engine.browser import Browser, BrowserError, BrowserSession, use_session
+from agent.engine.loop import EngineOptions, RunClock, RunStopped, resolve_options
+from agent.engine.llm import LLM, LLMError, key_status, litellm_model
 from agent.models import (
     ActionResult, Event, HistoryItem, LLMCall, RunFinished, RunRequest, RunResponse, RunStarted, StepFinished,
     StepStarted, Usage, schema_problem, utcnow,
 )
-from agent.page import find_element
-from agent.workflow_locate import LocateError, locate
-from agent.workflow_result import ResultUnavailable, derive_result
-from agent.workflows import (
+from agent.engine.page import find_element
+from agent.workflows.locate import LocateError, locate
+from agent.workflows.result import ResultUnavailable, derive_result
+from agent.workflows.document import (
     URL_PARAMS, Expect, Workflow, WorkflowAction, WorkflowError, WorkflowStep, action_expect, as_text, coerce_value,
     kept_action, load_workflow, match_prompt, params_messages, parse_json_object, render, render_text, render_url,
     template_locators, template_params, url_matches, url_pattern,
@@ -164,7 +164,7 @@ class _ParamsFailed(Exception):
 
 # ------------------------------------------------------------------ one action
 async def _run_action(state: _Replay, ctx: act.Context, session: BrowserSession, action: WorkflowAction) -> ActionResult:
-    """Find the element, act through agent.actions, check the effect; _StepFailed when it did not take."""
+    """Find the element, act through agent.engine.actions, check the effect; _StepFailed when it did not take."""
     values = state.values
     url_keys = URL_PARAMS.get(action.name, ())
     params = {k: (render_url(v, values) if k in url_keys and isinstance(v, str) else render(v, values))
@@ -178,7 +178,7 @@ async def _run_action(state: _Replay, ctx: act.Context, session: BrowserSession,
             raise _StepFailed(str(exc), ActionResult(
                 name=action.name, params=params, success=False, error=str(exc), include_in_memory=True,
                 locators=locators, executed_by="replay")) from None
-        params["index"] = found.mark  # the located element, as agent.actions knows elements
+        params["index"] = found.mark  # the located element, as agent.engine.actions knows elements
     result, _outcome = await state.bounded(act.execute(ctx, action.name, params, executed_by="replay"))
     if result.error:
         raise _StepFailed(f"{action.name} failed: {result.error}", result)

@@ -85,7 +85,7 @@ INIT_SCRIPT = r"""(() => {
 
 # A Playwright selector engine, `wbidx=N`: the element marked data-wb-idx="N" in the document or in
 # any shadow root the init script saw (Playwright's css pierces open roots only, not closed ones).
-# It runs in the page's main world to read that list; registered once per Playwright (agent.browser).
+# It runs in the page's main world to read that list; registered once per Playwright (agent.engine.browser).
 SELECTOR_ENGINE = "wbidx"
 SELECTOR_ENGINE_JS = r"""({
   queryAll(root, selector) {

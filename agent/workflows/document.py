@@ -4,7 +4,7 @@ A workflow is a versioned JSON document (`"format": "workbench-workflow/1"`) rec
 successful run: its parameters and its steps, each step a description and the actions that achieved
 it; element actions carry the locators recorded when the agent used them, and each parameter
 appears as `{{name}}` wherever its value appeared (typed text, chosen options, URLs, descriptions,
-the result). Replaying lives in `agent.workflow_replay` (`replay()` below is a lazy alias).
+the result). Replaying lives in `agent.workflows.replay` (`replay()` below is a lazy alias).
 
 Templating is literal: a value is inserted as is (quotes, backslashes, braces, unicode), never
 evaluated and never scanned again; inside URLs it is percent-encoded for its place (path or query).
@@ -116,7 +116,7 @@ class WorkflowAction(BaseModel):
     @field_validator("name")
     @classmethod
     def _known(cls, value: str) -> str:
-        from agent.actions import ACTIONS
+        from agent.engine.actions import ACTIONS
 
         if value not in ACTIONS:
             raise ValueError(f"unknown action {value!r}; use one of: {', '.join(ACTIONS)}")
@@ -937,7 +937,7 @@ async def describe_params(llm: Any, document: dict[str, Any]) -> tuple[dict[str,
 
 # ------------------------------------------------------------------ replay (lazy alias)
 def replay(request: RunRequest, workflow: dict[str, Any], **kwargs: Any) -> AsyncIterator[Event]:
-    """Replay a workflow for `request`; see agent.workflow_replay.replay."""
-    from agent.workflow_replay import replay as _replay
+    """Replay a workflow for `request`; see agent.workflows.replay.replay."""
+    from agent.workflows.replay import replay as _replay
 
     return _replay(request, workflow, **kwargs)

@@ -18,9 +18,9 @@ and `open_snapshot()` opens the latest copy read-only.
 
 Errors: `StoreError` is the base; `StoreLocked` (another process owns the file),
 `SnapshotMissing` (nothing published yet), `InvalidQuery` (a bad argument, also a ValueError),
-`MigrationError` (from agent.migrations). Every message names the fix.
+`MigrationError` (from agent.log.migrations). Every message names the fix.
 
-CLI: `python -m agent.store export --data-dir data --out exports/`, `... snapshot`, `... schema`.
+CLI: `python -m agent.log.store export --data-dir data --out exports/`, `... snapshot`, `... schema`.
 
 This is the only module that imports duckdb.
 """
@@ -43,7 +43,7 @@ from typing import Any, TypeVar
 
 import duckdb
 
-from agent.migrations import MIGRATIONS, MigrationError, migrate
+from agent.log.migrations import MIGRATIONS, MigrationError, migrate
 from agent.models import (
     ActionResult,
     HistoryItem,
@@ -340,7 +340,7 @@ class Store:
                 raise StoreLocked(
                     f"cannot open {self.path}: another process owns it ({exc}). Only the app writes "
                     f"the run log; read it with open_snapshot({str(self.data_dir)!r}) or "
-                    f"`python -m agent.store export --data-dir {self.data_dir}`"
+                    f"`python -m agent.log.store export --data-dir {self.data_dir}`"
                 ) from None
             raise StoreError(
                 f"cannot open {self.path} ({exc}); check the data directory's path and permissions"
@@ -1008,7 +1008,7 @@ def open_snapshot(data_dir: Path | str) -> duckdb.DuckDBPyConnection:
     if not path.exists():
         raise SnapshotMissing(
             f"no snapshot at {path} yet: the app publishes one when it starts and after each run; "
-            f"without the app running, run `python -m agent.store snapshot --data-dir {data_dir}`"
+            f"without the app running, run `python -m agent.log.store snapshot --data-dir {data_dir}`"
         )
     # A fresh in-memory database that ATTACHes the file: duckdb.connect(path) would reuse a
     # cached instance of an older snapshot still open in this process.
@@ -1119,8 +1119,8 @@ def schema_markdown() -> str:
 
 # ------------------------------------------------------------------ CLI
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m agent.store {export,snapshot,schema}`; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="python -m agent.store", description="The run log store.")
+    """`python -m agent.log.store {export,snapshot,schema}`; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="python -m agent.log.store", description="The run log store.")
     sub = parser.add_subparsers(dest="command", required=True)
     exp = sub.add_parser("export", help="export the latest snapshot as day-partitioned Parquet")
     exp.add_argument("--data-dir", default="data", help="the app's data directory (default: data)")

@@ -4,7 +4,7 @@
 answered 2xx and False otherwise, and reports each attempt through `on_attempt`.
 
 Safety: only http(s); the destination host is resolved and every address checked
-(`agent.policy.resolve_public`) before each attempt, and the request then goes to that checked
+(`agent.engine.policy.resolve_public`) before each attempt, and the request then goes to that checked
 address (the URL's host stays in the Host header and, for https, in TLS SNI and certificate checks),
 so a DNS answer that changes between check and connect cannot redirect it. Redirects are not
 followed. `WEBHOOK_ALLOW_PRIVATE=1` lets the operator reach loopback/private receivers.
@@ -33,7 +33,7 @@ from typing import Any, Awaitable, Callable
 
 import httpx
 
-from agent.policy import PolicyError, is_metadata_address, resolve_public
+from agent.engine.policy import PolicyError, is_metadata_address, resolve_public
 
 __all__ = [
     "Attempt",

@@ -23,8 +23,8 @@ from fastapi import Path as PathParam
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
-from agent.workflows import WorkflowError, edit_workflow, load_workflow
-from agent.workflows import save_run_as_workflow as save_run
+from agent.workflows.document import WorkflowError, edit_workflow, load_workflow
+from agent.workflows.document import save_run_as_workflow as save_run
 
 __all__ = ["create_workflow_router"]
 

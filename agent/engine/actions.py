@@ -17,12 +17,12 @@ from urllib.parse import quote_plus
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-from agent.browser import BrowserSession
-from agent.interact import Unreachable, Untypable, reach, settle, type_text
+from agent.engine.browser import BrowserSession
+from agent.engine.interact import Unreachable, Untypable, reach, settle, type_text
+from agent.engine.page import ElementNotFound, describe_element, find_element, page_text
+from agent.engine.policy import PolicyError, check_navigation
+from agent.engine.schema import for_provider
 from agent.models import ActionResult
-from agent.page import ElementNotFound, describe_element, find_element, page_text
-from agent.policy import PolicyError, check_navigation
-from agent.schema import for_provider
 
 ACTION_TIMEOUT_S = 30.0
 MAX_WAIT_S = 10.0
@@ -435,7 +435,7 @@ ELEMENT_ACTIONS = frozenset({"click", "hover", "input", "select_dropdown", "drop
 
 def done_tool(*, json_schema: dict[str, Any] | None, response_format: str, provider: str = "openai") -> dict[str, Any]:
     """The `done` tool: text by default; in JSON mode `data` is typed by the run's JSON schema, translated
-    for the provider (agent.schema; the schema's $defs go to the root of the parameters)."""
+    for the provider (agent.engine.schema; the schema's $defs go to the root of the parameters)."""
     if json_schema is None and response_format != "json":
         return ACTIONS["done"].tool()
     shaped = for_provider(json_schema, provider)

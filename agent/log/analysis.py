@@ -18,10 +18,10 @@ The data directory is `WORKBENCH_DATA_DIR`, else `data/` at the repo root (where
 it). Errors: `NoRunLog` (nothing published there yet; the message says what to do), `ValueError`
 for a bad argument.
 
-CLI: `python -m agent.analysis views-markdown` prints the views and their columns (for the README).
+CLI: `python -m agent.log.analysis views-markdown` prints the views and their columns (for the README).
 
-This module imports neither duckdb (only agent.store does) nor, at import time, pandas or
-matplotlib: `import agent.analysis` stays instant.
+This module imports neither duckdb (only agent.log.store does) nor, at import time, pandas or
+matplotlib: `import agent.log.analysis` stays instant.
 """
 
 from __future__ import annotations
@@ -60,11 +60,11 @@ __all__ = [
     "webhooks",
 ]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DATA_ENV = "WORKBENCH_DATA_DIR"
 EXPORTS_ENV = "WORKBENCH_EXPORTS_DIR"
 
-# A DuckDB connection handed out by agent.store (typed loosely: this module never imports duckdb).
+# A DuckDB connection handed out by agent.log.store (typed loosely: this module never imports duckdb).
 Connection = Any
 
 # What each view answers, for the generated README table (a view without an entry still appears).
@@ -116,7 +116,7 @@ def _resolve(given: Path | str | None) -> Path:
 def connect(data_dir: Path | str | None = None) -> Connection:
     """A read-only connection on the latest snapshot (views ready); helpers use it from now on."""
     global _current
-    from agent.store import open_snapshot, snapshot_path
+    from agent.log.store import open_snapshot, snapshot_path
 
     where = _resolve(data_dir)
     _current = None  # a failed connect must not leave helpers reading the previous log
@@ -124,7 +124,7 @@ def connect(data_dir: Path | str | None = None) -> Connection:
         hint = ""
         if (where / "runs.duckdb").exists():
             hint = (f" (the app has not published a snapshot yet; publish one with "
-                    f"`python -m agent.store snapshot --data-dir {where}`)")
+                    f"`python -m agent.log.store snapshot --data-dir {where}`)")
         raise NoRunLog(
             f"no run log yet at {where}: start the workbench with `make run` and run a task, "
             f"or set {DATA_ENV}{hint}"
@@ -445,7 +445,7 @@ def compare(
 # ------------------------------------------------------------------ docs
 def views_markdown() -> str:
     """The views and their columns as a markdown table, from a freshly migrated database."""
-    from agent.store import describe_views
+    from agent.log.store import describe_views
 
     lines = ["| view | what it answers | columns |", "|---|---|---|"]
     for name, cols in describe_views().items():
@@ -455,8 +455,8 @@ def views_markdown() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m agent.analysis views-markdown`; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="python -m agent.analysis", description="The run log for analysts.")
+    """`python -m agent.log.analysis views-markdown`; returns the exit code."""
+    parser = argparse.ArgumentParser(prog="python -m agent.log.analysis", description="The run log for analysts.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("views-markdown", help="print the views and their columns as a markdown table")
     args = parser.parse_args(argv)

@@ -5,7 +5,7 @@ never edited once shipped: a schema change is a new function at the end of the l
 database created by any earlier version reaches the current schema). Comments say why a column or
 view exists, because the schema is read by analysts more often than by us.
 
-This module does not import duckdb: it receives a connection from `agent.store`, the only module
+This module does not import duckdb: it receives a connection from `agent.log.store`, the only module
 that does.
 """
 

@@ -5,7 +5,7 @@ recorded id, test id, name, css and xpath point at, in the document and its open
 against the recorded locators: stable attributes (id, data-testid, name, placeholder, aria-label,
 href), role + accessible name, text, css/xpath path and position among repeated siblings, class.
 The best candidate wins when it scores enough, shows real evidence (not just "a button") and beats
-the runner-up clearly; it is then marked `data-wb-idx=<mark>` so that `agent.actions` can act on
+the runner-up clearly; it is then marked `data-wb-idx=<mark>` so that `agent.engine.actions` can act on
 it like on an observed element. Waiting is Playwright's `wait_for_function` with a bounded timeout:
 no fixed sleeps. `read_text` re-reads a result value by the element that held it.
 
@@ -20,7 +20,7 @@ from typing import Any
 
 from playwright.async_api import Frame, Page
 
-from agent.page import DESCRIBE_JS
+from agent.engine.page import DESCRIBE_JS
 
 __all__ = ["LocateError", "Located", "locate", "next_mark"]
 
@@ -44,7 +44,7 @@ class LocateError(LookupError):
 
 @dataclass(frozen=True)
 class Located:
-    """The element found: its mark (an index for agent.actions), frame, score and why."""
+    """The element found: its mark (an index for agent.engine.actions), frame, score and why."""
 
     mark: int
     frame: Frame
@@ -210,7 +210,7 @@ def _what(locators: dict[str, Any]) -> str:
 
 
 async def locate(page: Page, locators: dict[str, Any], *, timeout_s: float = 3.0, mode: str = "element") -> Located:
-    """Find the recorded element, waiting (bounded) for it to appear; mark it for agent.actions."""
+    """Find the recorded element, waiting (bounded) for it to appear; mark it for agent.engine.actions."""
     mark = next_mark()
     value_mode = mode == "value"
     args = {"loc": locators, "mark": mark, "mode": mode, "limit": MAX_CANDIDATES, "quietMs": QUIET_MS,

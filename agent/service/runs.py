@@ -27,15 +27,15 @@ from typing import TYPE_CHECKING, Any, AsyncIterator
 
 import httpx
 
-from agent import webhooks
+from agent.service import webhooks
 from agent.models import (
     Event, HistoryItem, RequestError, RunFinished, RunRequest, RunResponse, RunStarted, StepFinished, Usage, utcnow,
 )
-from agent.policy import CLOUD_METADATA_HOSTS, request_blocked
+from agent.engine.policy import CLOUD_METADATA_HOSTS, request_blocked
 
 if TYPE_CHECKING:  # the engine imports jsonschema and playwright (seconds): loaded on the first run
-    from agent.browser import Browser
-    from agent.engine import EngineOptions
+    from agent.engine.browser import Browser
+    from agent.engine.loop import EngineOptions
 
 __all__ = ["NotFound", "RunService", "ServiceBusy", "ServiceClosed", "check_webhook_url"]
 
@@ -335,7 +335,7 @@ class RunService:
 
     # ------------------------------------------------------------ one run, start to end
     def _options(self, live: _Live) -> EngineOptions:
-        from agent.engine import EngineOptions
+        from agent.engine.loop import EngineOptions
 
         shots = Path(getattr(self.store, "screenshots_dir", self.data_dir / "screenshots")) / str(live.run_id)
         return (self.engine_options or EngineOptions()).model_copy(update={"screenshot_dir": shots})
@@ -349,12 +349,12 @@ class RunService:
                                               options=options, cancel=live.cancel)
         The source must yield RunStarted, StepStarted/StepFinished per step, then RunFinished.
         """
-        from agent import engine
+        from agent.engine import loop as engine
 
         if live.request.use_cached_workflow:
             # Cached workflows (agent/workflow_replay.py): replay the inline/id/task workflow, or run the
             # agent when none is known; a healed version is saved there before RunFinished comes out.
-            from agent.workflow_replay import run_source
+            from agent.workflows.replay import run_source
 
             return run_source(self.store, self.browser, live.request, task_id=live.task_id, run_id=live.run_id,
                               options=options, cancel=live.cancel)
@@ -414,7 +414,7 @@ class RunService:
         """Record and publish each event; the engine's final response, or a failure saying why."""
         try:
             # The first run imports the engine (seconds of jsonschema/playwright) off the event loop.
-            await asyncio.to_thread(importlib.import_module, "agent.engine")
+            await asyncio.to_thread(importlib.import_module, "agent.engine.loop")
             options = self._options(live)
             async with contextlib.aclosing(self._event_source(live, options)) as events:
                 async for event in events:
@@ -502,8 +502,8 @@ def _warm_up() -> None:
 
     Otherwise the first run imports litellm on the event loop and every request stalls meanwhile.
     """
-    importlib.import_module("agent.engine")
-    llm = importlib.import_module("agent.llm")
+    importlib.import_module("agent.engine.loop")
+    llm = importlib.import_module("agent.engine.llm")
     preload = getattr(llm, "preload", None) or getattr(llm, "_import_litellm", None)
     if preload is not None:
         preload()

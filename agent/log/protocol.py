@@ -1,0 +1,93 @@
+"""`RunLog`: the run log's surface as the run service sees it (no duckdb here: cheap to import).
+
+The run service is the only holder of a `RunLog`; the UI, the routes, replay and experiments ask the
+service. `agent.log.store.Store` is the implementation; a test can check any other against this
+protocol with `isinstance(x, RunLog)`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from agent.models import RunFinished, RunRequest, RunResponse, RunStarted, StepFinished, StepStarted
+
+LogEvent = RunStarted | StepStarted | StepFinished | RunFinished
+
+
+@runtime_checkable
+class RunLog(Protocol):
+    """What the run service reads and writes; every method is blocking (call it off the event loop)."""
+
+    path: Path
+    screenshots_dir: Path
+    interrupted_runs: list[int]
+
+    def create_task(self, request: RunRequest, *, workflow_id: int | None = None) -> int:
+        """Record what was asked; the new task id."""
+        ...
+
+    def create_run(self, task_id: int, request: RunRequest, *, mode: str = "agent") -> int:
+        """Start a run of a task (in progress, started now); the new run id."""
+        ...
+
+    def record(self, run_id: int, event: LogEvent) -> None:
+        """Persist one event of a run in one transaction."""
+        ...
+
+    def fail_run(self, run_id: int, error: str) -> None:
+        """End a run still in progress as a failure."""
+        ...
+
+    def record_webhook_attempt(self, run_id: int, *, url: str, attempt: int, at: datetime,
+                               status_code: int | None, ok: bool, error: str | None, duration_ms: float,
+                               event: str = "run.finished") -> None:
+        """Keep one webhook delivery attempt."""
+        ...
+
+    def get_run(self, run_id: int) -> RunResponse | None:
+        """The run in the contract's shape; None if unknown."""
+        ...
+
+    def get_run_request(self, run_id: int) -> RunRequest | None:
+        """The request a run was started with; None if unknown."""
+        ...
+
+    def list_runs(self, *, status: str | None = None, provider: str | None = None, model: str | None = None,
+                  task_id: int | None = None, limit: int = 50, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+        """A page of runs, newest first, and the total matching."""
+        ...
+
+    def get_task(self, task_id: int) -> dict[str, Any] | None:
+        """A task with its request, run count and last status; None if unknown."""
+        ...
+
+    def list_tasks(self, *, limit: int = 50, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+        """A page of tasks, newest first, and the total."""
+        ...
+
+    def set_task_workflow(self, task_id: int, workflow_id: int | None) -> None:
+        """Link a task to the workflow saved from it."""
+        ...
+
+    def webhook_attempts(self, run_id: int) -> list[dict[str, Any]]:
+        """Every delivery attempt of a run, oldest first."""
+        ...
+
+    def save_workflow(self, document: dict[str, Any], *, workflow_id: int | None = None,
+                      source_run_id: int | None = None, healed_from_version: int | None = None) -> tuple[int, int]:
+        """Store a workflow document: (id, version)."""
+        ...
+
+    def get_workflow(self, workflow_id: int, version: int | None = None) -> dict[str, Any] | None:
+        """One version of a workflow (the latest by default); None if unknown."""
+        ...
+
+    def list_workflows(self) -> list[dict[str, Any]]:
+        """The latest version of each workflow, newest first."""
+        ...
+
+    def close(self) -> None:
+        """Publish a final snapshot and release the database."""
+        ...

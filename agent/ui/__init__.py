@@ -1,0 +1,1 @@
+"""The Gradio workbench: the run form, the live viewer, the history and the other sections."""

@@ -1,0 +1,162 @@
+"""The run form: its fields (the request's, in the contract's order), checking them, refilling them.
+
+The form's inputs and the Gradio API's `run` parameters are the same list, `FORM_FIELDS`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from agent.models import RunRequest
+from agent.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# The request fields, in the contract's order: the form's inputs and the Gradio API's parameters.
+FORM_FIELDS: tuple[str, ...] = (
+    "prompt", "model", "provider", "wait_for_completion", "webhook_url", "response_format", "json_schema",
+    "use_cached_workflow", "cached_workflow", "workflow_id", "workflow_params", "start_url", "max_steps",
+    "use_vision", "allowed_domains",
+)
+
+
+class FormError(ValueError):
+    """The form (or a Gradio API call) holds fields that cannot make a run request."""
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors))
+
+
+def form_request(values: dict[str, Any]) -> Any:
+    """The RunRequest the form's values describe; FormError naming each bad field and its fix."""
+    from pydantic import ValidationError
+
+    from agent.models import RequestError, validation_errors
+    from agent.service.runs import check_webhook_url
+
+    data: dict[str, Any] = {}
+    errors: list[dict[str, str]] = []
+    for name in FORM_FIELDS:
+        value = values.get(name)
+        if isinstance(value, str):
+            value = value.strip()
+        if value is None or value == "":
+            continue  # an empty box means "the default"
+        if name == "use_vision" and value is False:
+            continue  # unticked is the engine's default; keep the logged request minimal
+        if name in ("workflow_id", "max_steps") and isinstance(value, float):
+            if not value.is_integer():
+                errors.append({"field": name, "message": f"must be a whole number, got {value:g}"})
+                continue
+            value = int(value)
+        if name == "max_steps" and isinstance(value, int) and not 1 <= value <= 200:
+            errors.append({"field": name, "message": f"must be between 1 and 200 (empty: the default, 25), got {value}"})
+            continue
+        if name == "workflow_params" and isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                errors.append({"field": name, "message": f"is not valid JSON ({exc.msg}); give an object such "
+                                                          'as {"product": "HDMI cable"}'})
+                continue
+            if not isinstance(value, dict):
+                errors.append({"field": name, "message": 'must be a JSON object such as {"product": "HDMI cable"}'})
+                continue
+        data[name] = value
+    # The other fields are checked too, so that one answer lists every problem.
+    try:
+        request = RunRequest.model_validate(data)
+        check_webhook_url(request.webhook_url)
+    except ValidationError as exc:
+        errors += validation_errors(exc)
+    except RequestError as exc:
+        errors.append({"field": exc.field, "message": exc.message})
+    except (ValueError, TypeError, RecursionError) as exc:  # e.g. a schema nested too deeply to check
+        errors.append({"field": "request", "message": f"could not be read: {str(exc)[:300]}"})
+    if errors:
+        raise FormError(errors)
+    return request
+
+
+def request_form_values(request: Any) -> list[Any]:
+    """The form's values (in FORM_FIELDS order) that reproduce `request`: "Run again"."""
+    def dumps(value: Any) -> str:
+        return json.dumps(value, indent=2, ensure_ascii=False) if value is not None else ""
+
+    fields = request.model_dump()
+    out: dict[str, Any] = {
+        **{name: fields.get(name) for name in FORM_FIELDS},
+        "webhook_url": request.webhook_url or "",
+        "json_schema": dumps(request.json_schema),
+        "cached_workflow": dumps(request.cached_workflow),
+        "workflow_params": dumps(request.workflow_params),
+        "start_url": request.start_url or "",
+        "use_vision": bool(request.use_vision),
+        "allowed_domains": ", ".join(request.allowed_domains or []),
+    }
+    return [out[name] for name in FORM_FIELDS]
+
+
+async def follow_run(service: Any, run_id: int, *, skip_first: bool = False) -> AsyncIterator[dict[str, Any]]:
+    """The run's response now, again after each finished step, and at the end (bounded by subscribe())."""
+    from agent.models import RunFinished, StepFinished
+    from agent.service.runs import NotFound
+
+    current = await service.aget(run_id)
+    if current is None:
+        raise NotFound("run", run_id)
+    if not skip_first:
+        yield current.to_json()
+    if current.status != "in_progress":
+        return
+    shown = len(current.history)
+    async for event in service.subscribe(run_id):
+        if isinstance(event, RunFinished):
+            yield event.response.to_json()
+            return
+        if isinstance(event, StepFinished):
+            snapshot = await service.aget(run_id)
+            # Events already seen (a viewer joining mid-run) give the same snapshot: send it once.
+            if snapshot is not None and len(snapshot.history) > shown:
+                shown = len(snapshot.history)
+                yield snapshot.to_json()
+    final = await service.aget(run_id)  # the subscription gave up (the run outlived its bound)
+    if final is not None:
+        yield final.to_json()
+
+
+def demo_base_url(settings: Settings, request_url: str | None = None) -> str:
+    """Where the agent's browser (on this machine) reaches this server: for the demo shop's examples."""
+    if settings.port:
+        host = settings.host
+        if host in ("", "0.0.0.0", "::", "[::]"):
+            host = "127.0.0.1"  # listening everywhere: loopback is always among them
+        elif ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{settings.port}"
+    if request_url:  # --port 0: only the request knows the port picked
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(request_url)
+        return f"{parts.scheme}://{parts.netloc}"
+    return "http://127.0.0.1:7860"
+
+
+def load_examples(demo_dir: Path) -> list[dict[str, Any]]:
+    """The demo shop's ready tasks (data/demo/examples.json); [] when missing or unreadable."""
+    path = Path(demo_dir) / "examples.json"
+    try:
+        items = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        log.warning("no examples for the form (%s): %s", path, exc)
+        return []
+    good = [e for e in items if isinstance(e, dict) and isinstance(e.get("title"), str)
+            and isinstance(e.get("prompt"), str)]
+    return good[:50]
+
+
+# ------------------------------------------------------------------ rendering the run viewer

@@ -1,0 +1,119 @@
+"""Browser login when WORKBENCH_API_KEY is set: a one-time form, then a cookie derived from the key."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+UI_SESSION_COOKIE = "workbench_session"
+UI_LOGIN_PATH = "/login-key"
+UI_LOGIN_FAIL_DELAY_S = 0.5  # slows down guessing the key through the login form
+
+
+def ui_session_token(api_key: str) -> str:
+    """The browser's session cookie value: derived from the key, so the cookie never holds the key."""
+    import hashlib
+    import hmac
+
+    return hmac.new(api_key.encode("utf-8"), b"workbench-ui-session-v1", hashlib.sha256).hexdigest()
+
+
+class UiSessionMiddleware:
+    """With WORKBENCH_API_KEY set: a browser logs in once with the key, then its cookie stands for the key.
+
+    Requests carrying the session cookie get the key header added (inside this process only), so the
+    Gradio UI (/ and /gradio_api) and its screenshots (/api/...) work from a browser; pages without key
+    or cookie redirect to the login form. The demo shop stays public; programs keep sending the header.
+    """
+
+    PUBLIC_PREFIXES = ("/demo", UI_LOGIN_PATH, "/favicon.ico")
+
+    def __init__(self, app: Any, *, api_key: str) -> None:
+        self.app = app
+        self._key = api_key.encode("utf-8")
+        self._token = ui_session_token(api_key).encode("ascii")
+
+    def _cookie_ok(self, headers: list[tuple[bytes, bytes]]) -> bool:
+        import hmac
+        from http.cookies import CookieError, SimpleCookie
+
+        ok = False
+        for name, value in headers:
+            if name != b"cookie":
+                continue
+            try:
+                jar = SimpleCookie(value.decode("latin-1"))
+            except CookieError:
+                continue
+            morsel = jar.get(UI_SESSION_COOKIE)
+            if morsel is not None:
+                ok |= hmac.compare_digest(morsel.value.encode("latin-1", "replace"), self._token)
+        return ok
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        headers = list(scope.get("headers") or [])
+        has_key = any(name in (b"authorization", b"x-api-key") for name, _ in headers)
+        if not has_key and self._cookie_ok(headers):
+            scope = dict(scope, headers=[*headers, (b"x-api-key", self._key)])
+            has_key = True
+        public = any(path == p or path.startswith(p + "/") for p in self.PUBLIC_PREFIXES)
+        # /api and /gradio_api answer for themselves (401 naming the header); the UI pages go to the login.
+        protected_elsewhere = any(path == p or path.startswith(p + "/") for p in ("/api", "/gradio_api"))
+        if not has_key and not public and not protected_elsewhere and scope["type"] == "http":
+            from starlette.responses import JSONResponse, RedirectResponse
+
+            if scope.get("method") == "GET" and path in ("/", ""):
+                response: Any = RedirectResponse(UI_LOGIN_PATH, status_code=303)
+            else:
+                response = JSONResponse({"detail": f"log in at {UI_LOGIN_PATH} with the key set in "
+                                                   "WORKBENCH_API_KEY, or send 'X-API-Key: <key>'"}, status_code=401)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+_LOGIN_HTML = """<!doctype html><html><head><meta charset="utf-8"><title>Workbench: log in</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:420px;margin:12vh auto;padding:0 16px}}
+input{{width:100%;padding:8px;margin:8px 0;box-sizing:border-box}}button{{padding:8px 16px}}.err{{color:#b91c1c}}</style>
+</head><body><h2>LLM web-agent workbench</h2><p>This server requires the API key (WORKBENCH_API_KEY).</p>
+{error}<form method="post" action="{path}"><label>API key<input type="password" name="key" autofocus
+autocomplete="current-password"></label><button type="submit">Log in</button></form></body></html>"""
+
+
+def install_ui_login(app: Any, api_key: str) -> None:
+    """The login form for browsers when WORKBENCH_API_KEY is set, and the cookie middleware behind it."""
+    import hmac
+
+    from fastapi import Request
+    from fastapi.responses import HTMLResponse, RedirectResponse
+
+    token = ui_session_token(api_key)
+
+    @app.get(UI_LOGIN_PATH, include_in_schema=False)
+    async def login_form() -> HTMLResponse:
+        return HTMLResponse(_LOGIN_HTML.format(error="", path=UI_LOGIN_PATH))
+
+    async def login(request: Request) -> Any:
+        body = (await request.body())[:4096]  # a key, not a document
+        from urllib.parse import parse_qs
+
+        given = (parse_qs(body.decode("utf-8", "replace")).get("key") or [""])[0].strip()
+        if not hmac.compare_digest(given.encode("utf-8"), api_key.encode("utf-8")):
+            await asyncio.sleep(UI_LOGIN_FAIL_DELAY_S)
+            return HTMLResponse(_LOGIN_HTML.format(error='<p class="err">Wrong key.</p>', path=UI_LOGIN_PATH),
+                                status_code=401)
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(UI_SESSION_COOKIE, token, httponly=True, samesite="lax", max_age=7 * 24 * 3600,
+                            secure=request.url.scheme == "https")
+        return response
+
+    # String annotations (PEP 563) and a local import: FastAPI needs the real class to inject the request.
+    login.__annotations__ = {"request": Request, "return": Any}
+    app.post(UI_LOGIN_PATH, include_in_schema=False)(login)
+    app.add_middleware(UiSessionMiddleware, api_key=api_key)
+
+
