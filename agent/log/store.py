@@ -616,13 +616,14 @@ class Store:
                 started_at = ?, finished_at = ?, duration_ms = ?,
                 llm_calls = coalesce(?, llm_calls), input_tokens = coalesce(?, input_tokens),
                 output_tokens = coalesce(?, output_tokens), cost_usd = coalesce(?, cost_usd),
-                workflow_id = coalesce(?, workflow_id), replayed_steps = ?, healed_steps = ?
+                workflow_id = coalesce(?, workflow_id), replayed_steps = ?, healed_steps = ?, notes_json = ?
             WHERE id = ?
             """,
             [
                 r.status, _scrub(r.error, secrets), r.is_done, r.is_successful,
                 None if r.result is None else _dumps(r.result, secrets), r.mode, r.model, r.provider,
-                started, finished, duration, *usage, r.workflow_id, r.replayed_steps, r.healed_steps, run_id,
+                started, finished, duration, *usage, r.workflow_id, r.replayed_steps, r.healed_steps,
+                _dumps(r.notes, secrets) if r.notes else None, run_id,
             ],
         )
 
@@ -682,7 +683,7 @@ class Store:
                 """
                 SELECT task_id, status, error, mode, provider, model, started_at, finished_at,
                        duration_ms, llm_calls, input_tokens, output_tokens, cost_usd, is_done,
-                       is_successful, result_json, workflow_id, replayed_steps, healed_steps
+                       is_successful, result_json, workflow_id, replayed_steps, healed_steps, notes_json
                 FROM runs WHERE id = ?
                 """,
                 [run_id],
@@ -731,14 +732,14 @@ class Store:
         ]
         (task_id, status, error, mode, provider, model, started_at, finished_at, duration_ms,
          n_calls, tin, tout, cost, is_done, is_successful, result_json, workflow_id, replayed,
-         healed) = run
+         healed, notes_json) = run
         return RunResponse(
             task_id=task_id, task_run_id=run_id, history=history, result=_loads(result_json),
             is_done=is_done, is_successful=is_successful, status=status, error=error, mode=mode,
             model=model, provider=provider, started_at=started_at, finished_at=finished_at,
             duration_ms=duration_ms,
             usage=Usage(llm_calls=n_calls, input_tokens=tin, output_tokens=tout, cost_usd=cost),
-            workflow_id=workflow_id, replayed_steps=replayed, healed_steps=healed,
+            workflow_id=workflow_id, replayed_steps=replayed, healed_steps=healed, notes=_loads(notes_json) or [],
         )
 
     def get_run_request(self, run_id: int) -> RunRequest | None:

@@ -38,16 +38,19 @@ def build_ui(service: Any, settings: Settings) -> Any | None:
     """The Gradio Blocks mounted at "/": run form, live viewer, run history and the `run` API endpoint."""
     import gradio as gr
 
-    from agent.engine.llm import SUGGESTED_MODELS, key_status
+    from agent.engine.llm import SUGGESTED_MODELS, key_status, model_notes
     from agent.models import DEFAULT_MODELS, PROVIDERS, RequestError
     from agent.service.runs import NotFound, ServiceBusy, ServiceClosed
 
     examples = load_examples(settings.demo_dir)
 
-    def key_hint(provider: str) -> Any:
+    def key_hint(provider: str, model: str = "") -> Any:
+        """The provider's key status, then what litellm's model map says the user should know of the model."""
         ready, advice = key_status(provider) if provider in PROVIDERS else (False, f"unknown provider {provider!r}")
-        text = f"✓ {advice}" if ready else f"⚠ {advice}, then restart the app."
-        return gr.update(value=text, elem_classes=[] if ready else ["wb-key-missing"])
+        lines = [f"✓ {advice}" if ready else f"⚠ {advice}, then restart the app."]
+        if provider in PROVIDERS:
+            lines += [f"⚠ {note}" for note in model_notes(provider, model.strip() or None)]
+        return gr.update(value="\n\n".join(lines), elem_classes=[] if ready else ["wb-key-missing"])
 
     def run_id_of(current: Any) -> int | None:
         if isinstance(current, dict) and isinstance(current.get("task_run_id"), int):
@@ -151,7 +154,7 @@ def build_ui(service: Any, settings: Settings) -> Any | None:
             gr.Warning("Open a run first (from the history), then press Run again.")
             return [gr.skip()] * (len(FORM_FIELDS) + 1)
         gr.Info(f"The form now holds run {run_id}'s request: change what you like and press Run.")
-        return [*request_form_values(request), key_hint(request.provider)]
+        return [*request_form_values(request), key_hint(request.provider, request.model)]
 
     async def save_workflow(current: Any) -> None:
         run_id = run_id_of(current)
@@ -199,7 +202,8 @@ def build_ui(service: Any, settings: Settings) -> Any | None:
 
     def on_provider(provider: str) -> tuple[Any, Any]:
         choices = SUGGESTED_MODELS.get(provider, [])
-        return gr.update(choices=choices, value=DEFAULT_MODELS.get(provider, "")), key_hint(provider)
+        default = DEFAULT_MODELS.get(provider, "")
+        return gr.update(choices=choices, value=default), key_hint(provider, default)
 
     def check_schema(text: str) -> Any:
         from agent.models import parse_json_schema
@@ -228,7 +232,7 @@ def build_ui(service: Any, settings: Settings) -> Any | None:
     def on_load() -> tuple[Any, Any]:
         # The model box's configured value stays "" so that API callers who give only a provider get
         # that provider's default model; the page shows the default for the provider picked.
-        return gr.update(value=DEFAULT_MODELS["openai"]), key_hint("openai")
+        return gr.update(value=DEFAULT_MODELS["openai"]), key_hint("openai", DEFAULT_MODELS["openai"])
 
     # ---------------------------------------------------------------- the layout
     with gr.Blocks(title="Web-agent workbench", fill_width=True) as ui:
@@ -332,6 +336,7 @@ def build_ui(service: Any, settings: Settings) -> Any | None:
         for box in filters:
             box.change(history, filters, [history_table], **quiet)
         provider.input(on_provider, [provider], [model, hint], trigger_mode="always_last", **instant)
+        model.input(key_hint, [provider, model], [hint], trigger_mode="always_last", **instant)
         json_schema.change(check_schema, [json_schema], [schema_status], **instant)
         example_set.click(fill_example, [example_set], [prompt, response_format, json_schema], **quiet)
         ui.load(on_load, None, [model, hint], **quiet)
