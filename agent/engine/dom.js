@@ -269,14 +269,15 @@
   }
 
   function coverOf(el) {
-    // null when a click at the centre of el's visible box reaches el (or when that cannot be told:
-    // el is out of view); { label: true } when el's own label takes the click (a styled checkbox);
-    // else { by: what lies on top }.
+    // null when a click at the centre of el's visible box reaches el; { disabled: true };
+    // { out: true } when el is out of view (nothing can be told); { label: true } when el's own label
+    // takes the click (a styled checkbox); else { by: what lies on top }.
+    if (el.disabled === true || el.getAttribute('aria-disabled') === 'true') return { disabled: true };
     const win = el.ownerDocument.defaultView;
     const r = el.getBoundingClientRect();
     const l = Math.max(r.left, 0), t = Math.max(r.top, 0);
     const rr = Math.min(r.right, win.innerWidth), b = Math.min(r.bottom, win.innerHeight);
-    if (rr - l < 1 || b - t < 1) return null;
+    if (rr - l < 1 || b - t < 1) return { out: true };
     let x = (l + rr) / 2, y = (t + b) / 2;
     const root = el.getRootNode();
     const hit = root.elementFromPoint ? root.elementFromPoint(x, y) : null;
@@ -298,7 +299,7 @@
       const fr = fe.getBoundingClientRect();
       x += fr.left + fe.clientLeft; y += fr.top + fe.clientTop;
       w = w.parent;
-      if (x < 0 || y < 0 || x > w.innerWidth || y > w.innerHeight) return null;
+      if (x < 0 || y < 0 || x > w.innerWidth || y > w.innerHeight) return { out: true };
       const froot = fe.getRootNode();
       const fhit = froot.elementFromPoint ? froot.elementFromPoint(x, y) : null;
       if (fhit && !flatContains(fe, fhit)) return { by: coverName(fhit) };

@@ -35,16 +35,19 @@ class Untypable(Exception):
 async def reach(locator: Locator, *, index: int, verb: str) -> tuple[Locator | ElementHandle, bool]:
     """What to click or hover for the element: itself, or its label when the label takes its clicks
     (a visually hidden input inside a styled checkbox). True as second item when it is the label."""
-    if await locator.is_disabled(timeout=2_000):
-        raise Unreachable(f"[{index}] is disabled: do what enables it first (fill the required fields)")
-    try:
-        await locator.scroll_into_view_if_needed(timeout=2_000)
-    except Exception:  # not scrollable into view: the cover check and the action say what is wrong
-        pass
     cover = await cover_of(locator)
+    if cover and cover.get("out"):  # scroll it into view first, as a person would
+        try:
+            await locator.scroll_into_view_if_needed(timeout=2_000)
+        except Exception:  # cannot be scrolled into view: the action itself says what is wrong
+            pass
+        cover = await cover_of(locator)
     if cover and cover.get("by"):  # a sticky bar may cover it at the edge of the view: try it centred
         await locator.evaluate("el => el.scrollIntoView({block: 'center', inline: 'center'})", timeout=2_000)
         cover = await cover_of(locator)
+    if cover and cover.get("disabled"):
+        raise Unreachable(f"could not {verb} [{index}]: it is disabled; do what enables it first "
+                          "(e.g. fill the required fields)")
     if cover and cover.get("by"):
         raise Unreachable(f"could not {verb} [{index}]: it is covered by {cover['by']}; close or accept that "
                           f"first, then {verb} [{index}] again")

@@ -210,7 +210,8 @@ async def _litellm() -> Any:
 @functools.lru_cache(maxsize=512)
 def model_info(provider: str, model: str | None) -> dict[str, Any] | None:
     """What litellm's model map says of a model (vision, function calling, output limit), or None when
-    it does not know the model. Imports litellm (~10 s) the first time, unless it is already loaded."""
+    it does not know the model. Imports litellm (~10 s) the first time unless it is loaded already
+    (the app loads it at start): call it from a worker thread where the event loop must not stall."""
     litellm = _import_litellm()
     try:
         return dict(litellm.get_model_info(litellm_model(provider, model)))
@@ -267,7 +268,14 @@ class LLM:
         self.timeout_s = timeout_s
         self.max_retries = max_retries
         self.backoff_s = backoff_s
-        self.max_tokens = output_limit(provider, self.model)
+        self._max_tokens: int | None = None
+
+    @property
+    def max_tokens(self) -> int:
+        """The output limit of a reply (see output_limit); reads litellm's map, so litellm is imported."""
+        if self._max_tokens is None:
+            self._max_tokens = output_limit(self.provider, self.model)
+        return self._max_tokens
 
     def supports_vision(self) -> bool:
         """Whether the model takes images: litellm's map for models it knows; models it does not know
@@ -288,7 +296,7 @@ class LLM:
         output limit before a whole tool call is an LLMError of kind "length".
         """
         check_key(self.provider)
-        litellm = await _litellm()
+        litellm = await _litellm()  # imported: the model map lookups below are cheap now
         kwargs: dict[str, Any] = {
             "model": self.name,
             "messages": messages,

@@ -162,13 +162,10 @@ async def stream(
     if not ready and not given_llm:  # say which variable to set before opening a browser
         yield run.finish(error=advice)
         return
-    if options.use_vision and not llm.supports_vision():
+    if options.use_vision and not await asyncio.to_thread(llm.supports_vision):  # reads litellm's map
         yield run.finish(error=f"the model {llm.model!r} takes no images according to litellm's model map; "
                                "turn use_vision off or pick a vision model")
         return
-    if (model_info(request.provider, llm.model) or {}).get("supports_function_calling") is False:
-        run.notices.append(f"litellm marks {llm.model!r} as lacking function calling; the actions were sent as "
-                           "tools anyway (the provider may refuse them)")
     # Overlap the one-time litellm import (~10 s) with the browser start instead of the first step.
     warm = asyncio.ensure_future(asyncio.to_thread(preload)) if not given_llm else None
     own_browser = browser is None and session is None
@@ -197,6 +194,10 @@ async def stream(
 
 async def _loop(run: _Run, session: BrowserSession) -> AsyncIterator[Event]:
     options, request = run.options, run.request
+    info = await asyncio.to_thread(model_info, request.provider, run.llm.model)  # litellm loads meanwhile anyway
+    if (info or {}).get("supports_function_calling") is False:
+        run.notices.append(f"litellm marks {run.llm.model!r} as lacking function calling; the actions were sent as "
+                           "tools anyway (the provider may refuse them)")
     ctx = act.Context(session=session, allowed_domains=options.allowed_domains,
                       blocked_domains=options.blocked_domains, extract_fn=run.extract)
     failures = validation_failures = 0

@@ -252,8 +252,9 @@ async def find_element(page: Page, index: int) -> Locator:
 
 
 async def cover_of(locator: Locator) -> dict[str, Any] | None:
-    """What a click at the element's centre would reach: None (the element, or unknown), {"label": True}
-    (its own label takes the click) or {"by": "<div id=cookie-wall>We use cookies…"} (an overlay)."""
+    """What a click at the element's centre would reach: None (the element itself), {"disabled": True},
+    {"out": True} (out of view), {"label": True} (its own label takes the click) or
+    {"by": "<div id=cookie-wall>We use cookies…"} (an overlay)."""
     return await locator.evaluate(f"(el, args) => ({WALKER_JS})({{...args, el}})",
                                   {"mode": "cover", "maxChars": 1000, "timeBudgetMs": 100, "above": VIEW_ABOVE,
                                    "below": VIEW_BELOW}, timeout=3_000)
