@@ -39,6 +39,7 @@ test: setup
 bench: setup
 	$(PY) bench/bench_observe.py
 	$(PY) bench/bench_engine.py
+	$(PY) bench/bench_interact.py
 	$(PY) bench/bench_store.py
 	$(PY) bench/bench_workflows.py
 
