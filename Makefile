@@ -9,13 +9,19 @@ export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_OFFLINE := 1
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 
-.PHONY: setup browser run test bench notebook export clean
+.PHONY: setup dev browser run test lint bench notebook export clean
 
 setup: $(VENV)/.installed browser
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+# What only tests, lint and benchmarks need.
+dev: $(VENV)/.dev
+$(VENV)/.dev: $(VENV)/.installed requirements-dev.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
 # Playwright's own Chromium where it can be downloaded, else the system's (Debian: apt-get install chromium).
@@ -33,10 +39,15 @@ browser: $(VENV)/.installed
 run: setup
 	$(PY) app.py --host $(HOST) --port $(PORT)
 
-test: setup
+test: setup dev lint
 	$(PY) -m pytest -q
 
-bench: setup
+# ruff and mypy, configured in pyproject.toml; part of `make test`.
+lint: dev
+	$(PY) -m ruff check agent app.py tests bench
+	$(PY) -m mypy
+
+bench: setup dev
 	$(PY) bench/bench_observe.py
 	$(PY) bench/bench_engine.py
 	$(PY) bench/bench_interact.py
@@ -49,7 +60,7 @@ notebook: setup
 	$(PY) -m notebook --notebook-dir=notebooks
 
 export: setup
-	$(PY) -m agent.log.store export --data-dir $${WORKBENCH_DATA_DIR:-data} --out exports
+	$(PY) -m agent.log export --data-dir $${WORKBENCH_DATA_DIR:-data} --out exports
 
 clean:
 	rm -rf $(VENV) .pytest_cache

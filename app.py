@@ -13,16 +13,17 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import ipaddress  # noqa: E402
-import logging  # noqa: E402
-import sys  # noqa: E402
-from contextlib import asynccontextmanager  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any, AsyncIterator  # noqa: E402
+import argparse
+import asyncio
+import ipaddress
+import logging
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
 
-from agent.settings import Settings  # noqa: E402
+from agent.settings import Settings
 
 log = logging.getLogger("workbench")
 
@@ -83,10 +84,10 @@ def create_app(settings: Settings) -> Any:
     from fastapi.responses import RedirectResponse
     from fastapi.staticfiles import StaticFiles
 
-    from agent.service.routes import create_api
     from agent.engine.browser import Browser
-    from agent.service.runs import RunService
     from agent.log.store import Store
+    from agent.service.routes import create_api
+    from agent.service.runs import RunService
 
     store = Store(settings.data_dir)
     try:
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     import uvicorn
 
-    from agent.log.store import StoreError
+    from agent.log.errors import StoreError
 
     try:
         app = create_app(settings)

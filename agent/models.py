@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timezone
+import time
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -38,7 +39,7 @@ _NULL_MEANS_DEFAULT = ("provider", "wait_for_completion", "response_format", "us
 
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def json_safe(value: Any) -> Any:
@@ -139,6 +140,11 @@ class RunRequest(BaseModel):
             data["model"] = DEFAULT_MODELS.get(provider, "o3") if isinstance(provider, str) else "o3"
         return data
 
+    @property
+    def structured(self) -> bool:
+        """True when the result is JSON (a schema was given, or response_format is json)."""
+        return self.json_schema is not None or self.response_format == "json"
+
     @field_validator("prompt")
     @classmethod
     def _prompt(cls, value: str) -> str:
@@ -154,7 +160,16 @@ class RunRequest(BaseModel):
             raise ValueError("must name a model, e.g. 'o3' or 'gpt-4.1-mini'")
         return value
 
-    @field_validator("webhook_url", "start_url")
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        from agent.engine.policy import check_webhook_url  # local: pure stdlib, but keeps models a leaf
+
+        if value is None or value.strip() == "":
+            return None
+        return check_webhook_url(value)
+
+    @field_validator("start_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None or value.strip() == "":
@@ -191,11 +206,6 @@ class RunRequest(BaseModel):
             raise ValueError(f"the model {model!r} ({provider}) takes no images according to litellm's model map; "
                              "turn use_vision off or pick a vision model")
         return value
-
-    @property
-    def structured(self) -> bool:
-        """Whether the run's result is JSON (`done{data}`): a JSON schema is given or response_format is json."""
-        return self.json_schema is not None or self.response_format == "json"
 
     @field_validator("cached_workflow", mode="before")
     @classmethod
@@ -285,7 +295,7 @@ class Usage(BaseModel):
     output_tokens: int = 0
     cost_usd: float = 0.0
 
-    def add(self, call: LLMCall) -> "Usage":
+    def add(self, call: LLMCall) -> Usage:
         """A new total including `call`."""
         return Usage(
             llm_calls=self.llm_calls + 1,
@@ -363,11 +373,54 @@ class RunFinished(BaseModel):
     model_config = ConfigDict(frozen=True)
     kind: Literal["run_finished"] = "run_finished"
     response: RunResponse
-    healed_workflow: dict[str, Any] | None = None  # a replay that healed a step: the new version to save
     at: datetime = Field(default_factory=utcnow)
 
 
-Event = Annotated[RunStarted | StepStarted | StepFinished | RunFinished, Field(discriminator="kind")]
+class WorkflowHealed(BaseModel):
+    """A replay re-recorded some steps: `document` is the new version, to be saved before the run ends."""
+
+    model_config = ConfigDict(frozen=True)
+    kind: Literal["workflow_healed"] = "workflow_healed"
+    document: dict[str, Any]
+    workflow_id: int | None = None  # the stored workflow replayed (None: an inline one)
+    version: int | None = None  # the version replayed
+    at: datetime = Field(default_factory=utcnow)
+
+
+Event = Annotated[RunStarted | StepStarted | StepFinished | RunFinished | WorkflowHealed, Field(discriminator="kind")]
+
+
+class Tally:
+    """What a run has done so far (steps, usage, clock); the one builder of its `RunResponse`."""
+
+    def __init__(self, request: RunRequest, *, mode: Literal["agent", "replay"] = "agent",
+                 started_at: datetime | None = None) -> None:
+        self.request, self.mode = request, mode
+        self.history: list[HistoryItem] = []
+        self.usage = Usage()
+        self.started = time.monotonic()
+        self.started_at = started_at or utcnow()
+
+    def add_step(self, item: HistoryItem) -> None:
+        """Count a finished step and its model calls."""
+        self.history.append(item)
+        for call in item.llm_calls:
+            self.usage = self.usage.add(call)
+
+    def response(self, *, result: Any = None, done: bool = False, success: bool = False, error: str | None = None,
+                 finished: bool = True, **extra: Any) -> RunResponse:
+        """The run as it stands (`finished=False`: in progress) or as it ended; `extra` sets added fields."""
+        if not finished:
+            return RunResponse(history=list(self.history), status="in_progress", mode=self.mode,
+                               model=self.request.model, provider=self.request.provider,
+                               started_at=self.started_at, usage=self.usage, **extra)
+        ok = done and success and error is None
+        return RunResponse(
+            history=list(self.history), result=result, is_done=done, is_successful=done and success,
+            status="success" if ok else "failure", error=error, mode=self.mode, model=self.request.model,
+            provider=self.request.provider, started_at=self.started_at, finished_at=utcnow(),
+            duration_ms=(time.monotonic() - self.started) * 1000, usage=self.usage, **extra,
+        )
 
 
 def validation_errors(exc: Exception) -> list[dict[str, str]]:

@@ -28,8 +28,10 @@ from agent.engine import actions, prompts  # noqa: E402
 from agent.engine.browser import Browser  # noqa: E402
 from agent.engine.loop import stream  # noqa: E402
 from agent.models import StepFinished  # noqa: E402
-from tests.conftest import SITE, serve_dir  # noqa: E402
-from tests.fakellm import FakeLLM, call, reply  # noqa: E402
+from agent.testing.sites import serve_dir  # noqa: E402
+
+SITE = ROOT / "tests" / "site"  # the engine test pages, read as data
+from agent.testing.fakellm import FakeLLM, call, reply  # noqa: E402
 
 
 def tokens(text: str) -> int:
@@ -44,7 +46,8 @@ def fixed_prompt_table() -> list[tuple[str, int, int]]:
     schema = {"type": "object", "properties": {"name": {"type": "string"}, "price": {"type": "number"}},
               "required": ["name", "price"]}
     rows = []
-    for label, kwargs in [("text result", {}), ("json_schema result", {"json_schema": schema, "response_format": "json"})]:
+    cases = [("text result", {}), ("json_schema result", {"json_schema": schema, "response_format": "json"})]
+    for label, kwargs in cases:
         tool_json = json.dumps(actions.tools(**kwargs))
         frame = prompts.step_message(task="", step=1, max_steps=25, history=[], tabs=[(0, "")], current_tab=0,
                                      url="", title="", page="", notes=[], result_hint=prompts.result_hint(

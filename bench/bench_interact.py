@@ -17,8 +17,9 @@ import asyncio
 import statistics
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -26,7 +27,9 @@ sys.path.insert(0, str(ROOT))
 from agent.engine import actions as act  # noqa: E402
 from agent.engine.browser import Browser, BrowserSession  # noqa: E402
 from agent.engine.page import find_element, observe  # noqa: E402
-from tests.conftest import SITE, serve_dir  # noqa: E402
+from agent.testing.sites import serve_dir  # noqa: E402
+
+SITE = ROOT / "tests" / "site"  # the engine test pages, read as data
 
 LONG = " ".join(f"word{i}" for i in range(260))[:2000]
 

@@ -20,20 +20,21 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from agent.engine.browser import Browser  # noqa: E402
 from agent.engine.page import observe, page_text  # noqa: E402
-from tests.conftest import SITE, serve_dir  # noqa: E402
+from agent.testing.sites import serve_dir  # noqa: E402
 
-WORDS = (
-    "the of function returns value parameter object request response module class method string list "
-    "dict config option default timeout error handler session client server stream buffer"
-).split()
+SITE = ROOT / "tests" / "site"  # the engine test pages, read as data
+
+WORDS = ["the", "of", "function", "returns", "value", "parameter", "object", "request", "response", "module",
+         "class", "method", "string", "list", "dict", "config", "option", "default", "timeout", "error", "handler",
+         "session", "client", "server", "stream", "buffer"]
 
 
 def make_doc_page(target_bytes: int, *, seed: int = 7) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent.engine.policy import check_navigation, request_blocked  # noqa: E402
+from agent.engine.policy import check_navigation, request_blocked
 
 CASES = {
     "check_navigation plain": lambda: check_navigation("https://shop.example.com/cart?id=42", allowed_domains=[]),
@@ -47,10 +47,10 @@ def main() -> None:
         for _ in range(n):
             fn()
         rows.append((name, (time.perf_counter() - start) / n * 1e6))
-    # -X importtime of the module alone (as a top-level module, so agent/__init__ is not counted),
+    # -X importtime of the module alone (as a top-level module, so the agent packages' __init__ are not counted),
     # cumulative: the module plus the stdlib modules it pulls in.
     trace = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", "import sys; sys.path.insert(0, 'agent'); import policy"],
+        [sys.executable, "-X", "importtime", "-c", "import sys; sys.path.insert(0, 'agent/engine'); import policy"],
         capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent,
     ).stderr
     import_us = next(
@@ -61,7 +61,7 @@ def main() -> None:
     for name, us in rows:
         print(f"{name:40} {us:10.1f}")
     print("-" * 51)
-    print(f"{'import agent/policy.py + stdlib deps (ms)':40} {import_us / 1000:10.1f}")
+    print(f"{'import policy.py + stdlib deps (ms)':40} {import_us / 1000:10.1f}")
 
 
 if __name__ == "__main__":

@@ -24,9 +24,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import duckdb  # noqa: E402  (the bench fills a file directly; the app never does)
+import duckdb  # the bench fills a file directly; the app never does
 
-from agent.models import (  # noqa: E402
+from agent.log.snapshots import open_snapshot
+from agent.log.store import Store
+from agent.models import (
     ActionResult,
     HistoryItem,
     LLMCall,
@@ -37,7 +39,6 @@ from agent.models import (  # noqa: E402
     StepFinished,
     utcnow,
 )
-from agent.log.store import Store, open_snapshot  # noqa: E402
 
 
 def typical_step(step: int, n_actions: int) -> HistoryItem:

@@ -23,8 +23,9 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -32,13 +33,15 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from agent.engine.browser import Browser  # noqa: E402
 from agent.engine.loop import arun  # noqa: E402
-from agent.models import RunFinished, RunRequest, RunResponse  # noqa: E402
+from agent.models import RunFinished, RunRequest, RunResponse, WorkflowHealed  # noqa: E402
+from agent.testing.sites import serve_dir  # noqa: E402
+from agent.workflows.record import record_workflow  # noqa: E402
 from agent.workflows.replay import replay  # noqa: E402
-from agent.workflows.document import record_workflow  # noqa: E402
-from tests.conftest import DEMO, serve_dir  # noqa: E402
-from tests.fakellm import FakeLLM  # noqa: E402
-from tests.workflow_site.script import demo_agent, order_prompt, shop_agent  # noqa: E402
-from tests.workflow_site.shop import VARIANTS, ShopServer  # noqa: E402
+
+DEMO = ROOT / "data" / "demo"
+from agent.testing.fakellm import FakeLLM  # noqa: E402
+from agent.testing.workflow_site.script import demo_agent, order_prompt, shop_agent  # noqa: E402
+from agent.testing.workflow_site.shop import VARIANTS, ShopServer  # noqa: E402
 
 A = dict(query="usb-c", qty=2, name="Ada Lovelace", email="ada@example.com", country="Germany")
 B = dict(query="hdmi", qty=3, name="Grace Hopper", email="grace@example.com", country="France")
@@ -60,7 +63,8 @@ def counted(handler: Callable[[dict[str, Any]], Any], latency: float) -> Callabl
     def wrapped(body: dict[str, Any]) -> Any:
         answer = handler(body)
         if isinstance(answer, dict) and "choices" in answer:
-            prompt = _tokens(json.dumps(body.get("messages", []), ensure_ascii=False) + json.dumps(body.get("tools", [])))
+            sent = json.dumps(body.get("messages", []), ensure_ascii=False) + json.dumps(body.get("tools", []))
+            prompt = _tokens(sent)
             message = answer["choices"][0]["message"]
             completion = _tokens(json.dumps(message.get("tool_calls") or []) + (message.get("content") or ""))
             answer["usage"] = {"prompt_tokens": prompt, "completion_tokens": completion,
@@ -72,13 +76,17 @@ def counted(handler: Callable[[dict[str, Any]], Any], latency: float) -> Callabl
     return wrapped
 
 
-async def replay_once(request: RunRequest, doc: dict[str, Any], browser: Browser) -> tuple[RunFinished, float]:
+async def replay_once(request: RunRequest, doc: dict[str, Any],
+                      browser: Browser) -> tuple[RunFinished, dict[str, Any] | None, float]:
+    """The replay's end, the healed version it handed over (if any) and its wall time."""
     t0 = time.perf_counter()
-    final = None
+    final, healed = None, None
     async for event in replay(request, doc, browser=browser):
+        if isinstance(event, WorkflowHealed):
+            healed = event.document
         final = event
     assert isinstance(final, RunFinished)
-    return final, time.perf_counter() - t0
+    return final, healed, time.perf_counter() - t0
 
 
 def row(cells: list[Any], widths: list[int]) -> str:
@@ -96,7 +104,8 @@ async def main(runs: int, latency: float) -> None:
     try:
         # Warm-up: litellm's import and Chromium's first page are paid once, not by the first row.
         fake.reset(counted(shop_agent(**A), 0))
-        await arun(RunRequest(prompt=order_prompt(shop.url, **A), model=MODEL, start_url=shop.url + "/"), browser=browser)
+        first = RunRequest(prompt=order_prompt(shop.url, **A), model=MODEL, start_url=shop.url + "/")
+        await arun(first, browser=browser)
 
         tasks = [
             ("order (shop)", lambda: counted(shop_agent(**A), latency),
@@ -125,14 +134,17 @@ async def main(runs: int, latency: float) -> None:
             fake.reset(lambda body: 503)
             replay_rows = [await replay_once(replay_request, task_doc, browser) for _ in range(runs)]
             assert not fake.requests, "a replay called the model"
-            for mode, rows in (("agent", [(t, r) for t, r in agent_rows]), ("replay", [(t, f.response) for f, t in replay_rows])):
+            by_mode = (("agent", [(t, r) for t, r in agent_rows]),
+                       ("replay", [(t, f.response) for f, _, t in replay_rows]))
+            for mode, rows in by_mode:
                 wall = statistics.median(t for t, _ in rows)
                 r = rows[0][1]
                 print(row([label, mode, f"{wall:.2f}", r.usage.llm_calls, r.usage.input_tokens, r.usage.output_tokens,
                            len(r.history), r.status], widths))
         assert doc is not None
 
-        print(f"\n2. The order workflow replayed (other values) on changed pages; the model heals ({latency:g} s per call)\n")
+        print("\n2. The order workflow replayed (other values) on changed pages; "
+              f"the model heals ({latency:g} s per call)\n")
         widths = [10, 9, 7, 7, 10, 9, 24]
         print(row(["variant", "outcome", "healed", "calls", "tokens in", "wall s", "healed version: again"], widths))
         counts = {"untouched": 0, "healed": 0, "failed": 0}
@@ -141,17 +153,18 @@ async def main(runs: int, latency: float) -> None:
         for variant in VARIANTS:
             shop.variant = variant
             fake.reset(counted(shop_agent(**B), latency))
-            final, wall = await replay_once(RunRequest(prompt=order_prompt(shop.url, **B), model=MODEL), doc, browser)
+            final, healed, wall = await replay_once(RunRequest(prompt=order_prompt(shop.url, **B), model=MODEL), doc,
+                                                    browser)
             r = final.response
             outcome = "failed" if r.status != "success" else ("healed" if r.healed_steps else "untouched")
             if variant != "base":
                 counts[outcome] += 1
                 total_calls += r.usage.llm_calls
             again = "-"
-            if final.healed_workflow is not None:
+            if healed is not None:
                 fake.reset(lambda body: 503)
-                second, wall2 = await replay_once(RunRequest(prompt=order_prompt(shop.url, **A), model=MODEL),
-                                                  final.healed_workflow, browser)
+                second, _, wall2 = await replay_once(RunRequest(prompt=order_prompt(shop.url, **A), model=MODEL),
+                                                     healed, browser)
                 s = second.response
                 again = f"{s.status}, {s.healed_steps} healed, {len(fake.requests)} calls, {wall2:.2f} s"
             print(row([variant, outcome, r.healed_steps, r.usage.llm_calls, r.usage.input_tokens, f"{wall:.2f}", again],
@@ -161,7 +174,8 @@ async def main(runs: int, latency: float) -> None:
         shop.variant = "base"
         n = len(changed)
         print(f"\nOver {n} page changes: replayed untouched {counts['untouched']}/{n} "
-              f"({100 * counts['untouched'] / n:.0f}%), healed {counts['healed']}/{n} ({100 * counts['healed'] / n:.0f}%), "
+              f"({100 * counts['untouched'] / n:.0f}%), "
+              f"healed {counts['healed']}/{n} ({100 * counts['healed'] / n:.0f}%), "
               f"failed {counts['failed']}/{n}; model calls {total_calls} in all "
               f"(an agent run of this task makes {agent_rows_calls(doc)}).")
     finally:

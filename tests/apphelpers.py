@@ -12,14 +12,15 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 
-from tests.fakellm import call, last_user_text, reply
+from agent.testing.fakellm import call, last_user_text, reply
 
 ROOT = Path(__file__).resolve().parent.parent
 # Settings a developer may have exported that would change what these tests see.
@@ -50,7 +51,7 @@ class App:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "App":
+    def start(self) -> App:
         """Launch the process (returns at once; call `ready()` to wait for it)."""
         self.starts += 1
         self.log_path = self.data_dir.parent / f"app-{self.data_dir.name}-{self.starts}.log"
@@ -63,7 +64,7 @@ class App:
         )
         return self
 
-    def ready(self, timeout: float = 120.0, headers: dict[str, str] | None = None) -> "App":
+    def ready(self, timeout: float = 120.0, headers: dict[str, str] | None = None) -> App:
         """Wait until /api/health answers (bounded)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -170,7 +171,7 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(min(int(self.headers.get("Content-Length") or 0), 20_000_000))
                 with receiver.lock:
                     receiver.hits.append(Hit(self.path, {k.lower(): v for k, v in self.headers.items()}, body))

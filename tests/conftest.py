@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import os
-import threading
-import time
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import pytest_asyncio
@@ -18,31 +13,12 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from tests.fakellm import FakeLLM  # noqa: E402
+from agent.testing.fakellm import FakeLLM
+from agent.testing.sites import serve_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 SITE = ROOT / "tests" / "site"
 DEMO = ROOT / "data" / "demo"
-
-
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:  # noqa: N802
-        # `?delay_ms=300` answers late, as a real server across a network does (bounded to 2 s)
-        delay = parse_qs(urlsplit(self.path).query).get("delay_ms", ["0"])[0]
-        if delay.isdigit():
-            time.sleep(min(int(delay), 2000) / 1000)
-        super().do_GET()
-
-
-def serve_dir(directory: Path) -> tuple[ThreadingHTTPServer, str]:
-    """Serve `directory` over HTTP on 127.0.0.1; returns the server and its base URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(directory)))
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}"
 
 
 @pytest.fixture(scope="session")

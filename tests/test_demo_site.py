@@ -1,7 +1,8 @@
 """The bundled demo shop (data/demo) in real Chromium: search, sort, product, cart, checkout, contact.
 
 The catalogue facts and order/reference numbers asserted here are the right answers of the
-workbench's example tasks (data/demo/examples.json); the README's demo section lists the same ones.
+workbench's example tasks (data/demo/examples.json); docs/demo-shop.md lists the same ones, and is
+checked here against the shop.
 """
 
 from __future__ import annotations
@@ -9,10 +10,11 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections.abc import AsyncIterator, Iterator
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -21,9 +23,10 @@ from playwright.async_api import Page
 from agent.models import RunRequest, parse_json_schema
 
 DEMO = Path(__file__).resolve().parent.parent / "data" / "demo"
+DEMO_DOCS = Path(__file__).resolve().parent.parent / "docs" / "demo-shop.md"
 PAGES = ("index.html", "search.html", "product.html", "cart.html", "checkout.html", "contact.html")
 
-# Catalogue facts the examples' answers depend on (also documented in .readme/demo.md).
+# Catalogue facts the examples' answers depend on (also documented in docs/demo-shop.md).
 USB_C_RESULTS = [  # relevance order = catalogue order
     ("cab-01", "USB-C to USB-C Cable 0.5 m", "€5.49"),
     ("cab-02", "USB-C to USB-C Cable 1 m", "€8.99"),
@@ -165,6 +168,22 @@ def test_examples_are_valid_run_requests() -> None:
     assert any(set(s["required"]) == {"name", "price"} for s in schemas)
     prompts = " ".join(e["prompt"] for e in examples)
     assert "Contact page" in prompts and "cart" in prompts and "check out" in prompts
+
+
+async def test_demo_docs_list_the_catalogue_and_the_right_answers(page: Page, demo_url: str) -> None:
+    """docs/demo-shop.md's catalogue table is the shop's catalogue; its answers are the ones asserted here."""
+    await page.goto(f"{demo_url}/index.html")
+    products = await page.evaluate("window.DEMO_PRODUCTS")
+    shop = [(p["id"], p["name"], p["category"], f"€{p['price']:.2f}", f"{p['rating']:.1f}", str(p["stock"]))
+            for p in products]
+    text = DEMO_DOCS.read_text(encoding="utf-8")
+    rows = re.findall(r"^\| ([a-z]+-\d+) \| (.+?) \| (\w+) \| (€[\d.]+) \| ([\d.]+) \| (\d+) \|$", text, re.M)
+    assert [tuple(r) for r in rows] == shop, "docs/demo-shop.md's catalogue table differs from data/demo/products.js"
+    titles = [e["title"] for e in json.loads((DEMO / "examples.json").read_text())]
+    missing = [t for t in titles if not re.search(rf"^\| {re.escape(t)}\b", text, re.M)]
+    assert missing == [], f"docs/demo-shop.md has no answer row for the examples {missing}"
+    for fact in (CONTACT_REFERENCE, ORDER_NUMBER, *(f"{name}**, **{price}" for _, name, price in USB_C_RESULTS[:1])):
+        assert fact in text, f"docs/demo-shop.md does not state {fact!r}"
 
 
 # ---------- search, sort, product ----------

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -13,8 +14,8 @@ from pydantic import ValidationError
 from agent.engine.browser import Browser
 from agent.engine.loop import arun, stream
 from agent.models import RunFinished, RunRequest, RunResponse, RunStarted, StepFinished, validation_errors
-from tests.conftest import serve_dir
-from tests.fakellm import FakeLLM, call, find_index, last_user_text, reply
+from agent.testing.fakellm import FakeLLM, call, find_index, last_user_text, reply
+from agent.testing.sites import serve_dir
 
 PAGES = {
     "index.html": """<!doctype html><html><head><title>Shop home</title></head><body>

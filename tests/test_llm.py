@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from agent.engine.llm import LLM, KEY_VARS, LLMError, MissingKeyError, check_key, key_status, litellm_model
+from agent.engine.llm import KEY_VARS, LLM, LLMError, MissingKeyError, check_key, key_status, litellm_model
 from agent.models import DEFAULT_MODELS, PROVIDERS
-from tests.fakellm import FakeLLM, call, reply
+from agent.testing.fakellm import FakeLLM, call, reply
 
 TOOLS = [{"type": "function", "function": {"name": "click", "description": "Click",
                                            "parameters": {"type": "object", "properties": {"index": {"type": "integer"}}}}}]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,8 @@ from pydantic import ValidationError
 
 from agent.models import DEFAULT_MODELS, PROVIDERS, RunRequest, RunResponse, validation_errors
 
-SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "run-agent-api.txt"
+# The contract's field lists (from shared/seed/run-agent-api.txt), kept in the repository.
+CONTRACT = Path(__file__).resolve().parent / "contract" / "run-agent-api.json"
 
 
 def errors_of(body: dict) -> list[dict[str, str]]:
@@ -80,16 +80,23 @@ def test_bad_requests_name_the_field_and_the_fix(body: dict, field: str, fragmen
 
 
 def test_response_has_every_contract_field_with_contract_types() -> None:
-    text = SEED.read_text()
-    response_part = text[text.index('"task_id": 123'):text.index("Body")]
-    contract_fields = set(re.findall(r'"(\w+)":', response_part))
+    contract = json.loads(CONTRACT.read_text())
     dumped = RunResponse(task_id=1, task_run_id=2).model_dump(mode="json")
-    assert contract_fields - {"description", "actions", "name", "params", "is_done", "success",
-                              "extracted_content", "error", "include_in_memory"} <= set(dumped)
+    assert set(contract["response"]) <= set(dumped)
     assert dumped["status"] == "in_progress" and dumped["history"] == []
+    assert set(contract["status"]) == set(RunResponse.model_fields["status"].annotation.__args__)
     from agent.models import ActionResult, HistoryItem
 
     item = HistoryItem(description="d", actions=[ActionResult(name="click", params={"index": 1})]).model_dump()
-    assert {"description", "actions"} <= set(item)
-    assert {"name", "params", "is_done", "success", "extracted_content", "error", "include_in_memory"} <= set(
-        item["actions"][0])
+    assert set(contract["history_item"]) <= set(item)
+    assert set(contract["action"]) <= set(item["actions"][0])
+
+
+def test_request_has_every_contract_field_with_its_default() -> None:
+    contract = json.loads(CONTRACT.read_text())["request"]
+    assert set(contract) <= set(RunRequest.model_fields)
+    request = RunRequest(prompt="abc")
+    for name, spec in contract.items():
+        if "default" in spec:
+            assert getattr(request, name) == (spec["default"] if spec["default"] is not None else None), name
+    assert list(PROVIDERS) == contract["provider"]["enum"]

@@ -13,9 +13,10 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import nbformat
 import pytest
@@ -24,10 +25,11 @@ from nbclient import NotebookClient
 
 from agent import analysis as an
 from agent.engine.loop import EngineOptions
+from agent.log.snapshots import snapshot_path
+from agent.log.store import Store
 from agent.models import RunResponse
 from agent.service.runs import RunService
-from agent.log.store import Store, snapshot_path
-from tests.fakellm import FakeLLM, call, reply
+from agent.testing.fakellm import FakeLLM, call, reply
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -130,9 +132,10 @@ async def recorded(browser, site_url: str, tmp_path_factory: pytest.TempPathFact
             fake.close()
     store.publish_snapshot()
     # The export as `make export` runs it, from another process, while the app (this store) is open.
-    out = subprocess.run(
-        [sys.executable, "-m", "agent.log.store", "export", "--data-dir", str(data), "--out", str(exports)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    out = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "agent.log", "export", "--data-dir", str(data), "--out", str(exports)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
     )
     assert out.returncode == 0, out.stderr
     rec = Recorded(data=data, exports=exports, store=store, prompts=prompts, responses=responses)
@@ -234,8 +237,8 @@ def test_helpers_match_the_recorded_runs(recorded: Recorded) -> None:
 def test_run_timeline_lays_out_a_run_with_its_screenshots(recorded: Recorded) -> None:
     """One failed run step by step, screenshot files found on disk."""
     b_fail = recorded.by_model(MODEL_B)[1]
-    an.connect(recorded.data)
-    timeline = an.run_timeline(b_fail.task_run_id)
+    con = an.connect(recorded.data)
+    timeline = an.run_timeline(b_fail.task_run_id, con=con)
     assert timeline.step.tolist() == [item.step for item in b_fail.history] == [1, 2, 3, 4]
     assert timeline.description.tolist() == [item.description for item in b_fail.history]
     assert timeline.failed_actions.tolist() == [0, 1, 1, 1]
@@ -244,17 +247,19 @@ def test_run_timeline_lays_out_a_run_with_its_screenshots(recorded: Recorded) ->
     assert timeline.input_tokens.tolist() == [USAGE[MODEL_B][0]] * 4
     assert timeline.screenshot.tolist() == [item.screenshot for item in b_fail.history]
     assert all(Path(p).is_file() and Path(p).is_relative_to(recorded.data) for p in timeline.screenshot)
-    assert an.run_timeline(10_000).empty
+    assert an.run_timeline(10_000, con=con).empty
+    con.close()
 
 
 def test_bad_arguments_name_the_fix(recorded: Recorded) -> None:
-    an.connect(recorded.data)
+    con = an.connect(recorded.data)
     with pytest.raises(ValueError, match="by must be 'model' or 'prompt'"):
-        an.compare("a", "b", by="provider")
+        an.compare("a", "b", by="provider", con=con)
     with pytest.raises(ValueError, match="pick two different ones"):
-        an.compare(MODEL_A, MODEL_A)
+        an.compare(MODEL_A, MODEL_A, con=con)
     with pytest.raises(ValueError, match=r"run_id must be a run's integer id \(see runs\(\).id\)"):
-        an.steps("latest")
+        an.steps("latest", con=con)
+    con.close()
 
 
 def test_an_empty_log_gives_empty_frames_with_the_same_columns(recorded: Recorded, tmp_path: Path) -> None:
@@ -476,35 +481,36 @@ async def test_a_reader_left_open_never_blocks_the_app_and_sees_new_runs_after_r
         assert store.snapshot_error is None
 
         assert an.runs(con=reader).id.tolist() == [first.task_run_id]  # still its own snapshot, no error
-        an.connect()  # reconnect: the new run is there
-        after = an.runs()
+        fresh = an.connect()  # reconnect: the new run is there
+        after = an.runs(con=fresh)
         assert after[["id", "status", "model", "steps"]].to_dict("records") == [
             {"id": first.task_run_id, "status": "success", "model": MODEL_A, "steps": 2},
             {"id": second.task_run_id, "status": "success", "model": MODEL_B, "steps": 3},
         ]
+        assert an.steps(second.task_run_id, con=fresh).step.tolist() == [1, 2, 3]
+        # Without con=, as a notebook calls them, helpers read the latest snapshot of the data dir.
+        assert an.runs().id.tolist() == [first.task_run_id, second.task_run_id]
         assert an.steps(second.task_run_id).step.tolist() == [1, 2, 3]
+        fresh.close()
         reader.close()
     finally:
         await service.close()
         store.close()
 
 
-# ------------------------------------------------------------------ the README
-def test_readme_views_section_is_generated_from_code() -> None:
-    readme = ROOT / "README.md"
-    text = readme.read_text() if readme.exists() else ""
-    found = re.search(r"<!-- views:start -->(.*?)<!-- views:end -->", text, re.S)
-    if found is None:
-        pytest.skip("README.md has no <!-- views:start --> / <!-- views:end --> markers yet: "
-                    "the lead merges .readme/analysis.md into it")
+# ------------------------------------------------------------------ the docs
+def test_run_log_docs_views_section_is_generated_from_code() -> None:
+    page = ROOT / "docs" / "run-log.md"
+    found = re.search(r"<!-- views:start -->(.*?)<!-- views:end -->", page.read_text(encoding="utf-8"), re.S)
+    assert found is not None, "docs/run-log.md lost its <!-- views:start --> / <!-- views:end --> markers"
     assert found.group(1).strip() == an.views_markdown().strip(), (
-        "README.md's views section is stale: paste the output of `python -m agent.log.analysis views-markdown` "
-        "between the markers")
+        "docs/run-log.md's views section is stale: paste the output of "
+        "`python -m agent.log.analysis views-markdown` between the markers")
 
 
 def test_views_markdown_cli_prints_every_view() -> None:
     out = subprocess.run([sys.executable, "-m", "agent.log.analysis", "views-markdown"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == an.views_markdown().strip()
     lines = out.stdout.strip().splitlines()
@@ -517,6 +523,6 @@ def test_views_markdown_cli_prints_every_view() -> None:
 def test_importing_analysis_loads_neither_pandas_nor_duckdb() -> None:
     code = ("import sys, agent.log.analysis; "
             "print(sorted(m for m in ('pandas', 'duckdb', 'matplotlib') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.replace("'", '"')) == []

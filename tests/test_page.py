@@ -6,8 +6,8 @@ import asyncio
 import random
 import re
 import time
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
 
 import pytest
 from playwright.async_api import Page
@@ -21,7 +21,7 @@ from agent.engine.page import (
     observe,
     page_text,
 )
-from tests.conftest import serve_dir
+from agent.testing.sites import serve_dir
 
 
 @asynccontextmanager
@@ -506,7 +506,7 @@ async def test_page_text_links_lists_and_frames(browser, site_url):
 def make_doc_page(target_bytes: int) -> str:
     """A documentation-like page: a fixed sidebar of links, then sections of prose, code and tables."""
     rnd = random.Random(3)
-    words = "the of function returns value parameter object request response module class method".split()
+    words = ["the", "of", "function", "returns", "value", "parameter", "object", "request", "response", "module", "class", "method"]
     sections = max(1, target_bytes // 5_000)
     parts = ["<!doctype html><title>Generated docs</title><style>nav{position:fixed;left:0;top:0;width:200px;"
              "height:100vh;overflow:auto} main{margin-left:220px}</style><nav><ul>"]
@@ -595,8 +595,13 @@ async def test_stuck_page_still_returns_an_observation(browser, site_url):
         assert obs.text == "(the page did not answer in time; wait, then observe again)"
         assert obs.truncated and obs.element_count == 0
         assert waited < 9
-        await asyncio.sleep(max(0.0, 9.5 - waited))
-        assert (await observe(page)).element_count == 10  # readable again once the page is free
+        # Readable again once the page is free (the spin ends 9 s after it began): wait for that, bounded.
+        for _attempt in range(60):  # each observe() is bounded (budget + slack): at most ~30 s in all
+            again = await observe(page, time_budget_ms=100)
+            if again.element_count:
+                break
+            await asyncio.sleep(0.1)
+        assert again.element_count == 10
 
 
 async def test_init_script_is_invisible_to_the_page(browser, site_url):

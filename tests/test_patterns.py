@@ -3,19 +3,20 @@
 Each page under tests/site is the realistic version of a pattern (a cookie wall over the page, a
 hover menu, a keyup-filtered table, nested closed shadow roots around an iframe, a styled checkbox,
 an infinite feed, an autocomplete, a contenteditable editor, date and range inputs). The fake model
-picks indices from the observation text, as a model would (tests/fakellm.py `find_index`).
+picks indices from the observation text, as a model would (agent/testing/fakellm.py `find_index`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from agent.engine.browser import Browser
 from agent.engine.loop import stream
 from agent.models import RunFinished, RunResponse
-from tests.fakellm import FakeLLM, call, find_index, last_user_text, reply
+from agent.testing.fakellm import FakeLLM, call, find_index, last_user_text, reply
 
 Step = Callable[[str, dict[str, Any]], Any]
 

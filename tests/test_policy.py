@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio

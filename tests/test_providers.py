@@ -1,6 +1,6 @@
 """Every provider through litellm's real client code, against fakes of its own wire protocol.
 
-Anthropic Messages and Gemini generateContent are faked natively (tests/fakeproviders.py); OpenAI,
+Anthropic Messages and Gemini generateContent are faked natively (agent/testing/fakeproviders.py); OpenAI,
 Groq, Mistral, Together and DeepSeek through the OpenAI fake with each dialect's rules. Each fake
 enforces the documented request rules that matter here, so a request the real API would refuse
 fails the test. No key is set: each provider runs keyless against its base URL, as a gateway would.
@@ -9,19 +9,20 @@ fails the test. No key is set: each provider runs keyless against its base URL, 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from pydantic import BaseModel, ValidationError
 
 from agent.engine import schema as schemas
 from agent.engine.browser import Browser
-from agent.engine.loop import stream
 from agent.engine.llm import BASE_URL_VARS, KEY_VARS, LLM, base_url, key_status, model_info, model_notes, output_limit
+from agent.engine.loop import stream
 from agent.models import PROVIDERS, RunFinished, RunRequest, RunResponse, validation_errors
-from tests.fakellm import FakeLLM, call, find_index, last_user_text, reply
-from tests.fakeproviders import FakeAnthropic, FakeGemini, dialect_fake, schema_error
+from agent.testing.fakellm import FakeLLM, call, find_index, last_user_text, reply
+from agent.testing.fakeproviders import FakeAnthropic, FakeGemini, dialect_fake, schema_error
 
 BASE_ENV = {"openai": "OPENAI_BASE_URL", "anthropic": "ANTHROPIC_BASE_URL", "google": "GEMINI_BASE_URL",
             "groq": "GROQ_BASE_URL", "mistral": "MISTRAL_BASE_URL", "together": "TOGETHER_BASE_URL",

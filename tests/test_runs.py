@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from agent.engine.browser import Browser
-from agent.models import RequestError, RunFinished, RunStarted, StepFinished, StepStarted
-from agent.service.runs import NotFound, RunService, ServiceBusy, ServiceClosed
 from agent.log.store import Store
-from tests.fakellm import FakeLLM, call, last_user_text, reply
+from agent.models import RunFinished, RunStarted, StepFinished, StepStarted, validation_errors
+from agent.service.runs import NotFound, RunService, ServiceBusy, ServiceClosed
+from agent.testing.fakellm import FakeLLM, call, last_user_text, reply
 
 
 def script(body: dict[str, Any]) -> Any:
@@ -121,8 +122,9 @@ async def test_queue_limit_cancel_and_shutdown(model: FakeLLM, browser: Browser,
     cancelled = await service.wait(queued, timeout=10)
     assert (cancelled.status, cancelled.error, cancelled.history) == ("failure", "cancelled", [])
     assert await service.cancel(queued) is False  # already ended
-    while len(service.get(running).history) < 2:  # type: ignore[union-attr]
-        await asyncio.sleep(0.1)
+    async for event in service.subscribe(running):  # bounded by the run's timeout
+        if isinstance(event, StepFinished) and event.item.step >= 2:
+            break
     await asyncio.wait_for(service.close(), 30)
     ended = store.get_run(running)
     assert ended is not None and (ended.status, ended.error) == ("failure", "shutdown")
@@ -135,9 +137,9 @@ async def test_bad_submissions_raise_before_anything_is_stored(browser: Browser,
     service = RunService(store, browser, data_dir=store.data_dir)
     with pytest.raises(ValidationError):
         await service.submit({"prompt": "ab"})
-    with pytest.raises(RequestError, match="metadata") as info:
+    with pytest.raises(ValidationError, match="metadata") as info:
         await service.submit({"prompt": "tell me", "webhook_url": "http://metadata.google.internal/x"})
-    assert info.value.field == "webhook_url"
+    assert [e["field"] for e in validation_errors(info.value)] == ["webhook_url"]
     with pytest.raises(NotFound, match="^task 77 not found$"):
         await service.submit({"prompt": "tell me"}, task_id=77)
     with pytest.raises(NotFound, match="^run 5 not found$"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import subprocess
@@ -9,14 +10,21 @@ import sys
 import textwrap
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import get_origin, get_type_hints
 
 import duckdb
 import pandas as pd
 import pytest
 
+from agent.log.errors import InvalidQuery, SnapshotMissing, StoreLocked
 from agent.log.migrations import MIGRATIONS, MigrationError
+from agent.log.protocol import RunLog
+from agent.log.schema import describe_views, schema_markdown
+from agent.log.snapshots import open_snapshot, snapshot_path
+from agent.log.store import Store
 from agent.models import (
     ActionResult,
     HistoryItem,
@@ -29,19 +37,9 @@ from agent.models import (
     StepStarted,
     Usage,
 )
-from agent.log.store import (
-    InvalidQuery,
-    SnapshotMissing,
-    Store,
-    StoreLocked,
-    describe_views,
-    open_snapshot,
-    schema_markdown,
-    snapshot_path,
-)
 
 ROOT = Path(__file__).resolve().parent.parent
-T0 = datetime(2026, 11, 29, 10, 0, 0, 123456, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 29, 10, 0, 0, 123456, tzinfo=UTC)
 
 
 # ------------------------------------------------------------------ builders of real events
@@ -139,6 +137,15 @@ def snapshot_rows(data_dir: Path, sql: str) -> list[tuple]:
         con.close()
 
 
+def wait_until(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
+    """Return as soon as `condition()` holds; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.01)
+
+
 @pytest.fixture
 def store(tmp_path: Path):
     """A store in a fresh data directory, publishing snapshots 50 ms after each run."""
@@ -187,6 +194,19 @@ def test_describe_views_and_schema_markdown() -> None:
                                                 "runs": "BIGINT", "last_at": "TIMESTAMP WITH TIME ZONE"}
     md = schema_markdown()
     assert "- `v_runs`: `id` bigint, `task_id` bigint" in md and "- `actions`: `run_id` bigint" in md
+
+
+def test_store_is_the_run_log_the_service_holds(store: Store) -> None:
+    """`Store` implements `RunLog` with exactly the protocol's signatures (so the protocol cannot drift)."""
+    assert isinstance(store, RunLog)
+    members = [name for name, value in vars(RunLog).items() if callable(value) and not name.startswith("_")]
+    assert len(members) == 16
+    for name in members:
+        protocol = inspect.signature(getattr(RunLog, name), eval_str=True)
+        actual = inspect.signature(getattr(Store, name), eval_str=True)
+        assert actual == protocol, f"Store.{name}{actual} differs from RunLog.{name}{protocol}"
+    for name, kind in get_type_hints(RunLog).items():
+        assert isinstance(getattr(store, name), get_origin(kind) or kind), name
 
 
 # ------------------------------------------------------------------ the run lifecycle
@@ -340,7 +360,7 @@ def test_writers_in_many_threads_lose_nothing(store: Store) -> None:
         try:
             _, run_id, exp = record_run(store, request(f"thread {n} buys a cable"), steps=3)
             expected[run_id] = exp
-        except BaseException as exc:  # surfaced below: a thread's exception is otherwise lost
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=one, args=(n,)) for n in range(6)]
@@ -357,12 +377,12 @@ def test_writers_in_many_threads_lose_nothing(store: Store) -> None:
 def test_webhook_attempts_recorded_in_order(store: Store) -> None:
     _, run_id, _ = record_run(store, request(webhook_url="https://hooks.example.com/x"))
     attempts = [
-        dict(url="https://hooks.example.com/x", attempt=1, at=T0, status_code=None, ok=False,
-             error="connection refused", duration_ms=3.5),
-        dict(url="https://hooks.example.com/x", attempt=2, at=T0 + timedelta(seconds=1), status_code=503, ok=False,
-             error="HTTP 503", duration_ms=40.0),
-        dict(url="https://hooks.example.com/x", attempt=3, at=T0 + timedelta(seconds=3), status_code=200, ok=True,
-             error=None, duration_ms=21.25),
+        {"url": "https://hooks.example.com/x", "attempt": 1, "at": T0, "status_code": None, "ok": False,
+         "error": "connection refused", "duration_ms": 3.5},
+        {"url": "https://hooks.example.com/x", "attempt": 2, "at": T0 + timedelta(seconds=1), "status_code": 503,
+         "ok": False, "error": "HTTP 503", "duration_ms": 40.0},
+        {"url": "https://hooks.example.com/x", "attempt": 3, "at": T0 + timedelta(seconds=3), "status_code": 200,
+         "ok": True, "error": None, "duration_ms": 21.25},
     ]
     for a in attempts:
         store.record_webhook_attempt(run_id, **a)
@@ -414,7 +434,7 @@ def test_bad_ids_and_second_owner_refused(store: Store, tmp_path: Path) -> None:
     assert store.list_runs() == ([], 0)  # nothing half-written by the refused events
     with pytest.raises(StoreLocked, match="already open by a Store in this process"):
         Store(store.data_dir)
-    with pytest.raises(SnapshotMissing, match="python -m agent.log.store snapshot --data-dir"):
+    with pytest.raises(SnapshotMissing, match="python -m agent.log snapshot --data-dir"):
         open_snapshot(tmp_path / "nowhere")
 
 
@@ -475,7 +495,7 @@ READER = textwrap.dedent(
     """
     import json, sys, time
     from pathlib import Path
-    from agent.log.store import open_snapshot
+    from agent.log.snapshots import open_snapshot
 
     data_dir, ready, stop = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     seen, errors = [], []
@@ -522,9 +542,7 @@ def test_second_process_reads_snapshots_while_this_one_writes(tmp_path: Path) ->
         reader = subprocess.Popen([sys.executable, "-c", READER, str(data), str(ready), str(stop)], cwd=ROOT,
                                   env=_python_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            deadline = time.monotonic() + 60
-            while not ready.exists() and reader.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.05)
+            wait_until(lambda: ready.exists() or reader.poll() is not None, timeout=60, what="the reader's first read")
             assert ready.exists(), reader.stderr.read() if reader.poll() is not None else "reader never read"
 
             expected = {}
@@ -537,12 +555,9 @@ def test_second_process_reads_snapshots_while_this_one_writes(tmp_path: Path) ->
                 t = time.perf_counter()
                 store.publish_snapshot()
                 publish_ms.append((time.perf_counter() - t) * 1000)
-                # Wait (bounded) until the reader has seen this version, however loaded the machine.
-                deadline = time.monotonic() + 30
-                while time.monotonic() < deadline and reader.poll() is None:
-                    if int(ready.read_text() or -1) >= n + 1:
-                        break
-                    time.sleep(0.01)
+                # Wait until the reader has seen this version (or died: reported below), however loaded the machine.
+                wait_until(lambda n=n: reader.poll() is not None or int(ready.read_text() or -1) >= n + 1,
+                           timeout=30, what=f"the reader to see run {n + 1}")
             stop.touch()
             out, err = reader.communicate(timeout=60)
         finally:
@@ -597,40 +612,41 @@ def test_reader_holding_a_snapshot_blocks_neither_publish_nor_writes(tmp_path: P
 
 def test_snapshot_published_in_background_after_run_finished(store: Store) -> None:
     _, run_id, _ = record_run(store, request())
-    deadline = time.monotonic() + 20
-    seen = None
-    while time.monotonic() < deadline:
+
+    def published() -> bool:
         try:
-            seen = snapshot_rows(store.data_dir, "SELECT id, status FROM runs")
+            return snapshot_rows(store.data_dir, "SELECT id, status FROM runs") == [(run_id, "success")]
         except SnapshotMissing:
-            seen = None
-        if seen == [(run_id, "success")]:
-            break
-        time.sleep(0.05)
-    assert seen == [(run_id, "success")]
+            return False
+
+    wait_until(published, timeout=20, what="the background snapshot with the finished run")
     assert store.snapshot_error is None
 
 
 def test_cli_while_the_app_owns_the_file(store: Store, tmp_path: Path) -> None:
-    _, run_id, _ = record_run(store, request(), steps=2)
+    record_run(store, request(), steps=2)
     store.publish_snapshot()
     out_dir = tmp_path / "exports"
     env = _python_env()
-    done = subprocess.run([sys.executable, "-m", "agent.log.store", "export", "--data-dir", str(store.data_dir),
-                           "--out", str(out_dir)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "agent.log", "export", "--data-dir", str(store.data_dir),
+                           "--out", str(out_dir)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert "wrote 5 Parquet files" in done.stdout  # tasks, runs, steps, actions, llm_calls (one day each)
     assert pd.read_parquet(out_dir / "actions").shape[0] == 7
 
     # The publish above copied the live file: the app must still hold DuckDB's lock on it.
-    snap = subprocess.run([sys.executable, "-m", "agent.log.store", "snapshot", "--data-dir", str(store.data_dir)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    snap = subprocess.run([sys.executable, "-m", "agent.log", "snapshot", "--data-dir", str(store.data_dir)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert snap.returncode == 0, snap.stderr
     assert "the app owns the run log" in snap.stdout and "latest snapshot" in snap.stdout
 
-    missing = subprocess.run([sys.executable, "-m", "agent.log.store", "export", "--data-dir", str(tmp_path / "none")],
-                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    missing = subprocess.run([sys.executable, "-m", "agent.log", "export", "--data-dir", str(tmp_path / "none")],
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert missing.returncode == 2 and "no snapshot at" in missing.stderr and "Traceback" not in missing.stderr
+
+    schema = subprocess.run([sys.executable, "-m", "agent.log", "schema"], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert schema.returncode == 0 and schema.stdout == schema_markdown() + "\n", schema.stderr
 
 
 # ------------------------------------------------------------------ export

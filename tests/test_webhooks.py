@@ -6,10 +6,10 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timezone
+from datetime import UTC
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterator
 
 import pytest
 
@@ -57,7 +57,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, address: tuple[str, int], receiver: "Receiver", family: int) -> None:
+    def __init__(self, address: tuple[str, int], receiver: Receiver, family: int) -> None:
         self.address_family = family
         self.receiver = receiver
         super().__init__(address, _Handler)
@@ -161,7 +161,7 @@ async def test_retries_500_then_429_then_delivers_signed_body(receivers: list[Re
         (3, 200, True, None),
     ]
     for a in rec.attempts:
-        assert a.at.tzinfo == timezone.utc and 0 < a.duration_ms < 2000
+        assert a.at.tzinfo == UTC and 0 < a.duration_ms < 2000
     # Retry-After: 2 was honoured but capped at max_backoff_s (0.3 s); the 500 retried at once.
     assert r.requests[1].at - r.requests[0].at < 0.25
     assert 0.25 <= r.requests[2].at - r.requests[1].at < 1.5
@@ -319,9 +319,9 @@ async def test_ipv6_receiver_is_reached_when_allowed(receivers: list[Receiver]) 
     "url, payload, error",
     [
         ("ftp://example.com/hook", PAYLOAD,
-         "webhook URL must be http:// or https:// with a host, e.g. https://example.com/hook"),
+         "webhook URL must be an http:// or https:// URL with a host, e.g. https://example.com/hook"),
         ("https:///nohost", PAYLOAD,
-         "webhook URL must be http:// or https:// with a host, e.g. https://example.com/hook"),
+         "webhook URL must be an http:// or https:// URL with a host, e.g. https://example.com/hook"),
         ("https://example.com/hook", {"bad": object()}, "payload cannot be sent: object is not JSON serialisable"),
     ],
 )

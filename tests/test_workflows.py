@@ -7,8 +7,9 @@ demo shop, the fake OpenAI-compatible model (it counts every request), real Duck
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import httpx
@@ -16,16 +17,17 @@ import pytest
 import pytest_asyncio
 
 from agent.engine.loop import arun
-from agent.models import ActionResult, HistoryItem, RunFinished, RunRequest, RunResponse, Usage
+from agent.models import ActionResult, HistoryItem, RunFinished, RunRequest, RunResponse, Usage, WorkflowHealed
+from agent.testing.fakellm import FakeLLM, call, last_user_text, reply
+from agent.testing.sites import serve_dir
+from agent.testing.workflow_site.script import demo_agent, order_prompt, shop_agent
+from agent.testing.workflow_site.shop import ShopServer
+from agent.workflows.document import NotRecordable, Parameter, WorkflowError, edit_workflow, load_workflow
+from agent.workflows.params import match_prompt
+from agent.workflows.record import record_workflow
 from agent.workflows.replay import replay
-from agent.workflows.document import (
-    NotRecordable, Parameter, WorkflowError, edit_workflow, load_workflow, match_prompt, record_workflow, render,
-    render_url, url_matches,
-)
-from tests.conftest import DEMO, serve_dir
-from tests.fakellm import FakeLLM, call, last_user_text, reply
-from tests.workflow_site.script import demo_agent, order_prompt, shop_agent
-from tests.workflow_site.shop import ShopServer
+from agent.workflows.template import render, render_url, url_matches
+from tests.conftest import DEMO
 
 A = dict(query="usb-c", qty=2, name="Ada Lovelace", email="ada@example.com", country="Germany")
 B = dict(query="hdmi", qty=3, name="Grace Hopper", email="grace@example.com", country="France")
@@ -83,6 +85,13 @@ async def run_replay(request: RunRequest, workflow: dict[str, Any], browser: Any
     events = [e async for e in replay(request, workflow, browser=browser, **kwargs)]
     assert isinstance(events[-1], RunFinished)
     return events, events[-1]
+
+
+def healed_of(events: list[Any]) -> dict[str, Any] | None:
+    """The healed version a replay handed to the run service (just before its end), if any."""
+    healed = [e.document for e in events if isinstance(e, WorkflowHealed)]
+    assert len(healed) <= 1 and (not healed or isinstance(events[-2], WorkflowHealed))
+    return healed[0] if healed else None
 
 
 def expected_text(shop: ShopServer, values: dict[str, Any], product: str, item: str, price: float) -> str:
@@ -211,7 +220,7 @@ def test_edit_renames_parameters_everywhere_and_checks_names() -> None:
 
 async def test_a_model_may_name_and_describe_the_parameters(fake_llm: FakeLLM) -> None:
     from agent.engine.llm import LLM
-    from agent.workflows.document import describe_params
+    from agent.workflows.params import describe_params
 
     request = RunRequest(prompt="Search the shop for usb-c")
     history = [
@@ -293,7 +302,7 @@ async def test_replay_with_other_values_makes_no_model_call(recorded: Any, shop:
     assert [a.params.get("text") for a in actions if a.name in ("input", "select_dropdown")] == \
         ["hdmi", "3", "Grace Hopper", "grace@example.com", "France"]
     assert all(a.locators for a in actions if a.name in ("input", "click", "select_dropdown"))
-    assert final.healed_workflow is None
+    assert healed_of(events) is None
     assert response.history[-1].actions[-1].is_done
 
 
@@ -310,11 +319,11 @@ async def test_changed_pages_replay_untouched(recorded: Any, shop: ShopServer, b
     _, _, doc = recorded
     shop.variant = variant
     fake_llm.reset(lambda body: OFF)
-    _, final = await run_replay(order_request(shop, B, use_cached_workflow=True), doc, browser)
+    events, final = await run_replay(order_request(shop, B, use_cached_workflow=True), doc, browser)
     response = final.response
     assert (response.status, response.error, response.replayed_steps, response.healed_steps) == ("success", None, 7, 0)
     assert response.result == expected_text(shop, B, product, item, price)
-    assert fake_llm.requests == [] and final.healed_workflow is None
+    assert fake_llm.requests == [] and healed_of(events) is None
 
 
 async def test_redesigned_page_heals_then_the_new_version_replays_clean(recorded: Any, shop: ShopServer, browser: Any,
@@ -322,7 +331,7 @@ async def test_redesigned_page_heals_then_the_new_version_replays_clean(recorded
     _, _, doc = recorded
     shop.variant = "redesign"  # ids, classes, wrappers and button wording all changed at once
     fake_llm.reset(shop_agent(**B))
-    _, final = await run_replay(order_request(shop, B, use_cached_workflow=True), doc, browser)
+    events, final = await run_replay(order_request(shop, B, use_cached_workflow=True), doc, browser)
     response = final.response
     assert (response.status, response.error) == ("success", None)
     assert response.result == expected_text(shop, B, "HDMI 2.1 Cable 2 m", "hdmi-2m", 7.99)
@@ -335,7 +344,7 @@ async def test_redesigned_page_heals_then_the_new_version_replays_clean(recorded
     assert [(a.name, a.executed_by) for a in search.actions] == [
         ("input", "replay"), ("click", "replay"), ("input", "heal"), ("click", "heal")]
     assert search.actions[1].error.startswith("no element matches <button> 'Search' well enough; closest: <button> 'Find'")
-    healed = final.healed_workflow
+    healed = healed_of(events)
     assert healed is not None
     assert [s["healed"] for s in healed["steps"]] == [False, True, False, True, False, True, False]
     assert [a["locators"]["name"] for a in healed["steps"][1]["actions"]] == ["Search products", "Find"]
@@ -343,11 +352,11 @@ async def test_redesigned_page_heals_then_the_new_version_replays_clean(recorded
     assert healed["parameters"] == doc["parameters"]
 
     fake_llm.reset(lambda body: OFF)
-    _, again = await run_replay(order_request(shop, A, use_cached_workflow=True), healed, browser)
+    again_events, again = await run_replay(order_request(shop, A, use_cached_workflow=True), healed, browser)
     assert fake_llm.requests == []
     assert (again.response.status, again.response.replayed_steps, again.response.healed_steps) == ("success", 7, 0)
     assert again.response.result == expected_text(shop, A, "USB-C Cable 1 m", "usbc-1m", 5.49)
-    assert again.healed_workflow is None
+    assert healed_of(again_events) is None
 
 
 async def test_a_step_nobody_can_do_fails_with_the_reason(recorded: Any, shop: ShopServer, browser: Any,
@@ -355,7 +364,7 @@ async def test_a_step_nobody_can_do_fails_with_the_reason(recorded: Any, shop: S
     _, _, doc = recorded
     shop.variant = "broken"  # the search form is gone
     fake_llm.reset(shop_agent(**B))
-    _, final = await run_replay(order_request(shop, B, use_cached_workflow=True), doc, browser)
+    events, final = await run_replay(order_request(shop, B, use_cached_workflow=True), doc, browser)
     response = final.response
     assert (response.status, response.is_successful, response.result) == ("failure", False, None)
     assert response.error == ("step 2 'Search for {{search_products}}.' could not be replayed or healed: no element like "
@@ -363,7 +372,7 @@ async def test_a_step_nobody_can_do_fails_with_the_reason(recorded: Any, shop: S
                               "complete the task")
     assert who(response) == ["replay", "heal"]
     assert len(fake_llm.requests) == response.usage.llm_calls == 1
-    assert final.healed_workflow is None
+    assert healed_of(events) is None
 
 
 async def test_without_a_model_a_changed_step_fails_saying_what_to_set(recorded: Any, shop: ShopServer, browser: Any,
@@ -496,11 +505,9 @@ async def test_demo_shop_search_recorded_and_replayed(browser: Any, fake_llm: Fa
 # ------------------------------------------------------------------ routes and the run service
 async def test_routes_record_list_get_edit_and_replay_through_the_service(tmp_path: Path, shop: ShopServer,
                                                                           browser: Any, fake_llm: FakeLLM) -> None:
-    from fastapi import FastAPI
-
-    from agent.service.runs import RunService
     from agent.log.store import Store
-    from agent.workflows.routes import create_workflow_router
+    from agent.service.routes import create_api
+    from agent.service.runs import RunService
 
     store = Store(tmp_path / "data", snapshot_interval_s=60)
     service = RunService(store, browser, data_dir=tmp_path / "data")
@@ -508,8 +515,7 @@ async def test_routes_record_list_get_edit_and_replay_through_the_service(tmp_pa
         fake_llm.reset(shop_agent(**A))
         agent_run = await service.run(order_request(shop, A, start_url=shop.url + "/"))
         assert agent_run.status == "success"
-        app = FastAPI()
-        app.include_router(create_workflow_router(store, service))
+        app = create_api(service)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
             saved = await client.post(f"/api/runs/{agent_run.task_run_id}/workflow", json={"name": "Order"})
             assert saved.status_code == 201, saved.text

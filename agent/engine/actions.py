@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, get_type_hints
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, get_type_hints
 from urllib.parse import quote_plus
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
@@ -22,7 +23,7 @@ from agent.engine.interact import Unreachable, Untypable, reach, settle, type_te
 from agent.engine.page import ElementNotFound, describe_element, find_element, page_text
 from agent.engine.policy import PolicyError, check_navigation
 from agent.engine.schema import for_provider
-from agent.models import ActionResult
+from agent.models import ActionResult, ExecutedBy
 
 ACTION_TIMEOUT_S = 30.0
 MAX_WAIT_S = 10.0
@@ -54,7 +55,6 @@ class Context:
     allowed_domains: list[str] | None = None
     blocked_domains: list[str] | None = None
     extract_fn: Callable[[str, str], Awaitable[str]] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------ helpers
@@ -190,7 +190,7 @@ async def hover(ctx: Context, index: int) -> Outcome:
     return Outcome(content=f"hovered [{index}] {label!r}"[:200], locators=locators)
 
 
-async def input(ctx: Context, index: int, text: str, clear: bool = True) -> Outcome:  # noqa: A001 - browser-use's name
+async def input(ctx: Context, index: int, text: str, clear: bool = True) -> Outcome:
     """Type text into the form field with this index (clear=true replaces what is there)."""
     locator, locators = await _element(ctx, index)
     try:
@@ -388,7 +388,8 @@ class Action:
     def tool(self) -> dict[str, Any]:
         """The OpenAI tool definition for this action."""
         schema = _clean_schema(self.params.model_json_schema())
-        return {"type": "function", "function": {"name": self.name, "description": self.description, "parameters": schema}}
+        return {"type": "function",
+                "function": {"name": self.name, "description": self.description, "parameters": schema}}
 
 
 class _Strict(BaseModel):
@@ -424,10 +425,10 @@ def _clean_schema(schema: dict[str, Any]) -> dict[str, Any]:
 
 ACTIONS: dict[str, Action] = {
     a.name: a
-    for a in map(
-        _action,
-        [navigate, search, go_back, wait, click, hover, input, send_keys, scroll, select_dropdown, dropdown_options,
-         switch, close, extract, find_text, done],
+    for a in (
+        _action(fn)
+        for fn in (navigate, search, go_back, wait, click, hover, input, send_keys, scroll, select_dropdown,
+                   dropdown_options, switch, close, extract, find_text, done)
     )
 }
 ELEMENT_ACTIONS = frozenset({"click", "hover", "input", "select_dropdown", "dropdown_options", "scroll"})
@@ -468,7 +469,7 @@ def tools(*, json_schema: dict[str, Any] | None = None, response_format: str = "
 
 async def execute(
     ctx: Context, name: str, arguments: dict[str, Any] | None, *, parse_error: str | None = None,
-    structured: bool = False, executed_by: str = "agent",
+    structured: bool = False, executed_by: ExecutedBy = "agent",
 ) -> tuple[ActionResult, Outcome | None]:
     """Validate and run one action; the model's mistakes become the result's `error`."""
     t0 = time.perf_counter()
@@ -502,7 +503,7 @@ async def execute(
             outcome = await asyncio.wait_for(action.fn(ctx, **args.model_dump()), timeout=ACTION_TIMEOUT_S)
         except ActionError as exc:
             return failed(str(exc))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return failed(f"{name} took longer than {ACTION_TIMEOUT_S:g} s and was abandoned")
         except Exception as exc:  # Playwright errors: the page, not our code, refused
             if type(exc).__module__.startswith("playwright"):

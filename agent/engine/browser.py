@@ -6,12 +6,13 @@ import asyncio
 import os
 import shutil
 import time
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 from playwright.async_api import Browser as PWBrowser
-from playwright.async_api import BrowserContext, Page, Playwright, async_playwright
+from playwright.async_api import BrowserContext, Page, Playwright, ViewportSize, async_playwright
 
 # Flags that keep a headless Chromium quiet on a closed network and small on memory.
 CHROMIUM_ARGS = [
@@ -28,7 +29,7 @@ CHROMIUM_ARGS = [
 SCREENSHOT_MAX_BYTES = 400_000
 FETCH_TYPES = frozenset({"fetch", "xhr", "document"})  # what a page waits for before it shows new content
 FETCH_MAX_AGE_S = 3.0
-VIEWPORT = {"width": 1280, "height": 800}
+VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
 
 
 class BrowserError(RuntimeError):
@@ -92,7 +93,10 @@ class Browser:
             if self._browser is not None and self._browser.is_connected():
                 return self._browser
             if self._pw is None:
-                from agent.engine.page import SELECTOR_ENGINE, SELECTOR_ENGINE_JS  # finds elements in closed shadow roots
+                from agent.engine.page import (  # finds elements in closed shadow roots
+                    SELECTOR_ENGINE,
+                    SELECTOR_ENGINE_JS,
+                )
 
                 self._pw = await async_playwright().start()
                 await self._pw.selectors.register(SELECTOR_ENGINE, SELECTOR_ENGINE_JS)
@@ -125,7 +129,7 @@ class Browser:
             return self._browser
 
     @asynccontextmanager
-    async def session(self, *, viewport: dict[str, int] | None = None) -> AsyncIterator["BrowserSession"]:
+    async def session(self, *, viewport: ViewportSize | None = None) -> AsyncIterator[BrowserSession]:
         """An isolated context for one run, closed at the end whatever happens."""
         browser = await self.start()
         context = await browser.new_context(
@@ -169,6 +173,7 @@ class BrowserSession:
         self._next_id = 0
         self.current_id: int | None = None
         self._fetches: dict[Any, float] = {}  # requests in flight (fetch, xhr, documents) -> start time
+        self._no_fetches = asyncio.Event()  # set when the last recent request ends
         context.on("page", self._on_page)
         context.on("request", self._on_request)
         context.on("requestfinished", self._on_request_end)
@@ -182,6 +187,8 @@ class BrowserSession:
 
     def _on_request_end(self, request: Any) -> None:
         self._fetches.pop(request, None)
+        if not self.fetching():
+            self._no_fetches.set()
 
     def fetching(self) -> bool:
         """Whether a fetch, XHR or document request started in the last FETCH_MAX_AGE_S is still in flight
@@ -191,9 +198,13 @@ class BrowserSession:
 
     async def fetches_done(self, *, timeout: float) -> None:
         """Wait, at most `timeout` seconds, until no recent request is in flight."""
-        deadline = time.monotonic() + timeout
-        while self.fetching() and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        self._no_fetches.clear()
+        if not self.fetching():
+            return
+        try:
+            await asyncio.wait_for(self._no_fetches.wait(), timeout=max(0.0, timeout))
+        except TimeoutError:  # a request still going (a slow server): the caller's bound is reached
+            pass
 
     def _on_page(self, page: Page) -> None:
         if page in self.tabs.values():
@@ -201,7 +212,7 @@ class BrowserSession:
         tab_id = self._next_id
         self._next_id += 1
         self.tabs[tab_id] = page
-        page.on("close", lambda _p, t=tab_id: self._on_close(t))
+        page.on("close", lambda _page: self._on_close(tab_id))
         # A page the site opened (target=_blank, window.open) becomes current, as a user would see.
         self.current_id = tab_id
 

@@ -65,7 +65,8 @@ _FIELD_JS = """el => {
   return { tag, type: tag === 'input' ? (el.type || 'text') : '', editable, readonly: !!el.readOnly,
            value: editable ? el.innerText : ('value' in el ? String(el.value) : null) };
 }"""
-_VALUE_JS = "el => el.isContentEditable && el.localName !== 'input' && el.localName !== 'textarea' ? el.innerText : el.value"
+_VALUE_JS = ("el => el.isContentEditable && el.localName !== 'input' && el.localName !== 'textarea'"
+             " ? el.innerText : el.value")
 # Focus with the caret after the current content, as a click at the end of the field would.
 _CARET_END_JS = """el => {
   el.focus();

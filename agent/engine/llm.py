@@ -126,7 +126,7 @@ class Reply:
 
 
 def litellm_model(provider: str, model: str | None) -> str:
-    """The litellm model name for a provider and model, e.g. ('google', 'gemini-2.5-flash') -> 'gemini/gemini-2.5-flash'."""
+    """The litellm model name for a provider and model: ('google', 'gemini-2.5-flash') -> 'gemini/gemini-2.5-flash'."""
     model = (model or DEFAULT_MODELS[provider]).strip()
     prefix = PREFIXES[provider]
     if model.startswith(prefix + "/"):
@@ -339,7 +339,8 @@ class LLM:
                 raise error from None
             latency = (time.perf_counter() - t0) * 1000
             reply = _to_reply(litellm, response, self, purpose, started_at, latency)
-            if reply.call.finish_reason == "length" and (not reply.tool_calls or any(c.parse_error for c in reply.tool_calls)):
+            cut = not reply.tool_calls or any(c.parse_error for c in reply.tool_calls)
+            if reply.call.finish_reason == "length" and cut:
                 raise LLMError(
                     f"the reply was cut at the output limit ({self.max_tokens} tokens, finish_reason=length) "
                     "before a whole action was written: think less, write shorter, call one action",

@@ -9,23 +9,35 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from collections.abc import AsyncGenerator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
-from playwright.async_api import Error as PlaywrightError
 from pydantic import BaseModel, ConfigDict
 
 from agent.engine import actions as act
 from agent.engine import prompts
-from agent.engine.browser import Browser, BrowserError, BrowserSession, use_session
+from agent.engine.browser import Browser, BrowserSession
 from agent.engine.llm import LLM, LLMError, Reply, key_status, model_info, preload
-from agent.models import (
-    ActionResult, Event, HistoryItem, LLMCall, RunFinished, RunRequest, RunResponse, RunStarted, StepFinished,
-    StepStarted, Usage, schema_problem, utcnow,
-)
 from agent.engine.page import observe
+from agent.engine.runtime import RunClock, in_session
 from agent.engine.schema import for_provider
+from agent.models import (
+    ActionResult,
+    Event,
+    HistoryItem,
+    LLMCall,
+    RunFinished,
+    RunRequest,
+    RunResponse,
+    RunStarted,
+    StepFinished,
+    StepStarted,
+    Tally,
+    schema_problem,
+    utcnow,
+)
 
 
 class EngineOptions(BaseModel):
@@ -56,66 +68,20 @@ def resolve_options(request: RunRequest, options: EngineOptions | None, override
     return EngineOptions(**merged)
 
 
-class RunStopped(Exception):
-    """The run must end now (cancelled or out of time); the message is the reason."""
-
-
-class RunClock:
-    """A run's cancel event and wall-clock deadline, applied to everything the run awaits."""
-
-    def __init__(self, timeout_s: float, cancel: asyncio.Event | None) -> None:
-        self.timeout_s, self.cancel = timeout_s, cancel
-        self.started = time.monotonic()
-        self.started_at = utcnow()
-        self.deadline = self.started + timeout_s
-
-    def check(self) -> None:
-        """Raise RunStopped when the run was cancelled or is out of time."""
-        if self.cancel is not None and self.cancel.is_set():
-            raise RunStopped("cancelled")
-        if time.monotonic() >= self.deadline:
-            raise RunStopped(f"timed out after {self.timeout_s:g} s")
-
-    async def bounded(self, coro: Any) -> Any:
-        """Await `coro`, giving up when the run is cancelled or out of time."""
-        self.check()
-        task = asyncio.ensure_future(coro)
-        waiters: set[asyncio.Future[Any]] = {task}
-        stopper = asyncio.ensure_future(self.cancel.wait()) if self.cancel is not None else None
-        if stopper is not None:
-            waiters.add(stopper)
-        try:
-            done, _ = await asyncio.wait(waiters, timeout=max(0.0, self.deadline - time.monotonic()),
-                                         return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if stopper is not None:
-                stopper.cancel()
-        if task in done:
-            return task.result()
-        task.cancel()
-        # A cancelled gather() stores CancelledError as its exception: retrieve it, or asyncio logs
-        # "_GatheringFuture exception was never retrieved" on every cancel.
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())
-        self.check()
-        raise RunStopped(f"timed out after {self.timeout_s:g} s")
-
-
 class _Run(RunClock):
     """The mutable state of one run, kept out of the events the loop yields."""
 
     def __init__(self, request: RunRequest, options: EngineOptions, llm: LLM, cancel: asyncio.Event | None):
         super().__init__(options.timeout_s, cancel)
         self.request, self.options, self.llm = request, options, llm
-        self.history: list[HistoryItem] = []
-        self.usage = Usage()
+        self.tally = Tally(request)
         self.notes: list[str] = []  # for the model, in the next step's message
         self.notices: list[str] = []  # for the user, in the response's `notes`
         self.step_calls: list[LLMCall] = []
-        self.structured = request.structured
-        self.shape = for_provider(request.json_schema, request.provider) if self.structured else None
+        self.shape = for_provider(request.json_schema, request.provider) if request.structured else None
         self.tools = act.tools(json_schema=request.json_schema, response_format=request.response_format,
                                provider=request.provider)
-        self.vision = options.use_vision
+        self.vision = options.use_vision  # turned off when the provider refuses the screenshots
 
     async def extract(self, query: str, page: str) -> str:
         reply = await self.llm.complete(
@@ -125,16 +91,11 @@ class _Run(RunClock):
         self.step_calls.append(reply.call)
         return reply.text
 
-    def finish(self, *, result: Any = None, done: bool = False, success: bool = False, error: str | None = None) -> RunFinished:
-        finished_at = utcnow()
-        response = RunResponse(
-            history=list(self.history), result=result, is_done=done, is_successful=done and success,
-            status="success" if done and success and error is None else "failure", error=error,
-            model=self.request.model, provider=self.request.provider, started_at=self.started_at,
-            finished_at=finished_at, duration_ms=(time.monotonic() - self.started) * 1000, usage=self.usage,
-            notes=list(self.notices),
-        )
-        return RunFinished(response=response)
+    def finish(self, error: str | None = None, *, result: Any = None, done: bool = False,
+               success: bool = False) -> RunFinished:
+        """The end of the run, as it stands."""
+        return RunFinished(response=self.tally.response(result=result, done=done, success=success, error=error,
+                                                        notes=list(self.notices)))
 
 
 async def stream(
@@ -146,7 +107,7 @@ async def stream(
     cancel: asyncio.Event | None = None,
     session: BrowserSession | None = None,
     **overrides: Any,
-) -> AsyncIterator[Event]:
+) -> AsyncGenerator[Event, None]:
     """Run the agent, yielding RunStarted, then StepStarted/StepFinished per step, then RunFinished.
 
     With `session`, the run continues in those open tabs (a workflow heals one step this way) and
@@ -160,39 +121,23 @@ async def stream(
     yield RunStarted(request=request, model=llm.name)
     ready, advice = key_status(request.provider)
     if not ready and not given_llm:  # say which variable to set before opening a browser
-        yield run.finish(error=advice)
+        yield run.finish(advice)
         return
     if options.use_vision and not await asyncio.to_thread(llm.supports_vision):  # reads litellm's map
-        yield run.finish(error=f"the model {llm.model!r} takes no images according to litellm's model map; "
-                               "turn use_vision off or pick a vision model")
+        yield run.finish(f"the model {llm.model!r} takes no images according to litellm's model map; "
+                         "turn use_vision off or pick a vision model")
         return
     # Overlap the one-time litellm import (~10 s) with the browser start instead of the first step.
     warm = asyncio.ensure_future(asyncio.to_thread(preload)) if not given_llm else None
-    own_browser = browser is None and session is None
-    browser = browser or Browser()
-    final: RunFinished | None = None
     try:
-        async with use_session(browser, session) as tabs:
-            async for event in _loop(run, tabs):
-                if isinstance(event, RunFinished):
-                    final = event
-                else:
-                    yield event
-    except BrowserError as exc:
-        final = run.finish(error=str(exc))
-    except RunStopped as exc:
-        final = run.finish(error=str(exc))
-    except PlaywrightError as exc:  # the browser crashed or was closed under us
-        final = run.finish(error=f"browser error: {str(exc).splitlines()[0]}")
+        async for event in in_session(lambda tabs: _loop(run, tabs), run.finish, browser=browser, session=session):
+            yield event
     finally:
         if warm is not None and not warm.done():
             warm.add_done_callback(lambda t: t.cancelled() or t.exception())
-        if own_browser:
-            await browser.close()
-    yield final or run.finish(error="the run ended without a result")
 
 
-async def _loop(run: _Run, session: BrowserSession) -> AsyncIterator[Event]:
+async def _loop(run: _Run, session: BrowserSession) -> AsyncGenerator[Event, None]:
     options, request = run.options, run.request
     info = await asyncio.to_thread(model_info, request.provider, run.llm.model)  # litellm loads meanwhile anyway
     if (info or {}).get("supports_function_calling") is False:
@@ -209,7 +154,7 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncIterator[Event]:
         page = await session.ensure_page()
         item = HistoryItem(description="Open the start page", actions=[result], step=1, url=page.url,
                            title=await page.title(), started_at=utcnow(), duration_ms=(time.monotonic() - t0) * 1000)
-        run.history.append(item)
+        run.tally.add_step(item)
         yield StepFinished(item=item)
         first = 2
     for step in range(first, options.max_steps + 1):
@@ -223,7 +168,7 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncIterator[Event]:
             observe(page), session.screenshot(shot_path) if shot_path else _none()))
         browser_ms = (time.monotonic() - t0) * 1000
         message = prompts.step_message(
-            task=request.prompt, step=step, max_steps=options.max_steps, history=run.history,
+            task=request.prompt, step=step, max_steps=options.max_steps, history=run.tally.history,
             tabs=session.tab_list(), current_tab=session.current_id, url=obs.url, title=obs.title, page=obs.text,
             notes=run.notes, result_hint=prompts.result_hint(request.json_schema, request.response_format),
         )
@@ -236,9 +181,10 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncIterator[Event]:
             reply = await _ask(run, message, shot)
             description = reply.text.splitlines()[0][:300] if reply.text else ""
             if not reply.tool_calls:
-                why = f" (finish_reason={reply.call.finish_reason})" if reply.call.finish_reason not in (None, "stop") else ""
-                results.append(ActionResult(name="none", success=False, include_in_memory=True,
-                                            error=f"no action was called{why}: call one of the tools (done when finished)"))
+                finish = reply.call.finish_reason
+                why = f" (finish_reason={finish})" if finish not in (None, "stop") else ""
+                nothing = f"no action was called{why}: call one of the tools (done when finished)"
+                results.append(ActionResult(name="none", success=False, include_in_memory=True, error=nothing))
             for n, call in enumerate(reply.tool_calls):
                 if n >= options.max_actions_per_step:
                     run.notes.append(f"only the first {options.max_actions_per_step} actions of a step are run")
@@ -246,7 +192,7 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncIterator[Event]:
                 t_action = time.monotonic()
                 result, outcome = await run.bounded(act.execute(
                     ctx, call.name, call.arguments, parse_error=call.parse_error,
-                    structured=run.structured and call.name == "done"))
+                    structured=request.structured and call.name == "done"))
                 browser_ms += (time.monotonic() - t_action) * 1000
                 if outcome is not None and outcome.is_done:
                     result, outcome = _check_result(run, result, outcome)
@@ -260,7 +206,8 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncIterator[Event]:
                     rest = reply.tool_calls[n + 1:options.max_actions_per_step]
                     if rest:
                         why = "it failed" if result.error else "the page changed"
-                        run.notes.append(f"after {call.name} {why}, these were not run: {', '.join(c.name for c in rest)}")
+                        skipped = ", ".join(c.name for c in rest)
+                        run.notes.append(f"after {call.name} {why}, these were not run: {skipped}")
                     break
         except LLMError as exc:
             if exc.call is not None:
@@ -271,8 +218,6 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncIterator[Event]:
                 results.append(ActionResult(name="none", success=False, include_in_memory=True, error=str(exc)[:1000]))
             else:
                 description = f"The model could not be used: {exc}"
-        for call in run.step_calls:
-            run.usage = run.usage.add(call)
         if not description:
             description = ", ".join(f"{r.name} {r.params.get('index', '')}".strip() for r in results) or "no action"
         item = HistoryItem(
@@ -281,27 +226,27 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncIterator[Event]:
             llm_ms=sum(c.latency_ms for c in run.step_calls if c.purpose == "step"),
             browser_ms=browser_ms, llm_calls=list(run.step_calls),
         )
-        run.history.append(item)
+        run.tally.add_step(item)
         yield StepFinished(item=item)
         if fatal is not None:  # retrying cannot help (a key, a model name, a request the provider refuses)
-            yield run.finish(error=f"the model could not be used ({fatal.kind}): {fatal}")
+            yield run.finish(f"the model could not be used ({fatal.kind}): {fatal}")
             return
         if done_outcome is not None:
-            result_value = done_outcome.data if run.structured else done_outcome.content
+            result_value = done_outcome.data if request.structured else done_outcome.content
             error = None if done_outcome.success else "the agent reported that it could not complete the task"
-            yield run.finish(result=result_value, done=True, success=done_outcome.success, error=error)
+            yield run.finish(error, result=result_value, done=True, success=done_outcome.success)
             return
         if validation_failures > options.max_validation_retries:
-            yield run.finish(error=f"the result did not match the JSON schema after {validation_failures} attempts: "
-                                   f"{results[-1].error}")
+            yield run.finish(f"the result did not match the JSON schema after {validation_failures} attempts: "
+                             f"{results[-1].error}")
             return
         failed = not results or all(r.error for r in results)
         failures = failures + 1 if failed else 0
         if failures >= options.max_failures:
             last = description if not results else (results[-1].error or description)
-            yield run.finish(error=f"stopped after {failures} consecutive failures; last: {last}")
+            yield run.finish(f"stopped after {failures} consecutive failures; last: {last}")
             return
-    yield run.finish(error=f"reached max_steps ({options.max_steps}) without calling done")
+    yield run.finish(f"reached max_steps ({options.max_steps}) without calling done")
 
 
 def _check_result(run: _Run, result: ActionResult, outcome: act.Outcome) -> tuple[ActionResult, act.Outcome | None]:
@@ -310,7 +255,7 @@ def _check_result(run: _Run, result: ActionResult, outcome: act.Outcome) -> tupl
         data = run.shape.decode(outcome.data)
         result, outcome = result.model_copy(update={"data": data}), replace(outcome, data=data)
     schema = run.request.json_schema
-    problem = schema_problem(schema, outcome.data) if schema is not None and run.structured else None
+    problem = schema_problem(schema, outcome.data) if schema is not None else None
     if problem is None:
         return result, outcome
     bad = result.model_copy(update={"is_done": False, "success": False,
@@ -328,7 +273,7 @@ async def _ask(run: _Run, message: str, shot: str | None) -> Reply:
                    {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{b64}"}}]
     messages = [{"role": "system", "content": prompts.SYSTEM_PROMPT}, {"role": "user", "content": content}]
     try:
-        reply = await run.bounded(run.llm.complete(messages, run.tools))
+        reply: Reply = await run.bounded(run.llm.complete(messages, run.tools))
     except LLMError as exc:
         if exc.kind != "vision_refused":
             raise

@@ -1,7 +1,8 @@
 """Page observation: what the model reads (indexed elements + visible text) and how indices map back.
 
 `observe(page)` runs one script (agent/dom.js) that walks the DOM, same-origin iframes and shadow
-roots (closed ones too, through the init script's handles) included, and renders one line per visible interactive element,
+roots (closed ones too, through the init script's handles) included, and renders one line per
+visible interactive element,
 `[N]<tag attr=value>text`, interleaved with the page's visible text in reading order. Each indexed
 element is marked `data-wb-idx="N"`; the element -> index map lives in a WeakMap on the top window,
 so an element keeps its index for the life of its document. `find_element(page, N)` turns an index
@@ -96,7 +97,8 @@ SELECTOR_ENGINE_JS = r"""({
     if (reg) {
       for (const ref of reg.list) {
         const sr = ref.deref();
-        if (sr && sr.host.isConnected && sr.host.ownerDocument === doc) for (const el of sr.querySelectorAll(css)) out.push(el);
+        if (!sr || !sr.host.isConnected || sr.host.ownerDocument !== doc) continue;
+        for (const el of sr.querySelectorAll(css)) out.push(el);
       }
     }
     return out;
@@ -151,7 +153,7 @@ async def observe(page: Page, *, max_chars: int = 30_000, time_budget_ms: int = 
         try:
             raw = await asyncio.wait_for(page.evaluate(WALKER_JS, args), timeout=outer)
             break
-        except asyncio.TimeoutError:
+        except TimeoutError:
             break
         except Exception as exc:
             if attempt < NAVIGATION_RETRIES and any(s in str(exc) for s in _NAVIGATING):
@@ -287,7 +289,9 @@ async def wait_for_quiet(page: Page, *, quiet_ms: int, max_ms: int) -> int:
 DESCRIBE_JS = r"""(el) => {
   const norm = (s) => (s || '').replace(/\s+/g, ' ').trim();
   const clip = (s, n) => (s.length > n ? s.slice(0, n) : s);
-  const stableId = (id) => id.length <= 40 && !/\d{4,}|^:|^[0-9]|[0-9a-f]{10,}|^(ember|ext-gen|yui_|gwt-|mui-|radix-|headlessui-|react-aria|rc[-_]|__)/i.test(id);
+  const generatedId = new RegExp('\\d{4,}|^:|^[0-9]|[0-9a-f]{10,}'
+    + '|^(ember|ext-gen|yui_|gwt-|mui-|radix-|headlessui-|react-aria|rc[-_]|__)', 'i');
+  const stableId = (id) => id.length <= 40 && !generatedId.test(id);
   const isShadow = (root) => root && root.nodeType === 11 && !!root.host;
   function xpath(node) {
     const parts = [];
@@ -364,7 +368,8 @@ DESCRIBE_JS = r"""(el) => {
   function name() {
     const by = attr('aria-labelledby');
     if (by) {
-      const s = norm(by.split(/\s+/).map((id) => { const t = id && byId(id); return t ? t.textContent : ''; }).join(' '));
+      const s = norm(by.split(/\s+/)
+        .map((id) => { const t = id && byId(id); return t ? t.textContent : ''; }).join(' '));
       if (s) return s;
     }
     const aria = norm(attr('aria-label'));
@@ -377,7 +382,8 @@ DESCRIBE_JS = r"""(el) => {
     if (tag === 'input' && /^(submit|button|reset)$/.test(type)) {
       return norm(el.value) || (type === 'submit' ? 'Submit' : type === 'reset' ? 'Reset' : '');
     }
-    const fromContent = /^(button|link|tab|option|menuitem|menuitemcheckbox|menuitemradio|treeitem|heading|cell|gridcell|columnheader|rowheader|checkbox|radio|switch|tooltip|listitem)$/;
+    const fromContent = new RegExp('^(button|link|tab|option|menuitem|menuitemcheckbox|menuitemradio|treeitem|heading|'
+      + 'cell|gridcell|columnheader|rowheader|checkbox|radio|switch|tooltip|listitem)$');
     if (role && fromContent.test(role) && !/^(input|select|textarea)$/.test(tag)) {
       const s = norm(el.innerText || el.textContent);
       if (s) return s;
@@ -411,7 +417,8 @@ DESCRIBE_JS = r"""(el) => {
     css: css(el),
     role: role || null,
     name: clip(name(), 100),
-    text: clip(tag === 'select' ? norm(Array.from(el.selectedOptions || []).map((o) => o.text).join(', ')) : norm(el.innerText || ''), 100),
+    text: clip(tag === 'select' ? norm(Array.from(el.selectedOptions || []).map((o) => o.text).join(', '))
+      : norm(el.innerText || ''), 100),
     tag,
     attributes,
     frame: frames,

@@ -246,7 +246,8 @@ class _Gemini:
             out["nullable"] = True
         return out
 
-    def typed(self, node: dict[str, Any], kind: str, where: Path, seen: tuple[str, ...], *, no_text: bool) -> dict[str, Any]:
+    def typed(self, node: dict[str, Any], kind: str, where: Path, seen: tuple[str, ...], *,
+              no_text: bool) -> dict[str, Any]:
         if kind not in ("string", "number", "integer", "boolean", "object", "array"):
             raise self.refuse("type", f"{kind!r} is not a JSON Schema type Gemini knows", where)
         out: dict[str, Any] = {"type": kind}
@@ -318,7 +319,7 @@ class _Gemini:
             parts.append(part)
         if not parts:
             raise self.refuse("enum", "an enum of null alone; use {\"type\": \"null\"}", where)
-        out = parts[0] if len(parts) == 1 else {"anyOf": parts}
+        out: dict[str, Any] = parts[0] if len(parts) == 1 else {"anyOf": parts}
         if said:
             out["description"] = f"{said} ({out['description']})" if "description" in out else said
         if nullable:

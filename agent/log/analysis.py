@@ -5,23 +5,28 @@
     an.runs()                       # one row per run (the v_runs view) as a DataFrame
     an.success_by_model()           # which provider/model succeeds most
     an.compare("gpt-4o-mini", "o3") # two models (or two prompts) on the same task, side by side
-    an.connect().sql("SELECT model, avg(cost_usd) FROM v_runs GROUP BY model").df()
 
-Readers never open the app's live database: `connect()` opens the latest *snapshot* the app
-publishes after each run, read-only, so a notebook left open never blocks or loses a write. A
-connection sees the log as of the moment it was opened: call `connect()` again (re-run the
-notebook's first cell) to see newer runs. Every helper uses the connection of the last
-`connect()` (opening one if needed) unless given `con=`; on a log with no runs each returns an
-empty DataFrame with the same columns.
+    con = an.connect()              # one snapshot, held: several helpers see the very same log
+    an.runs(con=con); an.steps(7, con=con)
+    con.sql("SELECT model, avg(cost_usd) FROM v_runs GROUP BY model").df()
+    con.close()
+
+Readers never open the app's live database: they read the latest *snapshot* the app publishes
+after each run, read-only, so a notebook left open never blocks or loses a write. Every helper
+takes `con=`: a connection from `connect()`, which sees the log as of the moment it was opened
+(connect again to see newer runs; close it when done), or None (the default), which opens the
+latest snapshot of `data_dir()` for that one call and closes it: always the newest runs, nothing
+left open. This module keeps no connection of its own. On a log with no runs each helper returns
+an empty DataFrame with the same columns.
 
 The data directory is `WORKBENCH_DATA_DIR`, else `data/` at the repo root (where `make run` keeps
 it). Errors: `NoRunLog` (nothing published there yet; the message says what to do), `ValueError`
 for a bad argument.
 
-CLI: `python -m agent.log.analysis views-markdown` prints the views and their columns (for the README).
+CLI: `python -m agent.log.analysis views-markdown` prints the views and their columns (for docs/run-log.md).
 
-This module imports neither duckdb (only agent.log.store does) nor, at import time, pandas or
-matplotlib: `import agent.log.analysis` stays instant.
+This module imports neither duckdb (it reads through agent.log.snapshots) nor, at import time,
+pandas or matplotlib: `import agent.log.analysis` stays instant.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,8 +43,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
-    "NoRunLog",
     "VIEW_DOCS",
+    "NoRunLog",
     "actions",
     "compare",
     "connect",
@@ -64,10 +70,10 @@ ROOT = Path(__file__).resolve().parents[2]
 DATA_ENV = "WORKBENCH_DATA_DIR"
 EXPORTS_ENV = "WORKBENCH_EXPORTS_DIR"
 
-# A DuckDB connection handed out by agent.log.store (typed loosely: this module never imports duckdb).
+# A DuckDB connection from agent.log.snapshots (typed loosely: this module never imports duckdb).
 Connection = Any
 
-# What each view answers, for the generated README table (a view without an entry still appears).
+# What each view answers, for the generated table in docs/run-log.md (a view without an entry still appears).
 VIEW_DOCS: dict[str, str] = {
     "v_runs": "one row per run: status, prompt, provider, model, mode, steps, duration, tokens, cost, error, times",
     "v_steps": "one row per step, with its run's provider, model and status; timings split LLM / browser",
@@ -88,9 +94,6 @@ LIMITS: dict[str, str] = {
 
 # An action failed when it says so or carries an error (success is NULL for some actions).
 _FAILED = "(a.error IS NOT NULL OR a.success = false)"
-
-_current: tuple[Path, Connection] | None = None
-
 
 class NoRunLog(FileNotFoundError):
     """Nothing has been published in the data directory yet; the message says what to do."""
@@ -114,51 +117,56 @@ def _resolve(given: Path | str | None) -> Path:
 
 
 def connect(data_dir: Path | str | None = None) -> Connection:
-    """A read-only connection on the latest snapshot (views ready); helpers use it from now on."""
-    global _current
-    from agent.log.store import open_snapshot, snapshot_path
+    """A new read-only connection on the latest snapshot (views ready): pass it as `con=`, close it when done."""
+    from agent.log.snapshots import DB_FILE, open_snapshot, snapshot_path
 
     where = _resolve(data_dir)
-    _current = None  # a failed connect must not leave helpers reading the previous log
     if not snapshot_path(where).exists():
         hint = ""
-        if (where / "runs.duckdb").exists():
+        if (where / DB_FILE).exists():
             hint = (f" (the app has not published a snapshot yet; publish one with "
-                    f"`python -m agent.log.store snapshot --data-dir {where}`)")
+                    f"`python -m agent.log snapshot --data-dir {where}`)")
         raise NoRunLog(
             f"no run log yet at {where}: start the workbench with `make run` and run a task, "
             f"or set {DATA_ENV}{hint}"
         )
-    con = open_snapshot(where)
-    _current = (where, con)
-    return con
+    return open_snapshot(where)
 
 
 def ready(data_dir: Path | str | None = None) -> bool:
-    """Connect for a notebook: True when there are runs to show, else print why and return False."""
+    """For a notebook's first cell: True when there are runs to show, else print why and return False."""
     try:
         con = connect(data_dir)
     except NoRunLog as exc:
         print(exc)
         return False
-    if con.execute("SELECT count(*) FROM runs").fetchone()[0] == 0:
+    try:
+        runs = con.execute("SELECT count(*) FROM runs").fetchone()[0]
+    finally:
+        con.close()
+    if runs == 0:
         print(f"the run log at {_resolve(data_dir)} has no runs yet: run a task in the workbench (`make run`), "
               "then re-run this cell")
         return False
     return True
 
 
-def _con(con: Connection | None) -> Connection:
-    """The given connection, else the one of the last connect(), else a new one."""
+@contextmanager
+def _using(con: Connection | None) -> Iterator[Connection]:
+    """`con` itself, or (None) a connection on the latest snapshot of data_dir() for this one call."""
     if con is not None:
-        return con
-    if _current is None:
-        return connect()
-    return _current[1]
+        yield con
+        return
+    own = connect()
+    try:
+        yield own
+    finally:
+        own.close()
 
 
 def _df(con: Connection | None, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
-    return _con(con).execute(sql, list(params)).df()
+    with _using(con) as c:
+        return c.execute(sql, list(params)).df()
 
 
 # ------------------------------------------------------------------ the views as DataFrames
@@ -316,35 +324,39 @@ def failure_step(*, con: Connection | None = None) -> pd.DataFrame:
     )
 
 
+# One run step by step (run_timeline); the run id is bound three times.
+_TIMELINE_SQL = """
+    WITH a AS (
+        SELECT seq,
+               string_agg(name || ' ' || left(params_json::VARCHAR, 80), '; ' ORDER BY idx) AS actions,
+               string_agg(name || ': ' || error, '; ' ORDER BY idx) AS errors,
+               count(*) FILTER (WHERE error IS NOT NULL OR success = false) AS failed_actions
+        FROM actions WHERE run_id = ? GROUP BY seq
+    ), c AS (
+        SELECT seq, sum(input_tokens)::BIGINT AS input_tokens, sum(output_tokens)::BIGINT AS output_tokens,
+               sum(cost_usd) AS cost_usd
+        FROM llm_calls WHERE run_id = ? GROUP BY seq
+    )
+    SELECT s.run_id, s.seq, s.step, s.executed_by, s.description, s.url, s.title,
+           coalesce(a.actions, '') AS actions, a.errors, coalesce(a.failed_actions, 0) AS failed_actions,
+           s.duration_ms, s.llm_ms, s.browser_ms,
+           coalesce(c.input_tokens, 0) AS input_tokens, coalesce(c.output_tokens, 0) AS output_tokens,
+           c.cost_usd, s.screenshot_path
+    FROM steps s LEFT JOIN a ON a.seq = s.seq LEFT JOIN c ON c.seq = s.seq
+    WHERE s.run_id = ?
+    ORDER BY s.seq
+"""
+
+
 def run_timeline(run_id: int, *, con: Connection | None = None) -> pd.DataFrame:
     """One run step by step: goal, actions, errors, timings, tokens, and the screenshot file if it exists."""
+    from agent.log.snapshots import data_dir_of
+
     rid = _run_id(run_id)
-    df = _df(
-        con,
-        """
-        WITH a AS (
-            SELECT seq,
-                   string_agg(name || ' ' || left(params_json::VARCHAR, 80), '; ' ORDER BY idx) AS actions,
-                   string_agg(name || ': ' || error, '; ' ORDER BY idx) AS errors,
-                   count(*) FILTER (WHERE error IS NOT NULL OR success = false) AS failed_actions
-            FROM actions WHERE run_id = ? GROUP BY seq
-        ), c AS (
-            SELECT seq, sum(input_tokens)::BIGINT AS input_tokens, sum(output_tokens)::BIGINT AS output_tokens,
-                   sum(cost_usd) AS cost_usd
-            FROM llm_calls WHERE run_id = ? GROUP BY seq
-        )
-        SELECT s.run_id, s.seq, s.step, s.executed_by, s.description, s.url, s.title,
-               coalesce(a.actions, '') AS actions, a.errors, coalesce(a.failed_actions, 0) AS failed_actions,
-               s.duration_ms, s.llm_ms, s.browser_ms,
-               coalesce(c.input_tokens, 0) AS input_tokens, coalesce(c.output_tokens, 0) AS output_tokens,
-               c.cost_usd, s.screenshot_path
-        FROM steps s LEFT JOIN a ON a.seq = s.seq LEFT JOIN c ON c.seq = s.seq
-        WHERE s.run_id = ?
-        ORDER BY s.seq
-        """,
-        [rid, rid, rid],
-    )
-    base = _current[0] if (_current is not None and (con is None or con is _current[1])) else data_dir()
+    with _using(con) as c:
+        df = c.execute(_TIMELINE_SQL, [rid, rid, rid]).df()
+        # Screenshot paths are kept relative to the data directory of the log being read.
+        base = data_dir_of(c) or data_dir()
     df["screenshot"] = [_screenshot(p, base) for p in df["screenshot_path"]]
     return df
 
@@ -379,11 +391,12 @@ def most_common(by: str = "model", n: int = 2, *, con: Connection | None = None)
     col = _by(by)
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
-    rows = _con(con).execute(
-        f"SELECT {col}, count(*) AS c FROM runs WHERE status <> 'in_progress' AND {col} IS NOT NULL "
-        f"GROUP BY {col} ORDER BY c DESC, {col} LIMIT ?",
-        [n],
-    ).fetchall()
+    with _using(con) as c:
+        rows = c.execute(
+            f"SELECT {col}, count(*) AS c FROM runs WHERE status <> 'in_progress' AND {col} IS NOT NULL "
+            f"GROUP BY {col} ORDER BY c DESC, {col} LIMIT ?",
+            [n],
+        ).fetchall()
     return [r[0] for r in rows]
 
 
@@ -445,7 +458,7 @@ def compare(
 # ------------------------------------------------------------------ docs
 def views_markdown() -> str:
     """The views and their columns as a markdown table, from a freshly migrated database."""
-    from agent.log.store import describe_views
+    from agent.log.schema import describe_views
 
     lines = ["| view | what it answers | columns |", "|---|---|---|"]
     for name, cols in describe_views().items():

@@ -5,8 +5,8 @@ never edited once shipped: a schema change is a new function at the end of the l
 database created by any earlier version reaches the current schema). Comments say why a column or
 view exists, because the schema is read by analysts more often than by us.
 
-This module does not import duckdb: it receives a connection from `agent.log.store`, the only module
-that does.
+This module does not import duckdb: it receives a connection from the store (or from
+`agent.log.schema`, which describes a freshly migrated in-memory database).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any, Protocol
 class Connection(Protocol):
     """The part of a DuckDB connection that migrations use."""
 
-    def execute(self, query: str, parameters: Any = ...) -> Any:  # noqa: D102
+    def execute(self, query: str, parameters: Any = ...) -> Any:
         ...
 
 

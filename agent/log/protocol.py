@@ -11,7 +11,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from agent.models import RunFinished, RunRequest, RunResponse, RunStarted, StepFinished, StepStarted
+from agent.models import (
+    RunFinished,
+    RunRequest,
+    RunResponse,
+    RunStarted,
+    StepFinished,
+    StepStarted,
+)
 
 LogEvent = RunStarted | StepStarted | StepFinished | RunFinished
 

@@ -20,24 +20,30 @@ import logging
 import math
 import os
 import time
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import TYPE_CHECKING, Any
 
-import httpx
-
-from agent.service import webhooks
 from agent.models import (
-    Event, HistoryItem, RequestError, RunFinished, RunRequest, RunResponse, RunStarted, StepFinished, Usage, utcnow,
+    Event,
+    RunFinished,
+    RunRequest,
+    RunResponse,
+    RunStarted,
+    StepFinished,
+    Tally,
+    WorkflowHealed,
 )
-from agent.engine.policy import CLOUD_METADATA_HOSTS, request_blocked
+from agent.service import webhooks
+from agent.service.door import LogDoor, NotFound
 
 if TYPE_CHECKING:  # the engine imports jsonschema and playwright (seconds): loaded on the first run
     from agent.engine.browser import Browser
     from agent.engine.loop import EngineOptions
+    from agent.log.protocol import RunLog
 
-__all__ = ["NotFound", "RunService", "ServiceBusy", "ServiceClosed", "check_webhook_url"]
+__all__ = ["NotFound", "RunService", "ServiceBusy", "ServiceClosed"]
 
 log = logging.getLogger(__name__)
 
@@ -47,19 +53,7 @@ CANCEL_GRACE_S = 20.0  # after a cancel, how long the engine may take to stop be
 SHUTDOWN_GRACE_S = 10.0
 WEBHOOK_SHUTDOWN_GRACE_S = 5.0
 SUBSCRIBE_SLACK_S = 120.0  # a viewer waits at most the run's timeout plus this for the next event
-MAX_WEBHOOK_URL = 2048
 MAX_INTERRUPTED_WEBHOOKS = 100
-
-
-class NotFound(LookupError):
-    """No run or task with that id."""
-
-    def __init__(self, kind: str, ident: int) -> None:
-        super().__init__(f"{kind} {ident} not found")
-        self.kind, self.ident = kind, ident
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 class ServiceBusy(RuntimeError):
@@ -68,28 +62,6 @@ class ServiceBusy(RuntimeError):
 
 class ServiceClosed(RuntimeError):
     """The service is shutting down and accepts no new runs."""
-
-
-def check_webhook_url(url: str | None) -> str | None:
-    """The webhook URL if it can be delivered to, else RequestError naming the fix (no DNS lookup)."""
-    if url is None or not url.strip():
-        return None
-    url = url.strip()
-    fix = "give an http:// or https:// URL with a host, e.g. https://example.com/hook"
-    if len(url) > MAX_WEBHOOK_URL:
-        raise RequestError("webhook_url", f"is {len(url)} characters long; the limit is {MAX_WEBHOOK_URL}")
-    if any(c.isspace() for c in url):
-        raise RequestError("webhook_url", f"must not contain spaces; {fix}")
-    try:
-        parsed = httpx.URL(url)
-        host = parsed.host
-    except Exception as exc:  # httpx's InvalidURL and idna errors alike
-        raise RequestError("webhook_url", f"is not a valid URL ({str(exc)[:200]}); {fix}") from None
-    if parsed.scheme not in ("http", "https") or not host:
-        raise RequestError("webhook_url", f"must use http or https; {fix}")
-    if host.lower().rstrip(".") in CLOUD_METADATA_HOSTS or request_blocked(url):
-        raise RequestError("webhook_url", f"points at a cloud metadata address, which is always refused; {fix}")
-    return url
 
 
 def _env_int(name: str, default: int, *, minimum: int = 1) -> int:
@@ -112,18 +84,14 @@ class _Live:
     task_id: int
     run_id: int
     request: RunRequest
-    created_at: datetime = field(default_factory=utcnow)
+    tally: Tally
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
     done: asyncio.Event = field(default_factory=asyncio.Event)
     changed: asyncio.Event = field(default_factory=asyncio.Event)  # replaced after each event (generations)
     events: list[Any] = field(default_factory=list)
-    history: list[HistoryItem] = field(default_factory=list)
-    usage: Usage = field(default_factory=Usage)
-    mode: str = "agent"
-    started_at: datetime | None = None
-    started: float = field(default_factory=time.monotonic)
     final: RunResponse | None = None
     stop_reason: str | None = None  # "shutdown" replaces the engine's "cancelled"
+    healed_workflow_id: int | None = None  # where a replay's healed version was saved
     queued: bool = True
     task: asyncio.Task[None] | None = None
 
@@ -137,20 +105,15 @@ class _Live:
         """The run as it stands, in the contract's shape."""
         if self.final is not None:
             return self.final
-        return RunResponse(
-            task_id=self.task_id, task_run_id=self.run_id, history=list(self.history), status="in_progress",
-            mode=self.mode,  # type: ignore[arg-type]
-            model=self.request.model, provider=self.request.provider, started_at=self.started_at,
-            usage=self.usage,
-        )
+        return self.tally.response(finished=False, task_id=self.task_id, task_run_id=self.run_id)
 
 
-class RunService:
+class RunService(LogDoor):
     """Runs requests in the background with bounded concurrency; records, streams and delivers them."""
 
     def __init__(
         self,
-        store: Any,
+        store: RunLog,
         browser: Browser,
         *,
         data_dir: str | Path,
@@ -162,15 +125,16 @@ class RunService:
         webhook_timeout_s: float = 10.0,
         webhook_backoff_s: float = 1.0,
     ) -> None:
-        self.store = store
+        self._log = store
         self.browser = browser
         self.data_dir = Path(data_dir)
         self.max_concurrent = max_concurrent or _env_int("MAX_CONCURRENT_RUNS", DEFAULT_MAX_CONCURRENT)
-        self.max_queued = max_queued if max_queued is not None else _env_int("MAX_QUEUED_RUNS", DEFAULT_MAX_QUEUED, minimum=0)
+        self.max_queued = (max_queued if max_queued is not None
+                           else _env_int("MAX_QUEUED_RUNS", DEFAULT_MAX_QUEUED, minimum=0))
         self.engine_options = engine_options  # None: the engine's defaults
         # Read once here and never logged; None means "unsigned".
         self._webhook_secret = webhook_secret if webhook_secret is not None else webhooks.webhook_secret_from_env()
-        self._webhook_kwargs = {"max_attempts": webhook_attempts, "timeout_s": webhook_timeout_s,
+        self._webhook_kwargs: dict[str, Any] = {"max_attempts": webhook_attempts, "timeout_s": webhook_timeout_s,
                                 "backoff_s": webhook_backoff_s}
         self._slots = asyncio.Semaphore(self.max_concurrent)
         self._live: dict[int, _Live] = {}
@@ -184,15 +148,15 @@ class RunService:
         # Load the engine now, in a worker thread, so that the first run does not wait for it.
         self._warmup = asyncio.create_task(asyncio.to_thread(_warm_up))
         self._warmup.add_done_callback(_log_failure)
-        interrupted = list(getattr(self.store, "interrupted_runs", []) or [])
+        interrupted = list(self._log.interrupted_runs)
         if interrupted:
             log.warning("%d run(s) left in progress by a previous process were marked failed (interrupted): %s",
                         len(interrupted), ", ".join(map(str, interrupted[:20])))
         # Their end is a terminal status too: tell their webhooks (the most recent ones, bounded).
         for run_id in interrupted[-MAX_INTERRUPTED_WEBHOOKS:]:
-            request = await asyncio.to_thread(self.store.get_run_request, run_id)
+            request = await asyncio.to_thread(self._log.get_run_request, run_id)
             if request is not None and request.webhook_url:
-                response = await asyncio.to_thread(self.store.get_run, run_id)
+                response = await asyncio.to_thread(self._log.get_run, run_id)
                 if response is not None:
                     self._spawn_webhook(run_id, request.webhook_url, response)
         return interrupted
@@ -224,18 +188,17 @@ class RunService:
         if self._closing:
             raise ServiceClosed("the server is shutting down and accepts no new runs; try again when it is back")
         req = request if isinstance(request, RunRequest) else RunRequest.model_validate(request)
-        check_webhook_url(req.webhook_url)
         if len(self._live) >= self.max_concurrent + self.max_queued:
             raise ServiceBusy(
                 f"{len(self._live)} runs are running or queued (limit {self.max_concurrent} running + "
                 f"{self.max_queued} queued); try again when some have finished, or raise MAX_QUEUED_RUNS"
             )
         if task_id is None:
-            task_id = int(await asyncio.to_thread(self.store.create_task, req))
-        elif await asyncio.to_thread(self.store.get_task, task_id) is None:
+            task_id = int(await asyncio.to_thread(self._log.create_task, req))
+        elif await asyncio.to_thread(self._log.get_task, task_id) is None:
             raise NotFound("task", task_id)
-        run_id = int(await asyncio.to_thread(self.store.create_run, task_id, req))
-        live = _Live(task_id=task_id, run_id=run_id, request=req)
+        run_id = int(await asyncio.to_thread(self._log.create_run, task_id, req))
+        live = _Live(task_id=task_id, run_id=run_id, request=req, tally=Tally(req))
         self._live[run_id] = live
         live.task = asyncio.create_task(self._drive(live), name=f"run-{run_id}")
         return task_id, run_id
@@ -252,7 +215,7 @@ class RunService:
             await asyncio.wait_for(live.done.wait(), timeout)
             assert live.final is not None
             return live.final
-        response = await asyncio.to_thread(self.store.get_run, run_id)
+        response = await asyncio.to_thread(self._log.get_run, run_id)
         if response is None:
             raise NotFound("run", run_id)
         return response
@@ -261,7 +224,7 @@ class RunService:
         """Ask a running or queued run to stop (failure, "cancelled"); False if it had already ended."""
         live = self._live.get(run_id)
         if live is None:
-            if await asyncio.to_thread(self.store.get_run, run_id) is None:
+            if await asyncio.to_thread(self._log.get_run, run_id) is None:
                 raise NotFound("run", run_id)
             return False
         if live.final is not None:
@@ -282,14 +245,14 @@ class RunService:
         live = self._live.get(run_id)
         if live is not None:
             return live.snapshot()
-        return self.store.get_run(run_id)
+        return self._log.get_run(run_id)
 
     async def aget(self, run_id: int) -> RunResponse | None:
         """`get` for async callers (the store is read in a worker thread)."""
         live = self._live.get(run_id)
         if live is not None:
             return live.snapshot()
-        return await asyncio.to_thread(self.store.get_run, run_id)
+        return await super().aget(run_id)
 
     def active_runs(self) -> list[RunResponse]:
         """Runs running or queued in this process, oldest first."""
@@ -300,11 +263,11 @@ class RunService:
         live = self._live.get(run_id)
         return live is not None and live.queued
 
-    async def subscribe(self, run_id: int) -> AsyncIterator[Event]:
+    async def subscribe(self, run_id: int) -> AsyncGenerator[Event, None]:
         """The run's events so far, then live ones until RunFinished (a finished run: steps then the end)."""
         live = self._live.get(run_id)
         if live is None:
-            response = await asyncio.to_thread(self.store.get_run, run_id)
+            response = await asyncio.to_thread(self._log.get_run, run_id)
             if response is None:
                 raise NotFound("run", run_id)
             for item in response.history:
@@ -337,28 +300,60 @@ class RunService:
     def _options(self, live: _Live) -> EngineOptions:
         from agent.engine.loop import EngineOptions
 
-        shots = Path(getattr(self.store, "screenshots_dir", self.data_dir / "screenshots")) / str(live.run_id)
+        shots = self._log.screenshots_dir / str(live.run_id)
         return (self.engine_options or EngineOptions()).model_copy(update={"screenshot_dir": shots})
 
-    def _event_source(self, live: _Live, options: EngineOptions) -> AsyncIterator[Event]:
-        """Where a run's events come from: today always the agent engine.
+    async def _event_source(self, live: _Live, options: EngineOptions) -> AsyncGenerator[Event, None]:
+        """Where a run's events come from: a replay when a cached workflow is asked for and known, else the agent.
 
-        REPLAY HOOK (cached workflows plug in here, and only here):
-            if live.request.use_cached_workflow and a workflow is available:
-                return agent.workflows.replay(live.request, workflow, browser=self.browser,
-                                              options=options, cancel=live.cancel)
-        The source must yield RunStarted, StepStarted/StepFinished per step, then RunFinished.
+        The workflow is the inline `cached_workflow`, else `workflow_id`, else the one linked to the task;
+        none known yet means the agent does the task (and its run can be saved as one).
         """
         from agent.engine import loop as engine
+        from agent.engine.llm import litellm_model
+        from agent.workflows.replay import replay
 
-        if live.request.use_cached_workflow:
-            # Cached workflows (agent/workflow_replay.py): replay the inline/id/task workflow, or run the
-            # agent when none is known; a healed version is saved there before RunFinished comes out.
-            from agent.workflows.replay import run_source
+        request = live.request
+        try:
+            workflow = await self._cached_workflow(live) if request.use_cached_workflow else None
+        except NotFound as exc:  # the id asked for is unknown: a replay that cannot start
+            live.tally.mode = "replay"
+            yield RunStarted(request=request, model=litellm_model(request.provider, request.model), mode="replay")
+            yield RunFinished(response=live.tally.response(
+                error=f"workflow_id: {exc}; list the saved ones with GET /api/workflows",
+                workflow_id=request.workflow_id))
+            return
+        if workflow is None:
+            source = engine.stream(request, browser=self.browser, options=options, cancel=live.cancel)
+        else:
+            source = replay(request, workflow, browser=self.browser, options=options, cancel=live.cancel,
+                            workflow_id=request.workflow_id)
+        async with contextlib.aclosing(source) as events:
+            async for event in events:
+                yield event
 
-            return run_source(self.store, self.browser, live.request, task_id=live.task_id, run_id=live.run_id,
-                              options=options, cancel=live.cancel)
-        return engine.stream(live.request, browser=self.browser, options=options, cancel=live.cancel)
+    async def _cached_workflow(self, live: _Live) -> dict[str, Any] | None:
+        """The workflow to replay (a document or a stored record), or None; NotFound for an unknown id."""
+        request = live.request
+        if request.cached_workflow is not None:
+            return request.cached_workflow
+        if request.workflow_id is not None:
+            found = await asyncio.to_thread(self._log.get_workflow, request.workflow_id)
+            if found is None:
+                raise NotFound("workflow", request.workflow_id)
+            return found
+        task = await asyncio.to_thread(self._log.get_task, live.task_id)
+        linked = (task or {}).get("workflow_id")
+        return None if linked is None else await asyncio.to_thread(self._log.get_workflow, int(linked))
+
+    async def _save_healed(self, live: _Live, event: WorkflowHealed) -> None:
+        """Store a replay's healed version (same id, next version; an inline workflow becomes a new one)."""
+        try:
+            live.healed_workflow_id, _version = await asyncio.to_thread(
+                self._log.save_workflow, event.document, workflow_id=event.workflow_id, source_run_id=live.run_id,
+                healed_from_version=event.version)
+        except Exception:  # the run itself succeeded; the repair is lost, which the log must say
+            log.exception("run %d: could not save the healed version of workflow %s", live.run_id, event.workflow_id)
 
     async def _drive(self, live: _Live) -> None:
         """Wait for a slot, consume the events, end the run whatever happens."""
@@ -420,7 +415,10 @@ class RunService:
                 async for event in events:
                     if isinstance(event, RunFinished):
                         return event.response
-                    await self._emit(live, event)
+                    if isinstance(event, WorkflowHealed):
+                        await self._save_healed(live, event)
+                    else:
+                        await self._emit(live, event)
         except Exception as exc:  # an engine bug, a browser that died oddly, a store that failed
             log.exception("run %d: the run failed with an unexpected error", live.run_id)
             return self._failure(live, f"internal error: {_describe(exc)}")
@@ -429,32 +427,25 @@ class RunService:
     async def _emit(self, live: _Live, event: Any) -> None:
         """Write the event to the store, then make it visible: a step seen is a step stored."""
         try:
-            await asyncio.to_thread(self.store.record, live.run_id, event)
+            await asyncio.to_thread(self._log.record, live.run_id, event)
         except Exception as exc:
             raise RuntimeError(f"could not write the run log ({_describe(exc)})") from exc
         if isinstance(event, RunStarted):
-            live.mode = event.mode
-            live.started_at = event.at
+            live.tally.mode = event.mode
+            live.tally.started_at = event.at
         elif isinstance(event, StepFinished):
-            live.history.append(event.item)
-            for call in event.item.llm_calls:
-                live.usage = live.usage.add(call)
+            live.tally.add_step(event.item)
         live.append(event)
 
     def _failure(self, live: _Live, reason: str) -> RunResponse:
         """A failed end built from what the run did so far."""
-        now = utcnow()
-        return RunResponse(
-            history=list(live.history), is_done=False, is_successful=False, status="failure", error=reason,
-            mode=live.mode,  # type: ignore[arg-type]
-            model=live.request.model, provider=live.request.provider,
-            started_at=live.started_at or live.created_at, finished_at=now,
-            duration_ms=(time.monotonic() - live.started) * 1000, usage=live.usage,
-        )
+        return live.tally.response(error=reason)
 
     async def _finish(self, live: _Live, response: RunResponse) -> None:
         """Stamp the ids, record the end, wake waiters and viewers, then send the webhook."""
         update: dict[str, Any] = {"task_id": live.task_id, "task_run_id": live.run_id}
+        if live.healed_workflow_id is not None:
+            update["workflow_id"] = live.healed_workflow_id
         if live.stop_reason and response.status == "failure" and response.error == "cancelled":
             update["error"] = live.stop_reason
         if response.duration_ms is not None and not math.isfinite(response.duration_ms):
@@ -462,11 +453,12 @@ class RunService:
         response = response.model_copy(update=update)
         event = RunFinished(response=response)
         try:
-            await asyncio.to_thread(self.store.record, live.run_id, event)
+            await asyncio.to_thread(self._log.record, live.run_id, event)
         except Exception:
             log.exception("run %d: could not record the end of the run; marking it failed", live.run_id)
             with contextlib.suppress(Exception):
-                await asyncio.to_thread(self.store.fail_run, live.run_id, response.error or "the run log could not be written")
+                await asyncio.to_thread(self._log.fail_run, live.run_id,
+                                        response.error or "the run log could not be written")
         live.final = response
         live.append(event)
         live.done.set()
@@ -485,7 +477,7 @@ class RunService:
 
         async def on_attempt(attempt: webhooks.Attempt) -> None:
             await asyncio.to_thread(
-                self.store.record_webhook_attempt, run_id, url=url, attempt=attempt.attempt, at=attempt.at,
+                self._log.record_webhook_attempt, run_id, url=url, attempt=attempt.attempt, at=attempt.at,
                 status_code=attempt.status_code, ok=attempt.ok, error=attempt.error,
                 duration_ms=attempt.duration_ms, event="run.finished",
             )
@@ -503,10 +495,9 @@ def _warm_up() -> None:
     Otherwise the first run imports litellm on the event loop and every request stalls meanwhile.
     """
     importlib.import_module("agent.engine.loop")
-    llm = importlib.import_module("agent.engine.llm")
-    preload = getattr(llm, "preload", None) or getattr(llm, "_import_litellm", None)
-    if preload is not None:
-        preload()
+    from agent.engine.llm import preload
+
+    preload()
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:

@@ -25,15 +25,16 @@ import random
 import socket
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import httpx
 
-from agent.engine.policy import PolicyError, is_metadata_address, resolve_public
+from agent.engine.policy import PolicyError, check_webhook_url, is_metadata_address, resolve_public
 
 __all__ = [
     "Attempt",
@@ -91,7 +92,7 @@ def allow_private_from_env() -> bool:
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
     """'sha256=' + hex HMAC-SHA256 of f'{timestamp}.' + body under `secret`."""
-    mac = hmac.new(secret.encode("utf-8"), f"{timestamp}.".encode("utf-8") + body, hashlib.sha256)
+    mac = hmac.new(secret.encode("utf-8"), f"{timestamp}.".encode() + body, hashlib.sha256)
     return "sha256=" + mac.hexdigest()
 
 
@@ -141,14 +142,18 @@ async def deliver(
     backoff_s = max(0.0, float(backoff_s))
     report = _Reporter(on_attempt)
 
-    at, started = datetime.now(timezone.utc), time.monotonic()
+    at, started = datetime.now(UTC), time.monotonic()
     problem: str | None = None
     try:
-        target = httpx.URL(url)
-        if target.scheme not in ("http", "https") or not target.raw_host:
-            problem = "webhook URL must be http:// or https:// with a host, e.g. https://example.com/hook"
-    except Exception as exc:
-        problem = f"webhook URL is invalid ({_describe(exc)}); give one such as https://example.com/hook"
+        check_webhook_url(url)
+    except PolicyError as exc:
+        if exc.reason != "metadata":  # a metadata host is refused at the attempt, saying what it resolves to
+            problem = f"webhook URL {exc}"
+    if problem is None:
+        try:
+            target = httpx.URL(url.strip())
+        except Exception as exc:
+            problem = f"webhook URL is invalid ({_describe(exc)}); give one such as https://example.com/hook"
     if problem is None:
         try:
             body = _encode(payload)
@@ -167,7 +172,7 @@ async def deliver(
         limits=httpx.Limits(max_connections=1, max_keepalive_connections=0),
     ) as client:
         for number in range(1, max_attempts + 1):
-            at, started = datetime.now(timezone.utc), time.monotonic()
+            at, started = datetime.now(UTC), time.monotonic()
             outcome = await _attempt(
                 client, target, body, secret=secret, event=event, delivery_id=delivery_id,
                 number=number, timeout_s=timeout_s, allow_private=allow_private,
@@ -327,8 +332,8 @@ def _retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _encode(payload: Any) -> bytes:

@@ -78,7 +78,8 @@ class UiSessionMiddleware:
 
 _LOGIN_HTML = """<!doctype html><html><head><meta charset="utf-8"><title>Workbench: log in</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:420px;margin:12vh auto;padding:0 16px}}
-input{{width:100%;padding:8px;margin:8px 0;box-sizing:border-box}}button{{padding:8px 16px}}.err{{color:#b91c1c}}</style>
+input{{width:100%;padding:8px;margin:8px 0;box-sizing:border-box}}button{{padding:8px 16px}}
+.err{{color:#b91c1c}}</style>
 </head><body><h2>LLM web-agent workbench</h2><p>This server requires the API key (WORKBENCH_API_KEY).</p>
 {error}<form method="post" action="{path}"><label>API key<input type="password" name="key" autofocus
 autocomplete="current-password"></label><button type="submit">Log in</button></form></body></html>"""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import json
-from datetime import timezone
+from datetime import UTC, datetime
 from typing import Any
 
 UI_TEXT_LIMIT = 4000  # characters of one extracted content / result / error shown before "… (cut)"
@@ -42,9 +42,7 @@ def _render_action(action: dict[str, Any], step_by: str) -> str:
     name = _esc(action.get("name", "?"))
     params = action.get("params") or {}
     shown = _cut(json.dumps(params, ensure_ascii=False), UI_PARAM_LIMIT) if params else ""
-    if action.get("error"):
-        mark, cls = "✗", "err"
-    elif action.get("success") is False:
+    if action.get("error") or action.get("success") is False:
         mark, cls = "✗", "err"
     else:
         mark, cls = "✓", "ok"
@@ -137,7 +135,8 @@ def render_run_html(run: dict[str, Any] | None) -> str:
             label = f"Step {nxt}"
             what = "the model is thinking" if history else "starting the browser and the model"
         steps.append(f'<div class="wb-step wb-pending" data-step="{nxt}"><div class="wb-step-head">'
-                     f'<span class="wb-spinner"></span> <b>{label}</b> <span class="wb-muted">{what}…</span></div></div>')
+                     f'<span class="wb-spinner"></span> <b>{label}</b> <span class="wb-muted">{what}…</span>'
+                     '</div></div>')
     return (f'<div class="wb-run wb-{status}" data-status="{status}" data-run-id="{_esc(run_id or "")}">{head}'
             f'{"".join(body)}<div class="wb-steps">{"".join(steps)}</div></div>')
 
@@ -149,8 +148,8 @@ def history_frame(rows: list[dict[str, Any]]) -> Any:
     out = []
     for row in rows:
         started = row.get("started_at")
-        if hasattr(started, "astimezone") and getattr(started, "tzinfo", None) is not None:
-            started = started.astimezone(timezone.utc)
+        if isinstance(started, datetime):
+            started = (started.astimezone(UTC) if started.tzinfo is not None else started).strftime("%Y-%m-%d %H:%M:%S")
         prompt = " ".join(str(row.get("prompt") or "").split())
         out.append({
             "run": row.get("id"),
@@ -160,7 +159,7 @@ def history_frame(rows: list[dict[str, Any]]) -> Any:
             "steps": row.get("steps") or 0,
             "duration": fmt_duration(row.get("duration_ms")),
             "cost": fmt_cost(row.get("cost_usd")),
-            "started (UTC)": started.strftime("%Y-%m-%d %H:%M:%S") if hasattr(started, "strftime") else (started or ""),
+            "started (UTC)": started or "",
         })
     columns = ["run", "status", "prompt", "provider / model", "steps", "duration", "cost", "started (UTC)"]
     return pd.DataFrame(out, columns=columns)

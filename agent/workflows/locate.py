@@ -14,7 +14,6 @@ Errors: `LocateError` (the message says what was looked for and what came closes
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +21,7 @@ from playwright.async_api import Frame, Page
 
 from agent.engine.page import DESCRIBE_JS
 
-__all__ = ["LocateError", "Located", "locate", "next_mark"]
+__all__ = ["FIRST_MARK", "LocateError", "Located", "locate"]
 
 MIN_SCORE = 30
 QUIET_MS = 800  # a loaded page unchanged this long will not show the element later
@@ -30,12 +29,7 @@ MIN_MARGIN = 6
 VALUE_MIN_SCORE = 18
 MAX_CANDIDATES = 1500
 MAX_FRAMES = 20
-_marks = itertools.count(1_000_001)  # far above the indices observe() hands out
-
-
-def next_mark() -> int:
-    """A fresh element index for a located element (never one that observe() uses)."""
-    return next(_marks)
+FIRST_MARK = 1_000_001  # located elements are numbered from here: far above the indices observe() hands out
 
 
 class LocateError(LookupError):
@@ -90,13 +84,16 @@ FIND_JS = r"""(args) => {
   }
   if (/^[a-z][a-z0-9-]*$/.test(tag)) q(tag);
   if (!VALUE) {
-    const field = /^(textarea|select)$/.test(tag) || (tag === 'input' && !/^(submit|button|reset|image|checkbox|radio)$/.test(low(RA.type)))
+    const field = /^(textarea|select)$/.test(tag)
+      || (tag === 'input' && !/^(submit|button|reset|image|checkbox|radio)$/.test(low(RA.type)))
       || /^(textbox|combobox|searchbox|spinbutton|listbox)$/.test(role);
     q(field ? FIELD : CLICK);
   }
 
   function visible(el) {
-    try { if (!el.checkVisibility({ checkVisibilityCSS: true, visibilityProperty: true })) return false; } catch (e) { /* old engines */ }
+    try {
+      if (!el.checkVisibility({ checkVisibilityCSS: true, visibilityProperty: true })) return false;
+    } catch (e) { /* old engines */ }
     const r = el.getBoundingClientRect();
     return r.width > 0 || r.height > 0 || el.getClientRects().length > 0;
   }
@@ -147,9 +144,13 @@ FIND_JS = r"""(args) => {
     if (role && d.role === role) plus(6, 'role');
     if (!VALUE) {
       if (R.name && low(d.name) === low(R.name)) plus(25, 'accessible name');
-      else if (R.name && d.name) { const x = sim(d.name, R.name); if (x >= 0.5) plus(Math.round(12 * x), 'similar name'); }
+      else if (R.name && d.name) {
+        const x = sim(d.name, R.name); if (x >= 0.5) plus(Math.round(12 * x), 'similar name');
+      }
       if (R.text && low(d.text) === low(R.text)) plus(15, 'text');
-      else if (R.text && d.text) { const x = sim(d.text, R.text); if (x >= 0.5) plus(Math.round(6 * x), 'similar text'); }
+      else if (R.text && d.text) {
+        const x = sim(d.text, R.text); if (x >= 0.5) plus(Math.round(6 * x), 'similar text');
+      }
     }
     if (R.css && d.css === R.css) plus(12, 'css');
     if (R.xpath && d.xpath === R.xpath) plus(12, 'xpath');
@@ -179,7 +180,8 @@ FIND_JS = r"""(args) => {
           .observe(document, { subtree: true, childList: true, attributes: true, characterData: true });
       } catch (e) { /* no observer: the timeout still bounds the wait */ }
     }
-    if (document.readyState === 'complete' && now - W.__wbQuiet.last > args.quietMs) return { ok: false, settled: true };
+    const quiet = now - W.__wbQuiet.last > args.quietMs;
+    if (document.readyState === 'complete' && quiet) return { ok: false, settled: true };
     return null;  // wait_for_function polls again
   }
   if (ok && args.mark) best.el.setAttribute('data-wb-idx', String(args.mark));
@@ -205,13 +207,14 @@ async def _frame_for(page: Page, chain: list[str] | None) -> Frame | None:
 
 def _what(locators: dict[str, Any]) -> str:
     attrs = locators.get("attributes") or {}
-    label = locators.get("name") or locators.get("text") or attrs.get("placeholder") or attrs.get("name") or attrs.get("id") or ""
+    label = (locators.get("name") or locators.get("text") or attrs.get("placeholder") or attrs.get("name")
+             or attrs.get("id") or "")
     return f"<{locators.get('tag') or 'element'}> {str(label)[:60]!r}".strip()
 
 
-async def locate(page: Page, locators: dict[str, Any], *, timeout_s: float = 3.0, mode: str = "element") -> Located:
-    """Find the recorded element, waiting (bounded) for it to appear; mark it for agent.engine.actions."""
-    mark = next_mark()
+async def locate(page: Page, locators: dict[str, Any], *, mark: int, timeout_s: float = 3.0,
+                 mode: str = "element") -> Located:
+    """Find the recorded element, waiting (bounded) for it to appear; mark it `mark` for agent.engine.actions."""
     value_mode = mode == "value"
     args = {"loc": locators, "mark": mark, "mode": mode, "limit": MAX_CANDIDATES, "quietMs": QUIET_MS,
             "min": VALUE_MIN_SCORE if value_mode else MIN_SCORE, "margin": MIN_MARGIN, "wait": True}
@@ -303,9 +306,9 @@ async def describe_text(page: Page, n: int) -> dict[str, Any] | None:
     return await page.evaluate(DESCRIBE_MARKED_JS, {"n": n})
 
 
-async def read_text(page: Page, locators: dict[str, Any], *, timeout_s: float = 1.5) -> str:
+async def read_text(page: Page, locators: dict[str, Any], *, mark: int, timeout_s: float = 1.5) -> str:
     """The text of the element these locators point at (found by structure, not by its old text)."""
-    found = await locate(page, locators, timeout_s=timeout_s, mode="value")
+    found = await locate(page, locators, mark=mark, timeout_s=timeout_s, mode="value")
     text = await found.frame.evaluate(READ_JS, found.mark)
     if text is None:
         raise LocateError(f"the element {_what(locators)} vanished before it could be read")

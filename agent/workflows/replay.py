@@ -7,38 +7,69 @@ recorded one, else from one logged model call. Each element action finds its ele
 locator cascade (agent.workflows.locate), runs through `agent.engine.actions.execute` and is checked where
 that is possible (typed value, chosen option, URL reached). A step that cannot be replayed goes to
 the agent alone (`engine.stream` on the open tabs, a few steps at most); the healed step's actions
-become a new version of the workflow (`RunFinished.healed_workflow`). The result is the recorded
+become a new version of the workflow (a `WorkflowHealed` event just before `RunFinished`; the run service
+saves it). The result is the recorded
 `done` with the new values, and values read off the final page again where they came from the page.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
+from collections.abc import AsyncGenerator
 from pathlib import Path
-from typing import Any, AsyncIterator
-
+from typing import Any
 
 from agent.engine import actions as act
 from agent.engine import loop as engine
-from agent.engine.browser import Browser, BrowserError, BrowserSession, use_session
-from agent.engine.loop import EngineOptions, RunClock, RunStopped, resolve_options
-from agent.engine.llm import LLM, LLMError, key_status, litellm_model
-from agent.models import (
-    ActionResult, Event, HistoryItem, LLMCall, RunFinished, RunRequest, RunResponse, RunStarted, StepFinished,
-    StepStarted, Usage, schema_problem, utcnow,
-)
+from agent.engine.browser import Browser, BrowserSession
+from agent.engine.llm import LLM, key_status, litellm_model
+from agent.engine.loop import EngineOptions, resolve_options
 from agent.engine.page import find_element
-from agent.workflows.locate import LocateError, locate
-from agent.workflows.result import ResultUnavailable, derive_result
+from agent.engine.runtime import RunClock, RunStopped, in_session
+from agent.models import (
+    ActionResult,
+    Event,
+    ExecutedBy,
+    HistoryItem,
+    LLMCall,
+    RunFinished,
+    RunRequest,
+    RunResponse,
+    RunStarted,
+    StepFinished,
+    StepStarted,
+    Tally,
+    WorkflowHealed,
+    schema_problem,
+    utcnow,
+)
 from agent.workflows.document import (
-    URL_PARAMS, Expect, Workflow, WorkflowAction, WorkflowError, WorkflowStep, action_expect, as_text, coerce_value,
-    kept_action, load_workflow, match_prompt, params_messages, parse_json_object, render, render_text, render_url,
-    template_locators, template_params, url_matches, url_pattern,
+    URL_PARAMS,
+    Expect,
+    Workflow,
+    WorkflowAction,
+    WorkflowError,
+    WorkflowStep,
+    load_workflow,
+)
+from agent.workflows.locate import FIRST_MARK, LocateError, locate
+from agent.workflows.params import ParamsFailed, resolve_values
+from agent.workflows.record import action_expect, kept_action, template_locators
+from agent.workflows.result import ResultUnavailable, derive_result
+from agent.workflows.template import (
+    as_text,
+    render,
+    render_text,
+    render_url,
+    template_params,
+    url_matches,
+    url_pattern,
 )
 
-__all__ = ["HEAL_MAX_STEPS", "replay", "resolve_values", "run_source"]
+__all__ = ["HEAL_MAX_STEPS", "replay"]
 
 log = logging.getLogger(__name__)
 
@@ -75,19 +106,26 @@ class _StepFailed(Exception):
 class _Replay(RunClock):
     """The mutable state of one replay."""
 
-    def __init__(self, request: RunRequest, doc: Workflow, options: EngineOptions, browser: Browser,
-                 llm: LLM | None, cancel: asyncio.Event | None, heal_max_steps: int, find_timeout_s: float) -> None:
+    def __init__(self, request: RunRequest, doc: Workflow, options: EngineOptions, llm: LLM | None,
+                 cancel: asyncio.Event | None, heal_max_steps: int, find_timeout_s: float,
+                 workflow_id: int | None) -> None:
         super().__init__(options.timeout_s, cancel)
-        self.request, self.doc, self.options, self.browser = request, doc, options, browser
+        self.request, self.doc, self.options = request, doc, options
         self.llm = llm
         self.heal_max_steps, self.find_timeout_s = heal_max_steps, find_timeout_s
-        self.history: list[HistoryItem] = []
-        self.usage = Usage()
+        self.workflow_id = workflow_id
+        self.tally = Tally(request, mode="replay")
         self.values: dict[str, Any] = {}
         self.pending_calls: list[LLMCall] = []  # made before the first step (parameter values)
         self.replayed = self.healed = 0
         self.new_steps: list[WorkflowStep] = list(doc.steps)
-        self.structured = doc.result_format == "json" or request.json_schema is not None or request.response_format == "json"
+        self.structured = request.structured or doc.result_format == "json"
+        self.marks = itertools.count(FIRST_MARK)  # indices for located elements, never observe()'s
+
+    @property
+    def history(self) -> list[HistoryItem]:
+        """The steps replayed so far."""
+        return self.tally.history
 
     def model(self) -> LLM | None:
         """The model for parameters and healing (created on first need); None when no key is set."""
@@ -95,75 +133,16 @@ class _Replay(RunClock):
             self.llm = LLM(self.request.provider, self.request.model)
         return self.llm
 
-    def finish(self, *, result: Any = None, success: bool = False, error: str | None = None,
-               workflow_id: int | None = None, healed: dict[str, Any] | None = None) -> RunFinished:
-        response = RunResponse(
-            history=list(self.history), result=result, is_done=success, is_successful=success,
-            status="success" if success and error is None else "failure", error=error, mode="replay",
-            model=self.request.model, provider=self.request.provider, started_at=self.started_at,
-            finished_at=utcnow(), duration_ms=(time.monotonic() - self.started) * 1000, usage=self.usage,
-            workflow_id=workflow_id, replayed_steps=self.replayed, healed_steps=self.healed,
-        )
-        return RunFinished(response=response, healed_workflow=healed)
-
-
-# ------------------------------------------------------------------ parameter values
-async def resolve_values(request: RunRequest, doc: Workflow, llm_factory: Any) -> tuple[dict[str, Any], list[LLMCall], str]:
-    """(values, model calls made, how) for the workflow's parameters and this request."""
-    params = {p.name: p for p in doc.parameters}
-    values: dict[str, Any] = {}
-    given = request.workflow_params or {}
-    for name, value in given.items():
-        if name not in params:
-            raise WorkflowError(f"workflow_params.{name}",
-                                f"unknown parameter; this workflow takes: {', '.join(params) or '(none)'}")
-        values[name] = coerce_value(params[name], value, field=f"workflow_params.{name}")
-    missing = [n for n in params if n not in values]
-    if not missing:
-        return values, [], "given" if params else "none"
-    found = match_prompt(doc.prompt, doc.parameters, request.prompt)
-    for name in list(missing):
-        if name in found:
-            try:
-                values[name] = coerce_value(params[name], found[name], field=f"workflow_params.{name}")
-                missing.remove(name)
-            except WorkflowError:
-                pass  # a word that does not fit the type: ask the model
-    if not missing:
-        return values, [], "prompt"
-    llm = llm_factory()
-    if llm is None:
-        _ready, advice = key_status(request.provider)
-        raise WorkflowError("workflow_params", f"could not read {', '.join(missing)} from the prompt; give them in "
-                                               f"workflow_params, or let a model read them ({advice})")
-    try:
-        reply = await llm.complete(params_messages(doc, request.prompt), None, purpose="params")
-    except LLMError as exc:
-        calls = [exc.call] if exc.call else []
-        raise _ParamsFailed(f"could not read {', '.join(missing)} from the prompt and the model call failed ({exc}); "
-                            "give them in workflow_params", calls) from None
-    answer = parse_json_object(reply.text) or {}
-    for name in list(missing):
-        if name in answer and answer[name] is not None:
-            try:
-                values[name] = coerce_value(params[name], answer[name], field=f"workflow_params.{name}")
-                missing.remove(name)
-            except WorkflowError:
-                pass
-    if missing:
-        raise _ParamsFailed(f"could not read {', '.join(missing)} from the prompt, nor from the model's answer; "
-                            "give them in workflow_params", [reply.call])
-    return values, [reply.call], "model"
-
-
-class _ParamsFailed(Exception):
-    def __init__(self, message: str, calls: list[LLMCall]) -> None:
-        super().__init__(message)
-        self.calls = calls
+    def finish(self, error: str | None = None, *, result: Any = None, success: bool = False) -> RunFinished:
+        """The end of the replay, as it stands."""
+        return RunFinished(response=self.tally.response(
+            result=result, done=success, success=success, error=error, workflow_id=self.workflow_id,
+            replayed_steps=self.replayed, healed_steps=self.healed))
 
 
 # ------------------------------------------------------------------ one action
-async def _run_action(state: _Replay, ctx: act.Context, session: BrowserSession, action: WorkflowAction) -> ActionResult:
+async def _run_action(state: _Replay, ctx: act.Context, session: BrowserSession,
+                      action: WorkflowAction) -> ActionResult:
     """Find the element, act through agent.engine.actions, check the effect; _StepFailed when it did not take."""
     values = state.values
     url_keys = URL_PARAMS.get(action.name, ())
@@ -173,7 +152,7 @@ async def _run_action(state: _Replay, ctx: act.Context, session: BrowserSession,
         locators = render(action.locators, values)
         page = await session.ensure_page()
         try:
-            found = await state.bounded(locate(page, locators, timeout_s=state.find_timeout_s))
+            found = await state.bounded(locate(page, locators, mark=next(state.marks), timeout_s=state.find_timeout_s))
         except LocateError as exc:
             raise _StepFailed(str(exc), ActionResult(
                 name=action.name, params=params, success=False, error=str(exc), include_in_memory=True,
@@ -275,7 +254,7 @@ async def _heal(state: _Replay, session: BrowserSession, n: int, step: WorkflowS
     })
     items: list[HistoryItem] = []
     final_response: RunResponse | None = None
-    async for event in engine.stream(heal_request, browser=state.browser, llm=state.model(), options=options,
+    async for event in engine.stream(heal_request, llm=state.model(), options=options,
                                      cancel=state.cancel, session=session):
         if isinstance(event, StepFinished):
             items.append(event.item)
@@ -325,7 +304,7 @@ async def _result(state: _Replay, session: BrowserSession, step: WorkflowStep) -
     done = step.actions[-1]
     try:
         result = await state.bounded(derive_result(
-            session, done.params, state.values, step.url, structured=state.structured,
+            session, done.params, state.values, step.url, structured=state.structured, marks=state.marks,
             allowed_domains=state.options.allowed_domains, blocked_domains=state.options.blocked_domains))
     except ResultUnavailable as exc:
         return None, str(exc)
@@ -346,7 +325,7 @@ async def replay(
     workflow_id: int | None = None,
     heal_max_steps: int = HEAL_MAX_STEPS,
     find_timeout_s: float = FIND_TIMEOUT_S,
-) -> AsyncIterator[Event]:
+) -> AsyncGenerator[Event, None]:
     """Replay `workflow` for `request`: RunStarted(mode="replay"), a StepStarted/StepFinished per step, RunFinished.
 
     `workflow` is a document or a stored record ({id, version, document}); with `session` the replay
@@ -357,54 +336,37 @@ async def replay(
     yield RunStarted(request=request, model=llm.name if llm else litellm_model(request.provider, request.model),
                      mode="replay")
     try:
-        doc, stored_id, _version = load_workflow(workflow)
+        doc, stored_id, version = load_workflow(workflow)
     except WorkflowError as exc:
         yield _early_end(request, f"the workflow cannot be replayed: {exc}", workflow_id)
         return
     workflow_id = workflow_id if workflow_id is not None else stored_id
-    own_browser = browser is None and session is None
-    browser = browser or Browser()
-    state = _Replay(request, doc, options, browser, llm, cancel, heal_max_steps, find_timeout_s)
-    final: RunFinished | None = None
+    state = _Replay(request, doc, options, llm, cancel, heal_max_steps, find_timeout_s, workflow_id)
     try:
-        try:
-            state.values, state.pending_calls, _how = await state.bounded(resolve_values(request, doc, state.model))
-        except WorkflowError as exc:
-            final = state.finish(error=str(exc), workflow_id=workflow_id)
-        except _ParamsFailed as exc:
-            for call in exc.calls:
-                state.usage = state.usage.add(call)
-            final = state.finish(error=str(exc), workflow_id=workflow_id)
-        if final is None:
-            async with use_session(browser, session) as tabs:
-                async for event in _loop(state, tabs, workflow_id):
-                    if isinstance(event, RunFinished):
-                        final = event
-                    else:
-                        yield event
+        state.values, state.pending_calls, _how = await state.bounded(resolve_values(request, doc, state.model))
     except RunStopped as exc:
-        final = state.finish(error=str(exc), workflow_id=workflow_id)
-    except BrowserError as exc:
-        final = state.finish(error=str(exc), workflow_id=workflow_id)
-    except Exception as exc:
-        if not type(exc).__module__.startswith("playwright"):
-            raise  # our own bug: the run service ends the run with the reason
-        final = state.finish(error=f"browser error: {str(exc).splitlines()[0]}", workflow_id=workflow_id)
-    finally:
-        if own_browser:
-            await browser.close()
-    yield final or state.finish(error="the replay ended without a result", workflow_id=workflow_id)
+        yield state.finish(str(exc))
+        return
+    except WorkflowError as exc:
+        yield state.finish(str(exc))
+        return
+    except ParamsFailed as exc:
+        for call in exc.calls:
+            state.tally.usage = state.tally.usage.add(call)
+        yield state.finish(str(exc))
+        return
+    async for event in in_session(lambda tabs: _loop(state, tabs), state.finish, browser=browser, session=session):
+        if isinstance(event, RunFinished) and state.healed:
+            yield WorkflowHealed(document=_healed_document(state), workflow_id=workflow_id, version=version)
+        yield event
 
 
 def _early_end(request: RunRequest, error: str, workflow_id: int | None) -> RunFinished:
     """The end of a replay that could not start (no usable workflow)."""
-    now = utcnow()
-    return RunFinished(response=RunResponse(
-        status="failure", is_done=False, is_successful=False, error=error, mode="replay", model=request.model,
-        provider=request.provider, started_at=now, finished_at=now, duration_ms=0.0, workflow_id=workflow_id))
+    return RunFinished(response=Tally(request, mode="replay").response(error=error, workflow_id=workflow_id))
 
 
-async def _loop(state: _Replay, session: BrowserSession, workflow_id: int | None) -> AsyncIterator[Event]:
+async def _loop(state: _Replay, session: BrowserSession) -> AsyncGenerator[Event, None]:
     """Each step: replay its actions (or derive the result); heal it if that fails; record it."""
     doc, values = state.doc, state.values
     ctx = act.Context(session=session, allowed_domains=state.options.allowed_domains,
@@ -438,7 +400,7 @@ async def _loop(state: _Replay, session: BrowserSession, workflow_id: int | None
                     break
                 results.append(done_action)
                 kept.append((action, done_action))
-        executed_by = "replay"
+        executed_by: ExecutedBy = "replay"
         heal_error: str | None = None
         if problem is None:
             state.replayed += 1
@@ -462,24 +424,25 @@ async def _loop(state: _Replay, session: BrowserSession, workflow_id: int | None
                     state.new_steps[n - 1] = _final_step(state, step, response, end_url)
                 else:
                     state.new_steps[n - 1] = _healed_step(state, step, kept, items, end_url)
-        for call in calls:
-            state.usage = state.usage.add(call)
         item = HistoryItem(
             description=render_text(step.description, values), actions=results, step=n, url=start_url,
             title=start_title, screenshot=await _screenshot(state, session, n), started_at=started_at,
             duration_ms=(time.monotonic() - t0) * 1000, llm_ms=sum(c.latency_ms for c in calls), llm_calls=calls,
             executed_by=executed_by,
         )
-        state.history.append(item)
+        state.tally.add_step(item)
         yield StepFinished(item=item)
         if heal_error is not None:
-            yield state.finish(error=f"step {n} '{step.description}' could not be replayed or healed: {problem}; "
-                                     f"healing: {heal_error}", workflow_id=workflow_id)
+            yield state.finish(f"step {n} '{step.description}' could not be replayed or healed: {problem}; "
+                               f"healing: {heal_error}")
             return
-    healed = None
-    if state.healed:
-        healed = Workflow.model_validate(doc.model_copy(update={"steps": state.new_steps}).model_dump()).model_dump(mode="json")
-    yield state.finish(result=result, success=True, workflow_id=workflow_id, healed=healed)
+    yield state.finish(result=result, success=True)
+
+
+def _healed_document(state: _Replay) -> dict[str, Any]:
+    """The workflow with its healed steps: the new version the run service saves."""
+    steps = state.new_steps
+    return Workflow.model_validate(state.doc.model_copy(update={"steps": steps}).model_dump()).model_dump(mode="json")
 
 
 async def _title(session: BrowserSession) -> str | None:
@@ -496,59 +459,3 @@ async def _screenshot(state: _Replay, session: BrowserSession, n: int) -> str | 
         return await asyncio.wait_for(session.screenshot(Path(state.options.screenshot_dir) / f"step-{n:03d}.jpg"), 15)
     except Exception:
         return None
-
-
-# ------------------------------------------------------------------ the run service's source
-async def run_source(
-    store: Any,
-    browser: Browser,
-    request: RunRequest,
-    *,
-    task_id: int | None,
-    run_id: int | None,
-    options: EngineOptions,
-    cancel: asyncio.Event | None,
-) -> AsyncIterator[Event]:
-    """Events for a run with use_cached_workflow: a replay when a workflow is known, else the agent.
-
-    The workflow is the inline `cached_workflow`, else `workflow_id`, else the one linked to the task.
-    A healed replay's new version is saved here (same id, next version; an inline workflow is saved
-    as a new one) before the end of the run is passed on.
-    """
-    workflow: dict[str, Any] | None = request.cached_workflow
-    if workflow is None and request.workflow_id is not None:
-        workflow = await asyncio.to_thread(store.get_workflow, request.workflow_id)
-        if workflow is None:
-            yield RunStarted(request=request, model=litellm_model(request.provider, request.model), mode="replay")
-            yield _early_end(request, f"workflow_id: workflow {request.workflow_id} not found; list the saved ones "
-                                      "with GET /api/workflows", request.workflow_id)
-            return
-    if workflow is None and task_id is not None:
-        task = await asyncio.to_thread(store.get_task, task_id)
-        linked = (task or {}).get("workflow_id")
-        if linked is not None:
-            workflow = await asyncio.to_thread(store.get_workflow, int(linked))
-    if workflow is None:  # nothing cached yet: the agent does the task (and its run can be saved)
-        async for event in engine.stream(request, browser=browser, options=options, cancel=cancel):
-            yield event
-        return
-    async for event in replay(request, workflow, browser=browser, options=options, cancel=cancel,
-                              workflow_id=request.workflow_id):
-        if isinstance(event, RunFinished) and event.healed_workflow is not None:
-            event = await _save_healed(store, event, workflow, run_id)
-        yield event
-
-
-async def _save_healed(store: Any, event: RunFinished, workflow: dict[str, Any], run_id: int | None) -> RunFinished:
-    """Store the healed version; the run's response names the workflow it now lives in."""
-    wid = event.response.workflow_id
-    version = workflow.get("version") if isinstance(workflow.get("document"), dict) else None
-    try:
-        new_id, _new_version = await asyncio.to_thread(
-            store.save_workflow, event.healed_workflow, workflow_id=wid, source_run_id=run_id,
-            healed_from_version=version)
-    except Exception:  # the run itself succeeded; the repair is lost, which the log must say
-        log.exception("could not save the healed version of workflow %s", wid)
-        return event
-    return RunFinished(response=event.response.model_copy(update={"workflow_id": new_id}),
-                       healed_workflow=event.healed_workflow, at=event.at)

@@ -14,12 +14,14 @@ never returns a stale number as if it were fresh.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from agent.engine.browser import BrowserSession
 from agent.engine.policy import PolicyError, check_navigation
+from agent.workflows.document import PLACEHOLDER_RE
 from agent.workflows.locate import LocateError, describe_text, page_texts, read_text
-from agent.workflows.document import PLACEHOLDER_RE, as_text, find_value, render
+from agent.workflows.template import as_text, find_value, render
 
 __all__ = ["ResultUnavailable", "derive_result"]
 
@@ -86,8 +88,10 @@ def _to_number(text: str, like: Any) -> int | float:
 class _Reference:
     """The page the recorded run ended on, opened once in a passing tab, and its element texts."""
 
-    def __init__(self, session: BrowserSession, url: str | None, allowed: list[str] | None, blocked: list[str] | None):
+    def __init__(self, session: BrowserSession, url: str | None, allowed: list[str] | None, blocked: list[str] | None,
+                 marks: Iterator[int]):
         self.session, self.url, self.allowed, self.blocked = session, url, allowed, blocked
+        self.marks = marks  # the replay's element numbering
         self.page: Any = None
         self.texts: list[str] = []
         self.error: str | None = None
@@ -143,7 +147,7 @@ async def _read_again(ref: _Reference, page: Any, n: int, before: str, after: st
     if not locators:
         raise ResultUnavailable("its element on the recorded page vanished")
     try:
-        text = _norm(await read_text(page, locators))
+        text = _norm(await read_text(page, locators, mark=next(ref.marks)))
     except LocateError as exc:
         raise ResultUnavailable(str(exc)) from None
     core = text
@@ -185,6 +189,7 @@ async def derive_result(
     ref_url: str | None,
     *,
     structured: bool,
+    marks: Iterator[int],
     allowed_domains: list[str] | None = None,
     blocked_domains: list[str] | None = None,
 ) -> Any:
@@ -196,7 +201,7 @@ async def derive_result(
         template = as_text(template)
     page = await session.ensure_page()
     now = await _page_text(page)
-    ref = _Reference(session, ref_url, allowed_domains, blocked_domains)
+    ref = _Reference(session, ref_url, allowed_domains, blocked_domains, marks)
     try:
         if structured:
             return await _derive_json(template, values, page, now, ref)

@@ -1,6 +1,7 @@
 /* Demo Shop catalogue: 24 products in 4 categories. Prices are in EUR and all distinct, so every
    "cheapest" / "most expensive" question has exactly one right answer. The facts the bundled
-   examples depend on are listed in the project's README (demo section); change them with care. */
+   examples depend on are listed in docs/demo-shop.md (checked by tests/test_demo_site.py); change
+   them with care. */
 "use strict";
 
 window.DEMO_CATEGORIES = [

@@ -78,7 +78,7 @@
     return Math.min(product.stock, MAX_PER_LINE);
   }
 
-  /** 32-bit FNV-1a over UTF-16 code units, as 8 upper-case hex digits (documented in the README). */
+  /** 32-bit FNV-1a over UTF-16 code units, as 8 upper-case hex digits (documented in docs/demo-shop.md). */
   function fnv1a(text) {
     let hash = 0x811c9dc5;
     for (let i = 0; i < text.length; i++) {

@@ -14,8 +14,9 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 Handler = Callable[[dict[str, Any]], Any]
 
@@ -73,7 +74,7 @@ class FakeLLM:
     """The server; `requests` keeps every request body received (as the handler saw it).
 
     `rules(body)` may refuse a request the way the real API would: it returns None, or
-    (status, error payload). tests/fakeproviders.py holds the rule sets and the native-protocol fakes.
+    (status, error payload). agent/testing/fakeproviders.py holds the rule sets and the native-protocol fakes.
     """
 
     def __init__(self, handler: Handler | None = None, *, rules: Callable[[dict[str, Any]], Any] | None = None) -> None:
@@ -92,7 +93,7 @@ class FakeLLM:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
                 if fake.delay_s:
@@ -140,7 +141,7 @@ class FakeLLM:
             return answer.pop("__status__"), answer
         return 200, answer
 
-    def script(self, answers: list[Any]) -> "FakeLLM":
+    def script(self, answers: list[Any]) -> FakeLLM:
         """Answer request N with answers[N] (a reply, a status, or a function of the body)."""
         items = list(answers)
 

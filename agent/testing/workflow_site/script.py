@@ -2,16 +2,17 @@
 
 `shop_agent(...)` answers the agent's step requests (search, open the cheapest result, add to cart,
 check out, report the order) and the replay's heal requests (do the one step asked, then `done`).
-It is a handler for tests/fakellm.FakeLLM; `calls` counts what it answered, by kind.
+It is a handler for agent.testing.fakellm.FakeLLM; `calls` counts what it answered, by kind.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from tests.fakellm import call, find_index, last_user_text, reply
+from agent.testing.fakellm import call, find_index, last_user_text, reply
 
 LABELS = {
     "search": ("Search", "Find"),
@@ -32,6 +33,14 @@ def index_of(text: str, *labels: str, tag: str | None = None, contains: str | No
         if m.group(4).strip() in labels:
             return int(m.group(1))
     raise LookupError(f"no element {labels or contains!r} in the observation")
+
+
+def found(pattern: str, text: str) -> str:
+    """The first group of `pattern` in `text`; LookupError (a failed script) when the page lacks it."""
+    m = re.search(pattern, text)
+    if m is None:
+        raise LookupError(f"{pattern!r} is not in the observation")
+    return m.group(1)
 
 
 def page_url(text: str) -> str:
@@ -55,14 +64,15 @@ def shop_agent(*, query: str, qty: int, name: str, email: str, country: str, jso
             return reply('{"query": "hdmi"}')
         if healing:
             if heal_gives_up:
-                return reply("I cannot do this.", call("done", text="the page has no way to do this step", success=False))
+                return reply("I cannot do this.",
+                             call("done", text="the page has no way to do this step", success=False))
             previous = text.split("<previous_steps>")[1].split("</previous_steps>")[0]
             if "click" in previous and "You are repairing" in text:
                 return reply("The step is done.", call("done", text="did the step", success=True))
         if "/order" in url:
-            number = re.search(r"Order number:\s*(WS-[0-9A-F]{8})", text).group(1)
-            total = re.search(r"Total:\s*(€[\d.]+)", text).group(1)
-            product = re.search(r"\d+ × ([^\n]+)", text).group(1).strip()
+            number = found(r"Order number:\s*(WS-[0-9A-F]{8})", text)
+            total = found(r"Total:\s*(€[\d.]+)", text)
+            product = found(r"\d+ × ([^\n]+)", text).strip()
             if json_result:
                 data = {"order": number, "product": product, "quantity": qty, "total": float(total[1:]), "name": name}
                 return reply("Report the order.", call("done", data=data, success=True))
@@ -81,7 +91,8 @@ def shop_agent(*, query: str, qty: int, name: str, email: str, country: str, jso
                          call("input", index=index_of(text, contains="name=qty"), text=str(qty)),
                          call("click", index=index_of(text, *LABELS["add"], tag="button")))
         if "/search" in url:
-            return reply("Open the cheapest result.", call("click", index=index_of(text, contains='href="/product', tag="a")))
+            cheapest = index_of(text, contains='href="/product', tag="a")
+            return reply("Open the cheapest result.", call("click", index=cheapest))
         if "name=q" not in text:  # no search box: a model would give up
             return reply("There is no search box.", call("done", text="the shop has no search box", success=False))
         return reply(f"Search for {query}.",
@@ -106,8 +117,9 @@ def demo_agent(query: str) -> Callable[[dict[str, Any]], Any]:
         url = text.split('<page url="')[1].split('"')[0]
         if "/product.html" in url:
             name = text.split("\n# ")[1].split("\n")[0]
-            price = re.search(r"Price:\s*(€[\d.]+)", text).group(1)
-            return reply("Report it.", call("done", text=f"The first {query} result is {name} at {price}.", success=True))
+            price = found(r"Price:\s*(€[\d.]+)", text)
+            answer = f"The first {query} result is {name} at {price}."
+            return reply("Report it.", call("done", text=answer, success=True))
         if "search.html" in url:
             return reply("Open the first result.", call("click", index=find_index(body, 'href="/product.html')))
         return reply(f"Search for {query}.", call("input", index=find_index(body, "name=q"), text=query),

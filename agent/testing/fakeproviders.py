@@ -6,7 +6,7 @@ litellm reaches them through its real client code, each through its provider's b
 - `FakeGemini`: Gemini `POST /v1beta/models/{model}:generateContent` (the `parameters` Schema is an
   OpenAPI 3.0 subset: no $ref/oneOf/const/additionalProperties, a type on every node, enums of
   strings, arrays with items, objects with properties, string formats date-time/enum only);
-- `dialect(provider)`: the rules of the OpenAI chat dialects for `tests.fakellm.FakeLLM` (OpenAI:
+- `dialect(provider)`: the rules of the OpenAI chat dialects for `agent.testing.fakellm.FakeLLM` (OpenAI:
   arrays need items, reasoning models refuse max_tokens, images only for vision models; Groq: a tool
   call whose arguments do not match the tool schema is a 400 `tool_use_failed`; Mistral: tool_choice
   values; DeepSeek: text-only content).
@@ -21,17 +21,19 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import jsonschema
 import referencing
 import referencing.exceptions
 import referencing.jsonschema
 
-from tests.fakellm import FakeLLM, Handler
+from agent.testing.fakellm import FakeLLM, Handler
 
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
-VISION_FREE_MODELS = {"gpt-3.5-turbo", "text-only-local", "llama-3.3-70b-versatile"}  # models the fakes refuse images for
+# Models the fakes refuse images for.
+VISION_FREE_MODELS = {"gpt-3.5-turbo", "text-only-local", "llama-3.3-70b-versatile"}
 REASONING = re.compile(r"^(o\d|gpt-5)")
 
 
@@ -158,7 +160,8 @@ class FakeGroq(FakeLLM):
             except ValueError:
                 args = None
             schema = schemas.get(fn["name"])
-            errors = [] if schema is None else [e.message for e in jsonschema.Draft202012Validator(schema).iter_errors(args)]
+            validator = jsonschema.Draft202012Validator(schema) if schema is not None else None
+            errors = [] if validator is None else [e.message for e in validator.iter_errors(args)]
             if schema is None or errors:
                 why = "tool not found" if schema is None else f"errors: [{'; '.join(errors)}]"
                 return _error(400, f"tool call validation failed: parameters for tool {fn['name']} did not match "
@@ -207,7 +210,8 @@ class FakeAnthropic(FakeLLM):
 
     def error(self, status: int, message: str) -> tuple[int, dict[str, Any]]:
         """An Anthropic error body."""
-        return status, {"type": "error", "error": {"type": _ANTHROPIC_ERRORS.get(status, "api_error"), "message": message}}
+        kind = _ANTHROPIC_ERRORS.get(status, "api_error")
+        return status, {"type": "error", "error": {"type": kind, "message": message}}
 
     def check(self, body: dict[str, Any]) -> str | None:
         """The first documented request rule `body` breaks, or None."""
@@ -226,13 +230,14 @@ class FakeAnthropic(FakeLLM):
                 return "messages: roles must alternate between \"user\" and \"assistant\""
         for i, message in enumerate(messages):
             content = message.get("content")
-            blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
+            blocks: list[dict[str, Any]] = [{"type": "text", "text": content}] if isinstance(content, str) else content
             for block in blocks or []:
                 kind = block.get("type")
                 if kind not in ("text", "image", "tool_use", "tool_result"):
                     return f"messages.{i}.content: unknown block type {kind!r}"
-                if kind == "image" and (block.get("source", {}).get("type") != "base64" or block["source"].get(
-                        "media_type") not in ("image/jpeg", "image/png", "image/gif", "image/webp")):
+                source: dict[str, Any] = block.get("source") or {}
+                if kind == "image" and (source.get("type") != "base64" or source.get("media_type") not in (
+                        "image/jpeg", "image/png", "image/gif", "image/webp")):
                     return f"messages.{i}.content: image source must be base64 jpeg, png, gif or webp"
         system = body.get("system")
         if system is not None and not isinstance(system, str) and not all(b.get("type") == "text" for b in system):
@@ -285,7 +290,8 @@ class FakeAnthropic(FakeLLM):
         usage = answer.get("usage", {})
         return {"id": "msg_fake", "type": "message", "role": "assistant", "model": model, "content": content,
                 "stop_reason": stop, "stop_sequence": None,
-                "usage": {"input_tokens": usage.get("prompt_tokens", 0), "output_tokens": usage.get("completion_tokens", 0)}}
+                "usage": {"input_tokens": usage.get("prompt_tokens", 0),
+                          "output_tokens": usage.get("completion_tokens", 0)}}
 
 
 # ------------------------------------------------------------------ Gemini generateContent
@@ -352,7 +358,8 @@ class FakeGemini(FakeLLM):
             for part in content.get("parts", []):
                 if not set(part) & {"text", "inline_data", "inlineData", "function_call", "functionCall",
                                     "function_response", "functionResponse", "file_data", "thought_signature"}:
-                    return f"* GenerateContentRequest.contents[{i}].parts: required oneof field 'data' must have one initialized field"
+                    return (f"* GenerateContentRequest.contents[{i}].parts: required oneof field 'data' must have "
+                            "one initialized field")
         for t, tool in enumerate(body.get("tools") or []):
             for f, decl in enumerate(tool.get("function_declarations") or tool.get("functionDeclarations") or []):
                 where = f"GenerateContentRequest.tools[{t}].function_declarations[{f}]"

@@ -22,13 +22,15 @@ import html
 import json
 import re
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 VARIANTS = ("base", "renamed", "wrapped", "reordered", "reworded", "redesign", "broken")
 
-PRODUCTS = [
+PRODUCTS: list[dict[str, Any]] = [
     {"id": "usbc-1m", "name": "USB-C Cable 1 m", "price": 5.49, "tags": "usb-c cable"},
     {"id": "usbc-2m-braided", "name": "Braided USB-C Cable 2 m", "price": 12.99, "tags": "usb-c cable braided"},
     {"id": "usbc-hub", "name": "USB-C Hub 7-in-1", "price": 34.00, "tags": "usb-c hub adapter"},
@@ -94,67 +96,98 @@ def _matches(product: dict[str, Any], query: str) -> bool:
     return all(word in hay for word in query.lower().split())
 
 
-def render(path: str, query: dict[str, list[str]], cookie: str | None) -> tuple[int, str, dict[str, str]]:
-    """(status, html, extra headers) for a request on the base site."""
-    one = lambda k: (query.get(k) or [""])[0]  # noqa: E731 - tiny accessor
-    cart = _cart(cookie)
-    count = sum(line["qty"] for line in cart)
-    if path == "/":
-        body = """<h1 id="welcome" class="headline">Welcome to Cable Corner</h1>
-<p class="intro">Cables, hubs and chargers. Use the search box above.</p>"""
-        return 200, _page("Home", body, count), {}
-    if path == "/search":
-        q = one("q").strip()[:100]
-        results = sorted((p for p in PRODUCTS if q and _matches(p, q)), key=lambda p: p["price"])
-        items = "\n".join(
-            f'<li class="result"><a class="result-link" href="/product?id={quote(p["id"])}">{html.escape(p["name"])}</a>'
-            f' <span class="result-price price">{money(p["price"])}</span></li>'
-            for p in results
-        )
-        body = (f'<h1 id="results-title" class="headline">Results for “{html.escape(q)}”</h1>\n'
-                f'<p id="result-count" class="count">{len(results)} products, cheapest first</p>\n'
-                f'<ul id="results" class="results">\n{items}\n</ul>')
-        return 200, _page(f"Search {q}", body, count), {}
-    if path == "/product":
-        p = next((p for p in PRODUCTS if p["id"] == one("id")), None)
-        if p is None:
-            return 404, _page("Not found", '<h1 class="headline">Product not found</h1>', count), {}
-        body = f"""<h1 id="product-name" class="headline product-title">{html.escape(p["name"])}</h1>
+Answer = tuple[int, str, dict[str, str]]  # (status, html, extra headers)
+
+
+@dataclass(frozen=True)
+class _Request:
+    """One request on the base site: its query, the cart from its cookie, the cart's item count."""
+
+    query: dict[str, list[str]]
+    cart: list[dict[str, Any]]
+
+    def one(self, key: str) -> str:
+        """The first value of a query parameter ("" when absent)."""
+        return (self.query.get(key) or [""])[0]
+
+    @property
+    def count(self) -> int:
+        """Items in the cart (shown in the header)."""
+        return sum(line["qty"] for line in self.cart)
+
+    def page(self, title: str, body: str, status: int = 200) -> Answer:
+        """A whole page with the site's header."""
+        return status, _page(title, body, self.count), {}
+
+
+def _product(pid: str) -> dict[str, Any] | None:
+    return next((p for p in PRODUCTS if p["id"] == pid), None)
+
+
+def _home(r: _Request) -> Answer:
+    return r.page("Home", """<h1 id="welcome" class="headline">Welcome to Cable Corner</h1>
+<p class="intro">Cables, hubs and chargers. Use the search box above.</p>""")
+
+
+def _search(r: _Request) -> Answer:
+    q = r.one("q").strip()[:100]
+    results = sorted((p for p in PRODUCTS if q and _matches(p, q)), key=lambda p: p["price"])
+    items = "\n".join(
+        f'<li class="result"><a class="result-link" href="/product?id={quote(p["id"])}">'
+        f'{html.escape(p["name"])}</a>'
+        f' <span class="result-price price">{money(p["price"])}</span></li>'
+        for p in results
+    )
+    return r.page(f"Search {q}", f'<h1 id="results-title" class="headline">Results for “{html.escape(q)}”</h1>\n'
+                                 f'<p id="result-count" class="count">{len(results)} products, cheapest first</p>\n'
+                                 f'<ul id="results" class="results">\n{items}\n</ul>')
+
+
+def _product_page(r: _Request) -> Answer:
+    p = _product(r.one("id"))
+    if p is None:
+        return r.page("Not found", '<h1 class="headline">Product not found</h1>', 404)
+    return r.page(p["name"], f"""<h1 id="product-name" class="headline product-title">{html.escape(p["name"])}</h1>
 <p class="price-line">Price: <span id="price" class="price">{money(p["price"])}</span></p>
 <form id="add-form" class="add-form" action="/cart/add" method="get">
 <input type="hidden" name="id" value="{html.escape(p["id"])}">
 <label for="qty">Quantity</label>
 <input id="qty" name="qty" type="number" value="1" min="1" max="10">
 <button type="submit" id="add-btn" class="btn btn-primary">Add to cart</button>
-</form>"""
-        return 200, _page(p["name"], body, count), {}
-    if path == "/cart/add":
-        p = next((p for p in PRODUCTS if p["id"] == one("id")), None)
-        try:
-            qty = int(one("qty"))
-        except ValueError:
-            qty = 0
-        if p is None or not 1 <= qty <= 10:
-            return 400, _page("Error", '<h1 class="headline">Enter a quantity from 1 to 10</h1>', count), {}
-        lines = [{"id": line["product"]["id"], "qty": line["qty"]} for line in cart if line["product"]["id"] != p["id"]]
-        lines.append({"id": p["id"], "qty": qty})
-        return 303, "", {"Location": "/cart", "Set-Cookie": f"cart={quote(json.dumps(lines))}; Path=/"}
-    if path == "/cart":
-        rows = "\n".join(
-            f'<tr class="cart-line"><td class="line-name">{html.escape(line["product"]["name"])}</td>'
-            f'<td class="line-qty">{line["qty"]}</td><td class="line-total">{money(line["qty"] * line["product"]["price"])}</td></tr>'
-            for line in cart
-        )
-        total = sum(line["qty"] * line["product"]["price"] for line in cart)
-        body = f"""<h1 id="cart-title" class="headline">Your cart</h1>
+</form>""")
+
+
+def _cart_add(r: _Request) -> Answer:
+    p = _product(r.one("id"))
+    try:
+        qty = int(r.one("qty"))
+    except ValueError:
+        qty = 0
+    if p is None or not 1 <= qty <= 10:
+        return r.page("Error", '<h1 class="headline">Enter a quantity from 1 to 10</h1>', 400)
+    kept = [{"id": line["product"]["id"], "qty": line["qty"]} for line in r.cart if line["product"]["id"] != p["id"]]
+    kept.append({"id": p["id"], "qty": qty})
+    return 303, "", {"Location": "/cart", "Set-Cookie": f"cart={quote(json.dumps(kept))}; Path=/"}
+
+
+def _cart_page(r: _Request) -> Answer:
+    rows = "\n".join(
+        f'<tr class="cart-line"><td class="line-name">{html.escape(line["product"]["name"])}</td>'
+        f'<td class="line-qty">{line["qty"]}</td>'
+        f'<td class="line-total">{money(line["qty"] * line["product"]["price"])}</td></tr>'
+        for line in r.cart
+    )
+    total = sum(line["qty"] * line["product"]["price"] for line in r.cart)
+    return r.page("Cart", f"""<h1 id="cart-title" class="headline">Your cart</h1>
 <table id="cart-table" class="cart"><tbody>{rows}</tbody></table>
 <p class="total-line">Total: <span id="cart-total" class="total">{money(total)}</span></p>
-<p><a id="checkout-link" class="btn btn-primary" href="/checkout">Proceed to checkout</a></p>"""
-        return 200, _page("Cart", body, count), {}
-    if path == "/checkout":
-        items = ",".join(f'{line["product"]["id"]}:{line["qty"]}' for line in cart)
-        options = "\n".join(f'<option value="{c}">{c}</option>' for c in COUNTRIES)
-        body = f"""<h1 id="checkout-title" class="headline">Checkout</h1>
+<p><a id="checkout-link" class="btn btn-primary" href="/checkout">Proceed to checkout</a></p>""")
+
+
+def _checkout(r: _Request) -> Answer:
+    items = ",".join(f'{line["product"]["id"]}:{line["qty"]}' for line in r.cart)
+    options = "\n".join(f'<option value="{c}">{c}</option>' for c in COUNTRIES)
+    return r.page("Checkout", f"""<h1 id="checkout-title" class="headline">Checkout</h1>
 <form id="checkout-form" class="checkout-form" action="/order" method="get">
 <input type="hidden" name="items" value="{html.escape(items)}">
 <div class="field field-name"><label for="name">Full name</label>
@@ -167,36 +200,52 @@ def render(path: str, query: dict[str, list[str]], cookie: str | None) -> tuple[
 {options}
 </select></div>
 <button type="submit" id="place-order" class="btn btn-primary">Place order</button>
-</form>"""
-        return 200, _page("Checkout", body, count), {}
-    if path == "/order":
-        lines = []
-        for part in one("items").split(","):
-            pid, _, qty = part.partition(":")
-            p = next((p for p in PRODUCTS if p["id"] == pid), None)
-            if p and qty.isdigit():
-                lines.append((p, int(qty)))
-        name, email, country = one("name").strip(), one("email").strip(), one("country")
-        if not lines or not name or "@" not in email or country not in COUNTRIES:
-            body = '<h1 class="headline">Your order could not be placed</h1><p class="error">Fill in every field.</p>'
-            return 200, _page("Order failed", body, count), {}
-        digest = hashlib.sha256(json.dumps([one("items"), name, email.lower(), country]).encode()).hexdigest()
-        number = "WS-" + digest[:8].upper()
-        total = sum(p["price"] * q for p, q in lines)
-        items = "\n".join(
-            f'<li class="order-line"><span class="line-qty">{q}</span> × <span class="item-name">{html.escape(p["name"])}</span></li>'
-            for p, q in lines
-        )
-        body = f"""<h1 id="thanks" class="headline">Thank you, <span id="customer">{html.escape(name)}</span>!</h1>
+</form>""")
+
+
+def _order(r: _Request) -> Answer:
+    lines: list[tuple[dict[str, Any], int]] = []
+    for part in r.one("items").split(","):
+        pid, _, qty = part.partition(":")
+        p = _product(pid)
+        if p and qty.isdigit():
+            lines.append((p, int(qty)))
+    name, email, country = r.one("name").strip(), r.one("email").strip(), r.one("country")
+    if not lines or not name or "@" not in email or country not in COUNTRIES:
+        return r.page("Order failed", '<h1 class="headline">Your order could not be placed</h1>'
+                                      '<p class="error">Fill in every field.</p>')
+    digest = hashlib.sha256(json.dumps([r.one("items"), name, email.lower(), country]).encode()).hexdigest()
+    number = "WS-" + digest[:8].upper()
+    total = sum(p["price"] * q for p, q in lines)
+    items = "\n".join(
+        f'<li class="order-line"><span class="line-qty">{q}</span> × '
+        f'<span class="item-name">{html.escape(p["name"])}</span></li>'
+        for p, q in lines
+    )
+    thanks = f'<h1 id="thanks" class="headline">Thank you, <span id="customer">{html.escape(name)}</span>!</h1>'
+    return r.page("Order placed", f"""{thanks}
 <p class="order-line-number">Order number: <strong id="order-number">{number}</strong></p>
 <ul id="order-items" class="order-items">
 {items}
 </ul>
 <p class="total-line">Total: <span id="order-total" class="total">{money(total)}</span></p>
 <p class="note">A confirmation goes to <span id="order-email">{html.escape(email)}</span>, shipping to
-<span id="order-country">{html.escape(country)}</span>.</p>"""
-        return 200, _page("Order placed", body, count), {}
-    return 404, _page("Not found", '<h1 class="headline">Page not found</h1>', count), {}
+<span id="order-country">{html.escape(country)}</span>.</p>""")
+
+
+ROUTES: dict[str, Callable[[_Request], Answer]] = {
+    "/": _home, "/search": _search, "/product": _product_page, "/cart/add": _cart_add, "/cart": _cart_page,
+    "/checkout": _checkout, "/order": _order,
+}
+
+
+def render(path: str, query: dict[str, list[str]], cookie: str | None) -> Answer:
+    """(status, html, extra headers) for a request on the base site."""
+    r = _Request(query, _cart(cookie))
+    route = ROUTES.get(path)
+    if route is None:
+        return r.page("Not found", '<h1 class="headline">Page not found</h1>', 404)
+    return route(r)
 
 
 # ------------------------------------------------------------------ variants
@@ -277,7 +326,7 @@ class ShopServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 parts = urlsplit(self.path)
                 shop.hits.append(self.path)
                 status, markup, headers = render(parts.path, parse_qs(parts.query), self.headers.get("Cookie"))

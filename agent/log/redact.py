@@ -1,0 +1,91 @@
+"""Secret scrubbing for everything the run log writes: no key or secret ever reaches the file.
+
+Two rules: the values of secret-looking environment variables (`OPENAI_API_KEY`, `WEBHOOK_SECRET`,
+...) are replaced by a marker wherever they appear, and request fields whose key names a credential
+(`api_key`, `password`, `authorization`, ...) are dropped from the stored request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Sequence
+from typing import Any, overload
+
+from agent.models import RunRequest
+
+__all__ = ["REDACTED", "dumps", "request_json", "scrub", "secret_values", "strip_secret_fields"]
+
+REDACTED = "[redacted]"
+# Env var names that hold credentials; their values are scrubbed from everything written.
+_SECRET_NAME = re.compile(r"(KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL)", re.IGNORECASE)
+# Request fields that look like credentials are dropped from the stored request JSON.
+_SECRET_FIELD = re.compile(
+    r"^(.*api[_-]?key.*|.*secret.*|.*password.*|.*passwd.*|.*token|authorization|.*credentials?|access[_-]?key.*)$",
+    re.IGNORECASE,
+)
+
+
+def _looks_secret(value: str) -> bool:
+    """A value worth scrubbing: long, one token, not a path, with a digit unless very long.
+
+    Guards against redacting ordinary words everywhere (`SOME_KEY=disabled`).
+    """
+    return (
+        len(value) >= 12
+        and not any(c.isspace() for c in value)
+        and not value.startswith("/")
+        and (len(value) >= 24 or any(c.isdigit() for c in value))
+    )
+
+
+def secret_values() -> list[str]:
+    """Values of secret-looking env vars, longest first (so a key containing another is caught whole)."""
+    found = {v for k, v in os.environ.items() if _SECRET_NAME.search(k) and _looks_secret(v)}
+    return sorted(found, key=len, reverse=True)
+
+
+@overload
+def scrub(text: str, secrets: Sequence[str]) -> str: ...
+
+
+@overload
+def scrub(text: None, secrets: Sequence[str]) -> None: ...
+
+
+@overload
+def scrub(text: str | None, secrets: Sequence[str]) -> str | None: ...
+
+
+def scrub(text: str | None, secrets: Sequence[str]) -> str | None:
+    """`text` with every secret value replaced by a marker."""
+    if text is None or not secrets:
+        return text
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def strip_secret_fields(value: Any) -> Any:
+    """A copy of `value` without string entries whose key names a credential."""
+    if isinstance(value, dict):
+        return {
+            k: strip_secret_fields(v)
+            for k, v in value.items()
+            if not (isinstance(v, str) and v and _SECRET_FIELD.match(str(k)))
+        }
+    if isinstance(value, list):
+        return [strip_secret_fields(v) for v in value]
+    return value
+
+
+def dumps(value: Any, secrets: Sequence[str]) -> str:
+    """Compact JSON for a *_json column, secrets scrubbed."""
+    return scrub(json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str), secrets)
+
+
+def request_json(request: RunRequest, secrets: Sequence[str]) -> str:
+    """The request as stored: credential-named fields dropped, secret values scrubbed."""
+    return dumps(strip_secret_fields(request.model_dump(mode="json")), secrets)

@@ -1,0 +1,284 @@
+"""The run log's write transactions, one function per kind of write.
+
+Each is `fn(con, secrets, ...)`: the Store's connection and the secret values to scrub (the same
+signature for all, so `Store._write(fn, ...)` runs any of them). Each runs inside the one
+transaction the Store opened under its lock and never begins or commits anything itself. Every
+text that may carry a secret goes through `agent.log.redact` on its way in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import duckdb
+
+from agent.log.errors import InvalidQuery
+from agent.log.redact import dumps, request_json, scrub
+from agent.log.rows import (
+    ACTION_COLS,
+    LLM_COLS,
+    STEP_COLS,
+    WEBHOOK_COLS,
+    WORKFLOW_COLS,
+    insert_sql,
+    scalar,
+)
+from agent.models import HistoryItem, RunFinished, RunRequest, RunStarted, Usage, utcnow
+
+__all__ = [
+    "add_step",
+    "check_run",
+    "fail_run",
+    "finish_run",
+    "insert_run",
+    "insert_task",
+    "insert_webhook_attempt",
+    "insert_workflow",
+    "mark_interrupted",
+    "set_task_workflow",
+    "start_run",
+]
+
+Connection = duckdb.DuckDBPyConnection
+Secrets = Sequence[str]
+
+_MARK_INTERRUPTED = """
+    UPDATE runs SET status = 'failure', error = 'interrupted', is_done = false, is_successful = false,
+        finished_at = greatest(started_at, coalesce(
+            (SELECT max(s.finished_at) FROM steps s WHERE s.run_id = runs.id), started_at)),
+        duration_ms = 1000 * epoch(greatest(started_at, coalesce(
+            (SELECT max(s.finished_at) FROM steps s WHERE s.run_id = runs.id), started_at)) - started_at)
+    WHERE status = 'in_progress'
+    RETURNING id
+"""
+_FINISH_RUN = """
+    UPDATE runs SET status = ?, error = ?, is_done = ?, is_successful = ?, result_json = ?,
+        mode = ?, model = coalesce(?, model), provider = coalesce(?, provider),
+        started_at = ?, finished_at = ?, duration_ms = ?,
+        llm_calls = coalesce(?, llm_calls), input_tokens = coalesce(?, input_tokens),
+        output_tokens = coalesce(?, output_tokens), cost_usd = coalesce(?, cost_usd),
+        workflow_id = coalesce(?, workflow_id), replayed_steps = ?, healed_steps = ?, notes_json = ?
+    WHERE id = ?
+"""
+
+
+def mark_interrupted(con: Connection, secrets: Secrets) -> list[int]:
+    """End runs left in progress by a previous process (it crashed or was killed); their ids."""
+    # The run ended at its last sign of life, not now: keeps durations honest.
+    return sorted(r[0] for r in con.execute(_MARK_INTERRUPTED).fetchall())
+
+
+# ------------------------------------------------------------------ tasks and runs
+def insert_task(con: Connection, secrets: Secrets, request: RunRequest, workflow_id: int | None) -> int:
+    """A new task for `request`; its id."""
+    return scalar(
+        con,
+        "INSERT INTO tasks (prompt, request_json, created_at, workflow_id) VALUES (?, ?, ?, ?) RETURNING id",
+        [scrub(request.prompt, secrets), request_json(request, secrets), utcnow(), workflow_id],
+    )
+
+
+def insert_run(con: Connection, secrets: Secrets, task_id: int, request: RunRequest, mode: str) -> int:
+    """A new run of `task_id`, in progress and started now; its id."""
+    if scalar(con, "SELECT 1 FROM tasks WHERE id = ?", [task_id]) is None:
+        raise InvalidQuery(f"task {task_id} does not exist; create it with create_task(request) first")
+    now = utcnow()
+    return scalar(
+        con,
+        """
+        INSERT INTO runs (task_id, status, mode, provider, model, prompt, created_at,
+                          started_at, request_json, workflow_id, webhook_url)
+        VALUES (?, 'in_progress', ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id
+        """,
+        [
+            task_id, mode, request.provider, request.model, scrub(request.prompt, secrets),
+            now, now, request_json(request, secrets), request.workflow_id, scrub(request.webhook_url, secrets),
+        ],
+    )
+
+
+def check_run(con: Connection, secrets: Secrets, run_id: int) -> None:
+    """InvalidQuery, naming the fix, unless run `run_id` exists."""
+    _run_row(con, run_id, "1")
+
+
+def _run_row(con: Connection, run_id: int, cols: str) -> tuple[Any, ...]:
+    """`cols` of run `run_id`; InvalidQuery (naming the fix) if there is no such run."""
+    row = con.execute(f"SELECT {cols} FROM runs WHERE id = ?", [run_id]).fetchone()
+    if row is None:
+        raise InvalidQuery(f"run {run_id} does not exist; create it with create_run(task_id, request) first")
+    return row
+
+
+def start_run(con: Connection, secrets: Secrets, run_id: int, event: RunStarted) -> None:
+    """Note the engine's start: the model it resolved, the mode, the start time."""
+    updated = scalar(
+        con,
+        "UPDATE runs SET litellm_model = ?, mode = ?, started_at = ? WHERE id = ? RETURNING id",
+        [event.model, event.mode, event.at, run_id],
+    )
+    if updated is None:
+        check_run(con, secrets, run_id)
+
+
+def add_step(con: Connection, secrets: Secrets, run_id: int, seq: int | None, item: HistoryItem, at: datetime) -> int:
+    """Write one step (its actions and LLM calls) and bump its run's totals; the step's `seq`.
+
+    `seq` is the run's step count when the caller knows it (None: read it, which also checks
+    that the run exists).
+    """
+    if seq is None:
+        seq = _run_row(con, run_id, "steps")[0]
+    _add_totals(con, run_id, [item])
+    _insert_steps(con, secrets, run_id, [(seq, item, at)])
+    return seq
+
+
+def finish_run(con: Connection, secrets: Secrets, run_id: int, event: RunFinished) -> None:
+    """End a run as the engine reported it, keeping any history step it never announced."""
+    r = event.response
+    recorded, started_at = _run_row(con, run_id, "steps, started_at")
+    # A history step the engine never announced (e.g. a replay that only reports its end)
+    # is still kept, so get_run() returns the whole response.
+    missing = r.history[recorded:]
+    if missing:
+        _insert_steps(con, secrets, run_id, [(recorded + i, item, event.at) for i, item in enumerate(missing)])
+        _add_totals(con, run_id, missing)
+    started = r.started_at or started_at
+    finished = r.finished_at or event.at
+    duration = r.duration_ms
+    if duration is None:
+        duration = max(0.0, (finished - started).total_seconds() * 1000)
+    # The engine's usage total is authoritative when it has one (it may count calls that
+    # belong to no step); otherwise the running totals stand.
+    usage: list[Any] = [None] * 4
+    if r.usage != Usage():
+        usage = [r.usage.llm_calls, r.usage.input_tokens, r.usage.output_tokens, r.usage.cost_usd]
+    con.execute(
+        _FINISH_RUN,
+        [
+            r.status, scrub(r.error, secrets), r.is_done, r.is_successful,
+            None if r.result is None else dumps(r.result, secrets), r.mode, r.model, r.provider,
+            started, finished, duration, *usage, r.workflow_id, r.replayed_steps, r.healed_steps,
+            dumps(r.notes, secrets) if r.notes else None, run_id,
+        ],
+    )
+
+
+def fail_run(con: Connection, secrets: Secrets, run_id: int, error: str) -> None:
+    """End run `run_id` as a failure now, if it is still in progress."""
+    check_run(con, secrets, run_id)
+    now = utcnow()
+    con.execute(
+        """
+        UPDATE runs SET status = 'failure', error = ?, is_done = false, is_successful = false,
+            finished_at = ?, duration_ms = greatest(0, 1000 * epoch(?::TIMESTAMPTZ - started_at))
+        WHERE id = ? AND status = 'in_progress'
+        """,
+        [scrub(error, secrets), now, now, run_id],
+    )
+
+
+def insert_webhook_attempt(
+    con: Connection, secrets: Secrets, run_id: int, *, url: str, attempt: int, at: datetime,
+    status_code: int | None, ok: bool, error: str | None, duration_ms: float, event: str,
+) -> None:
+    """One webhook delivery attempt (each retry is its own row)."""
+    con.execute(
+        insert_sql("webhook_deliveries", WEBHOOK_COLS[1:], 1),
+        [run_id, scrub(url, secrets), attempt, at, status_code, ok, scrub(error, secrets), duration_ms, event],
+    )
+
+
+# ------------------------------------------------------------------ tasks' workflows
+def set_task_workflow(con: Connection, secrets: Secrets, task_id: int, workflow_id: int | None) -> None:
+    """Link task `task_id` to a workflow (None unlinks)."""
+    if scalar(con, "UPDATE tasks SET workflow_id = ? WHERE id = ? RETURNING id", [workflow_id, task_id]) is None:
+        raise InvalidQuery(f"task {task_id} does not exist; pick an id from list_tasks()")
+
+
+def insert_workflow(
+    con: Connection, secrets: Secrets, document: dict[str, Any], workflow_id: int | None,
+    source_run_id: int | None, healed_from_version: int | None,
+) -> tuple[int, int]:
+    """Store a workflow document as a new workflow, or as the next version of `workflow_id`: (id, version)."""
+    if workflow_id is None:
+        wid, version = scalar(con, "SELECT nextval('workflows_id')"), 1
+    else:
+        last = scalar(con, "SELECT max(version) FROM workflows WHERE id = ?", [workflow_id])
+        if last is None:
+            raise InvalidQuery(f"workflow {workflow_id} does not exist; omit workflow_id to save a new workflow")
+        wid, version = workflow_id, last + 1
+    name, prompt = document.get("name"), document.get("prompt")
+    con.execute(
+        insert_sql("workflows", WORKFLOW_COLS, 1),
+        [
+            wid, version, scrub(name if isinstance(name, str) else None, secrets),
+            scrub(prompt if isinstance(prompt, str) else None, secrets),
+            dumps(document, secrets), utcnow(), source_run_id, healed_from_version,
+        ],
+    )
+    return wid, version
+
+
+# ------------------------------------------------------------------ steps
+def _insert_steps(
+    con: Connection, secrets: Sequence[str], run_id: int, items: Iterable[tuple[int, HistoryItem, datetime]]
+) -> None:
+    """Insert steps `(seq, item, finished_at)`, their actions and LLM calls: one multi-row INSERT per table."""
+    steps: list[Any] = []
+    actions: list[Any] = []
+    calls: list[Any] = []
+    n_steps = n_actions = n_calls = 0
+    for seq, item, at in items:
+        n_steps += 1
+        steps += (
+            run_id, seq, item.step, scrub(item.description, secrets), scrub(item.url, secrets),
+            scrub(item.title, secrets), item.screenshot, item.started_at, at, item.duration_ms,
+            item.llm_ms, item.browser_ms, item.executed_by, len(item.actions), len(item.llm_calls),
+        )
+        for idx, a in enumerate(item.actions):
+            n_actions += 1
+            actions += (
+                run_id, seq, item.step, idx, a.name, dumps(a.params, secrets), a.success,
+                a.is_done, scrub(a.error, secrets), scrub(a.extracted_content, secrets),
+                a.include_in_memory,
+                None if a.locators is None else dumps(a.locators, secrets),
+                None if a.data is None else dumps(a.data, secrets),
+                a.executed_by, a.duration_ms, at,
+            )
+        for idx, c in enumerate(item.llm_calls):
+            n_calls += 1
+            calls += (
+                run_id, seq, item.step, idx, c.model, c.provider, c.purpose, c.started_at,
+                c.latency_ms, c.input_tokens, c.output_tokens, c.cost_usd, c.finish_reason,
+                scrub(c.error, secrets),
+            )
+    if n_steps:
+        con.execute(insert_sql("steps", STEP_COLS, n_steps), steps)
+    if n_actions:
+        con.execute(insert_sql("actions", ACTION_COLS, n_actions), actions)
+    if n_calls:
+        con.execute(insert_sql("llm_calls", LLM_COLS, n_calls), calls)
+
+
+def _add_totals(con: Connection, run_id: int, items: Sequence[HistoryItem]) -> None:
+    """Add steps' counts, tokens and cost to their run's running totals."""
+    calls = [c for item in items for c in item.llm_calls]
+    # No RETURNING: it costs as much as the rest of the update (the Store caches the step count).
+    con.execute(
+        """
+        UPDATE runs SET steps = steps + ?, actions = actions + ?, llm_calls = llm_calls + ?,
+            input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,
+            cost_usd = cost_usd + ?
+        WHERE id = ?
+        """,
+        [
+            len(items), sum(len(i.actions) for i in items), len(calls), sum(c.input_tokens for c in calls),
+            sum(c.output_tokens for c in calls), sum(c.cost_usd or 0.0 for c in calls), run_id,
+        ],
+    )
+
+

@@ -1,0 +1,121 @@
+"""The run service's reading side and workflow keeping: the one door to the run log for the UI and routes.
+
+`RunService` inherits these; nothing outside the service holds the store. Every method reads or
+writes in a worker thread, so the event loop never waits on DuckDB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agent.models import RunRequest, RunResponse
+
+if TYPE_CHECKING:
+    from agent.log.protocol import RunLog
+
+
+class NotFound(LookupError):
+    """No run, task or workflow with that id."""
+
+    def __init__(self, kind: str, ident: int, *, detail: str | None = None) -> None:
+        super().__init__(detail or f"{kind} {ident} not found")
+        self.kind, self.ident = kind, ident
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class LogDoor:
+    """Reads of the run log and the keeping of workflows, for the routes and the UI."""
+
+    _log: RunLog
+
+    async def aget(self, run_id: int) -> RunResponse | None:
+        """The run from the log; RunService answers live runs itself first."""
+        return await asyncio.to_thread(self._log.get_run, run_id)
+
+    async def run_request(self, run_id: int) -> RunRequest | None:
+        """The request a run was started with (secret-looking fields stripped); None if unknown."""
+        return await asyncio.to_thread(self._log.get_run_request, run_id)
+
+    async def list_runs(self, **filters: Any) -> tuple[list[dict[str, Any]], int]:
+        """A page of runs, newest first, and the total matching (filters as in `RunLog.list_runs`)."""
+        return await asyncio.to_thread(lambda: self._log.list_runs(**filters))
+
+    async def get_task(self, task_id: int) -> dict[str, Any]:
+        """A task with its request, run count and last status; NotFound if unknown."""
+        task = await asyncio.to_thread(self._log.get_task, task_id)
+        if task is None:
+            raise NotFound("task", task_id)
+        return task
+
+    async def list_tasks(self, *, limit: int = 50, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+        """A page of tasks, newest first, and the total."""
+        return await asyncio.to_thread(lambda: self._log.list_tasks(limit=limit, offset=offset))
+
+    async def webhook_attempts(self, run_id: int) -> list[dict[str, Any]]:
+        """Every webhook delivery attempt of a run, oldest first; NotFound for an unknown run."""
+        if await self.aget(run_id) is None:
+            raise NotFound("run", run_id)
+        return await asyncio.to_thread(self._log.webhook_attempts, run_id)
+
+    async def screenshot(self, run_id: int, step: int) -> Path | None:
+        """The JPEG taken at the start of a step, if any; only files under the screenshots folder."""
+        response = await self.aget(run_id)
+        if response is None:
+            raise NotFound("run", run_id)
+        root = Path(self._log.screenshots_dir).resolve()
+        candidates = [root / str(run_id) / f"step-{step:03d}.jpg"]
+        candidates += [Path(item.screenshot) for item in response.history if item.step == step and item.screenshot]
+        for path in candidates:
+            resolved = path.resolve()
+            if resolved.is_relative_to(root) and resolved.is_file():
+                return resolved
+        return None
+
+    # ------------------------------------------------------------ workflows
+    async def list_workflows(self) -> list[dict[str, Any]]:
+        """The latest version of each workflow, newest first."""
+        return await asyncio.to_thread(self._log.list_workflows)
+
+    async def get_workflow(self, workflow_id: int, version: int | None = None) -> dict[str, Any]:
+        """One version of a workflow (the latest by default); NotFound naming what is missing."""
+        row = await asyncio.to_thread(self._log.get_workflow, workflow_id, version)
+        if row is not None:
+            return row
+        if version is not None and await asyncio.to_thread(self._log.get_workflow, workflow_id) is not None:
+            raise NotFound("workflow", workflow_id, detail=f"workflow {workflow_id} has no version {version}")
+        raise NotFound("workflow", workflow_id)
+
+    async def save_workflow(self, document: dict[str, Any], *, workflow_id: int | None = None,
+                            source_run_id: int | None = None) -> tuple[int, int]:
+        """Store a workflow document: a new workflow, or the next version of `workflow_id`; (id, version)."""
+        return await asyncio.to_thread(
+            lambda: self._log.save_workflow(document, workflow_id=workflow_id, source_run_id=source_run_id))
+
+    async def save_run_as_workflow(self, run_id: int, *, name: str | None = None) -> tuple[int, int, dict[str, Any]]:
+        """Record a successful run as a new workflow linked to its task: (id, version, document).
+
+        NotFound for an unknown run; `agent.workflows.document.WorkflowError` when it cannot be recorded.
+        """
+        from agent.workflows.document import WorkflowError
+        from agent.workflows.record import record_workflow
+
+        response = await self.aget(run_id)
+        request = await self.run_request(run_id) if response is not None else None
+        if response is None or request is None:
+            raise NotFound("run", run_id)
+        if response.status == "in_progress":
+            raise WorkflowError("task_run_id", f"run {run_id} is still running; save it once it has succeeded")
+        document = record_workflow(request, response.model_copy(update={"task_run_id": run_id}), name=name)
+
+        def save() -> tuple[int, int]:
+            workflow_id, version = self._log.save_workflow(document, source_run_id=run_id)
+            if response.task_id is not None:
+                self._log.set_task_workflow(response.task_id, workflow_id)
+            return workflow_id, version
+
+        workflow_id, version = await asyncio.to_thread(save)
+        return workflow_id, version, document
