@@ -161,7 +161,7 @@ def key_status(provider: str) -> tuple[bool, str]:
     if _env(KEY_VARS[provider]):
         return True, f"{KEY_VARS[provider][0]} is set"
     if base_url(provider):
-        var = next(name for name in BASE_URL_VARS[provider] if os.environ.get(name))
+        var = next(name for name in BASE_URL_VARS[provider] if _env((name,)))
         return True, f"{var} points at a server of your own (no key needed)"
     advice = f"No API key for provider '{provider}': set {KEY_VARS[provider][0]}"
     if provider == "openai":
