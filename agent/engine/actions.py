@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from agent.engine.browser import BrowserSession
 from agent.engine.interact import Unreachable, Untypable, reach, settle, type_text
-from agent.engine.page import ElementNotFound, describe_element, find_element, page_text
+from agent.engine.page import OPTIONS_JS, SCROLL_PAGE_JS, ElementNotFound, describe_element, find_element, page_text
 from agent.engine.policy import PolicyError, check_navigation
 from agent.engine.schema import for_provider
 from agent.models import ActionResult, ExecutedBy
@@ -232,22 +232,6 @@ async def send_keys(ctx: Context, keys: str) -> Outcome:
     return Outcome(content=f"pressed {' '.join(pressed)}", changed_page=changed)
 
 
-# Scroll the window; app layouts whose document does not scroll get their biggest scroll box scrolled.
-_SCROLL_PAGE_JS = """(f) => {
-  const s = window.scrollY; window.scrollBy(0, window.innerHeight * f);
-  if (window.scrollY !== s) return window.scrollY - s;
-  let best = null, room = 0;
-  for (const el of document.querySelectorAll('body *')) {
-    const extra = el.scrollHeight - el.clientHeight;
-    if (extra > room && el.clientHeight > 100 && /(auto|scroll)/.test(getComputedStyle(el).overflowY)) {
-      best = el; room = extra;
-    }
-  }
-  if (!best) return 0;
-  const t = best.scrollTop; best.scrollBy(0, best.clientHeight * f); return best.scrollTop - t;
-}"""
-
-
 async def scroll(ctx: Context, down: bool = True, pages: float = 1.0, index: int | None = None) -> Outcome:
     """Scroll the page (or the scrollable element with this index) down or up by a number of pages."""
     pages = max(0.1, min(float(pages), 10.0))
@@ -261,7 +245,7 @@ async def scroll(ctx: Context, down: bool = True, pages: float = 1.0, index: int
             sign * pages,
         )
     else:
-        moved = await page.evaluate(_SCROLL_PAGE_JS, sign * pages)
+        moved = await page.evaluate(SCROLL_PAGE_JS, sign * pages)
     direction = "down" if down else "up"
     if moved:  # content a page appends on scroll (a feed's next page) shows in the next observation
         await settle(ctx.session, quiet_ms=200, max_ms=800)
@@ -271,18 +255,10 @@ async def scroll(ctx: Context, down: bool = True, pages: float = 1.0, index: int
     return Outcome(content=f"scrolled {direction} {abs(moved)} px", locators=locators)
 
 
-_OPTIONS_JS = """el => {
-  if (el.tagName === 'SELECT') return Array.from(el.options).map(o => o.text.trim());
-  const id = el.getAttribute('aria-controls') || el.getAttribute('aria-owns');
-  const box = (id && document.getElementById(id)) || el.querySelector('[role=listbox]') || el;
-  return Array.from(box.querySelectorAll('[role=option]')).map(o => (o.innerText || o.textContent).trim());
-}"""
-
-
 async def dropdown_options(ctx: Context, index: int) -> Outcome:
     """List the options of the dropdown with this index."""
     locator, locators = await _element(ctx, index)
-    options = await locator.evaluate(_OPTIONS_JS)
+    options = await locator.evaluate(OPTIONS_JS)
     if not options:
         raise ActionError(f"[{index}] has no options; it is not a dropdown")
     listing = "\n".join(f"- {o}" for o in options[:100])
@@ -301,7 +277,7 @@ async def select_dropdown(ctx: Context, index: int, text: str) -> Outcome:
             try:
                 await locator.select_option(value=text, timeout=2_000)
             except Exception:
-                options = await locator.evaluate(_OPTIONS_JS)
+                options = await locator.evaluate(OPTIONS_JS)
                 raise ActionError(f"[{index}] has no option {text!r}; options are: {options[:30]}") from None
         await asyncio.sleep(0.05)  # a select that submits its form on change starts navigating here
         if locator.page.url != before:

@@ -262,6 +262,31 @@ async def cover_of(locator: Locator) -> dict[str, Any] | None:
                                    "below": VIEW_BELOW}, timeout=3_000)
 
 
+# Scroll the window; app layouts whose document does not scroll get their biggest scroll box scrolled.
+SCROLL_PAGE_JS = """(f) => {
+  const s = window.scrollY; window.scrollBy(0, window.innerHeight * f);
+  if (window.scrollY !== s) return window.scrollY - s;
+  let best = null, room = 0;
+  for (const el of document.querySelectorAll('body *')) {
+    const extra = el.scrollHeight - el.clientHeight;
+    if (extra > room && el.clientHeight > 100 && /(auto|scroll)/.test(getComputedStyle(el).overflowY)) {
+      best = el; room = extra;
+    }
+  }
+  if (!best) return 0;
+  const t = best.scrollTop; best.scrollBy(0, best.clientHeight * f); return best.scrollTop - t;
+}"""
+
+
+# The options of a <select>, or of the listbox an ARIA combobox controls.
+OPTIONS_JS = """el => {
+  if (el.tagName === 'SELECT') return Array.from(el.options).map(o => o.text.trim());
+  const id = el.getAttribute('aria-controls') || el.getAttribute('aria-owns');
+  const box = (id && document.getElementById(id)) || el.querySelector('[role=listbox]') || el;
+  return Array.from(box.querySelectorAll('[role=option]')).map(o => (o.innerText || o.textContent).trim());
+}"""
+
+
 # Resolves once the document has had no mutation for `quiet` ms, or after `max` ms in all.
 _QUIET_JS = r"""({quiet, max}) => new Promise((resolve) => {
   const t0 = performance.now();
