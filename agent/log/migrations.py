@@ -283,6 +283,13 @@ def m002_views(db: Connection) -> None:
     )
 
 
+@migration
+def m003_run_notes(db: Connection) -> None:
+    """What the user should know about a run that is neither its result nor its error (e.g. the
+    provider refused the screenshots, the model lacks function calling): a JSON list of strings."""
+    db.execute("ALTER TABLE runs ADD COLUMN notes_json JSON")
+
+
 def applied(db: Connection) -> list[str]:
     """Names of the migrations already recorded in this database, in order."""
     db.execute(
