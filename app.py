@@ -85,14 +85,18 @@ def create_app(settings: Settings) -> Any:
     from fastapi.staticfiles import StaticFiles
 
     from agent.engine.browser import Browser
+    from agent.experiments.routes import create_experiment_router
+    from agent.experiments.runner import ExperimentRunner
     from agent.log.store import Store
     from agent.service.routes import create_api
     from agent.service.runs import RunService
+    from agent.settings import demo_base_url
 
     store = Store(settings.data_dir)
     try:
         browser = Browser()
         service = RunService(store, browser, data_dir=settings.data_dir)
+        experiments = ExperimentRunner(service, base_url=demo_base_url(settings))
     except BaseException:
         store.close()
         raise
@@ -102,10 +106,15 @@ def create_app(settings: Settings) -> Any:
         await service.start()
         for line in startup_checks(settings, browser, store):
             print(line, flush=True)
+        resumed = await experiments.resume()
+        if resumed:
+            print(f"experiments resumed after the last stop: {', '.join(map(str, resumed))}", flush=True)
         try:
             yield
         finally:
-            # Runs first (they end as "shutdown"), then the browser, then the store's final snapshot.
+            # Experiments stop handing out cells, then runs end (as "shutdown"), then the browser,
+            # then the store's final snapshot.
+            await experiments.close()
             await service.close()
             try:
                 await asyncio.wait_for(browser.close(), timeout=15)
@@ -115,6 +124,7 @@ def create_app(settings: Settings) -> Any:
             print("stopped: runs closed, browser closed, final snapshot published", flush=True)
 
     app = create_api(service, api_key=settings.api_key, lifespan=lifespan)
+    app.include_router(create_experiment_router(experiments))
     app.state.store, app.state.browser, app.state.settings = store, browser, settings
     if settings.demo_dir.is_dir():
         @app.get("/demo", include_in_schema=False)
@@ -130,7 +140,7 @@ def create_app(settings: Settings) -> Any:
 
     if settings.api_key:  # browsers log in once with the key; a cookie then stands for it
         install_ui_login(app, settings.api_key)
-    return gr.mount_gradio_app(app, build_ui(service, settings), path="/", **ui_mount_options())
+    return gr.mount_gradio_app(app, build_ui(service, settings, experiments), path="/", **ui_mount_options())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -376,6 +376,17 @@ class RunFinished(BaseModel):
     at: datetime = Field(default_factory=utcnow)
 
 
+class PageChecked(BaseModel):
+    """A JS expression (an experiment's page check) evaluated on the run's final page before it closed."""
+
+    model_config = ConfigDict(frozen=True)
+    kind: Literal["page_checked"] = "page_checked"
+    expression: str
+    value: Any = None
+    error: str | None = None
+    at: datetime = Field(default_factory=utcnow)
+
+
 class WorkflowHealed(BaseModel):
     """A replay re-recorded some steps: `document` is the new version, to be saved before the run ends."""
 
@@ -387,7 +398,8 @@ class WorkflowHealed(BaseModel):
     at: datetime = Field(default_factory=utcnow)
 
 
-Event = Annotated[RunStarted | StepStarted | StepFinished | RunFinished | WorkflowHealed, Field(discriminator="kind")]
+Event = Annotated[RunStarted | StepStarted | StepFinished | RunFinished | WorkflowHealed | PageChecked,
+                  Field(discriminator="kind")]
 
 
 class Tally:

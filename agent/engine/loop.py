@@ -55,6 +55,7 @@ class EngineOptions(BaseModel):
     screenshot_dir: Path | None = None
     max_validation_retries: int = 2
     start_url: str | None = None
+    check_page: str | None = None  # a JS expression evaluated on the final page (an experiment's page check)
 
 
 def resolve_options(request: RunRequest, options: EngineOptions | None, overrides: dict[str, Any]) -> EngineOptions:
@@ -130,7 +131,8 @@ async def stream(
     # Overlap the one-time litellm import (~10 s) with the browser start instead of the first step.
     warm = asyncio.ensure_future(asyncio.to_thread(preload)) if not given_llm else None
     try:
-        async for event in in_session(lambda tabs: _loop(run, tabs), run.finish, browser=browser, session=session):
+        async for event in in_session(lambda tabs: _loop(run, tabs), run.finish, browser=browser, session=session,
+                                      check_page=options.check_page):
             yield event
     finally:
         if warm is not None and not warm.done():

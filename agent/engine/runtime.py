@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
@@ -16,7 +17,10 @@ from typing import Any
 from playwright.async_api import Error as PlaywrightError
 
 from agent.engine.browser import Browser, BrowserError, BrowserSession, use_session
-from agent.models import Event, RunFinished
+from agent.models import Event, PageChecked, RunFinished, json_safe
+
+PAGE_CHECK_TIMEOUT_S = 10.0
+PAGE_CHECK_MAX_CHARS = 10_000
 
 
 class RunStopped(Exception):
@@ -67,27 +71,56 @@ async def in_session(
     *,
     browser: Browser | None,
     session: BrowserSession | None,
+    check_page: str | None = None,
 ) -> AsyncGenerator[Event, None]:
     """Run `loop` in `session` (or a new context of `browser`, or of a browser of its own) and end once.
 
     The loop's own RunFinished is the end; a browser failure, a stop (cancel or timeout) or a loop
-    that ended without one becomes `finish(reason)`. A browser started here is closed here.
+    that ended without one becomes `finish(reason)`. With `check_page` (a JS expression), the final
+    page is evaluated before the context closes, whatever ended the run, and a `PageChecked` comes
+    just before the end. A browser started here is closed here.
     """
     own_browser = browser is None and session is None
     browser = browser or Browser()
     final: RunFinished | None = None
     try:
-        async with use_session(browser, session) as tabs, contextlib.aclosing(loop(tabs)) as events:
-            async for event in events:
-                if isinstance(event, RunFinished):
-                    final = event
-                    break
-                yield event
-    except (BrowserError, RunStopped) as exc:
+        async with use_session(browser, session) as tabs:
+            try:
+                async with contextlib.aclosing(loop(tabs)) as events:
+                    async for event in events:
+                        if isinstance(event, RunFinished):
+                            final = event
+                            break
+                        yield event
+            except (BrowserError, RunStopped) as exc:
+                final = finish(str(exc))
+            except PlaywrightError as exc:  # the browser crashed or was closed under us
+                final = finish(f"browser error: {str(exc).splitlines()[0]}")
+            if check_page is not None:
+                yield await evaluate_page(tabs, check_page)
+    except BrowserError as exc:  # no session could be opened
         final = finish(str(exc))
-    except PlaywrightError as exc:  # the browser crashed or was closed under us
-        final = finish(f"browser error: {str(exc).splitlines()[0]}")
+    except PlaywrightError as exc:
+        final = final or finish(f"browser error: {str(exc).splitlines()[0]}")
     finally:
         if own_browser:
             await browser.close()
     yield final or finish("the run ended without a result")
+
+
+async def evaluate_page(session: BrowserSession, expression: str, *,
+                        timeout_s: float = PAGE_CHECK_TIMEOUT_S) -> PageChecked:
+    """The value of a JS expression on the session's current page (bounded; an error is reported, not raised)."""
+    try:
+        page = await asyncio.wait_for(session.ensure_page(), timeout_s)
+        value = await asyncio.wait_for(page.evaluate(expression), timeout_s)
+    except TimeoutError:
+        return PageChecked(expression=expression, error=f"the page did not answer within {timeout_s:g} s")
+    except Exception as exc:  # a script error, a closed page: the check fails, saying why
+        text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        return PageChecked(expression=expression, error=text)
+    value = json_safe(value)
+    if len(json.dumps(value, default=str)) > PAGE_CHECK_MAX_CHARS:
+        too_big = f"the value is larger than {PAGE_CHECK_MAX_CHARS} characters; return a number or a flag"
+        return PageChecked(expression=expression, error=too_big)
+    return PageChecked(expression=expression, value=value)

@@ -67,6 +67,8 @@ class Check(BaseModel):
     def _one_kind(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             raise ValueError(f"must be an object with one of: {', '.join(CHECK_KINDS)}")
+        # A dumped check carries every field: unset ones are None, an unused tolerance is 0.
+        data = {k: v for k, v in data.items() if v is not None and not (k == "tolerance" and v == 0)}
         kinds = [k for k in CHECK_KINDS if k in data]
         unknown = sorted(set(data) - set(CHECK_KINDS) - {"tolerance", "provider", "model"})
         if unknown:

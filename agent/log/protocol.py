@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from agent.models import (
+    LLMCall,
     RunFinished,
     RunRequest,
     RunResponse,
@@ -45,6 +46,10 @@ class RunLog(Protocol):
 
     def fail_run(self, run_id: int, error: str) -> None:
         """End a run still in progress as a failure."""
+        ...
+
+    def record_llm_call(self, run_id: int, call: LLMCall) -> None:
+        """Log a model call made for a run outside its steps (e.g. an experiment's judge)."""
         ...
 
     def record_webhook_attempt(self, run_id: int, *, url: str, attempt: int, at: datetime,
@@ -93,6 +98,59 @@ class RunLog(Protocol):
 
     def list_workflows(self) -> list[dict[str, Any]]:
         """The latest version of each workflow, newest first."""
+        ...
+
+    # ------------------------------------------------------------ experiments (agent.log.experiments)
+    def create_experiment(self, **fields: Any) -> int:
+        """Record an experiment with its tasks, variants and pending cells; its id."""
+        ...
+
+    def start_cell(self, exp_id: int, task_key: str, variant: str, repeat: int, run_id: int) -> None:
+        """Note the run a cell started."""
+        ...
+
+    def finish_cell(self, exp_id: int, task_key: str, variant: str, repeat: int, **grade: Any) -> None:
+        """Note a cell's end and grade."""
+        ...
+
+    def grade_cell(self, exp_id: int, task_key: str, variant: str, repeat: int, **grade: Any) -> None:
+        """Grade a finished cell (by hand, or the judge)."""
+        ...
+
+    def requeue_cell(self, exp_id: int, task_key: str, variant: str, repeat: int) -> None:
+        """Put an interrupted cell back in the queue."""
+        ...
+
+    def cancel_pending_cells(self, exp_id: int) -> None:
+        """Mark the cells never started of a cancelled experiment."""
+        ...
+
+    def set_experiment_status(self, exp_id: int, status: str, error: str | None = None) -> None:
+        """Set an experiment's status."""
+        ...
+
+    def get_experiment(self, exp_id: int) -> dict[str, Any] | None:
+        """An experiment with progress, tasks and variants; None if unknown."""
+        ...
+
+    def experiment_cells(self, exp_id: int) -> list[dict[str, Any]]:
+        """Every cell with its run's outcome."""
+        ...
+
+    def experiment_variants(self, exp_id: int) -> list[dict[str, Any]]:
+        """Per-variant numbers."""
+        ...
+
+    def experiment_matrix(self, exp_id: int) -> list[dict[str, Any]]:
+        """Per task × variant: passes out of the graded tries."""
+        ...
+
+    def list_experiments(self, *, limit: int = 50, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+        """A page of experiments, newest first, and the total."""
+        ...
+
+    def unfinished_experiments(self) -> list[int]:
+        """Experiments a previous process left running."""
         ...
 
     def close(self) -> None:

@@ -41,6 +41,7 @@ import duckdb
 
 from agent.log import rows, writes
 from agent.log.errors import InvalidQuery, SnapshotMissing, StoreError, StoreLocked
+from agent.log.experiments import ExperimentLog
 from agent.log.export import export_parquet
 from agent.log.migrations import MigrationError, migrate
 from agent.log.protocol import LogEvent
@@ -57,6 +58,7 @@ from agent.log.snapshots import (
     snapshot_path,
 )
 from agent.models import (
+    LLMCall,
     RunFinished,
     RunRequest,
     RunResponse,
@@ -97,7 +99,7 @@ _TASK_SQL = """
 """
 
 
-class Store:
+class Store(ExperimentLog):
     """The run log in one DuckDB file; thread-safe (one lock), each write one transaction."""
 
     def __init__(
@@ -201,6 +203,12 @@ class Store:
                 raise
             return out
 
+    def _read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run `fn(con, *args, **kwargs)` (a read) under the lock."""
+        with self._lock:
+            self._check_open()
+            return fn(self._con, *args, **kwargs)
+
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         with self._lock:
             self._check_open()
@@ -244,6 +252,10 @@ class Store:
             self._write(writes.fail_run, run_id, error)
             self._steps_seen.pop(run_id, None)
         self._request_snapshot()
+
+    def record_llm_call(self, run_id: int, call: LLMCall) -> None:
+        """Log a model call made for a run outside its steps (e.g. an experiment's judge)."""
+        self._write(writes.insert_llm_call, run_id, call)
 
     def record_webhook_attempt(
         self,

@@ -25,13 +25,14 @@ from agent.log.rows import (
     insert_sql,
     scalar,
 )
-from agent.models import HistoryItem, RunFinished, RunRequest, RunStarted, Usage, utcnow
+from agent.models import HistoryItem, LLMCall, RunFinished, RunRequest, RunStarted, Usage, utcnow
 
 __all__ = [
     "add_step",
     "check_run",
     "fail_run",
     "finish_run",
+    "insert_llm_call",
     "insert_run",
     "insert_task",
     "insert_webhook_attempt",
@@ -190,6 +191,18 @@ def insert_webhook_attempt(
         insert_sql("webhook_deliveries", WEBHOOK_COLS[1:], 1),
         [run_id, scrub(url, secrets), attempt, at, status_code, ok, scrub(error, secrets), duration_ms, event],
     )
+
+
+def insert_llm_call(con: Connection, secrets: Secrets, run_id: int, call: LLMCall) -> None:
+    """A model call made for a run outside its steps (e.g. an experiment's judge): step 0, after the last seq.
+
+    It is kept apart from the run's totals, which count what the agent itself spent.
+    """
+    check_run(con, secrets, run_id)
+    seq = scalar(con, "SELECT coalesce(max(seq), -1) + 1 FROM llm_calls WHERE run_id = ?", [run_id])
+    con.execute(insert_sql("llm_calls", LLM_COLS, 1), [
+        run_id, seq, 0, 0, call.model, call.provider, call.purpose, call.started_at, call.latency_ms,
+        call.input_tokens, call.output_tokens, call.cost_usd, call.finish_reason, scrub(call.error, secrets)])
 
 
 # ------------------------------------------------------------------ tasks' workflows

@@ -10,7 +10,7 @@ import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.models import RunRequest, RunResponse
+from agent.models import LLMCall, RunRequest, RunResponse
 
 if TYPE_CHECKING:
     from agent.log.protocol import RunLog
@@ -119,3 +119,60 @@ class LogDoor:
 
         workflow_id, version = await asyncio.to_thread(save)
         return workflow_id, version, document
+
+    # ------------------------------------------------------------ experiments (agent.experiments uses these)
+    async def create_experiment(self, **fields: Any) -> int:
+        """Record an experiment with its tasks, variants and pending cells; its id."""
+        return await asyncio.to_thread(lambda: self._log.create_experiment(**fields))
+
+    async def start_cell(self, exp_id: int, task_key: str, variant: str, repeat: int, run_id: int) -> None:
+        """Note the run a cell started."""
+        await asyncio.to_thread(self._log.start_cell, exp_id, task_key, variant, repeat, run_id)
+
+    async def finish_cell(self, exp_id: int, task_key: str, variant: str, repeat: int, **grade: Any) -> None:
+        """Note a cell's end and grade."""
+        await asyncio.to_thread(lambda: self._log.finish_cell(exp_id, task_key, variant, repeat, **grade))
+
+    async def grade_cell(self, exp_id: int, task_key: str, variant: str, repeat: int, **grade: Any) -> None:
+        """Grade a finished cell (by hand, or the judge's answer)."""
+        await asyncio.to_thread(lambda: self._log.grade_cell(exp_id, task_key, variant, repeat, **grade))
+
+    async def requeue_cell(self, exp_id: int, task_key: str, variant: str, repeat: int) -> None:
+        """Put an interrupted cell back in the queue."""
+        await asyncio.to_thread(self._log.requeue_cell, exp_id, task_key, variant, repeat)
+
+    async def cancel_pending_cells(self, exp_id: int) -> None:
+        """Mark the cells never started of a cancelled experiment."""
+        await asyncio.to_thread(self._log.cancel_pending_cells, exp_id)
+
+    async def record_llm_call(self, run_id: int, call: LLMCall) -> None:
+        """Log a model call made for a run outside its steps (an experiment's judge)."""
+        await asyncio.to_thread(self._log.record_llm_call, run_id, call)
+
+    async def set_experiment_status(self, exp_id: int, status: str, error: str | None = None) -> None:
+        """Set an experiment's status."""
+        await asyncio.to_thread(self._log.set_experiment_status, exp_id, status, error)
+
+    async def get_experiment(self, exp_id: int) -> dict[str, Any]:
+        """An experiment with progress, tasks, variants, cells, per-variant numbers and the matrix; NotFound."""
+
+        def read() -> dict[str, Any] | None:
+            found = self._log.get_experiment(exp_id)
+            if found is not None:
+                found["cells"] = self._log.experiment_cells(exp_id)
+                found["variants"] = self._log.experiment_variants(exp_id)
+                found["matrix"] = self._log.experiment_matrix(exp_id)
+            return found
+
+        found = await asyncio.to_thread(read)
+        if found is None:
+            raise NotFound("experiment", exp_id)
+        return found
+
+    async def list_experiments(self, *, limit: int = 50, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+        """A page of experiments, newest first, and the total."""
+        return await asyncio.to_thread(lambda: self._log.list_experiments(limit=limit, offset=offset))
+
+    async def unfinished_experiments(self) -> list[int]:
+        """Experiments a previous process left running."""
+        return await asyncio.to_thread(self._log.unfinished_experiments)

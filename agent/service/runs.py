@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent.models import (
     Event,
+    PageChecked,
     RunFinished,
     RunRequest,
     RunResponse,
@@ -91,6 +92,8 @@ class _Live:
     events: list[Any] = field(default_factory=list)
     final: RunResponse | None = None
     stop_reason: str | None = None  # "shutdown" replaces the engine's "cancelled"
+    engine: dict[str, Any] = field(default_factory=dict)  # per-run engine options (e.g. an experiment's page check)
+    batch: bool = False  # an experiment's cell: never takes the last slot from interactive runs
     healed_workflow_id: int | None = None  # where a replay's healed version was saved
     queued: bool = True
     task: asyncio.Task[None] | None = None
@@ -137,6 +140,8 @@ class RunService(LogDoor):
         self._webhook_kwargs: dict[str, Any] = {"max_attempts": webhook_attempts, "timeout_s": webhook_timeout_s,
                                 "backoff_s": webhook_backoff_s}
         self._slots = asyncio.Semaphore(self.max_concurrent)
+        # Batch runs (experiment cells) take one of these first: at least one slot stays for the form.
+        self._batch_slots = asyncio.Semaphore(max(1, self.max_concurrent - 1))
         self._live: dict[int, _Live] = {}
         self._webhooks: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -183,8 +188,13 @@ class RunService(LogDoor):
                 await asyncio.wait(pending_hooks, timeout=WEBHOOK_SHUTDOWN_GRACE_S)
 
     # ------------------------------------------------------------ submitting and waiting
-    async def submit(self, request: RunRequest | dict[str, Any], *, task_id: int | None = None) -> tuple[int, int]:
-        """Create the task (or reuse `task_id`) and the run, start it in the background; (task_id, run_id)."""
+    async def submit(self, request: RunRequest | dict[str, Any], *, task_id: int | None = None,
+                     engine: dict[str, Any] | None = None, batch: bool = False) -> tuple[int, int]:
+        """Create the task (or reuse `task_id`) and the run, start it in the background; (task_id, run_id).
+
+        `engine` sets engine options for this run only (e.g. `check_page`); `batch` marks a run of an
+        experiment, which waits for a batch slot so that interactive runs always keep one.
+        """
         if self._closing:
             raise ServiceClosed("the server is shutting down and accepts no new runs; try again when it is back")
         req = request if isinstance(request, RunRequest) else RunRequest.model_validate(request)
@@ -198,7 +208,8 @@ class RunService(LogDoor):
         elif await asyncio.to_thread(self._log.get_task, task_id) is None:
             raise NotFound("task", task_id)
         run_id = int(await asyncio.to_thread(self._log.create_run, task_id, req))
-        live = _Live(task_id=task_id, run_id=run_id, request=req, tally=Tally(req))
+        live = _Live(task_id=task_id, run_id=run_id, request=req, tally=Tally(req), engine=dict(engine or {}),
+                     batch=batch)
         self._live[run_id] = live
         live.task = asyncio.create_task(self._drive(live), name=f"run-{run_id}")
         return task_id, run_id
@@ -301,7 +312,8 @@ class RunService(LogDoor):
         from agent.engine.loop import EngineOptions
 
         shots = self._log.screenshots_dir / str(live.run_id)
-        return (self.engine_options or EngineOptions()).model_copy(update={"screenshot_dir": shots})
+        base = self.engine_options or EngineOptions()
+        return EngineOptions.model_validate({**base.model_dump(), **live.engine, "screenshot_dir": shots})
 
     async def _event_source(self, live: _Live, options: EngineOptions) -> AsyncGenerator[Event, None]:
         """Where a run's events come from: a replay when a cached workflow is asked for and known, else the agent.
@@ -358,14 +370,21 @@ class RunService(LogDoor):
     async def _drive(self, live: _Live) -> None:
         """Wait for a slot, consume the events, end the run whatever happens."""
         try:
-            if not await self._acquire(live):
+            if live.batch and not await self._acquire(live, self._batch_slots):
                 await self._finish(live, self._failure(live, live.stop_reason or "cancelled"))
                 return
             try:
-                live.queued = False
-                final = await self._consume(live)
+                if not await self._acquire(live, self._slots):
+                    await self._finish(live, self._failure(live, live.stop_reason or "cancelled"))
+                    return
+                try:
+                    live.queued = False
+                    final = await self._consume(live)
+                finally:
+                    self._slots.release()
             finally:
-                self._slots.release()
+                if live.batch:
+                    self._batch_slots.release()
             await self._finish(live, final)
         except asyncio.CancelledError:
             # Cut after a cancel, or the loop is going down: the run still ends with a reason.
@@ -379,18 +398,18 @@ class RunService(LogDoor):
         finally:
             self._live.pop(live.run_id, None)
 
-    async def _acquire(self, live: _Live) -> bool:
-        """Take a run slot; False if the run was cancelled while queued."""
+    async def _acquire(self, live: _Live, slots: asyncio.Semaphore) -> bool:
+        """Take one of `slots`; False if the run was cancelled while queued."""
         if live.cancel.is_set():
             return False
-        acquire = asyncio.ensure_future(self._slots.acquire())
+        acquire = asyncio.ensure_future(slots.acquire())
         stop = asyncio.ensure_future(live.cancel.wait())
         try:
             await asyncio.wait({acquire, stop}, return_when=asyncio.FIRST_COMPLETED)
         except BaseException:  # cancelled while queued: never keep a slot we will not use
             stop.cancel()
             if acquire.done() and not acquire.cancelled() and acquire.exception() is None:
-                self._slots.release()
+                slots.release()
             else:
                 acquire.cancel()
             raise
@@ -401,7 +420,7 @@ class RunService(LogDoor):
             await acquire
         got = acquire.done() and not acquire.cancelled() and acquire.exception() is None
         if got and live.cancel.is_set():
-            self._slots.release()  # cancelled while queued: give the slot back unused
+            slots.release()  # cancelled while queued: give the slot back unused
             return False
         return got
 
@@ -417,6 +436,8 @@ class RunService(LogDoor):
                         return event.response
                     if isinstance(event, WorkflowHealed):
                         await self._save_healed(live, event)
+                    elif isinstance(event, PageChecked):  # for the experiment runner, not the run log
+                        live.append(event)
                     else:
                         await self._emit(live, event)
         except Exception as exc:  # an engine bug, a browser that died oddly, a store that failed

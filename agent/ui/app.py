@@ -15,6 +15,7 @@ from agent.settings import Settings
 from agent.ui.render import history_frame, render_run_html
 
 if TYPE_CHECKING:
+    from agent.experiments.runner import ExperimentRunner
     from agent.service.runs import RunService
     from agent.ui.handlers import RunHandlers
 
@@ -74,10 +75,11 @@ class History:
     table: Any
 
 
-def build_ui(service: RunService, settings: Settings) -> Any:
-    """The Gradio Blocks mounted at "/": run form, live viewer, run history and the `run` API endpoint."""
+def build_ui(service: RunService, settings: Settings, experiments: ExperimentRunner | None = None) -> Any:
+    """The Gradio Blocks mounted at "/": run form, live viewer, run history, experiments; the API endpoints."""
     import gradio as gr
 
+    from agent.ui.experiments import build_section
     from agent.ui.handlers import RunHandlers
 
     handlers = RunHandlers(service, settings)
@@ -93,6 +95,8 @@ def build_ui(service: RunService, settings: Settings) -> Any:
                 viewer = _viewer()
         history = _history()
         _wire(ui, handlers, form, viewer, history, max_concurrent=service.max_concurrent)
+        if experiments is not None:
+            build_section(ui, experiments, quiet=QUIET, instant=INSTANT)
     return ui
 
 

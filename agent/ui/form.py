@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from agent.models import RunRequest
-from agent.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -127,23 +126,6 @@ async def follow_run(service: Any, run_id: int, *, skip_first: bool = False) -> 
     final = await service.aget(run_id)  # the subscription gave up (the run outlived its bound)
     if final is not None:
         yield final.to_json()
-
-
-def demo_base_url(settings: Settings, request_url: str | None = None) -> str:
-    """Where the agent's browser (on this machine) reaches this server: for the demo shop's examples."""
-    if settings.port:
-        host = settings.host
-        if host in ("", "0.0.0.0", "::", "[::]"):
-            host = "127.0.0.1"  # listening everywhere: loopback is always among them
-        elif ":" in host and not host.startswith("["):
-            host = f"[{host}]"
-        return f"http://{host}:{settings.port}"
-    if request_url:  # --port 0: only the request knows the port picked
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(request_url)
-        return f"{parts.scheme}://{parts.netloc}"
-    return "http://127.0.0.1:7860"
 
 
 def load_examples(demo_dir: Path) -> list[dict[str, Any]]:

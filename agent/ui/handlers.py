@@ -15,11 +15,10 @@ from agent.engine.llm import SUGGESTED_MODELS, key_status, model_notes
 from agent.models import DEFAULT_MODELS, PROVIDERS, RequestError
 from agent.service.door import NotFound
 from agent.service.runs import RunService, ServiceBusy, ServiceClosed
-from agent.settings import Settings
+from agent.settings import Settings, demo_base_url
 from agent.ui.form import (
     FORM_FIELDS,
     FormError,
-    demo_base_url,
     follow_run,
     form_request,
     load_examples,

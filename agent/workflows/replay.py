@@ -355,7 +355,8 @@ async def replay(
             state.tally.usage = state.tally.usage.add(call)
         yield state.finish(str(exc))
         return
-    async for event in in_session(lambda tabs: _loop(state, tabs), state.finish, browser=browser, session=session):
+    async for event in in_session(lambda tabs: _loop(state, tabs), state.finish, browser=browser, session=session,
+                                  check_page=options.check_page):
         if isinstance(event, RunFinished) and state.healed:
             yield WorkflowHealed(document=_healed_document(state), workflow_id=workflow_id, version=version)
         yield event

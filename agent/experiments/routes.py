@@ -1,0 +1,91 @@
+"""Routes for experiments, all through the runner and the run service:
+
+- `POST /api/experiments` `{"name", "tasks": [...] | "tasks_jsonl": "..." | "task_set": "demo-shop",
+  "variants": [{"name", "provider", "model", ...}], "repeats", "concurrency", "backend"}` → 202
+  `{"experiment_id"}`; a 422 names the field and the fix (an unknown check kind, a bad regex, zero
+  repeats, an empty task set, too many cells);
+- `GET /api/experiments` (newest first) and `GET /api/experiments/{id}` (progress, variants with
+  their intervals, cells, the task × variant matrix, the paired comparisons);
+- `POST /api/experiments/{id}/cancel`;
+- `POST /api/experiments/{id}/grade` `{"task_id", "variant", "repeat", "passed"}`: grade a cell by hand.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import JSONResponse
+
+from agent.experiments.report import summary
+from agent.experiments.tasks import TaskError
+from agent.log.errors import InvalidQuery
+from agent.service.http import MAX_ID, json_response, read_object, unprocessable
+
+if TYPE_CHECKING:
+    from agent.experiments.runner import ExperimentRunner
+
+ExperimentId = Annotated[int, Path(ge=1, le=MAX_ID, description="The experiment_id returned when it was started")]
+
+
+def create_experiment_router(runner: ExperimentRunner) -> APIRouter:
+    """The experiment routes."""
+    router = APIRouter(tags=["experiments"])
+    service = runner.service
+
+    @router.post("/api/experiments", status_code=202, summary="Start an experiment")
+    async def start(request: Request) -> JSONResponse:
+        """Validate and start an experiment; it plays in the background."""
+        body = await read_object(request, 'the experiment, e.g. {"task_set": "demo-shop", "variants": [{"name": "A"}]}')
+        try:
+            exp_id = await runner.start(body)
+        except TaskError as exc:
+            raise unprocessable(exc.field, exc.message) from None
+        return json_response({"experiment_id": exp_id}, 202, headers={"Location": f"/api/experiments/{exp_id}"})
+
+    @router.get("/api/experiments", summary="List experiments")
+    async def list_all(limit: int = Query(default=50, ge=1, le=1000),
+                       offset: int = Query(default=0, ge=0, le=MAX_ID)) -> JSONResponse:
+        """A page of experiments, newest first, with their progress."""
+        rows, total = await service.list_experiments(limit=limit, offset=offset)
+        items = [{"experiment_id": r["id"], "name": r["name"], "status": r["status"], "backend": r["backend"],
+                  "task_set": r["task_set"], "repeats": r["repeats"], "created_at": r["created_at"],
+                  "finished_at": r["finished_at"], "progress": {"done": r["done"], "total": r["total"]},
+                  "passes": r["passes"], "graded": r["graded"]} for r in rows]
+        return json_response({"experiments": items, "total": total, "limit": limit, "offset": offset})
+
+    @router.get("/api/experiments/{experiment_id}", summary="Get an experiment")
+    async def get_one(experiment_id: ExperimentId) -> JSONResponse:
+        """Progress, per-variant numbers with intervals, cells, the matrix and the paired verdicts."""
+        return json_response(summary(await service.get_experiment(experiment_id)))
+
+    @router.post("/api/experiments/{experiment_id}/cancel", summary="Cancel an experiment")
+    async def cancel(experiment_id: ExperimentId) -> JSONResponse:
+        """Stop the running cells and drop the pending ones; finished cells stay."""
+        if not await runner.cancel(experiment_id):
+            current = await service.get_experiment(experiment_id)
+            return json_response({"detail": f"experiment {experiment_id} is not running ({current['status']}); "
+                                            "nothing to cancel"}, 409)
+        return json_response(summary(await service.get_experiment(experiment_id)))
+
+    @router.post("/api/experiments/{experiment_id}/grade", summary="Grade a cell by hand")
+    async def grade(experiment_id: ExperimentId, request: Request) -> JSONResponse:
+        """Pass or fail one cell by hand (a task without a check, or overruling one)."""
+        body = await read_object(request, '{"task_id": "...", "variant": "...", "repeat": 1, "passed": true}')
+        unknown = sorted(set(body) - {"task_id", "variant", "repeat", "passed"})
+        if unknown:
+            raise unprocessable(unknown[0], "unknown field; send task_id, variant, repeat and passed")
+        for key, kind in (("task_id", str), ("variant", str), ("repeat", int), ("passed", bool)):
+            value = body.get(key)
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise unprocessable(key, f"is required and must be {'a string' if kind is str else kind.__name__}")
+        await service.get_experiment(experiment_id)  # NotFound first
+        try:
+            await service.grade_cell(experiment_id, body["task_id"], body["variant"], body["repeat"],
+                                     passed=body["passed"], score=float(body["passed"]), detail="graded by hand",
+                                     graded_by="hand")
+        except InvalidQuery as exc:
+            raise unprocessable("task_id", str(exc)) from None
+        return json_response(summary(await service.get_experiment(experiment_id)))
+
+    return router
