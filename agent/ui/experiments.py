@@ -243,8 +243,10 @@ def build_section(ui: Any, runner: ExperimentRunner, *, quiet: dict[str, Any], i
             view = gr.HTML(render_experiment(None), elem_id="wb-exp-view")
             past = gr.Dataframe(label="Past experiments (select one to open it)", interactive=False,
                                 elem_id="wb-exp-past")
-    upload.upload(lambda data: (bytes(data).decode("utf-8", "replace") if data else "", UPLOAD), [upload],
-                  [jsonl, task_set], **quiet)
+    upload.upload(lambda data: bytes(data).decode("utf-8", "replace") if data else "", [upload], [jsonl], **quiet)
+    # Tasks typed, pasted or uploaded are the ones to run.
+    jsonl.change(lambda text: gr.update(value=UPLOAD) if (text or "").strip() else gr.skip(), [jsonl], [task_set],
+                 **instant)
     started = start.click(h.start, [task_set, jsonl, variants, repeats, concurrency, backend, name], [report], **quiet)
     started.then(h.past, None, [past], **quiet)
     report.change(render_experiment, [report], [view], **instant)
