@@ -4,6 +4,7 @@ worked out by hand, every check kind through real runs, cancel and restart mid-e
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import threading
@@ -149,6 +150,32 @@ def test_statistics_of_a_finished_experiment_are_the_hand_computed_ones(http: ht
     assert run["status"] == "success" and run["history"][1]["actions"][0]["name"] == "navigate"
     listed = http.get("/api/experiments").json()
     assert listed["experiments"][0]["experiment_id"] == exp_id and listed["experiments"][0]["passes"] == 17
+
+
+async def test_the_experiments_notebook_shows_the_same_numbers(app: App, http: httpx.Client) -> None:
+    from agent import analysis as an
+    from tests.test_notebooks import execute, kernel_env
+
+    listed = (await asyncio.to_thread(http.get, "/api/experiments")).json()["experiments"]
+    exp_id = next(e["experiment_id"] for e in listed if e["name"] == "good vs bad")
+    report = (await asyncio.to_thread(http.get, f"/api/experiments/{exp_id}")).json()
+
+    def published() -> bool:  # the app publishes a snapshot a moment after the last grade
+        con = an.connect(app.data_dir)
+        try:
+            frame = an.experiment_variants(exp_id, con=con)
+            return list(frame.passes) == [14, 3]
+        finally:
+            con.close()
+
+    await asyncio.to_thread(poll, published, timeout=30, what="the snapshot with every grade")
+    done = await execute("05_experiments", {**kernel_env(app.data_dir, app.data_dir.parent / "exports"),
+                                            "WORKBENCH_EXPERIMENT_ID": str(exp_id)})
+    assert f"experiment {exp_id} (good vs bad): done, 28/28 runs, 2 repeats, backend local" in done.text
+    assert "good: 14/14 passed, 100% (95% CI 78%–100%), pass@2 100%, pass^2 100%" in done.text
+    assert "bad: 3/14 passed, 21% (95% CI 8%–48%), pass@2 29%, pass^2 14%" in done.text
+    assert report["comparisons"][0]["verdict"] in done.text
+    assert done.images.get("image/png", 0) >= 3  # the intervals, cost against success, the heat map
 
 
 def c_steps(http: httpx.Client, cell: dict[str, Any]) -> int:

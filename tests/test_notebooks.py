@@ -33,7 +33,7 @@ from agent.testing.fakellm import FakeLLM, call, reply
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
-NOTEBOOK_NAMES = ("01_overview", "02_failures", "03_cost_latency", "04_compare")
+NOTEBOOK_NAMES = ("01_overview", "02_failures", "03_cost_latency", "04_compare", "05_experiments")
 
 MODEL_A, MODEL_B = "gpt-4o-mini", "gpt-4.1-mini"
 USAGE = {MODEL_A: (200, 30), MODEL_B: (500, 50)}

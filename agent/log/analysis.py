@@ -64,6 +64,8 @@ __all__ = [
     "time_split",
     "views_markdown",
     "webhooks",
+    "experiments", "experiment_cells", "experiment_comparisons", "experiment_matrix", "experiment_variants",
+    "latest_experiment",
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,6 +82,11 @@ VIEW_DOCS: dict[str, str] = {
     "v_actions": "one row per executed action: name, params, success, error, who executed it",
     "v_llm_calls": "one row per LLM call: tokens, latency, cost, finish reason",
     "v_webhooks": "one row per webhook delivery attempt",
+    "v_experiments": "one row per experiment: status, backend, repeats, progress (done/total), passes",
+    "v_experiment_cells": "one row per experiment cell (task × variant × repeat): grade and its run's outcome",
+    "v_experiment_matrix": "per experiment task × variant: passes out of the graded tries, the cells' run ids",
+    "v_experiment_variants": "per experiment variant: success rate with its Wilson 95% interval, pass@k, pass^k, "
+                             "mean steps, tokens, cost, cost per success, p50/p95 duration",
     "v_success_by_model": "finished runs per provider and model: success rate, average cost, duration, steps",
     "v_failing_actions": "failed actions grouped by name and error, most frequent first",
 }
@@ -467,6 +474,17 @@ def views_markdown() -> str:
     return "\n".join(lines)
 
 
+# Experiments (agent.log.experiment_analysis), here too so that notebooks need one import.
+from agent.log.experiment_analysis import (  # noqa: E402
+    experiment_cells,
+    experiment_comparisons,
+    experiment_matrix,
+    experiment_variants,
+    experiments,
+    latest_experiment,
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m agent.log.analysis views-markdown`; returns the exit code."""
     parser = argparse.ArgumentParser(prog="python -m agent.log.analysis", description="The run log for analysts.")
@@ -480,3 +498,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+

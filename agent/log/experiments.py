@@ -165,6 +165,9 @@ class ExperimentLog:
     def _read(self, fn: Any, *args: Any, **kwargs: Any) -> Any:  # provided by Store
         raise NotImplementedError
 
+    def _request_snapshot(self) -> None:  # provided by Store
+        raise NotImplementedError
+
     def create_experiment(self, **fields: Any) -> int:
         """Record an experiment with its tasks, variants and pending cells; its id."""
         return int(self._write(create_experiment, **fields))
@@ -176,6 +179,7 @@ class ExperimentLog:
     def finish_cell(self, exp_id: int, task_key: str, variant: str, repeat: int, **grade: Any) -> None:
         """Note a cell's end and grade."""
         self._write(finish_cell, exp_id, task_key, variant, repeat, **grade)
+        self._request_snapshot()  # readers (notebooks) see grades as they come
 
     def grade_cell(self, exp_id: int, task_key: str, variant: str, repeat: int, **grade: Any) -> None:
         """Grade a finished cell (by hand, or the judge)."""
@@ -192,6 +196,7 @@ class ExperimentLog:
     def set_experiment_status(self, exp_id: int, status: str, error: str | None = None) -> None:
         """Set an experiment's status."""
         self._write(set_status, exp_id, status, error)
+        self._request_snapshot()
 
     def get_experiment(self, exp_id: int) -> dict[str, Any] | None:
         """An experiment with progress, tasks and variants; None if unknown."""
