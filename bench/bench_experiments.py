@@ -1,0 +1,139 @@
+"""The experiment runner's own cost: N cells through an experiment against the same N runs through
+plain `POST /api/runs`, at the same concurrency, with a zero-latency fake model; and memory per
+concurrent run (PSS of the app and its Chromium).
+
+    python bench/bench_experiments.py [--cells 100] [--concurrency 4]
+
+Each run opens the demo shop (served by the app) and reports its title: a real browser context, a
+page load and two model calls, so the runner's overhead is measured against real work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import httpx  # noqa: E402
+
+from agent.testing.fakellm import FakeLLM, call, last_user_text, reply  # noqa: E402
+from agent.testing.process import WorkbenchProcess  # noqa: E402
+
+PROMPT = "Open the demo shop and report its title [bench]"
+
+
+def model(body: dict[str, Any]) -> Any:
+    """Zero latency: step 1 (after the start page) reports the page title."""
+    title = last_user_text(body).split('title="', 1)[1].split('"', 1)[0]
+    return reply("Report.", call("done", text=title, success=True))
+
+
+class Sampler:
+    """Samples the app's PSS every 0.2 s while a phase runs."""
+
+    def __init__(self, app: WorkbenchProcess) -> None:
+        self.app, self.values = app, [app.pss_mb()]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.2):
+            self.values.append(self.app.pss_mb())
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def via_runs(app: WorkbenchProcess, cells: int, concurrency: int) -> float:
+    """Wall time of `cells` runs posted by `concurrency` clients (each waits for its run's end)."""
+    body = {"prompt": PROMPT, "model": "bench-model", "start_url": f"{app.base}/demo/", "max_steps": 3}
+
+    def one(_: int) -> str:
+        with httpx.Client(base_url=app.base, timeout=120) as http:
+            return str(http.post("/api/runs", json=body).json()["status"])
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        statuses = list(pool.map(one, range(cells)))
+    assert statuses.count("success") == cells, statuses
+    return time.perf_counter() - t0
+
+
+def via_experiment(app: WorkbenchProcess, cells: int, concurrency: int) -> float:
+    """Wall time of one experiment of `cells` cells (one task, `cells` repeats) at `concurrency`."""
+    task = {"id": "title", "prompt": PROMPT, "start_url": "{BASE_URL}/demo/", "max_steps": 3,
+            "check": {"contains": ["Demo Shop"]}}
+    # one task; as many variants (all the same model) as it takes for `cells` runs of at most 20 repeats
+    variants = max(1, -(-cells // 20))
+    if cells % variants:
+        raise SystemExit(f"--cells {cells}: give a multiple of {variants} (at most 20 repeats per variant)")
+    spec = {"tasks": [task], "repeats": cells // variants, "concurrency": concurrency,
+            "variants": [{"name": f"v{i}", "model": "bench-model"} for i in range(variants)]}
+    with httpx.Client(base_url=app.base, timeout=60) as http:
+        t0 = time.perf_counter()
+        exp_id = http.post("/api/experiments", json=spec).json()["experiment_id"]
+        while (report := http.get(f"/api/experiments/{exp_id}").json())["status"] == "running":
+            time.sleep(0.1)
+        wall = time.perf_counter() - t0
+    assert report["status"] == "done" and report["progress"]["done"] == cells, report["progress"]
+    passes = sum(v["passes"] for v in report["variants"])
+    assert passes == cells, f"{passes} of {cells} passed"
+    return wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cells", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, default=4)
+    args = parser.parse_args()
+    fake = FakeLLM(model)
+    with tempfile.TemporaryDirectory() as tmp:
+        app = WorkbenchProcess(Path(tmp) / "data", {
+            "OPENAI_BASE_URL": fake.url, "OPENAI_API_KEY": "sk-bench",
+            # one slot more than the experiment's concurrency: the runner always leaves one to the form
+            "MAX_CONCURRENT_RUNS": str(args.concurrency + 1), "MAX_QUEUED_RUNS": "1000"}).start()
+        try:
+            via_runs(app, 2 * args.concurrency, args.concurrency)  # warm up: browser, model library, caches
+            idle = app.pss_mb()
+            rows = []
+            for label, phase in (("POST /api/runs", via_runs), ("experiment runner", via_experiment),
+                                 ("POST /api/runs (again)", via_runs)):
+                with Sampler(app) as sampler:
+                    wall = phase(app, args.cells, args.concurrency)
+                rows.append((label, wall, args.cells / wall * 60, statistics.median(sampler.values),
+                             max(sampler.values)))
+        finally:
+            app.stop()
+            fake.close()
+    plain = statistics.mean([rows[0][1], rows[2][1]])
+    print(f"\n{args.cells} runs at concurrency {args.concurrency}, zero-latency model "
+          f"(one model call and one page load each); app + Chromium PSS idle {idle:.0f} MB\n")
+    print(f"{'path':<24} {'wall s':>8} {'runs/min':>9} {'PSS p50 MB':>11} {'PSS max MB':>11}")
+    for label, wall, per_min, p50, peak in rows:
+        print(f"{label:<24} {wall:>8.1f} {per_min:>9.1f} {p50:>11.0f} {peak:>11.0f}")
+    print(f"\nrunner overhead against plain runs: {100 * (rows[1][1] - plain) / plain:+.1f}% "
+          f"(mean of the two plain phases: {plain:.1f} s)")
+    print(f"memory per concurrent run: {(max(r[4] for r in rows) - idle) / args.concurrency:.0f} MB "
+          f"(peak minus idle, over {args.concurrency} runs)")
+    print(json.dumps({"cells": args.cells, "concurrency": args.concurrency, "rows": rows, "idle_mb": idle}))
+
+
+if __name__ == "__main__":
+    main()
