@@ -20,7 +20,7 @@ $(VENV)/.installed: requirements.txt
 
 # What only tests, lint and benchmarks need.
 dev: $(VENV)/.dev
-$(VENV)/.dev: $(VENV)/.installed requirements-dev.txt
+$(VENV)/.dev: $(VENV)/.installed requirements-dev.txt requirements-ray.txt
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 

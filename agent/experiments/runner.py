@@ -157,6 +157,13 @@ class ExperimentRunner:
     async def start(self, data: Any) -> int:
         """Validate (off the event loop), record and start an experiment; its id. TaskError when invalid."""
         spec, tasks = await asyncio.to_thread(validate_spec, data)
+        if spec.backend == "ray":
+            from agent.service.ray_executor import RayUnavailable
+
+            try:
+                await self.service.ray().ensure_started()
+            except (RayUnavailable, TimeoutError) as exc:
+                raise TaskError("backend", str(exc).removeprefix("backend: ")) from None
         exp_id = await self.service.create_experiment(
             name=spec.name, task_set=spec.task_set, repeats=spec.repeats, concurrency=spec.concurrency,
             backend=spec.backend, spec=spec.model_dump(mode="json", exclude={"tasks_jsonl"}),
@@ -207,6 +214,7 @@ class ExperimentRunner:
     async def _drive(self, exp_id: int, active: _Active) -> None:
         try:
             experiment = await self.service.get_experiment(exp_id)
+            backend = str(experiment["backend"])
             cells = await self._pending(exp_id, experiment)
             slots = asyncio.Semaphore(int(experiment["concurrency"]))
             playing: set[asyncio.Task[None]] = set()
@@ -215,7 +223,7 @@ class ExperimentRunner:
                 if active.cancel.is_set():
                     slots.release()
                     break
-                job = asyncio.create_task(self._play_cell(exp_id, cell, active))
+                job = asyncio.create_task(self._play_cell(exp_id, cell, active, backend))
                 playing.add(job)
                 job.add_done_callback(playing.discard)
                 job.add_done_callback(lambda _job: slots.release())
@@ -264,16 +272,22 @@ class ExperimentRunner:
             engine["check_page"] = check.page
         return request, engine
 
-    async def _play_cell(self, exp_id: int, cell: Cell, active: _Active) -> None:
+    async def _play_cell(self, exp_id: int, cell: Cell, active: _Active, backend: str) -> None:
         request, engine = self.request_for(cell)
-        _task_id, run_id = await self.service.submit(request, engine=engine, batch=True)
-        active.runs.add(run_id)
-        try:
-            await self.service.start_cell(exp_id, *cell.key, run_id)
-            final, page = await self._watch(run_id)
-        finally:
-            active.runs.discard(run_id)
-        status = "cancelled" if active.cancel.is_set() and final.status == "failure" else "done"
+        for attempt in range(1 + RETRIES):  # a run whose worker died is played once more
+            _task_id, run_id = await self.service.submit(request, engine=engine, batch=True, executor=backend)
+            active.runs.add(run_id)
+            try:
+                await self.service.start_cell(exp_id, *cell.key, run_id)
+                final, page = await self._watch(run_id)
+            finally:
+                active.runs.discard(run_id)
+            lost = (final.error or "").startswith("interrupted") and not active.cancel.is_set()
+            if not lost or attempt == RETRIES:
+                break
+            await self.service.requeue_cell(exp_id, *cell.key)
+        status = "cancelled" if active.cancel.is_set() and final.status == "failure" else (
+            "interrupted" if lost else "done")
         grade = await self._grade(cell, run_id, final, page)
         await self.service.finish_cell(exp_id, *cell.key, status=status, passed=grade.passed, score=grade.score,
                                        detail=grade.detail, graded_by=self._graded_by(cell, grade),
@@ -290,7 +304,7 @@ class ExperimentRunner:
         return await self.service.wait(run_id), page
 
     async def _grade(self, cell: Cell, run_id: int, final: RunResponse, page: PageChecked | None) -> checks.Grade:
-        if final.error in NOT_THE_AGENTS:
+        if (final.error or "").split(":")[0] in NOT_THE_AGENTS:
             return checks.Grade(None, None, f"not graded: the run was {final.error}, the agent had no fair chance")
         check = cell.task.check
         grade = checks.grade(check, final.result, page_value=page.value if page else None,

@@ -38,11 +38,13 @@ from agent.models import (
 )
 from agent.service import webhooks
 from agent.service.door import LogDoor, NotFound
+from agent.service.ray_executor import WorkerLost
 
 if TYPE_CHECKING:  # the engine imports jsonschema and playwright (seconds): loaded on the first run
     from agent.engine.browser import Browser
     from agent.engine.loop import EngineOptions
     from agent.log.protocol import RunLog
+    from agent.service.ray_executor import RayExecutor
 
 __all__ = ["NotFound", "RunService", "ServiceBusy", "ServiceClosed"]
 
@@ -94,6 +96,7 @@ class _Live:
     stop_reason: str | None = None  # "shutdown" replaces the engine's "cancelled"
     engine: dict[str, Any] = field(default_factory=dict)  # per-run engine options (e.g. an experiment's page check)
     batch: bool = False  # an experiment's cell: never takes the last slot from interactive runs
+    executor: str = "local"  # local (the engine in this process) | ray (on a Ray worker, events streamed back)
     healed_workflow_id: int | None = None  # where a replay's healed version was saved
     queued: bool = True
     task: asyncio.Task[None] | None = None
@@ -145,6 +148,7 @@ class RunService(LogDoor):
         self._live: dict[int, _Live] = {}
         self._webhooks: set[asyncio.Task[None]] = set()
         self._closing = False
+        self._ray: RayExecutor | None = None
         self._warmup: asyncio.Task[Any] | None = None
 
     # ------------------------------------------------------------ lifecycle
@@ -180,6 +184,8 @@ class RunService(LogDoor):
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=SHUTDOWN_GRACE_S)
+        if self._ray is not None:
+            await self._ray.close()
         if self._webhooks:
             _done, pending_hooks = await asyncio.wait(set(self._webhooks), timeout=WEBHOOK_SHUTDOWN_GRACE_S)
             for task in pending_hooks:
@@ -189,11 +195,13 @@ class RunService(LogDoor):
 
     # ------------------------------------------------------------ submitting and waiting
     async def submit(self, request: RunRequest | dict[str, Any], *, task_id: int | None = None,
-                     engine: dict[str, Any] | None = None, batch: bool = False) -> tuple[int, int]:
+                     engine: dict[str, Any] | None = None, batch: bool = False,
+                     executor: str = "local") -> tuple[int, int]:
         """Create the task (or reuse `task_id`) and the run, start it in the background; (task_id, run_id).
 
         `engine` sets engine options for this run only (e.g. `check_page`); `batch` marks a run of an
-        experiment, which waits for a batch slot so that interactive runs always keep one.
+        experiment, which waits for a batch slot so that interactive runs always keep one; `executor`
+        "ray" plays the run on a Ray worker (`agent.service.ray_executor`), its events streamed back here.
         """
         if self._closing:
             raise ServiceClosed("the server is shutting down and accepts no new runs; try again when it is back")
@@ -209,7 +217,7 @@ class RunService(LogDoor):
             raise NotFound("task", task_id)
         run_id = int(await asyncio.to_thread(self._log.create_run, task_id, req))
         live = _Live(task_id=task_id, run_id=run_id, request=req, tally=Tally(req), engine=dict(engine or {}),
-                     batch=batch)
+                     batch=batch, executor=executor)
         self._live[run_id] = live
         live.task = asyncio.create_task(self._drive(live), name=f"run-{run_id}")
         return task_id, run_id
@@ -335,7 +343,9 @@ class RunService(LogDoor):
                 error=f"workflow_id: {exc}; list the saved ones with GET /api/workflows",
                 workflow_id=request.workflow_id))
             return
-        if workflow is None:
+        if workflow is None and live.executor == "ray":
+            source = self.ray().stream(request, options, live.cancel, self._log.screenshots_dir / str(live.run_id))
+        elif workflow is None:
             source = engine.stream(request, browser=self.browser, options=options, cancel=live.cancel)
         else:
             source = replay(request, workflow, browser=self.browser, options=options, cancel=live.cancel,
@@ -343,6 +353,14 @@ class RunService(LogDoor):
         async with contextlib.aclosing(source) as events:
             async for event in events:
                 yield event
+
+    def ray(self) -> RayExecutor:
+        """The Ray executor (created on first use; Ray itself starts when the first run asks for it)."""
+        if self._ray is None:
+            from agent.service.ray_executor import RayExecutor
+
+            self._ray = RayExecutor()
+        return self._ray
 
     async def _cached_workflow(self, live: _Live) -> dict[str, Any] | None:
         """The workflow to replay (a document or a stored record), or None; NotFound for an unknown id."""
@@ -440,6 +458,9 @@ class RunService(LogDoor):
                         live.append(event)
                     else:
                         await self._emit(live, event)
+        except WorkerLost as exc:  # the Ray worker died: the run did not fail, it was interrupted
+            log.warning("run %d: %s", live.run_id, exc)
+            return self._failure(live, f"interrupted: {exc}")
         except Exception as exc:  # an engine bug, a browser that died oddly, a store that failed
             log.exception("run %d: the run failed with an unexpected error", live.run_id)
             return self._failure(live, f"internal error: {_describe(exc)}")
