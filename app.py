@@ -85,6 +85,7 @@ def create_app(settings: Settings) -> Any:
     from fastapi.staticfiles import StaticFiles
 
     from agent.engine.browser import Browser
+    from agent.experiments.miniwob import html_dir as miniwob_html_dir
     from agent.experiments.routes import create_experiment_router
     from agent.experiments.runner import ExperimentRunner
     from agent.log.store import Store
@@ -133,6 +134,9 @@ def create_app(settings: Settings) -> Any:
             return RedirectResponse("/demo/", status_code=307)
 
         app.mount("/demo", StaticFiles(directory=settings.demo_dir, html=True), name="demo")
+    miniwob_pages = miniwob_html_dir()
+    if miniwob_pages is not None:  # the MiniWoB++ task set's pages, served by the workbench itself
+        app.mount("/miniwob", StaticFiles(directory=miniwob_pages, html=True), name="miniwob")
     import gradio as gr
 
     from agent.ui.app import build_ui, ui_mount_options

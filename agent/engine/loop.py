@@ -39,6 +39,8 @@ from agent.models import (
     utcnow,
 )
 
+SETUP_TIMEOUT_S = 15.0
+
 
 class EngineOptions(BaseModel):
     """Bounds and switches of one run."""
@@ -56,6 +58,7 @@ class EngineOptions(BaseModel):
     max_validation_retries: int = 2
     start_url: str | None = None
     check_page: str | None = None  # a JS expression evaluated on the final page (an experiment's page check)
+    setup_script: str | None = None  # JS run on the start page first; a string it returns is the page's instruction
 
 
 def resolve_options(request: RunRequest, options: EngineOptions | None, overrides: dict[str, Any]) -> EngineOptions:
@@ -76,6 +79,7 @@ class _Run(RunClock):
         super().__init__(options.timeout_s, cancel)
         self.request, self.options, self.llm = request, options, llm
         self.tally = Tally(request)
+        self.task = request.prompt  # what the model is asked: the prompt, with the page's own instruction if any
         self.notes: list[str] = []  # for the model, in the next step's message
         self.notices: list[str] = []  # for the user, in the response's `notes`
         self.step_calls: list[LLMCall] = []
@@ -154,7 +158,12 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncGenerator[Event, Non
         t0 = time.monotonic()
         result, _ = await run.bounded(act.execute(ctx, "navigate", {"url": options.start_url}))
         page = await session.ensure_page()
-        item = HistoryItem(description="Open the start page", actions=[result], step=1, url=page.url,
+        description = "Open the start page"
+        if options.setup_script and not result.error:
+            instruction = await run.bounded(_setup(page, options.setup_script))
+            run.task = instruct(request.prompt, instruction)
+            description += f"; the page's instruction: {instruction}" if instruction else "; set it up"
+        item = HistoryItem(description=description, actions=[result], step=1, url=page.url,
                            title=await page.title(), started_at=utcnow(), duration_ms=(time.monotonic() - t0) * 1000)
         run.tally.add_step(item)
         yield StepFinished(item=item)
@@ -170,7 +179,7 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncGenerator[Event, Non
             observe(page), session.screenshot(shot_path) if shot_path else _none()))
         browser_ms = (time.monotonic() - t0) * 1000
         message = prompts.step_message(
-            task=request.prompt, step=step, max_steps=options.max_steps, history=run.tally.history,
+            task=run.task, step=step, max_steps=options.max_steps, history=run.tally.history,
             tabs=session.tab_list(), current_tab=session.current_id, url=obs.url, title=obs.title, page=obs.text,
             notes=run.notes, result_hint=prompts.result_hint(request.json_schema, request.response_format),
         )
@@ -306,3 +315,21 @@ async def arun(request: RunRequest | dict[str, Any], **kwargs: Any) -> RunRespon
 def run(request: RunRequest | dict[str, Any], **kwargs: Any) -> RunResponse:
     """Blocking twin of `arun`, for scripts (not for use inside a running event loop)."""
     return asyncio.run(arun(request, **kwargs))
+
+
+async def _setup(page: Any, script: str) -> str:
+    """Run a setup script on the start page; its string result (the page's instruction), or ""."""
+    try:
+        value = await asyncio.wait_for(page.evaluate(script), SETUP_TIMEOUT_S)
+    except Exception as exc:  # a broken setup is the run's problem, said to the model and the log
+        return f"(the page's setup failed: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__})"
+    return value.strip()[:2000] if isinstance(value, str) else ""
+
+
+def instruct(prompt: str, instruction: str) -> str:
+    """The task as the model reads it: {instruction} in the prompt replaced by the page's own, else appended."""
+    if not instruction:
+        return prompt
+    if "{instruction}" in prompt:
+        return prompt.replace("{instruction}", instruction)
+    return f"{prompt}\nThe page's instruction: {instruction}"

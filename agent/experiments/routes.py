@@ -7,18 +7,20 @@
 - `GET /api/experiments` (newest first) and `GET /api/experiments/{id}` (progress, variants with
   their intervals, cells, the task × variant matrix, the paired comparisons);
 - `POST /api/experiments/{id}/cancel`;
-- `POST /api/experiments/{id}/grade` `{"task_id", "variant", "repeat", "passed"}`: grade a cell by hand.
+- `POST /api/experiments/{id}/grade` `{"task_id", "variant", "repeat", "passed"}`: grade a cell by hand;
+- `GET /api/tasksets`: the bundled task sets (demo-shop, miniwob) and their tasks.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from agent.experiments.report import summary
-from agent.experiments.tasks import TaskError
+from agent.experiments.tasks import TaskError, bundled_sets, load_bundled
 from agent.log.errors import InvalidQuery
 from agent.service.http import MAX_ID, json_response, read_object, unprocessable
 
@@ -42,6 +44,16 @@ def create_experiment_router(runner: ExperimentRunner) -> APIRouter:
         except TaskError as exc:
             raise unprocessable(exc.field, exc.message) from None
         return json_response({"experiment_id": exp_id}, 202, headers={"Location": f"/api/experiments/{exp_id}"})
+
+    @router.get("/api/tasksets", summary="List the bundled task sets")
+    async def tasksets() -> JSONResponse:
+        """Every bundled task set with its tasks (id, title, check kind); pick a subset with task_glob."""
+        sets = []
+        for name in bundled_sets():
+            tasks = await asyncio.to_thread(load_bundled, name)
+            sets.append({"name": name, "tasks": [{"id": t.id, "title": t.title,
+                                                  "check": t.check.kind if t.check else None} for t in tasks]})
+        return json_response({"tasksets": sets})
 
     @router.get("/api/experiments", summary="List experiments")
     async def list_all(limit: int = Query(default=50, ge=1, le=1000),

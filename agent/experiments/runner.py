@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agent.experiments import checks
-from agent.experiments.tasks import Check, Task, TaskError, load_bundled, parse_jsonl, parse_tasks
+from agent.experiments.tasks import Check, Task, TaskError, load_bundled, parse_jsonl, parse_tasks, pick
 from agent.models import PageChecked, RunFinished, RunRequest, RunResponse, validation_errors
 
 if TYPE_CHECKING:
@@ -61,6 +61,7 @@ class ExperimentSpec(BaseModel):
     tasks: list[dict[str, Any]] | None = None
     tasks_jsonl: str | None = Field(default=None, max_length=2_000_000)
     task_set: str | None = Field(default=None, max_length=100)
+    task_glob: str | None = Field(default=None, max_length=100, description="only the tasks whose id matches")
     variants: list[Variant] = Field(min_length=1, max_length=MAX_VARIANTS)
     repeats: int = Field(default=1, ge=1, le=MAX_REPEATS)
     concurrency: int = Field(default=2, ge=1, le=MAX_CONCURRENCY)
@@ -96,10 +97,10 @@ class ExperimentSpec(BaseModel):
     def load_tasks(self) -> list[Task]:
         """The tasks, whichever way they were given; TaskError naming the culprit."""
         if self.task_set is not None:
-            return load_bundled(self.task_set)
-        if self.tasks_jsonl is not None:
-            return parse_jsonl(self.tasks_jsonl, field="tasks_jsonl")
-        return parse_tasks(self.tasks)
+            return load_bundled(self.task_set, glob=self.task_glob)
+        tasks = (parse_jsonl(self.tasks_jsonl, field="tasks_jsonl") if self.tasks_jsonl is not None
+                 else parse_tasks(self.tasks))
+        return pick(tasks, self.task_glob, of="the tasks given")
 
 
 def validate_spec(data: Any) -> tuple[ExperimentSpec, list[Task]]:
@@ -270,6 +271,8 @@ class ExperimentRunner:
         check = cell.task.check
         if check is not None and check.kind == "page":
             engine["check_page"] = check.page
+        if cell.task.setup:
+            engine["setup_script"] = cell.task.setup.replace("{repeat}", str(cell.repeat))
         return request, engine
 
     async def _play_cell(self, exp_id: int, cell: Cell, active: _Active, backend: str) -> None:

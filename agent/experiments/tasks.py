@@ -12,13 +12,16 @@ A task is one JSON object (one line of a JSONL file): `id`, `prompt`, optional `
     {"judge": "<rubric>", "provider": ..., "model": ...}   a model grades the result
 
 A task without a check is graded by hand. `{BASE_URL}` in a prompt or start URL stands for the
-workbench's own address (the bundled sets point at the demo shop it serves at /demo/).
+workbench's own address (the bundled sets point at the demo shop it serves at /demo/, and at the
+MiniWoB++ pages at /miniwob/). A `setup` script runs on the start page before the first step; the
+string it returns is the page's own instruction, put where the prompt says `{instruction}`.
 
 Errors: `TaskError` (a ValueError) names the line and the field, and says how to fix it.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from pathlib import Path
@@ -133,6 +136,10 @@ class Task(BaseModel):
     max_steps: int | None = Field(default=None, ge=1, le=200)
     check: Check | None = None
     title: str | None = Field(default=None, max_length=200)
+    setup: str | None = Field(default=None, max_length=MAX_CHECK_CHARS,
+                              description="JS run on the start page before the first step; a string it returns "
+                                          "is the page's instruction ({instruction} in the prompt); {repeat} is the "
+                                          "repeat number (e.g. a seed)")
 
     @field_validator("id")
     @classmethod
@@ -217,16 +224,35 @@ def parse_jsonl(text: str, *, field: str = "tasks") -> list[Task]:
 
 
 def bundled_sets() -> list[str]:
-    """Names of the task sets shipped with the workbench (data/tasksets/*.jsonl)."""
-    return sorted(p.stem for p in TASKSETS_DIR.glob("*.jsonl"))
+    """Names of the task sets shipped with the workbench (data/tasksets/*.jsonl, and miniwob when installed)."""
+    from agent.experiments import miniwob
+
+    return sorted([p.stem for p in TASKSETS_DIR.glob("*.jsonl")] + (["miniwob"] if miniwob.html_dir() else []))
 
 
-def load_bundled(name: str) -> list[Task]:
-    """A bundled task set by name; TaskError listing the names when unknown."""
+def load_bundled(name: str, *, glob: str | None = None) -> list[Task]:
+    """A bundled task set by name (only the tasks whose id matches `glob`); TaskError naming the fix."""
+    from agent.experiments import miniwob
+
     names = bundled_sets()
     if name not in names:
         raise TaskError("task_set", f"unknown task set {name!r}; bundled ones: {', '.join(names) or '(none)'}")
-    return parse_jsonl((TASKSETS_DIR / f"{name}.jsonl").read_text(encoding="utf-8"), field=f"task_set {name}")
+    if name == "miniwob":
+        tasks = miniwob.tasks()
+    else:
+        tasks = parse_jsonl((TASKSETS_DIR / f"{name}.jsonl").read_text(encoding="utf-8"), field=f"task_set {name}")
+    return pick(tasks, glob, of=name)
+
+
+def pick(tasks: list[Task], glob: str | None, *, of: str = "the set") -> list[Task]:
+    """The tasks whose id matches one of the comma-separated globs (all when None); TaskError when none does."""
+    if glob is None:
+        return tasks
+    patterns = [g.strip() for g in glob.split(",") if g.strip()]
+    chosen = [t for t in tasks if any(fnmatch.fnmatchcase(t.id, g) for g in patterns)]
+    if not chosen:
+        raise TaskError("task_glob", f"{glob!r} matches no task of {of}; e.g. 'click-*' or 'click-button,enter-text'")
+    return chosen
 
 
 __all__ = ["CHECK_KINDS", "Check", "PROVIDERS", "Task", "TaskError", "bundled_sets", "load_bundled", "parse_jsonl",
