@@ -15,7 +15,22 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from agent.limits import (
+    MAX_DOMAIN_CHARS,
+    MAX_DOMAINS,
+    MAX_ID,
+    MAX_JSON_DEPTH,
+    MAX_MODEL_CHARS,
+    MAX_PROMPT_CHARS,
+    MAX_SCHEMA_BYTES,
+    MAX_SCHEMA_DEPTH,
+    MAX_WORKFLOW_BYTES,
+    MAX_WORKFLOW_PARAMS_BYTES,
+    json_depth,
+    json_size,
+)
 
 PROVIDERS: tuple[str, ...] = ("openai", "deepseek", "anthropic", "google", "groq", "mistral", "together")
 Provider = Literal["openai", "deepseek", "anthropic", "google", "groq", "mistral", "together"]
@@ -63,12 +78,18 @@ class RequestError(ValueError):
 
 
 def parse_json_schema(value: Any) -> dict[str, Any] | None:
-    """Accept a JSON Schema as an object or a JSON string; check it against its metaschema."""
+    """Accept a JSON Schema as an object or a JSON string; check its size, its refs and its metaschema.
+
+    The one check of a schema (requests, workflow documents, the form's live check): a schema may only
+    refer inside itself (`#...`), so that nothing a user sends makes the server fetch or read anything.
+    """
     import jsonschema  # local: keeps `import agent` light
 
     if value is None or value == "":
         return None
     if isinstance(value, str):
+        if len(value) > 4 * MAX_SCHEMA_BYTES:
+            raise ValueError(f"is {len(value)} characters long; the limit is {MAX_SCHEMA_BYTES} bytes of JSON")
         try:
             value = json.loads(value)
         except json.JSONDecodeError as exc:
@@ -76,12 +97,20 @@ def parse_json_schema(value: Any) -> dict[str, Any] | None:
                 f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
                 'give a JSON Schema object such as {"type": "object", "properties": {...}}'
             ) from None
+        except RecursionError:
+            raise ValueError(f"nests deeper than {MAX_SCHEMA_DEPTH} levels; flatten it") from None
     if isinstance(value, bool):
         value = {} if value else {"not": {}}
     if not isinstance(value, dict):
         raise ValueError(
             f"must be a JSON Schema object (or a JSON string of one), got {type(value).__name__}"
         )
+    if json_depth(value, limit=MAX_SCHEMA_DEPTH) > MAX_SCHEMA_DEPTH:
+        raise ValueError(f"nests deeper than {MAX_SCHEMA_DEPTH} levels; flatten it")
+    size = json_size(value)
+    if size > MAX_SCHEMA_BYTES:
+        raise ValueError(f"is {size} bytes as JSON; the limit is {MAX_SCHEMA_BYTES}: describe only the result")
+    _check_refs(value)
     validator = jsonschema.validators.validator_for(value, default=jsonschema.Draft202012Validator)
     try:
         validator.check_schema(value)
@@ -91,12 +120,64 @@ def parse_json_schema(value: Any) -> dict[str, Any] | None:
     return value
 
 
-def schema_problem(schema: dict[str, Any], value: Any) -> str | None:
-    """Why `value` does not match the JSON Schema `schema` (first 8 errors, by path), or None."""
-    import jsonschema  # local: only structured runs need it
+# Keywords whose string value names another schema; anything but "#..." could be fetched or read.
+_REF_KEYWORDS = ("$ref", "$dynamicRef", "$recursiveRef", "$id")
+# Keywords whose value is data, not a schema: a "$ref" key there is just data.
+_DATA_KEYWORDS = frozenset({"const", "enum", "default", "examples", "example"})
 
-    validator = jsonschema.validators.validator_for(schema)(schema)
-    errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
+
+def _check_refs(schema: dict[str, Any]) -> None:
+    """ValueError unless every $ref/$id/$dynamicRef is local (`#...`) and every local $ref resolves."""
+    from referencing import Registry
+    from referencing.exceptions import Unresolvable
+    from referencing.jsonschema import DRAFT202012, specification_with
+
+    local: list[tuple[str, str]] = []
+    stack: list[tuple[Any, str]] = [(schema, "")]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, list):
+            stack.extend((item, f"{where}/{i}") for i, item in enumerate(node))
+            continue
+        if not isinstance(node, dict):
+            continue
+        for key, item in node.items():
+            path = f"{where}/{key}"
+            if key in _REF_KEYWORDS and isinstance(item, str):
+                if not item.startswith("#"):
+                    raise ValueError(
+                        f"has {key} {item[:200]!r} at {path}: a schema may only refer inside itself "
+                        "(e.g. '#/$defs/item'); put the referenced schema under $defs"
+                    )
+                if key != "$id":
+                    local.append((item, path))
+            elif key not in _DATA_KEYWORDS:
+                stack.append((item, path))
+    if not local:
+        return
+    spec = specification_with(str(schema.get("$schema", "")), default=DRAFT202012)
+    resolver = Registry().with_resource("", spec.create_resource(schema)).resolver(base_uri="")
+    for ref, path in local:
+        try:
+            resolver.lookup(ref)
+        except (Unresolvable, LookupError, ValueError, TypeError):
+            raise ValueError(f"has $ref {ref[:200]!r} at {path}, which points at nothing in the schema") from None
+
+
+def schema_problem(schema: dict[str, Any], value: Any) -> str | None:
+    """Why `value` does not match the JSON Schema `schema` (first 8 errors, by path), or None.
+
+    Validates with an empty registry: a reference outside the schema is never retrieved.
+    """
+    import jsonschema  # local: only structured runs need it
+    from referencing import Registry
+    from referencing.exceptions import Unresolvable
+
+    validator = jsonschema.validators.validator_for(schema)(schema, registry=Registry())
+    try:
+        errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
+    except (Unresolvable, jsonschema.exceptions.SchemaError) as exc:  # refused at submission; never fetched
+        return f"the JSON schema cannot be used: {str(exc)[:300]}"
     if not errors:
         return None
     detail = "; ".join(f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in errors[:8])
@@ -108,23 +189,33 @@ class RunRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    prompt: str = Field(description="The task to be performed by the agent", min_length=3)
-    model: str = Field(default="o3", description="Model name; defaults per provider")
+    prompt: str = Field(description="The task to be performed by the agent", min_length=3,
+                        max_length=MAX_PROMPT_CHARS)
+    model: str = Field(default="o3", description="Model name; defaults per provider", max_length=MAX_MODEL_CHARS)
     provider: Provider = "openai"
     wait_for_completion: bool = True
-    webhook_url: str | None = None
+    webhook_url: str | None = Field(default=None, description="POST the final response here (http/https)")
     response_format: Literal["text", "json"] = "text"
-    json_schema: dict[str, Any] | None = None
+    json_schema: dict[str, Any] | None = Field(
+        default=None, description=f"A JSON Schema for the result (object or JSON string; at most {MAX_SCHEMA_BYTES} "
+                                  f"bytes and {MAX_SCHEMA_DEPTH} levels; $ref only inside the schema)")
     use_cached_workflow: bool = False
     cached_workflow: dict[str, Any] | None = None
     # added: cached workflows
-    workflow_id: int | None = Field(default=None, description="Replay this stored workflow")
+    workflow_id: Annotated[int, Field(ge=1, le=MAX_ID)] | None = Field(default=None,
+                                                                     description="Replay this stored workflow")
     workflow_params: dict[str, Any] | None = Field(default=None, description="Workflow parameter values")
     # added: engine options a run may carry (the form's "Advanced" part)
     start_url: str | None = Field(default=None, description="Open this URL before the first step")
     max_steps: Annotated[int, Field(ge=1, le=200)] | None = None
     use_vision: bool | None = None
-    allowed_domains: list[str] | None = None
+    allowed_domains: list[str] | None = Field(default=None, max_length=MAX_DOMAINS,
+                                              description="The agent may open only these hosts")
+    # added: secrets typed into pages, never shown to the model nor kept (see agent.engine.secrets)
+    sensitive_data: dict[str, SecretStr | dict[str, SecretStr]] | None = Field(
+        default=None, exclude=True,
+        description="{name: value} or {domain pattern: {name: value}}; the prompt and the model write "
+                    "<secret>name</secret>, the value is typed only into the page and never stored or shown")
 
     @model_validator(mode="before")
     @classmethod
@@ -191,20 +282,76 @@ class RunRequest(BaseModel):
         if isinstance(value, str):
             if not value.strip():
                 return None
+            if len(value) > MAX_WORKFLOW_BYTES:
+                raise ValueError(f"is {len(value)} characters long; the limit is {MAX_WORKFLOW_BYTES}")
             try:
                 value = json.loads(value)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"is not valid JSON ({exc.msg}); give a workflow object") from None
+            except RecursionError:
+                raise ValueError(f"nests deeper than {MAX_JSON_DEPTH} levels") from None
         if value is not None and not isinstance(value, dict):
             raise ValueError("must be a workflow object (as returned by GET /api/workflows/{id})")
+        _bounded_json(value, MAX_WORKFLOW_BYTES)
         return value or None
+
+    @field_validator("workflow_params", mode="before")
+    @classmethod
+    def _workflow_params(cls, value: Any) -> Any:
+        _bounded_json(value, MAX_WORKFLOW_PARAMS_BYTES)
+        return value
 
     @field_validator("allowed_domains", mode="before")
     @classmethod
     def _domains(cls, value: Any) -> Any:
         if isinstance(value, str):
             value = [d for d in value.replace(",", " ").split() if d]
+        if isinstance(value, list) and len(value) > MAX_DOMAINS:
+            raise ValueError(f"has {len(value)} entries; the limit is {MAX_DOMAINS}")
         return value or None
+
+    @field_validator("allowed_domains")
+    @classmethod
+    def _domain_rules(cls, value: list[str] | None) -> list[str] | None:
+        from agent.engine.policy import check_domain_rules  # local: pure stdlib, but keeps models a leaf
+
+        if value:
+            for entry in value:
+                if len(entry) > MAX_DOMAIN_CHARS:
+                    raise ValueError(f"entry '{entry[:40]}...' is {len(entry)} characters; the limit is "
+                                     f"{MAX_DOMAIN_CHARS}")
+            check_domain_rules(value, "allowed_domains")
+        return value
+
+    @field_validator("sensitive_data")
+    @classmethod
+    def _sensitive(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        from agent.engine.secrets import check_sensitive_data  # local: pure stdlib, but keeps models a leaf
+
+        return check_sensitive_data(value) if value else None
+
+    @model_validator(mode="after")
+    def _start_url_allowed(self) -> RunRequest:
+        # Refused now rather than at the first step: a metadata address, a blocked or unlisted host.
+        from agent.engine.policy import PolicyError, check_navigation
+
+        if self.start_url is not None:
+            try:
+                check_navigation(self.start_url, allowed_domains=self.allowed_domains)
+            except PolicyError as exc:
+                raise ValueError(f"start_url: {exc}") from None
+        return self
+
+
+def _bounded_json(value: Any, max_bytes: int) -> None:
+    """ValueError naming the limit when a JSON field nests too deeply or is too large."""
+    if value is None or isinstance(value, str):
+        return
+    if json_depth(value) > MAX_JSON_DEPTH:
+        raise ValueError(f"nests deeper than {MAX_JSON_DEPTH} levels")
+    size = json_size(value)
+    if size > max_bytes:
+        raise ValueError(f"is {size} bytes as JSON; the limit is {max_bytes}")
 
 
 class ActionResult(BaseModel):
@@ -411,6 +558,9 @@ def validation_errors(exc: Exception) -> list[dict[str, str]]:
         field = ".".join(str(p) for p in err["loc"]) or "request"
         kind = err["type"]
         msg = err["msg"].removeprefix("Value error, ")
+        named = msg.split(": ", 1)
+        if field == "request" and len(named) == 2 and named[0] in RunRequest.model_fields:
+            field, msg = named  # a check across fields that names the one to fix
         if kind == "extra_forbidden":
             msg = f"unknown field; allowed fields are: {', '.join(RunRequest.model_fields)}"
         elif kind == "missing":
@@ -423,5 +573,10 @@ def validation_errors(exc: Exception) -> list[dict[str, str]]:
             msg = "must be 'text' or 'json'"
         elif kind == "string_too_short" and field == "prompt":
             msg = "must be at least 3 characters of task description"
+        elif kind in ("string_too_long", "too_long"):
+            limit = (err.get("ctx") or {}).get("max_length")
+            msg = f"is too long: the limit is {limit} {'characters' if kind == 'string_too_long' else 'entries'}"
+        elif kind in ("greater_than_equal", "less_than_equal") and field == "workflow_id":
+            msg = f"must be an id from 1 to {MAX_ID}"
         out.append({"field": field, "message": msg})
     return out

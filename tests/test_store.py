@@ -199,7 +199,7 @@ def test_store_is_the_run_log_the_service_holds(store: Store) -> None:
     """`Store` implements `RunLog` with exactly the protocol's signatures (so the protocol cannot drift)."""
     assert isinstance(store, RunLog)
     members = [name for name, value in vars(RunLog).items() if callable(value) and not name.startswith("_")]
-    assert len(members) == 16
+    assert len(members) == 19
     for name in members:
         protocol = inspect.signature(getattr(RunLog, name), eval_str=True)
         actual = inspect.signature(getattr(Store, name), eval_str=True)
@@ -214,7 +214,8 @@ def test_full_run_recorded_and_rebuilt(store: Store) -> None:
     task_id, run_id, expected = record_run(store, req, steps=3)
 
     assert store.get_run(run_id) == expected  # every step, action, locator, llm call, time, total
-    assert store.get_run_request(run_id) == req
+    # The webhook URL is kept redacted (it may carry a token), so it is no longer a place to deliver to.
+    assert store.get_run_request(run_id) == req.model_copy(update={"webhook_url": None})
     assert store.get_run(run_id + 100) is None and store.get_run_request(run_id + 100) is None
 
     rows, total = store.list_runs()
@@ -228,7 +229,8 @@ def test_full_run_recorded_and_rebuilt(store: Store) -> None:
     created = task.pop("created_at")
     assert isinstance(created, datetime) and created.tzinfo is not None
     assert task == {"id": task_id, "prompt": req.prompt, "workflow_id": None, "runs": 1,
-                    "last_run_id": run_id, "last_status": "success", "request": req.model_dump(mode="json")}
+                    "last_run_id": run_id, "last_status": "success",
+                    "request": {**req.model_dump(mode="json"), "webhook_url": "https://hooks.example.com/..."}}
 
 
 def test_run_in_progress_shows_running_totals(store: Store) -> None:
@@ -386,8 +388,9 @@ def test_webhook_attempts_recorded_in_order(store: Store) -> None:
     for a in attempts:
         store.record_webhook_attempt(run_id, **a)
     got = store.webhook_attempts(run_id)
+    # The URL is kept redacted (webhook URLs carry tokens): scheme, host and port only.
     assert [{k: v for k, v in g.items() if k != "id"} for g in got] == [
-        {"run_id": run_id, "event": "run.finished", **a} for a in attempts]
+        {"run_id": run_id, "event": "run.finished", **a, "url": "https://hooks.example.com/..."} for a in attempts]
     assert [g["id"] for g in got] == sorted(g["id"] for g in got)
     assert store.webhook_attempts(run_id + 1) == []
 

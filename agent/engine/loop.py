@@ -18,9 +18,11 @@ from pydantic import BaseModel, ConfigDict
 from agent.engine import actions as act
 from agent.engine import prompts
 from agent.engine.browser import Browser, BrowserSession
+from agent.engine.guard import NavigationGuard
 from agent.engine.llm import LLM, LLMError, MissingKeyError, key_status, preload
 from agent.engine.page import observe
 from agent.engine.runtime import RunClock, in_session
+from agent.engine.secrets import Secrets, secrets_note
 from agent.models import (
     ActionResult,
     Event,
@@ -73,12 +75,14 @@ class _Run(RunClock):
         super().__init__(options.timeout_s, cancel)
         self.request, self.options, self.llm = request, options, llm
         self.tally = Tally(request)
+        self.secrets = Secrets(request.sensitive_data)  # placeholders to the model, values to the page only
         self.notes: list[str] = []
         self.step_calls: list[LLMCall] = []
 
     async def extract(self, query: str, page: str) -> str:
         reply = await self.llm.complete(
-            [{"role": "user", "content": prompts.EXTRACT_PROMPT.format(query=query, page=page[:40_000])}],
+            [{"role": "user", "content": prompts.EXTRACT_PROMPT.format(query=query,
+                                                                          page=self.secrets.scrub(page[:40_000]))}],
             None, purpose="extract",
         )
         self.step_calls.append(reply.call)
@@ -118,7 +122,9 @@ async def stream(
     # Overlap the one-time litellm import (~10 s) with the browser start instead of the first step.
     warm = asyncio.ensure_future(asyncio.to_thread(preload)) if not given_llm else None
     try:
-        async for event in in_session(lambda tabs: _loop(run, tabs), run.finish, browser=browser, session=session):
+        guard = NavigationGuard(allowed_domains=options.allowed_domains, blocked_domains=options.blocked_domains)
+        async for event in in_session(lambda tabs: _loop(run, tabs), run.finish, browser=browser, session=session,
+                                      guard=guard):
             yield event
     finally:
         if warm is not None and not warm.done():
@@ -128,7 +134,7 @@ async def stream(
 async def _loop(run: _Run, session: BrowserSession) -> AsyncGenerator[Event, None]:
     options, request = run.options, run.request
     ctx = act.Context(session=session, allowed_domains=options.allowed_domains,
-                      blocked_domains=options.blocked_domains, extract_fn=run.extract)
+                      blocked_domains=options.blocked_domains, extract_fn=run.extract, secrets=run.secrets or None)
     tools = act.tools(json_schema=request.json_schema, response_format=request.response_format)
     failures = validation_failures = 0
     first = 1
@@ -137,25 +143,28 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncGenerator[Event, Non
         t0 = time.monotonic()
         result, _ = await run.bounded(act.execute(ctx, "navigate", {"url": options.start_url}))
         page = await session.ensure_page()
-        item = HistoryItem(description="Open the start page", actions=[result], step=1, url=page.url,
-                           title=await page.title(), started_at=utcnow(), duration_ms=(time.monotonic() - t0) * 1000)
+        item = run.secrets.scrub_model(HistoryItem(
+            description="Open the start page", actions=[result], step=1, url=page.url, title=await page.title(),
+            started_at=utcnow(), duration_ms=(time.monotonic() - t0) * 1000))
         run.tally.add_step(item)
         yield StepFinished(item=item)
         first = 2
     for step in range(first, options.max_steps + 1):
         run.check()
         page = await session.ensure_page()
-        yield StepStarted(step=step, url=page.url)
+        yield StepStarted(step=step, url=run.secrets.scrub(page.url))
         started_at, t0 = utcnow(), time.monotonic()
         run.step_calls = []
         shot_path = options.screenshot_dir / f"step-{step:03d}.jpg" if options.screenshot_dir else None
         obs, shot = await run.bounded(asyncio.gather(
             observe(page), session.screenshot(shot_path) if shot_path else _none()))
+        obs = run.secrets.scrub_model(obs)  # a typed secret shows as its placeholder
         browser_ms = (time.monotonic() - t0) * 1000
         message = prompts.step_message(
             task=request.prompt, step=step, max_steps=options.max_steps, history=run.tally.history,
-            tabs=session.tab_list(), current_tab=session.current_id, url=obs.url, title=obs.title, page=obs.text,
-            notes=run.notes, result_hint=prompts.result_hint(request.json_schema, request.response_format),
+            tabs=run.secrets.scrub_value(session.tab_list()), current_tab=session.current_id, url=obs.url,
+            title=obs.title, page=obs.text, notes=[*run.notes, *secrets_note(run.secrets, obs.url)],
+            result_hint=prompts.result_hint(request.json_schema, request.response_format),
         )
         run.notes = []
         content: Any = message
@@ -208,11 +217,11 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncGenerator[Event, Non
                 failures = options.max_failures
         if not description:
             description = ", ".join(f"{r.name} {r.params.get('index', '')}".strip() for r in results) or "no action"
-        item = HistoryItem(
+        item = run.secrets.scrub_model(HistoryItem(
             description=description, actions=results, step=step, url=obs.url, title=obs.title, screenshot=shot,
             started_at=started_at, duration_ms=(time.monotonic() - t0) * 1000, llm_ms=llm_ms,
             browser_ms=browser_ms, llm_calls=list(run.step_calls),
-        )
+        ))
         run.tally.add_step(item)
         yield StepFinished(item=item)
         if done_outcome is not None:

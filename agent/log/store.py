@@ -122,6 +122,8 @@ class Store:
         # run id -> steps recorded, for runs in progress: the next step's `seq` without a query.
         # Exact because this Store is the only writer; an entry is set only after its commit.
         self._steps_seen: dict[int, int] = {}
+        # run id -> the run's sensitive values, scrubbed from every write while the run lasts.
+        self._run_secrets: dict[int, list[str]] = {}
         # Snapshots copy the file through this descriptor, held open for the store's life: DuckDB
         # locks the file with fcntl, and closing *any* descriptor of it in this process would
         # silently drop that lock and let a second process open the live file.
@@ -188,8 +190,11 @@ class Store:
 
     def _write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run `fn(con, secrets, *args, **kwargs)` (one of agent.log.writes) in one transaction under the lock."""
-        secrets = secret_values()
         with self._lock:
+            secrets = secret_values()
+            if self._run_secrets:
+                extra = {v for values in self._run_secrets.values() for v in values}
+                secrets = sorted(set(secrets) | extra, key=len, reverse=True)
             self._check_open()
             con = self._con
             con.execute("BEGIN TRANSACTION")
@@ -230,6 +235,7 @@ class Store:
             with self._lock:
                 self._write(writes.finish_run, run_id, event)
                 self._steps_seen.pop(run_id, None)
+                self._run_secrets.pop(run_id, None)
             self._request_snapshot()
         elif isinstance(event, StepStarted):
             # Nothing to keep: the step's row is written whole when it finishes. Still check the
@@ -243,7 +249,13 @@ class Store:
         with self._lock:
             self._write(writes.fail_run, run_id, error)
             self._steps_seen.pop(run_id, None)
+            self._run_secrets.pop(run_id, None)
         self._request_snapshot()
+
+    def add_secrets(self, run_id: int, values: Sequence[str]) -> None:
+        """Scrub these values (a run's sensitive_data) from every write until the run ends."""
+        with self._lock:
+            self._run_secrets[run_id] = [v for v in values if v]
 
     def record_webhook_attempt(
         self,
@@ -275,7 +287,11 @@ class Store:
     def get_run_request(self, run_id: int) -> RunRequest | None:
         """The request a run was started with (secret-looking fields stripped); None if unknown."""
         found = self._query("SELECT request_json FROM runs WHERE id = ?", [run_id])
-        return RunRequest.model_validate(json.loads(found[0]["request_json"])) if found else None
+        if not found:
+            return None
+        stored = json.loads(found[0]["request_json"])
+        stored.pop("webhook_url", None)  # kept redacted, so no longer a place to deliver to
+        return RunRequest.model_validate(stored)
 
     def list_runs(
         self,
@@ -330,6 +346,21 @@ class Store:
     def set_task_workflow(self, task_id: int, workflow_id: int | None) -> None:
         """Link a task to the cached workflow saved from it (or unlink with None)."""
         self._write(writes.set_task_workflow, task_id, workflow_id)
+
+    def pending_webhooks(self, run_id: int | None = None) -> list[dict[str, Any]]:
+        """Webhooks owed for ended runs (or for `run_id`): run_id, url (in clear), delivery_id, event, attempts made."""
+        where, params = ("AND o.run_id = ?", [run_id]) if run_id is not None else ("", [])
+        return self._query(
+            f"""
+            SELECT o.run_id, o.url, o.delivery_id, o.event,
+                   coalesce((SELECT max(d.attempt) FROM webhook_deliveries d WHERE d.run_id = o.run_id), 0) AS attempts
+            FROM webhook_outbox o WHERE o.state = 'pending' {where} ORDER BY o.run_id
+            """, params,
+        )
+
+    def end_webhook(self, run_id: int) -> None:
+        """The run's webhook is no longer owed (delivered, refused, out of attempts): drop its clear URL."""
+        self._write(writes.end_webhook, run_id)
 
     def webhook_attempts(self, run_id: int) -> list[dict[str, Any]]:
         """Every delivery attempt for a run, oldest first."""

@@ -8,6 +8,7 @@ text that may carry a secret goes through `agent.log.redact` on its way in.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import duckdb
 
 from agent.log.errors import InvalidQuery
-from agent.log.redact import dumps, request_json, scrub
+from agent.log.redact import dumps, redact_url, request_json, scrub
 from agent.log.rows import (
     ACTION_COLS,
     LLM_COLS,
@@ -30,6 +31,7 @@ from agent.models import HistoryItem, RunFinished, RunRequest, RunStarted, Usage
 __all__ = [
     "add_step",
     "check_run",
+    "end_webhook",
     "fail_run",
     "finish_run",
     "insert_run",
@@ -67,7 +69,11 @@ _FINISH_RUN = """
 def mark_interrupted(con: Connection, secrets: Secrets) -> list[int]:
     """End runs left in progress by a previous process (it crashed or was killed); their ids."""
     # The run ended at its last sign of life, not now: keeps durations honest.
-    return sorted(r[0] for r in con.execute(_MARK_INTERRUPTED).fetchall())
+    ended = sorted(r[0] for r in con.execute(_MARK_INTERRUPTED).fetchall())
+    # Their end is a terminal status too: their webhooks are now owed.
+    con.execute("UPDATE webhook_outbox SET state = 'pending' WHERE state = 'waiting' "
+                "AND run_id NOT IN (SELECT id FROM runs WHERE status = 'in_progress')")
+    return ended
 
 
 # ------------------------------------------------------------------ tasks and runs
@@ -85,7 +91,7 @@ def insert_run(con: Connection, secrets: Secrets, task_id: int, request: RunRequ
     if scalar(con, "SELECT 1 FROM tasks WHERE id = ?", [task_id]) is None:
         raise InvalidQuery(f"task {task_id} does not exist; create it with create_task(request) first")
     now = utcnow()
-    return scalar(
+    run_id: int = scalar(
         con,
         """
         INSERT INTO runs (task_id, status, mode, provider, model, prompt, created_at,
@@ -94,9 +100,14 @@ def insert_run(con: Connection, secrets: Secrets, task_id: int, request: RunRequ
         """,
         [
             task_id, mode, request.provider, request.model, scrub(request.prompt, secrets),
-            now, now, request_json(request, secrets), request.workflow_id, scrub(request.webhook_url, secrets),
+            now, now, request_json(request, secrets), request.workflow_id,
+            None if request.webhook_url is None else redact_url(request.webhook_url),
         ],
     )
+    if request.webhook_url:  # the one unredacted copy (for a restart), kept only until the delivery ends
+        con.execute("INSERT INTO webhook_outbox VALUES (?, ?, ?, 'run.finished', 'waiting', ?)",
+                    [run_id, scrub(request.webhook_url, secrets), uuid.uuid4().hex, now])
+    return run_id
 
 
 def check_run(con: Connection, secrets: Secrets, run_id: int) -> None:
@@ -164,6 +175,7 @@ def finish_run(con: Connection, secrets: Secrets, run_id: int, event: RunFinishe
             started, finished, duration, *usage, r.workflow_id, r.replayed_steps, r.healed_steps, run_id,
         ],
     )
+    con.execute("UPDATE webhook_outbox SET state = 'pending' WHERE run_id = ?", [run_id])
 
 
 def fail_run(con: Connection, secrets: Secrets, run_id: int, error: str) -> None:
@@ -178,6 +190,7 @@ def fail_run(con: Connection, secrets: Secrets, run_id: int, error: str) -> None
         """,
         [scrub(error, secrets), now, now, run_id],
     )
+    con.execute("UPDATE webhook_outbox SET state = 'pending' WHERE run_id = ?", [run_id])
 
 
 def insert_webhook_attempt(
@@ -187,8 +200,13 @@ def insert_webhook_attempt(
     """One webhook delivery attempt (each retry is its own row)."""
     con.execute(
         insert_sql("webhook_deliveries", WEBHOOK_COLS[1:], 1),
-        [run_id, scrub(url, secrets), attempt, at, status_code, ok, scrub(error, secrets), duration_ms, event],
+        [run_id, redact_url(url), attempt, at, status_code, ok, scrub(error, secrets), duration_ms, event],
     )
+
+
+def end_webhook(con: Connection, secrets: Secrets, run_id: int) -> None:
+    """The run's webhook is no longer owed (delivered, refused or out of attempts): forget its URL."""
+    con.execute("DELETE FROM webhook_outbox WHERE run_id = ?", [run_id])
 
 
 # ------------------------------------------------------------------ tasks' workflows

@@ -26,6 +26,7 @@ from agent.service.http import (
     MAX_ID,
     ApiKeyMiddleware,
     ClientError,
+    RequestGuard,
     RunId,
     TaskId,
     install_error_handlers,
@@ -33,7 +34,7 @@ from agent.service.http import (
     read_object,
     unprocessable,
 )
-from agent.service.runs import RunService
+from agent.service.runs import RunService, validate_off_loop
 
 __all__ = ["create_api", "health_report"]
 
@@ -44,10 +45,10 @@ CANCEL_WAIT_S = 5.0
 Step = Annotated[int, PathParam(ge=1, le=100_000, description="The step number (1 is the first step)")]
 
 
-def _validate(data: dict[str, Any]) -> RunRequest:
-    """A RunRequest, or a 422 listing every field that is wrong and how to fix it."""
+async def _validate(data: dict[str, Any]) -> RunRequest:
+    """A RunRequest, or a 422 listing every field that is wrong and how to fix it (checked off the event loop)."""
     try:
-        return RunRequest.model_validate(data)
+        return await validate_off_loop(data)
     except ValidationError as exc:
         raise ClientError(422, validation_errors(exc)) from None
     except RequestError as exc:
@@ -61,10 +62,13 @@ def create_api(
     service: RunService,
     *,
     api_key: str | None = None,
+    allowed_hosts: frozenset[str] | None = None,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[Any]] | None = None,
     title: str = "LLM web-agent workbench",
 ) -> FastAPI:
-    """The FastAPI app with the /api routes, the error handlers and (if `api_key`) the key check."""
+    """The FastAPI app with the /api routes, the error handlers, the request guard and (if `api_key`) the
+    key check with the browsers' login; anything mounted on it later (Gradio) is behind them too."""
+    from agent.ui.login import install_ui_login
     from agent.workflows.routes import create_workflow_router
 
     app = FastAPI(title=title, lifespan=lifespan, docs_url="/api/docs", redoc_url=None,
@@ -72,6 +76,9 @@ def create_api(
     app.state.service = service
     if api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=api_key)
+        install_ui_login(app, api_key)  # browsers log in once with the key; a cookie then stands for it
+    # Added last, so it runs first: a foreign host or origin never reaches the key check or a route.
+    app.add_middleware(RequestGuard, allowed_hosts=allowed_hosts)
     install_error_handlers(app)
     for router in (runs_router(service), tasks_router(service), health_router(service),
                    create_workflow_router(service)):
@@ -101,7 +108,7 @@ def runs_router(service: RunService) -> APIRouter:
     async def post_run(request: Request) -> JSONResponse:
         """Start a run (the contract's request); waits for the end unless wait_for_completion is false."""
         body = await read_object(request, 'the run request fields, e.g. {"prompt": "..."}')
-        return await start_run(service, _validate(body))
+        return await start_run(service, await _validate(body))
 
     @router.get("/api/runs", tags=["runs"])
     async def list_runs(
@@ -185,9 +192,10 @@ def tasks_router(service: RunService) -> APIRouter:
         saved = dict(task.get("request") or {})
         # wait_for_completion belonged to the first call, not to the task: it defaults anew here.
         saved.pop("wait_for_completion", None)
+        saved.pop("webhook_url", None)  # stored redacted: a re-run has a webhook only if the body gives one
         if "provider" in overrides and "model" not in overrides:
             saved.pop("model", None)  # a new provider gets its own default model
-        return await start_run(service, _validate({**saved, **overrides}), task_id=task_id)
+        return await start_run(service, await _validate({**saved, **overrides}), task_id=task_id)
 
     return router
 
@@ -217,15 +225,15 @@ def health_report(service: RunService) -> dict[str, Any]:
     data_dir = Path(service.data_dir)
     browser = service.browser
     active = service.active_runs()
+    # No absolute paths of the server here (the start-up lines print them to the operator).
     return {
         "status": "ok",
         "browser": {
-            "description": browser.description,
+            "description": "remote browser over CDP" if browser.cdp_url else "local Chromium",
             "remote": bool(browser.cdp_url),
-            "path": None if browser.cdp_url else (browser.executable_path or find_chromium()),
+            "found": bool(browser.cdp_url or browser.executable_path or find_chromium()),
         },
-        "data_dir": {"path": str(data_dir.resolve()), "exists": data_dir.is_dir(),
-                     "writable": data_dir.is_dir() and os.access(data_dir, os.W_OK)},
+        "data_dir": {"exists": data_dir.is_dir(), "writable": data_dir.is_dir() and os.access(data_dir, os.W_OK)},
         "providers": providers,
         "runs": {
             "active": len(active),
