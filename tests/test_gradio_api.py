@@ -33,7 +33,7 @@ SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}, "price": 
 DEFAULTS = {"model": "", "provider": "openai", "wait_for_completion": True, "webhook_url": "",
             "response_format": "text", "json_schema": "", "use_cached_workflow": False, "cached_workflow": "",
             "workflow_id": None, "workflow_params": "", "start_url": "", "max_steps": None, "use_vision": False,
-            "allowed_domains": ""}
+            "allowed_domains": "", "sensitive_data": ""}
 
 
 @pytest.fixture(scope="module")

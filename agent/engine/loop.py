@@ -90,8 +90,9 @@ class _Run(RunClock):
 
     def finish(self, error: str | None = None, *, result: Any = None, done: bool = False,
                success: bool = False) -> RunFinished:
-        """The end of the run, as it stands."""
-        return RunFinished(response=self.tally.response(result=result, done=done, success=success, error=error))
+        """The end of the run, as it stands (a secret value in the result shows as its placeholder)."""
+        return RunFinished(response=self.secrets.scrub_model(
+            self.tally.response(result=result, done=done, success=success, error=error)))
 
 
 async def stream(

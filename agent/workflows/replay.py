@@ -137,10 +137,10 @@ class _Replay(RunClock):
         return self.llm
 
     def finish(self, error: str | None = None, *, result: Any = None, success: bool = False) -> RunFinished:
-        """The end of the replay, as it stands."""
-        return RunFinished(response=self.tally.response(
+        """The end of the replay, as it stands (a value read off a page shows as its placeholder)."""
+        return RunFinished(response=self.secrets.scrub_model(self.tally.response(
             result=result, done=success, success=success, error=error, workflow_id=self.workflow_id,
-            replayed_steps=self.replayed, healed_steps=self.healed))
+            replayed_steps=self.replayed, healed_steps=self.healed)))
 
 
 # ------------------------------------------------------------------ one action
@@ -312,8 +312,10 @@ async def _result(state: _Replay, session: BrowserSession, step: WorkflowStep) -
     """(result, None), or (None, why it cannot be given) for the final step."""
     done = step.actions[-1]
     try:
+        # A recorded page whose address held a secret is not opened again (it would hold a placeholder).
+        ref_url = None if SECRET_RE.search(step.url or "") else step.url
         result = await state.bounded(derive_result(
-            session, done.params, state.values, step.url, structured=state.structured, marks=state.marks,
+            session, done.params, state.values, ref_url, structured=state.structured, marks=state.marks,
             allowed_domains=state.options.allowed_domains, blocked_domains=state.options.blocked_domains))
     except ResultUnavailable as exc:
         return None, str(exc)
