@@ -285,7 +285,7 @@ def m002_views(db: Connection) -> None:
 
 
 @migration
-def m004_webhook_outbox(db: Connection) -> None:
+def m005_webhook_outbox(db: Connection) -> None:
     """Webhook deliveries that survive a crash; webhook URLs kept in clear only there (they carry tokens)."""
     from agent.engine.policy import redact_url  # pure stdlib
 
