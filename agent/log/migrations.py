@@ -285,6 +285,13 @@ def m002_views(db: Connection) -> None:
 
 
 @migration
+def m003_run_notes(db: Connection) -> None:
+    """What the user should know about a run that is neither its result nor its error (e.g. the
+    provider refused the screenshots, the model lacks function calling): a JSON list of strings."""
+    db.execute("ALTER TABLE runs ADD COLUMN notes_json JSON")
+
+
+@migration
 def m005_webhook_outbox(db: Connection) -> None:
     """Webhook deliveries that survive a crash; webhook URLs kept in clear only there (they carry tokens)."""
     from agent.engine.policy import redact_url  # pure stdlib
