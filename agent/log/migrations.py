@@ -298,7 +298,8 @@ def m005_webhook_outbox(db: Connection) -> None:
 
     # One row per run whose webhook is still owed: 'waiting' while the run runs, 'pending' once it has
     # ended, deleted when the delivery ends (delivered, refused, or out of attempts). The next start
-    # resumes what a crash left pending. Never exported: `url` is the only clear copy of the URL.
+    # resumes what a crash left pending. `url` is redacted: the full URL (it may carry a token) lives
+    # beside the database, in <data_dir>/outbox/<run_id>.url, never in snapshots or exports.
     db.execute(
         """
         CREATE TABLE webhook_outbox (
@@ -311,7 +312,8 @@ def m005_webhook_outbox(db: Connection) -> None:
         )
         """
     )
-    # Runs still owed their webhook keep the clear URL in the outbox, then every other copy is redacted.
+    # Runs still owed their webhook keep the full URL here until the Store moves it beside the database
+    # (Store._spill_outbox); then every other copy is redacted.
     db.execute(
         """
         INSERT INTO webhook_outbox

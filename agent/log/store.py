@@ -44,7 +44,7 @@ from agent.log.errors import InvalidQuery, SnapshotMissing, StoreError, StoreLoc
 from agent.log.export import export_parquet
 from agent.log.migrations import MigrationError, migrate
 from agent.log.protocol import LogEvent
-from agent.log.redact import secret_values
+from agent.log.redact import scrub, secret_values
 from agent.log.snapshots import (
     DB_FILE,
     METHODS,
@@ -174,6 +174,7 @@ class Store:
         self._con.execute("SET TimeZone = 'UTC'")
         db = rows.scalar(self._con, "SELECT current_database()")
         applied = migrate(self._con)
+        self._spill_outbox()
         interrupted = self._write(writes.mark_interrupted)
         remove_leftovers(self.data_dir)
         return db, applied, interrupted
@@ -220,7 +221,30 @@ class Store:
         """Start a run of `task_id` (status in_progress, started now); returns the run id."""
         if mode not in ("agent", "replay"):
             raise InvalidQuery(f"mode must be 'agent' or 'replay', got {mode!r}")
-        return self._write(writes.insert_run, task_id, request, mode)
+        run_id = self._write(writes.insert_run, task_id, request, mode)
+        if request.webhook_url:
+            self._keep_webhook_url(run_id, request.webhook_url)
+        return run_id
+
+    # The full webhook URL (it may carry a token) is kept only beside the database, one file per run,
+    # until its delivery ends: never in the tables, their snapshots or exports.
+    def _outbox_file(self, run_id: int) -> Path:
+        return self.data_dir / "outbox" / f"{int(run_id)}.url"
+
+    def _keep_webhook_url(self, run_id: int, url: str) -> None:
+        path = self._outbox_file(run_id)
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(scrub(url, secret_values()))  # environment secrets never reach a file
+        os.replace(tmp, path)
+
+    def _spill_outbox(self) -> None:
+        """Move full URLs an older version kept in the outbox table to their files (once, at open)."""
+        for row in self._query("SELECT run_id, url FROM webhook_outbox WHERE url NOT LIKE '%/...'"):
+            self._keep_webhook_url(row["run_id"], row["url"])
+            self._write(writes.redact_outbox_url, row["run_id"], row["url"])
 
     def record(self, run_id: int, event: LogEvent) -> None:
         """Persist one engine event in one transaction (a crash loses at most the step in flight)."""
@@ -350,17 +374,22 @@ class Store:
     def pending_webhooks(self, run_id: int | None = None) -> list[dict[str, Any]]:
         """Webhooks owed for ended runs (or for `run_id`): run_id, url (in clear), delivery_id, event, attempts made."""
         where, params = ("AND o.run_id = ?", [run_id]) if run_id is not None else ("", [])
-        return self._query(
+        rows = self._query(
             f"""
             SELECT o.run_id, o.url, o.delivery_id, o.event,
                    coalesce((SELECT max(d.attempt) FROM webhook_deliveries d WHERE d.run_id = o.run_id), 0) AS attempts
             FROM webhook_outbox o WHERE o.state = 'pending' {where} ORDER BY o.run_id
             """, params,
         )
+        for row in rows:  # None: the file was lost (a crash between the row and the file)
+            path = self._outbox_file(row["run_id"])
+            row["url"] = path.read_text(encoding="utf-8") if path.is_file() else None
+        return rows
 
     def end_webhook(self, run_id: int) -> None:
         """The run's webhook is no longer owed (delivered, refused, out of attempts): drop its clear URL."""
         self._write(writes.end_webhook, run_id)
+        self._outbox_file(run_id).unlink(missing_ok=True)
 
     def webhook_attempts(self, run_id: int) -> list[dict[str, Any]]:
         """Every delivery attempt for a run, oldest first."""

@@ -32,6 +32,7 @@ __all__ = [
     "add_step",
     "check_run",
     "end_webhook",
+    "redact_outbox_url",
     "fail_run",
     "finish_run",
     "insert_run",
@@ -104,9 +105,9 @@ def insert_run(con: Connection, secrets: Secrets, task_id: int, request: RunRequ
             None if request.webhook_url is None else redact_url(request.webhook_url),
         ],
     )
-    if request.webhook_url:  # the one unredacted copy (for a restart), kept only until the delivery ends
+    if request.webhook_url:  # owed once the run ends; the full URL is kept beside the database (Store)
         con.execute("INSERT INTO webhook_outbox VALUES (?, ?, ?, 'run.finished', 'waiting', ?)",
-                    [run_id, scrub(request.webhook_url, secrets), uuid.uuid4().hex, now])
+                    [run_id, redact_url(request.webhook_url), uuid.uuid4().hex, now])
     return run_id
 
 
@@ -203,6 +204,11 @@ def insert_webhook_attempt(
         insert_sql("webhook_deliveries", WEBHOOK_COLS[1:], 1),
         [run_id, redact_url(url), attempt, at, status_code, ok, scrub(error, secrets), duration_ms, event],
     )
+
+
+def redact_outbox_url(con: Connection, secrets: Secrets, run_id: int, url: str) -> None:
+    """Keep only the redacted form of an owed webhook's URL in the table (the Store keeps the full one)."""
+    con.execute("UPDATE webhook_outbox SET url = ? WHERE run_id = ?", [redact_url(url), run_id])
 
 
 def end_webhook(con: Connection, secrets: Secrets, run_id: int) -> None:

@@ -159,7 +159,9 @@ class RunService(LogDoor):
         owed = await asyncio.to_thread(self._log.pending_webhooks)
         for row in owed[-MAX_RESUMED_WEBHOOKS:]:
             response = await asyncio.to_thread(self._log.get_run, row["run_id"])
-            if response is None or row["attempts"] >= self._webhook_kwargs["max_attempts"]:
+            if response is None or row["url"] is None or row["attempts"] >= self._webhook_kwargs["max_attempts"]:
+                if row["url"] is None:
+                    log.warning("run %d: its webhook URL was lost in a crash; the delivery is dropped", row["run_id"])
                 await asyncio.to_thread(self._log.end_webhook, row["run_id"])
                 continue
             self._spawn_webhook(row, response)
