@@ -181,7 +181,7 @@ def test_json_routes_take_json_from_their_own_origin_and_host(app: App, http: ht
     other = f"http://127.0.0.1:{app.port + 1}"
     for headers in ({"Origin": other}, {"Origin": "null"}, {"Origin": "http://evil.example"},
                     {"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"}):
-        for url in ("/api/runs", "/gradio_api/call/v2/run", f"/api/tasks/1/runs"):
+        for url in ("/api/runs", "/gradio_api/call/v2/run", "/api/tasks/1/runs"):
             r = http.post(url, json={"prompt": "say hi [quick]"}, headers=headers)
             assert r.status_code == 403, (url, headers, r.text)
     assert http.get("/api/runs", headers={"Origin": other}).status_code == 403  # no cross-origin reads either
@@ -201,6 +201,7 @@ def test_json_routes_take_json_from_their_own_origin_and_host(app: App, http: ht
 async def test_a_page_on_another_port_cannot_start_runs_with_the_login_cookie(app: App, http: httpx.Client,
                                                                               site: Server, browser: Any) -> None:
     before = total_runs(http)
+    refusals = app.log().count('"POST /api/runs HTTP/1.1" 403')
     site.attack_target = f"{app.base}/api/runs"
     async with browser.session() as session:
         page = session.page
@@ -212,9 +213,9 @@ async def test_a_page_on_another_port_cannot_start_runs_with_the_login_cookie(ap
         assert cookie["sameSite"] == "Strict" and cookie["httpOnly"]
         await page.goto(f"{site.url}/attack")  # same site (127.0.0.1), another port
         await page.wait_for_function("document.title === 'sent'", timeout=10_000)
-    time.sleep(0.5)  # a run it started would have been created at once; give a wrong one a moment to land
+    # The page's POST reached the app and was refused (same site, another origin); nothing started.
+    poll(lambda: app.log().count('"POST /api/runs HTTP/1.1" 403') > refusals, timeout=10, what="the refusal")
     assert total_runs(http) == before
-    assert '"POST /api/runs HTTP/1.1" 403' in app.log()
 
 
 # ------------------------------------------------------------------ 4. the queue limit holds under concurrency
@@ -328,8 +329,19 @@ def test_webhook_tokens_and_secrets_never_reach_the_log_files(app: App, http: ht
         assert TOKEN not in text and PASSWORD not in text and HOOK_TOKEN not in text
     assert TOKEN not in shown[-1] and PASSWORD not in shown[-1]  # the webhook's body
     # Nor any file a reader gets: the snapshot and the Parquet export.
-    http.post("/api/runs", json={"prompt": "say hi [quick]"})  # the end of a run publishes a snapshot
-    time.sleep(3)  # the publisher runs every 2 s; wait for one after the last run ended
+    last = http.post("/api/runs", json={"prompt": "say hi [quick]"}).json()["task_run_id"]
+
+    def published() -> bool:  # the end of a run publishes a snapshot (within the publisher's 2 s)
+        from agent.log.snapshots import open_snapshot
+
+        con = open_snapshot(app.data_dir)
+        try:
+            return con.execute("SELECT count(*) FROM runs WHERE id = ? AND status <> 'in_progress'",
+                               [last]).fetchone()[0] == 1
+        finally:
+            con.close()
+
+    poll(published, timeout=30, what="a snapshot with the last run")
     out = tmp_path / "export"
     done = subprocess.run([sys.executable, "-m", "agent.log", "export", "--data-dir", str(app.data_dir), "--out",
                            str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)

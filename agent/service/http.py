@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -24,8 +25,9 @@ from agent.models import json_safe
 from agent.service.door import NotFound
 from agent.service.runs import ServiceBusy, ServiceClosed
 
-__all__ = ["ApiKeyMiddleware", "ClientError", "MAX_BODY_BYTES", "MAX_ID", "RequestGuard", "install_error_handlers",
-           "read_json", "read_object", "unprocessable", "json_response"]
+__all__ = ["ApiKeyMiddleware", "BODY_ERRORS", "ClientError", "ErrorBody", "MAX_BODY_BYTES", "MAX_ID", "RequestGuard",
+           "ValidationErrors", "error_responses", "install_error_handlers", "json_body", "json_response", "read_json",
+           "read_object", "unprocessable"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,58 @@ def json_response(content: Any, status: int = 200, headers: dict[str, str] | Non
     from fastapi.encoders import jsonable_encoder
 
     return JSONResponse(json_safe(jsonable_encoder(content)), status_code=status, headers=headers)
+
+
+# ------------------------------------------------------------------ the documented shapes (OpenAPI)
+class ErrorBody(BaseModel):
+    """Every error but a field-level 422: what went wrong and what to do."""
+
+    detail: str
+
+
+class FieldError(BaseModel):
+    """One field that cannot be accepted, and how to fix it."""
+
+    field: str
+    message: str
+
+
+class ValidationErrors(BaseModel):
+    """A 422: every field that is wrong, each with the fix."""
+
+    detail: list[FieldError]
+
+
+_ERRORS: dict[int, str] = {
+    400: "The Host header is not a name the app is served as (--host, localhost, 127.0.0.1, ALLOWED_HOSTS)",
+    401: "WORKBENCH_API_KEY is set and the request carries no (or a wrong) key",
+    403: "The request comes from another origin or site (Origin / Sec-Fetch-Site)",
+    404: "No such run, task, workflow or screenshot",
+    409: "The run has already ended",
+    413: "The body is over the size limit",
+    415: "The body is not JSON (send Content-Type: application/json)",
+    422: "A field (or the body) cannot be accepted; each entry names it and the fix",
+    429: "Too many runs are running or queued; retry after Retry-After seconds",
+    503: "The server is shutting down; retry after Retry-After seconds",
+}
+GUARD_ERRORS = (400, 401, 403)  # any route: the request guard and the key check
+BODY_ERRORS = (413, 415, 422)  # any route that reads a body
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of a route: the guard's errors and `codes`, each with its real body shape."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for code in sorted({*GUARD_ERRORS, 422, *codes}):
+        out[code] = {"model": ValidationErrors if code == 422 else ErrorBody, "description": _ERRORS[code]}
+        if code in (429, 503):
+            out[code]["headers"] = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
+    return out
+
+
+def json_body(schema_name: str, *, required: bool = True) -> dict[str, Any]:
+    """`openapi_extra` for a route that reads its JSON body itself (through `read_json`)."""
+    return {"requestBody": {"required": required, "content": {
+        "application/json": {"schema": {"$ref": f"#/components/schemas/{schema_name}"}}}}}
 
 
 # ------------------------------------------------------------------ auth
