@@ -244,7 +244,7 @@ async def test_a_browser_logs_in_once_with_the_key(app: App, context: Any, http:
     await page.wait_for_url(app.base + "/")
     cookies = {c["name"]: c for c in await context.cookies()}
     session = cookies["workbench_session"]
-    assert session["httpOnly"] and session["sameSite"] == "Lax" and API_KEY not in session["value"]
+    assert session["httpOnly"] and session["sameSite"] == "Strict" and API_KEY not in session["value"]
 
     # The UI works behind the key: its events (/gradio_api) and the screenshots (/api) pass.
     total = await asyncio.to_thread(run_total, http)
