@@ -146,8 +146,8 @@ def _check_refs(schema: dict[str, Any]) -> None:
             if key in _REF_KEYWORDS and isinstance(item, str):
                 if not item.startswith("#"):
                     raise ValueError(
-                        f"has {key} {item[:200]!r} at {path}: a schema may only refer inside itself "
-                        "(e.g. '#/$defs/item'); put the referenced schema under $defs"
+                        f"has {key} {item[:200]!r} at {path}, which points outside the schema: a schema may only "
+                        "refer inside itself (e.g. '#/$defs/item'); put what it names under $defs"
                     )
                 if key != "$id":
                     local.append((item, path))

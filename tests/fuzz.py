@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent.testing.fakellm import FakeLLM, call, reply  # noqa: E402
-from tests.apphelpers import App  # noqa: E402
+from agent.testing.fakellm import FakeLLM, call, reply
+from tests.apphelpers import App
 
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 
