@@ -201,8 +201,22 @@ class LLM:
         purpose: str = "step",
         tool_choice: str = "required",
     ) -> Reply:
-        """One model call with bounded retries on rate limits, 5xx, timeouts and connection errors."""
-        check_key(self.provider)
+        """One model call with bounded retries on rate limits, 5xx, timeouts and connection errors.
+
+        The reply's (or the LLMError's) `call` covers the whole call: its latency includes failed
+        attempts and the backoff between them, so that time spent waiting on the model is never lost.
+        """
+        first_at, t_first = utcnow(), time.perf_counter()
+
+        def failed(error: LLMError) -> LLMError:
+            error.call = LLMCall(model=self.name, provider=self.provider, purpose=purpose, started_at=first_at,
+                                 latency_ms=(time.perf_counter() - t_first) * 1000, error=str(error)[:1000])
+            return error
+
+        try:
+            check_key(self.provider)
+        except MissingKeyError as exc:
+            raise failed(exc) from None
         litellm = await _litellm()
         kwargs: dict[str, Any] = {
             "model": self.name,
@@ -228,25 +242,17 @@ class LLM:
         attempt = 0
         while True:
             attempt += 1
-            started_at = utcnow()
-            t0 = time.perf_counter()
             try:
                 response = await litellm.acompletion(**kwargs)
             except Exception as exc:  # converted at once into our own error type
-                latency = (time.perf_counter() - t0) * 1000
                 error = _convert_error(litellm, exc, self.provider)
-                call = LLMCall(
-                    model=self.name, provider=self.provider, purpose=purpose, started_at=started_at,
-                    latency_ms=latency, error=str(error),
-                )
-                error.call = call
                 if error.retryable and attempt <= self.max_retries:
                     delay = min(self.backoff_s * 2 ** (attempt - 1), 20.0) * (0.5 + random.random() / 2)
                     await asyncio.sleep(delay)
                     continue
-                raise error from None
-            latency = (time.perf_counter() - t0) * 1000
-            return _to_reply(litellm, response, self, purpose, started_at, latency)
+                raise failed(error) from None
+            latency = (time.perf_counter() - t_first) * 1000
+            return _to_reply(litellm, response, self, purpose, first_at, latency)
 
 
 def _convert_error(litellm: Any, exc: Exception, provider: str) -> LLMError:

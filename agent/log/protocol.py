@@ -43,8 +43,8 @@ class RunLog(Protocol):
         """Persist one event of a run in one transaction."""
         ...
 
-    def fail_run(self, run_id: int, error: str) -> None:
-        """End a run still in progress as a failure."""
+    def fail_run(self, run_id: int, error: str, stop_reason: str = "internal_error") -> None:
+        """End a run still in progress as a failure, for `stop_reason`."""
         ...
 
     def record_webhook_attempt(self, run_id: int, *, url: str, attempt: int, at: datetime,

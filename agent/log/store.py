@@ -57,6 +57,7 @@ from agent.log.snapshots import (
     snapshot_path,
 )
 from agent.models import (
+    STOP_REASONS,
     RunFinished,
     RunRequest,
     RunResponse,
@@ -238,10 +239,12 @@ class Store:
         else:
             raise TypeError(f"record() takes an engine event, got {type(event).__name__}")
 
-    def fail_run(self, run_id: int, error: str) -> None:
-        """End a run still in progress as a failure (the engine could not even finish it)."""
+    def fail_run(self, run_id: int, error: str, stop_reason: str = "internal_error") -> None:
+        """End a run still in progress as a failure (the engine could not even finish it), for `stop_reason`."""
+        if stop_reason not in STOP_REASONS:
+            raise InvalidQuery(f"stop_reason must be one of {', '.join(STOP_REASONS)}, got {stop_reason!r}")
         with self._lock:
-            self._write(writes.fail_run, run_id, error)
+            self._write(writes.fail_run, run_id, error, stop_reason)
             self._steps_seen.pop(run_id, None)
         self._request_snapshot()
 

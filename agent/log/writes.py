@@ -45,7 +45,8 @@ Connection = duckdb.DuckDBPyConnection
 Secrets = Sequence[str]
 
 _MARK_INTERRUPTED = """
-    UPDATE runs SET status = 'failure', error = 'interrupted', is_done = false, is_successful = false,
+    UPDATE runs SET status = 'failure', error = 'interrupted', stop_reason = 'interrupted', is_done = false,
+        is_successful = false,
         finished_at = greatest(started_at, coalesce(
             (SELECT max(s.finished_at) FROM steps s WHERE s.run_id = runs.id), started_at)),
         duration_ms = 1000 * epoch(greatest(started_at, coalesce(
@@ -54,7 +55,7 @@ _MARK_INTERRUPTED = """
     RETURNING id
 """
 _FINISH_RUN = """
-    UPDATE runs SET status = ?, error = ?, is_done = ?, is_successful = ?, result_json = ?,
+    UPDATE runs SET status = ?, error = ?, stop_reason = ?, is_done = ?, is_successful = ?, result_json = ?,
         mode = ?, model = coalesce(?, model), provider = coalesce(?, provider),
         started_at = ?, finished_at = ?, duration_ms = ?,
         llm_calls = coalesce(?, llm_calls), input_tokens = coalesce(?, input_tokens),
@@ -159,24 +160,24 @@ def finish_run(con: Connection, secrets: Secrets, run_id: int, event: RunFinishe
     con.execute(
         _FINISH_RUN,
         [
-            r.status, scrub(r.error, secrets), r.is_done, r.is_successful,
+            r.status, scrub(r.error, secrets), r.stop_reason, r.is_done, r.is_successful,
             None if r.result is None else dumps(r.result, secrets), r.mode, r.model, r.provider,
             started, finished, duration, *usage, r.workflow_id, r.replayed_steps, r.healed_steps, run_id,
         ],
     )
 
 
-def fail_run(con: Connection, secrets: Secrets, run_id: int, error: str) -> None:
-    """End run `run_id` as a failure now, if it is still in progress."""
+def fail_run(con: Connection, secrets: Secrets, run_id: int, error: str, stop_reason: str) -> None:
+    """End run `run_id` as a failure now (for `stop_reason`), if it is still in progress."""
     check_run(con, secrets, run_id)
     now = utcnow()
     con.execute(
         """
-        UPDATE runs SET status = 'failure', error = ?, is_done = false, is_successful = false,
+        UPDATE runs SET status = 'failure', error = ?, stop_reason = ?, is_done = false, is_successful = false,
             finished_at = ?, duration_ms = greatest(0, 1000 * epoch(?::TIMESTAMPTZ - started_at))
         WHERE id = ? AND status = 'in_progress'
         """,
-        [scrub(error, secrets), now, now, run_id],
+        [scrub(error, secrets), stop_reason, now, now, run_id],
     )
 
 
@@ -236,7 +237,7 @@ def _insert_steps(
         steps += (
             run_id, seq, item.step, scrub(item.description, secrets), scrub(item.url, secrets),
             scrub(item.title, secrets), item.screenshot, item.started_at, at, item.duration_ms,
-            item.llm_ms, item.browser_ms, item.executed_by, len(item.actions), len(item.llm_calls),
+            item.llm_ms, item.browser_ms, item.own_ms, item.executed_by, len(item.actions), len(item.llm_calls),
         )
         for idx, a in enumerate(item.actions):
             n_actions += 1

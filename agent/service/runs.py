@@ -32,6 +32,7 @@ from agent.models import (
     RunResponse,
     RunStarted,
     StepFinished,
+    StopReason,
     Tally,
     WorkflowHealed,
 )
@@ -90,7 +91,7 @@ class _Live:
     changed: asyncio.Event = field(default_factory=asyncio.Event)  # replaced after each event (generations)
     events: list[Any] = field(default_factory=list)
     final: RunResponse | None = None
-    stop_reason: str | None = None  # "shutdown" replaces the engine's "cancelled"
+    stop_reason: StopReason | None = None  # why the service stopped it: "shutdown" replaces the engine's "cancelled"
     healed_workflow_id: int | None = None  # where a replay's healed version was saved
     queued: bool = True
     task: asyncio.Task[None] | None = None
@@ -320,7 +321,7 @@ class RunService(LogDoor):
             live.tally.mode = "replay"
             yield RunStarted(request=request, model=litellm_model(request.provider, request.model), mode="replay")
             yield RunFinished(response=live.tally.response(
-                error=f"workflow_id: {exc}; list the saved ones with GET /api/workflows",
+                error=f"workflow_id: {exc}; list the saved ones with GET /api/workflows", stop_reason="replay_failed",
                 workflow_id=request.workflow_id))
             return
         if workflow is None:
@@ -359,7 +360,7 @@ class RunService(LogDoor):
         """Wait for a slot, consume the events, end the run whatever happens."""
         try:
             if not await self._acquire(live):
-                await self._finish(live, self._failure(live, live.stop_reason or "cancelled"))
+                await self._finish(live, self._stopped(live))
                 return
             try:
                 live.queued = False
@@ -370,12 +371,12 @@ class RunService(LogDoor):
         except asyncio.CancelledError:
             # Cut after a cancel, or the loop is going down: the run still ends with a reason.
             if live.final is None:
-                await self._finish(live, self._failure(live, live.stop_reason or "cancelled"))
+                await self._finish(live, self._stopped(live))
             raise
         except Exception as exc:  # our own bug: the run must still end, with the reason
             log.exception("run %d: unexpected error in the run service", live.run_id)
             if live.final is None:
-                await self._finish(live, self._failure(live, f"internal error: {_describe(exc)}"))
+                await self._finish(live, self._failure(live, f"internal error: {_describe(exc)}", "internal_error"))
         finally:
             self._live.pop(live.run_id, None)
 
@@ -421,8 +422,8 @@ class RunService(LogDoor):
                         await self._emit(live, event)
         except Exception as exc:  # an engine bug, a browser that died oddly, a store that failed
             log.exception("run %d: the run failed with an unexpected error", live.run_id)
-            return self._failure(live, f"internal error: {_describe(exc)}")
-        return self._failure(live, "the run ended without a result")
+            return self._failure(live, f"internal error: {_describe(exc)}", "internal_error")
+        return self._failure(live, "the run ended without a result", "internal_error")
 
     async def _emit(self, live: _Live, event: Any) -> None:
         """Write the event to the store, then make it visible: a step seen is a step stored."""
@@ -437,17 +438,22 @@ class RunService(LogDoor):
             live.tally.add_step(event.item)
         live.append(event)
 
-    def _failure(self, live: _Live, reason: str) -> RunResponse:
+    def _failure(self, live: _Live, reason: str, stop_reason: StopReason) -> RunResponse:
         """A failed end built from what the run did so far."""
-        return live.tally.response(error=reason)
+        return live.tally.response(error=reason, stop_reason=stop_reason)
+
+    def _stopped(self, live: _Live) -> RunResponse:
+        """The end of a run the service stopped (cancelled, or the app shutting down) before the engine ended it."""
+        why = live.stop_reason or "cancelled"
+        return self._failure(live, why, why)
 
     async def _finish(self, live: _Live, response: RunResponse) -> None:
         """Stamp the ids, record the end, wake waiters and viewers, then send the webhook."""
         update: dict[str, Any] = {"task_id": live.task_id, "task_run_id": live.run_id}
         if live.healed_workflow_id is not None:
             update["workflow_id"] = live.healed_workflow_id
-        if live.stop_reason and response.status == "failure" and response.error == "cancelled":
-            update["error"] = live.stop_reason
+        if live.stop_reason and response.stop_reason == "cancelled":  # the engine saw the cancel we sent
+            update["error"] = update["stop_reason"] = live.stop_reason
         if response.duration_ms is not None and not math.isfinite(response.duration_ms):
             update["duration_ms"] = None
         response = response.model_copy(update=update)
@@ -458,7 +464,8 @@ class RunService(LogDoor):
             log.exception("run %d: could not record the end of the run; marking it failed", live.run_id)
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self._log.fail_run, live.run_id,
-                                        response.error or "the run log could not be written")
+                                        response.error or "the run log could not be written",
+                                        response.stop_reason or "internal_error")
         live.final = response
         live.append(event)
         live.done.set()
@@ -483,7 +490,7 @@ class RunService(LogDoor):
             )
 
         try:
-            await webhooks.deliver(url, response.model_dump(mode="json"), secret=self._webhook_secret,
+            await webhooks.deliver(url, response.to_json(), secret=self._webhook_secret,
                                    on_attempt=on_attempt, event="run.finished", **self._webhook_kwargs)
         except Exception:
             log.exception("run %d: webhook delivery failed unexpectedly", run_id)
