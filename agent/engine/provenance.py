@@ -48,7 +48,10 @@ TEXTS_JS = r"""(args) => {
     const t = norm(el.innerText || el.textContent);
     if (!t || t.length > args.maxLen) continue;
     el.setAttribute('data-wb-val', String(n));
-    out.push(t);
+    // A leaf holds no other element with text: its text is one value, not a sentence built of several.
+    let leaf = true;
+    for (const c of el.children) if (norm(c.textContent)) { leaf = false; break; }
+    out.push([t, leaf]);
     n++;
   }
   return out;
@@ -61,10 +64,16 @@ DESCRIBE_MARKED_JS = r"""(args) => {
 }""".replace("__DESCRIBE__", DESCRIBE_JS)
 
 
+async def page_elements(page: Page, *, limit: int = 4000, max_len: int = 160) -> list[tuple[str, bool]]:
+    """(text, leaf) of the smallest elements holding text, each marked data-wb-val=i for `describe_text`;
+    a leaf holds no other element with text."""
+    found = await page.evaluate(TEXTS_JS, {"limit": limit, "maxLen": max_len})
+    return [(str(t), bool(leaf)) for t, leaf in found]
+
+
 async def page_texts(page: Page, *, limit: int = 4000, max_len: int = 160) -> list[str]:
     """Texts of the smallest elements holding text (each marked data-wb-val=i for `describe_text`)."""
-    texts = await page.evaluate(TEXTS_JS, {"limit": limit, "maxLen": max_len})
-    return [str(t) for t in texts]
+    return [t for t, _leaf in await page_elements(page, limit=limit, max_len=max_len)]
 
 
 async def describe_text(page: Page, n: int) -> dict[str, Any] | None:
@@ -126,9 +135,11 @@ class _Unit:
         self.value, self.before, self.after, self.element, self.step = value, before, after, element, step
 
 
-def _element_units(texts: list[str]) -> list[_Unit]:
-    """Whole texts (punctuation trimmed) and the values after "Label: ", longest first."""
+def _element_units(texts: list[str], leaves: list[bool] | None = None) -> list[_Unit]:
+    """Whole texts (punctuation trimmed) and the values after "Label: ": leaf elements' first (one value
+    each, where a parent's text is a sentence built of several), longest first."""
     units: list[_Unit] = []
+    order: list[int] = []
     for n, text in enumerate(texts):
         core = text.strip(_PUNCT)
         if len(core) >= 2 and any(c.isalnum() for c in core):
@@ -139,7 +150,10 @@ def _element_units(texts: list[str]) -> list[_Unit]:
         if sep and value and any(c.isalnum() for c in value) and value != core:
             start = text.index(value, len(label) + 2)
             units.append(_Unit(value, text[:start], text[start + len(value):], n, None))
-    return sorted(units, key=lambda u: -len(u.value))
+        order += [n] * (len(units) - len(order))
+    leaf = leaves or [True] * len(texts)
+    ranked = sorted(zip(units, order), key=lambda u: (not leaf[u[1]], -len(u[0].value)))
+    return [unit for unit, _n in ranked]
 
 
 def _line_units(step: int, page_text: str) -> list[_Unit]:
@@ -154,9 +168,9 @@ def _line_units(step: int, page_text: str) -> list[_Unit]:
 class _Tracer:
     """Finds the page values of one result against the final page's elements and earlier pages' text."""
 
-    def __init__(self, texts: list[str], seen: list[tuple[int, str]]) -> None:
-        self.texts = texts
-        self.units = _element_units(texts)
+    def __init__(self, elements: list[tuple[str, bool]], seen: list[tuple[int, str]]) -> None:
+        self.texts = [text for text, _leaf in elements]
+        self.units = _element_units(self.texts, [leaf for _text, leaf in elements])
         # Every page seen, the final one too: a value shown there in no element of page_texts (a long
         # paragraph) was still read off a page, and a replay must not reuse it.
         self.earlier = list(seen)
@@ -169,7 +183,7 @@ class _Tracer:
             raise OverflowError("too many page values")
         self.values.append({
             "element": unit.element, "step": unit.step, "before": unit.before, "after": unit.after,
-            "case": _case(written, core), "type": kind, "example": written, "locators": None,
+            "case": _case(written, core), "type": kind, "example": written, "shown": core, "locators": None,
         })
         return f"{{{{page:{len(self.values) - 1}}}}}"
 
@@ -258,8 +272,7 @@ async def trace_result(page: Page, value: Any, seen: list[tuple[int, str]]) -> d
     """
     if value is None or (isinstance(value, str) and (not value.strip() or len(value) > MAX_RESULT_CHARS)):
         return None
-    texts = await page_texts(page)
-    tracer = _Tracer(texts, seen)
+    tracer = _Tracer(await page_elements(page), seen)
     try:
         template = tracer.text(value) if isinstance(value, str) else tracer.walk(value)
     except OverflowError:

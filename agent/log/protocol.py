@@ -87,6 +87,14 @@ class RunLog(Protocol):
         """Store a workflow document: (id, version)."""
         ...
 
+    def save_run_workflow(self, document: dict[str, Any], run_id: int) -> tuple[int, int, bool]:
+        """The workflow recorded from a run: (id, latest version, created); saved only the first time."""
+        ...
+
+    def delete_workflow(self, workflow_id: int) -> bool:
+        """Delete every version of a workflow; False if unknown."""
+        ...
+
     def get_workflow(self, workflow_id: int, version: int | None = None) -> dict[str, Any] | None:
         """One version of a workflow (the latest by default); None if unknown."""
         ...

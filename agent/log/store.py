@@ -355,6 +355,16 @@ class Store:
 
         return self._write(writes.insert_workflow, document, workflow_id, source_run_id, healed_from_version)
 
+    def save_run_workflow(self, document: dict[str, Any], run_id: int) -> tuple[int, int, bool]:
+        """The workflow recorded from run `run_id`: (id, latest version, created); saved only the first time."""
+        if not isinstance(document, dict):
+            raise InvalidQuery(f"document must be a workflow object (a dict), got {type(document).__name__}")
+        return self._write(writes.insert_run_workflow, document, run_id)
+
+    def delete_workflow(self, workflow_id: int) -> bool:
+        """Delete every version of a workflow (tasks saved to it are unlinked); False if unknown."""
+        return self._write(writes.delete_workflow, workflow_id)
+
     def get_workflow(self, workflow_id: int, version: int | None = None) -> dict[str, Any] | None:
         """One version of a workflow (the latest if `version` is None); None if unknown."""
         cols = ", ".join(rows.WORKFLOW_COLS)

@@ -30,9 +30,11 @@ from agent.models import HistoryItem, RunFinished, RunRequest, RunStarted, Usage
 __all__ = [
     "add_step",
     "check_run",
+    "delete_workflow",
     "fail_run",
     "finish_run",
     "insert_run",
+    "insert_run_workflow",
     "insert_task",
     "insert_webhook_attempt",
     "insert_workflow",
@@ -221,6 +223,33 @@ def insert_workflow(
         ],
     )
     return wid, version
+
+
+def insert_run_workflow(con: Connection, secrets: Secrets, document: dict[str, Any], run_id: int
+                        ) -> tuple[int, int, bool]:
+    """The workflow recorded from run `run_id`: the one saved before, else this document as a new one.
+
+    (id, version, created). Checked and written in one transaction: saving the same run twice (a
+    double click, a retried request) gives one workflow.
+    """
+    found = con.execute(
+        "SELECT id, max(version) FROM workflows WHERE id = (SELECT min(id) FROM workflows "
+        "WHERE source_run_id = ? AND version = 1 AND healed_from_version IS NULL) GROUP BY id",
+        [run_id],
+    ).fetchone()
+    if found is not None:
+        return int(found[0]), int(found[1]), False
+    wid, version = insert_workflow(con, secrets, document, None, run_id, None)
+    return wid, version, True
+
+
+def delete_workflow(con: Connection, secrets: Secrets, workflow_id: int) -> bool:
+    """Delete every version of a workflow and unlink the tasks saved to it; False if there was none."""
+    if scalar(con, "SELECT count(*) FROM workflows WHERE id = ?", [workflow_id]) == 0:
+        return False
+    con.execute("DELETE FROM workflows WHERE id = ?", [workflow_id])
+    con.execute("UPDATE tasks SET workflow_id = NULL WHERE workflow_id = ?", [workflow_id])
+    return True
 
 
 # ------------------------------------------------------------------ steps

@@ -159,7 +159,7 @@ class RunHandlers:
         from agent.workflows.document import WorkflowError
 
         try:
-            wid, version, document = await self.service.save_run_as_workflow(run_id)
+            wid, version, document, created = await self.service.save_run_as_workflow(run_id)
         except NotFound:
             gr.Warning(f"Run {run_id} no longer exists.")
             return
@@ -167,6 +167,10 @@ class RunHandlers:
             gr.Warning(f"Run {run_id} cannot be saved as a workflow: {exc}")
             return
         names = ", ".join(p.get("name", "?") for p in document.get("parameters") or []) or "none"
+        if not created:
+            gr.Info(f"Run {run_id} is already saved as workflow {wid} (version {version}; parameters: {names}): "
+                    "see it under Workflows.")
+            return
         gr.Info(f"Saved as workflow {wid} (version {version}; parameters: {names}). Replay it: tick "
                 f"'Use cached workflow' and give workflow id {wid}.")
 

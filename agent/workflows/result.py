@@ -221,8 +221,13 @@ def _strip_label(text: str, before: str, after: str) -> str | None:
     return None
 
 
-async def read_page_value(page: Any, value: dict[str, Any], *, mark: int) -> Any:
-    """A page value read again on `page` from the element that showed it, written as the agent wrote it."""
+async def read_page_value(page: Any, value: dict[str, Any], *, mark: int, ref: _Reference | None = None) -> Any:
+    """A page value read again on `page` from the element that showed it, written as the agent wrote it.
+
+    The element is found by its recorded locators; when the page's layout changed so that they no
+    longer find it, by `ref`: the recorded final page opened again, where the element still showing
+    the recorded text gives locators in today's layout. Either way the value is read on `page`.
+    """
     example = value.get("example")
     locators = value.get("locators")
     if not isinstance(locators, dict):
@@ -231,7 +236,13 @@ async def read_page_value(page: Any, value: dict[str, Any], *, mark: int) -> Any
     try:
         text = _norm(await read_text(page, locators, mark=mark))
     except LocateError as exc:
-        raise ResultUnavailable(f"{example!r} could not be read again: {exc}") from None
+        today = await _todays_locators(ref, value) if ref is not None else None
+        if today is None:
+            raise ResultUnavailable(f"{example!r} could not be read again: {exc}") from None
+        try:
+            text = _norm(await read_text(page, today, mark=next(ref.marks)))  # type: ignore[union-attr]
+        except LocateError:
+            raise ResultUnavailable(f"{example!r} could not be read again: {exc}") from None
     before, after = str(value.get("before") or ""), str(value.get("after") or "")
     core = _strip_label(text, before, after)
     if not core:
@@ -249,8 +260,20 @@ async def read_page_value(page: Any, value: dict[str, Any], *, mark: int) -> Any
     return getattr(core, case)() if case in ("upper", "lower", "title") else core
 
 
+async def _todays_locators(ref: _Reference, value: dict[str, Any]) -> dict[str, Any] | None:
+    """Locators, in today's layout, of the element of the recorded final page that still shows the recorded text."""
+    if ref.page is None and (ref.error is not None or not await ref.open()):
+        return None
+    shown = _norm(str(value.get("shown") or value.get("example") or ""))
+    whole = _norm(f"{value.get('before') or ''}{shown}{value.get('after') or ''}")
+    n = next((i for i, text in enumerate(ref.texts) if text == whole), None)
+    if n is None:
+        return None  # the recorded text is gone from that page too (its data changed): nothing to go by
+    return await ref.locators(n)
+
+
 async def _read_template(session: BrowserSession, template: Any, values: dict[str, Any],
-                         page_values: list[dict[str, Any]], marks: Iterator[int]) -> Any:
+                         page_values: list[dict[str, Any]], ref: _Reference) -> Any:
     """The result: parameters substituted, every page value read again on the page the replay reached."""
     used: list[int] = []
     for leaf in _leaves(template):
@@ -261,7 +284,7 @@ async def _read_template(session: BrowserSession, template: Any, values: dict[st
     for n in sorted(used):
         if n >= len(page_values) or not isinstance(page_values[n], dict):
             raise ResultUnavailable(f"the result refers to page value {n}, which the workflow does not describe")
-        read[n] = await read_page_value(page, page_values[n], mark=next(marks))
+        read[n] = await read_page_value(page, page_values[n], mark=next(ref.marks), ref=ref)
     return render_result(template, values, read)
 
 
@@ -286,12 +309,12 @@ async def derive_result(
     template = params["data"] if structured else params.get("text", "")
     if not structured and not isinstance(template, str):
         template = as_text(template)
-    if page_values is not None:
-        return await _read_template(session, template, values, page_values, marks)
-    page = await session.ensure_page()
-    now = await _page_text(page)
     ref = _Reference(session, ref_url, allowed_domains, blocked_domains, marks)
     try:
+        if page_values is not None:
+            return await _read_template(session, template, values, page_values, ref)
+        page = await session.ensure_page()
+        now = await _page_text(page)
         if structured:
             return await _derive_json(template, values, page, now, ref)
         return await _derive_text(template, values, page, now, ref)
