@@ -60,7 +60,8 @@ def order_answer(order: dict[str, Any], *, style: str = "plain", json_result: bo
     if style == "echo":
         return (f"Order {order['order']} placed: {order['quantity']} × “{order['product'].upper()}” for "
                 f"{order['name']}, total {total}, status {order['status'].lower()}.")
-    return f"Order {order['order']} placed: {order['quantity']} × {order['product']} for {order['name']}, total {total}."
+    return (f"Order {order['order']} placed: {order['quantity']} × {order['product']} for {order['name']}, "
+            f"total {total}.")
 
 
 def shop_agent(*, query: str, qty: int, name: str, email: str, country: str, json_result: bool = False,
