@@ -154,6 +154,17 @@ def preload() -> None:
     _import_litellm()
 
 
+def warm_call() -> None:
+    """Import litellm and take its completion path once with a canned answer (no network, no key): the
+    modules it loads on a first call (~1 s) are loaded at start-up instead of by the first run."""
+    litellm = _import_litellm()
+    try:
+        litellm.completion(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "warm-up"}],
+                           mock_response="ok", api_key="sk-warm-up-not-sent")
+    except Exception:  # a litellm without mock responses: the import alone is most of the gain
+        pass
+
+
 async def _litellm() -> Any:
     """litellm, imported in a worker thread the first time so the event loop never stalls on it."""
     import sys
@@ -306,3 +317,20 @@ def _to_reply(litellm: Any, response: Any, llm: LLM, purpose: str, started_at: A
     )
     content = message.content if isinstance(message.content, str) else ""
     return Reply(text=(content or "").strip(), tool_calls=calls, call=call)
+
+
+def model_price(provider: str, model: str | None) -> tuple[float, float] | None:
+    """(input, output) USD per million tokens from litellm's local price map; None when it does not know the model.
+
+    Imports litellm (~10 s) the first time unless it is loaded already (the app loads it at start):
+    call it from a worker thread where the event loop must not stall.
+    """
+    litellm = _import_litellm()
+    try:
+        info = litellm.get_model_info(litellm_model(provider, model))
+    except Exception:  # "This model isn't mapped yet"
+        return None
+    per_input, per_output = info.get("input_cost_per_token"), info.get("output_cost_per_token")
+    if per_input is None or per_output is None:
+        return None
+    return float(per_input) * 1_000_000, float(per_output) * 1_000_000

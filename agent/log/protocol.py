@@ -99,6 +99,10 @@ class RunLog(Protocol):
         """One version of a workflow (the latest by default); None if unknown."""
         ...
 
+    def workflow_versions(self, workflow_id: int) -> list[dict[str, Any]]:
+        """Every version of a workflow, oldest first ([] if unknown)."""
+        ...
+
     def list_workflows(self) -> list[dict[str, Any]]:
         """The latest version of each workflow, newest first."""
         ...

@@ -376,6 +376,12 @@ class Store:
             found = self._query(f"SELECT {cols} FROM workflows WHERE id = ? AND version = ?", [workflow_id, version])
         return rows.workflow(found[0]) if found else None
 
+    def workflow_versions(self, workflow_id: int) -> list[dict[str, Any]]:
+        """Every version of a workflow, oldest first ([] if unknown)."""
+        found = self._query(f"SELECT {', '.join(rows.WORKFLOW_COLS)} FROM workflows WHERE id = ? ORDER BY version",
+                            [workflow_id])
+        return [rows.workflow(r) for r in found]
+
     def list_workflows(self) -> list[dict[str, Any]]:
         """The latest version of each workflow (with `versions`, the count), newest id first."""
         found = self._query(

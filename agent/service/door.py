@@ -89,6 +89,13 @@ class LogDoor:
             raise NotFound("workflow", workflow_id, detail=f"workflow {workflow_id} has no version {version}")
         raise NotFound("workflow", workflow_id)
 
+    async def workflow_versions(self, workflow_id: int) -> list[dict[str, Any]]:
+        """Every version of a workflow, oldest first; NotFound if unknown."""
+        versions = await asyncio.to_thread(self._log.workflow_versions, workflow_id)
+        if not versions:
+            raise NotFound("workflow", workflow_id)
+        return versions
+
     async def save_workflow(self, document: dict[str, Any], *, workflow_id: int | None = None,
                             source_run_id: int | None = None) -> tuple[int, int]:
         """Store a workflow document: a new workflow, or the next version of `workflow_id`; (id, version)."""

@@ -14,11 +14,13 @@ down); a bad request raises pydantic's `ValidationError` or `agent.models.Reques
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import importlib
 import logging
 import math
 import os
+import threading
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
@@ -141,14 +143,18 @@ class RunService(LogDoor):
         self._live: dict[int, _Live] = {}
         self._webhooks: set[asyncio.Task[None]] = set()
         self._closing = False
-        self._warmup: asyncio.Task[Any] | None = None
+        self._warmup: asyncio.Future[Any] | None = None
+        self._browser_warmup: asyncio.Task[Any] | None = None
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> list[int]:
-        """Report the runs a previous process left in progress (the store ended them as "interrupted")."""
-        # Load the engine now, in a worker thread, so that the first run does not wait for it.
-        self._warmup = asyncio.create_task(asyncio.to_thread(_warm_up))
+        """Warm up in the background; report the runs a previous process left in progress (now "interrupted")."""
+        # The engine and the model library load in a worker thread (started earlier by the app if it
+        # could) and the browser starts: the first run waits for neither.
+        self._warmup = asyncio.ensure_future(asyncio.wrap_future(start_warm_up()))
         self._warmup.add_done_callback(_log_failure)
+        self._browser_warmup = asyncio.create_task(self.browser.start())
+        self._browser_warmup.add_done_callback(_log_failure)
         interrupted = list(self._log.interrupted_runs)
         if interrupted:
             log.warning("%d run(s) left in progress by a previous process were marked failed (interrupted): %s",
@@ -258,6 +264,12 @@ class RunService(LogDoor):
     def active_runs(self) -> list[RunResponse]:
         """Runs running or queued in this process, oldest first."""
         return [live.snapshot() for _, live in sorted(self._live.items())]
+
+    def webhook_pending(self, run_id: int) -> bool:
+        """True while the run's webhook is still being delivered (attempts, retries, backoff)."""
+        if run_id in self._live and self._live[run_id].request.webhook_url:
+            return True  # the run has not ended: its delivery has not even started
+        return any(task.get_name() == f"webhook-{run_id}" and not task.done() for task in self._webhooks)
 
     def is_queued(self, run_id: int) -> bool:
         """True while the run waits for a free slot."""
@@ -496,20 +508,41 @@ class RunService(LogDoor):
             log.exception("run %d: webhook delivery failed unexpectedly", run_id)
 
 
-def _warm_up() -> None:
-    """Import the engine and the model library (litellm: ~10 s) in a worker thread at start.
+_WARM_UP: concurrent.futures.Future[None] | None = None
+_WARM_UP_LOCK = threading.Lock()
 
-    Otherwise the first run imports litellm on the event loop and every request stalls meanwhile.
+
+def start_warm_up() -> concurrent.futures.Future[None]:
+    """Load the engine and the model library (litellm: ~10 s) in a background thread, once per process.
+
+    The app calls it before it builds the UI (so the two overlap) and the run service when it starts;
+    otherwise the first run pays for the import before its first model call.
     """
-    importlib.import_module("agent.engine.loop")
-    from agent.engine.llm import preload
+    global _WARM_UP
+    with _WARM_UP_LOCK:
+        if _WARM_UP is None:
+            _WARM_UP = concurrent.futures.Future()
+            threading.Thread(target=_warm_up, args=(_WARM_UP,), name="warm-up", daemon=True).start()
+        return _WARM_UP
 
-    preload()
+
+def _warm_up(done: concurrent.futures.Future[None]) -> None:
+    """Import the engine and litellm, then take litellm's call path once without the network."""
+    try:
+        importlib.import_module("agent.engine.loop")
+        from agent.engine.llm import warm_call
+
+        warm_call()
+    except BaseException as exc:  # reported by the run service; runs then fail with the reason
+        done.set_exception(exc)
+    else:
+        done.set_result(None)
 
 
-def _log_failure(task: asyncio.Task[Any]) -> None:
+def _log_failure(task: asyncio.Future[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.error("loading the engine failed; runs will fail with the reason", exc_info=task.exception())
+        log.error("warming up (the engine, the model library, the browser) failed; runs will say why",
+                  exc_info=task.exception())
 
 
 def _describe(exc: BaseException) -> str:
