@@ -207,13 +207,15 @@ def _history() -> History:
 def _wire(ui: Any, h: RunHandlers, form: Form, viewer: Viewer, history: History, *, max_concurrent: int) -> Any:
     """Connect the controls to their handlers (only `run` is in the API); the "Save as workflow" event."""
     response, table, filters = viewer.response, history.table, history.filters
+    # Before the run's own event: a failed validation ends the browser's handling of the click.
+    form.run_btn.click(h.run_errors, form.fields, [form.run_errors, form.workflow_box, form.advanced_box],
+                       trigger_mode="multiple", **INSTANT)
+    form.run_btn.click(h.remember, [form.provider, form.model, form.remembered], [form.remembered], **INSTANT)
     # "multiple": Run pressed while a run is shown starts the new run (the viewer follows it; the other
     # goes on in the background), never nothing at all.
     run_event = form.run_btn.click(h.run, form.fields, [response], api_name="run", validator=h.validate,
                                    concurrency_limit=max_concurrent, concurrency_id="run", trigger_mode="multiple")
     run_event.then(h.follow, [response], [response], **QUIET)  # background runs
-    form.run_btn.click(h.run_errors, form.fields, [form.run_errors, form.workflow_box, form.advanced_box],
-                       trigger_mode="multiple", **INSTANT)
     response.change(h.render, [response], [viewer.html, form.cancel_btn, viewer.rerun_btn, viewer.save_btn],
                     **INSTANT)
     # The history follows the viewer: refreshed when the run shown starts and when it ends, however it is followed.
@@ -236,7 +238,6 @@ def _wire(ui: Any, h: RunHandlers, form: Form, viewer: Viewer, history: History,
     form.examples.click(h.fill_example, [form.examples], [form.prompt, form.response_format, form.json_schema],
                         **QUIET)
     ui.load(h.on_load, [form.remembered], [form.provider, form.model, form.hint], **QUIET)
-    form.run_btn.click(h.remember, [form.provider, form.model, form.remembered], [form.remembered], **INSTANT)
     form.model.change(h.price_hint, [form.provider, form.model], [form.price], trigger_mode="always_last", **QUIET)
     ui.load(h.history, filters, [table], **QUIET)
     return saved
