@@ -6,6 +6,7 @@ objects to know which ones want the selected row (`gr.SelectData`) or the reques
 """
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -56,7 +57,9 @@ async def until_stopped(stream: AsyncIterator[Any], stop: asyncio.Event) -> Asyn
             nxt = asyncio.ensure_future(items.__anext__())
             done, _ = await asyncio.wait({nxt, stopper}, return_when=asyncio.FIRST_COMPLETED)
             if nxt not in done:
-                nxt.cancel()
+                nxt.cancel()  # let the stream unwind before it is closed below
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await nxt
                 return
             try:
                 item = nxt.result()
@@ -86,7 +89,14 @@ class RunHandlers:
         self._viewers: dict[str, _Viewer] = {}  # session hash -> the run its viewer follows
 
     def _show(self, request: gr.Request | None, run_id: int) -> tuple[asyncio.Event, int | None]:
-        """The viewer of this tab now follows `run_id`: stop its previous follower; (stop event, run shown before)."""
+        """The viewer of this tab now follows `run_id`: stop its previous follower; (stop event, run shown before).
+
+        Only for the page: calls through Gradio's API (gradio_client marks them `x-gradio-user: api`) share
+        a session between parallel calls, and each caller follows its own run to the end.
+        """
+        headers = getattr(request, "headers", None) or {}
+        if headers.get("x-gradio-user") == "api":
+            return asyncio.Event(), None
         session = str(getattr(request, "session_hash", None) or "")
         previous = self._viewers.pop(session, None)
         if previous is not None:
