@@ -190,7 +190,7 @@ def test_the_recorded_runs_are_what_the_notebooks_are_checked_against(recorded: 
     errors = [r.error for r in recorded.responses]
     assert errors[3] == "reached max_steps (2) without calling done"
     assert errors[4].startswith("stopped after 3 consecutive failures; last:")
-    assert errors[5].startswith("the model could not be used: the openai API refused the key")
+    assert errors[5].startswith("the model could not be used (auth): the openai API refused the key")
     assert errors[6].startswith("No API key for provider 'anthropic': set ANTHROPIC_API_KEY")
     assert errors[7] == "cancelled"
     assert [len(r.history) for r in recorded.responses][:7] == [2, 2, 2, 2, 4, 1, 0]

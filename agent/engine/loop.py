@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import AsyncGenerator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,11 @@ from pydantic import BaseModel, ConfigDict
 from agent.engine import actions as act
 from agent.engine import prompts
 from agent.engine.browser import Browser, BrowserSession
-from agent.engine.llm import LLM, LLMError, MissingKeyError, key_status, preload
+from agent.engine.llm import LLM, LLMError, Reply, key_status, model_info, preload
 from agent.engine.page import observe
 from agent.engine.provenance import trace_result
 from agent.engine.runtime import RunClock, RunStopped, StepClock, in_session
+from agent.engine.schema import for_provider
 from agent.models import (
     ActionResult,
     Event,
@@ -74,8 +76,13 @@ class _Run(RunClock):
         super().__init__(options.timeout_s, cancel)
         self.request, self.options, self.llm = request, options, llm
         self.tally = Tally(request)
-        self.notes: list[str] = []
+        self.notes: list[str] = []  # for the model, in the next step's message
+        self.notices: list[str] = []  # for the user, in the response's `notes`
         self.step_calls: list[LLMCall] = []
+        self.shape = for_provider(request.json_schema, request.provider) if request.structured else None
+        self.tools = act.tools(json_schema=request.json_schema, response_format=request.response_format,
+                               provider=request.provider)
+        self.vision = options.use_vision  # turned off when the provider refuses the screenshots
         self.clock = StepClock()  # the current step's
         self.seen: list[tuple[int, str]] = []  # (step, page text) of every page observed: where results come from
 
@@ -86,7 +93,7 @@ class _Run(RunClock):
                     [{"role": "user", "content": prompts.EXTRACT_PROMPT.format(query=query, page=page[:40_000])}],
                     None, purpose="extract",
                 )
-            except LLMError as exc:
+            except LLMError as exc:  # its time and cost are the step's, like a call that answered
                 if exc.call is not None:
                     self.step_calls.append(exc.call)
                 raise
@@ -97,7 +104,7 @@ class _Run(RunClock):
                done: bool = False, success: bool = False) -> RunFinished:
         """The end of the run, as it stands."""
         return RunFinished(response=self.tally.response(result=result, done=done, success=success, error=error,
-                                                        stop_reason=stop_reason))
+                                                        stop_reason=stop_reason, notes=list(self.notices)))
 
 
 async def stream(
@@ -125,6 +132,10 @@ async def stream(
     if not ready and not given_llm:  # say which variable to set before opening a browser
         yield run.finish(advice, "missing_key")
         return
+    if options.use_vision and not await asyncio.to_thread(llm.supports_vision):  # reads litellm's map
+        yield run.finish(f"the model {llm.model!r} takes no images according to litellm's model map; "
+                         "turn use_vision off or pick a vision model", "model_error")
+        return
     # Overlap the one-time litellm import (~10 s) with the browser start instead of the first step.
     warm = asyncio.ensure_future(asyncio.to_thread(preload)) if not given_llm else None
     try:
@@ -137,9 +148,12 @@ async def stream(
 
 async def _loop(run: _Run, session: BrowserSession) -> AsyncGenerator[Event, None]:
     options, request = run.options, run.request
+    info = await asyncio.to_thread(model_info, request.provider, run.llm.model)  # litellm loads meanwhile anyway
+    if (info or {}).get("supports_function_calling") is False:
+        run.notices.append(f"litellm marks {run.llm.model!r} as lacking function calling; the actions were sent as "
+                           "tools anyway (the provider may refuse them)")
     ctx = act.Context(session=session, allowed_domains=options.allowed_domains,
                       blocked_domains=options.blocked_domains, extract_fn=run.extract)
-    tools = act.tools(json_schema=request.json_schema, response_format=request.response_format)
     failures = validation_failures = 0
     first = 1
     if options.start_url:
@@ -171,24 +185,20 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncGenerator[Event, Non
             notes=run.notes, result_hint=prompts.result_hint(request.json_schema, request.response_format),
         )
         run.notes = []
-        content: Any = message
-        if options.use_vision and shot and run.llm.supports_vision():
-            b64 = base64.b64encode(Path(shot).read_bytes()).decode()
-            content = [{"type": "text", "text": message},
-                       {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{b64}"}}]
-        messages = [{"role": "system", "content": prompts.SYSTEM_PROMPT}, {"role": "user", "content": content}]
         results: list[ActionResult] = []
         description = ""
         done_outcome: act.Outcome | None = None
-        model_error: LLMError | None = None
+        fatal: LLMError | None = None
+        provider_failed = False  # the provider, not the model's reply, failed this step
         try:
-            with run.clock.part("llm"):
-                reply = await run.bounded(run.llm.complete(messages, tools))
-            run.step_calls.insert(0, reply.call)
+            with run.clock.part("llm"):  # retries and backoff included
+                reply = await _ask(run, message, shot)
             description = reply.text.splitlines()[0][:300] if reply.text else ""
             if not reply.tool_calls:
-                results.append(ActionResult(name="none", success=False, include_in_memory=True,
-                                            error="no action was called: call one of the tools (done when finished)"))
+                finish = reply.call.finish_reason
+                why = f" (finish_reason={finish})" if finish not in (None, "stop") else ""
+                nothing = f"no action was called{why}: call one of the tools (done when finished)"
+                results.append(ActionResult(name="none", success=False, include_in_memory=True, error=nothing))
             for n, call in enumerate(reply.tool_calls):
                 if n >= options.max_actions_per_step:
                     run.notes.append(f"only the first {options.max_actions_per_step} actions of a step are run")
@@ -216,10 +226,15 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncGenerator[Event, Non
                         run.notes.append(f"after {call.name} {why}, these were not run: {skipped}")
                     break
         except LLMError as exc:
-            model_error = exc
-            if exc.call is not None and exc.call not in run.step_calls:
-                run.step_calls.insert(0, exc.call)
-            description = f"The model could not be used: {exc}"
+            if exc.call is not None:
+                run.step_calls.append(exc.call)
+            fatal = exc if exc.fatal else None
+            if exc.kind in ("model_output", "length"):  # the model's own mistake: show it, as a bad tool call
+                description = f"The model's reply was refused: {exc}"[:300]
+                results.append(ActionResult(name="none", success=False, include_in_memory=True, error=str(exc)[:1000]))
+            else:
+                description = f"The model could not be used: {exc}"
+                provider_failed = True
         if not description:
             description = ", ".join(f"{r.name} {r.params.get('index', '')}".strip() for r in results) or "no action"
         item = HistoryItem(
@@ -228,6 +243,10 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncGenerator[Event, Non
         )
         run.tally.add_step(item)
         yield StepFinished(item=item)
+        if fatal is not None:  # retrying cannot help (a key, a model name, a request the provider refuses)
+            stop: StopReason = "missing_key" if fatal.kind == "missing_key" else "model_error"
+            yield run.finish(f"the model could not be used ({fatal.kind}): {fatal}", stop)
+            return
         if done_outcome is not None:
             result_value = done_outcome.data if request.structured else done_outcome.content
             if done_outcome.success:
@@ -236,34 +255,33 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncGenerator[Event, Non
                 yield run.finish("the agent reported that it could not complete the task", "done_failure",
                                  result=result_value, done=True)
             return
-        if model_error is not None and _fatal(model_error):  # retrying cannot help: a key, a model name
-            yield run.finish(f"the model could not be used: {model_error}", _model_stop(model_error))
-            return
         if validation_failures > options.max_validation_retries:
             yield run.finish(f"the result did not match the JSON schema after {validation_failures} attempts: "
                              f"{results[-1].error}", "invalid_result")
             return
-        failed = model_error is not None or not results or all(r.error for r in results)
+        failed = not results or all(r.error for r in results)
         failures = failures + 1 if failed else 0
         if failures >= options.max_failures:
             last = description if not results else (results[-1].error or description)
             # Steps lost to the provider (5xx, rate limits after retries) are not the agent's failures.
-            reason: StopReason = "model_error" if model_error is not None else "max_failures"
-            yield run.finish(f"stopped after {failures} consecutive failures; last: {last}", reason)
+            yield run.finish(f"stopped after {failures} consecutive failures; last: {last}",
+                             "model_error" if provider_failed else "max_failures")
             return
     yield run.finish(f"reached max_steps ({options.max_steps}) without calling done", "max_steps")
 
 
-def _fatal(exc: LLMError) -> bool:
-    """Whether a model error must end the run now (a missing key, a key refused, a request never accepted)."""
-    fatal = getattr(exc, "fatal", None)  # providers that say so (a machine-readable kind)
-    if fatal is not None:
-        return bool(fatal)
-    return isinstance(exc, MissingKeyError) or not exc.retryable
-
-
-def _model_stop(exc: LLMError) -> StopReason:
-    return "missing_key" if isinstance(exc, MissingKeyError) else "model_error"
+def _check_result(run: _Run, result: ActionResult, outcome: act.Outcome) -> tuple[ActionResult, act.Outcome | None]:
+    """Validate `done`'s data against the run's JSON schema; an invalid result goes back to the model."""
+    if run.shape is not None:  # values the provider could only take as JSON text come back decoded
+        data = run.shape.decode(outcome.data)
+        result, outcome = result.model_copy(update={"data": data}), replace(outcome, data=data)
+    schema = run.request.json_schema
+    problem = schema_problem(schema, outcome.data) if schema is not None else None
+    if problem is None:
+        return result, outcome
+    bad = result.model_copy(update={"is_done": False, "success": False,
+                                    "error": f"{problem}. Call done again with corrected data."})
+    return bad, None
 
 
 async def _with_sources(run: _Run, session: BrowserSession, result: ActionResult,
@@ -280,15 +298,28 @@ async def _with_sources(run: _Run, session: BrowserSession, result: ActionResult
     return result.model_copy(update={"locators": traced})
 
 
-def _check_result(run: _Run, result: ActionResult, outcome: act.Outcome) -> tuple[ActionResult, act.Outcome | None]:
-    """Validate `done`'s data against the run's JSON schema; an invalid result goes back to the model."""
-    schema = run.request.json_schema
-    problem = schema_problem(schema, outcome.data) if schema is not None else None
-    if problem is None:
-        return result, outcome
-    bad = result.model_copy(update={"is_done": False, "success": False,
-                                    "error": f"{problem}. Call done again with corrected data."})
-    return bad, None
+async def _ask(run: _Run, message: str, shot: str | None) -> Reply:
+    """The step's model call, with the screenshot when the run uses vision. A provider that refuses
+    images gets the same message without them, and the run goes on without screenshots."""
+    content: Any = message
+    if run.vision and shot:
+        b64 = base64.b64encode(Path(shot).read_bytes()).decode()
+        content = [{"type": "text", "text": message},
+                   {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{b64}"}}]
+    messages = [{"role": "system", "content": prompts.SYSTEM_PROMPT}, {"role": "user", "content": content}]
+    try:
+        reply: Reply = await run.bounded(run.llm.complete(messages, run.tools))
+    except LLMError as exc:
+        if exc.kind != "vision_refused":
+            raise
+        if exc.call is not None:
+            run.step_calls.append(exc.call)
+        run.vision = False
+        run.notices.append(f"the provider refused the screenshots ({exc}); the run went on without images")
+        messages[1] = {"role": "user", "content": message}
+        reply = await run.bounded(run.llm.complete(messages, run.tools))
+    run.step_calls.append(reply.call)
+    return reply
 
 
 async def _none() -> None:

@@ -283,6 +283,13 @@ def m002_views(db: Connection) -> None:
     )
 
 
+@migration
+def m003_run_notes(db: Connection) -> None:
+    """What the user should know about a run that is neither its result nor its error (e.g. the
+    provider refused the screenshots, the model lacks function calling): a JSON list of strings."""
+    db.execute("ALTER TABLE runs ADD COLUMN notes_json JSON")
+
+
 # How each stop reason counts (agent.models.StopReason). A success rate is over the runs where the
 # agent had a fair chance: success and agent failures; runs stopped from outside (cancelled,
 # interrupted, shutdown) and infrastructure failures (the provider, a missing key, the browser, our

@@ -14,7 +14,7 @@ from typing import Any
 
 import gradio as gr
 
-from agent.engine.llm import SUGGESTED_MODELS, key_status
+from agent.engine.llm import SUGGESTED_MODELS, key_status, model_notes
 from agent.models import DEFAULT_MODELS, PROVIDERS, RequestError
 from agent.service.door import NotFound
 from agent.service.runs import RunService, ServiceBusy, ServiceClosed
@@ -106,11 +106,14 @@ class RunHandlers:
             self._viewers.pop(next(iter(self._viewers))).stop.set()
         return viewer.stop, None if previous is None else previous.run_id
 
-    def key_hint(self, provider: str) -> Any:
-        """The hint under the provider box: the key is set, or which variable to set."""
+    def key_hint(self, provider: str, model: str = "") -> Any:
+        """The hint under the provider box: the key is set, or which variable to set; then what litellm's
+        model map says a user should know of the model (no function calling, no images, unknown)."""
         ready, advice = key_status(provider) if provider in PROVIDERS else (False, f"unknown provider {provider!r}")
-        text = f"✓ {advice}" if ready else f"⚠ {advice}, then restart the app."
-        return gr.update(value=text, elem_classes=[] if ready else ["wb-key-missing"])
+        lines = [f"✓ {advice}" if ready else f"⚠ {advice}, then restart the app."]
+        if provider in PROVIDERS:
+            lines += [f"⚠ {note}" for note in model_notes(provider, model.strip() or None)]
+        return gr.update(value="\n\n".join(lines), elem_classes=[] if ready else ["wb-key-missing"])
 
     # ---------------------------------------------------------------- the run endpoint (UI and API)
     async def run(
@@ -237,7 +240,7 @@ class RunHandlers:
             gr.Warning("Open a run first (from the history), then press Run again.")
             return [gr.skip()] * (len(FORM_FIELDS) + 1)
         gr.Info(f"The form now holds run {run_id}'s request: change what you like and press Run.")
-        return [*request_form_values(request), self.key_hint(request.provider)]
+        return [*request_form_values(request), self.key_hint(request.provider, request.model)]
 
     async def save_workflow(self, current: Any) -> None:
         run_id = run_id_of(current)
@@ -319,7 +322,8 @@ class RunHandlers:
 
     def on_provider(self, provider: str) -> tuple[Any, Any]:
         choices = SUGGESTED_MODELS.get(provider, [])
-        return gr.update(choices=choices, value=DEFAULT_MODELS.get(provider, "")), self.key_hint(provider)
+        default = DEFAULT_MODELS.get(provider, "")
+        return gr.update(choices=choices, value=default), self.key_hint(provider, default)
 
     def check_schema(self, text: str) -> Any:
         from agent.models import parse_json_schema
@@ -349,7 +353,7 @@ class RunHandlers:
         provider = str(last.get("provider")) if last.get("provider") in PROVIDERS else "openai"
         model = str(last.get("model") or "").strip() or DEFAULT_MODELS[provider]
         return (gr.update(value=provider), gr.update(choices=SUGGESTED_MODELS.get(provider, []), value=model),
-                self.key_hint(provider))
+                self.key_hint(provider, model))
 
     def remember(self, provider: str, model: str, remembered: Any) -> Any:
         """The model of the run just asked for, kept in this browser for the next visit."""
