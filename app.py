@@ -87,7 +87,8 @@ def create_app(settings: Settings) -> Any:
     from agent.engine.browser import Browser
     from agent.log.store import Store
     from agent.service.routes import create_api
-    from agent.service.runs import RunService, start_warm_up
+    from agent.service.runs import RunService
+    from agent.service.warmup import start_warm_up
 
     start_warm_up()  # the model library loads while the UI is built, not during the first run
     store = Store(settings.data_dir)

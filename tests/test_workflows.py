@@ -137,6 +137,36 @@ def test_values_read_from_a_new_prompt_without_a_model() -> None:
     assert match_prompt(recorded, params, "something else entirely") == {}
 
 
+def test_what_the_agent_read_off_a_page_is_a_page_value_in_any_case_or_spacing() -> None:
+    """The tracing rules on a final page's element texts and an earlier page's text (no browser needed)."""
+    from agent.engine.provenance import _Tracer
+
+    final = [("Order number: WS-ABCDEFGH", False), ("WS-ABCDEFGH", True), ("Thank you, Ada Lovelace!", False),
+             ("Ada Lovelace", True), ("2 × USB-C Cable 1 m", False), ("2", True), ("USB-C Cable 1 m", True),
+             ("Total: €10.98", False), ("€10.98", True), ("Status: Confirmed.", False), ("Confirmed.", True)]
+    earlier = [(3, "[7]<a href=/p?id=1>Braided Cable 2 m\nPrice: €12.99\nSKU: AB-XY")]
+    tracer = _Tracer(final, earlier)
+    template = tracer.text("Order WS-ABCDEFGH placed: 2 × “USB-C CABLE 1 M” for Ada  Lovelace, total €10.98, "
+                           "status confirmed; it was braided cable 2 m before, sku ab-xy, all in 3 steps.")
+    assert template == ("Order {{page:0}} placed: {{page:1}} × “{{page:2}}” for {{page:3}}, total {{page:4}}, "
+                        "status {{page:5}}; it was {{page:6}} before, sku {{page:7}}, all in 3 steps.")
+    assert [(v["example"], v["shown"], v["case"], v["before"], v["after"], v["step"]) for v in tracer.values] == [
+        ("WS-ABCDEFGH", "WS-ABCDEFGH", None, "", "", None),
+        ("2", "2", None, "", "", None),
+        ("USB-C CABLE 1 M", "USB-C Cable 1 m", "upper", "", "", None),  # upper-cased, quoted
+        ("Ada  Lovelace", "Ada Lovelace", None, "", "", None),  # other spacing
+        ("€10.98", "€10.98", None, "", "", None),
+        ("confirmed", "Confirmed", "lower", "", ".", None),  # lower-cased, the page's full stop trimmed
+        ("braided cable 2 m", "Braided Cable 2 m", "lower", "", "", 3),  # seen on an earlier page only
+        ("ab-xy", "AB-XY", "lower", "SKU: ", "", 3),
+    ]
+    json_tracer = _Tracer(final, [])
+    assert json_tracer.walk({"order": "ws-abcdefgh", "total": 10.98, "qty": 2, "note": "paid"}) == {
+        "order": "{{page:0}}", "total": "{{page:1}}", "qty": "{{page:2}}", "note": "paid"}
+    assert [(v["example"], v["type"], v["before"]) for v in json_tracer.values] == [
+        ("ws-abcdefgh", "string", ""), ("10.98", "number", "€"), ("2", "integer", "")]
+
+
 def test_a_failed_run_is_not_recorded() -> None:
     request = RunRequest(prompt="find the cheapest usb-c cable")
     failed = RunResponse(task_run_id=7, status="failure", error="stopped after 3 consecutive failures", history=[

@@ -158,7 +158,7 @@ def _element_units(texts: list[str], leaves: list[bool] | None = None) -> list[_
 
 def _line_units(step: int, page_text: str) -> list[_Unit]:
     """The same units from an earlier page's text (lines instead of elements: no locators)."""
-    lines = [_norm(_ELEMENT_PREFIX_RE.sub("", line)) for line in page_text.splitlines()]
+    lines = [_norm(line) for line in page_text.splitlines()]
     units = _element_units([line for line in lines if line])
     for unit in units:
         unit.element, unit.step = None, step
@@ -173,7 +173,8 @@ class _Tracer:
         self.units = _element_units(self.texts, [leaf for _text, leaf in elements])
         # Every page seen, the final one too: a value shown there in no element of page_texts (a long
         # paragraph) was still read off a page, and a replay must not reuse it.
-        self.earlier = list(seen)
+        self.earlier = [(step, "\n".join(_ELEMENT_PREFIX_RE.sub("", line) for line in text.splitlines()))
+                        for step, text in seen]  # the pages' own text, without the observation's [n]<tag> marks
         self.earlier_units = [u for step, text in self.earlier for u in _line_units(step, text)]
         self.values: list[dict[str, Any]] = []
 
@@ -196,14 +197,16 @@ class _Tracer:
 
         folded = text.casefold()
         digits = re.sub(r"\D", "", text)
-        for units in (self.units, self.earlier_units):
-            for unit in units:
-                if not _may_hold(unit.value, folded, digits):
-                    continue
-                for m in _pattern(unit.value).finditer(text):
-                    if free(m.start(), m.end()):
-                        spans.append((m.start(), m.end(), unit, unit.value))
-            # Tokens holding a digit inside a longer text: "Cart (2)" holds "2", "Total: €10.98" holds "10.98".
+        # Whole texts first (the final page's, then earlier pages'): a number inside "Cable 2 m" belongs
+        # to that name, not to an element "2" elsewhere.
+        for unit in (*self.units, *self.earlier_units):
+            if not _may_hold(unit.value, folded, digits):
+                continue
+            for m in _pattern(unit.value).finditer(text):
+                if free(m.start(), m.end()):
+                    spans.append((m.start(), m.end(), unit, unit.value))
+        # Then tokens holding a digit inside a longer text: "Cart (2)" holds "2", "Total: €10.98" holds "10.98".
+        for earlier in (False, True):
             for m in _TOKEN_RE.finditer(text):
                 token = m.group(0).strip(_PUNCT)
                 if not token:
@@ -211,7 +214,7 @@ class _Tracer:
                 s = m.start() + m.group(0).index(token)
                 if not free(s, s + len(token)):
                     continue
-                found = self._holding(token, earlier=units is self.earlier_units)
+                found = self._holding(token, earlier=earlier)
                 if found is not None:
                     spans.append((s, s + len(token), found[0], found[1]))
         out, pos = [], 0

@@ -14,13 +14,11 @@ down); a bad request raises pydantic's `ValidationError` or `agent.models.Reques
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import importlib
 import logging
 import math
 import os
-import threading
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
@@ -40,13 +38,14 @@ from agent.models import (
 )
 from agent.service import webhooks
 from agent.service.door import LogDoor, NotFound
+from agent.service.warmup import start_warm_up
 
 if TYPE_CHECKING:  # the engine imports jsonschema and playwright (seconds): loaded on the first run
     from agent.engine.browser import Browser
     from agent.engine.loop import EngineOptions
     from agent.log.protocol import RunLog
 
-__all__ = ["NotFound", "RunService", "ServiceBusy", "ServiceClosed"]
+__all__ = ["NotFound", "RunService", "ServiceBusy", "ServiceClosed", "start_warm_up"]
 
 log = logging.getLogger(__name__)
 
@@ -506,37 +505,6 @@ class RunService(LogDoor):
                                    on_attempt=on_attempt, event="run.finished", **self._webhook_kwargs)
         except Exception:
             log.exception("run %d: webhook delivery failed unexpectedly", run_id)
-
-
-_WARM_UP: concurrent.futures.Future[None] | None = None
-_WARM_UP_LOCK = threading.Lock()
-
-
-def start_warm_up() -> concurrent.futures.Future[None]:
-    """Load the engine and the model library (litellm: ~10 s) in a background thread, once per process.
-
-    The app calls it before it builds the UI (so the two overlap) and the run service when it starts;
-    otherwise the first run pays for the import before its first model call.
-    """
-    global _WARM_UP
-    with _WARM_UP_LOCK:
-        if _WARM_UP is None:
-            _WARM_UP = concurrent.futures.Future()
-            threading.Thread(target=_warm_up, args=(_WARM_UP,), name="warm-up", daemon=True).start()
-        return _WARM_UP
-
-
-def _warm_up(done: concurrent.futures.Future[None]) -> None:
-    """Import the engine and litellm, then take litellm's call path once without the network."""
-    try:
-        importlib.import_module("agent.engine.loop")
-        from agent.engine.llm import warm_call
-
-        warm_call()
-    except BaseException as exc:  # reported by the run service; runs then fail with the reason
-        done.set_exception(exc)
-    else:
-        done.set_result(None)
 
 
 def _log_failure(task: asyncio.Future[Any]) -> None:
