@@ -15,12 +15,54 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
+
+from agent.limits import (
+    MAX_DOMAIN_CHARS,
+    MAX_DOMAINS,
+    MAX_ID,
+    MAX_JSON_DEPTH,
+    MAX_MODEL_CHARS,
+    MAX_PROMPT_CHARS,
+    MAX_SCHEMA_BYTES,
+    MAX_SCHEMA_DEPTH,
+    MAX_WORKFLOW_BYTES,
+    MAX_WORKFLOW_PARAMS_BYTES,
+    json_depth,
+    json_size,
+)
+
+# The one check of a user's JSON Schema, re-exported (agent.models has always been where it lived).
+from agent.schemas import parse_json_schema as parse_json_schema
+from agent.schemas import schema_problem as schema_problem
 
 PROVIDERS: tuple[str, ...] = ("openai", "deepseek", "anthropic", "google", "groq", "mistral", "together")
 Provider = Literal["openai", "deepseek", "anthropic", "google", "groq", "mistral", "together"]
 Status = Literal["success", "failure", "in_progress"]
 ExecutedBy = Literal["agent", "replay", "heal"]
+# Why a run ended, for programs (`error` says it in words). `status` keeps the contract's three values.
+StopReason = Literal[
+    "done",            # the agent called done and succeeded
+    "done_failure",    # the agent called done saying it could not do the task
+    "max_steps",       # max_steps reached without done
+    "max_failures",    # max_failures consecutive steps failed
+    "invalid_result",  # the result did not match the JSON schema, retries used up
+    "timeout",         # the run's wall-clock bound
+    "cancelled",       # a user or program cancelled it
+    "interrupted",     # the process that ran it died (found at the next start)
+    "shutdown",        # the app was shutting down
+    "model_error",     # the provider failed: auth, quota, model unknown, 5xx after retries
+    "missing_key",     # no key (or local server) configured for the provider
+    "browser_error",   # the browser could not start or crashed
+    "replay_failed",   # a cached workflow could not be replayed (or healed)
+    "internal_error",  # our own bug: the run service caught an unexpected error
+]
+STOP_REASONS: tuple[str, ...] = StopReason.__args__  # type: ignore[attr-defined]
+# Stop reasons that say nothing about the agent (the run log's OUTCOME_SQL counts them apart): stopped
+# from outside, or lost to the infrastructure. A success rate is over the other finished runs.
+STOPPED_REASONS: tuple[str, ...] = ("cancelled", "interrupted", "shutdown")
+INFRASTRUCTURE_REASONS: tuple[str, ...] = ("model_error", "missing_key", "browser_error", "internal_error")
+
 
 # Current default model per provider, used when a request names a provider but no model.
 DEFAULT_MODELS: dict[str, str] = {
@@ -62,69 +104,38 @@ class RequestError(ValueError):
         self.message = message
 
 
-def parse_json_schema(value: Any) -> dict[str, Any] | None:
-    """Accept a JSON Schema as an object or a JSON string; check it against its metaschema."""
-    import jsonschema  # local: keeps `import agent` light
-
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise ValueError(
-                f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
-                'give a JSON Schema object such as {"type": "object", "properties": {...}}'
-            ) from None
-    if isinstance(value, bool):
-        value = {} if value else {"not": {}}
-    if not isinstance(value, dict):
-        raise ValueError(
-            f"must be a JSON Schema object (or a JSON string of one), got {type(value).__name__}"
-        )
-    validator = jsonschema.validators.validator_for(value, default=jsonschema.Draft202012Validator)
-    try:
-        validator.check_schema(value)
-    except jsonschema.SchemaError as exc:
-        where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
-        raise ValueError(f"is not a valid JSON Schema at {where}: {exc.message}") from None
-    return value
-
-
-def schema_problem(schema: dict[str, Any], value: Any) -> str | None:
-    """Why `value` does not match the JSON Schema `schema` (first 8 errors, by path), or None."""
-    import jsonschema  # local: only structured runs need it
-
-    validator = jsonschema.validators.validator_for(schema)(schema)
-    errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
-    if not errors:
-        return None
-    detail = "; ".join(f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in errors[:8])
-    return f"the result does not match the JSON schema: {detail}"
-
-
 class RunRequest(BaseModel):
     """A run request: the contract's fields plus a few added engine and workflow options."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    prompt: str = Field(description="The task to be performed by the agent", min_length=3)
-    model: str = Field(default="o3", description="Model name; defaults per provider")
+    prompt: str = Field(description="The task to be performed by the agent", min_length=3,
+                        max_length=MAX_PROMPT_CHARS)
+    model: str = Field(default="o3", description="Model name; defaults per provider", max_length=MAX_MODEL_CHARS)
     provider: Provider = "openai"
     wait_for_completion: bool = True
-    webhook_url: str | None = None
+    webhook_url: str | None = Field(default=None, description="POST the final response here (http/https)")
     response_format: Literal["text", "json"] = "text"
-    json_schema: dict[str, Any] | None = None
+    json_schema: dict[str, Any] | None = Field(
+        default=None, description=f"A JSON Schema for the result (object or JSON string; at most {MAX_SCHEMA_BYTES} "
+                                  f"bytes and {MAX_SCHEMA_DEPTH} levels; $ref only inside the schema)")
     use_cached_workflow: bool = False
     cached_workflow: dict[str, Any] | None = None
     # added: cached workflows
-    workflow_id: int | None = Field(default=None, description="Replay this stored workflow")
+    workflow_id: Annotated[int, Field(ge=1, le=MAX_ID)] | None = Field(default=None,
+                                                                     description="Replay this stored workflow")
     workflow_params: dict[str, Any] | None = Field(default=None, description="Workflow parameter values")
     # added: engine options a run may carry (the form's "Advanced" part)
     start_url: str | None = Field(default=None, description="Open this URL before the first step")
     max_steps: Annotated[int, Field(ge=1, le=200)] | None = None
     use_vision: bool | None = None
-    allowed_domains: list[str] | None = None
+    allowed_domains: list[str] | None = Field(default=None, max_length=MAX_DOMAINS,
+                                              description="The agent may open only these hosts")
+    # added: secrets typed into pages, never shown to the model nor kept (see agent.engine.secrets)
+    sensitive_data: dict[str, SecretStr | dict[str, SecretStr]] | None = Field(
+        default=None, exclude=True,
+        description="{name: value} or {domain pattern: {name: value}}; the prompt and the model write "
+                    "<secret>name</secret>, the value is typed only into the page and never stored or shown")
 
     @model_validator(mode="before")
     @classmethod
@@ -213,20 +224,76 @@ class RunRequest(BaseModel):
         if isinstance(value, str):
             if not value.strip():
                 return None
+            if len(value) > MAX_WORKFLOW_BYTES:
+                raise ValueError(f"is {len(value)} characters long; the limit is {MAX_WORKFLOW_BYTES}")
             try:
                 value = json.loads(value)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"is not valid JSON ({exc.msg}); give a workflow object") from None
+            except RecursionError:
+                raise ValueError(f"nests deeper than {MAX_JSON_DEPTH} levels") from None
         if value is not None and not isinstance(value, dict):
             raise ValueError("must be a workflow object (as returned by GET /api/workflows/{id})")
+        _bounded_json(value, MAX_WORKFLOW_BYTES)
         return value or None
+
+    @field_validator("workflow_params", mode="before")
+    @classmethod
+    def _workflow_params(cls, value: Any) -> Any:
+        _bounded_json(value, MAX_WORKFLOW_PARAMS_BYTES)
+        return value
 
     @field_validator("allowed_domains", mode="before")
     @classmethod
     def _domains(cls, value: Any) -> Any:
         if isinstance(value, str):
             value = [d for d in value.replace(",", " ").split() if d]
+        if isinstance(value, list) and len(value) > MAX_DOMAINS:
+            raise ValueError(f"has {len(value)} entries; the limit is {MAX_DOMAINS}")
         return value or None
+
+    @field_validator("allowed_domains")
+    @classmethod
+    def _domain_rules(cls, value: list[str] | None) -> list[str] | None:
+        from agent.engine.policy import check_domain_rules  # local: pure stdlib, but keeps models a leaf
+
+        if value:
+            for entry in value:
+                if len(entry) > MAX_DOMAIN_CHARS:
+                    raise ValueError(f"entry '{entry[:40]}...' is {len(entry)} characters; the limit is "
+                                     f"{MAX_DOMAIN_CHARS}")
+            check_domain_rules(value, "allowed_domains")
+        return value
+
+    @field_validator("sensitive_data")
+    @classmethod
+    def _sensitive(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        from agent.engine.secrets import check_sensitive_data  # local: pure stdlib, but keeps models a leaf
+
+        return check_sensitive_data(value) if value else None
+
+    @model_validator(mode="after")
+    def _start_url_allowed(self) -> RunRequest:
+        # Refused now rather than at the first step: a metadata address, a blocked or unlisted host.
+        from agent.engine.policy import PolicyError, check_navigation
+
+        if self.start_url is not None:
+            try:
+                check_navigation(self.start_url, allowed_domains=self.allowed_domains)
+            except PolicyError as exc:
+                raise ValueError(f"start_url: {exc}") from None
+        return self
+
+
+def _bounded_json(value: Any, max_bytes: int) -> None:
+    """ValueError naming the limit when a JSON field nests too deeply or is too large."""
+    if value is None or isinstance(value, str):
+        return
+    if json_depth(value) > MAX_JSON_DEPTH:
+        raise ValueError(f"nests deeper than {MAX_JSON_DEPTH} levels")
+    size = json_size(value)
+    if size > max_bytes:
+        raise ValueError(f"is {size} bytes as JSON; the limit is {max_bytes}")
 
 
 class ActionResult(BaseModel):
@@ -279,10 +346,21 @@ class HistoryItem(BaseModel):
     screenshot: str | None = None
     started_at: datetime | None = None
     duration_ms: float = 0.0
-    llm_ms: float = 0.0
-    browser_ms: float = 0.0
+    llm_ms: float = 0.0  # waiting for the model, failed calls, retries and backoff included
+    browser_ms: float = 0.0  # observing the page and running actions (model calls inside them excluded)
+    own_ms: float = 0.0  # the rest: our own work; duration_ms = llm_ms + browser_ms + own_ms
     llm_calls: list[LLMCall] = Field(default_factory=list)
     executed_by: ExecutedBy = "agent"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _own_time(cls, data: Any) -> Any:
+        # The three parts are measured over disjoint stretches of the step, so the rest is exact.
+        if isinstance(data, dict) and data.get("own_ms") is None:
+            data = dict(data)
+            parts = float(data.get("llm_ms") or 0.0) + float(data.get("browser_ms") or 0.0)
+            data["own_ms"] = max(0.0, float(data.get("duration_ms") or 0.0) - parts)
+        return data
 
 
 class Usage(BaseModel):
@@ -319,6 +397,7 @@ class RunResponse(BaseModel):
     status: Status = "in_progress"
     # added
     error: str | None = None
+    stop_reason: StopReason | None = None  # None while in progress
     mode: Literal["agent", "replay"] = "agent"
     model: str | None = None
     provider: str | None = None
@@ -332,8 +411,22 @@ class RunResponse(BaseModel):
     notes: list[str] = Field(default_factory=list)  # what the user should know (e.g. images refused)
 
     def to_json(self) -> dict[str, Any]:
-        """The contract's JSON object: what every route, the Gradio API and webhooks send."""
-        return json_safe(self.model_dump(mode="json"))
+        """The contract's JSON object: what every route, the Gradio API and webhooks send.
+
+        A step's `screenshot` is the file's path inside the app; clients get the URL that serves it
+        (`/api/runs/{task_run_id}/screenshots/{step}`) instead, once the run has an id.
+        """
+        data: dict[str, Any] = json_safe(self.model_dump(mode="json"))
+        if self.task_run_id is not None:
+            for item in data["history"]:
+                if item.get("screenshot"):
+                    item["screenshot"] = screenshot_url(self.task_run_id, item.get("step") or 0)
+        return data
+
+
+def screenshot_url(run_id: int, step: int) -> str:
+    """Where the API serves the screenshot taken at the start of a step (relative to the app's root)."""
+    return f"/api/runs/{int(run_id)}/screenshots/{int(step)}"
 
 
 # ---------------------------------------------------------------- events
@@ -420,18 +513,25 @@ class Tally:
             self.usage = self.usage.add(call)
 
     def response(self, *, result: Any = None, done: bool = False, success: bool = False, error: str | None = None,
-                 finished: bool = True, **extra: Any) -> RunResponse:
-        """The run as it stands (`finished=False`: in progress) or as it ended; `extra` sets added fields."""
+                 stop_reason: StopReason | None = None, finished: bool = True, **extra: Any) -> RunResponse:
+        """The run as it stands (`finished=False`: in progress) or as it ended; `extra` sets added fields.
+
+        A finished run that succeeded stops for "done"; any other end needs its `stop_reason`.
+        """
         if not finished:
             return RunResponse(history=list(self.history), status="in_progress", mode=self.mode,
                                model=self.request.model, provider=self.request.provider,
                                started_at=self.started_at, usage=self.usage, **extra)
         ok = done and success and error is None
+        if ok:
+            stop_reason = "done"
+        elif stop_reason is None or stop_reason == "done":
+            raise ValueError(f"a run that did not succeed needs its stop_reason (error: {error!r})")
         return RunResponse(
             history=list(self.history), result=result, is_done=done, is_successful=done and success,
-            status="success" if ok else "failure", error=error, mode=self.mode, model=self.request.model,
-            provider=self.request.provider, started_at=self.started_at, finished_at=utcnow(),
-            duration_ms=(time.monotonic() - self.started) * 1000, usage=self.usage, **extra,
+            status="success" if ok else "failure", error=error, stop_reason=stop_reason, mode=self.mode,
+            model=self.request.model, provider=self.request.provider, started_at=self.started_at,
+            finished_at=utcnow(), duration_ms=(time.monotonic() - self.started) * 1000, usage=self.usage, **extra,
         )
 
 
@@ -446,6 +546,9 @@ def validation_errors(exc: Exception) -> list[dict[str, str]]:
         field = ".".join(str(p) for p in err["loc"]) or "request"
         kind = err["type"]
         msg = err["msg"].removeprefix("Value error, ")
+        named = msg.split(": ", 1)
+        if field == "request" and len(named) == 2 and named[0] in RunRequest.model_fields:
+            field, msg = named  # a check across fields that names the one to fix
         if kind == "extra_forbidden":
             msg = f"unknown field; allowed fields are: {', '.join(RunRequest.model_fields)}"
         elif kind == "missing":
@@ -458,5 +561,10 @@ def validation_errors(exc: Exception) -> list[dict[str, str]]:
             msg = "must be 'text' or 'json'"
         elif kind == "string_too_short" and field == "prompt":
             msg = "must be at least 3 characters of task description"
+        elif kind in ("string_too_long", "too_long"):
+            limit = (err.get("ctx") or {}).get("max_length")
+            msg = f"is too long: the limit is {limit} {'characters' if kind == 'string_too_long' else 'entries'}"
+        elif kind in ("greater_than_equal", "less_than_equal") and field == "workflow_id":
+            msg = f"must be an id from 1 to {MAX_ID}"
         out.append({"field": field, "message": msg})
     return out

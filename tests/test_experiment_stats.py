@@ -134,3 +134,16 @@ def test_the_bundled_demo_shop_set_has_every_check_kind() -> None:
     assert request["prompt"].startswith("Go to http://127.0.0.1:7860/demo/ ")
     with pytest.raises(TaskError, match="unknown task set 'nope'; bundled ones: demo-shop"):
         load_bundled("nope")
+
+
+def test_not_graded_names_the_runs_the_agent_had_no_fair_chance_in() -> None:
+    from agent.experiments.report import not_graded
+    from agent.log.migrations import OUTCOME_SQL
+    from agent.models import INFRASTRUCTURE_REASONS, STOPPED_REASONS
+
+    assert not_graded({"stop_reasons": {"done": 5, "max_steps": 2}}) == "–"  # the agent's own failures are graded
+    assert not_graded({"stop_reasons": {"done": 1, "model_error": 2, "cancelled": 1, "missing_key": 2}}) == \
+        "5 (missing_key 2, model_error 2, cancelled 1)"
+    assert not_graded({"stop_reasons": None}) == "–"
+    # The same lists as the run log's outcome (SQL): a reason counted apart there is not graded here.
+    assert all(f"'{r}'" in OUTCOME_SQL for r in (*STOPPED_REASONS, *INFRASTRUCTURE_REASONS))

@@ -245,3 +245,22 @@ def test_hand_grading_a_task_without_a_check(http: httpx.Client) -> None:
     bad = http.post(f"/api/experiments/{exp_id}/grade", json={"task_id": "nope", "variant": "g", "repeat": 1,
                                                                "passed": True})
     assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "task_id"
+
+
+def test_runs_lost_to_the_infrastructure_are_not_graded_and_counted_by_stop_reason(http: httpx.Client) -> None:
+    # No Anthropic key in the app's environment: every run of that variant ends with missing_key.
+    started = http.post("/api/experiments", json={
+        "name": "no key", "tasks": TASKS[:2], "repeats": 2, "concurrency": 2,
+        "variants": [{"name": "good", "model": "m-good"},
+                     {"name": "keyless", "provider": "anthropic", "model": "claude-x"}]})
+    assert started.status_code == 202, started.text
+    report = finished(http, started.json()["experiment_id"])
+    keyless = [c for c in report["cells"] if c["variant"] == "keyless"]
+    assert len(keyless) == 4 and {c["stop_reason"] for c in keyless} == {"missing_key"}
+    assert all(c["passed"] is None and c["run_outcome"] == "infrastructure" for c in keyless)
+    assert all("no fair chance" in (c["detail"] or "") for c in keyless)
+    variants = {v["name"]: v for v in report["variants"]}
+    assert (variants["keyless"]["graded"], variants["keyless"]["success_rate"]) == (0, None)
+    assert variants["keyless"]["infra_failures"] == 4 and variants["keyless"]["stop_reasons"] == {"missing_key": 4}
+    assert (variants["good"]["graded"], variants["good"]["passes"], variants["good"]["infra_failures"]) == (4, 4, 0)
+    assert variants["good"]["stop_reasons"] == {"done": 4}

@@ -32,8 +32,8 @@ SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}, "price": 
 # The form's defaults, which are the API's: every field but the prompt may be left out.
 DEFAULTS = {"model": "", "provider": "openai", "wait_for_completion": True, "webhook_url": "",
             "response_format": "text", "json_schema": "", "use_cached_workflow": False, "cached_workflow": "",
-            "workflow_id": None, "workflow_params": "", "start_url": "", "max_steps": None, "use_vision": False,
-            "allowed_domains": ""}
+            "workflow_id": "", "workflow_params": "", "start_url": "", "max_steps": "", "use_vision": False,
+            "allowed_domains": "", "sensitive_data": ""}
 
 
 @pytest.fixture(scope="module")
@@ -244,7 +244,7 @@ async def test_a_browser_logs_in_once_with_the_key(app: App, context: Any, http:
     await page.wait_for_url(app.base + "/")
     cookies = {c["name"]: c for c in await context.cookies()}
     session = cookies["workbench_session"]
-    assert session["httpOnly"] and session["sameSite"] == "Lax" and API_KEY not in session["value"]
+    assert session["httpOnly"] and session["sameSite"] == "Strict" and API_KEY not in session["value"]
 
     # The UI works behind the key: its events (/gradio_api) and the screenshots (/api) pass.
     total = await asyncio.to_thread(run_total, http)

@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agent.experiments.report import not_graded
+
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,13 +62,13 @@ def _fmt(x: float | None, p: bool = False) -> str:
 def table(report: dict[str, Any]) -> str:
     """The per-variant table and the verdicts, as plain text."""
     lines = [f"{'variant':<14} {'passes':>8} {'rate':>6} {'95% CI':>11} {'pass@k':>7} {'pass^k':>7} "
-             f"{'steps':>6} {'cost $':>9} {'p50 s':>7}"]
+             f"{'steps':>6} {'cost $':>9} {'p50 s':>7}  not graded"]
     for v in report["variants"]:
         rate = "–" if v["success_rate"] is None else f"{100 * v['success_rate']:.0f}%"
         ci = "–" if v["wilson_low"] is None else f"{100 * v['wilson_low']:.0f}-{100 * v['wilson_high']:.0f}%"
         lines.append(f"{v['name']:<14} {v['passes']:>4}/{v['graded']:<3} {rate:>6} {ci:>11} "
                      f"{_fmt(v['pass_at_k'], True):>7} {_fmt(v['pass_hat_k'], True):>7} {_fmt(v['mean_steps']):>6} "
-                     f"{(v['cost_usd'] or 0):>9.4f} {_fmt(v['p50_duration_s']):>7}")
+                     f"{(v['cost_usd'] or 0):>9.4f} {_fmt(v['p50_duration_s']):>7}  {not_graded(v)}")
     lines += ["", *[c["verdict"] for c in report["comparisons"]]]
     return "\n".join(lines)
 

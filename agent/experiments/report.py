@@ -29,6 +29,18 @@ def comparisons(variants: list[str], matrix: list[dict[str, Any]]) -> list[dict[
     return out
 
 
+def not_graded(variant: dict[str, Any]) -> str:
+    """The variant's runs the agent had no fair chance in, by stop reason: "3 (model_error 2, cancelled 1)"."""
+    from agent.models import INFRASTRUCTURE_REASONS, STOPPED_REASONS
+
+    reasons = {k: v for k, v in (variant.get("stop_reasons") or {}).items()
+               if k in STOPPED_REASONS + INFRASTRUCTURE_REASONS}
+    if not reasons:
+        return "–"
+    parts = ", ".join(f"{k} {n}" for k, n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))
+    return f"{sum(reasons.values())} ({parts})"
+
+
 def summary(experiment: dict[str, Any]) -> dict[str, Any]:
     """The experiment as `GET /api/experiments/{id}` returns it."""
     names = [v["name"] for v in experiment["variant_specs"]]
@@ -45,7 +57,8 @@ def summary(experiment: dict[str, Any]) -> dict[str, Any]:
                   for t in experiment["tasks"]],
         "cells": [{"task_id": c["task_key"], "variant": c["variant"], "repeat": c["repeat"], "run_id": c["run_id"],
                    "status": c["status"], "passed": c["passed"], "score": c["score"], "detail": c["grade_detail"],
-                   "graded_by": c["graded_by"], "run_status": c["run_status"]} for c in experiment["cells"]],
+                   "graded_by": c["graded_by"], "run_status": c["run_status"], "stop_reason": c["stop_reason"],
+                   "run_outcome": c["run_outcome"]} for c in experiment["cells"]],
         "matrix": [{"task_id": m["task_key"], "variant": m["variant"], "passes": m["passes"], "graded": m["graded"],
                     "cells": m["cells"], "run_ids": m["run_ids"]} for m in experiment["matrix"]],
         "comparisons": comparisons(names, experiment["matrix"]),

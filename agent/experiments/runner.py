@@ -20,7 +20,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from agent.experiments import checks
 from agent.experiments.tasks import Check, Task, TaskError, load_bundled, parse_jsonl, parse_tasks, pick
-from agent.models import PageChecked, RunFinished, RunRequest, RunResponse, validation_errors
+from agent.models import (
+    INFRASTRUCTURE_REASONS,
+    STOPPED_REASONS,
+    PageChecked,
+    RunFinished,
+    RunRequest,
+    RunResponse,
+    validation_errors,
+)
 
 if TYPE_CHECKING:
     from agent.service.runs import RunService
@@ -36,7 +44,6 @@ RETRIES = 1  # an interrupted run is played once more (AgentLab's n_relaunch)
 TASK_FIELDS = frozenset({"prompt", "start_url", "json_schema", "response_format", "wait_for_completion",
                          "webhook_url", "cached_workflow", "workflow_id", "workflow_params"})
 # Runs that ended for a reason the agent is not to blame for are not graded.
-NOT_THE_AGENTS = ("cancelled", "interrupted", "shutdown")
 
 
 class Variant(BaseModel):
@@ -285,7 +292,7 @@ class ExperimentRunner:
                 final, page = await self._watch(run_id)
             finally:
                 active.runs.discard(run_id)
-            lost = (final.error or "").startswith("interrupted") and not active.cancel.is_set()
+            lost = final.stop_reason == "interrupted" and not active.cancel.is_set()
             if not lost or attempt == RETRIES:
                 break
             await self.service.requeue_cell(exp_id, *cell.key)
@@ -307,8 +314,9 @@ class ExperimentRunner:
         return await self.service.wait(run_id), page
 
     async def _grade(self, cell: Cell, run_id: int, final: RunResponse, page: PageChecked | None) -> checks.Grade:
-        if (final.error or "").split(":")[0] in NOT_THE_AGENTS:
-            return checks.Grade(None, None, f"not graded: the run was {final.error}, the agent had no fair chance")
+        if final.stop_reason in STOPPED_REASONS + INFRASTRUCTURE_REASONS:  # as the run log's outcome counts them
+            return checks.Grade(None, None, f"not graded: the run ended with {final.stop_reason} ({final.error}); "
+                                            "the agent had no fair chance")
         check = cell.task.check
         grade = checks.grade(check, final.result, page_value=page.value if page else None,
                              page_error=page.error if page else None, run_succeeded=final.status == "success")

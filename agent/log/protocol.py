@@ -7,6 +7,7 @@ protocol with `isinstance(x, RunLog)`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -44,8 +45,8 @@ class RunLog(Protocol):
         """Persist one event of a run in one transaction."""
         ...
 
-    def fail_run(self, run_id: int, error: str) -> None:
-        """End a run still in progress as a failure."""
+    def fail_run(self, run_id: int, error: str, stop_reason: str = "internal_error") -> None:
+        """End a run still in progress as a failure, for `stop_reason`."""
         ...
 
     def record_llm_call(self, run_id: int, call: LLMCall) -> None:
@@ -56,6 +57,18 @@ class RunLog(Protocol):
                                status_code: int | None, ok: bool, error: str | None, duration_ms: float,
                                event: str = "run.finished") -> None:
         """Keep one webhook delivery attempt."""
+        ...
+
+    def add_secrets(self, run_id: int, values: Sequence[str]) -> None:
+        """Scrub these values (a run's sensitive_data) from every write until the run ends."""
+        ...
+
+    def pending_webhooks(self, run_id: int | None = None) -> list[dict[str, Any]]:
+        """Webhooks owed for ended runs (or for `run_id`): run_id, url (in clear), delivery_id, event, attempts."""
+        ...
+
+    def end_webhook(self, run_id: int) -> None:
+        """The run's webhook is no longer owed: drop its clear URL."""
         ...
 
     def get_run(self, run_id: int) -> RunResponse | None:
@@ -92,8 +105,20 @@ class RunLog(Protocol):
         """Store a workflow document: (id, version)."""
         ...
 
+    def save_run_workflow(self, document: dict[str, Any], run_id: int) -> tuple[int, int, bool]:
+        """The workflow recorded from a run: (id, latest version, created); saved only the first time."""
+        ...
+
+    def delete_workflow(self, workflow_id: int) -> bool:
+        """Delete every version of a workflow; False if unknown."""
+        ...
+
     def get_workflow(self, workflow_id: int, version: int | None = None) -> dict[str, Any] | None:
         """One version of a workflow (the latest by default); None if unknown."""
+        ...
+
+    def workflow_versions(self, workflow_id: int) -> list[dict[str, Any]]:
+        """Every version of a workflow, oldest first ([] if unknown)."""
         ...
 
     def list_workflows(self) -> list[dict[str, Any]]:

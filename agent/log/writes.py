@@ -8,6 +8,7 @@ text that may carry a secret goes through `agent.log.redact` on its way in.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import duckdb
 
 from agent.log.errors import InvalidQuery
-from agent.log.redact import dumps, request_json, scrub
+from agent.log.redact import dumps, redact_url, request_json, scrub
 from agent.log.rows import (
     ACTION_COLS,
     LLM_COLS,
@@ -30,10 +31,14 @@ from agent.models import HistoryItem, LLMCall, RunFinished, RunRequest, RunStart
 __all__ = [
     "add_step",
     "check_run",
+    "delete_workflow",
+    "end_webhook",
+    "redact_outbox_url",
     "fail_run",
     "finish_run",
     "insert_llm_call",
     "insert_run",
+    "insert_run_workflow",
     "insert_task",
     "insert_webhook_attempt",
     "insert_workflow",
@@ -46,7 +51,8 @@ Connection = duckdb.DuckDBPyConnection
 Secrets = Sequence[str]
 
 _MARK_INTERRUPTED = """
-    UPDATE runs SET status = 'failure', error = 'interrupted', is_done = false, is_successful = false,
+    UPDATE runs SET status = 'failure', error = 'interrupted', stop_reason = 'interrupted', is_done = false,
+        is_successful = false,
         finished_at = greatest(started_at, coalesce(
             (SELECT max(s.finished_at) FROM steps s WHERE s.run_id = runs.id), started_at)),
         duration_ms = 1000 * epoch(greatest(started_at, coalesce(
@@ -55,7 +61,7 @@ _MARK_INTERRUPTED = """
     RETURNING id
 """
 _FINISH_RUN = """
-    UPDATE runs SET status = ?, error = ?, is_done = ?, is_successful = ?, result_json = ?,
+    UPDATE runs SET status = ?, error = ?, stop_reason = ?, is_done = ?, is_successful = ?, result_json = ?,
         mode = ?, model = coalesce(?, model), provider = coalesce(?, provider),
         started_at = ?, finished_at = ?, duration_ms = ?,
         llm_calls = coalesce(?, llm_calls), input_tokens = coalesce(?, input_tokens),
@@ -68,7 +74,11 @@ _FINISH_RUN = """
 def mark_interrupted(con: Connection, secrets: Secrets) -> list[int]:
     """End runs left in progress by a previous process (it crashed or was killed); their ids."""
     # The run ended at its last sign of life, not now: keeps durations honest.
-    return sorted(r[0] for r in con.execute(_MARK_INTERRUPTED).fetchall())
+    ended = sorted(r[0] for r in con.execute(_MARK_INTERRUPTED).fetchall())
+    # Their end is a terminal status too: their webhooks are now owed.
+    con.execute("UPDATE webhook_outbox SET state = 'pending' WHERE state = 'waiting' "
+                "AND run_id NOT IN (SELECT id FROM runs WHERE status = 'in_progress')")
+    return ended
 
 
 # ------------------------------------------------------------------ tasks and runs
@@ -86,7 +96,7 @@ def insert_run(con: Connection, secrets: Secrets, task_id: int, request: RunRequ
     if scalar(con, "SELECT 1 FROM tasks WHERE id = ?", [task_id]) is None:
         raise InvalidQuery(f"task {task_id} does not exist; create it with create_task(request) first")
     now = utcnow()
-    return scalar(
+    run_id: int = scalar(
         con,
         """
         INSERT INTO runs (task_id, status, mode, provider, model, prompt, created_at,
@@ -95,9 +105,14 @@ def insert_run(con: Connection, secrets: Secrets, task_id: int, request: RunRequ
         """,
         [
             task_id, mode, request.provider, request.model, scrub(request.prompt, secrets),
-            now, now, request_json(request, secrets), request.workflow_id, scrub(request.webhook_url, secrets),
+            now, now, request_json(request, secrets), request.workflow_id,
+            None if request.webhook_url is None else redact_url(request.webhook_url),
         ],
     )
+    if request.webhook_url:  # owed once the run ends; the full URL is kept beside the database (Store)
+        con.execute("INSERT INTO webhook_outbox VALUES (?, ?, ?, 'run.finished', 'waiting', ?)",
+                    [run_id, redact_url(request.webhook_url), uuid.uuid4().hex, now])
+    return run_id
 
 
 def check_run(con: Connection, secrets: Secrets, run_id: int) -> None:
@@ -160,26 +175,28 @@ def finish_run(con: Connection, secrets: Secrets, run_id: int, event: RunFinishe
     con.execute(
         _FINISH_RUN,
         [
-            r.status, scrub(r.error, secrets), r.is_done, r.is_successful,
+            r.status, scrub(r.error, secrets), r.stop_reason, r.is_done, r.is_successful,
             None if r.result is None else dumps(r.result, secrets), r.mode, r.model, r.provider,
             started, finished, duration, *usage, r.workflow_id, r.replayed_steps, r.healed_steps,
             dumps(r.notes, secrets) if r.notes else None, run_id,
         ],
     )
+    con.execute("UPDATE webhook_outbox SET state = 'pending' WHERE run_id = ?", [run_id])
 
 
-def fail_run(con: Connection, secrets: Secrets, run_id: int, error: str) -> None:
-    """End run `run_id` as a failure now, if it is still in progress."""
+def fail_run(con: Connection, secrets: Secrets, run_id: int, error: str, stop_reason: str) -> None:
+    """End run `run_id` as a failure now (for `stop_reason`), if it is still in progress."""
     check_run(con, secrets, run_id)
     now = utcnow()
     con.execute(
         """
-        UPDATE runs SET status = 'failure', error = ?, is_done = false, is_successful = false,
+        UPDATE runs SET status = 'failure', error = ?, stop_reason = ?, is_done = false, is_successful = false,
             finished_at = ?, duration_ms = greatest(0, 1000 * epoch(?::TIMESTAMPTZ - started_at))
         WHERE id = ? AND status = 'in_progress'
         """,
-        [scrub(error, secrets), now, now, run_id],
+        [scrub(error, secrets), stop_reason, now, now, run_id],
     )
+    con.execute("UPDATE webhook_outbox SET state = 'pending' WHERE run_id = ?", [run_id])
 
 
 def insert_webhook_attempt(
@@ -189,7 +206,7 @@ def insert_webhook_attempt(
     """One webhook delivery attempt (each retry is its own row)."""
     con.execute(
         insert_sql("webhook_deliveries", WEBHOOK_COLS[1:], 1),
-        [run_id, scrub(url, secrets), attempt, at, status_code, ok, scrub(error, secrets), duration_ms, event],
+        [run_id, redact_url(url), attempt, at, status_code, ok, scrub(error, secrets), duration_ms, event],
     )
 
 
@@ -203,6 +220,14 @@ def insert_llm_call(con: Connection, secrets: Secrets, run_id: int, call: LLMCal
     con.execute(insert_sql("llm_calls", LLM_COLS, 1), [
         run_id, seq, 0, 0, call.model, call.provider, call.purpose, call.started_at, call.latency_ms,
         call.input_tokens, call.output_tokens, call.cost_usd, call.finish_reason, scrub(call.error, secrets)])
+def redact_outbox_url(con: Connection, secrets: Secrets, run_id: int, url: str) -> None:
+    """Keep only the redacted form of an owed webhook's URL in the table (the Store keeps the full one)."""
+    con.execute("UPDATE webhook_outbox SET url = ? WHERE run_id = ?", [redact_url(url), run_id])
+
+
+def end_webhook(con: Connection, secrets: Secrets, run_id: int) -> None:
+    """The run's webhook is no longer owed (delivered, refused or out of attempts): forget its URL."""
+    con.execute("DELETE FROM webhook_outbox WHERE run_id = ?", [run_id])
 
 
 # ------------------------------------------------------------------ tasks' workflows
@@ -236,6 +261,33 @@ def insert_workflow(
     return wid, version
 
 
+def insert_run_workflow(con: Connection, secrets: Secrets, document: dict[str, Any], run_id: int
+                        ) -> tuple[int, int, bool]:
+    """The workflow recorded from run `run_id`: the one saved before, else this document as a new one.
+
+    (id, version, created). Checked and written in one transaction: saving the same run twice (a
+    double click, a retried request) gives one workflow.
+    """
+    found = con.execute(
+        "SELECT id, max(version) FROM workflows WHERE id = (SELECT min(id) FROM workflows "
+        "WHERE source_run_id = ? AND version = 1 AND healed_from_version IS NULL) GROUP BY id",
+        [run_id],
+    ).fetchone()
+    if found is not None:
+        return int(found[0]), int(found[1]), False
+    wid, version = insert_workflow(con, secrets, document, None, run_id, None)
+    return wid, version, True
+
+
+def delete_workflow(con: Connection, secrets: Secrets, workflow_id: int) -> bool:
+    """Delete every version of a workflow and unlink the tasks saved to it; False if there was none."""
+    if scalar(con, "SELECT count(*) FROM workflows WHERE id = ?", [workflow_id]) == 0:
+        return False
+    con.execute("DELETE FROM workflows WHERE id = ?", [workflow_id])
+    con.execute("UPDATE tasks SET workflow_id = NULL WHERE workflow_id = ?", [workflow_id])
+    return True
+
+
 # ------------------------------------------------------------------ steps
 def _insert_steps(
     con: Connection, secrets: Sequence[str], run_id: int, items: Iterable[tuple[int, HistoryItem, datetime]]
@@ -250,7 +302,7 @@ def _insert_steps(
         steps += (
             run_id, seq, item.step, scrub(item.description, secrets), scrub(item.url, secrets),
             scrub(item.title, secrets), item.screenshot, item.started_at, at, item.duration_ms,
-            item.llm_ms, item.browser_ms, item.executed_by, len(item.actions), len(item.llm_calls),
+            item.llm_ms, item.browser_ms, item.own_ms, item.executed_by, len(item.actions), len(item.llm_calls),
         )
         for idx, a in enumerate(item.actions):
             n_actions += 1

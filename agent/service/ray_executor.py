@@ -23,7 +23,7 @@ from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import TypeAdapter
+from pydantic import SecretStr, TypeAdapter
 
 from agent.models import Event, StepFinished
 
@@ -59,10 +59,10 @@ def _worker_class() -> Any:
     class EngineWorker:
         """One process on the cluster with its own browser; plays runs and streams their events."""
 
-        def __init__(self) -> None:
+        def __init__(self, own_origin: Any = None) -> None:
             from agent.engine.browser import Browser
 
-            self.browser = Browser()
+            self.browser = Browser(own_origin=own_origin)  # the app's origin stays refused to the agent here too
             self.cancels: dict[str, asyncio.Event] = {}
             self.shots = Path(tempfile.mkdtemp(prefix="workbench-ray-"))
 
@@ -96,11 +96,24 @@ def _worker_class() -> Any:
     return ray.remote(num_cpus=1, max_concurrency=64)(EngineWorker)  # type: ignore[call-overload]
 
 
+def _shipped(request: RunRequest) -> dict[str, Any]:
+    """The request as the worker gets it: JSON, with the sensitive_data values themselves (a JSON dump masks
+    them), since the worker's engine types them into pages. They travel in Ray's memory, never to disk or logs."""
+    data = request.model_dump(mode="json")
+    if request.sensitive_data:
+        data["sensitive_data"] = {
+            name: value.get_secret_value() if isinstance(value, SecretStr)
+            else {domain: secret.get_secret_value() for domain, secret in value.items()}
+            for name, value in request.sensitive_data.items()}
+    return data
+
+
 class RayExecutor:
     """Plays runs on Ray workers; the app consumes their events as if the engine ran here."""
 
     def __init__(self, *, address: str | None = None, workers: int | None = None,
-                 runs_per_worker: int = RUNS_PER_WORKER) -> None:
+                 runs_per_worker: int = RUNS_PER_WORKER, own_origin: Any = None) -> None:
+        self.own_origin = own_origin  # the app's OwnOrigin: workers refuse it to the agent like the app's browser
         self.address = address if address is not None else (os.environ.get("RAY_ADDRESS") or None)
         self.workers_wanted = workers
         self.runs_per_worker = runs_per_worker
@@ -139,12 +152,12 @@ class RayExecutor:
                                      f"{self.address or 'a new local one'} ({exc}); check RAY_ADDRESS") from None
         count = self.workers_wanted or max(1, int(ray.cluster_resources().get("CPU", 1)))
         worker_class = _worker_class()
-        self._workers = [worker_class.remote() for _ in range(count)]
+        self._workers = [worker_class.remote(self.own_origin) for _ in range(count)]
         self._load = dict.fromkeys(range(count), 0)
 
     def _replace(self, index: int) -> None:
         """A new worker in the place of one that died."""
-        self._workers[index] = _worker_class().remote()
+        self._workers[index] = _worker_class().remote(self.own_origin)
 
     async def stream(self, request: RunRequest, options: EngineOptions, cancel: asyncio.Event,
                      screenshot_dir: Path) -> AsyncGenerator[Event, None]:
@@ -156,7 +169,7 @@ class RayExecutor:
         self._load[index] += 1
         worker, run_key = self._workers[index], f"run-{next(self._keys)}"
         opts = options.model_dump(mode="json", exclude={"screenshot_dir"})
-        events = worker.run.options(num_returns="streaming").remote(request.model_dump(mode="json"), opts, run_key)
+        events = worker.run.options(num_returns="streaming").remote(_shipped(request), opts, run_key)
         stopper = asyncio.create_task(self._cancel_on(cancel, worker, run_key))
         try:
             async for ref in events:

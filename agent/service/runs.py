@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent.engine.secrets import Secrets
 from agent.models import (
     Event,
     PageChecked,
@@ -33,12 +34,14 @@ from agent.models import (
     RunResponse,
     RunStarted,
     StepFinished,
+    StopReason,
     Tally,
     WorkflowHealed,
 )
 from agent.service import webhooks
 from agent.service.door import LogDoor, NotFound
 from agent.service.ray_executor import WorkerLost
+from agent.service.warmup import start_warm_up
 
 if TYPE_CHECKING:  # the engine imports jsonschema and playwright (seconds): loaded on the first run
     from agent.engine.browser import Browser
@@ -46,7 +49,7 @@ if TYPE_CHECKING:  # the engine imports jsonschema and playwright (seconds): loa
     from agent.log.protocol import RunLog
     from agent.service.ray_executor import RayExecutor
 
-__all__ = ["NotFound", "RunService", "ServiceBusy", "ServiceClosed"]
+__all__ = ["NotFound", "RunService", "ServiceBusy", "ServiceClosed", "start_warm_up"]
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +59,7 @@ CANCEL_GRACE_S = 20.0  # after a cancel, how long the engine may take to stop be
 SHUTDOWN_GRACE_S = 10.0
 WEBHOOK_SHUTDOWN_GRACE_S = 5.0
 SUBSCRIBE_SLACK_S = 120.0  # a viewer waits at most the run's timeout plus this for the next event
-MAX_INTERRUPTED_WEBHOOKS = 100
+MAX_RESUMED_WEBHOOKS = 100
 
 
 class ServiceBusy(RuntimeError):
@@ -93,7 +96,7 @@ class _Live:
     changed: asyncio.Event = field(default_factory=asyncio.Event)  # replaced after each event (generations)
     events: list[Any] = field(default_factory=list)
     final: RunResponse | None = None
-    stop_reason: str | None = None  # "shutdown" replaces the engine's "cancelled"
+    stop_reason: StopReason | None = None  # why the service stopped it: "shutdown" replaces the engine's "cancelled"
     engine: dict[str, Any] = field(default_factory=dict)  # per-run engine options (e.g. an experiment's page check)
     batch: bool = False  # an experiment's cell: never takes the last slot from interactive runs
     executor: str = "local"  # local (the engine in this process) | ray (on a Ray worker, events streamed back)
@@ -146,28 +149,39 @@ class RunService(LogDoor):
         # Batch runs (experiment cells) take one of these first: at least one slot stays for the form.
         self._batch_slots = asyncio.Semaphore(max(1, self.max_concurrent - 1))
         self._live: dict[int, _Live] = {}
+        self._reserved = 0  # submissions past the limit check, not yet in _live
         self._webhooks: set[asyncio.Task[None]] = set()
         self._closing = False
         self._ray: RayExecutor | None = None
-        self._warmup: asyncio.Task[Any] | None = None
+        self._warmup: asyncio.Future[Any] | None = None
+        self._browser_warmup: asyncio.Task[Any] | None = None
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> list[int]:
-        """Report the runs a previous process left in progress (the store ended them as "interrupted")."""
-        # Load the engine now, in a worker thread, so that the first run does not wait for it.
-        self._warmup = asyncio.create_task(asyncio.to_thread(_warm_up))
+        """Warm up in the background; report the runs a previous process left in progress (now "interrupted")."""
+        # The engine and the model library load in a worker thread (started earlier by the app if it
+        # could) and the browser starts: the first run waits for neither.
+        self._warmup = asyncio.ensure_future(asyncio.wrap_future(start_warm_up()))
         self._warmup.add_done_callback(_log_failure)
+        self._browser_warmup = asyncio.create_task(self.browser.start())
+        self._browser_warmup.add_done_callback(_log_failure)
         interrupted = list(self._log.interrupted_runs)
         if interrupted:
             log.warning("%d run(s) left in progress by a previous process were marked failed (interrupted): %s",
                         len(interrupted), ", ".join(map(str, interrupted[:20])))
-        # Their end is a terminal status too: tell their webhooks (the most recent ones, bounded).
-        for run_id in interrupted[-MAX_INTERRUPTED_WEBHOOKS:]:
-            request = await asyncio.to_thread(self._log.get_run_request, run_id)
-            if request is not None and request.webhook_url:
-                response = await asyncio.to_thread(self._log.get_run, run_id)
-                if response is not None:
-                    self._spawn_webhook(run_id, request.webhook_url, response)
+        # Webhooks a previous process still owed (runs it ended, or that ended as interrupted) resume
+        # from the outbox, counting the attempts it made (the most recent ones first, bounded).
+        owed = await asyncio.to_thread(self._log.pending_webhooks)
+        for row in owed[-MAX_RESUMED_WEBHOOKS:]:
+            response = await asyncio.to_thread(self._log.get_run, row["run_id"])
+            if response is None or row["url"] is None or row["attempts"] >= self._webhook_kwargs["max_attempts"]:
+                if row["url"] is None:
+                    log.warning("run %d: its webhook URL was lost in a crash; the delivery is dropped", row["run_id"])
+                await asyncio.to_thread(self._log.end_webhook, row["run_id"])
+                continue
+            self._spawn_webhook(row, response)
+        if len(owed) > MAX_RESUMED_WEBHOOKS:
+            log.warning("%d older pending webhooks wait for a later start", len(owed) - MAX_RESUMED_WEBHOOKS)
         return interrupted
 
     async def close(self) -> None:
@@ -205,20 +219,28 @@ class RunService(LogDoor):
         """
         if self._closing:
             raise ServiceClosed("the server is shutting down and accepts no new runs; try again when it is back")
-        req = request if isinstance(request, RunRequest) else RunRequest.model_validate(request)
-        if len(self._live) >= self.max_concurrent + self.max_queued:
+        # The slot is taken before the first await: requests arriving together cannot all pass the check.
+        taken = len(self._live) + self._reserved
+        if taken >= self.max_concurrent + self.max_queued:
             raise ServiceBusy(
-                f"{len(self._live)} runs are running or queued (limit {self.max_concurrent} running + "
+                f"{taken} runs are running or queued (limit {self.max_concurrent} running + "
                 f"{self.max_queued} queued); try again when some have finished, or raise MAX_QUEUED_RUNS"
             )
-        if task_id is None:
-            task_id = int(await asyncio.to_thread(self._log.create_task, req))
-        elif await asyncio.to_thread(self._log.get_task, task_id) is None:
-            raise NotFound("task", task_id)
-        run_id = int(await asyncio.to_thread(self._log.create_run, task_id, req))
-        live = _Live(task_id=task_id, run_id=run_id, request=req, tally=Tally(req), engine=dict(engine or {}),
-                     batch=batch, executor=executor)
-        self._live[run_id] = live
+        self._reserved += 1
+        try:
+            req = request if isinstance(request, RunRequest) else await validate_off_loop(request)
+            if task_id is None:
+                task_id = int(await asyncio.to_thread(self._log.create_task, req))
+            elif await asyncio.to_thread(self._log.get_task, task_id) is None:
+                raise NotFound("task", task_id)
+            run_id = int(await asyncio.to_thread(self._log.create_run, task_id, req))
+            live = _Live(task_id=task_id, run_id=run_id, request=req, tally=Tally(req), engine=dict(engine or {}),
+                         batch=batch, executor=executor)
+            self._live[run_id] = live
+        finally:
+            self._reserved -= 1
+        if req.sensitive_data:  # the log scrubs them too, in case one slips past the engine
+            self._log.add_secrets(run_id, Secrets(req.sensitive_data).values())
         live.task = asyncio.create_task(self._drive(live), name=f"run-{run_id}")
         return task_id, run_id
 
@@ -276,6 +298,12 @@ class RunService(LogDoor):
     def active_runs(self) -> list[RunResponse]:
         """Runs running or queued in this process, oldest first."""
         return [live.snapshot() for _, live in sorted(self._live.items())]
+
+    def webhook_pending(self, run_id: int) -> bool:
+        """True while the run's webhook is still being delivered (attempts, retries, backoff)."""
+        if run_id in self._live and self._live[run_id].request.webhook_url:
+            return True  # the run has not ended: its delivery has not even started
+        return any(task.get_name() == f"webhook-{run_id}" and not task.done() for task in self._webhooks)
 
     def is_queued(self, run_id: int) -> bool:
         """True while the run waits for a free slot."""
@@ -340,7 +368,7 @@ class RunService(LogDoor):
             live.tally.mode = "replay"
             yield RunStarted(request=request, model=litellm_model(request.provider, request.model), mode="replay")
             yield RunFinished(response=live.tally.response(
-                error=f"workflow_id: {exc}; list the saved ones with GET /api/workflows",
+                error=f"workflow_id: {exc}; list the saved ones with GET /api/workflows", stop_reason="replay_failed",
                 workflow_id=request.workflow_id))
             return
         if workflow is None and live.executor == "ray":
@@ -359,7 +387,7 @@ class RunService(LogDoor):
         if self._ray is None:
             from agent.service.ray_executor import RayExecutor
 
-            self._ray = RayExecutor()
+            self._ray = RayExecutor(own_origin=getattr(self.browser, "own_origin", None))
         return self._ray
 
     async def _cached_workflow(self, live: _Live) -> dict[str, Any] | None:
@@ -389,11 +417,11 @@ class RunService(LogDoor):
         """Wait for a slot, consume the events, end the run whatever happens."""
         try:
             if live.batch and not await self._acquire(live, self._batch_slots):
-                await self._finish(live, self._failure(live, live.stop_reason or "cancelled"))
+                await self._finish(live, self._stopped(live))
                 return
             try:
                 if not await self._acquire(live, self._slots):
-                    await self._finish(live, self._failure(live, live.stop_reason or "cancelled"))
+                    await self._finish(live, self._stopped(live))
                     return
                 try:
                     live.queued = False
@@ -407,12 +435,12 @@ class RunService(LogDoor):
         except asyncio.CancelledError:
             # Cut after a cancel, or the loop is going down: the run still ends with a reason.
             if live.final is None:
-                await self._finish(live, self._failure(live, live.stop_reason or "cancelled"))
+                await self._finish(live, self._stopped(live))
             raise
         except Exception as exc:  # our own bug: the run must still end, with the reason
             log.exception("run %d: unexpected error in the run service", live.run_id)
             if live.final is None:
-                await self._finish(live, self._failure(live, f"internal error: {_describe(exc)}"))
+                await self._finish(live, self._failure(live, f"internal error: {_describe(exc)}", "internal_error"))
         finally:
             self._live.pop(live.run_id, None)
 
@@ -460,11 +488,11 @@ class RunService(LogDoor):
                         await self._emit(live, event)
         except WorkerLost as exc:  # the Ray worker died: the run did not fail, it was interrupted
             log.warning("run %d: %s", live.run_id, exc)
-            return self._failure(live, f"interrupted: {exc}")
+            return self._failure(live, f"interrupted: {exc}", "interrupted")
         except Exception as exc:  # an engine bug, a browser that died oddly, a store that failed
             log.exception("run %d: the run failed with an unexpected error", live.run_id)
-            return self._failure(live, f"internal error: {_describe(exc)}")
-        return self._failure(live, "the run ended without a result")
+            return self._failure(live, f"internal error: {_describe(exc)}", "internal_error")
+        return self._failure(live, "the run ended without a result", "internal_error")
 
     async def _emit(self, live: _Live, event: Any) -> None:
         """Write the event to the store, then make it visible: a step seen is a step stored."""
@@ -479,17 +507,22 @@ class RunService(LogDoor):
             live.tally.add_step(event.item)
         live.append(event)
 
-    def _failure(self, live: _Live, reason: str) -> RunResponse:
+    def _failure(self, live: _Live, reason: str, stop_reason: StopReason) -> RunResponse:
         """A failed end built from what the run did so far."""
-        return live.tally.response(error=reason)
+        return live.tally.response(error=reason, stop_reason=stop_reason)
+
+    def _stopped(self, live: _Live) -> RunResponse:
+        """The end of a run the service stopped (cancelled, or the app shutting down) before the engine ended it."""
+        why = live.stop_reason or "cancelled"
+        return self._failure(live, why, why)
 
     async def _finish(self, live: _Live, response: RunResponse) -> None:
         """Stamp the ids, record the end, wake waiters and viewers, then send the webhook."""
         update: dict[str, Any] = {"task_id": live.task_id, "task_run_id": live.run_id}
         if live.healed_workflow_id is not None:
             update["workflow_id"] = live.healed_workflow_id
-        if live.stop_reason and response.status == "failure" and response.error == "cancelled":
-            update["error"] = live.stop_reason
+        if live.stop_reason and response.stop_reason == "cancelled":  # the engine saw the cancel we sent
+            update["error"] = update["stop_reason"] = live.stop_reason
         if response.duration_ms is not None and not math.isfinite(response.duration_ms):
             update["duration_ms"] = None
         response = response.model_copy(update=update)
@@ -500,51 +533,64 @@ class RunService(LogDoor):
             log.exception("run %d: could not record the end of the run; marking it failed", live.run_id)
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self._log.fail_run, live.run_id,
-                                        response.error or "the run log could not be written")
+                                        response.error or "the run log could not be written",
+                                        response.stop_reason or "internal_error")
         live.final = response
         live.append(event)
         live.done.set()
         log.info("run %d ended: %s%s", live.run_id, response.status, f" ({response.error})" if response.error else "")
         if live.request.webhook_url:
-            self._spawn_webhook(live.run_id, live.request.webhook_url, response)
+            try:  # the outbox row holds the URL and the delivery id, and outlives a crash
+                owed = await asyncio.to_thread(self._log.pending_webhooks, live.run_id)
+            except Exception:
+                log.exception("run %d: could not read its pending webhook", live.run_id)
+                owed = []
+            for row in owed:  # the URL as given (the outbox copy has environment secrets scrubbed)
+                self._spawn_webhook({**row, "url": live.request.webhook_url}, response)
 
-    def _spawn_webhook(self, run_id: int, url: str, response: RunResponse) -> None:
+    def _spawn_webhook(self, row: dict[str, Any], response: RunResponse) -> None:
         """Deliver in its own task: the run's end never waits for the receiver."""
-        hook = asyncio.create_task(self._send_webhook(run_id, url, response), name=f"webhook-{run_id}")
+        run_id = int(row["run_id"])
+        hook = asyncio.create_task(self._send_webhook(row, response), name=f"webhook-{run_id}")
         self._webhooks.add(hook)
         hook.add_done_callback(self._webhooks.discard)
 
-    async def _send_webhook(self, run_id: int, url: str, response: RunResponse) -> None:
-        """Deliver the final response; every attempt goes to the store; nothing here touches the run."""
+    async def _send_webhook(self, row: dict[str, Any], response: RunResponse) -> None:
+        """Deliver the final response; every attempt goes to the store; nothing here touches the run.
+
+        The outbox row goes once the delivery has ended (delivered, refused or out of attempts); a
+        shutdown or a crash in between leaves it for the next start.
+        """
+        run_id, url, event = int(row["run_id"]), str(row["url"]), str(row["event"])
 
         async def on_attempt(attempt: webhooks.Attempt) -> None:
             await asyncio.to_thread(
                 self._log.record_webhook_attempt, run_id, url=url, attempt=attempt.attempt, at=attempt.at,
                 status_code=attempt.status_code, ok=attempt.ok, error=attempt.error,
-                duration_ms=attempt.duration_ms, event="run.finished",
+                duration_ms=attempt.duration_ms, event=event,
             )
 
         try:
-            await webhooks.deliver(url, response.model_dump(mode="json"), secret=self._webhook_secret,
-                                   on_attempt=on_attempt, event="run.finished", **self._webhook_kwargs)
+            await webhooks.deliver(url, response.to_json(), secret=self._webhook_secret,
+                                   on_attempt=on_attempt, event=event, first_attempt=int(row["attempts"]) + 1,
+                                   delivery_id=str(row["delivery_id"]), **self._webhook_kwargs)
         except Exception:
             log.exception("run %d: webhook delivery failed unexpectedly", run_id)
+        try:
+            await asyncio.to_thread(self._log.end_webhook, run_id)
+        except Exception:
+            log.exception("run %d: could not clear its webhook from the outbox", run_id)
 
 
-def _warm_up() -> None:
-    """Import the engine and the model library (litellm: ~10 s) in a worker thread at start.
-
-    Otherwise the first run imports litellm on the event loop and every request stalls meanwhile.
-    """
-    importlib.import_module("agent.engine.loop")
-    from agent.engine.llm import preload
-
-    preload()
+async def validate_off_loop(data: dict[str, Any]) -> RunRequest:
+    """RunRequest.model_validate in a worker thread: a large schema must not stall every other request."""
+    return await asyncio.to_thread(RunRequest.model_validate, data)
 
 
-def _log_failure(task: asyncio.Task[Any]) -> None:
+def _log_failure(task: asyncio.Future[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.error("loading the engine failed; runs will fail with the reason", exc_info=task.exception())
+        log.error("warming up (the engine, the model library, the browser) failed; runs will say why",
+                  exc_info=task.exception())
 
 
 def _describe(exc: BaseException) -> str:

@@ -14,7 +14,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from agent.experiments.report import summary
+from agent.experiments.report import not_graded, summary
 from agent.experiments.tasks import TaskError, bundled_sets
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ def render_experiment(report: dict[str, Any] | None) -> str:
             f'<td>{_fmt(v["pass_at_k"], pct=True)}</td><td>{_fmt(v["pass_hat_k"], pct=True)}</td>'
             f'<td>{_fmt(v["mean_steps"])}</td><td>{_fmt(v["cost_usd"], money=True)}</td>'
             f'<td>{_fmt(v["cost_per_success"], money=True)}</td><td>{_fmt(v["p50_duration_s"])} / '
-            f'{_fmt(v["p95_duration_s"])} s</td></tr>')
+            f'{_fmt(v["p95_duration_s"])} s</td><td>{_esc(not_graded(v))}</td></tr>')
     verdicts = "".join(f'<li class="{"wb-sig" if c["significant"] else "wb-nosig"}">{_esc(c["verdict"])}</li>'
                        for c in report["comparisons"])
     return (
@@ -114,7 +114,9 @@ def render_experiment(report: dict[str, Any] | None) -> str:
         f'<div class="wb-progress"><div style="width:{pct:.1f}%"></div></div>'
         f'<table class="wb-matrix"><thead><tr><th>task</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
         '<table class="wb-variants"><thead><tr><th>variant</th><th>passes</th><th>rate</th><th>95% CI</th>'
-        '<th>pass@k</th><th>pass^k</th><th>steps</th><th>cost</th><th>cost/success</th><th>p50 / p95</th></tr>'
+        '<th>pass@k</th><th>pass^k</th><th>steps</th><th>cost</th><th>cost/success</th><th>p50 / p95</th>'
+        '<th title="runs the agent had no fair chance in (stopped, or lost to the provider or the browser)">'
+        'not graded</th></tr>'
         f'</thead><tbody>{"".join(stats)}</tbody></table>'
         f'<ul class="wb-verdicts">{verdicts}</ul></div>'
     )

@@ -19,8 +19,29 @@ log = logging.getLogger(__name__)
 FORM_FIELDS: tuple[str, ...] = (
     "prompt", "model", "provider", "wait_for_completion", "webhook_url", "response_format", "json_schema",
     "use_cached_workflow", "cached_workflow", "workflow_id", "workflow_params", "start_url", "max_steps",
-    "use_vision", "allowed_domains",
+    "use_vision", "allowed_domains", "sensitive_data",
 )
+
+
+# Fields the form takes as text (an empty box stays empty) and the request as whole numbers.
+WHOLE_NUMBERS = ("workflow_id", "max_steps")
+
+
+def _whole_number(value: Any) -> int | None:
+    """An int from what a box (or an API caller) gave: 40, 40.0, "40"; None when it is not a whole number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+        return int(number) if number.is_integer() and abs(number) < 1e15 else None
+    return None
 
 
 class FormError(ValueError):
@@ -47,24 +68,30 @@ def form_request(values: dict[str, Any]) -> Any:
             continue  # an empty box means "the default"
         if name == "use_vision" and value is False:
             continue  # unticked is the engine's default; keep the logged request minimal
-        if name in ("workflow_id", "max_steps") and isinstance(value, float):
-            if not value.is_integer():
-                errors.append({"field": name, "message": f"must be a whole number, got {value:g}"})
+        if name in WHOLE_NUMBERS:
+            number = _whole_number(value)
+            if number is None:
+                shown = f"{value:g}" if isinstance(value, float) else str(value)
+                errors.append({"field": name, "message": f"must be a whole number, got {shown}"})
                 continue
-            value = int(value)
+            value = number
         if name == "max_steps" and isinstance(value, int) and not 1 <= value <= 200:
             errors.append({"field": name,
                            "message": f"must be between 1 and 200 (empty: the default, 25), got {value}"})
             continue
-        if name == "workflow_params" and isinstance(value, str):
+        if name in ("workflow_params", "sensitive_data") and isinstance(value, str):
+            example = '{"product": "HDMI cable"}' if name == "workflow_params" else '{"password": "..."}'
             try:
                 value = json.loads(value)
-            except json.JSONDecodeError as exc:
+            except json.JSONDecodeError as exc:  # the message never quotes the text: it may hold secrets
                 errors.append({"field": name, "message": f"is not valid JSON ({exc.msg}); give an object such "
-                                                          'as {"product": "HDMI cable"}'})
+                                                          f"as {example}"})
+                continue
+            except RecursionError:
+                errors.append({"field": name, "message": "nests too deeply; give a flat JSON object"})
                 continue
             if not isinstance(value, dict):
-                errors.append({"field": name, "message": 'must be a JSON object such as {"product": "HDMI cable"}'})
+                errors.append({"field": name, "message": f"must be a JSON object such as {example}"})
                 continue
         data[name] = value
     # The other fields are checked too, so that one answer lists every problem.
@@ -96,6 +123,8 @@ def request_form_values(request: Any) -> list[Any]:
         "start_url": request.start_url or "",
         "use_vision": bool(request.use_vision),
         "allowed_domains": ", ".join(request.allowed_domains or []),
+        "sensitive_data": "",  # never refilled: secrets are not kept; type them again
+        **{name: "" if fields.get(name) is None else str(fields[name]) for name in WHOLE_NUMBERS},
     }
     return [out[name] for name in FORM_FIELDS]
 

@@ -2,12 +2,14 @@
 
 `create_workflow_router(service)` returns a FastAPI `APIRouter`; every route asks the run service:
 - `POST /api/runs/{task_run_id}/workflow` (body optional `{"name": "..."}`): record a successful run;
-  201 with `{id, version, document}`; the run's task is linked to the workflow, so re-running the
-  task with `use_cached_workflow` replays it;
+  201 with `{id, version, created, document}`; the run's task is linked to the workflow, so re-running
+  the task with `use_cached_workflow` replays it; saving the same run again gives 200 and the
+  workflow saved the first time (`created` false);
 - `GET /api/workflows`: the latest version of each workflow (summaries);
 - `GET /api/workflows/{id}` (`?version=N`): one version with its document;
 - `PUT /api/workflows/{id}`: `{"name", "description", "parameters": {"<current name>": {"name",
-  "description", "type", "example"}}}` or a whole `{"document": {...}}`; saved as a new version.
+  "description", "type", "example"}}}` or a whole `{"document": {...}}`; saved as a new version;
+- `DELETE /api/workflows/{id}`: every version; tasks saved to it no longer replay it.
 Errors follow `agent.service.http`: 404 `{"detail": "workflow 7 not found"}`, 422
 `{"detail": [{"field", "message"}]}` naming the field and the fix.
 """
@@ -19,7 +21,17 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from agent.service.http import ClientError, RunId, WorkflowId, json_response, read_object, unprocessable
+from agent.service.http import (
+    BODY_ERRORS,
+    ClientError,
+    RunId,
+    WorkflowId,
+    error_responses,
+    json_body,
+    json_response,
+    read_object,
+    unprocessable,
+)
 from agent.workflows.document import WorkflowError, edit_workflow, load_workflow
 
 if TYPE_CHECKING:
@@ -47,7 +59,8 @@ def create_workflow_router(service: RunService) -> APIRouter:
     """The workflow routes, all through `service`."""
     router = APIRouter(tags=["workflows"])
 
-    @router.post("/api/runs/{task_run_id}/workflow", status_code=201, summary="Save a run as a workflow")
+    @router.post("/api/runs/{task_run_id}/workflow", status_code=201, summary="Save a run as a workflow",
+                 responses=error_responses(404, *BODY_ERRORS), openapi_extra=json_body("SaveWorkflow", required=False))
     async def save_run_as_workflow(request: Request, task_run_id: RunId) -> JSONResponse:
         """Record a successful run as a cached workflow (parameters found without a model)."""
         body = await read_object(request, 'at most a name, e.g. {"name": "Order a cable"}', required=False)
@@ -58,19 +71,20 @@ def create_workflow_router(service: RunService) -> APIRouter:
         if name is not None and (not isinstance(name, str) or not name.strip() or len(name) > 200):
             raise unprocessable("name", "must be a non-empty string of at most 200 characters")
         try:
-            wid, version, document = await service.save_run_as_workflow(task_run_id, name=name)
+            wid, version, document, created = await service.save_run_as_workflow(task_run_id, name=name)
         except WorkflowError as exc:
             raise _invalid(exc) from None
-        return json_response({"id": wid, "version": version, "document": document}, 201,
-                             headers={"Location": f"/api/workflows/{wid}"})
+        # Saving the same run again answers with the workflow saved the first time (200, created false).
+        return json_response({"id": wid, "version": version, "created": created, "document": document},
+                             201 if created else 200, headers={"Location": f"/api/workflows/{wid}"})
 
-    @router.get("/api/workflows", summary="List workflows")
+    @router.get("/api/workflows", summary="List workflows", responses=error_responses())
     async def list_workflows() -> JSONResponse:
         """The latest version of each workflow, newest first."""
         rows = await service.list_workflows()
         return json_response({"workflows": [_summary(r) for r in rows], "total": len(rows)})
 
-    @router.get("/api/workflows/{workflow_id}", summary="Get a workflow")
+    @router.get("/api/workflows/{workflow_id}", summary="Get a workflow", responses=error_responses(404))
     async def get_one(
         workflow_id: WorkflowId,
         version: int | None = Query(default=None, ge=1, le=1_000_000, description="A version; the latest if omitted"),
@@ -78,7 +92,8 @@ def create_workflow_router(service: RunService) -> APIRouter:
         """One version of a workflow with its document."""
         return json_response(await service.get_workflow(workflow_id, version))
 
-    @router.put("/api/workflows/{workflow_id}", summary="Edit a workflow")
+    @router.put("/api/workflows/{workflow_id}", summary="Edit a workflow", responses=error_responses(404, *BODY_ERRORS),
+                openapi_extra=json_body("EditWorkflow"))
     async def edit(request: Request, workflow_id: WorkflowId) -> JSONResponse:
         """Rename/describe the workflow or its parameters (or replace the document); saved as a new version."""
         body = await read_object(request, "name, description, parameters or document")
@@ -106,5 +121,11 @@ def create_workflow_router(service: RunService) -> APIRouter:
         wid, version = await service.save_workflow(document, workflow_id=workflow_id,
                                                    source_run_id=current.get("source_run_id"))
         return json_response({"id": wid, "version": version, "document": document})
+
+    @router.delete("/api/workflows/{workflow_id}", summary="Delete a workflow")
+    async def delete(workflow_id: WorkflowId) -> JSONResponse:
+        """Delete a workflow, every version of it; tasks saved to it no longer replay it."""
+        await service.delete_workflow(workflow_id)
+        return json_response({"deleted": workflow_id})
 
     return router
