@@ -51,6 +51,7 @@ bench: setup dev
 	$(PY) bench/bench_observe.py
 	$(PY) bench/bench_engine.py
 	$(PY) bench/bench_store.py
+	$(PY) bench/bench_traces.py
 	$(PY) bench/bench_workflows.py
 
 # Jupyter's server is installed only here: it drags in a slow-to-import jsonschema extra the app does not need.

@@ -33,6 +33,8 @@ DEFAULT_MODELS: dict[str, str] = {
     "together": "meta-llama/Llama-3.3-70B-Instruct-Turbo",
 }
 
+MAX_SYSTEM_MESSAGE_CHARS = 50_000  # a system prompt is read on every step: a bound keeps it a prompt
+
 # Fields whose explicit JSON `null` means "use the default".
 _NULL_MEANS_DEFAULT = ("provider", "wait_for_completion", "response_format", "use_cached_workflow")
 
@@ -125,6 +127,13 @@ class RunRequest(BaseModel):
     max_steps: Annotated[int, Field(ge=1, le=200)] | None = None
     use_vision: bool | None = None
     allowed_domains: list[str] | None = None
+    # added: the system prompt is the user's to change (browser-use's names)
+    extend_system_message: str | None = Field(
+        default=None, max_length=MAX_SYSTEM_MESSAGE_CHARS,
+        description="Text appended to the agent's system prompt (a rule, a hint about the site)")
+    override_system_message: str | None = Field(
+        default=None, max_length=MAX_SYSTEM_MESSAGE_CHARS,
+        description="Replaces the agent's system prompt entirely (extend_system_message is still appended)")
 
     @model_validator(mode="before")
     @classmethod
@@ -199,6 +208,11 @@ class RunRequest(BaseModel):
             raise ValueError("must be a workflow object (as returned by GET /api/workflows/{id})")
         return value or None
 
+    @field_validator("extend_system_message", "override_system_message")
+    @classmethod
+    def _system_message(cls, value: str | None) -> str | None:
+        return value if value is not None and value.strip() else None
+
     @field_validator("allowed_domains", mode="before")
     @classmethod
     def _domains(cls, value: Any) -> Any:
@@ -241,6 +255,49 @@ class LLMCall(BaseModel):
     cost_usd: float | None = None
     finish_reason: str | None = None
     error: str | None = None
+
+
+class LLMTrace(BaseModel):
+    """One model call as it was made: what was sent and the reply as written (beside the history, never in it).
+
+    `messages` are the messages after the system one, as sent, except that images are referenced by
+    the step whose screenshot they were (`{"type": "image", "screenshot_step": 3}`), never inlined.
+    `observation` is where the page observation sits in the last user message (start, end). With
+    `logged` False (LOG_PROMPTS=0) only `call` (usage, latency, finish reason) is kept.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    call: LLMCall
+    system_prompt: str | None = None
+    messages: list[dict[str, Any]] = Field(default_factory=list)
+    tools: list[str] = Field(default_factory=list)
+    reply_text: str | None = None
+    tool_calls: list[dict[str, Any]] = Field(default_factory=list)  # {id, name, arguments: the raw JSON text}
+    observation: tuple[int, int] | None = None
+    prompt_chars: int = 0
+    logged: bool = True
+
+    def observation_text(self) -> str | None:
+        """The page observation as the model read it, cut out of the last user message."""
+        if self.observation is None:
+            return None
+        start, end = self.observation
+        return message_text(self.messages[-1])[start:end] if self.messages else None
+
+    def without_content(self) -> LLMTrace:
+        """This trace with the messages and the reply dropped (LOG_PROMPTS=0): usage and timing stay."""
+        return LLMTrace(call=self.call, tools=self.tools, prompt_chars=self.prompt_chars, logged=False)
+
+
+def message_text(message: dict[str, Any]) -> str:
+    """The text of a chat message, whether its content is a string or a list of parts."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return ""
 
 
 class HistoryItem(BaseModel):
@@ -336,11 +393,16 @@ class StepStarted(BaseModel):
 
 
 class StepFinished(BaseModel):
-    """A step ended; `item` is exactly what goes into the response's history."""
+    """A step ended; `item` is exactly what goes into the response's history.
+
+    `traces` are its model calls as made (one per `item.llm_calls` entry, in the same order): kept
+    out of `item` so that every response keeps the contract's shape.
+    """
 
     model_config = ConfigDict(frozen=True)
     kind: Literal["step_finished"] = "step_finished"
     item: HistoryItem
+    traces: list[LLMTrace] = Field(default_factory=list)
     at: datetime = Field(default_factory=utcnow)
 
 

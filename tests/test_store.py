@@ -182,7 +182,7 @@ def test_migrations_recorded_and_idempotent_on_reopen(tmp_path: Path) -> None:
 def test_describe_views_and_schema_markdown() -> None:
     views = describe_views()
     assert set(views) == {"v_runs", "v_steps", "v_actions", "v_llm_calls", "v_webhooks", "v_success_by_model",
-                          "v_failing_actions"}
+                          "v_failing_actions", "v_llm_traces"}
     assert [c for c, _ in views["v_runs"]][:7] == ["id", "task_id", "status", "prompt", "provider", "model", "mode"]
     assert dict(views["v_success_by_model"]) == {
         "provider": "VARCHAR", "model": "VARCHAR", "runs": "BIGINT", "successes": "BIGINT",
@@ -199,7 +199,7 @@ def test_store_is_the_run_log_the_service_holds(store: Store) -> None:
     """`Store` implements `RunLog` with exactly the protocol's signatures (so the protocol cannot drift)."""
     assert isinstance(store, RunLog)
     members = [name for name, value in vars(RunLog).items() if callable(value) and not name.startswith("_")]
-    assert len(members) == 16
+    assert len(members) == 18
     for name in members:
         protocol = inspect.signature(getattr(RunLog, name), eval_str=True)
         actual = inspect.signature(getattr(Store, name), eval_str=True)

@@ -18,14 +18,16 @@ from pydantic import BaseModel, ConfigDict
 from agent.engine import actions as act
 from agent.engine import prompts
 from agent.engine.browser import Browser, BrowserSession
-from agent.engine.llm import LLM, LLMError, MissingKeyError, key_status, preload
+from agent.engine.llm import LLM, LLMError, MissingKeyError, Reply, key_status, preload
 from agent.engine.page import observe
 from agent.engine.runtime import RunClock, in_session
+from agent.engine.trace import make_trace
 from agent.models import (
     ActionResult,
     Event,
     HistoryItem,
     LLMCall,
+    LLMTrace,
     RunFinished,
     RunRequest,
     RunResponse,
@@ -75,13 +77,29 @@ class _Run(RunClock):
         self.tally = Tally(request)
         self.notes: list[str] = []
         self.step_calls: list[LLMCall] = []
+        self.step_traces: list[LLMTrace] = []  # one per step call, in the same order
+        self.system_prompt = prompts.system_prompt(override=request.override_system_message,
+                                                   extend=request.extend_system_message)
+
+    async def ask(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, *,
+                  purpose: str = "step", observation: str | None = None, shot_step: int | None = None) -> Reply:
+        """One model call; what it cost and its trace are kept for the step's record, failed or not."""
+        try:
+            reply = await self.llm.complete(messages, tools, purpose=purpose)
+        except LLMError as exc:
+            if exc.call is not None:
+                self.step_calls.append(exc.call)
+                self.step_traces.append(make_trace(exc.call, messages, tools, None, observation=observation,
+                                                   screenshot_step=shot_step))
+            raise
+        self.step_calls.append(reply.call)
+        self.step_traces.append(make_trace(reply.call, messages, tools, reply.raw_message, observation=observation,
+                                           screenshot_step=shot_step))
+        return reply
 
     async def extract(self, query: str, page: str) -> str:
-        reply = await self.llm.complete(
-            [{"role": "user", "content": prompts.EXTRACT_PROMPT.format(query=query, page=page[:40_000])}],
-            None, purpose="extract",
-        )
-        self.step_calls.append(reply.call)
+        content = prompts.EXTRACT_PROMPT.format(query=query, page=page[:40_000])
+        reply = await self.ask([{"role": "user", "content": content}], None, purpose="extract")
         return reply.text
 
     def finish(self, error: str | None = None, *, result: Any = None, done: bool = False,
@@ -147,7 +165,7 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncGenerator[Event, Non
         page = await session.ensure_page()
         yield StepStarted(step=step, url=page.url)
         started_at, t0 = utcnow(), time.monotonic()
-        run.step_calls = []
+        run.step_calls, run.step_traces = [], []
         shot_path = options.screenshot_dir / f"step-{step:03d}.jpg" if options.screenshot_dir else None
         obs, shot = await run.bounded(asyncio.gather(
             observe(page), session.screenshot(shot_path) if shot_path else _none()))
@@ -159,18 +177,19 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncGenerator[Event, Non
         )
         run.notes = []
         content: Any = message
-        if options.use_vision and shot and run.llm.supports_vision():
+        vision = bool(options.use_vision and shot and run.llm.supports_vision())
+        if vision:
             b64 = base64.b64encode(Path(shot).read_bytes()).decode()
             content = [{"type": "text", "text": message},
                        {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{b64}"}}]
-        messages = [{"role": "system", "content": prompts.SYSTEM_PROMPT}, {"role": "user", "content": content}]
+        messages = [{"role": "system", "content": run.system_prompt}, {"role": "user", "content": content}]
         results: list[ActionResult] = []
         description = ""
         done_outcome: act.Outcome | None = None
         llm_ms = 0.0
         try:
-            reply = await run.bounded(run.llm.complete(messages, tools))
-            run.step_calls.insert(0, reply.call)
+            reply = await run.bounded(run.ask(messages, tools, observation=obs.text,
+                                              shot_step=step if vision else None))
             llm_ms = reply.call.latency_ms
             description = reply.text.splitlines()[0][:300] if reply.text else ""
             if not reply.tool_calls:
@@ -201,8 +220,6 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncGenerator[Event, Non
                         run.notes.append(f"after {call.name} {why}, these were not run: {skipped}")
                     break
         except LLMError as exc:
-            if exc.call is not None:
-                run.step_calls.insert(0, exc.call)
             description = f"The model could not be used: {exc}"
             if isinstance(exc, MissingKeyError) or not exc.retryable:
                 failures = options.max_failures
@@ -214,7 +231,7 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncGenerator[Event, Non
             browser_ms=browser_ms, llm_calls=list(run.step_calls),
         )
         run.tally.add_step(item)
-        yield StepFinished(item=item)
+        yield StepFinished(item=item, traces=list(run.step_traces))
         if done_outcome is not None:
             result_value = done_outcome.data if request.structured else done_outcome.content
             error = None if done_outcome.success else "the agent reported that it could not complete the task"

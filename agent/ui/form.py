@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 FORM_FIELDS: tuple[str, ...] = (
     "prompt", "model", "provider", "wait_for_completion", "webhook_url", "response_format", "json_schema",
     "use_cached_workflow", "cached_workflow", "workflow_id", "workflow_params", "start_url", "max_steps",
-    "use_vision", "allowed_domains",
+    "use_vision", "allowed_domains", "extend_system_message", "override_system_message",
 )
 
 
@@ -97,6 +97,8 @@ def request_form_values(request: Any) -> list[Any]:
         "start_url": request.start_url or "",
         "use_vision": bool(request.use_vision),
         "allowed_domains": ", ".join(request.allowed_domains or []),
+        "extend_system_message": request.extend_system_message or "",
+        "override_system_message": request.override_system_message or "",
     }
     return [out[name] for name in FORM_FIELDS]
 

@@ -34,7 +34,7 @@ from agent.models import (
     Event,
     ExecutedBy,
     HistoryItem,
-    LLMCall,
+    LLMTrace,
     RunFinished,
     RunRequest,
     RunResponse,
@@ -116,7 +116,7 @@ class _Replay(RunClock):
         self.workflow_id = workflow_id
         self.tally = Tally(request, mode="replay")
         self.values: dict[str, Any] = {}
-        self.pending_calls: list[LLMCall] = []  # made before the first step (parameter values)
+        self.pending: list[LLMTrace] = []  # model calls made before the first step (parameter values)
         self.replayed = self.healed = 0
         self.new_steps: list[WorkflowStep] = list(doc.steps)
         self.structured = request.structured or doc.result_format == "json"
@@ -231,14 +231,15 @@ def _recorded(step: WorkflowStep, values: dict[str, Any]) -> str:
 
 
 async def _heal(state: _Replay, session: BrowserSession, n: int, step: WorkflowStep, problem: str,
-                *, final: bool) -> tuple[RunResponse, list[HistoryItem]]:
-    """Let the agent do this one step on the open tabs (a few steps at most); its response and steps."""
+                *, final: bool) -> tuple[RunResponse, list[HistoryItem], list[LLMTrace]]:
+    """Let the agent do this one step on the open tabs (a few steps at most); its response, steps and calls."""
     values = state.values
     description = render_text(step.description, values)
     if final:
         prompt = FINAL_HEAL_PROMPT.format(task=state.request.prompt, done=_done_so_far(state), step=description,
                                           problem=problem)
         heal_request = RunRequest(prompt=prompt, model=state.request.model, provider=state.request.provider,
+                                  **_system_messages(state.request),
                                   response_format="json" if state.structured else "text",
                                   json_schema=state.request.json_schema or state.doc.json_schema)
     else:
@@ -246,22 +247,31 @@ async def _heal(state: _Replay, session: BrowserSession, n: int, step: WorkflowS
         later_text = f" (the next one is: {render_text(later.description, values)})" if later else ""
         prompt = HEAL_PROMPT.format(task=state.request.prompt, done=_done_so_far(state), step=description,
                                     recorded=_recorded(step, values), problem=problem, later=later_text)
-        heal_request = RunRequest(prompt=prompt, model=state.request.model, provider=state.request.provider)
+        heal_request = RunRequest(prompt=prompt, model=state.request.model, provider=state.request.provider,
+                                  **_system_messages(state.request))
     options = state.options.model_copy(update={
         "max_steps": state.heal_max_steps, "start_url": None, "max_failures": 2,
         "screenshot_dir": (state.options.screenshot_dir / f"heal-{n:03d}") if state.options.screenshot_dir else None,
         "timeout_s": max(1.0, state.deadline - time.monotonic()),
     })
     items: list[HistoryItem] = []
+    traces: list[LLMTrace] = []
     final_response: RunResponse | None = None
     async for event in engine.stream(heal_request, llm=state.model(), options=options,
                                      cancel=state.cancel, session=session):
         if isinstance(event, StepFinished):
             items.append(event.item)
+            traces.extend(event.traces)
         elif isinstance(event, RunFinished):
             final_response = event.response
     assert final_response is not None  # engine.stream always ends with RunFinished
-    return final_response, items
+    return final_response, items, traces
+
+
+def _system_messages(request: RunRequest) -> dict[str, Any]:
+    """The run's own system prompt changes, carried into the agent that heals a step."""
+    return {"extend_system_message": request.extend_system_message,
+            "override_system_message": request.override_system_message}
 
 
 def _healed_step(state: _Replay, step: WorkflowStep, kept: list[tuple[WorkflowAction, ActionResult]],
@@ -343,7 +353,7 @@ async def replay(
     workflow_id = workflow_id if workflow_id is not None else stored_id
     state = _Replay(request, doc, options, llm, cancel, heal_max_steps, find_timeout_s, workflow_id)
     try:
-        state.values, state.pending_calls, _how = await state.bounded(resolve_values(request, doc, state.model))
+        state.values, state.pending, _how = await state.bounded(resolve_values(request, doc, state.model))
     except RunStopped as exc:
         yield state.finish(str(exc))
         return
@@ -378,7 +388,8 @@ async def _loop(state: _Replay, session: BrowserSession) -> AsyncGenerator[Event
         start_url, start_title = page.url, await _title(session)  # the page the step began on, as in agent steps
         yield StepStarted(step=n, url=start_url)
         started_at, t0 = utcnow(), time.monotonic()
-        calls, state.pending_calls = list(state.pending_calls), []
+        traces, state.pending = list(state.pending), []
+        calls = [t.call for t in traces]
         results: list[ActionResult] = []
         kept: list[tuple[WorkflowAction, ActionResult]] = []
         problem: str | None = None
@@ -408,7 +419,8 @@ async def _loop(state: _Replay, session: BrowserSession) -> AsyncGenerator[Event
             heal_error = f"no model to heal with ({key_status(state.request.provider)[1]})"
         else:
             executed_by = "heal"
-            response, items = await _heal(state, session, n, step, problem, final=final)
+            response, items, heal_traces = await _heal(state, session, n, step, problem, final=final)
+            traces.extend(heal_traces)
             for item in items:
                 calls.extend(item.llm_calls)
                 # The heal's own `done` ("step achieved") is not the run's end, except on the final step.
@@ -431,7 +443,7 @@ async def _loop(state: _Replay, session: BrowserSession) -> AsyncGenerator[Event
             executed_by=executed_by,
         )
         state.tally.add_step(item)
-        yield StepFinished(item=item)
+        yield StepFinished(item=item, traces=traces)
         if heal_error is not None:
             yield state.finish(f"step {n} '{step.description}' could not be replayed or healed: {problem}; "
                                f"healing: {heal_error}")
