@@ -50,6 +50,7 @@ lint: dev
 bench: setup dev
 	$(PY) bench/bench_observe.py
 	$(PY) bench/bench_engine.py
+	$(PY) bench/bench_interact.py
 	$(PY) bench/bench_store.py
 	$(PY) bench/bench_traces.py
 	$(PY) bench/bench_workflows.py

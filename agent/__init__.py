@@ -1,9 +1,10 @@
 """The web-agent workbench: `run`, `arun` and `stream` a task with any LLM in a real browser.
 
 Errors: a bad request raises pydantic's `ValidationError` (see `agent.models.validation_errors`);
-`LLMError` (and its `MissingKeyError`) come from the model; `BrowserError` when no browser can be
-started. At run time each of these ends the run with a `RunResponse` whose `status` is "failure" and
-whose `error` and `stop_reason` say why, rather than raising.
+`LLMError` (and its `MissingKeyError`; `kind` says why, `fatal` whether a run must stop) come from
+the model; `BrowserError` when no browser can be started. At run time each of these ends the run
+with a `RunResponse` whose `status` is "failure" and whose `error` and `stop_reason` say why, rather
+than raising.
 
 The layers, one folder each: `agent.engine` (the loop, actions, page, browser, model access,
 navigation policy), `agent.service` (the run service and the HTTP routes), `agent.log` (the DuckDB

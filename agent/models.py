@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 PROVIDERS: tuple[str, ...] = ("openai", "deepseek", "anthropic", "google", "groq", "mistral", "together")
 Provider = Literal["openai", "deepseek", "anthropic", "google", "groq", "mistral", "together"]
@@ -194,6 +194,28 @@ class RunRequest(BaseModel):
     def _json_schema(cls, value: Any) -> Any:
         return parse_json_schema(value)
 
+    @field_validator("json_schema")
+    @classmethod
+    def _schema_fits_provider(cls, value: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
+        from agent.engine.schema import problem  # local: the translation is only needed for structured runs
+
+        provider = info.data.get("provider")
+        why = problem(value, provider) if value is not None and provider else None
+        if why:
+            raise ValueError(why)
+        return value
+
+    @field_validator("use_vision")
+    @classmethod
+    def _vision_model(cls, value: bool | None, info: ValidationInfo) -> bool | None:
+        from agent.engine.llm import text_only  # local: reads litellm's model map, never imports litellm
+
+        provider, model = info.data.get("provider"), info.data.get("model")
+        if value and provider and model and text_only(provider, model):
+            raise ValueError(f"the model {model!r} ({provider}) takes no images according to litellm's model map; "
+                             "turn use_vision off or pick a vision model")
+        return value
+
     @field_validator("cached_workflow", mode="before")
     @classmethod
     def _cached_workflow(cls, value: Any) -> Any:
@@ -364,6 +386,7 @@ class RunResponse(BaseModel):
     workflow_id: int | None = None
     replayed_steps: int = 0
     healed_steps: int = 0
+    notes: list[str] = Field(default_factory=list)  # what the user should know (e.g. images refused)
 
     def to_json(self) -> dict[str, Any]:
         """The contract's JSON object: what every route, the Gradio API and webhooks send."""

@@ -357,6 +357,9 @@ MALFORMED: list[tuple[str, Any, str]] = [
     ("start_url file:", {"prompt": P, "start_url": "file:///etc/passwd"}, "start_url"),
     ("allowed_domains number", {"prompt": P, "allowed_domains": 5}, "allowed_domains"),
     ("workflow_params list", {"prompt": P, "workflow_params": [1]}, "workflow_params"),
+    ("schema google cannot take", {"prompt": P, "provider": "google", "json_schema": {
+        "type": "object", "properties": {"pair": {"type": "array", "prefixItems": [{"type": "string"}]}}}}, "json_schema"),
+    ("vision for a text-only model", {"prompt": P, "model": "gpt-3.5-turbo", "use_vision": True}, "use_vision"),
 ]
 RAW: list[tuple[str, bytes, str, str]] = [
     ("non-JSON body", b'{"prompt": "abc', "application/json", "body"),
@@ -400,6 +403,13 @@ def test_messages_say_what_to_fix(http: httpx.Client) -> None:
         {"field": "webhook_url", "message": "must be an http:// or https:// URL with a host, e.g. https://example.com/hook"}]
     assert detail({"prompt": P, "json_schema": "{oops"})[0]["message"].startswith("is not valid JSON")
     assert detail([1]) == [{"field": "body", "message": 'must be a JSON object with the run request fields, e.g. {"prompt": "..."}, got an array'}]
+    assert detail({"prompt": P, "provider": "google", "json_schema": {"type": "object", "properties": {
+        "child": {"$ref": "#"}}}}) == [{"field": "json_schema", "message": (
+            "`$ref` at child/child cannot be sent to google: # refers to itself and Gemini takes no recursive "
+            "schemas; bound the nesting (e.g. two explicit levels)")}]
+    assert detail({"prompt": P, "model": "gpt-3.5-turbo", "use_vision": True}) == [{"field": "use_vision", "message": (
+        "the model 'gpt-3.5-turbo' (openai) takes no images according to litellm's model map; turn use_vision off "
+        "or pick a vision model")}]
     several = detail({"prompt": "x", "provider": "nope", "max_steps": -1})
     assert [d["field"] for d in several] == ["prompt", "provider", "max_steps"]
 

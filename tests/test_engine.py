@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from agent.engine.browser import Browser
 from agent.engine.loop import arun, stream
-from agent.models import RunFinished, RunResponse, RunStarted, StepFinished
+from agent.models import RunFinished, RunRequest, RunResponse, RunStarted, StepFinished, validation_errors
 from agent.testing.fakellm import FakeLLM, call, find_index, last_user_text, reply
 from agent.testing.sites import serve_dir
 
@@ -119,7 +120,7 @@ async def test_full_task_end_to_end(shop: str, browser: Browser, fake_llm: FakeL
     assert response.usage.llm_calls == 2 and response.usage.input_tokens == 200
     first_request = fake_llm.requests[0]
     assert {t["function"]["name"] for t in first_request["tools"]} == {
-        "navigate", "search", "go_back", "wait", "click", "input", "send_keys", "scroll", "select_dropdown",
+        "navigate", "search", "go_back", "wait", "click", "hover", "input", "send_keys", "scroll", "select_dropdown",
         "dropdown_options", "switch", "close", "extract", "find_text", "done"}
     # Earlier steps come back summarised, not replayed in full.
     second = last_user_text(fake_llm.requests[1])
@@ -330,12 +331,22 @@ async def test_vision_sends_the_screenshot_to_a_model_that_takes_images(
     assert [part["type"] for part in content] == ["text", "image_url"]
     assert content[1]["image_url"]["url"].startswith("data:image/jpeg;base64,/9j/")  # a JPEG
     assert response.status == "success"
-    # Without vision, or with a model litellm knows to take no images, the message is text only.
-    for model, vision in (("gpt-4o", False), ("gpt-3.5-turbo", True)):
-        fake_llm.reset()
-        await go({"prompt": "Look at the page", "model": model, "start_url": f"{shop}/index.html",
-                  "use_vision": vision}, browser, screenshot_dir=tmp_path)
-        assert isinstance(fake_llm.requests[0]["messages"][1]["content"], str), model
+    # Without vision the message is text only.
+    fake_llm.reset()
+    await go({"prompt": "Look at the page", "model": "gpt-4o", "start_url": f"{shop}/index.html",
+              "use_vision": False}, browser, screenshot_dir=tmp_path)
+    assert isinstance(fake_llm.requests[0]["messages"][1]["content"], str)
+    # A model litellm knows to take no images is refused at submission, naming the model...
+    with pytest.raises(ValidationError) as refused:
+        RunRequest(prompt="Look at the page", model="gpt-3.5-turbo", use_vision=True)
+    assert validation_errors(refused.value) == [{"field": "use_vision", "message": (
+        "the model 'gpt-3.5-turbo' (openai) takes no images according to litellm's model map; turn use_vision "
+        "off or pick a vision model")}]
+    # ...and, asked for through the engine's options, ends the run before any browser or model call.
+    fake_llm.reset()
+    events = [e async for e in stream({"prompt": "Look", "model": "gpt-3.5-turbo"}, browser=browser, use_vision=True)]
+    assert [type(e) for e in events] == [RunStarted, RunFinished] and fake_llm.requests == []
+    assert events[-1].response.error.startswith("the model 'gpt-3.5-turbo' takes no images")
     # A model litellm does not know (a local llava behind OPENAI_BASE_URL) gets the image it was asked for.
     fake_llm.reset()
     await go({"prompt": "Look at the page", "model": "llava-local", "start_url": f"{shop}/index.html",

@@ -79,6 +79,7 @@ async def test_gives_up_after_bounded_retries(fake_llm: FakeLLM) -> None:
     with pytest.raises(LLMError) as info:
         await LLM("openai", "gpt-4o-mini", backoff_s=0.01, max_retries=2).complete(MESSAGES, TOOLS)
     assert info.value.retryable and "503" in str(info.value)
+    assert (info.value.kind, info.value.fatal) == ("server", False)  # the run may try again next step
     assert info.value.call is not None and info.value.call.error
     assert len(fake_llm.requests) == 3
 
@@ -88,7 +89,18 @@ async def test_client_errors_are_not_retried(fake_llm: FakeLLM) -> None:
     with pytest.raises(LLMError) as info:
         await LLM("openai", "gpt-4o-mini", backoff_s=0.01).complete(MESSAGES, TOOLS)
     assert not info.value.retryable
+    assert (info.value.kind, info.value.fatal) == ("bad_request", True)  # a request the provider refuses
     assert len(fake_llm.requests) == 1
+
+
+@pytest.mark.parametrize(("status", "kind", "fatal"), [(401, "auth", True), (403, "auth", True),
+                                                       (404, "not_found", True), (429, "rate_limit", False)])
+async def test_error_kinds(fake_llm: FakeLLM, status: int, kind: str, fatal: bool) -> None:
+    fake_llm.handler = lambda body: status
+    with pytest.raises(LLMError) as info:
+        await LLM("openai", "gpt-4o-mini", backoff_s=0.01, max_retries=0).complete(MESSAGES, TOOLS)
+    assert (info.value.kind, info.value.fatal) == (kind, fatal)
+    assert info.value.call is not None and info.value.call.error.startswith(f"{kind}: ")
 
 
 async def test_malformed_tool_arguments_are_reported_not_raised(fake_llm: FakeLLM) -> None:

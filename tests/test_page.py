@@ -15,6 +15,7 @@ from playwright.async_api import Page
 from agent.engine.page import (
     ElementNotFound,
     Observation,
+    cover_of,
     describe_element,
     find_element,
     observe,
@@ -611,3 +612,65 @@ async def test_init_script_is_invisible_to_the_page(browser, site_url):
             " window.__wbClick.has(document.getElementById('listener-div'))]"
         )
     assert seen == [[], True, True, True]
+
+
+# ------------------------------------------------------------------ closed shadow roots, covers, fragments
+async def test_closed_shadow_roots_nested_with_an_iframe_are_walked_and_usable(browser, site_url):
+    async with opened(browser, f"{site_url}/closed-shadow.html") as page:
+        obs = await observe(page)
+        assert obs.text == "\n".join([
+            "# Account settings",
+            "Nickname",
+            "[1]<input id=nick name=nick label=Nickname>",
+            "Avatar preview",
+            "[2]<button id=pick>Pick the fox avatar",  # in an iframe inside a closed root inside a closed root
+            "No avatar chosen",
+            "[3]<button id=save>Save settings",
+            "Not saved",
+        ])
+        # Playwright's css cannot see into closed roots; the lookup still finds every element
+        assert await page.locator('[data-wb-idx="1"]').count() == 0
+        await (await find_element(page, 1)).fill("Ada")
+        await (await find_element(page, 2)).click()
+        await (await find_element(page, 3)).click()
+        after = await observe(page)
+    assert "Saved nickname Ada" in lines(after) and "Fox avatar chosen" in lines(after)
+    assert "[1]<input id=nick name=nick label=Nickname value=Ada>" in lines(after)
+
+
+async def test_covered_elements_are_marked_and_fragment_links_shown_as_written(browser, site_url):
+    async with opened(browser, f"{site_url}/cookie-wall.html") as page:
+        obs = await observe(page)
+        assert obs.text == "\n".join([
+            "Cable shop",
+            "[1]<a href=# covered>Home",  # href="#" is no link to the page itself
+            "[2]<a href=/page2.html covered>Cables",
+            "# Today's deal",
+            "## USB-C cable, 1 m",
+            "EUR 9.99, braided, 60 W.",
+            "[3]<button id=add covered>Add to cart",
+            "Your cart is empty",
+            "## We value your privacy",
+            "We and our partners use cookies to personalise content and measure audiences.",
+            "[4]<button id=reject>Reject all",
+            "[5]<button id=accept>Accept all",
+        ])
+        assert await cover_of(await find_element(page, 3)) == {
+            "by": "<div id=consent-wall class=cmp-overlay>We value your privacy We and our partners use cookies to pe…"}
+        assert await cover_of(await find_element(page, 5)) is None
+        await (await find_element(page, 5)).click()
+        assert "covered" not in (await observe(page)).text
+    async with opened(browser, f"{site_url}/consent-form.html") as page:
+        await observe(page)
+        # the invisible checkbox under its drawn box: its label takes the click
+        assert await cover_of(await find_element(page, 2)) == {"label": True}
+        assert await cover_of(await find_element(page, 1)) is None
+
+
+async def test_init_script_keeps_shadow_roots_out_of_sight(browser, site_url):
+    async with opened(browser, f"{site_url}/closed-shadow.html") as page:
+        seen = await page.evaluate(
+            "() => [Object.keys(window).filter(k => k.startsWith('__wb')), Element.prototype.attachShadow.name,"
+            " document.querySelector('settings-panel').shadowRoot, window.__wbShadow.list.length]"
+        )
+    assert seen == [[], "attachShadow", None, 2]  # closed stays closed for the page itself

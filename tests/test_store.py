@@ -106,6 +106,7 @@ def run_events(request: RunRequest, *, steps: int = 2, success: bool = True, fai
         is_successful=success, status="success" if success else "failure",
         error=None if success else "the model gave up", model=request.model, provider=request.provider,
         started_at=start, finished_at=at, duration_ms=(at - start).total_seconds() * 1000, usage=usage,
+        notes=["the provider refused the screenshots; the run went on without images"],  # kept in notes_json
     )
     events.append(RunFinished(response=response, at=at))
     return events

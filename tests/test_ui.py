@@ -241,7 +241,17 @@ async def test_page_has_every_request_field_and_the_provider_hint(page: Any) -> 
                 check=lambda v: v == "claude-sonnet-4-5")
     hint = await until(lambda: page.locator("#wb-key-hint").inner_text(), what="the key hint for anthropic",
                        check=lambda v: "anthropic" in v)
-    assert hint == "⚠ No API key for provider 'anthropic': set ANTHROPIC_API_KEY, then restart the app."
+    assert hint == ("⚠ No API key for provider 'anthropic': set ANTHROPIC_API_KEY, or point ANTHROPIC_BASE_URL at "
+                    "a proxy or gateway, then restart the app.")
+    # A model litellm marks as lacking function calling is named in the hint.
+    await pick(page, "wb-provider", "deepseek")
+    await until(lambda: page.locator("#wb-model input").input_value(), what="deepseek's default model",
+                check=lambda v: v == "deepseek-chat")
+    await page.locator("#wb-model input").fill("deepseek-reasoner")
+    await page.locator("#wb-model input").press("Enter")
+    hint = await until(lambda: page.locator("#wb-key-hint").inner_text(), what="the hint for deepseek-reasoner",
+                       check=lambda v: "function calling" in v)
+    assert "litellm marks 'deepseek-reasoner' as lacking function calling" in hint
     await pick(page, "wb-provider", "openai")
     await until(lambda: page.locator("#wb-key-hint").inner_text(), what="the openai hint",
                 check=lambda v: v == "✓ OPENAI_API_KEY is set")

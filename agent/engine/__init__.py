@@ -1,7 +1,8 @@
 """The engine: observe the page, ask the model, run its actions; an async generator of events.
 
-`loop` (the agent loop), `actions`, `prompts`, `page` + `dom.js` (the observation), `browser`,
-`llm` (the only litellm importer) and `policy` (where a run's browser may go). The engine imports
+`loop` (the agent loop), `actions`, `interact` (how actions touch a page: covers, typing, settling),
+`prompts`, `page` + `dom.js` (the observation), `browser`, `llm` (the only litellm importer),
+`schema` (a user's JSON schema per provider) and `policy` (where a run's browser may go). The engine imports
 neither duckdb nor gradio. Names are imported lazily: `agent.engine.policy` stays light.
 """
 

@@ -19,8 +19,10 @@ from urllib.parse import quote_plus
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from agent.engine.browser import BrowserSession
-from agent.engine.page import ElementNotFound, describe_element, find_element, page_text
+from agent.engine.interact import Unreachable, Untypable, reach, settle, type_text
+from agent.engine.page import OPTIONS_JS, SCROLL_PAGE_JS, ElementNotFound, describe_element, find_element, page_text
 from agent.engine.policy import PolicyError, check_navigation
+from agent.engine.schema import for_provider
 from agent.models import ActionResult, ExecutedBy
 
 ACTION_TIMEOUT_S = 30.0
@@ -82,6 +84,7 @@ async def _goto(ctx: Context, url: str, *, new_tab: bool = False) -> Outcome:
     except Exception as exc:
         raise ActionError(f"could not open {url}: {str(exc).splitlines()[0]}") from None
     await _settle(ctx.session, timeout_ms=1500)
+    await settle(ctx.session)  # content the page fetches after loading shows in the first observation
     return Outcome(content=f"opened {page.url}", changed_page=True)
 
 
@@ -145,28 +148,26 @@ async def click(ctx: Context, index: int) -> Outcome:
     before_url, before_tabs = page.url, set(ctx.session.tabs)
     opens_tab = await locator.evaluate("e => { const a = e.closest('a[href]'); return !!a && a.target === '_blank'; }")
     try:
+        target, via_label = await reach(locator, index=index, verb="click")
         if opens_tab:  # wait for the new tab itself, not a guessed delay
             async with ctx.session.context.expect_page(timeout=5_000):
-                await locator.click(timeout=5_000)
+                await target.click(timeout=3_000)
         else:
-            await locator.click(timeout=5_000)
-    except Exception as exc:
-        first = str(exc).splitlines()[0]
-        if "intercepts pointer events" in str(exc) or "not visible" in str(exc):
-            try:  # an overlay or an off-screen twin: a DOM click still reaches the element's handlers
-                await locator.dispatch_event("click", timeout=2_000)
-            except Exception:
-                raise ActionError(f"could not click [{index}]: {first}") from None
-        else:
-            raise ActionError(f"could not click [{index}]: {first}") from None
+            await target.click(timeout=3_000)
+    except Unreachable as exc:
+        raise ActionError(str(exc)) from None
+    except Exception as exc:  # the element moved, vanished or never became clickable: no pretend click
+        raise ActionError(f"could not click [{index}]: {str(exc).splitlines()[0]}") from None
     await asyncio.sleep(0.05)  # let handlers start a navigation before we check for one
     new_tabs = set(ctx.session.tabs) - before_tabs
     current = await ctx.session.ensure_page()
     changed = bool(new_tabs) or current.url != before_url
     if changed:
         await _settle(ctx.session)
+    else:
+        await settle(ctx.session, quiet_ms=100, max_ms=600)
     label = locators.get("name") or locators.get("text") or ""
-    note = f"clicked [{index}] {label!r}"[:200]
+    note = f"clicked [{index}] {label!r}"[:200] + (" (through its label)" if via_label else "")
     if new_tabs:
         note += f"; it opened tab {max(new_tabs)}: {current.url}"
     elif current.url != before_url:
@@ -174,28 +175,41 @@ async def click(ctx: Context, index: int) -> Outcome:
     return Outcome(content=note, locators=locators, changed_page=changed)
 
 
+async def hover(ctx: Context, index: int) -> Outcome:
+    """Move the mouse over the element with this index (menus and tooltips that open on hover)."""
+    locator, locators = await _element(ctx, index)
+    try:
+        target, _ = await reach(locator, index=index, verb="hover")
+        await target.hover(timeout=3_000)
+    except Unreachable as exc:
+        raise ActionError(str(exc)) from None
+    except Exception as exc:
+        raise ActionError(f"could not hover [{index}]: {str(exc).splitlines()[0]}") from None
+    await settle(ctx.session)  # a menu that opens after a hover delay shows in the next observation
+    label = locators.get("name") or locators.get("text") or ""
+    return Outcome(content=f"hovered [{index}] {label!r}"[:200], locators=locators)
+
+
 async def input(ctx: Context, index: int, text: str, clear: bool = True) -> Outcome:
     """Type text into the form field with this index (clear=true replaces what is there)."""
     locator, locators = await _element(ctx, index)
     try:
-        if clear:
-            await locator.fill(text, timeout=5_000)
-        else:
-            await locator.press_sequentially(text, timeout=10_000)
+        before, after, kind = await type_text(locator, text, clear=clear)
+    except Untypable as exc:
+        raise ActionError(f"could not type into [{index}]: it {exc}") from None
     except Exception as exc:
-        first = str(exc).splitlines()[0]
-        try:  # not an input (e.g. a contenteditable wrapper): focus it and type
-            await locator.click(timeout=3_000)
-            await locator.page.keyboard.type(text)
-        except Exception:
-            raise ActionError(f"could not type into [{index}]: {first}") from None
-    try:
-        value = await locator.input_value(timeout=1_000)
-        if clear and value != text:
-            return Outcome(content=f"typed into [{index}] but the field now holds {value!r}", locators=locators)
-    except Exception:
-        pass  # contenteditable and custom widgets have no value to check
-    return Outcome(content=f"typed {text!r} into [{index}]", locators=locators)
+        raise ActionError(f"could not type into [{index}]: {str(exc).splitlines()[0]}") from None
+    await settle(ctx.session)  # suggestions and filtered lists show in the next observation
+    if after is None:  # a custom widget: its value cannot be read back
+        return Outcome(content=f"typed {text!r} into [{index}]", locators=locators)
+    expected = text if clear else f"{before or ''}{text}"
+    if after.strip() == expected.strip():
+        return Outcome(content=f"typed {text!r} into [{index}]", locators=locators)
+    if not after.strip():
+        raise ActionError(f"typed into [{index}] but it is still empty: the page did not take the text")
+    holds = "a different value" if kind == "password" else repr(after[:200])
+    return Outcome(content=f"typed {text!r} into [{index}]; it now holds {holds} (the page changed or limited it)",
+                   locators=locators)
 
 
 async def send_keys(ctx: Context, keys: str) -> Outcome:
@@ -213,23 +227,9 @@ async def send_keys(ctx: Context, keys: str) -> Outcome:
     changed = page.url != before
     if changed:
         await _settle(ctx.session)
+    else:
+        await settle(ctx.session)
     return Outcome(content=f"pressed {' '.join(pressed)}", changed_page=changed)
-
-
-# Scroll the window; app layouts whose document does not scroll get their biggest scroll box scrolled.
-_SCROLL_PAGE_JS = """(f) => {
-  const s = window.scrollY; window.scrollBy(0, window.innerHeight * f);
-  if (window.scrollY !== s) return window.scrollY - s;
-  let best = null, room = 0;
-  for (const el of document.querySelectorAll('body *')) {
-    const extra = el.scrollHeight - el.clientHeight;
-    if (extra > room && el.clientHeight > 100 && /(auto|scroll)/.test(getComputedStyle(el).overflowY)) {
-      best = el; room = extra;
-    }
-  }
-  if (!best) return 0;
-  const t = best.scrollTop; best.scrollBy(0, best.clientHeight * f); return best.scrollTop - t;
-}"""
 
 
 async def scroll(ctx: Context, down: bool = True, pages: float = 1.0, index: int | None = None) -> Outcome:
@@ -245,26 +245,20 @@ async def scroll(ctx: Context, down: bool = True, pages: float = 1.0, index: int
             sign * pages,
         )
     else:
-        moved = await page.evaluate(_SCROLL_PAGE_JS, sign * pages)
+        moved = await page.evaluate(SCROLL_PAGE_JS, sign * pages)
     direction = "down" if down else "up"
+    if moved:  # content a page appends on scroll (a feed's next page) shows in the next observation
+        await settle(ctx.session, quiet_ms=200, max_ms=800)
     if not moved:
         return Outcome(content=f"scrolled {direction} but nothing moved (at the {'end' if down else 'top'})",
                        locators=locators)
     return Outcome(content=f"scrolled {direction} {abs(moved)} px", locators=locators)
 
 
-_OPTIONS_JS = """el => {
-  if (el.tagName === 'SELECT') return Array.from(el.options).map(o => o.text.trim());
-  const id = el.getAttribute('aria-controls') || el.getAttribute('aria-owns');
-  const box = (id && document.getElementById(id)) || el.querySelector('[role=listbox]') || el;
-  return Array.from(box.querySelectorAll('[role=option]')).map(o => (o.innerText || o.textContent).trim());
-}"""
-
-
 async def dropdown_options(ctx: Context, index: int) -> Outcome:
     """List the options of the dropdown with this index."""
     locator, locators = await _element(ctx, index)
-    options = await locator.evaluate(_OPTIONS_JS)
+    options = await locator.evaluate(OPTIONS_JS)
     if not options:
         raise ActionError(f"[{index}] has no options; it is not a dropdown")
     listing = "\n".join(f"- {o}" for o in options[:100])
@@ -283,7 +277,7 @@ async def select_dropdown(ctx: Context, index: int, text: str) -> Outcome:
             try:
                 await locator.select_option(value=text, timeout=2_000)
             except Exception:
-                options = await locator.evaluate(_OPTIONS_JS)
+                options = await locator.evaluate(OPTIONS_JS)
                 raise ActionError(f"[{index}] has no option {text!r}; options are: {options[:30]}") from None
         await asyncio.sleep(0.05)  # a select that submits its form on change starts navigating here
         if locator.page.url != before:
@@ -409,20 +403,19 @@ ACTIONS: dict[str, Action] = {
     a.name: a
     for a in (
         _action(fn)
-        for fn in (navigate, search, go_back, wait, click, input, send_keys, scroll, select_dropdown,
+        for fn in (navigate, search, go_back, wait, click, hover, input, send_keys, scroll, select_dropdown,
                    dropdown_options, switch, close, extract, find_text, done)
     )
 }
-ELEMENT_ACTIONS = frozenset({"click", "input", "select_dropdown", "dropdown_options", "scroll"})
+ELEMENT_ACTIONS = frozenset({"click", "hover", "input", "select_dropdown", "dropdown_options", "scroll"})
 
 
-def done_tool(*, json_schema: dict[str, Any] | None, response_format: str) -> dict[str, Any]:
-    """The `done` tool: text by default, `data` typed by the run's JSON schema in JSON mode."""
+def done_tool(*, json_schema: dict[str, Any] | None, response_format: str, provider: str = "openai") -> dict[str, Any]:
+    """The `done` tool: text by default; in JSON mode `data` is typed by the run's JSON schema, translated
+    for the provider (agent.engine.schema; the schema's $defs go to the root of the parameters)."""
     if json_schema is None and response_format != "json":
         return ACTIONS["done"].tool()
-    data_schema = {k: v for k, v in (json_schema or {}).items() if k not in ("$schema", "$id", "title")}
-    if not data_schema:
-        data_schema = {"description": "the result as any JSON value"}
+    shaped = for_provider(json_schema, provider)
     return {
         "type": "function",
         "function": {
@@ -430,17 +423,23 @@ def done_tool(*, json_schema: dict[str, Any] | None, response_format: str) -> di
             "description": "Finish the task: give the result as JSON in `data` and whether the task was achieved.",
             "parameters": {
                 "type": "object",
-                "properties": {"data": data_schema, "success": {"type": "boolean", "default": True}},
+                "properties": {"data": shaped.data, "success": {"type": "boolean", "default": True}},
                 "required": ["data"],
+                **shaped.defs,
             },
         },
     }
 
 
-def tools(*, json_schema: dict[str, Any] | None = None, response_format: str = "text") -> list[dict[str, Any]]:
-    """Every action as an OpenAI tool, `done` shaped by the run's result format."""
+def tools(*, json_schema: dict[str, Any] | None = None, response_format: str = "text",
+          provider: str = "openai") -> list[dict[str, Any]]:
+    """Every action as an OpenAI tool, `done` shaped by the run's result format and provider."""
     out = [a.tool() for name, a in ACTIONS.items() if name != "done"]
-    out.append(done_tool(json_schema=json_schema, response_format=response_format))
+    if provider == "google":  # Gemini refuses an object schema without properties: a tool without arguments has none
+        for tool in out:
+            if not tool["function"]["parameters"].get("properties"):
+                del tool["function"]["parameters"]
+    out.append(done_tool(json_schema=json_schema, response_format=response_format, provider=provider))
     return out
 
 

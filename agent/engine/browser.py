@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -26,6 +27,8 @@ CHROMIUM_ARGS = [
     "--disable-features=Translate,MediaRouter,OptimizationHints",
 ]
 SCREENSHOT_MAX_BYTES = 400_000
+FETCH_TYPES = frozenset({"fetch", "xhr", "document"})  # what a page waits for before it shows new content
+FETCH_MAX_AGE_S = 3.0
 VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
 
 
@@ -90,7 +93,13 @@ class Browser:
             if self._browser is not None and self._browser.is_connected():
                 return self._browser
             if self._pw is None:
+                from agent.engine.page import (  # finds elements in closed shadow roots
+                    SELECTOR_ENGINE,
+                    SELECTOR_ENGINE_JS,
+                )
+
                 self._pw = await async_playwright().start()
+                await self._pw.selectors.register(SELECTOR_ENGINE, SELECTOR_ENGINE_JS)
             if self.cdp_url:
                 try:
                     self._browser = await self._pw.chromium.connect_over_cdp(self.cdp_url, timeout=30_000)
@@ -126,7 +135,7 @@ class Browser:
         context = await browser.new_context(
             viewport=viewport or VIEWPORT, ignore_https_errors=True, java_script_enabled=True
         )
-        from agent.engine.page import INIT_SCRIPT  # marks script-clickable elements before any page script runs
+        from agent.engine.page import INIT_SCRIPT  # marks clickables, keeps shadow roots, before any page script runs
 
         await context.add_init_script(INIT_SCRIPT)
         if self.cdp_url:  # a remote browser takes no launch flags: block metadata requests per request instead
@@ -163,7 +172,39 @@ class BrowserSession:
         self.tabs: dict[int, Page] = {}
         self._next_id = 0
         self.current_id: int | None = None
+        self._fetches: dict[Any, float] = {}  # requests in flight (fetch, xhr, documents) -> start time
+        self._no_fetches = asyncio.Event()  # set when the last recent request ends
         context.on("page", self._on_page)
+        context.on("request", self._on_request)
+        context.on("requestfinished", self._on_request_end)
+        context.on("requestfailed", self._on_request_end)
+
+    def _on_request(self, request: Any) -> None:
+        if request.resource_type in FETCH_TYPES:
+            if len(self._fetches) > 500:  # never let a page that opens endless streams grow this
+                self._fetches.clear()
+            self._fetches[request] = time.monotonic()
+
+    def _on_request_end(self, request: Any) -> None:
+        self._fetches.pop(request, None)
+        if not self.fetching():
+            self._no_fetches.set()
+
+    def fetching(self) -> bool:
+        """Whether a fetch, XHR or document request started in the last FETCH_MAX_AGE_S is still in flight
+        (older ones are long polls and streams that never end)."""
+        now = time.monotonic()
+        return any(now - t < FETCH_MAX_AGE_S for t in self._fetches.values())
+
+    async def fetches_done(self, *, timeout: float) -> None:
+        """Wait, at most `timeout` seconds, until no recent request is in flight."""
+        self._no_fetches.clear()
+        if not self.fetching():
+            return
+        try:
+            await asyncio.wait_for(self._no_fetches.wait(), timeout=max(0.0, timeout))
+        except TimeoutError:  # a request still going (a slow server): the caller's bound is reached
+            pass
 
     def _on_page(self, page: Page) -> None:
         if page in self.tabs.values():

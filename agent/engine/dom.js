@@ -2,6 +2,7 @@
 // mode "observe": visible interactive elements get stable indices ([N]<tag attrs>text), interleaved
 //   with the visible text in document order, limited to the viewport plus a margin.
 // mode "text": the whole page's visible text, markdown-ish, links as [text](href), no indices.
+// mode "cover": what a click at the centre of args.el would reach (see coverOf), for the actions.
 // Bounded in time (args.timeBudgetMs) and size (args.maxChars); never throws on odd pages.
 (args) => {
   'use strict';
@@ -117,6 +118,7 @@
     const raw = el.getAttribute('href');
     if (raw === null) return null;
     if (/^\s*javascript:/i.test(raw)) return null;
+    if (/^\s*#/.test(raw)) return clip(raw.trim(), 100);  // "#" is no link to the page itself: show it as written
     let h = raw;
     try {
       const u = new URL(raw, el.baseURI);
@@ -239,6 +241,72 @@
     return r.width === 0 || r.height === 0;
   }
 
+  // ---- what a click at an element's centre reaches ------------------------------------------
+  function flatContains(el, node) {
+    // node lies inside el in the flattened tree (through slots and shadow roots, closed ones too)
+    for (let n = node, i = 0; n && i < 500; i++) {
+      if (n === el) return true;
+      n = n.assignedSlot || n.parentNode || n.host || null;
+    }
+    return false;
+  }
+
+  function coverName(hit) {
+    // the overlay a covering element belongs to: its outermost positioned or dialog ancestor nearby
+    let best = hit;
+    for (let n = hit, i = 0; n && n.nodeType === 1 && i < 12; i++) {
+      const s = styleOf(n);
+      if (n.localName === 'dialog' || /^(alert)?dialog$/.test(n.getAttribute('role') || '')
+          || (s && /^(fixed|absolute|sticky)$/.test(s.position))) best = n;
+      n = n.parentElement || (n.parentNode && n.parentNode.host) || null;
+    }
+    let d = '<' + best.localName;
+    if (best.id) d += ' id=' + quote(clip(best.id, 40));
+    const cls = norm(best.getAttribute('class') || '');
+    if (cls) d += ' class=' + quote(clip(cls, 40));
+    const text = norm(best.innerText || best.textContent || '');
+    return d + '>' + clip(text, 60);
+  }
+
+  function coverOf(el) {
+    // null when a click at the centre of el's visible box reaches el; { disabled: true };
+    // { out: true } when el is out of view (nothing can be told); { label: true } when el's own label
+    // takes the click (a styled checkbox); else { by: what lies on top }.
+    if (el.disabled === true || el.getAttribute('aria-disabled') === 'true') return { disabled: true };
+    const win = el.ownerDocument.defaultView;
+    const r = el.getBoundingClientRect();
+    const l = Math.max(r.left, 0), t = Math.max(r.top, 0);
+    const rr = Math.min(r.right, win.innerWidth), b = Math.min(r.bottom, win.innerHeight);
+    if (rr - l < 1 || b - t < 1) return { out: true };
+    let x = (l + rr) / 2, y = (t + b) / 2;
+    const root = el.getRootNode();
+    const hit = root.elementFromPoint ? root.elementFromPoint(x, y) : null;
+    const labels = el.labels ? Array.from(el.labels) : [];
+    if (labels.length) {
+      const s = styleOf(el);
+      const hidden = r.width <= 1 || r.height <= 1 || (s && s.opacity === '0');
+      if (hidden || (hit && hit !== el && labels.some((lb) => flatContains(lb, hit)))) return { label: true };
+    }
+    if (!hit) return null;
+    const reached = flatContains(el, hit) || flatContains(hit, el)  // pointer-events: none passes to the parent
+      || (el.localName === 'label' && el.control === hit);
+    if (!reached) return { by: coverName(hit) };
+    // the frames around el must not be covered either
+    for (let w = win, i = 0; w !== w.top && i < 10; i++) {
+      let fe = null;
+      try { fe = w.frameElement; } catch (e) { fe = null; }
+      if (!fe) break;
+      const fr = fe.getBoundingClientRect();
+      x += fr.left + fe.clientLeft; y += fr.top + fe.clientTop;
+      w = w.parent;
+      if (x < 0 || y < 0 || x > w.innerWidth || y > w.innerHeight) return { out: true };
+      const froot = fe.getRootNode();
+      const fhit = froot.elementFromPoint ? froot.elementFromPoint(x, y) : null;
+      if (fhit && !flatContains(fe, fhit)) return { by: coverName(fhit) };
+    }
+    return null;
+  }
+
   // ---- rendering -------------------------------------------------------------------------
   function quote(v) {
     v = String(v);
@@ -301,6 +369,8 @@
       if ((el.getAttribute('target') || '').toLowerCase() === '_blank') add('target', '_blank');
     }
     if (el.disabled || get('aria-disabled') === 'true' || (control && control.disabled)) add('disabled', true);
+    const cover = coverOf(el);
+    if (cover && cover.by) add('covered', true);  // a click would land on an overlay (a cookie wall, a modal)
     if (el.required) add('required', true);
     if (!FIELD.has(tag) && el.hasAttribute('contenteditable') && el.isContentEditable) add('contenteditable', true);
     if (!text && !aria && !title && !label && !alt && !ph) {
@@ -368,8 +438,13 @@
   // fc: the frame context, replaced only at iframes and clipping containers:
   //   ox, oy = offset of the frame's viewport; lset = its clickable-listener WeakSet;
   //   t, b, l, r = the band where content counts as shown (viewport band, narrowed by clips).
+  function shadowOf(el, fc) {
+    // open roots through the DOM; closed ones through the map the init script keeps per frame
+    return el.shadowRoot || (fc.sh ? fc.sh.get(el) || null : null);
+  }
+
   function walkKids(el, fc, sink, ptr, show, depth) {
-    const host = el.shadowRoot;
+    const host = shadowOf(el, fc);
     if (host) { walkList(host.firstChild, fc, sink, ptr, show, depth); return; }
     if (el.localName === 'slot' && el.assignedNodes) {
       const nodes = el.assignedNodes({ flatten: true });
@@ -410,13 +485,14 @@
     }
     const root = doc.documentElement;
     if (!root) return;
-    let lset = null;
+    let lset = null, sh = null;
     try { lset = doc.defaultView && doc.defaultView.__wbClick; } catch (e) { lset = null; }
+    try { sh = doc.defaultView && doc.defaultView.__wbShadow ? doc.defaultView.__wbShadow.map : null; } catch (e) { sh = null; }
     const ox = fc.ox + r.left + el.clientLeft, oy = fc.oy + r.top + el.clientTop;
     const top = fc.oy + r.top, bottom = fc.oy + r.bottom;
     // the frame scrolls on its own: its band is its box, widened like the viewport's
     const inner = {
-      ox, oy, lset,
+      ox, oy, lset, sh,
       t: TEXT ? fc.t : Math.max(fc.t, top - r.height * args.above),
       b: TEXT ? fc.b : Math.min(fc.b, bottom + r.height * args.below),
       l: Math.max(fc.l, fc.ox + r.left - 1), r: Math.min(fc.r, fc.ox + r.right + 1),
@@ -452,7 +528,7 @@
     if (sized) {
       show = bottom >= fc.t && top <= fc.b && right > fc.l && left < fc.r;
     } else {
-      if (!el.firstChild && !el.shadowRoot && tag !== 'input') return 0;
+      if (!el.firstChild && !shadowOf(el, fc) && tag !== 'input') return 0;
       if (tag !== 'br' && tag !== 'span' && tag !== 'a' && tag !== 'slot' && (r.width === 0 || r.height === 0)) {
         // a collapsed box that clips (accordion panels at height 0) hides its content
         const s = styleOf(el);
@@ -484,7 +560,7 @@
             // (A static clipping box does not clip its absolute descendants, so it is left alone.)
             if (scrollsY || scrollsX || s.position !== 'static') {
               kfc = {
-                ox: fc.ox, oy: fc.oy, lset: fc.lset,
+                ox: fc.ox, oy: fc.oy, lset: fc.lset, sh: fc.sh,
                 t: oy_ === 'visible' ? fc.t : Math.max(fc.t, scrollsY ? top - r.height * args.above : top),
                 b: oy_ === 'visible' ? fc.b : Math.min(fc.b, scrollsY ? bottom + r.height * args.below : bottom),
                 l: ox_ === 'visible' || scrollsX ? fc.l : Math.max(fc.l, left),
@@ -571,9 +647,11 @@
   }
 
   // ---- run --------------------------------------------------------------------------------
+  if (args.mode === 'cover') return coverOf(args.el);  // actions ask before they click
   let error = null;
   try {
-    const fc0 = { ox: 0, oy: 0, lset: W.__wbClick || null, t: TOP, b: BOTTOM, l: HLEFT, r: HRIGHT };
+    const fc0 = { ox: 0, oy: 0, lset: W.__wbClick || null, sh: W.__wbShadow ? W.__wbShadow.map : null,
+      t: TOP, b: BOTTOM, l: HLEFT, r: HRIGHT };
     if (de) walkEl(de, fc0, null, false, true, 0);
     flush();
   } catch (e) {

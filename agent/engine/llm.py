@@ -7,12 +7,15 @@ first call, not at import time, and its price map is the local copy bundled with
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import random
+import re
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from agent.models import DEFAULT_MODELS, LLMCall, utcnow
 
@@ -56,21 +59,49 @@ SUGGESTED_MODELS: dict[str, list[str]] = {
     "mistral": ["mistral-large-latest", "mistral-medium-latest", "mistral-small-latest"],
     "together": ["meta-llama/Llama-3.3-70B-Instruct-Turbo", "deepseek-ai/DeepSeek-V3"],
 }
+# What a base URL given as a bare host (scheme://host[:port]) gets appended, because litellm puts
+# the endpoint right after it: Gemini's API lives under /v1beta, Groq's under /openai/v1, Together's
+# under /v1. Anthropic is the other way round: litellm adds /v1/messages, so a trailing /v1 is dropped.
+# OpenAI-compatible servers (OPENAI_BASE_URL) are taken as given; Mistral and DeepSeek serve both forms.
+BASE_URL_PATHS: dict[str, str] = {"google": "/v1beta", "groq": "/openai/v1", "together": "/v1"}
 MAX_RETRIES = 3
-MAX_OUTPUT_TOKENS = 2048
+# Output tokens per reply: a model the map does not know gets DEFAULT_OUTPUT_TOKENS; a known one gets
+# its own maximum, capped, and a reasoning model (its thinking counts against the limit) a higher cap.
+DEFAULT_OUTPUT_TOKENS = 2048
+OUTPUT_TOKENS_CAP = 4096
+REASONING_OUTPUT_TOKENS_CAP = 32768
+
+ErrorKind = Literal[
+    "auth", "not_found", "bad_request", "context_window", "missing_key",  # fatal: retrying cannot help
+    "model_output", "length", "vision_refused", "rate_limit", "server",  # the run can go on
+]
+FATAL_KINDS = frozenset({"auth", "not_found", "bad_request", "context_window", "missing_key"})
+# A 400 on a request that carried images, with one of these words, is the server refusing images.
+_IMAGE_REFUSAL = re.compile(r"image|vision|multimodal|mmproj|content must be a string", re.I)
+# A 400 about the model's own tool call (Groq validates the arguments against the tool schema).
+_OUTPUT_REFUSAL = re.compile(r"tool_use_failed|tool call validation failed|failed to call a function", re.I)
 
 
 class LLMError(RuntimeError):
-    """The model could not be reached or refused the request; `retryable` says if trying again may help."""
+    """The model call failed. `kind` says why (see ErrorKind), `fatal` whether a run must stop now, and
+    `retryable` whether the same request may succeed when sent again (rate limits, 5xx, timeouts)."""
 
-    def __init__(self, message: str, *, retryable: bool = False, call: LLMCall | None = None) -> None:
+    def __init__(
+        self, message: str, *, kind: ErrorKind = "server", fatal: bool | None = None, retryable: bool = False,
+        call: LLMCall | None = None,
+    ) -> None:
         super().__init__(message)
+        self.kind: ErrorKind = kind
+        self.fatal = kind in FATAL_KINDS if fatal is None else fatal
         self.retryable = retryable
         self.call = call
 
 
 class MissingKeyError(LLMError):
     """No API key for the provider; the message names the variable to set."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, kind="missing_key")
 
 
 @dataclass(frozen=True)
@@ -112,22 +143,34 @@ def _env(names: tuple[str, ...]) -> str | None:
 
 
 def base_url(provider: str) -> str | None:
-    """The base URL set for a provider in the environment, if any."""
-    return _env(BASE_URL_VARS[provider])
+    """The base URL set for a provider in the environment, in the form litellm needs (see BASE_URL_PATHS)."""
+    raw = _env(BASE_URL_VARS[provider])
+    if not raw:
+        return None
+    url = raw.strip().rstrip("/")
+    path = urlsplit(url).path
+    if provider == "anthropic" and path.endswith("/v1"):
+        return url[: -len("/v1")]
+    if provider in BASE_URL_PATHS and path in ("", "/"):
+        return url + BASE_URL_PATHS[provider]
+    return url
 
 
 def key_status(provider: str) -> tuple[bool, str]:
-    """(ready, advice): whether a key (or a local server) is configured, and what to set if not."""
+    """(ready, advice): whether a key (or a server of one's own) is configured, and what to set if not."""
     if _env(KEY_VARS[provider]):
         return True, f"{KEY_VARS[provider][0]} is set"
-    if provider == "openai" and base_url("openai"):
-        return True, "OPENAI_BASE_URL points at an OpenAI-compatible server"
+    if base_url(provider):
+        var = next(name for name in BASE_URL_VARS[provider] if _env((name,)))
+        return True, f"{var} points at a server of your own (no key needed)"
     advice = f"No API key for provider '{provider}': set {KEY_VARS[provider][0]}"
     if provider == "openai":
         advice += (
             ", or point OPENAI_BASE_URL at a local OpenAI-compatible server "
             "(vLLM, Ollama: http://localhost:11434/v1, llama.cpp)"
         )
+    else:
+        advice += f", or point {BASE_URL_VARS[provider][0]} at a proxy or gateway"
     return False, advice
 
 
@@ -164,6 +207,49 @@ async def _litellm() -> Any:
     return await asyncio.to_thread(_import_litellm)
 
 
+@functools.lru_cache(maxsize=512)
+def model_info(provider: str, model: str | None) -> dict[str, Any] | None:
+    """What litellm's model map says of a model (vision, function calling, output limit), or None when
+    it does not know the model. Imports litellm (~10 s) the first time unless it is loaded already
+    (the app loads it at start): call it from a worker thread where the event loop must not stall."""
+    litellm = _import_litellm()
+    try:
+        return dict(litellm.get_model_info(litellm_model(provider, model)))
+    except Exception:  # "This model isn't mapped yet"
+        return None
+
+
+def output_limit(provider: str, model: str | None) -> int:
+    """max_tokens for a reply: the model's own limit from litellm's map, capped (higher for reasoning models)."""
+    info = model_info(provider, model)
+    if info is None:
+        return DEFAULT_OUTPUT_TOKENS
+    own = int(info.get("max_output_tokens") or info.get("max_tokens") or DEFAULT_OUTPUT_TOKENS)
+    return min(own, REASONING_OUTPUT_TOKENS_CAP if info.get("supports_reasoning") else OUTPUT_TOKENS_CAP)
+
+
+def text_only(provider: str, model: str | None) -> bool:
+    """True when litellm's map knows the model and says it takes no images (unknown models are trusted)."""
+    info = model_info(provider, model)
+    return info is not None and not info.get("supports_vision")
+
+
+def model_notes(provider: str, model: str | None) -> list[str]:
+    """What a user should know about a model before running it (from litellm's model map)."""
+    info = model_info(provider, model)
+    name = (model or DEFAULT_MODELS[provider]).strip()
+    if info is None:
+        return [f"litellm does not know {name!r}: it gets tools, images when asked, "
+                f"and {DEFAULT_OUTPUT_TOKENS} output tokens per reply"]
+    notes = []
+    if info.get("supports_function_calling") is False:
+        notes.append(f"litellm marks {name!r} as lacking function calling: the agent still sends its actions "
+                     "as tools, and the provider may refuse them; pick a model with tool use")
+    if not info.get("supports_vision"):
+        notes.append(f"{name!r} takes no images: leave use_vision off")
+    return notes
+
+
 class LLM:
     """A provider + model, called with our messages and tools; returns `Reply`."""
 
@@ -182,16 +268,19 @@ class LLM:
         self.timeout_s = timeout_s
         self.max_retries = max_retries
         self.backoff_s = backoff_s
+        self._max_tokens: int | None = None
+
+    @property
+    def max_tokens(self) -> int:
+        """The output limit of a reply (see output_limit); reads litellm's map, so litellm is imported."""
+        if self._max_tokens is None:
+            self._max_tokens = output_limit(self.provider, self.model)
+        return self._max_tokens
 
     def supports_vision(self) -> bool:
         """Whether the model takes images: litellm's map for models it knows; models it does not know
         (a llava behind OPENAI_BASE_URL) are trusted, since vision is only asked for on purpose."""
-        litellm = _import_litellm()
-        try:
-            info = litellm.get_model_info(self.name)
-        except Exception:
-            return True
-        return bool(info.get("supports_vision"))
+        return not text_only(self.provider, self.model)
 
     async def complete(
         self,
@@ -201,15 +290,19 @@ class LLM:
         purpose: str = "step",
         tool_choice: str = "required",
     ) -> Reply:
-        """One model call with bounded retries on rate limits, 5xx, timeouts and connection errors."""
+        """One model call with bounded retries on rate limits, 5xx, timeouts and connection errors.
+
+        Raises LLMError: its `kind` says why, `fatal` whether the run must stop. A reply cut at the
+        output limit before a whole tool call is an LLMError of kind "length".
+        """
         check_key(self.provider)
-        litellm = await _litellm()
+        litellm = await _litellm()  # imported: the model map lookups below are cheap now
         kwargs: dict[str, Any] = {
             "model": self.name,
             "messages": messages,
             "timeout": self.timeout_s,
             "num_retries": 0,
-            "max_tokens": MAX_OUTPUT_TOKENS,
+            "max_tokens": self.max_tokens,  # litellm sends it as max_completion_tokens to reasoning models
         }
         if tools:
             kwargs["tools"] = tools
@@ -221,9 +314,9 @@ class LLM:
         if key:
             kwargs["api_key"] = key
         elif api_base:
-            kwargs["api_key"] = "sk-no-key-needed"  # local servers ignore it; the client insists on one
-        if self.name.startswith("openai/o") or "gpt-5" in self.name:
-            kwargs.pop("max_tokens")  # reasoning models take max_completion_tokens; leave the default
+            kwargs["api_key"] = "sk-no-key-needed"  # local servers and gateways ignore it; clients insist on one
+        images = any(isinstance(m.get("content"), list) and any(p.get("type") == "image_url" for p in m["content"])
+                     for m in messages)
 
         attempt = 0
         while True:
@@ -234,42 +327,77 @@ class LLM:
                 response = await litellm.acompletion(**kwargs)
             except Exception as exc:  # converted at once into our own error type
                 latency = (time.perf_counter() - t0) * 1000
-                error = _convert_error(litellm, exc, self.provider)
-                call = LLMCall(
+                error = _convert_error(litellm, exc, self.provider, self.model, images=images)
+                error.call = LLMCall(
                     model=self.name, provider=self.provider, purpose=purpose, started_at=started_at,
-                    latency_ms=latency, error=str(error),
+                    latency_ms=latency, error=f"{error.kind}: {error}"[:1000],
                 )
-                error.call = call
                 if error.retryable and attempt <= self.max_retries:
                     delay = min(self.backoff_s * 2 ** (attempt - 1), 20.0) * (0.5 + random.random() / 2)
                     await asyncio.sleep(delay)
                     continue
                 raise error from None
             latency = (time.perf_counter() - t0) * 1000
-            return _to_reply(litellm, response, self, purpose, started_at, latency)
+            reply = _to_reply(litellm, response, self, purpose, started_at, latency)
+            cut = not reply.tool_calls or any(c.parse_error for c in reply.tool_calls)
+            if reply.call.finish_reason == "length" and cut:
+                raise LLMError(
+                    f"the reply was cut at the output limit ({self.max_tokens} tokens, finish_reason=length) "
+                    "before a whole action was written: think less, write shorter, call one action",
+                    kind="length", call=reply.call)
+            return reply
 
 
-def _convert_error(litellm: Any, exc: Exception, provider: str) -> LLMError:
-    message = str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
-    if isinstance(exc, litellm.AuthenticationError):
-        var = KEY_VARS[provider][0]
-        return LLMError(f"the {provider} API refused the key: check {var} ({message})")
-    retryable_types = tuple(
-        t
-        for t in (
-            getattr(litellm, "RateLimitError", None),
-            getattr(litellm, "InternalServerError", None),
-            getattr(litellm, "ServiceUnavailableError", None),
-            getattr(litellm, "Timeout", None),
-            getattr(litellm, "APIConnectionError", None),
-            getattr(litellm, "BadGatewayError", None),
-        )
-        if t is not None
-    )
+def _error_payload(exc: Exception) -> dict[str, Any]:
+    """The provider's error object ({"message", "type"/"code"/"status", ...}) from a litellm exception."""
+    body = getattr(exc, "body", None)
+    if not isinstance(body, dict):
+        text = str(exc)
+        start = text.find("{")
+        try:
+            body = json.loads(text[start:]) if start >= 0 else None
+        except ValueError:
+            body = None
+    if not isinstance(body, dict):
+        return {}
+    inner = body.get("error")
+    return inner if isinstance(inner, dict) else body
+
+
+def _convert_error(litellm: Any, exc: Exception, provider: str, model: str, *, images: bool = False) -> LLMError:
+    payload = _error_payload(exc)
+    text = str(exc)
+    message = str(payload.get("message") or (text.splitlines()[0] if text else type(exc).__name__))[:500]
     status = getattr(exc, "status_code", None)
-    retryable = isinstance(exc, retryable_types) or (isinstance(status, int) and (status == 429 or status >= 500))
-    kind = type(exc).__name__
-    return LLMError(f"model call failed ({kind}{f' {status}' if status else ''}): {message}", retryable=retryable)
+    where = f"({type(exc).__name__}{f' {status}' if status else ''})"
+
+    def of(name: str) -> tuple[type, ...]:
+        found = getattr(litellm, name, None)
+        return (found,) if isinstance(found, type) else ()
+
+    details = json.dumps(payload)[:2000]
+    if isinstance(exc, of("AuthenticationError") + of("PermissionDeniedError")) or status in (401, 403) \
+            or "API_KEY_INVALID" in details or "API key not valid" in message:
+        var = KEY_VARS[provider][0]
+        return LLMError(f"the {provider} API refused the key: check {var} {where}: {message}", kind="auth")
+    if isinstance(exc, of("NotFoundError")) or status == 404:
+        return LLMError(f"the {provider} API does not know the model {model!r}: check the model name {where}: "
+                        f"{message}", kind="not_found")
+    if isinstance(exc, of("ContextWindowExceededError")):
+        return LLMError(f"the request is longer than {model!r} can read {where}: {message}", kind="context_window")
+    if isinstance(exc, of("RateLimitError")) or status == 429:
+        return LLMError(f"rate limited by the {provider} API {where}: {message}", kind="rate_limit", retryable=True)
+    retryable = of("InternalServerError") + of("ServiceUnavailableError") + of("Timeout") + \
+        of("APIConnectionError") + of("BadGatewayError")
+    if isinstance(exc, retryable) or (isinstance(status, int) and status >= 500):
+        return LLMError(f"model call failed {where}: {message}", kind="server", retryable=True)
+    if _OUTPUT_REFUSAL.search(details) or _OUTPUT_REFUSAL.search(message):
+        generation = str(payload.get("failed_generation") or "")[:600]
+        sent = f" (what you sent: {generation})" if generation else ""
+        return LLMError(f"the provider rejected your tool call: {message}{sent}", kind="model_output")
+    if images and _IMAGE_REFUSAL.search(message):
+        return LLMError(f"the provider refused the screenshot {where}: {message}", kind="vision_refused")
+    return LLMError(f"the {provider} API refused the request {where}: {message}", kind="bad_request")
 
 
 def _to_reply(litellm: Any, response: Any, llm: LLM, purpose: str, started_at: Any, latency_ms: float) -> Reply:
@@ -300,8 +428,8 @@ def _to_reply(litellm: Any, response: Any, llm: LLM, purpose: str, started_at: A
     )
     content = message.content if isinstance(message.content, str) else ""
     # The reply as the model wrote it (untrimmed text, arguments unparsed), for the call's trace.
-    raw = {"content": message.content if isinstance(message.content, str) else None,
-           "tool_calls": [{"id": tc.id, "name": tc.function.name, "arguments": tc.function.arguments}
-                          for tc in getattr(message, "tool_calls", None) or []],
-           "finish_reason": call.finish_reason}
-    return Reply(text=(content or "").strip(), tool_calls=calls, call=call, raw_message=raw)
+    as_written = {"content": message.content if isinstance(message.content, str) else None,
+                  "tool_calls": [{"id": tc.id, "name": tc.function.name, "arguments": tc.function.arguments}
+                                 for tc in getattr(message, "tool_calls", None) or []],
+                  "finish_reason": call.finish_reason}
+    return Reply(text=(content or "").strip(), tool_calls=calls, call=call, raw_message=as_written)

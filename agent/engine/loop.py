@@ -10,6 +10,7 @@ import asyncio
 import base64
 import time
 from collections.abc import AsyncGenerator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,10 @@ from pydantic import BaseModel, ConfigDict
 from agent.engine import actions as act
 from agent.engine import prompts
 from agent.engine.browser import Browser, BrowserSession
-from agent.engine.llm import LLM, LLMError, MissingKeyError, Reply, key_status, preload
+from agent.engine.llm import LLM, LLMError, Reply, key_status, model_info, preload
 from agent.engine.page import observe
 from agent.engine.runtime import RunClock, in_session
+from agent.engine.schema import for_provider
 from agent.engine.trace import make_trace
 from agent.models import (
     ActionResult,
@@ -75,8 +77,13 @@ class _Run(RunClock):
         super().__init__(options.timeout_s, cancel)
         self.request, self.options, self.llm = request, options, llm
         self.tally = Tally(request)
-        self.notes: list[str] = []
+        self.notes: list[str] = []  # for the model, in the next step's message
+        self.notices: list[str] = []  # for the user, in the response's `notes`
         self.step_calls: list[LLMCall] = []
+        self.shape = for_provider(request.json_schema, request.provider) if request.structured else None
+        self.tools = act.tools(json_schema=request.json_schema, response_format=request.response_format,
+                               provider=request.provider)
+        self.vision = options.use_vision  # turned off when the provider refuses the screenshots
         self.step_traces: list[LLMTrace] = []  # one per step call, in the same order
         self.system_prompt = prompts.system_prompt(override=request.override_system_message,
                                                    extend=request.extend_system_message)
@@ -105,7 +112,8 @@ class _Run(RunClock):
     def finish(self, error: str | None = None, *, result: Any = None, done: bool = False,
                success: bool = False) -> RunFinished:
         """The end of the run, as it stands."""
-        return RunFinished(response=self.tally.response(result=result, done=done, success=success, error=error))
+        return RunFinished(response=self.tally.response(result=result, done=done, success=success, error=error,
+                                                        notes=list(self.notices)))
 
 
 async def stream(
@@ -133,6 +141,10 @@ async def stream(
     if not ready and not given_llm:  # say which variable to set before opening a browser
         yield run.finish(advice)
         return
+    if options.use_vision and not await asyncio.to_thread(llm.supports_vision):  # reads litellm's map
+        yield run.finish(f"the model {llm.model!r} takes no images according to litellm's model map; "
+                         "turn use_vision off or pick a vision model")
+        return
     # Overlap the one-time litellm import (~10 s) with the browser start instead of the first step.
     warm = asyncio.ensure_future(asyncio.to_thread(preload)) if not given_llm else None
     try:
@@ -145,9 +157,12 @@ async def stream(
 
 async def _loop(run: _Run, session: BrowserSession) -> AsyncGenerator[Event, None]:
     options, request = run.options, run.request
+    info = await asyncio.to_thread(model_info, request.provider, run.llm.model)  # litellm loads meanwhile anyway
+    if (info or {}).get("supports_function_calling") is False:
+        run.notices.append(f"litellm marks {run.llm.model!r} as lacking function calling; the actions were sent as "
+                           "tools anyway (the provider may refuse them)")
     ctx = act.Context(session=session, allowed_domains=options.allowed_domains,
                       blocked_domains=options.blocked_domains, extract_fn=run.extract)
-    tools = act.tools(json_schema=request.json_schema, response_format=request.response_format)
     failures = validation_failures = 0
     first = 1
     if options.start_url:
@@ -176,25 +191,18 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncGenerator[Event, Non
             notes=run.notes, result_hint=prompts.result_hint(request.json_schema, request.response_format),
         )
         run.notes = []
-        content: Any = message
-        vision = bool(options.use_vision and shot and run.llm.supports_vision())
-        if vision:
-            b64 = base64.b64encode(Path(shot).read_bytes()).decode()
-            content = [{"type": "text", "text": message},
-                       {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{b64}"}}]
-        messages = [{"role": "system", "content": run.system_prompt}, {"role": "user", "content": content}]
         results: list[ActionResult] = []
         description = ""
         done_outcome: act.Outcome | None = None
-        llm_ms = 0.0
+        fatal: LLMError | None = None
         try:
-            reply = await run.bounded(run.ask(messages, tools, observation=obs.text,
-                                              shot_step=step if vision else None))
-            llm_ms = reply.call.latency_ms
+            reply = await _ask(run, message, shot, observation=obs.text, step=step)
             description = reply.text.splitlines()[0][:300] if reply.text else ""
             if not reply.tool_calls:
-                results.append(ActionResult(name="none", success=False, include_in_memory=True,
-                                            error="no action was called: call one of the tools (done when finished)"))
+                finish = reply.call.finish_reason
+                why = f" (finish_reason={finish})" if finish not in (None, "stop") else ""
+                nothing = f"no action was called{why}: call one of the tools (done when finished)"
+                results.append(ActionResult(name="none", success=False, include_in_memory=True, error=nothing))
             for n, call in enumerate(reply.tool_calls):
                 if n >= options.max_actions_per_step:
                     run.notes.append(f"only the first {options.max_actions_per_step} actions of a step are run")
@@ -220,18 +228,25 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncGenerator[Event, Non
                         run.notes.append(f"after {call.name} {why}, these were not run: {skipped}")
                     break
         except LLMError as exc:
-            description = f"The model could not be used: {exc}"
-            if isinstance(exc, MissingKeyError) or not exc.retryable:
-                failures = options.max_failures
+            fatal = exc if exc.fatal else None
+            if exc.kind in ("model_output", "length"):  # the model's own mistake: show it, as a bad tool call
+                description = f"The model's reply was refused: {exc}"[:300]
+                results.append(ActionResult(name="none", success=False, include_in_memory=True, error=str(exc)[:1000]))
+            else:
+                description = f"The model could not be used: {exc}"
         if not description:
             description = ", ".join(f"{r.name} {r.params.get('index', '')}".strip() for r in results) or "no action"
         item = HistoryItem(
             description=description, actions=results, step=step, url=obs.url, title=obs.title, screenshot=shot,
-            started_at=started_at, duration_ms=(time.monotonic() - t0) * 1000, llm_ms=llm_ms,
+            started_at=started_at, duration_ms=(time.monotonic() - t0) * 1000,
+            llm_ms=sum(c.latency_ms for c in run.step_calls if c.purpose == "step"),
             browser_ms=browser_ms, llm_calls=list(run.step_calls),
         )
         run.tally.add_step(item)
         yield StepFinished(item=item, traces=list(run.step_traces))
+        if fatal is not None:  # retrying cannot help (a key, a model name, a request the provider refuses)
+            yield run.finish(f"the model could not be used ({fatal.kind}): {fatal}")
+            return
         if done_outcome is not None:
             result_value = done_outcome.data if request.structured else done_outcome.content
             error = None if done_outcome.success else "the agent reported that it could not complete the task"
@@ -252,6 +267,9 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncGenerator[Event, Non
 
 def _check_result(run: _Run, result: ActionResult, outcome: act.Outcome) -> tuple[ActionResult, act.Outcome | None]:
     """Validate `done`'s data against the run's JSON schema; an invalid result goes back to the model."""
+    if run.shape is not None:  # values the provider could only take as JSON text come back decoded
+        data = run.shape.decode(outcome.data)
+        result, outcome = result.model_copy(update={"data": data}), replace(outcome, data=data)
     schema = run.request.json_schema
     problem = schema_problem(schema, outcome.data) if schema is not None else None
     if problem is None:
@@ -259,6 +277,29 @@ def _check_result(run: _Run, result: ActionResult, outcome: act.Outcome) -> tupl
     bad = result.model_copy(update={"is_done": False, "success": False,
                                     "error": f"{problem}. Call done again with corrected data."})
     return bad, None
+
+
+async def _ask(run: _Run, message: str, shot: str | None, *, observation: str, step: int) -> Reply:
+    """The step's model call, with the screenshot when the run uses vision. A provider that refuses
+    images gets the same message without them, and the run goes on without screenshots."""
+    content: Any = message
+    vision = bool(run.vision and shot)
+    if vision:
+        b64 = base64.b64encode(Path(str(shot)).read_bytes()).decode()
+        content = [{"type": "text", "text": message},
+                   {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{b64}"}}]
+    messages = [{"role": "system", "content": run.system_prompt}, {"role": "user", "content": content}]
+    try:
+        reply: Reply = await run.bounded(run.ask(messages, run.tools, observation=observation,
+                                                 shot_step=step if vision else None))
+    except LLMError as exc:
+        if exc.kind != "vision_refused":
+            raise
+        run.vision = False
+        run.notices.append(f"the provider refused the screenshots ({exc}); the run went on without images")
+        messages[1] = {"role": "user", "content": message}
+        reply = await run.bounded(run.ask(messages, run.tools, observation=observation))
+    return reply
 
 
 async def _none() -> None:

@@ -1,7 +1,8 @@
 """Page observation: what the model reads (indexed elements + visible text) and how indices map back.
 
-`observe(page)` runs one script (agent/dom.js) that walks the DOM, same-origin iframes and open
-shadow roots included, and renders one line per visible interactive element,
+`observe(page)` runs one script (agent/dom.js) that walks the DOM, same-origin iframes and shadow
+roots (closed ones too, through the init script's handles) included, and renders one line per
+visible interactive element,
 `[N]<tag attr=value>text`, interleaved with the page's visible text in reading order. Each indexed
 element is marked `data-wb-idx="N"`; the element -> index map lives in a WeakMap on the top window,
 so an element keeps its index for the life of its document. `find_element(page, N)` turns an index
@@ -24,12 +25,15 @@ from pydantic import BaseModel
 
 __all__ = [
     "INIT_SCRIPT",
+    "SELECTOR_ENGINE_JS",
     "ElementNotFound",
     "Observation",
+    "cover_of",
     "describe_element",
     "find_element",
     "observe",
     "page_text",
+    "wait_for_quiet",
 ]
 
 # Loaded once: the walker is a function expression that page.evaluate calls with one argument.
@@ -42,9 +46,12 @@ MAX_FRAMES = 50  # frames searched by find_element
 TEXT_TIME_BUDGET_MS = 2_500
 OUTER_SLACK_S = 5.0  # seconds observe() waits beyond its time budget before giving up on the page
 
-# Runs before any page script, in every frame: remembers elements that get pointer listeners so the
-# walk can index script-only clickables. A WeakSet on a non-enumerable property: no leaks, invisible
-# to `for (k in window)`, and any failure leaves the page's own addEventListener untouched.
+# Runs before any page script, in every frame, from an isolated closure:
+# - remembers elements that get pointer listeners, so the walk can index script-only clickables;
+# - keeps a handle on every shadow root, closed ones included (`attachShadow({mode: "closed"})` hides
+#   them from the DOM): the walk reads them through the map, element lookup searches the list.
+# Both live on non-enumerable properties (invisible to `for (k in window)`) and hold elements weakly;
+# any failure leaves the page's own addEventListener and attachShadow untouched.
 INIT_SCRIPT = r"""(() => {
   try {
     if (Object.prototype.hasOwnProperty.call(window, '__wbClick')) return;
@@ -57,8 +64,47 @@ INIT_SCRIPT = r"""(() => {
       try { if (this && this.nodeType === 1 && kinds.has(type)) seen.add(this); } catch (e) {}
       return original.call(this, type, listener, options);
     };
+    const roots = { map: new WeakMap(), list: [], live: 0 };
+    Object.defineProperty(window, '__wbShadow', { value: roots, enumerable: false });
+    const attach = Element.prototype.attachShadow;
+    if (attach) {
+      Element.prototype.attachShadow = function attachShadow(init) {
+        const root = attach.call(this, init);
+        try {
+          roots.map.set(this, root);
+          roots.list.push(new WeakRef(root));
+          if (roots.list.length > 2 * roots.live + 64) {  // drop collected roots now and then
+            roots.list = roots.list.filter((ref) => ref.deref());
+            roots.live = roots.list.length;
+          }
+        } catch (e) {}
+        return root;
+      };
+    }
   } catch (e) {}
 })();"""
+
+# A Playwright selector engine, `wbidx=N`: the element marked data-wb-idx="N" in the document or in
+# any shadow root the init script saw (Playwright's css pierces open roots only, not closed ones).
+# It runs in the page's main world to read that list; registered once per Playwright (agent.engine.browser).
+SELECTOR_ENGINE = "wbidx"
+SELECTOR_ENGINE_JS = r"""({
+  queryAll(root, selector) {
+    const css = '[data-wb-idx="' + String(selector).replace(/[^0-9]/g, '') + '"]';
+    const out = Array.from(root.querySelectorAll(css));
+    const doc = root.nodeType === 9 ? root : null;
+    const reg = doc && doc.defaultView ? doc.defaultView.__wbShadow : null;
+    if (reg) {
+      for (const ref of reg.list) {
+        const sr = ref.deref();
+        if (!sr || !sr.host.isConnected || sr.host.ownerDocument !== doc) continue;
+        for (const el of sr.querySelectorAll(css)) out.push(el);
+      }
+    }
+    return out;
+  },
+  query(root, selector) { return this.queryAll(root, selector)[0] || null; },
+})"""
 
 
 class ElementNotFound(LookupError):
@@ -190,20 +236,78 @@ async def page_text(page: Page, *, max_chars: int = 60_000) -> str:
 
 
 async def find_element(page: Page, index: int) -> Locator:
-    """The locator of the element shown as [index] in the last observation (main frame, then iframes)."""
-    selector = f'[data-wb-idx="{int(index)}"]'
+    """The locator of the element shown as [index] in the last observation (main frame, then iframes;
+    css first, which pierces open shadow roots, then the `wbidx` engine, which sees closed ones too)."""
     frames: list[Frame] = [page.main_frame] + [f for f in page.frames if f is not page.main_frame]
-    for frame in frames[:MAX_FRAMES]:
-        if frame.is_detached():
-            continue
-        locator = frame.locator(selector)
-        try:
-            # count() > 0 means the element is still attached to a live document
-            if await locator.count() > 0:
-                return locator.first
-        except Exception:  # a frame that navigated or closed meanwhile
-            continue
+    for selector in (f'[data-wb-idx="{int(index)}"]', f"{SELECTOR_ENGINE}={int(index)}"):
+        for frame in frames[:MAX_FRAMES]:
+            if frame.is_detached():
+                continue
+            locator = frame.locator(selector)
+            try:
+                # count() > 0 means the element is still attached to a live document
+                if await locator.count() > 0:
+                    return locator.first
+            except Exception:  # a frame that navigated or closed meanwhile; an engine not registered
+                continue
     raise ElementNotFound(index)
+
+
+async def cover_of(locator: Locator) -> dict[str, Any] | None:
+    """What a click at the element's centre would reach: None (the element itself), {"disabled": True},
+    {"out": True} (out of view), {"label": True} (its own label takes the click) or
+    {"by": "<div id=cookie-wall>We use cookies…"} (an overlay)."""
+    return await locator.evaluate(f"(el, args) => ({WALKER_JS})({{...args, el}})",
+                                  {"mode": "cover", "maxChars": 1000, "timeBudgetMs": 100, "above": VIEW_ABOVE,
+                                   "below": VIEW_BELOW}, timeout=3_000)
+
+
+# Scroll the window; app layouts whose document does not scroll get their biggest scroll box scrolled.
+SCROLL_PAGE_JS = """(f) => {
+  const s = window.scrollY; window.scrollBy(0, window.innerHeight * f);
+  if (window.scrollY !== s) return window.scrollY - s;
+  let best = null, room = 0;
+  for (const el of document.querySelectorAll('body *')) {
+    const extra = el.scrollHeight - el.clientHeight;
+    if (extra > room && el.clientHeight > 100 && /(auto|scroll)/.test(getComputedStyle(el).overflowY)) {
+      best = el; room = extra;
+    }
+  }
+  if (!best) return 0;
+  const t = best.scrollTop; best.scrollBy(0, best.clientHeight * f); return best.scrollTop - t;
+}"""
+
+
+# The options of a <select>, or of the listbox an ARIA combobox controls.
+OPTIONS_JS = """el => {
+  if (el.tagName === 'SELECT') return Array.from(el.options).map(o => o.text.trim());
+  const id = el.getAttribute('aria-controls') || el.getAttribute('aria-owns');
+  const box = (id && document.getElementById(id)) || el.querySelector('[role=listbox]') || el;
+  return Array.from(box.querySelectorAll('[role=option]')).map(o => (o.innerText || o.textContent).trim());
+}"""
+
+
+# Resolves once the document has had no mutation for `quiet` ms, or after `max` ms in all.
+_QUIET_JS = r"""({quiet, max}) => new Promise((resolve) => {
+  const t0 = performance.now();
+  let last = t0, changes = 0;
+  const mo = new MutationObserver((records) => { last = performance.now(); changes += records.length; });
+  mo.observe(document, { subtree: true, childList: true, attributes: true, characterData: true });
+  const tick = () => {
+    const now = performance.now();
+    if (now - last >= quiet || now - t0 >= max) { mo.disconnect(); resolve(changes); } else setTimeout(tick, 20);
+  };
+  setTimeout(tick, 20);
+})"""
+
+
+async def wait_for_quiet(page: Page, *, quiet_ms: int, max_ms: int) -> int:
+    """Wait (bounded by max_ms) until the page's DOM has been still for quiet_ms; the number of changes seen."""
+    try:
+        return int(await asyncio.wait_for(page.evaluate(_QUIET_JS, {"quiet": quiet_ms, "max": max_ms}),
+                                          timeout=max_ms / 1000 + 1))
+    except Exception:  # navigating, or a page too busy to answer: nothing more to wait for here
+        return 0
 
 
 # One evaluate in the element's own frame: everything a replay needs to find it again.

@@ -284,6 +284,13 @@ def m002_views(db: Connection) -> None:
 
 
 @migration
+def m003_run_notes(db: Connection) -> None:
+    """What the user should know about a run that is neither its result nor its error (e.g. the
+    provider refused the screenshots, the model lacks function calling): a JSON list of strings."""
+    db.execute("ALTER TABLE runs ADD COLUMN notes_json JSON")
+
+
+@migration
 def m005_traces(db: Connection) -> None:
     """The trace of every LLM call: what was sent and the reply as written (issue 13)."""
     # A run sends the same system prompt on every step: kept once, by the sha256 of its text.

@@ -70,7 +70,7 @@ WEBHOOK_COLS = (
 _RUN_COLS = (
     "task_id", "status", "error", "mode", "provider", "model", "started_at", "finished_at",
     "duration_ms", "llm_calls", "input_tokens", "output_tokens", "cost_usd", "is_done",
-    "is_successful", "result_json", "workflow_id", "replayed_steps", "healed_steps",
+    "is_successful", "result_json", "workflow_id", "replayed_steps", "healed_steps", "notes_json",
 )
 
 # ------------------------------------------------------------------ filtering runs
@@ -207,14 +207,14 @@ def run_response(run_id: int, rows: RunRows) -> RunResponse:
     ]
     (task_id, status, error, mode, provider, model, started_at, finished_at, duration_ms,
      n_calls, tin, tout, cost, is_done, is_successful, result_json, workflow_id, replayed,
-     healed) = rows.run
+     healed, notes_json) = rows.run
     return RunResponse(
         task_id=task_id, task_run_id=run_id, history=history, result=loads(result_json),
         is_done=is_done, is_successful=is_successful, status=status, error=error, mode=mode,
         model=model, provider=provider, started_at=started_at, finished_at=finished_at,
         duration_ms=duration_ms,
         usage=Usage(llm_calls=n_calls, input_tokens=tin, output_tokens=tout, cost_usd=cost),
-        workflow_id=workflow_id, replayed_steps=replayed, healed_steps=healed,
+        workflow_id=workflow_id, replayed_steps=replayed, healed_steps=healed, notes=loads(notes_json) or [],
     )
 
 

@@ -62,7 +62,7 @@ _FINISH_RUN = """
         started_at = ?, finished_at = ?, duration_ms = ?,
         llm_calls = coalesce(?, llm_calls), input_tokens = coalesce(?, input_tokens),
         output_tokens = coalesce(?, output_tokens), cost_usd = coalesce(?, cost_usd),
-        workflow_id = coalesce(?, workflow_id), replayed_steps = ?, healed_steps = ?
+        workflow_id = coalesce(?, workflow_id), replayed_steps = ?, healed_steps = ?, notes_json = ?
     WHERE id = ?
 """
 
@@ -174,7 +174,8 @@ def finish_run(con: Connection, secrets: Secrets, run_id: int, event: RunFinishe
         [
             r.status, scrub(r.error, secrets), r.is_done, r.is_successful,
             None if r.result is None else dumps(r.result, secrets), r.mode, r.model, r.provider,
-            started, finished, duration, *usage, r.workflow_id, r.replayed_steps, r.healed_steps, run_id,
+            started, finished, duration, *usage, r.workflow_id, r.replayed_steps, r.healed_steps,
+            dumps(r.notes, secrets) if r.notes else None, run_id,
         ],
     )
 

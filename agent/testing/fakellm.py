@@ -4,7 +4,7 @@ litellm reaches it through its real OpenAI code path (OPENAI_BASE_URL). A handle
 request body (a dict) and returns one of:
 - `reply(content, call("click", index=3), ...)`: an assistant message with tool calls;
 - an int (HTTP status) to fail with that status (429, 500 ...);
-- a dict, sent as the whole JSON response.
+- a dict, sent as the whole JSON response (`{"__status__": 400, "error": {...}}` for an error body).
 `FakeLLM.script([...])` answers request N with item N (the last one repeats).
 """
 
@@ -26,8 +26,9 @@ def call(name: str, _raw: str | None = None, **arguments: Any) -> dict[str, Any]
     return {"name": name, "arguments": _raw if _raw is not None else json.dumps(arguments)}
 
 
-def reply(content: str | None = None, *calls: dict[str, Any], usage: tuple[int, int] = (100, 20)) -> dict:
-    """A chat completion whose message has `content` and the given tool calls."""
+def reply(content: str | None = None, *calls: dict[str, Any], usage: tuple[int, int] = (100, 20),
+          finish: str | None = None) -> dict:
+    """A chat completion whose message has `content` and the given tool calls (finish: e.g. "length")."""
     message: dict[str, Any] = {"role": "assistant", "content": content}
     if calls:
         message["tool_calls"] = [
@@ -39,7 +40,7 @@ def reply(content: str | None = None, *calls: dict[str, Any], usage: tuple[int, 
         "object": "chat.completion",
         "created": int(time.time()),
         "model": "fake",
-        "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}],
+        "choices": [{"index": 0, "message": message, "finish_reason": finish or ("tool_calls" if calls else "stop")}],
         "usage": {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": sum(usage)},
     }
 
@@ -70,11 +71,18 @@ def tool_names(body: dict[str, Any]) -> list[str]:
 
 
 class FakeLLM:
-    """The server; `requests` keeps every request body received."""
+    """The server; `requests` keeps every request body received (as the handler saw it).
 
-    def __init__(self, handler: Handler | None = None) -> None:
+    `rules(body)` may refuse a request the way the real API would: it returns None, or
+    (status, error payload). agent/testing/fakeproviders.py holds the rule sets and the native-protocol fakes.
+    """
+
+    def __init__(self, handler: Handler | None = None, *, rules: Callable[[dict[str, Any]], Any] | None = None) -> None:
         self.handler: Handler = handler or (lambda body: reply("done", call("done", text="ok", success=True)))
+        self.rules = rules
+        self.paths: set[str] | None = None  # the only paths served (None: any), as a real API's routes
         self.requests: list[dict[str, Any]] = []
+        self.refusals: list[tuple[int, dict[str, Any]]] = []  # what `rules` refused, for assertions
         self.delay_s = 0.0
         self._lock = threading.Lock()
         fake = self
@@ -88,19 +96,9 @@ class FakeLLM:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
-                with fake._lock:
-                    fake.requests.append(body)
                 if fake.delay_s:
                     time.sleep(fake.delay_s)
-                try:
-                    answer = fake.handler(body)
-                except Exception as exc:  # a broken test script shows as a 500 with the reason
-                    answer = {"__status__": 500, "error": {"message": f"fake handler failed: {exc!r}"}}
-                status = 200
-                if isinstance(answer, int):
-                    status, answer = answer, {"error": {"message": f"fake error {answer}", "type": "server_error"}}
-                elif isinstance(answer, dict) and "__status__" in answer:
-                    status = answer.pop("__status__")
+                status, answer = fake.respond(self.path, dict(self.headers), body)
                 data = json.dumps(answer).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -112,9 +110,36 @@ class FakeLLM:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _H)
         self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.host = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.url = f"{self.host}/v1"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
+
+    def respond(self, path: str, headers: dict[str, str], body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """(status, JSON answer) for one request: the route, the rules, then the handler."""
+        if self.paths is not None and path.split("?")[0] not in self.paths:
+            return 404, {"error": {"message": f"Invalid URL (POST {path})", "type": "invalid_request_error"}}
+        refused = self.rules(body) if self.rules is not None else None
+        if refused is not None:
+            with self._lock:
+                self.refusals.append(refused)
+            return refused
+        return self.answer(body)
+
+    def answer(self, view: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Record the request as the handler sees it and turn the handler's answer into (status, JSON)."""
+        with self._lock:
+            self.requests.append(view)
+        try:
+            answer = self.handler(view)
+        except Exception as exc:  # a broken test script shows as a 500 with the reason
+            answer = {"__status__": 500, "error": {"message": f"fake handler failed: {exc!r}"}}
+        if isinstance(answer, int):
+            return answer, {"error": {"message": f"fake error {answer}", "type": "server_error"}}
+        if isinstance(answer, dict) and "__status__" in answer:
+            answer = dict(answer)
+            return answer.pop("__status__"), answer
+        return 200, answer
 
     def script(self, answers: list[Any]) -> FakeLLM:
         """Answer request N with answers[N] (a reply, a status, or a function of the body)."""

@@ -271,6 +271,7 @@ def _wire(ui: Any, h: RunHandlers, form: Form, viewer: Viewer, history: History,
         h.history, page_in, page_out, **QUIET)
     history.compare_btn.click(h.compare, [history.compare_a, history.compare_b], [history.compare_html], **QUIET)
     form.provider.input(h.on_provider, [form.provider], [form.model, form.hint], trigger_mode="always_last", **INSTANT)
+    form.model.input(h.key_hint, [form.provider, form.model], [form.hint], trigger_mode="always_last", **INSTANT)
     form.json_schema.change(h.check_schema, [form.json_schema], [form.schema_status], **INSTANT)
     form.examples.click(h.fill_example, [form.examples], [form.prompt, form.response_format, form.json_schema],
                         **QUIET)

@@ -12,7 +12,7 @@ from typing import Any
 
 import gradio as gr
 
-from agent.engine.llm import SUGGESTED_MODELS, key_status
+from agent.engine.llm import SUGGESTED_MODELS, key_status, model_notes
 from agent.engine.prompts import SYSTEM_PROMPT, system_prompt
 from agent.models import DEFAULT_MODELS, PROVIDERS, RequestError
 from agent.service.door import NotFound
@@ -47,11 +47,14 @@ class RunHandlers:
         self.service, self.settings = service, settings
         self.examples = load_examples(settings.demo_dir)
 
-    def key_hint(self, provider: str) -> Any:
-        """The hint under the provider box: the key is set, or which variable to set."""
+    def key_hint(self, provider: str, model: str = "") -> Any:
+        """The hint under the provider box: the key is set, or which variable to set; then what litellm's
+        model map says a user should know of the model (no function calling, no images, unknown)."""
         ready, advice = key_status(provider) if provider in PROVIDERS else (False, f"unknown provider {provider!r}")
-        text = f"✓ {advice}" if ready else f"⚠ {advice}, then restart the app."
-        return gr.update(value=text, elem_classes=[] if ready else ["wb-key-missing"])
+        lines = [f"✓ {advice}" if ready else f"⚠ {advice}, then restart the app."]
+        if provider in PROVIDERS:
+            lines += [f"⚠ {note}" for note in model_notes(provider, model.strip() or None)]
+        return gr.update(value="\n\n".join(lines), elem_classes=[] if ready else ["wb-key-missing"])
 
     # ---------------------------------------------------------------- the run endpoint (UI and API)
     async def run(
@@ -175,7 +178,7 @@ class RunHandlers:
             gr.Warning("Open a run first (from the history), then press Run again.")
             return [gr.skip()] * (len(FORM_FIELDS) + 1)
         gr.Info(f"The form now holds run {run_id}'s request: change what you like and press Run.")
-        return [*request_form_values(request), self.key_hint(request.provider)]
+        return [*request_form_values(request), self.key_hint(request.provider, request.model)]
 
     async def save_workflow(self, current: Any) -> None:
         run_id = run_id_of(current)
@@ -274,7 +277,8 @@ class RunHandlers:
 
     def on_provider(self, provider: str) -> tuple[Any, Any]:
         choices = SUGGESTED_MODELS.get(provider, [])
-        return gr.update(choices=choices, value=DEFAULT_MODELS.get(provider, "")), self.key_hint(provider)
+        default = DEFAULT_MODELS.get(provider, "")
+        return gr.update(choices=choices, value=default), self.key_hint(provider, default)
 
     def check_schema(self, text: str) -> Any:
         from agent.models import parse_json_schema
@@ -299,7 +303,7 @@ class RunHandlers:
         """The page's first state: the default model and the key hint for the default provider."""
         # The model box's configured value stays "" so that API callers who give only a provider get
         # that provider's default model; the page shows the default for the provider picked.
-        return gr.update(value=DEFAULT_MODELS["openai"]), self.key_hint("openai")
+        return gr.update(value=DEFAULT_MODELS["openai"]), self.key_hint("openai", DEFAULT_MODELS["openai"])
 
 
 def history_filters(q: str, status: str, stop_reason: str, provider: str, model: str, since: str,
