@@ -243,8 +243,8 @@ async def test_a_shared_link_opens_the_run_with_what_the_model_saw(app: App, con
     assert await call_part.locator(".wb-reply").inner_text() == f"Open {CHEAPEST}."
     assert [t.strip() for t in await call_part.locator(".wb-tool-call").all_inner_texts()][0].startswith('click {"index":')
     usage = await call_part.locator(".wb-usage").inner_text()
-    assert re.fullmatch(r"step · openai/o3 · 100 in / 20 out tokens · latency \d+\.\d s · [\d,]+ prompt characters"
-                        r" · finish: tool_calls", usage), usage
+    assert re.fullmatch(r"step · openai/o3 · 100 in / 20 out tokens · latency (\d+ ms|\d+\.\d s) · [\d,]+ prompt "
+                        r"characters · finish: tool_calls", usage), usage
     # The trace part links to the full JSON of that step.
     href = await step.locator(".wb-trace-link").get_attribute("href")
     assert href == f"api/runs/{run_id}/steps/3/trace"
@@ -332,13 +332,21 @@ async def test_compare_two_runs_side_by_side(app: App, context: Any, http: httpx
     assert [r["cls"] for r in shown["rows"]] == ["wb-same", "wb-same", "wb-diverge", "wb-differs", "wb-differs"]
     assert [r["goals"] for r in shown["rows"]][2] == [f"Open {CHEAPEST}.", f"Open {OTHER}."]
     assert [r["shots"] for r in shown["rows"]] == [0, 2, 2, 2, 2]  # step 1 looked at a blank tab
+    widths = await page.evaluate("""async () => {
+        const imgs = [...document.querySelectorAll('#wb-compare img')];
+        imgs.forEach(i => { i.loading = 'eager'; });
+        await Promise.all(imgs.map(i => i.complete && i.naturalWidth ? null
+                                        : new Promise(r => { i.onload = i.onerror = r; })));
+        return imgs.map(i => i.naturalWidth);
+    }""")
+    assert len(widths) == 8 and all(w > 0 for w in widths)  # the screenshots are served and shown
     assert await page.locator("#wb-compare .wb-diverge .wb-diverge-mark").inner_text() == "first difference"
     usage = (a["usage"], b["usage"])
     assert shown["totals"]["status"] == ["success", "success"]
     assert shown["totals"]["steps"] == ["5", "5"]
     assert shown["totals"]["input_tokens"] == [f"{u['input_tokens']:,}" for u in usage]
     assert shown["totals"]["cost_usd"] == [f"${u['cost_usd']:.4f}" for u in usage]
-    assert shown["totals"]["duration_s"] == [str(round(r["duration_ms"] / 1000, 3)) for r in (a, b)]
+    assert shown["totals"]["duration_s"] == [f"{r['duration_ms'] / 1000:.1f} s" for r in (a, b)]
     assert shown["totals"]["stop_reason"] == [str(r.get("stop_reason") or "–") for r in (a, b)]
 
     # From the history: the last two rows selected fill the boxes; Compare shows them.

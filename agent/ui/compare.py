@@ -38,6 +38,8 @@ def _total(key: str, value: Any) -> str:
         return "–"
     if key == "cost_usd":
         return fmt_cost(value)
+    if key == "duration_s":
+        return fmt_duration(value * 1000)
     if key in ("input_tokens", "output_tokens"):
         return f"{value:,}"
     if key == "result":

@@ -37,6 +37,13 @@ def fmt_duration(ms: float | None) -> str:
     return f"{int(seconds // 60)} min {seconds % 60:02.0f} s"
 
 
+def fmt_latency(ms: float | None) -> str:
+    """812.3 -> "812 ms"; 1834 -> "1.8 s"; "–" when unknown."""
+    if ms is None:
+        return "–"
+    return f"{ms:.0f} ms" if ms < 1000 else fmt_duration(ms)
+
+
 def fmt_cost(usd: float | None) -> str:
     """0.01234 -> "$0.0123"."""
     return "–" if usd is None else f"${usd:.4f}"
@@ -130,7 +137,7 @@ def _render_call(trace: dict[str, Any]) -> str:
     usage = trace.get("usage") or {}
     facts = [str(trace.get("purpose") or "step"), str(trace.get("model") or ""),
              f"{usage.get('input_tokens') or 0:,} in / {usage.get('output_tokens') or 0:,} out tokens",
-             f"latency {fmt_duration(usage.get('latency_ms'))}",
+             f"latency {fmt_latency(usage.get('latency_ms'))}",
              f"{usage.get('prompt_chars') or 0:,} prompt characters"]
     if usage.get("finish_reason"):
         facts.append(f"finish: {usage['finish_reason']}")
