@@ -9,7 +9,7 @@ export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_OFFLINE := 1
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 
-.PHONY: setup dev browser run test lint bench notebook export clean
+.PHONY: setup dev browser run test lint fuzz bench notebook export clean
 
 setup: $(VENV)/.installed browser
 
@@ -46,6 +46,10 @@ test: setup dev lint
 lint: dev
 	$(PY) -m ruff check agent app.py tests bench
 	$(PY) -m mypy
+
+# schemathesis against a running app (fake model), bounded to a few minutes; not part of `make test`.
+fuzz: setup dev
+	$(PY) tests/fuzz.py --max-examples 40 --max-time 240
 
 bench: setup dev
 	$(PY) bench/bench_observe.py

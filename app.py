@@ -23,7 +23,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from agent.settings import Settings
+from agent.settings import Settings, agent_paths_from_env, hosts_from_env
 
 log = logging.getLogger("workbench")
 
@@ -39,7 +39,12 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     if not 1 <= args.port <= 65535:
         parser.error(f"--port {args.port} is out of range; use 1-65535")
     api_key = os.environ.get("WORKBENCH_API_KEY", "").strip() or None
-    return Settings(host=args.host, port=args.port, data_dir=Path(args.data_dir), api_key=api_key)
+    try:
+        paths = agent_paths_from_env()
+    except ValueError as exc:
+        parser.error(str(exc))
+    return Settings(host=args.host, port=args.port, data_dir=Path(args.data_dir), api_key=api_key,
+                    allowed_hosts=hosts_from_env(), agent_paths=paths)
 
 
 
@@ -74,6 +79,8 @@ def startup_checks(settings: Settings, browser: Any, store: Any) -> list[str]:
             f"warning: listening on {settings.host} without an API key: anyone who can reach this port can "
             "start runs; set WORKBENCH_API_KEY"
         )
+    hosts = ", ".join(sorted(settings.served_hosts()))
+    lines.append(f"answers to Host: {hosts} (others get 400; add names to ALLOWED_HOSTS)")
     if store.interrupted_runs:
         lines.append(f"runs interrupted by the last stop (now failure): {len(store.interrupted_runs)}")
     return lines
@@ -85,13 +92,16 @@ def create_app(settings: Settings) -> Any:
     from fastapi.staticfiles import StaticFiles
 
     from agent.engine.browser import Browser
+    from agent.engine.guard import OwnOrigin
     from agent.log.store import Store
     from agent.service.routes import create_api
     from agent.service.runs import RunService
 
     store = Store(settings.data_dir)
     try:
-        browser = Browser()
+        # The agent may not open the workbench itself, except the paths it serves to it (the demo shop).
+        own = OwnOrigin(hosts=settings.served_hosts(), port=settings.port, open_paths=settings.agent_paths)
+        browser = Browser(own_origin=own)
         service = RunService(store, browser, data_dir=settings.data_dir)
     except BaseException:
         store.close()
@@ -114,7 +124,7 @@ def create_app(settings: Settings) -> Any:
             await asyncio.to_thread(store.close)
             print("stopped: runs closed, browser closed, final snapshot published", flush=True)
 
-    app = create_api(service, api_key=settings.api_key, lifespan=lifespan)
+    app = create_api(service, api_key=settings.api_key, allowed_hosts=settings.served_hosts(), lifespan=lifespan)
     app.state.store, app.state.browser, app.state.settings = store, browser, settings
     if settings.demo_dir.is_dir():
         @app.get("/demo", include_in_schema=False)
@@ -126,10 +136,7 @@ def create_app(settings: Settings) -> Any:
     import gradio as gr
 
     from agent.ui.app import build_ui, ui_mount_options
-    from agent.ui.login import install_ui_login
 
-    if settings.api_key:  # browsers log in once with the key; a cookie then stands for it
-        install_ui_login(app, settings.api_key)
     return gr.mount_gradio_app(app, build_ui(service, settings), path="/", **ui_mount_options())
 
 

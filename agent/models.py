@@ -15,7 +15,26 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
+
+from agent.limits import (
+    MAX_DOMAIN_CHARS,
+    MAX_DOMAINS,
+    MAX_ID,
+    MAX_JSON_DEPTH,
+    MAX_MODEL_CHARS,
+    MAX_PROMPT_CHARS,
+    MAX_SCHEMA_BYTES,
+    MAX_SCHEMA_DEPTH,
+    MAX_WORKFLOW_BYTES,
+    MAX_WORKFLOW_PARAMS_BYTES,
+    json_depth,
+    json_size,
+)
+
+# The one check of a user's JSON Schema, re-exported (agent.models has always been where it lived).
+from agent.schemas import parse_json_schema as parse_json_schema
+from agent.schemas import schema_problem as schema_problem
 
 PROVIDERS: tuple[str, ...] = ("openai", "deepseek", "anthropic", "google", "groq", "mistral", "together")
 Provider = Literal["openai", "deepseek", "anthropic", "google", "groq", "mistral", "together"]
@@ -64,76 +83,43 @@ class RequestError(ValueError):
         self.message = message
 
 
-def parse_json_schema(value: Any) -> dict[str, Any] | None:
-    """Accept a JSON Schema as an object or a JSON string; check it against its metaschema."""
-    import jsonschema  # local: keeps `import agent` light
-
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise ValueError(
-                f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
-                'give a JSON Schema object such as {"type": "object", "properties": {...}}'
-            ) from None
-    if isinstance(value, bool):
-        value = {} if value else {"not": {}}
-    if not isinstance(value, dict):
-        raise ValueError(
-            f"must be a JSON Schema object (or a JSON string of one), got {type(value).__name__}"
-        )
-    validator = jsonschema.validators.validator_for(value, default=jsonschema.Draft202012Validator)
-    try:
-        validator.check_schema(value)
-    except jsonschema.SchemaError as exc:
-        where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
-        raise ValueError(f"is not a valid JSON Schema at {where}: {exc.message}") from None
-    return value
-
-
-def schema_problem(schema: dict[str, Any], value: Any) -> str | None:
-    """Why `value` does not match the JSON Schema `schema` (first 8 errors, by path), or None."""
-    import jsonschema  # local: only structured runs need it
-
-    validator = jsonschema.validators.validator_for(schema)(schema)
-    errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
-    if not errors:
-        return None
-    detail = "; ".join(f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}" for e in errors[:8])
-    return f"the result does not match the JSON schema: {detail}"
-
-
 class RunRequest(BaseModel):
     """A run request: the contract's fields plus a few added engine and workflow options."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    prompt: str = Field(description="The task to be performed by the agent", min_length=3)
-    model: str = Field(default="o3", description="Model name; defaults per provider")
+    prompt: str = Field(description="The task to be performed by the agent", min_length=3,
+                        max_length=MAX_PROMPT_CHARS)
+    model: str = Field(default="o3", description="Model name; defaults per provider", max_length=MAX_MODEL_CHARS)
     provider: Provider = "openai"
     wait_for_completion: bool = True
-    webhook_url: str | None = None
+    webhook_url: str | None = Field(default=None, description="POST the final response here (http/https)")
     response_format: Literal["text", "json"] = "text"
-    json_schema: dict[str, Any] | None = None
+    json_schema: dict[str, Any] | None = Field(
+        default=None, description=f"A JSON Schema for the result (object or JSON string; at most {MAX_SCHEMA_BYTES} "
+                                  f"bytes and {MAX_SCHEMA_DEPTH} levels; $ref only inside the schema)")
     use_cached_workflow: bool = False
     cached_workflow: dict[str, Any] | None = None
     # added: cached workflows
-    workflow_id: int | None = Field(default=None, description="Replay this stored workflow")
+    workflow_id: Annotated[int, Field(ge=1, le=MAX_ID)] | None = Field(default=None,
+                                                                     description="Replay this stored workflow")
     workflow_params: dict[str, Any] | None = Field(default=None, description="Workflow parameter values")
     # added: engine options a run may carry (the form's "Advanced" part)
     start_url: str | None = Field(default=None, description="Open this URL before the first step")
     max_steps: Annotated[int, Field(ge=1, le=200)] | None = None
     use_vision: bool | None = None
-    allowed_domains: list[str] | None = None
+    allowed_domains: list[str] | None = Field(default=None, max_length=MAX_DOMAINS,
+                                              description="The agent may open only these hosts")
+    # added: secrets typed into pages, never shown to the model nor kept (see agent.engine.secrets)
+    sensitive_data: dict[str, SecretStr | dict[str, SecretStr]] | None = Field(
+        default=None, exclude=True,
+        description="{name: value} or {domain pattern: {name: value}}; the prompt and the model write "
+                    "<secret>name</secret>, the value is typed only into the page and never stored or shown")
     # added: the system prompt is the user's to change (browser-use's names)
-    extend_system_message: str | None = Field(
-        default=None, max_length=MAX_SYSTEM_MESSAGE_CHARS,
-        description="Text appended to the agent's system prompt (a rule, a hint about the site)")
-    override_system_message: str | None = Field(
-        default=None, max_length=MAX_SYSTEM_MESSAGE_CHARS,
-        description="Replaces the agent's system prompt entirely (extend_system_message is still appended)")
+    extend_system_message: str | None = Field(default=None, max_length=MAX_SYSTEM_MESSAGE_CHARS,
+                                              description="Appended to the agent's system prompt")
+    override_system_message: str | None = Field(default=None, max_length=MAX_SYSTEM_MESSAGE_CHARS,
+                                                description="Replaces the agent's system prompt")
 
     @model_validator(mode="before")
     @classmethod
@@ -222,13 +208,24 @@ class RunRequest(BaseModel):
         if isinstance(value, str):
             if not value.strip():
                 return None
+            if len(value) > MAX_WORKFLOW_BYTES:
+                raise ValueError(f"is {len(value)} characters long; the limit is {MAX_WORKFLOW_BYTES}")
             try:
                 value = json.loads(value)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"is not valid JSON ({exc.msg}); give a workflow object") from None
+            except RecursionError:
+                raise ValueError(f"nests deeper than {MAX_JSON_DEPTH} levels") from None
         if value is not None and not isinstance(value, dict):
             raise ValueError("must be a workflow object (as returned by GET /api/workflows/{id})")
+        _bounded_json(value, MAX_WORKFLOW_BYTES)
         return value or None
+
+    @field_validator("workflow_params", mode="before")
+    @classmethod
+    def _workflow_params(cls, value: Any) -> Any:
+        _bounded_json(value, MAX_WORKFLOW_PARAMS_BYTES)
+        return value
 
     @field_validator("extend_system_message", "override_system_message")
     @classmethod
@@ -240,7 +237,52 @@ class RunRequest(BaseModel):
     def _domains(cls, value: Any) -> Any:
         if isinstance(value, str):
             value = [d for d in value.replace(",", " ").split() if d]
+        if isinstance(value, list) and len(value) > MAX_DOMAINS:
+            raise ValueError(f"has {len(value)} entries; the limit is {MAX_DOMAINS}")
         return value or None
+
+    @field_validator("allowed_domains")
+    @classmethod
+    def _domain_rules(cls, value: list[str] | None) -> list[str] | None:
+        from agent.engine.policy import check_domain_rules  # local: pure stdlib, but keeps models a leaf
+
+        if value:
+            for entry in value:
+                if len(entry) > MAX_DOMAIN_CHARS:
+                    raise ValueError(f"entry '{entry[:40]}...' is {len(entry)} characters; the limit is "
+                                     f"{MAX_DOMAIN_CHARS}")
+            check_domain_rules(value, "allowed_domains")
+        return value
+
+    @field_validator("sensitive_data")
+    @classmethod
+    def _sensitive(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        from agent.engine.secrets import check_sensitive_data  # local: pure stdlib, but keeps models a leaf
+
+        return check_sensitive_data(value) if value else None
+
+    @model_validator(mode="after")
+    def _start_url_allowed(self) -> RunRequest:
+        # Refused now rather than at the first step: a metadata address, a blocked or unlisted host.
+        from agent.engine.policy import PolicyError, check_navigation
+
+        if self.start_url is not None:
+            try:
+                check_navigation(self.start_url, allowed_domains=self.allowed_domains)
+            except PolicyError as exc:
+                raise ValueError(f"start_url: {exc}") from None
+        return self
+
+
+def _bounded_json(value: Any, max_bytes: int) -> None:
+    """ValueError naming the limit when a JSON field nests too deeply or is too large."""
+    if value is None or isinstance(value, str):
+        return
+    if json_depth(value) > MAX_JSON_DEPTH:
+        raise ValueError(f"nests deeper than {MAX_JSON_DEPTH} levels")
+    size = json_size(value)
+    if size > max_bytes:
+        raise ValueError(f"is {size} bytes as JSON; the limit is {max_bytes}")
 
 
 class ActionResult(BaseModel):
@@ -280,13 +322,9 @@ class LLMCall(BaseModel):
 
 
 class LLMTrace(BaseModel):
-    """One model call as it was made: what was sent and the reply as written (beside the history, never in it).
-
-    `messages` are the messages after the system one, as sent, except that images are referenced by
-    the step whose screenshot they were (`{"type": "image", "screenshot_step": 3}`), never inlined.
-    `observation` is where the page observation sits in the last user message (start, end). With
-    `logged` False (LOG_PROMPTS=0) only `call` (usage, latency, finish reason) is kept.
-    """
+    """One model call as made: the messages sent (images as `{"type": "image", "screenshot_step": n}`, the
+    system prompt apart) and the reply as written; `observation` is the page's (start, end) in the last
+    message. `logged` False (LOG_PROMPTS=0): only `call` counts."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -299,13 +337,6 @@ class LLMTrace(BaseModel):
     observation: tuple[int, int] | None = None
     prompt_chars: int = 0
     logged: bool = True
-
-    def observation_text(self) -> str | None:
-        """The page observation as the model read it, cut out of the last user message."""
-        if self.observation is None:
-            return None
-        start, end = self.observation
-        return message_text(self.messages[-1])[start:end] if self.messages else None
 
     def without_content(self) -> LLMTrace:
         """This trace with the messages and the reply dropped (LOG_PROMPTS=0): usage and timing stay."""
@@ -416,11 +447,8 @@ class StepStarted(BaseModel):
 
 
 class StepFinished(BaseModel):
-    """A step ended; `item` is exactly what goes into the response's history.
-
-    `traces` are its model calls as made (one per `item.llm_calls` entry, in the same order): kept
-    out of `item` so that every response keeps the contract's shape.
-    """
+    """A step ended; `item` is exactly what goes into the response's history. `traces`: its model calls
+    as made (one per `item.llm_calls` entry), kept out of `item` so responses keep the contract's shape."""
 
     model_config = ConfigDict(frozen=True)
     kind: Literal["step_finished"] = "step_finished"
@@ -496,6 +524,9 @@ def validation_errors(exc: Exception) -> list[dict[str, str]]:
         field = ".".join(str(p) for p in err["loc"]) or "request"
         kind = err["type"]
         msg = err["msg"].removeprefix("Value error, ")
+        named = msg.split(": ", 1)
+        if field == "request" and len(named) == 2 and named[0] in RunRequest.model_fields:
+            field, msg = named  # a check across fields that names the one to fix
         if kind == "extra_forbidden":
             msg = f"unknown field; allowed fields are: {', '.join(RunRequest.model_fields)}"
         elif kind == "missing":
@@ -508,5 +539,10 @@ def validation_errors(exc: Exception) -> list[dict[str, str]]:
             msg = "must be 'text' or 'json'"
         elif kind == "string_too_short" and field == "prompt":
             msg = "must be at least 3 characters of task description"
+        elif kind in ("string_too_long", "too_long"):
+            limit = (err.get("ctx") or {}).get("max_length")
+            msg = f"is too long: the limit is {limit} {'characters' if kind == 'string_too_long' else 'entries'}"
+        elif kind in ("greater_than_equal", "less_than_equal") and field == "workflow_id":
+            msg = f"must be an id from 1 to {MAX_ID}"
         out.append({"field": field, "message": msg})
     return out

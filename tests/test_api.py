@@ -113,7 +113,9 @@ def test_health_names_keys_never_values(app: App, http: httpx.Client) -> None:
     assert r.status_code == 200
     body = r.json()
     assert body["status"] == "ok"
-    assert body["data_dir"] == {"path": str(app.data_dir.resolve()), "exists": True, "writable": True}
+    assert body["data_dir"] == {"exists": True, "writable": True}
+    assert body["browser"] == {"description": "local Chromium", "remote": False, "found": True}
+    assert str(app.data_dir.resolve()) not in r.text and '"/' not in r.text  # no absolute server path
     assert body["providers"]["openai"] == {"ready": True, "keys_present": ["OPENAI_API_KEY"],
                                            "key_vars": ["OPENAI_API_KEY"]}
     assert body["providers"]["anthropic"]["ready"] is False
@@ -315,7 +317,11 @@ def test_webhook_retried_until_accepted_and_signed(app: App, http: httpx.Client,
     assert [(a["attempt"], a["status_code"], a["ok"], a["event"]) for a in attempts] == [
         (1, 500, False, "run.finished"), (2, 500, False, "run.finished"), (3, 200, True, "run.finished")]
     assert attempts[0]["error"].startswith("HTTP 500") and attempts[2]["error"] is None
-    assert all(a["url"] == f"{receiver.url}/flaky-1?token=abc" and a["duration_ms"] >= 0 for a in attempts)
+    # The token in the URL is never shown: attempts, the task's request and the run list show it redacted.
+    assert all(a["url"] == f"{receiver.url}/..." and a["duration_ms"] >= 0 for a in attempts)
+    assert http.get(f"/api/tasks/{run['task_id']}").json()["request"]["webhook_url"] == f"{receiver.url}/..."
+    for url in (f"/api/runs/{run_id}/webhooks", f"/api/tasks/{run['task_id']}", "/api/tasks", "/api/runs"):
+        assert "token=abc" not in http.get(url).text, url
     hits = receiver.on("/flaky-1?token=abc")
     assert len(hits) == 3
     for hit in hits:
@@ -371,8 +377,6 @@ RAW: list[tuple[str, bytes, str, str]] = [
     ("not UTF-8", b'{"prompt": "caf\xe9 \xff"}', "application/json", "body"),
     ("deeply nested", b'{"prompt": "abc", "cached_workflow": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
      "application/json", "body"),
-    ("form content type", b"prompt=find+it", "application/x-www-form-urlencoded", "content-type"),
-    ("text content type", b'{"prompt": "find it"}', "text/plain", "content-type"),
 ]
 
 
@@ -507,7 +511,7 @@ def test_private_webhook_refused_without_changing_the_run(apps: dict[str, App], 
                         timeout=30, what="the refused attempt")
         assert len(attempts) == 1
         a = attempts[0]
-        assert (a["attempt"], a["ok"], a["status_code"], a["url"]) == (1, False, None, f"{receiver.url}/private")
+        assert (a["attempt"], a["ok"], a["status_code"], a["url"]) == (1, False, None, f"{receiver.url}/...")
         assert a["error"].startswith("refused:") and "127.0.0.1" in a["error"]
         assert receiver.on("/private") == []  # refused before connecting: the receiver never heard of it
         assert http.get(f"/api/runs/{run['task_run_id']}").json() == run
@@ -538,6 +542,6 @@ def test_crash_mid_run_leaves_an_interrupted_run_with_its_steps(apps: dict[str, 
     with httpx.Client(base_url=app.base, headers=headers, timeout=60) as http:
         attempts = poll(lambda: http.get(f"/api/runs/{run_id}/webhooks").json()["attempts"], timeout=30,
                         what="the interrupted run's webhook")
-    assert [(a["attempt"], a["ok"], a["url"]) for a in attempts] == [(1, False, "http://127.0.0.1:9/after-crash")]
+    assert [(a["attempt"], a["ok"], a["url"]) for a in attempts] == [(1, False, "http://127.0.0.1:9/...")]
     assert attempts[0]["error"].startswith("refused:")
 

@@ -33,7 +33,7 @@ SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}, "price": 
 DEFAULTS = {"model": "", "provider": "openai", "wait_for_completion": True, "webhook_url": "",
             "response_format": "text", "json_schema": "", "use_cached_workflow": False, "cached_workflow": "",
             "workflow_id": None, "workflow_params": "", "start_url": "", "max_steps": None, "use_vision": False,
-            "allowed_domains": "", "extend_system_message": "", "override_system_message": ""}
+            "allowed_domains": "", "sensitive_data": "", "extend_system_message": "", "override_system_message": ""}
 
 
 @pytest.fixture(scope="module")
@@ -258,7 +258,7 @@ async def test_a_browser_logs_in_once_with_the_key(app: App, context: Any, http:
     await page.wait_for_url(app.base + "/")
     cookies = {c["name"]: c for c in await context.cookies()}
     session = cookies["workbench_session"]
-    assert session["httpOnly"] and session["sameSite"] == "Lax" and API_KEY not in session["value"]
+    assert session["httpOnly"] and session["sameSite"] == "Strict" and API_KEY not in session["value"]
 
     # The UI works behind the key: its events (/gradio_api) and the screenshots (/api) pass.
     total = await asyncio.to_thread(run_total, http)

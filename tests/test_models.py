@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from agent.models import DEFAULT_MODELS, PROVIDERS, RunRequest, RunResponse, validation_errors
+from agent.models import DEFAULT_MODELS, PROVIDERS, RunRequest, RunResponse, schema_problem, validation_errors
 
 # The contract's field lists (from shared/seed/run-agent-api.txt), kept in the repository.
 CONTRACT = Path(__file__).resolve().parent / "contract" / "run-agent-api.json"
@@ -100,3 +100,34 @@ def test_request_has_every_contract_field_with_its_default() -> None:
         if "default" in spec:
             assert getattr(request, name) == (spec["default"] if spec["default"] is not None else None), name
     assert list(PROVIDERS) == contract["provider"]["enum"]
+
+
+def test_validating_against_a_schema_never_fetches_a_reference() -> None:
+    """Even a schema that slipped past submission is validated with an empty registry: nothing is fetched."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    hits: list[str] = []
+
+    class _H(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            body = b'{"type": "string"}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _H)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/schema.json"
+        problem = schema_problem({"$ref": url}, 5)
+        assert problem is not None and problem.startswith("the JSON schema cannot be used")
+        assert hits == []
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -200,7 +200,7 @@ def test_store_is_the_run_log_the_service_holds(store: Store) -> None:
     """`Store` implements `RunLog` with exactly the protocol's signatures (so the protocol cannot drift)."""
     assert isinstance(store, RunLog)
     members = [name for name, value in vars(RunLog).items() if callable(value) and not name.startswith("_")]
-    assert len(members) == 18
+    assert len(members) == 21
     for name in members:
         protocol = inspect.signature(getattr(RunLog, name), eval_str=True)
         actual = inspect.signature(getattr(Store, name), eval_str=True)
@@ -215,7 +215,8 @@ def test_full_run_recorded_and_rebuilt(store: Store) -> None:
     task_id, run_id, expected = record_run(store, req, steps=3)
 
     assert store.get_run(run_id) == expected  # every step, action, locator, llm call, time, total
-    assert store.get_run_request(run_id) == req
+    # The webhook URL is kept redacted (it may carry a token), so it is no longer a place to deliver to.
+    assert store.get_run_request(run_id) == req.model_copy(update={"webhook_url": None})
     assert store.get_run(run_id + 100) is None and store.get_run_request(run_id + 100) is None
 
     rows, total = store.list_runs()
@@ -229,7 +230,8 @@ def test_full_run_recorded_and_rebuilt(store: Store) -> None:
     created = task.pop("created_at")
     assert isinstance(created, datetime) and created.tzinfo is not None
     assert task == {"id": task_id, "prompt": req.prompt, "workflow_id": None, "runs": 1,
-                    "last_run_id": run_id, "last_status": "success", "request": req.model_dump(mode="json")}
+                    "last_run_id": run_id, "last_status": "success",
+                    "request": {**req.model_dump(mode="json"), "webhook_url": "https://hooks.example.com/..."}}
 
 
 def test_run_in_progress_shows_running_totals(store: Store) -> None:
@@ -387,8 +389,9 @@ def test_webhook_attempts_recorded_in_order(store: Store) -> None:
     for a in attempts:
         store.record_webhook_attempt(run_id, **a)
     got = store.webhook_attempts(run_id)
+    # The URL is kept redacted (webhook URLs carry tokens): scheme, host and port only.
     assert [{k: v for k, v in g.items() if k != "id"} for g in got] == [
-        {"run_id": run_id, "event": "run.finished", **a} for a in attempts]
+        {"run_id": run_id, "event": "run.finished", **a, "url": "https://hooks.example.com/..."} for a in attempts]
     assert [g["id"] for g in got] == sorted(g["id"] for g in got)
     assert store.webhook_attempts(run_id + 1) == []
 
@@ -732,3 +735,39 @@ def test_secrets_never_reach_the_files(tmp_path: Path, monkeypatch: pytest.Monke
             assert hits == 0, (table, column)
     finally:
         con.close()
+
+
+def test_webhook_urls_kept_in_clear_by_an_older_version_are_redacted_and_owed_ones_kept(tmp_path: Path) -> None:
+    """m005_webhook_outbox on a log an older version wrote: clear URLs redacted, an owed delivery kept aside."""
+    data = tmp_path / "data"
+    data.mkdir()
+    con = duckdb.connect(str(data / "runs.duckdb"))
+    con.execute("CREATE TABLE _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)")
+    for fn in MIGRATIONS[:MIGRATIONS.index(next(m for m in MIGRATIONS if m.__name__ == "m005_webhook_outbox"))]:
+        fn(con)
+        con.execute("INSERT INTO _migrations VALUES (?, now())", [fn.__name__])
+    ended, running = "https://hooks.example.com/a?token=old-ended-1", "https://hooks.example.com/b?token=old-live-2"
+    con.execute("INSERT INTO tasks VALUES (1, 'p', ?, now(), NULL)", [json.dumps({"prompt": "p", "webhook_url": ended})])
+    for run_id, status, url in ((1, "success", ended), (2, "in_progress", running)):
+        con.execute("INSERT INTO runs (id, task_id, status, mode, created_at, started_at, request_json, webhook_url) "
+                    "VALUES (?, 1, ?, 'agent', now(), now(), ?, ?)",
+                    [run_id, status, json.dumps({"prompt": "p", "webhook_url": url}), url])
+    con.execute("INSERT INTO webhook_deliveries VALUES (1, 1, ?, 1, now(), 200, true, NULL, 1.0, 'run.finished')",
+                [ended])
+    con.close()
+
+    store = Store(data, snapshot_interval_s=None)
+    try:
+        assert "m005_webhook_outbox" in store.migrations_applied and store.interrupted_runs == [2]
+        # The run left in progress ended as interrupted: its webhook is owed, to the full URL.
+        assert [(r["run_id"], r["url"], r["attempts"]) for r in store.pending_webhooks()] == [(2, running, 0)]
+        assert store.webhook_attempts(1)[0]["url"] == "https://hooks.example.com/..."
+        assert store.get_task(1)["request"]["webhook_url"] == "https://hooks.example.com/..."
+        store.end_webhook(2)
+        assert store.pending_webhooks() == [] and not (data / "outbox" / "2.url").exists()
+        files = store.export_parquet(tmp_path / "export")
+    finally:
+        store.close()
+    # What readers get from the tables holds no token. (The old bytes may linger in free pages of the
+    # database file itself until DuckDB reuses them: docs/security.md says so.)
+    assert files and all(b"old-ended-1" not in f.read_bytes() and b"old-live-2" not in f.read_bytes() for f in files)

@@ -36,6 +36,7 @@ FIELD_IDS = {
     "use_cached_workflow": "wb-use-cached", "cached_workflow": "wb-cached-workflow",
     "workflow_id": "wb-workflow-id", "workflow_params": "wb-workflow-params", "start_url": "wb-start-url",
     "max_steps": "wb-max-steps", "use_vision": "wb-use-vision", "allowed_domains": "wb-allowed-domains",
+    "sensitive_data": "wb-sensitive-data",
     "extend_system_message": "wb-extend-system", "override_system_message": "wb-override-system",
 }
 
@@ -194,7 +195,7 @@ def test_the_form_round_trips_every_request_field() -> None:
     assert form_request(dict(zip(FORM_FIELDS, values))) == request
     # Empty controls mean the defaults; the model follows the provider.
     empty = dict(zip(FORM_FIELDS, ["Find a cable", "", "deepseek", True, "", "text", "", False, "", None, "", "",
-                                   None, False, "", "", ""]))
+                                   None, False, "", "", "", ""]))
     assert form_request(empty) == RunRequest(prompt="Find a cable", provider="deepseek")
     assert form_request(empty).model == "deepseek-chat"
 

@@ -23,6 +23,7 @@ from agent.engine.interact import Unreachable, Untypable, reach, settle, type_te
 from agent.engine.page import OPTIONS_JS, SCROLL_PAGE_JS, ElementNotFound, describe_element, find_element, page_text
 from agent.engine.policy import PolicyError, check_navigation
 from agent.engine.schema import for_provider
+from agent.engine.secrets import SecretError, Secrets
 from agent.models import ActionResult, ExecutedBy
 
 ACTION_TIMEOUT_S = 30.0
@@ -55,6 +56,7 @@ class Context:
     allowed_domains: list[str] | None = None
     blocked_domains: list[str] | None = None
     extract_fn: Callable[[str, str], Awaitable[str]] | None = None
+    secrets: Secrets | None = None  # the run's sensitive_data: typed by `input`, scrubbed from results
 
 
 # ------------------------------------------------------------------ helpers
@@ -447,7 +449,21 @@ async def execute(
     ctx: Context, name: str, arguments: dict[str, Any] | None, *, parse_error: str | None = None,
     structured: bool = False, executed_by: ExecutedBy = "agent",
 ) -> tuple[ActionResult, Outcome | None]:
-    """Validate and run one action; the model's mistakes become the result's `error`."""
+    """Validate and run one action; the model's mistakes, and navigations the policy refused meanwhile,
+    become the result's `error`; secret values come back as their placeholders."""
+    result, outcome = await _execute(ctx, name, arguments, parse_error=parse_error, structured=structured,
+                                     executed_by=executed_by)
+    if ctx.session.guard is not None and not result.is_done:
+        result, outcome = await ctx.session.guard.settle(ctx.session.tabs, result, outcome)
+    if ctx.secrets:
+        result, outcome = ctx.secrets.scrub_result(result, outcome)
+    return result, outcome
+
+
+async def _execute(
+    ctx: Context, name: str, arguments: dict[str, Any] | None, *, parse_error: str | None,
+    structured: bool, executed_by: ExecutedBy,
+) -> tuple[ActionResult, Outcome | None]:
     t0 = time.perf_counter()
     params = arguments if arguments is not None else {}
 
@@ -475,9 +491,12 @@ async def execute(
                 f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}" for e in exc.errors()
             )
             return failed(f"{name}: bad arguments ({problems})")
+        kwargs = args.model_dump()
+        run = action.fn(ctx, **kwargs) if name != "input" or not ctx.secrets else \
+            ctx.secrets.type_into(ctx.session, kwargs, lambda kw: action.fn(ctx, **kw))  # the one use of a value
         try:
-            outcome = await asyncio.wait_for(action.fn(ctx, **args.model_dump()), timeout=ACTION_TIMEOUT_S)
-        except ActionError as exc:
+            outcome = await asyncio.wait_for(run, timeout=ACTION_TIMEOUT_S)
+        except (ActionError, SecretError) as exc:
             return failed(str(exc))
         except TimeoutError:
             return failed(f"{name} took longer than {ACTION_TIMEOUT_S:g} s and was abandoned")

@@ -14,6 +14,9 @@ from typing import Any
 from playwright.async_api import Browser as PWBrowser
 from playwright.async_api import BrowserContext, Page, Playwright, ViewportSize, async_playwright
 
+from agent.engine.guard import NavigationGuard, OwnOrigin
+from agent.engine.secrets import MASKED_ATTR
+
 # Flags that keep a headless Chromium quiet on a closed network and small on memory.
 CHROMIUM_ARGS = [
     "--disable-background-networking",
@@ -72,8 +75,10 @@ class Browser:
         cdp_url: str | None = None,
         executable_path: str | None = None,
         headless: bool = True,
+        own_origin: OwnOrigin | None = None,
     ) -> None:
         self.cdp_url = cdp_url if cdp_url is not None else os.environ.get("BROWSER_CDP_URL") or None
+        self.own_origin = own_origin  # the workbench serving this browser's runs: refused to the agent
         self.executable_path = executable_path
         self.headless = headless
         self._pw: Playwright | None = None
@@ -129,8 +134,13 @@ class Browser:
             return self._browser
 
     @asynccontextmanager
-    async def session(self, *, viewport: ViewportSize | None = None) -> AsyncIterator[BrowserSession]:
-        """An isolated context for one run, closed at the end whatever happens."""
+    async def session(self, *, viewport: ViewportSize | None = None,
+                      guard: NavigationGuard | None = None) -> AsyncIterator[BrowserSession]:
+        """An isolated context for one run, closed at the end whatever happens.
+
+        Every request of the context goes through `guard` (the run's navigation policy; by default
+        the metadata, file: and own-origin blocks alone), local and remote browsers alike.
+        """
         browser = await self.start()
         context = await browser.new_context(
             viewport=viewport or VIEWPORT, ignore_https_errors=True, java_script_enabled=True
@@ -138,9 +148,10 @@ class Browser:
         from agent.engine.page import INIT_SCRIPT  # marks clickables, keeps shadow roots, before any page script runs
 
         await context.add_init_script(INIT_SCRIPT)
-        if self.cdp_url:  # a remote browser takes no launch flags: block metadata requests per request instead
-            await context.route("**/*", _guard_request)
-        session = BrowserSession(context)
+        guard = guard or NavigationGuard()
+        guard.own = guard.own or self.own_origin
+        await guard.install(context)
+        session = BrowserSession(context, guard=guard)
         try:
             await session.new_tab()
             yield session
@@ -167,8 +178,9 @@ class Browser:
 class BrowserSession:
     """The tabs of one run. Tabs get small ids in the order they open; one is current."""
 
-    def __init__(self, context: BrowserContext) -> None:
+    def __init__(self, context: BrowserContext, *, guard: NavigationGuard | None = None) -> None:
         self.context = context
+        self.guard = guard
         self.tabs: dict[int, Page] = {}
         self._next_id = 0
         self.current_id: int | None = None
@@ -254,7 +266,9 @@ class BrowserSession:
         data = b""
         for quality in (70, 45, 25):
             try:
-                data = await page.screenshot(type="jpeg", quality=quality, timeout=10_000)
+                # Fields holding a secret (agent.engine.secrets) are painted over.
+                data = await page.screenshot(type="jpeg", quality=quality, timeout=10_000,
+                                             mask=[page.locator(f"[{MASKED_ATTR}]")])
             except Exception:
                 return None
             if len(data) <= max_bytes:
@@ -267,23 +281,14 @@ class BrowserSession:
 
 
 @asynccontextmanager
-async def use_session(browser: Browser, given: BrowserSession | None) -> AsyncIterator[BrowserSession]:
+async def use_session(browser: Browser, given: BrowserSession | None, *,
+                      guard: NavigationGuard | None = None) -> AsyncIterator[BrowserSession]:
     """`given` as it is (left open for its owner), else a new session of `browser` closed at the end."""
     if given is not None:
         yield given
         return
-    async with browser.session() as session:
+    async with browser.session(guard=guard) as session:
         yield session
-
-
-async def _guard_request(route: Any) -> None:
-    """Abort requests to cloud metadata addresses and file: URLs; let everything else through."""
-    from agent.engine.policy import request_blocked
-
-    if request_blocked(route.request.url):
-        await route.abort("blockedbyclient")
-    else:
-        await route.continue_()
 
 
 def _redact(url: str) -> str:

@@ -19,10 +19,12 @@ from pydantic import BaseModel, ConfigDict
 from agent.engine import actions as act
 from agent.engine import prompts
 from agent.engine.browser import Browser, BrowserSession
+from agent.engine.guard import NavigationGuard
 from agent.engine.llm import LLM, LLMError, Reply, key_status, model_info, preload
 from agent.engine.page import observe
 from agent.engine.runtime import RunClock, in_session
 from agent.engine.schema import for_provider
+from agent.engine.secrets import Secrets, secrets_note
 from agent.engine.trace import make_trace
 from agent.models import (
     ActionResult,
@@ -77,6 +79,7 @@ class _Run(RunClock):
         super().__init__(options.timeout_s, cancel)
         self.request, self.options, self.llm = request, options, llm
         self.tally = Tally(request)
+        self.secrets = Secrets(request.sensitive_data)  # placeholders to the model, values to the page only
         self.notes: list[str] = []  # for the model, in the next step's message
         self.notices: list[str] = []  # for the user, in the response's `notes`
         self.step_calls: list[LLMCall] = []
@@ -96,24 +99,29 @@ class _Run(RunClock):
         except LLMError as exc:
             if exc.call is not None:
                 self.step_calls.append(exc.call)
-                self.step_traces.append(make_trace(exc.call, messages, tools, None, observation=observation,
-                                                   screenshot_step=shot_step))
+                self.step_traces.append(self._trace(exc.call, messages, tools, None, observation, shot_step))
             raise
         self.step_calls.append(reply.call)
-        self.step_traces.append(make_trace(reply.call, messages, tools, reply.raw_message, observation=observation,
-                                           screenshot_step=shot_step))
+        self.step_traces.append(self._trace(reply.call, messages, tools, reply.raw_message, observation, shot_step))
         return reply
 
+    def _trace(self, call: LLMCall, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+               raw: dict[str, Any] | None, observation: str | None, shot_step: int | None) -> LLMTrace:
+        # The messages hold placeholders already; scrubbing again costs nothing without sensitive_data
+        # and keeps a value the observation missed out of the trace.
+        return make_trace(call, self.secrets.scrub_value(messages), tools, self.secrets.scrub_value(raw),
+                          observation=self.secrets.scrub(observation), screenshot_step=shot_step)
+
     async def extract(self, query: str, page: str) -> str:
-        content = prompts.EXTRACT_PROMPT.format(query=query, page=page[:40_000])
+        content = prompts.EXTRACT_PROMPT.format(query=query, page=self.secrets.scrub(page[:40_000]))
         reply = await self.ask([{"role": "user", "content": content}], None, purpose="extract")
         return reply.text
 
     def finish(self, error: str | None = None, *, result: Any = None, done: bool = False,
                success: bool = False) -> RunFinished:
-        """The end of the run, as it stands."""
-        return RunFinished(response=self.tally.response(result=result, done=done, success=success, error=error,
-                                                        notes=list(self.notices)))
+        """The end of the run, as it stands (a secret value in the result shows as its placeholder)."""
+        return RunFinished(response=self.secrets.scrub_model(self.tally.response(
+            result=result, done=done, success=success, error=error, notes=list(self.notices))))
 
 
 async def stream(
@@ -148,7 +156,9 @@ async def stream(
     # Overlap the one-time litellm import (~10 s) with the browser start instead of the first step.
     warm = asyncio.ensure_future(asyncio.to_thread(preload)) if not given_llm else None
     try:
-        async for event in in_session(lambda tabs: _loop(run, tabs), run.finish, browser=browser, session=session):
+        guard = NavigationGuard(allowed_domains=options.allowed_domains, blocked_domains=options.blocked_domains)
+        async for event in in_session(lambda tabs: _loop(run, tabs), run.finish, browser=browser, session=session,
+                                      guard=guard):
             yield event
     finally:
         if warm is not None and not warm.done():
@@ -162,7 +172,7 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncGenerator[Event, Non
         run.notices.append(f"litellm marks {run.llm.model!r} as lacking function calling; the actions were sent as "
                            "tools anyway (the provider may refuse them)")
     ctx = act.Context(session=session, allowed_domains=options.allowed_domains,
-                      blocked_domains=options.blocked_domains, extract_fn=run.extract)
+                      blocked_domains=options.blocked_domains, extract_fn=run.extract, secrets=run.secrets or None)
     failures = validation_failures = 0
     first = 1
     if options.start_url:
@@ -170,25 +180,28 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncGenerator[Event, Non
         t0 = time.monotonic()
         result, _ = await run.bounded(act.execute(ctx, "navigate", {"url": options.start_url}))
         page = await session.ensure_page()
-        item = HistoryItem(description="Open the start page", actions=[result], step=1, url=page.url,
-                           title=await page.title(), started_at=utcnow(), duration_ms=(time.monotonic() - t0) * 1000)
+        item = run.secrets.scrub_model(HistoryItem(
+            description="Open the start page", actions=[result], step=1, url=page.url, title=await page.title(),
+            started_at=utcnow(), duration_ms=(time.monotonic() - t0) * 1000))
         run.tally.add_step(item)
         yield StepFinished(item=item)
         first = 2
     for step in range(first, options.max_steps + 1):
         run.check()
         page = await session.ensure_page()
-        yield StepStarted(step=step, url=page.url)
+        yield StepStarted(step=step, url=run.secrets.scrub(page.url))
         started_at, t0 = utcnow(), time.monotonic()
         run.step_calls, run.step_traces = [], []
         shot_path = options.screenshot_dir / f"step-{step:03d}.jpg" if options.screenshot_dir else None
         obs, shot = await run.bounded(asyncio.gather(
             observe(page), session.screenshot(shot_path) if shot_path else _none()))
+        obs = run.secrets.scrub_model(obs)  # a typed secret shows as its placeholder
         browser_ms = (time.monotonic() - t0) * 1000
         message = prompts.step_message(
             task=request.prompt, step=step, max_steps=options.max_steps, history=run.tally.history,
-            tabs=session.tab_list(), current_tab=session.current_id, url=obs.url, title=obs.title, page=obs.text,
-            notes=run.notes, result_hint=prompts.result_hint(request.json_schema, request.response_format),
+            tabs=run.secrets.scrub_value(session.tab_list()), current_tab=session.current_id, url=obs.url,
+            title=obs.title, page=obs.text, notes=[*run.notes, *secrets_note(run.secrets, obs.url)],
+            result_hint=prompts.result_hint(request.json_schema, request.response_format),
         )
         run.notes = []
         results: list[ActionResult] = []
@@ -236,12 +249,12 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncGenerator[Event, Non
                 description = f"The model could not be used: {exc}"
         if not description:
             description = ", ".join(f"{r.name} {r.params.get('index', '')}".strip() for r in results) or "no action"
-        item = HistoryItem(
+        item = run.secrets.scrub_model(HistoryItem(
             description=description, actions=results, step=step, url=obs.url, title=obs.title, screenshot=shot,
             started_at=started_at, duration_ms=(time.monotonic() - t0) * 1000,
             llm_ms=sum(c.latency_ms for c in run.step_calls if c.purpose == "step"),
             browser_ms=browser_ms, llm_calls=list(run.step_calls),
-        )
+        ))
         run.tally.add_step(item)
         yield StepFinished(item=item, traces=list(run.step_traces))
         if fatal is not None:  # retrying cannot help (a key, a model name, a request the provider refuses)

@@ -44,9 +44,12 @@ __all__ = [
     "check_navigation",
     "chromium_args",
     "chromium_host_rules",
+    "check_domain_rules",
     "check_webhook_url",
+    "domain_matches",
     "is_metadata_address",
     "is_public_address",
+    "redact_url",
     "request_blocked",
     "resolve_public",
 ]
@@ -173,7 +176,38 @@ def check_webhook_url(url: str) -> str:
     if _is_metadata(parsed):
         raise PolicyError(f"points at {parsed.key}, a cloud metadata address, which is always refused; {fix}",
                           reason="metadata")
+    if parsed.port == 0:
+        raise PolicyError(f"has port 0, which nothing listens on; give a port from 1 to 65535, {fix}")
     return url
+
+
+def check_domain_rules(entries: Sequence[str], field: str) -> None:
+    """PolicyError naming `field` and the entry unless every entry is a domain or IP the lists can match."""
+    for entry in entries:
+        if not isinstance(entry, str) or not entry.strip():
+            raise PolicyError(f"{field} entries must be non-empty host names such as 'example.com'", reason="config")
+        _rule(entry, field)
+
+
+def domain_matches(entries: Sequence[str], url: str) -> bool:
+    """True when `url`'s host matches one of `entries` (as in allowed_domains); False for non-web URLs."""
+    try:
+        parsed = parse_web(clean_url(url))
+    except PolicyError:
+        return False
+    if parsed.scheme not in WEB_SCHEMES:
+        return False
+    return any(_rule(entry, "sensitive_data").matches(parsed) for entry in entries)
+
+
+def redact_url(url: str) -> str:
+    """scheme://host:port/... only: URLs given to us (webhooks) often carry a token in the path or query."""
+    try:
+        parsed = parse_web(clean_url(url))
+    except PolicyError:
+        return "[redacted URL]"
+    port = f":{parsed.port}" if parsed.port is not None else ""
+    return f"{parsed.scheme}://{parsed.host}{port}/..."
 
 
 def request_blocked(url: str) -> bool:

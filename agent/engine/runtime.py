@@ -16,6 +16,7 @@ from typing import Any
 from playwright.async_api import Error as PlaywrightError
 
 from agent.engine.browser import Browser, BrowserError, BrowserSession, use_session
+from agent.engine.guard import NavigationGuard
 from agent.models import Event, RunFinished
 
 
@@ -67,17 +68,19 @@ async def in_session(
     *,
     browser: Browser | None,
     session: BrowserSession | None,
+    guard: NavigationGuard | None = None,
 ) -> AsyncGenerator[Event, None]:
     """Run `loop` in `session` (or a new context of `browser`, or of a browser of its own) and end once.
 
     The loop's own RunFinished is the end; a browser failure, a stop (cancel or timeout) or a loop
-    that ended without one becomes `finish(reason)`. A browser started here is closed here.
+    that ended without one becomes `finish(reason)`. A browser started here is closed here. A new
+    session routes every request through `guard` (the run's navigation policy).
     """
     own_browser = browser is None and session is None
     browser = browser or Browser()
     final: RunFinished | None = None
     try:
-        async with use_session(browser, session) as tabs, contextlib.aclosing(loop(tabs)) as events:
+        async with use_session(browser, session, guard=guard) as tabs, contextlib.aclosing(loop(tabs)) as events:
             async for event in events:
                 if isinstance(event, RunFinished):
                     final = event

@@ -7,6 +7,7 @@ protocol with `isinstance(x, RunLog)`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -51,6 +52,18 @@ class RunLog(Protocol):
                                status_code: int | None, ok: bool, error: str | None, duration_ms: float,
                                event: str = "run.finished") -> None:
         """Keep one webhook delivery attempt."""
+        ...
+
+    def add_secrets(self, run_id: int, values: Sequence[str]) -> None:
+        """Scrub these values (a run's sensitive_data) from every write until the run ends."""
+        ...
+
+    def pending_webhooks(self, run_id: int | None = None) -> list[dict[str, Any]]:
+        """Webhooks owed for ended runs (or for `run_id`): run_id, url (in clear), delivery_id, event, attempts."""
+        ...
+
+    def end_webhook(self, run_id: int) -> None:
+        """The run's webhook is no longer owed: drop its clear URL."""
         ...
 
     def get_run(self, run_id: int) -> RunResponse | None:

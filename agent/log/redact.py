@@ -13,9 +13,10 @@ import re
 from collections.abc import Sequence
 from typing import Any, overload
 
+from agent.engine.policy import redact_url
 from agent.models import RunRequest
 
-__all__ = ["REDACTED", "dumps", "request_json", "scrub", "secret_values", "strip_secret_fields"]
+__all__ = ["REDACTED", "dumps", "redact_url", "request_json", "scrub", "secret_values", "strip_secret_fields"]
 
 REDACTED = "[redacted]"
 # Env var names that hold credentials; their values are scrubbed from everything written.
@@ -87,5 +88,11 @@ def dumps(value: Any, secrets: Sequence[str]) -> str:
 
 
 def request_json(request: RunRequest, secrets: Sequence[str]) -> str:
-    """The request as stored: credential-named fields dropped, secret values scrubbed."""
-    return dumps(strip_secret_fields(request.model_dump(mode="json")), secrets)
+    """The request as stored: credential-named fields dropped, the webhook URL redacted, secret values scrubbed.
+
+    `sensitive_data` never gets here: the request model excludes it from every dump.
+    """
+    stored = strip_secret_fields(request.model_dump(mode="json"))
+    if stored.get("webhook_url"):
+        stored["webhook_url"] = redact_url(stored["webhook_url"])
+    return dumps(stored, secrets)

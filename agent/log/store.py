@@ -45,7 +45,7 @@ from agent.log.export import export_parquet
 from agent.log.migrations import MigrationError, migrate
 from agent.log.protocol import LogEvent
 from agent.log.queries import RunQueries, check_page
-from agent.log.redact import secret_values
+from agent.log.redact import scrub, secret_values
 from agent.log.snapshots import (
     DB_FILE,
     METHODS,
@@ -122,6 +122,8 @@ class Store(RunQueries):
         # run id -> steps recorded, for runs in progress: the next step's `seq` without a query.
         # Exact because this Store is the only writer; an entry is set only after its commit.
         self._steps_seen: dict[int, int] = {}
+        # run id -> the run's sensitive values, scrubbed from every write while the run lasts.
+        self._run_secrets: dict[int, list[str]] = {}
         # Hashes of the system prompts stored: a run's prompt is written once, not checked every step.
         self._prompt_hashes: set[str] = set()
         # Snapshots copy the file through this descriptor, held open for the store's life: DuckDB
@@ -176,6 +178,7 @@ class Store(RunQueries):
         self._con.execute("SET TimeZone = 'UTC'")
         db = rows.scalar(self._con, "SELECT current_database()")
         applied = migrate(self._con)
+        self._spill_outbox()
         interrupted = self._write(writes.mark_interrupted)
         remove_leftovers(self.data_dir)
         return db, applied, interrupted
@@ -192,8 +195,11 @@ class Store(RunQueries):
 
     def _write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run `fn(con, secrets, *args, **kwargs)` (one of agent.log.writes) in one transaction under the lock."""
-        secrets = secret_values()
         with self._lock:
+            secrets = secret_values()
+            if self._run_secrets:
+                extra = {v for values in self._run_secrets.values() for v in values}
+                secrets = sorted(set(secrets) | extra, key=len, reverse=True)
             self._check_open()
             con = self._con
             con.execute("BEGIN TRANSACTION")
@@ -219,7 +225,30 @@ class Store(RunQueries):
         """Start a run of `task_id` (status in_progress, started now); returns the run id."""
         if mode not in ("agent", "replay"):
             raise InvalidQuery(f"mode must be 'agent' or 'replay', got {mode!r}")
-        return self._write(writes.insert_run, task_id, request, mode)
+        run_id = self._write(writes.insert_run, task_id, request, mode)
+        if request.webhook_url:
+            self._keep_webhook_url(run_id, request.webhook_url)
+        return run_id
+
+    # The full webhook URL (it may carry a token) is kept only beside the database, one file per run,
+    # until its delivery ends: never in the tables, their snapshots or exports.
+    def _outbox_file(self, run_id: int) -> Path:
+        return self.data_dir / "outbox" / f"{int(run_id)}.url"
+
+    def _keep_webhook_url(self, run_id: int, url: str) -> None:
+        path = self._outbox_file(run_id)
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(scrub(url, secret_values()))  # environment secrets never reach a file
+        os.replace(tmp, path)
+
+    def _spill_outbox(self) -> None:
+        """Move full URLs an older version kept in the outbox table to their files (once, at open)."""
+        for row in self._query("SELECT run_id, url FROM webhook_outbox WHERE url NOT LIKE '%/...'"):
+            self._keep_webhook_url(row["run_id"], row["url"])
+            self._write(writes.redact_outbox_url, row["run_id"], row["url"])
 
     def record(self, run_id: int, event: LogEvent) -> None:
         """Persist one engine event in one transaction (a crash loses at most the step in flight)."""
@@ -241,6 +270,7 @@ class Store(RunQueries):
             with self._lock:
                 self._write(writes.finish_run, run_id, event)
                 self._steps_seen.pop(run_id, None)
+                self._run_secrets.pop(run_id, None)
             self._request_snapshot()
         elif isinstance(event, StepStarted):
             # Nothing to keep: the step's row is written whole when it finishes. Still check the
@@ -254,7 +284,13 @@ class Store(RunQueries):
         with self._lock:
             self._write(writes.fail_run, run_id, error)
             self._steps_seen.pop(run_id, None)
+            self._run_secrets.pop(run_id, None)
         self._request_snapshot()
+
+    def add_secrets(self, run_id: int, values: Sequence[str]) -> None:
+        """Scrub these values (a run's sensitive_data) from every write until the run ends."""
+        with self._lock:
+            self._run_secrets[run_id] = [v for v in values if v]
 
     def record_webhook_attempt(
         self,
@@ -286,7 +322,11 @@ class Store(RunQueries):
     def get_run_request(self, run_id: int) -> RunRequest | None:
         """The request a run was started with (secret-looking fields stripped); None if unknown."""
         found = self._query("SELECT request_json FROM runs WHERE id = ?", [run_id])
-        return RunRequest.model_validate(json.loads(found[0]["request_json"])) if found else None
+        if not found:
+            return None
+        stored = json.loads(found[0]["request_json"])
+        stored.pop("webhook_url", None)  # kept redacted, so no longer a place to deliver to
+        return RunRequest.model_validate(stored)
 
     def get_task(self, task_id: int) -> dict[str, Any] | None:
         """A task with its request, run count and last run's status; None if unknown."""
@@ -310,6 +350,26 @@ class Store(RunQueries):
     def set_task_workflow(self, task_id: int, workflow_id: int | None) -> None:
         """Link a task to the cached workflow saved from it (or unlink with None)."""
         self._write(writes.set_task_workflow, task_id, workflow_id)
+
+    def pending_webhooks(self, run_id: int | None = None) -> list[dict[str, Any]]:
+        """Webhooks owed for ended runs (or for `run_id`): run_id, url (in clear), delivery_id, event, attempts made."""
+        where, params = ("AND o.run_id = ?", [run_id]) if run_id is not None else ("", [])
+        rows = self._query(
+            f"""
+            SELECT o.run_id, o.url, o.delivery_id, o.event,
+                   coalesce((SELECT max(d.attempt) FROM webhook_deliveries d WHERE d.run_id = o.run_id), 0) AS attempts
+            FROM webhook_outbox o WHERE o.state = 'pending' {where} ORDER BY o.run_id
+            """, params,
+        )
+        for row in rows:  # None: the file was lost (a crash between the row and the file)
+            path = self._outbox_file(row["run_id"])
+            row["url"] = path.read_text(encoding="utf-8") if path.is_file() else None
+        return rows
+
+    def end_webhook(self, run_id: int) -> None:
+        """The run's webhook is no longer owed (delivered, refused, out of attempts): drop its clear URL."""
+        self._write(writes.end_webhook, run_id)
+        self._outbox_file(run_id).unlink(missing_ok=True)
 
     def webhook_attempts(self, run_id: int) -> list[dict[str, Any]]:
         """Every delivery attempt for a run, oldest first."""

@@ -9,6 +9,7 @@ text that may carry a secret goes through `agent.log.redact` on its way in.
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import duckdb
 
 from agent.log.errors import InvalidQuery
-from agent.log.redact import dumps, request_json, scrub
+from agent.log.redact import dumps, redact_url, request_json, scrub
 from agent.log.rows import (
     ACTION_COLS,
     LLM_COLS,
@@ -33,6 +34,8 @@ __all__ = [
     "add_step",
     "add_traced_step",
     "check_run",
+    "end_webhook",
+    "redact_outbox_url",
     "fail_run",
     "finish_run",
     "insert_run",
@@ -70,7 +73,11 @@ _FINISH_RUN = """
 def mark_interrupted(con: Connection, secrets: Secrets) -> list[int]:
     """End runs left in progress by a previous process (it crashed or was killed); their ids."""
     # The run ended at its last sign of life, not now: keeps durations honest.
-    return sorted(r[0] for r in con.execute(_MARK_INTERRUPTED).fetchall())
+    ended = sorted(r[0] for r in con.execute(_MARK_INTERRUPTED).fetchall())
+    # Their end is a terminal status too: their webhooks are now owed.
+    con.execute("UPDATE webhook_outbox SET state = 'pending' WHERE state = 'waiting' "
+                "AND run_id NOT IN (SELECT id FROM runs WHERE status = 'in_progress')")
+    return ended
 
 
 # ------------------------------------------------------------------ tasks and runs
@@ -88,7 +95,7 @@ def insert_run(con: Connection, secrets: Secrets, task_id: int, request: RunRequ
     if scalar(con, "SELECT 1 FROM tasks WHERE id = ?", [task_id]) is None:
         raise InvalidQuery(f"task {task_id} does not exist; create it with create_task(request) first")
     now = utcnow()
-    return scalar(
+    run_id: int = scalar(
         con,
         """
         INSERT INTO runs (task_id, status, mode, provider, model, prompt, created_at,
@@ -97,9 +104,14 @@ def insert_run(con: Connection, secrets: Secrets, task_id: int, request: RunRequ
         """,
         [
             task_id, mode, request.provider, request.model, scrub(request.prompt, secrets),
-            now, now, request_json(request, secrets), request.workflow_id, scrub(request.webhook_url, secrets),
+            now, now, request_json(request, secrets), request.workflow_id,
+            None if request.webhook_url is None else redact_url(request.webhook_url),
         ],
     )
+    if request.webhook_url:  # owed once the run ends; the full URL is kept beside the database (Store)
+        con.execute("INSERT INTO webhook_outbox VALUES (?, ?, ?, 'run.finished', 'waiting', ?)",
+                    [run_id, redact_url(request.webhook_url), uuid.uuid4().hex, now])
+    return run_id
 
 
 def check_run(con: Connection, secrets: Secrets, run_id: int) -> None:
@@ -178,6 +190,7 @@ def finish_run(con: Connection, secrets: Secrets, run_id: int, event: RunFinishe
             dumps(r.notes, secrets) if r.notes else None, run_id,
         ],
     )
+    con.execute("UPDATE webhook_outbox SET state = 'pending' WHERE run_id = ?", [run_id])
 
 
 def fail_run(con: Connection, secrets: Secrets, run_id: int, error: str) -> None:
@@ -192,6 +205,7 @@ def fail_run(con: Connection, secrets: Secrets, run_id: int, error: str) -> None
         """,
         [scrub(error, secrets), now, now, run_id],
     )
+    con.execute("UPDATE webhook_outbox SET state = 'pending' WHERE run_id = ?", [run_id])
 
 
 def insert_webhook_attempt(
@@ -201,8 +215,18 @@ def insert_webhook_attempt(
     """One webhook delivery attempt (each retry is its own row)."""
     con.execute(
         insert_sql("webhook_deliveries", WEBHOOK_COLS[1:], 1),
-        [run_id, scrub(url, secrets), attempt, at, status_code, ok, scrub(error, secrets), duration_ms, event],
+        [run_id, redact_url(url), attempt, at, status_code, ok, scrub(error, secrets), duration_ms, event],
     )
+
+
+def redact_outbox_url(con: Connection, secrets: Secrets, run_id: int, url: str) -> None:
+    """Keep only the redacted form of an owed webhook's URL in the table (the Store keeps the full one)."""
+    con.execute("UPDATE webhook_outbox SET url = ? WHERE run_id = ?", [redact_url(url), run_id])
+
+
+def end_webhook(con: Connection, secrets: Secrets, run_id: int) -> None:
+    """The run's webhook is no longer owed (delivered, refused or out of attempts): forget its URL."""
+    con.execute("DELETE FROM webhook_outbox WHERE run_id = ?", [run_id])
 
 
 # ------------------------------------------------------------------ tasks' workflows

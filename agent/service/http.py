@@ -16,22 +16,31 @@ from fastapi import FastAPI, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from agent.limits import MAX_BODY_BYTES, MAX_ID, MAX_JSON_DEPTH, json_depth
 from agent.models import json_safe
 from agent.service.door import NotFound
 from agent.service.runs import ServiceBusy, ServiceClosed
 
-__all__ = ["ApiKeyMiddleware", "ClientError", "MAX_BODY_BYTES", "MAX_ID", "install_error_handlers", "read_json",
-           "read_object", "unprocessable", "json_response"]
+__all__ = ["ApiKeyMiddleware", "BODY_ERRORS", "ClientError", "ErrorBody", "MAX_BODY_BYTES", "MAX_ID", "RequestGuard",
+           "ValidationErrors", "error_responses", "install_error_handlers", "json_body", "json_response", "read_json",
+           "read_object", "unprocessable"]
 
 log = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 1_000_000  # a run request is a prompt and a schema; a megabyte is plenty
-MAX_ID = 2**63 - 1  # DuckDB BIGINT: larger ids cannot exist, and must not reach the database
 PROTECTED_PREFIXES = ("/api", "/gradio_api")
-JSON_TYPES = ("application/json",)
+MAX_UPLOAD_BYTES = 10_000_000  # Gradio's own file uploads (the workbench's form has none)
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Bodies that are not JSON, where Gradio's page or our login form really sends them.
+OTHER_BODIES: dict[str, tuple[str, ...]] = {
+    "/gradio_api/upload": ("multipart/form-data",),
+    "/gradio_api/component_server": ("multipart/form-data",),
+    "/gradio_api/component_server/": ("multipart/form-data",),
+    "/login-key": ("application/x-www-form-urlencoded",),
+}
 
 RunId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="The task_run_id returned when the run was created")]
 TaskId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="The task_id returned when the run was created")]
@@ -56,6 +65,58 @@ def json_response(content: Any, status: int = 200, headers: dict[str, str] | Non
     from fastapi.encoders import jsonable_encoder
 
     return JSONResponse(json_safe(jsonable_encoder(content)), status_code=status, headers=headers)
+
+
+# ------------------------------------------------------------------ the documented shapes (OpenAPI)
+class ErrorBody(BaseModel):
+    """Every error but a field-level 422: what went wrong and what to do."""
+
+    detail: str
+
+
+class FieldError(BaseModel):
+    """One field that cannot be accepted, and how to fix it."""
+
+    field: str
+    message: str
+
+
+class ValidationErrors(BaseModel):
+    """A 422: every field that is wrong, each with the fix."""
+
+    detail: list[FieldError]
+
+
+_ERRORS: dict[int, str] = {
+    400: "The Host header is not a name the app is served as (--host, localhost, 127.0.0.1, ALLOWED_HOSTS)",
+    401: "WORKBENCH_API_KEY is set and the request carries no (or a wrong) key",
+    403: "The request comes from another origin or site (Origin / Sec-Fetch-Site)",
+    404: "No such run, task, workflow or screenshot",
+    409: "The run has already ended",
+    413: "The body is over the size limit",
+    415: "The body is not JSON (send Content-Type: application/json)",
+    422: "A field (or the body) cannot be accepted; each entry names it and the fix",
+    429: "Too many runs are running or queued; retry after Retry-After seconds",
+    503: "The server is shutting down; retry after Retry-After seconds",
+}
+GUARD_ERRORS = (400, 401, 403)  # any route: the request guard and the key check
+BODY_ERRORS = (413, 415, 422)  # any route that reads a body
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of a route: the guard's errors and `codes`, each with its real body shape."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for code in sorted({*GUARD_ERRORS, 422, *codes}):
+        out[code] = {"model": ValidationErrors if code == 422 else ErrorBody, "description": _ERRORS[code]}
+        if code in (429, 503):
+            out[code]["headers"] = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
+    return out
+
+
+def json_body(schema_name: str, *, required: bool = True) -> dict[str, Any]:
+    """`openapi_extra` for a route that reads its JSON body itself (through `read_json`)."""
+    return {"requestBody": {"required": required, "content": {
+        "application/json": {"schema": {"$ref": f"#/components/schemas/{schema_name}"}}}}}
 
 
 # ------------------------------------------------------------------ auth
@@ -101,6 +162,136 @@ class ApiKeyMiddleware:
         await response(scope, receive, send)
 
 
+# ------------------------------------------------------------------ host, origin, content type, size
+class RequestGuard:
+    """What every request must be before any route sees it (pure ASGI, so Gradio's routes are covered too).
+
+    - Host: one of the names the app is served as (`allowed_hosts`), else 400: a DNS-rebinding page
+      cannot talk to the app through a name of its own.
+    - Origin: a request whose `Origin` is another origin (another port counts) or whose
+      `Sec-Fetch-Site` is cross-site / same-site is refused (403): pages the user or the agent visits
+      cannot start runs, read the log or ride on the login cookie.
+    - Content type: a body must be JSON (415), except Gradio's uploads and the login form.
+    - Size: a body over the cap is refused (413) before it is read.
+    """
+
+    def __init__(self, app: ASGIApp, *, allowed_hosts: frozenset[str] | None = None) -> None:
+        self.app = app
+        self.allowed_hosts = allowed_hosts  # None: any host (an app that is not served, e.g. in tests)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope.get("headers") or []}
+        refusal = self._refusal(scope, headers)
+        if refusal is None and scope["type"] == "http":
+            refusal, receive = await self._body(scope, headers, receive)
+        if refusal is None:
+            await self.app(scope, receive, send)
+            return
+        status, detail = refusal
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 4400 if status == 400 else 4403})
+            return
+        await json_response({"detail": detail}, status)(scope, receive, send)
+
+    def _refusal(self, scope: Scope, headers: dict[str, str]) -> tuple[int, str] | None:
+        host = headers.get("host", "")
+        if self.allowed_hosts is not None and host_name(host) not in self.allowed_hosts:
+            return 400, (f"host {host_name(host)[:100]!r} is not served here; use one of "
+                         f"{', '.join(sorted(self.allowed_hosts))}, or add it to ALLOWED_HOSTS")
+        origin = headers.get("origin")
+        if origin is not None and not same_origin(origin, host):
+            return 403, (f"cross-origin request refused (Origin {origin[:100]!r}); call the API from a program, "
+                         "or from the workbench's own page")
+        site = headers.get("sec-fetch-site", "").lower()
+        unsafe = scope["type"] == "websocket" or scope.get("method", "GET") not in SAFE_METHODS
+        if unsafe and site in ("cross-site", "same-site"):
+            return 403, f"request from another site refused (Sec-Fetch-Site: {site}); send it from the workbench itself"
+        return None
+
+    async def _body(self, scope: Scope, headers: dict[str, str],
+                    receive: Receive) -> tuple[tuple[int, str] | None, Receive]:
+        """The content type and size check; a chunked body is read here (bounded) and handed on."""
+        path = scope.get("path", "")
+        if scope.get("method", "GET") in SAFE_METHODS:
+            return None, receive
+        chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+        declared = headers.get("content-length")
+        if declared is not None and not declared.strip().isdigit():
+            return (400, "Content-Length is not a number"), receive
+        size = int(declared) if declared is not None else 0
+        if not chunked and size == 0:
+            return None, receive  # no body: nothing to type-check (e.g. POST .../cancel)
+        ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+        others = OTHER_BODIES.get(path, ())
+        if not (is_json_type(ctype) or ctype in others):
+            allowed = " or ".join(("application/json", *others))
+            return (415, f"the body is {ctype or 'untyped'}: send it as JSON with the header "
+                         f"'Content-Type: {allowed}'"), receive
+        cap = MAX_UPLOAD_BYTES if others and ctype in others else MAX_BODY_BYTES
+        if size > cap:
+            return (413, f"the body is {size} bytes; the limit is {cap}"), receive
+        if declared is not None:
+            return None, receive
+        body, total = [], 0
+        while True:  # chunked: read it whole, bounded, then replay it to the route
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            total += len(message.get("body", b""))
+            if total > cap:
+                return (413, f"the body is over {cap} bytes; send a smaller request"), receive
+            body.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        replayed = False
+
+        async def replay() -> Any:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": b"".join(body), "more_body": False}
+
+        return None, replay
+
+
+def is_json_type(ctype: str) -> bool:
+    """application/json, or a JSON-based type such as application/merge-patch+json."""
+    return ctype == "application/json" or (ctype.startswith("application/") and ctype.endswith("+json"))
+
+
+def host_name(host: str) -> str:
+    """The name part of a Host header, lower case, without port or IPv6 brackets."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def same_origin(origin: str, host: str) -> bool:
+    """True when the Origin header names the host (and port) this request was sent to."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(origin.strip().lower())
+        port = parts.port
+    except ValueError:
+        return False
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return False  # "null", file:, extensions
+    default = {"http": 80, "https": 443}[parts.scheme]
+    name = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    netloc = name if port in (None, default) else f"{name}:{port}"
+    given = host.strip().lower()
+    for scheme_port in (":80", ":443"):  # a client may spell the default port out
+        if given.endswith(scheme_port) and scheme_port == f":{default}":
+            given = given[: -len(scheme_port)]
+    return netloc == given
+
+
 # ------------------------------------------------------------------ body parsing
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
@@ -111,11 +302,7 @@ _REQUIRED: Any = object()
 
 async def read_json(request: Request, *, empty: Any = _REQUIRED) -> Any:
     """The body as a JSON value, bounded in size (`empty` when there is none and that is allowed)."""
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype and ctype not in JSON_TYPES and not (ctype.startswith("application/") and ctype.endswith("+json")):
-        raise unprocessable(
-            "content-type", f"is {ctype!r}; send the body as JSON with the header 'Content-Type: application/json'"
-        )
+    # The content type was checked by RequestGuard, for every route at once.
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -141,7 +328,7 @@ async def read_json(request: Request, *, empty: Any = _REQUIRED) -> Any:
     except UnicodeDecodeError as exc:
         raise unprocessable("body", f"is not UTF-8 (bad byte at position {exc.start}); send UTF-8 JSON") from None
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise unprocessable(
             "body", f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
@@ -150,6 +337,9 @@ async def read_json(request: Request, *, empty: Any = _REQUIRED) -> Any:
     except (ValueError, RecursionError) as exc:
         reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
         raise unprocessable("body", f"is not valid JSON ({reason}); send a plain JSON object") from None
+    if json_depth(value) > MAX_JSON_DEPTH:  # later code (pydantic, json.dumps) recurses: refuse it here
+        raise unprocessable("body", f"nests deeper than {MAX_JSON_DEPTH} levels; send a flatter JSON object")
+    return value
 
 
 async def read_object(request: Request, what: str, *, required: bool = True) -> dict[str, Any]:

@@ -26,31 +26,37 @@ from agent.log.errors import InvalidQuery
 from agent.models import PROVIDERS, RequestError, RunRequest, RunResponse, validation_errors
 from agent.service.door import NotFound
 from agent.service.http import (
+    BODY_ERRORS,
     MAX_ID,
     ApiKeyMiddleware,
     ClientError,
+    RequestGuard,
     RunId,
     TaskId,
+    error_responses,
     install_error_handlers,
+    json_body,
     json_response,
     read_object,
     unprocessable,
 )
-from agent.service.runs import RunService
+from agent.service.runs import RunService, validate_off_loop
 
-__all__ = ["create_api", "health_report"]
+__all__ = ["create_api", "health_report", "install_openapi", "request_schemas"]
 
 log = logging.getLogger(__name__)
 
 MAX_PAGE = 1000
 CANCEL_WAIT_S = 5.0
 Step = Annotated[int, PathParam(ge=1, le=100_000, description="The step number (1 is the first step)")]
+RUN_OK: dict[int | str, dict[str, Any]] = {200: {"model": RunResponse, "description": "The run (the contract's shape)"}}
+STARTS_RUN = (*BODY_ERRORS, 429, 503)
 
 
-def _validate(data: dict[str, Any]) -> RunRequest:
-    """A RunRequest, or a 422 listing every field that is wrong and how to fix it."""
+async def _validate(data: dict[str, Any]) -> RunRequest:
+    """A RunRequest, or a 422 listing every field that is wrong and how to fix it (checked off the event loop)."""
     try:
-        return RunRequest.model_validate(data)
+        return await validate_off_loop(data)
     except ValidationError as exc:
         raise ClientError(422, validation_errors(exc)) from None
     except RequestError as exc:
@@ -64,10 +70,13 @@ def create_api(
     service: RunService,
     *,
     api_key: str | None = None,
+    allowed_hosts: frozenset[str] | None = None,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[Any]] | None = None,
     title: str = "LLM web-agent workbench",
 ) -> FastAPI:
-    """The FastAPI app with the /api routes, the error handlers and (if `api_key`) the key check."""
+    """The FastAPI app with the /api routes, the error handlers, the request guard and (if `api_key`) the
+    key check with the browsers' login; anything mounted on it later (Gradio) is behind them too."""
+    from agent.ui.login import install_ui_login
     from agent.workflows.routes import create_workflow_router
 
     app = FastAPI(title=title, lifespan=lifespan, docs_url="/api/docs", redoc_url=None,
@@ -75,7 +84,11 @@ def create_api(
     app.state.service = service
     if api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=api_key)
+        install_ui_login(app, api_key)  # browsers log in once with the key; a cookie then stands for it
+    # Added last, so it runs first: a foreign host or origin never reaches the key check or a route.
+    app.add_middleware(RequestGuard, allowed_hosts=allowed_hosts)
     install_error_handlers(app)
+    install_openapi(app)
     for router in (runs_router(service), tasks_router(service), health_router(service),
                    create_workflow_router(service)):
         app.include_router(router)
@@ -100,13 +113,14 @@ def runs_router(service: RunService) -> APIRouter:
     """Start, list, read and cancel runs; their screenshots and webhook attempts."""
     router = APIRouter()
 
-    @router.post("/api/runs", tags=["runs"], summary="Run Agent")
+    @router.post("/api/runs", tags=["runs"], summary="Run Agent", responses={**RUN_OK, **error_responses(*STARTS_RUN)},
+                 openapi_extra=json_body("RunRequest"))
     async def post_run(request: Request) -> JSONResponse:
         """Start a run (the contract's request); waits for the end unless wait_for_completion is false."""
         body = await read_object(request, 'the run request fields, e.g. {"prompt": "..."}')
-        return await start_run(service, _validate(body))
+        return await start_run(service, await _validate(body))
 
-    @router.get("/api/runs", tags=["runs"])
+    @router.get("/api/runs", tags=["runs"], responses=error_responses())
     async def list_runs(
         status: Literal["success", "failure", "in_progress"] | None = None,
         provider: Literal[PROVIDERS] | None = None,  # type: ignore[valid-type]
@@ -134,7 +148,7 @@ def runs_router(service: RunService) -> APIRouter:
         runs = [{"task_run_id": row.get("id"), **row} for row in rows]
         return json_response({"runs": runs, "total": total, "limit": limit, "offset": offset, "totals": totals})
 
-    @router.get("/api/runs/{task_run_id}", tags=["runs"])
+    @router.get("/api/runs/{task_run_id}", tags=["runs"], responses={**RUN_OK, **error_responses(404)})
     async def get_run(task_run_id: RunId) -> JSONResponse:
         """The run in the contract's shape, with the history so far."""
         response = await service.aget(task_run_id)
@@ -142,7 +156,7 @@ def runs_router(service: RunService) -> APIRouter:
             raise NotFound("run", task_run_id)
         return json_response(response.to_json())
 
-    @router.post("/api/runs/{task_run_id}/cancel", tags=["runs"])
+    @router.post("/api/runs/{task_run_id}/cancel", tags=["runs"], responses={**RUN_OK, **error_responses(404, 409)})
     async def cancel_run(task_run_id: RunId) -> JSONResponse:
         """Stop a running or queued run (it ends as failure, "cancelled"); 409 if it had already ended."""
         if not await service.cancel(task_run_id):
@@ -157,7 +171,7 @@ def runs_router(service: RunService) -> APIRouter:
         assert response is not None
         return json_response(response.to_json())
 
-    @router.get("/api/runs/{task_run_id}/steps/{step}/trace", tags=["runs"])
+    @router.get("/api/runs/{task_run_id}/steps/{step}/trace", tags=["runs"], responses=error_responses(404))
     async def step_trace(task_run_id: RunId, step: Step) -> JSONResponse:
         """What the model saw and said in a step: {system_prompt, messages, reply, tool_calls, observation, usage}.
 
@@ -167,7 +181,9 @@ def runs_router(service: RunService) -> APIRouter:
         traces = await service.traces(task_run_id, step=step)
         return json_response(traces[0] if len(traces) == 1 else traces)
 
-    @router.get("/api/runs/{task_run_id}/export", tags=["runs"], response_model=None)
+    @router.get("/api/runs/{task_run_id}/export", tags=["runs"], response_model=None, responses={
+        200: {"content": {"application/json": {}, "text/html": {}}, "description": "The run in one file"},
+        **error_responses(404)})
     async def export_run(task_run_id: RunId,
                          format: Literal["json", "html"] = Query(default="json")) -> JSONResponse | HTMLResponse:
         """The whole run in one file: json (response, request, traces, webhook attempts) or html (opens offline)."""
@@ -181,13 +197,14 @@ def runs_router(service: RunService) -> APIRouter:
         page = await asyncio.to_thread(export_html, data, screenshots=await service.screenshot_files(task_run_id))
         return HTMLResponse(page, headers=headers)
 
-    @router.get("/api/runs/{task_run_id}/webhooks", tags=["runs"])
+    @router.get("/api/runs/{task_run_id}/webhooks", tags=["runs"], responses=error_responses(404))
     async def run_webhooks(task_run_id: RunId) -> JSONResponse:
         """Every webhook delivery attempt of the run, oldest first."""
         attempts = await service.webhook_attempts(task_run_id)
         return json_response({"task_run_id": task_run_id, "attempts": attempts})
 
-    @router.get("/api/runs/{task_run_id}/screenshots/{step}", tags=["runs"])
+    @router.get("/api/runs/{task_run_id}/screenshots/{step}", tags=["runs"], response_class=FileResponse,
+                responses={200: {"content": {"image/jpeg": {}}, "description": "The JPEG"}, **error_responses(404)})
     async def run_screenshot(task_run_id: RunId, step: Step) -> FileResponse:
         """The JPEG screenshot taken at the start of a step."""
         path = await service.screenshot(task_run_id, step)
@@ -202,7 +219,7 @@ def tasks_router(service: RunService) -> APIRouter:
     """List and read tasks; run a saved task again."""
     router = APIRouter()
 
-    @router.get("/api/tasks", tags=["tasks"])
+    @router.get("/api/tasks", tags=["tasks"], responses=error_responses())
     async def list_tasks(
         limit: int = Query(default=50, ge=1, le=MAX_PAGE), offset: int = Query(default=0, ge=0, le=MAX_ID)
     ) -> JSONResponse:
@@ -211,13 +228,14 @@ def tasks_router(service: RunService) -> APIRouter:
         tasks = [{"task_id": row.get("id"), **row} for row in rows]
         return json_response({"tasks": tasks, "total": total, "limit": limit, "offset": offset})
 
-    @router.get("/api/tasks/{task_id}", tags=["tasks"])
+    @router.get("/api/tasks/{task_id}", tags=["tasks"], responses=error_responses(404))
     async def get_task(task_id: TaskId) -> JSONResponse:
         """A task: its request, run count and last run."""
         task = await service.get_task(task_id)
         return json_response({"task_id": task.get("id"), **task})
 
-    @router.post("/api/tasks/{task_id}/runs", tags=["tasks"])
+    @router.post("/api/tasks/{task_id}/runs", tags=["tasks"], responses={**RUN_OK, **error_responses(404, *STARTS_RUN)},
+                 openapi_extra=json_body("RunOverrides", required=False))
     async def rerun_task(task_id: TaskId, request: Request) -> JSONResponse:
         """Run a saved task again; the body (optional) overrides any request field."""
         overrides = await read_object(request, 'request fields to override, e.g. {"model": "gpt-4.1"}', required=False)
@@ -225,18 +243,51 @@ def tasks_router(service: RunService) -> APIRouter:
         saved = dict(task.get("request") or {})
         # wait_for_completion belonged to the first call, not to the task: it defaults anew here.
         saved.pop("wait_for_completion", None)
+        saved.pop("webhook_url", None)  # stored redacted: a re-run has a webhook only if the body gives one
         if "provider" in overrides and "model" not in overrides:
             saved.pop("model", None)  # a new provider gets its own default model
-        return await start_run(service, _validate({**saved, **overrides}), task_id=task_id)
+        return await start_run(service, await _validate({**saved, **overrides}), task_id=task_id)
 
     return router
+
+
+def request_schemas() -> dict[str, dict[str, Any]]:
+    """The JSON bodies the routes read themselves (through `read_json`), as OpenAPI components."""
+    run = RunRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    props = run["properties"]
+    # Fields the contract also takes as a JSON string (or, for allowed_domains, a comma-separated one).
+    for name in ("json_schema", "cached_workflow", "workflow_params", "allowed_domains", "sensitive_data"):
+        props[name]["anyOf"].insert(-1, {"type": "string"})
+    overrides = {**run, "title": "RunOverrides", "required": [],
+                 "description": "Fields of the saved request to change for this run (all optional)"}
+    save = {"title": "SaveWorkflow", "type": "object", "additionalProperties": False,
+            "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 200}}}
+    edit = {"title": "EditWorkflow", "type": "object", "additionalProperties": False, "minProperties": 1,
+            "properties": {"name": {"type": "string"}, "description": {"type": "string"},
+                           "parameters": {"type": "object"}, "document": {"type": "object"}}}
+    return {"RunRequest": run, "RunOverrides": overrides, "SaveWorkflow": save, "EditWorkflow": edit}
+
+
+def install_openapi(app: FastAPI) -> None:
+    """/api/openapi.json with the real request bodies and error shapes (a generated client works)."""
+    from fastapi.openapi.utils import get_openapi
+
+    def document() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = get_openapi(title=app.title, version=app.version, routes=app.routes,
+                              description="The workbench's JSON API: start, follow and read runs; workflows.")
+            doc.setdefault("components", {}).setdefault("schemas", {}).update(request_schemas())
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = document  # type: ignore[method-assign]
 
 
 def health_router(service: RunService) -> APIRouter:
     """What the app runs on."""
     router = APIRouter()
 
-    @router.get("/api/health", tags=["health"])
+    @router.get("/api/health", tags=["health"], responses=error_responses())
     async def health() -> JSONResponse:
         """Browser, data folder, provider keys present (variable names only) and run counts."""
         return json_response(health_report(service))
@@ -257,15 +308,15 @@ def health_report(service: RunService) -> dict[str, Any]:
     data_dir = Path(service.data_dir)
     browser = service.browser
     active = service.active_runs()
+    # No absolute paths of the server here (the start-up lines print them to the operator).
     return {
         "status": "ok",
         "browser": {
-            "description": browser.description,
+            "description": "remote browser over CDP" if browser.cdp_url else "local Chromium",
             "remote": bool(browser.cdp_url),
-            "path": None if browser.cdp_url else (browser.executable_path or find_chromium()),
+            "found": bool(browser.cdp_url or browser.executable_path or find_chromium()),
         },
-        "data_dir": {"path": str(data_dir.resolve()), "exists": data_dir.is_dir(),
-                     "writable": data_dir.is_dir() and os.access(data_dir, os.W_OK)},
+        "data_dir": {"exists": data_dir.is_dir(), "writable": data_dir.is_dir() and os.access(data_dir, os.W_OK)},
         "providers": providers,
         "runs": {
             "active": len(active),

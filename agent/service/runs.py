@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent.engine.secrets import Secrets
 from agent.models import (
     Event,
     RunFinished,
@@ -54,7 +55,7 @@ CANCEL_GRACE_S = 20.0  # after a cancel, how long the engine may take to stop be
 SHUTDOWN_GRACE_S = 10.0
 WEBHOOK_SHUTDOWN_GRACE_S = 5.0
 SUBSCRIBE_SLACK_S = 120.0  # a viewer waits at most the run's timeout plus this for the next event
-MAX_INTERRUPTED_WEBHOOKS = 100
+MAX_RESUMED_WEBHOOKS = 100
 
 
 class ServiceBusy(RuntimeError):
@@ -144,6 +145,7 @@ class RunService(LogDoor):
                                 "backoff_s": webhook_backoff_s}
         self._slots = asyncio.Semaphore(self.max_concurrent)
         self._live: dict[int, _Live] = {}
+        self._reserved = 0  # submissions past the limit check, not yet in _live
         self._webhooks: set[asyncio.Task[None]] = set()
         self._closing = False
         self._warmup: asyncio.Task[Any] | None = None
@@ -158,13 +160,19 @@ class RunService(LogDoor):
         if interrupted:
             log.warning("%d run(s) left in progress by a previous process were marked failed (interrupted): %s",
                         len(interrupted), ", ".join(map(str, interrupted[:20])))
-        # Their end is a terminal status too: tell their webhooks (the most recent ones, bounded).
-        for run_id in interrupted[-MAX_INTERRUPTED_WEBHOOKS:]:
-            request = await asyncio.to_thread(self._log.get_run_request, run_id)
-            if request is not None and request.webhook_url:
-                response = await asyncio.to_thread(self._log.get_run, run_id)
-                if response is not None:
-                    self._spawn_webhook(run_id, request.webhook_url, response)
+        # Webhooks a previous process still owed (runs it ended, or that ended as interrupted) resume
+        # from the outbox, counting the attempts it made (the most recent ones first, bounded).
+        owed = await asyncio.to_thread(self._log.pending_webhooks)
+        for row in owed[-MAX_RESUMED_WEBHOOKS:]:
+            response = await asyncio.to_thread(self._log.get_run, row["run_id"])
+            if response is None or row["url"] is None or row["attempts"] >= self._webhook_kwargs["max_attempts"]:
+                if row["url"] is None:
+                    log.warning("run %d: its webhook URL was lost in a crash; the delivery is dropped", row["run_id"])
+                await asyncio.to_thread(self._log.end_webhook, row["run_id"])
+                continue
+            self._spawn_webhook(row, response)
+        if len(owed) > MAX_RESUMED_WEBHOOKS:
+            log.warning("%d older pending webhooks wait for a later start", len(owed) - MAX_RESUMED_WEBHOOKS)
         return interrupted
 
     async def close(self) -> None:
@@ -194,19 +202,27 @@ class RunService(LogDoor):
         """Create the task (or reuse `task_id`) and the run, start it in the background; (task_id, run_id)."""
         if self._closing:
             raise ServiceClosed("the server is shutting down and accepts no new runs; try again when it is back")
-        req = request if isinstance(request, RunRequest) else RunRequest.model_validate(request)
-        if len(self._live) >= self.max_concurrent + self.max_queued:
+        # The slot is taken before the first await: requests arriving together cannot all pass the check.
+        taken = len(self._live) + self._reserved
+        if taken >= self.max_concurrent + self.max_queued:
             raise ServiceBusy(
-                f"{len(self._live)} runs are running or queued (limit {self.max_concurrent} running + "
+                f"{taken} runs are running or queued (limit {self.max_concurrent} running + "
                 f"{self.max_queued} queued); try again when some have finished, or raise MAX_QUEUED_RUNS"
             )
-        if task_id is None:
-            task_id = int(await asyncio.to_thread(self._log.create_task, req))
-        elif await asyncio.to_thread(self._log.get_task, task_id) is None:
-            raise NotFound("task", task_id)
-        run_id = int(await asyncio.to_thread(self._log.create_run, task_id, req))
-        live = _Live(task_id=task_id, run_id=run_id, request=req, tally=Tally(req))
-        self._live[run_id] = live
+        self._reserved += 1
+        try:
+            req = request if isinstance(request, RunRequest) else await validate_off_loop(request)
+            if task_id is None:
+                task_id = int(await asyncio.to_thread(self._log.create_task, req))
+            elif await asyncio.to_thread(self._log.get_task, task_id) is None:
+                raise NotFound("task", task_id)
+            run_id = int(await asyncio.to_thread(self._log.create_run, task_id, req))
+            live = _Live(task_id=task_id, run_id=run_id, request=req, tally=Tally(req))
+            self._live[run_id] = live
+        finally:
+            self._reserved -= 1
+        if req.sensitive_data:  # the log scrubs them too, in case one slips past the engine
+            self._log.add_secrets(run_id, Secrets(req.sensitive_data).values())
         live.task = asyncio.create_task(self._drive(live), name=f"run-{run_id}")
         return task_id, run_id
 
@@ -474,29 +490,51 @@ class RunService(LogDoor):
         self._observers(live.run_id, event)
         log.info("run %d ended: %s%s", live.run_id, response.status, f" ({response.error})" if response.error else "")
         if live.request.webhook_url:
-            self._spawn_webhook(live.run_id, live.request.webhook_url, response)
+            try:  # the outbox row holds the URL and the delivery id, and outlives a crash
+                owed = await asyncio.to_thread(self._log.pending_webhooks, live.run_id)
+            except Exception:
+                log.exception("run %d: could not read its pending webhook", live.run_id)
+                owed = []
+            for row in owed:  # the URL as given (the outbox copy has environment secrets scrubbed)
+                self._spawn_webhook({**row, "url": live.request.webhook_url}, response)
 
-    def _spawn_webhook(self, run_id: int, url: str, response: RunResponse) -> None:
+    def _spawn_webhook(self, row: dict[str, Any], response: RunResponse) -> None:
         """Deliver in its own task: the run's end never waits for the receiver."""
-        hook = asyncio.create_task(self._send_webhook(run_id, url, response), name=f"webhook-{run_id}")
+        run_id = int(row["run_id"])
+        hook = asyncio.create_task(self._send_webhook(row, response), name=f"webhook-{run_id}")
         self._webhooks.add(hook)
         hook.add_done_callback(self._webhooks.discard)
 
-    async def _send_webhook(self, run_id: int, url: str, response: RunResponse) -> None:
-        """Deliver the final response; every attempt goes to the store; nothing here touches the run."""
+    async def _send_webhook(self, row: dict[str, Any], response: RunResponse) -> None:
+        """Deliver the final response; every attempt goes to the store; nothing here touches the run.
+
+        The outbox row goes once the delivery has ended (delivered, refused or out of attempts); a
+        shutdown or a crash in between leaves it for the next start.
+        """
+        run_id, url, event = int(row["run_id"]), str(row["url"]), str(row["event"])
 
         async def on_attempt(attempt: webhooks.Attempt) -> None:
             await asyncio.to_thread(
                 self._log.record_webhook_attempt, run_id, url=url, attempt=attempt.attempt, at=attempt.at,
                 status_code=attempt.status_code, ok=attempt.ok, error=attempt.error,
-                duration_ms=attempt.duration_ms, event="run.finished",
+                duration_ms=attempt.duration_ms, event=event,
             )
 
         try:
             await webhooks.deliver(url, response.model_dump(mode="json"), secret=self._webhook_secret,
-                                   on_attempt=on_attempt, event="run.finished", **self._webhook_kwargs)
+                                   on_attempt=on_attempt, event=event, first_attempt=int(row["attempts"]) + 1,
+                                   delivery_id=str(row["delivery_id"]), **self._webhook_kwargs)
         except Exception:
             log.exception("run %d: webhook delivery failed unexpectedly", run_id)
+        try:
+            await asyncio.to_thread(self._log.end_webhook, run_id)
+        except Exception:
+            log.exception("run %d: could not clear its webhook from the outbox", run_id)
+
+
+async def validate_off_loop(data: dict[str, Any]) -> RunRequest:
+    """RunRequest.model_validate in a worker thread: a large schema must not stall every other request."""
+    return await asyncio.to_thread(RunRequest.model_validate, data)
 
 
 def _warm_up() -> None:

@@ -34,7 +34,7 @@ from typing import Any
 
 import httpx
 
-from agent.engine.policy import PolicyError, check_webhook_url, is_metadata_address, resolve_public
+from agent.engine.policy import PolicyError, check_webhook_url, is_metadata_address, redact_url, resolve_public
 
 __all__ = [
     "Attempt",
@@ -129,10 +129,14 @@ async def deliver(
     max_backoff_s: float = 30.0,
     allow_private: bool | None = None,
     event: str = "run.finished",
+    first_attempt: int = 1,
+    delivery_id: str | None = None,
 ) -> bool:
     """POST `payload` as signed JSON to `url` with retries; True once a 2xx answer came back.
 
-    Takes at most about max_attempts * timeout_s + (max_attempts - 1) * max_backoff_s.
+    Takes at most about max_attempts * timeout_s + (max_attempts - 1) * max_backoff_s. A delivery
+    resumed after a restart passes `first_attempt` (attempts already made + 1) and its `delivery_id`:
+    the attempt limit counts the attempts before the restart too.
     """
     secret = webhook_secret_from_env() if secret is None else (secret or None)
     allow_private = allow_private_from_env() if allow_private is None else allow_private
@@ -141,6 +145,9 @@ async def deliver(
     max_backoff_s = max(0.0, float(max_backoff_s))
     backoff_s = max(0.0, float(backoff_s))
     report = _Reporter(on_attempt)
+    first_attempt = max(1, int(first_attempt))
+    if first_attempt > max_attempts:
+        return False  # the attempts were all made before a restart
 
     at, started = datetime.now(UTC), time.monotonic()
     problem: str | None = None
@@ -160,18 +167,18 @@ async def deliver(
         except (TypeError, ValueError) as exc:
             problem = f"payload cannot be sent: {_describe(exc)}"
     if problem is not None:  # nothing to retry: one failed attempt that says what to fix
-        await report.send(Attempt(attempt=1, at=at, status_code=None, ok=False, error=problem,
+        await report.send(Attempt(attempt=first_attempt, at=at, status_code=None, ok=False, error=problem,
                                   duration_ms=round((time.monotonic() - started) * 1000, 3)))
         return False
 
-    delivery_id = uuid.uuid4().hex  # the same for every attempt, so receivers can drop duplicates
+    delivery_id = delivery_id or uuid.uuid4().hex  # the same for every attempt, so receivers can drop duplicates
     async with httpx.AsyncClient(
         follow_redirects=False,
         trust_env=False,  # no proxy from the environment: we connect to the address we checked
         timeout=httpx.Timeout(timeout_s),
         limits=httpx.Limits(max_connections=1, max_keepalive_connections=0),
     ) as client:
-        for number in range(1, max_attempts + 1):
+        for number in range(first_attempt, max_attempts + 1):
             at, started = datetime.now(UTC), time.monotonic()
             outcome = await _attempt(
                 client, target, body, secret=secret, event=event, delivery_id=delivery_id,
@@ -366,9 +373,8 @@ def _host_header(target: httpx.URL) -> str:
 
 
 def _redact(target: httpx.URL) -> str:
-    """scheme://host:port only: webhook URLs often carry a token in the path or query."""
-    port = f":{target.port}" if target.port else ""
-    return f"{target.scheme}://{target.raw_host.decode('ascii')}{port}/..."
+    """scheme://host:port/... only: webhook URLs often carry a token in the path or query."""
+    return redact_url(str(target))
 
 
 def _redact_location(location: str | None) -> str:

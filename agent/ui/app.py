@@ -156,6 +156,9 @@ def _form(example_titles: list[str]) -> Form:
         allowed_domains = gr.Textbox("", label="Allowed domains (comma separated; empty: any public site)",
                                      elem_id="wb-allowed-domains", placeholder="shop.example, *.example.org")
         start_url = gr.Textbox("", label="Start URL (opened before the first step)", elem_id="wb-start-url")
+        sensitive_data = gr.Textbox(
+            "", type="password", label="Sensitive data (JSON; typed into pages, never shown to the model or kept)",
+            elem_id="wb-sensitive-data", placeholder='{"password": "..."}: write <secret>password</secret> in the task')
         extend_system = gr.Textbox("", label="Extend the system prompt (appended to ours)", lines=2, max_lines=12,
                                    elem_id="wb-extend-system",
                                    placeholder="e.g. Prices on this site are per pack: always read the pack size.")
@@ -172,7 +175,7 @@ def _form(example_titles: list[str]) -> Form:
                           elem_id="wb-examples")
     fields = [prompt, model, provider, wait_for_completion, webhook_url, response_format, json_schema,
               use_cached_workflow, cached_workflow, workflow_id, workflow_params, start_url, max_steps,
-              use_vision, allowed_domains, extend_system, override_system]
+              use_vision, allowed_domains, sensitive_data, extend_system, override_system]
     return Form(fields=fields, prompt=prompt, model=model, provider=provider, hint=hint,
                 response_format=response_format, json_schema=json_schema, schema_status=schema_status,
                 run_btn=run_btn, cancel_btn=cancel_btn, examples=examples)

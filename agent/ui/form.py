@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 FORM_FIELDS: tuple[str, ...] = (
     "prompt", "model", "provider", "wait_for_completion", "webhook_url", "response_format", "json_schema",
     "use_cached_workflow", "cached_workflow", "workflow_id", "workflow_params", "start_url", "max_steps",
-    "use_vision", "allowed_domains", "extend_system_message", "override_system_message",
+    "use_vision", "allowed_domains", "sensitive_data", "extend_system_message", "override_system_message",
 )
 
 
@@ -57,15 +57,19 @@ def form_request(values: dict[str, Any]) -> Any:
             errors.append({"field": name,
                            "message": f"must be between 1 and 200 (empty: the default, 25), got {value}"})
             continue
-        if name == "workflow_params" and isinstance(value, str):
+        if name in ("workflow_params", "sensitive_data") and isinstance(value, str):
+            example = '{"product": "HDMI cable"}' if name == "workflow_params" else '{"password": "..."}'
             try:
                 value = json.loads(value)
-            except json.JSONDecodeError as exc:
+            except json.JSONDecodeError as exc:  # the message never quotes the text: it may hold secrets
                 errors.append({"field": name, "message": f"is not valid JSON ({exc.msg}); give an object such "
-                                                          'as {"product": "HDMI cable"}'})
+                                                          f"as {example}"})
+                continue
+            except RecursionError:
+                errors.append({"field": name, "message": "nests too deeply; give a flat JSON object"})
                 continue
             if not isinstance(value, dict):
-                errors.append({"field": name, "message": 'must be a JSON object such as {"product": "HDMI cable"}'})
+                errors.append({"field": name, "message": f"must be a JSON object such as {example}"})
                 continue
         data[name] = value
     # The other fields are checked too, so that one answer lists every problem.
@@ -97,6 +101,7 @@ def request_form_values(request: Any) -> list[Any]:
         "start_url": request.start_url or "",
         "use_vision": bool(request.use_vision),
         "allowed_domains": ", ".join(request.allowed_domains or []),
+        "sensitive_data": "",  # never refilled: secrets are not kept; type them again
         "extend_system_message": request.extend_system_message or "",
         "override_system_message": request.override_system_message or "",
     }

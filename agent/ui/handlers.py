@@ -5,6 +5,7 @@ takes ~6 s). No `from __future__ import annotations`: Gradio reads the handlers'
 objects to know which ones want the selected row (`gr.SelectData`) or the request (`gr.Request`).
 """
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import date
@@ -74,21 +75,25 @@ class RunHandlers:
         max_steps: int | None = None,
         use_vision: bool = False,
         allowed_domains: str = "",
+        sensitive_data: str = "",
         extend_system_message: str = "",
         override_system_message: str = "",
     ) -> AsyncIterator[dict[str, Any]]:
         """Run the agent on a task; yields the run response (the contract's JSON) after each step, the final one last.
 
         With wait_for_completion false, yields once at the start (status "in_progress", with the ids);
-        poll GET /api/runs/{task_run_id} or watch it in the UI.
+        poll GET /api/runs/{task_run_id} or watch it in the UI. sensitive_data is a JSON object
+        {name: value} whose values are typed into pages but never shown or kept (the prompt writes
+        <secret>name</secret>).
         """
         values = dict(zip(FORM_FIELDS, (
             prompt, model, provider, wait_for_completion, webhook_url, response_format, json_schema,
             use_cached_workflow, cached_workflow, workflow_id, workflow_params, start_url, max_steps, use_vision,
-            allowed_domains, extend_system_message, override_system_message,
+            allowed_domains, sensitive_data, extend_system_message, override_system_message,
         )))
         try:
-            request = form_request(values)
+            # Checked in a worker thread: a large schema must not stall the other requests.
+            request = await asyncio.to_thread(form_request, values)
             _task_id, run_id = await self.service.submit(request)
         except (FormError, RequestError, ServiceBusy, ServiceClosed) as exc:  # the caller's to fix, or retry
             raise gr.Error(str(exc), print_exception=False) from None

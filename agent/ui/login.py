@@ -108,7 +108,7 @@ def install_ui_login(app: Any, api_key: str) -> None:
             return HTMLResponse(_LOGIN_HTML.format(error='<p class="err">Wrong key.</p>', path=UI_LOGIN_PATH),
                                 status_code=401)
         response = RedirectResponse("/", status_code=303)
-        response.set_cookie(UI_SESSION_COOKIE, token, httponly=True, samesite="lax", max_age=7 * 24 * 3600,
+        response.set_cookie(UI_SESSION_COOKIE, token, httponly=True, samesite="strict", max_age=7 * 24 * 3600,
                             secure=request.url.scheme == "https")
         return response
 

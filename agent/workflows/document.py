@@ -136,6 +136,13 @@ class Workflow(BaseModel):
     steps: list[WorkflowStep] = Field(min_length=1, max_length=MAX_STEPS)
     source_run_id: int | None = None
 
+    @field_validator("json_schema", mode="before")
+    @classmethod
+    def _schema(cls, value: Any) -> Any:
+        from agent.models import parse_json_schema  # the one check of a schema: no remote $ref
+
+        return parse_json_schema(value)
+
     @model_validator(mode="after")
     def _consistent(self) -> Workflow:
         names = [p.name for p in self.parameters]

@@ -12,6 +12,7 @@ import re
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
+from agent.engine.secrets import SECRET_RE
 from agent.models import ActionResult, HistoryItem, RunRequest, RunResponse
 from agent.workflows.document import (
     MAX_PARAMETERS,
@@ -126,6 +127,8 @@ def detect_parameters(
         value = value.strip()
         key = value.lower()
         if not value or key in seen or len(value) > 500 or not find_value(prompt, value, ignore_case=True):
+            continue
+        if SECRET_RE.search(value):  # a <secret>name</secret> stays as it is: each replay gives the value again
             continue
         seen.add(key)
         base = hint or f"param{len(params) + 1}"

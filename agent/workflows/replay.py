@@ -25,10 +25,12 @@ from typing import Any
 from agent.engine import actions as act
 from agent.engine import loop as engine
 from agent.engine.browser import Browser, BrowserSession
+from agent.engine.guard import NavigationGuard
 from agent.engine.llm import LLM, key_status, litellm_model
 from agent.engine.loop import EngineOptions, resolve_options
 from agent.engine.page import find_element
 from agent.engine.runtime import RunClock, RunStopped, in_session
+from agent.engine.secrets import SECRET_RE, SecretError, Secrets, placeholder
 from agent.models import (
     ActionResult,
     Event,
@@ -121,6 +123,7 @@ class _Replay(RunClock):
         self.new_steps: list[WorkflowStep] = list(doc.steps)
         self.structured = request.structured or doc.result_format == "json"
         self.marks = itertools.count(FIRST_MARK)  # indices for located elements, never observe()'s
+        self.secrets = Secrets(request.sensitive_data)  # <secret>name</secret> in the steps: typed, never shown
 
     @property
     def history(self) -> list[HistoryItem]:
@@ -134,10 +137,10 @@ class _Replay(RunClock):
         return self.llm
 
     def finish(self, error: str | None = None, *, result: Any = None, success: bool = False) -> RunFinished:
-        """The end of the replay, as it stands."""
-        return RunFinished(response=self.tally.response(
+        """The end of the replay, as it stands (a value read off a page shows as its placeholder)."""
+        return RunFinished(response=self.secrets.scrub_model(self.tally.response(
             result=result, done=success, success=success, error=error, workflow_id=self.workflow_id,
-            replayed_steps=self.replayed, healed_steps=self.healed))
+            replayed_steps=self.replayed, healed_steps=self.healed)))
 
 
 # ------------------------------------------------------------------ one action
@@ -161,14 +164,14 @@ async def _run_action(state: _Replay, ctx: act.Context, session: BrowserSession,
     result, _outcome = await state.bounded(act.execute(ctx, action.name, params, executed_by="replay"))
     if result.error:
         raise _StepFailed(f"{action.name} failed: {result.error}", result)
-    problem = await state.bounded(_check(session, action, params, values))
+    problem = state.secrets.scrub(await state.bounded(_check(session, action, params, values, state.secrets)))
     if problem:
         raise _StepFailed(problem, result.model_copy(update={"success": False, "error": problem}))
     return result
 
 
 async def _check(session: BrowserSession, action: WorkflowAction, params: dict[str, Any],
-                 values: dict[str, Any]) -> str | None:
+                 values: dict[str, Any], secrets: Secrets) -> str | None:
     """What did not take effect (value typed, option chosen, page reached), or None; waits are bounded."""
     expect = action.expect or Expect()
     if action.name in ("input", "select_dropdown") and (expect.value is not None or expect.selected is not None):
@@ -179,6 +182,11 @@ async def _check(session: BrowserSession, action: WorkflowAction, params: dict[s
             locator = None  # the page moved on (a select that submits its form): the URL check decides
         if locator is not None and expect.value is not None:
             wanted = render_text(expect.value, values)
+            if SECRET_RE.search(wanted):  # the field holds the value, not the placeholder
+                try:
+                    wanted = secrets.reveal(wanted, page.url)
+                except SecretError as exc:
+                    return str(exc)
             try:
                 value = await locator.input_value(timeout=1_000)
             except Exception:
@@ -248,7 +256,7 @@ async def _heal(state: _Replay, session: BrowserSession, n: int, step: WorkflowS
         prompt = HEAL_PROMPT.format(task=state.request.prompt, done=_done_so_far(state), step=description,
                                     recorded=_recorded(step, values), problem=problem, later=later_text)
         heal_request = RunRequest(prompt=prompt, model=state.request.model, provider=state.request.provider,
-                                  **_system_messages(state.request))
+                                  sensitive_data=state.request.sensitive_data, **_system_messages(state.request))
     options = state.options.model_copy(update={
         "max_steps": state.heal_max_steps, "start_url": None, "max_failures": 2,
         "screenshot_dir": (state.options.screenshot_dir / f"heal-{n:03d}") if state.options.screenshot_dir else None,
@@ -313,8 +321,10 @@ async def _result(state: _Replay, session: BrowserSession, step: WorkflowStep) -
     """(result, None), or (None, why it cannot be given) for the final step."""
     done = step.actions[-1]
     try:
+        # A recorded page whose address held a secret is not opened again (it would hold a placeholder).
+        ref_url = None if SECRET_RE.search(step.url or "") else step.url
         result = await state.bounded(derive_result(
-            session, done.params, state.values, step.url, structured=state.structured, marks=state.marks,
+            session, done.params, state.values, ref_url, structured=state.structured, marks=state.marks,
             allowed_domains=state.options.allowed_domains, blocked_domains=state.options.blocked_domains))
     except ResultUnavailable as exc:
         return None, str(exc)
@@ -365,7 +375,14 @@ async def replay(
             state.tally.usage = state.tally.usage.add(call)
         yield state.finish(str(exc))
         return
-    async for event in in_session(lambda tabs: _loop(state, tabs), state.finish, browser=browser, session=session):
+    missing = sorted(set(SECRET_RE.findall(doc.model_dump_json())) - set(state.secrets.names()))
+    if missing:  # a workflow never keeps a secret: each replay gives them again
+        yield state.finish(f"sensitive_data: the workflow types {', '.join(placeholder(m) for m in missing)}; "
+                           "give their values in sensitive_data")
+        return
+    guard = NavigationGuard(allowed_domains=options.allowed_domains, blocked_domains=options.blocked_domains)
+    async for event in in_session(lambda tabs: _loop(state, tabs), state.finish, browser=browser, session=session,
+                                  guard=guard):
         if isinstance(event, RunFinished) and state.healed:
             yield WorkflowHealed(document=_healed_document(state), workflow_id=workflow_id, version=version)
         yield event
@@ -380,7 +397,7 @@ async def _loop(state: _Replay, session: BrowserSession) -> AsyncGenerator[Event
     """Each step: replay its actions (or derive the result); heal it if that fails; record it."""
     doc, values = state.doc, state.values
     ctx = act.Context(session=session, allowed_domains=state.options.allowed_domains,
-                      blocked_domains=state.options.blocked_domains, extract_fn=None)
+                      blocked_domains=state.options.blocked_domains, extract_fn=None, secrets=state.secrets or None)
     result: Any = None
     for n, step in enumerate(doc.steps, 1):
         state.check()
@@ -436,12 +453,12 @@ async def _loop(state: _Replay, session: BrowserSession) -> AsyncGenerator[Event
                     state.new_steps[n - 1] = _final_step(state, step, response, end_url)
                 else:
                     state.new_steps[n - 1] = _healed_step(state, step, kept, items, end_url)
-        item = HistoryItem(
+        item = state.secrets.scrub_model(HistoryItem(
             description=render_text(step.description, values), actions=results, step=n, url=start_url,
             title=start_title, screenshot=await _screenshot(state, session, n), started_at=started_at,
             duration_ms=(time.monotonic() - t0) * 1000, llm_ms=sum(c.latency_ms for c in calls), llm_calls=calls,
             executed_by=executed_by,
-        )
+        ))
         state.tally.add_step(item)
         yield StepFinished(item=item, traces=traces)
         if heal_error is not None:

@@ -19,7 +19,17 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from agent.service.http import ClientError, RunId, WorkflowId, json_response, read_object, unprocessable
+from agent.service.http import (
+    BODY_ERRORS,
+    ClientError,
+    RunId,
+    WorkflowId,
+    error_responses,
+    json_body,
+    json_response,
+    read_object,
+    unprocessable,
+)
 from agent.workflows.document import WorkflowError, edit_workflow, load_workflow
 
 if TYPE_CHECKING:
@@ -47,7 +57,8 @@ def create_workflow_router(service: RunService) -> APIRouter:
     """The workflow routes, all through `service`."""
     router = APIRouter(tags=["workflows"])
 
-    @router.post("/api/runs/{task_run_id}/workflow", status_code=201, summary="Save a run as a workflow")
+    @router.post("/api/runs/{task_run_id}/workflow", status_code=201, summary="Save a run as a workflow",
+                 responses=error_responses(404, *BODY_ERRORS), openapi_extra=json_body("SaveWorkflow", required=False))
     async def save_run_as_workflow(request: Request, task_run_id: RunId) -> JSONResponse:
         """Record a successful run as a cached workflow (parameters found without a model)."""
         body = await read_object(request, 'at most a name, e.g. {"name": "Order a cable"}', required=False)
@@ -64,13 +75,13 @@ def create_workflow_router(service: RunService) -> APIRouter:
         return json_response({"id": wid, "version": version, "document": document}, 201,
                              headers={"Location": f"/api/workflows/{wid}"})
 
-    @router.get("/api/workflows", summary="List workflows")
+    @router.get("/api/workflows", summary="List workflows", responses=error_responses())
     async def list_workflows() -> JSONResponse:
         """The latest version of each workflow, newest first."""
         rows = await service.list_workflows()
         return json_response({"workflows": [_summary(r) for r in rows], "total": len(rows)})
 
-    @router.get("/api/workflows/{workflow_id}", summary="Get a workflow")
+    @router.get("/api/workflows/{workflow_id}", summary="Get a workflow", responses=error_responses(404))
     async def get_one(
         workflow_id: WorkflowId,
         version: int | None = Query(default=None, ge=1, le=1_000_000, description="A version; the latest if omitted"),
@@ -78,7 +89,8 @@ def create_workflow_router(service: RunService) -> APIRouter:
         """One version of a workflow with its document."""
         return json_response(await service.get_workflow(workflow_id, version))
 
-    @router.put("/api/workflows/{workflow_id}", summary="Edit a workflow")
+    @router.put("/api/workflows/{workflow_id}", summary="Edit a workflow", responses=error_responses(404, *BODY_ERRORS),
+                openapi_extra=json_body("EditWorkflow"))
     async def edit(request: Request, workflow_id: WorkflowId) -> JSONResponse:
         """Rename/describe the workflow or its parameters (or replace the document); saved as a new version."""
         body = await read_object(request, "name, description, parameters or document")
