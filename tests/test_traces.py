@@ -108,6 +108,12 @@ async def test_every_call_is_traced_as_sent_and_as_answered(fake: FakeLLM, brows
     assert stored(store, "SELECT count(DISTINCT system_hash), count(*) FROM llm_traces WHERE system_hash IS NOT NULL") \
         == [(1, 6)]
     await service.close()
+    # The Parquet export carries them too (partitioned by their run's day, like every child table).
+    import pandas as pd
+
+    out = store.data_dir.parent / "export"
+    store.export_parquet(out)
+    assert len(pd.read_parquet(out / "llm_traces")) == 8 and len(pd.read_parquet(out / "system_prompts")) == 1
 
 
 async def test_the_system_prompt_is_extended_or_replaced_and_recorded(fake: FakeLLM, browser: Browser,
