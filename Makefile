@@ -58,6 +58,7 @@ bench: setup dev
 	$(PY) bench/bench_store.py
 	$(PY) bench/bench_traces.py
 	$(PY) bench/bench_workflows.py
+	$(PY) bench/bench_startup.py
 
 # Jupyter's server is installed only here: it drags in a slow-to-import jsonschema extra the app does not need.
 notebook: setup

@@ -96,7 +96,9 @@ def create_app(settings: Settings) -> Any:
     from agent.log.store import Store
     from agent.service.routes import create_api
     from agent.service.runs import RunService
+    from agent.service.warmup import start_warm_up
 
+    start_warm_up()  # the model library loads while the UI is built, not during the first run
     store = Store(settings.data_dir)
     try:
         # The agent may not open the workbench itself, except the paths it serves to it (the demo shop).

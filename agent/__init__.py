@@ -26,6 +26,7 @@ _EXPORTS = {
     "ActionResult": "agent.models", "HistoryItem": "agent.models", "RequestError": "agent.models",
     "RunFinished": "agent.models", "RunRequest": "agent.models", "RunResponse": "agent.models",
     "RunStarted": "agent.models", "StepFinished": "agent.models", "StepStarted": "agent.models",
+    "StopReason": "agent.models",
 }
 _MODULES = {"analysis": "agent.log.analysis"}
 __all__ = sorted([*_EXPORTS, *_MODULES])

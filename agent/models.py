@@ -40,6 +40,25 @@ PROVIDERS: tuple[str, ...] = ("openai", "deepseek", "anthropic", "google", "groq
 Provider = Literal["openai", "deepseek", "anthropic", "google", "groq", "mistral", "together"]
 Status = Literal["success", "failure", "in_progress"]
 ExecutedBy = Literal["agent", "replay", "heal"]
+# Why a run ended, for programs (`error` says it in words). `status` keeps the contract's three values.
+StopReason = Literal[
+    "done",            # the agent called done and succeeded
+    "done_failure",    # the agent called done saying it could not do the task
+    "max_steps",       # max_steps reached without done
+    "max_failures",    # max_failures consecutive steps failed
+    "invalid_result",  # the result did not match the JSON schema, retries used up
+    "timeout",         # the run's wall-clock bound
+    "cancelled",       # a user or program cancelled it
+    "interrupted",     # the process that ran it died (found at the next start)
+    "shutdown",        # the app was shutting down
+    "model_error",     # the provider failed: auth, quota, model unknown, 5xx after retries
+    "missing_key",     # no key (or local server) configured for the provider
+    "browser_error",   # the browser could not start or crashed
+    "replay_failed",   # a cached workflow could not be replayed (or healed)
+    "internal_error",  # our own bug: the run service caught an unexpected error
+]
+STOP_REASONS: tuple[str, ...] = StopReason.__args__  # type: ignore[attr-defined]
+
 
 # Current default model per provider, used when a request names a provider but no model.
 DEFAULT_MODELS: dict[str, str] = {
@@ -367,10 +386,21 @@ class HistoryItem(BaseModel):
     screenshot: str | None = None
     started_at: datetime | None = None
     duration_ms: float = 0.0
-    llm_ms: float = 0.0
-    browser_ms: float = 0.0
+    llm_ms: float = 0.0  # waiting for the model, failed calls, retries and backoff included
+    browser_ms: float = 0.0  # observing the page and running actions (model calls inside them excluded)
+    own_ms: float = 0.0  # the rest: our own work; duration_ms = llm_ms + browser_ms + own_ms
     llm_calls: list[LLMCall] = Field(default_factory=list)
     executed_by: ExecutedBy = "agent"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _own_time(cls, data: Any) -> Any:
+        # The three parts are measured over disjoint stretches of the step, so the rest is exact.
+        if isinstance(data, dict) and data.get("own_ms") is None:
+            data = dict(data)
+            parts = float(data.get("llm_ms") or 0.0) + float(data.get("browser_ms") or 0.0)
+            data["own_ms"] = max(0.0, float(data.get("duration_ms") or 0.0) - parts)
+        return data
 
 
 class Usage(BaseModel):
@@ -407,6 +437,7 @@ class RunResponse(BaseModel):
     status: Status = "in_progress"
     # added
     error: str | None = None
+    stop_reason: StopReason | None = None  # None while in progress
     mode: Literal["agent", "replay"] = "agent"
     model: str | None = None
     provider: str | None = None
@@ -420,8 +451,22 @@ class RunResponse(BaseModel):
     notes: list[str] = Field(default_factory=list)  # what the user should know (e.g. images refused)
 
     def to_json(self) -> dict[str, Any]:
-        """The contract's JSON object: what every route, the Gradio API and webhooks send."""
-        return json_safe(self.model_dump(mode="json"))
+        """The contract's JSON object: what every route, the Gradio API and webhooks send.
+
+        A step's `screenshot` is the file's path inside the app; clients get the URL that serves it
+        (`/api/runs/{task_run_id}/screenshots/{step}`) instead, once the run has an id.
+        """
+        data: dict[str, Any] = json_safe(self.model_dump(mode="json"))
+        if self.task_run_id is not None:
+            for item in data["history"]:
+                if item.get("screenshot"):
+                    item["screenshot"] = screenshot_url(self.task_run_id, item.get("step") or 0)
+        return data
+
+
+def screenshot_url(run_id: int, step: int) -> str:
+    """Where the API serves the screenshot taken at the start of a step (relative to the app's root)."""
+    return f"/api/runs/{int(run_id)}/screenshots/{int(step)}"
 
 
 # ---------------------------------------------------------------- events
@@ -498,18 +543,25 @@ class Tally:
             self.usage = self.usage.add(call)
 
     def response(self, *, result: Any = None, done: bool = False, success: bool = False, error: str | None = None,
-                 finished: bool = True, **extra: Any) -> RunResponse:
-        """The run as it stands (`finished=False`: in progress) or as it ended; `extra` sets added fields."""
+                 stop_reason: StopReason | None = None, finished: bool = True, **extra: Any) -> RunResponse:
+        """The run as it stands (`finished=False`: in progress) or as it ended; `extra` sets added fields.
+
+        A finished run that succeeded stops for "done"; any other end needs its `stop_reason`.
+        """
         if not finished:
             return RunResponse(history=list(self.history), status="in_progress", mode=self.mode,
                                model=self.request.model, provider=self.request.provider,
                                started_at=self.started_at, usage=self.usage, **extra)
         ok = done and success and error is None
+        if ok:
+            stop_reason = "done"
+        elif stop_reason is None or stop_reason == "done":
+            raise ValueError(f"a run that did not succeed needs its stop_reason (error: {error!r})")
         return RunResponse(
             history=list(self.history), result=result, is_done=done, is_successful=done and success,
-            status="success" if ok else "failure", error=error, mode=self.mode, model=self.request.model,
-            provider=self.request.provider, started_at=self.started_at, finished_at=utcnow(),
-            duration_ms=(time.monotonic() - self.started) * 1000, usage=self.usage, **extra,
+            status="success" if ok else "failure", error=error, stop_reason=stop_reason, mode=self.mode,
+            model=self.request.model, provider=self.request.provider, started_at=self.started_at,
+            finished_at=utcnow(), duration_ms=(time.monotonic() - self.started) * 1000, usage=self.usage, **extra,
         )
 
 

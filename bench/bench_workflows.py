@@ -6,10 +6,13 @@ answers take `--latency` seconds (default 1.0, a fast hosted model; 0 measures o
 1. the same order task (search, open, add to cart, check out, report) done by the agent and then
    replayed with other parameter values, side by side: wall time, model calls, tokens (medians);
    the same for a search on the bundled demo shop;
-2. the recorded workflow replayed on each page variant (ids/classes renamed, wrappers added, items
-   reordered, wording changed, all of those at once, the search form removed): outcome, steps
-   healed, model calls, wall time; then the success rate untouched, the heal rate and the calls;
-   each healed version is replayed once more to show it runs clean.
+2. the workflow recorded three ways (a plain text result; a text echoing page values upper-cased,
+   quoted and lower-cased; a JSON result) replayed with other values over 11 deliberate changes:
+   of the page (ids/classes renamed, wrappers added, items reordered, wording changed, all of those
+   at once, the search form removed), of the data (new prices, renamed products, order codes
+   without digits, another status word) and both at once; each replay is checked against the
+   right answer (what the shop shows for a correct order) and counted right, healed, honestly
+   failed or wrong; each healed version is replayed once more with the recorded values.
 
 Usage: .venv/bin/python bench/bench_workflows.py [--runs 3] [--latency 1.0]
 """
@@ -40,8 +43,13 @@ from agent.workflows.replay import replay  # noqa: E402
 
 DEMO = ROOT / "data" / "demo"
 from agent.testing.fakellm import FakeLLM  # noqa: E402
-from agent.testing.workflow_site.script import demo_agent, order_prompt, shop_agent  # noqa: E402
-from agent.testing.workflow_site.shop import VARIANTS, ShopServer  # noqa: E402
+from agent.testing.workflow_site.script import demo_agent, order_answer, order_prompt, shop_agent  # noqa: E402
+from agent.testing.workflow_site.shop import (  # noqa: E402
+    DATA_VARIANTS,
+    LAYOUT_VARIANTS,
+    ShopServer,
+    expected_order,
+)
 
 A = dict(query="usb-c", qty=2, name="Ada Lovelace", email="ada@example.com", country="Germany")
 B = dict(query="hdmi", qty=3, name="Grace Hopper", email="grace@example.com", country="France")
@@ -120,7 +128,6 @@ async def main(runs: int, latency: float) -> None:
         print(f"1. Agent run vs replay with other values (median of {runs}; model latency {latency:g} s per call)\n")
         widths = [15, 7, 10, 10, 10, 11, 9, 8]
         print(row(["task", "mode", "wall s", "LLM calls", "tokens in", "tokens out", "steps", "status"], widths))
-        doc: dict[str, Any] | None = None
         for label, make_handler, agent_request, replay_request in tasks:
             agent_rows: list[tuple[float, RunResponse]] = []
             for _ in range(runs):
@@ -129,8 +136,6 @@ async def main(runs: int, latency: float) -> None:
                 response = await arun(agent_request, browser=browser)
                 agent_rows.append((time.perf_counter() - t0, response))
             task_doc = record_workflow(agent_request, agent_rows[0][1])
-            if doc is None:
-                doc = task_doc
             fake.reset(lambda body: 503)
             replay_rows = [await replay_once(replay_request, task_doc, browser) for _ in range(runs)]
             assert not fake.requests, "a replay called the model"
@@ -141,43 +146,8 @@ async def main(runs: int, latency: float) -> None:
                 r = rows[0][1]
                 print(row([label, mode, f"{wall:.2f}", r.usage.llm_calls, r.usage.input_tokens, r.usage.output_tokens,
                            len(r.history), r.status], widths))
-        assert doc is not None
 
-        print("\n2. The order workflow replayed (other values) on changed pages; "
-              f"the model heals ({latency:g} s per call)\n")
-        widths = [10, 9, 7, 7, 10, 9, 24]
-        print(row(["variant", "outcome", "healed", "calls", "tokens in", "wall s", "healed version: again"], widths))
-        counts = {"untouched": 0, "healed": 0, "failed": 0}
-        total_calls = 0
-        changed = [v for v in VARIANTS if v != "base"]
-        for variant in VARIANTS:
-            shop.variant = variant
-            fake.reset(counted(shop_agent(**B), latency))
-            final, healed, wall = await replay_once(RunRequest(prompt=order_prompt(shop.url, **B), model=MODEL), doc,
-                                                    browser)
-            r = final.response
-            outcome = "failed" if r.status != "success" else ("healed" if r.healed_steps else "untouched")
-            if variant != "base":
-                counts[outcome] += 1
-                total_calls += r.usage.llm_calls
-            again = "-"
-            if healed is not None:
-                fake.reset(lambda body: 503)
-                second, _, wall2 = await replay_once(RunRequest(prompt=order_prompt(shop.url, **A), model=MODEL),
-                                                     healed, browser)
-                s = second.response
-                again = f"{s.status}, {s.healed_steps} healed, {len(fake.requests)} calls, {wall2:.2f} s"
-            print(row([variant, outcome, r.healed_steps, r.usage.llm_calls, r.usage.input_tokens, f"{wall:.2f}", again],
-                      widths))
-            if r.status != "success":
-                print(f"{'':12}reason: {r.error}")
-        shop.variant = "base"
-        n = len(changed)
-        print(f"\nOver {n} page changes: replayed untouched {counts['untouched']}/{n} "
-              f"({100 * counts['untouched'] / n:.0f}%), "
-              f"healed {counts['healed']}/{n} ({100 * counts['healed'] / n:.0f}%), "
-              f"failed {counts['failed']}/{n}; model calls {total_calls} in all "
-              f"(an agent run of this task makes {agent_rows_calls(doc)}).")
+        await robustness(shop, fake, browser, latency)
     finally:
         await browser.close()
         fake.close()
@@ -185,9 +155,75 @@ async def main(runs: int, latency: float) -> None:
         demo_server.shutdown()
 
 
-def agent_rows_calls(doc: dict[str, Any]) -> int:
-    """Model calls an agent run of the recorded task makes: one per recorded step after the start page."""
-    return len(doc["steps"]) - (1 if doc["steps"][0]["description"] == "Open the start page" else 0)
+SCHEMA = {"type": "object", "required": ["order", "product", "quantity", "total", "name"],
+          "properties": {"order": {"type": "string"}, "product": {"type": "string"}, "quantity": {"type": "integer"},
+                         "total": {"type": "number"}, "name": {"type": "string"}}}
+# How the recorded run reported the order: plain text; text echoing page values transformed (product
+# upper-cased and quoted, status word lower-cased); JSON.
+KINDS = {"text": ("plain", False), "echo": ("echo", False), "json": ("plain", True)}
+CHANGES = (*LAYOUT_VARIANTS, *DATA_VARIANTS, "redesign+names")
+
+
+def truth(values: dict[str, Any], variant: str, kind: str) -> Any:
+    """The right answer: the scripted agent's report of the order a correct run places under `variant`."""
+    style, json_result = KINDS[kind]
+    return order_answer(expected_order(**values, variant=variant), style=style, json_result=json_result)
+
+
+def outcome(response: RunResponse, right: Any) -> str:
+    """right (untouched), healed (right, after healing), failed (honestly), or wrong (a success that is not right)."""
+    if response.status != "success":
+        return "failed"
+    if response.result != right:
+        return "wrong"
+    return "healed" if response.healed_steps else "right"
+
+
+async def robustness(shop: ShopServer, fake: FakeLLM, browser: Browser, latency: float) -> None:
+    """Table 2: each recording replayed with other values over every page or data change, then its healed version
+    replayed with the recorded values again; the outcomes counted against the right answer."""
+    print(f"\n2. The order workflow replayed (other values) on changed pages and data; the model heals "
+          f"({latency:g} s per call)\n")
+    widths = [16, 6, 9, 7, 6, 8, 26]
+    print(row(["change", "kind", "outcome", "healed", "calls", "wall s", "healed version, A again"], widths))
+    counts = {kind: {"right": 0, "healed": 0, "failed": 0, "wrong": 0} for kind in KINDS}
+    notes: list[str] = []
+    for kind, (style, json_result) in KINDS.items():
+        shop.variant = "base"
+        fake.reset(counted(shop_agent(**A, style=style, json_result=json_result), 0))
+        request = RunRequest(prompt=order_prompt(shop.url, **A), model=MODEL, start_url=shop.url + "/",
+                             json_schema=SCHEMA if json_result else None)
+        doc = record_workflow(request, await arun(request, browser=browser))
+        for variant in CHANGES:
+            shop.variant = variant
+            fake.reset(counted(shop_agent(**B, style=style, json_result=json_result), latency))
+            again_request = RunRequest(prompt=order_prompt(shop.url, **B), model=MODEL, json_schema=request.json_schema)
+            final, healed, wall = await replay_once(again_request, doc, browser)
+            r = final.response
+            verdict = outcome(r, truth(B, variant, kind))
+            counts[kind][verdict] += 1
+            again = "-"
+            if healed is not None:
+                fake.reset(lambda body: 503)
+                second, _, _ = await replay_once(RunRequest(prompt=order_prompt(shop.url, **A), model=MODEL,
+                                                            json_schema=request.json_schema), healed, browser)
+                again = f"{outcome(second.response, truth(A, variant, kind))}, {len(fake.requests)} calls"
+            print(row([variant, kind, verdict, r.healed_steps, r.usage.llm_calls, f"{wall:.2f}", again], widths))
+            if verdict == "failed":
+                notes.append(f"{variant}/{kind}: {r.stop_reason}: {r.error}")
+            elif verdict == "wrong":
+                notes.append(f"{variant}/{kind}: answered {json.dumps(r.result, ensure_ascii=False)[:160]}")
+    shop.variant = "base"
+    n = len(CHANGES)
+    print(f"\nOver {n} deliberate changes ({len(LAYOUT_VARIANTS)} of the page, {len(DATA_VARIANTS)} of the data, "
+          "1 of both) and 3 kinds of recorded result:")
+    print(row(["kind", "right", "healed", "failed", "wrong"], [6, 7, 7, 7, 7]))
+    for kind, c in counts.items():
+        print(row([kind, c["right"], c["healed"], c["failed"], c["wrong"]], [6, 7, 7, 7, 7]))
+    total = {k: sum(c[k] for c in counts.values()) for k in ("right", "healed", "failed", "wrong")}
+    print(row(["all", total["right"], total["healed"], total["failed"], total["wrong"]], [6, 7, 7, 7, 7]))
+    for note in notes:
+        print(f"  {note}")
 
 
 if __name__ == "__main__":

@@ -156,11 +156,12 @@ def test_seed_example_body_returns_the_full_contract(app: App, http: httpx.Clien
     assert http.get(f"/api/runs/{run['task_run_id']}").json() == run
     hits = poll(lambda: receiver.on("/ok-seed"), timeout=30, what="the seed run's webhook")
     assert json.loads(hits[0].body) == run
-    # Screenshots are files served per step.
-    shot = http.get(f"/api/runs/{run['task_run_id']}/screenshots/1")
+    # Screenshots are files served per step: the response gives the URL to fetch, never a server path.
+    assert run["history"][0]["screenshot"] == f"/api/runs/{run['task_run_id']}/screenshots/1"
+    assert run["stop_reason"] == "done"
+    shot = http.get(run["history"][0]["screenshot"])
     assert shot.status_code == 200 and shot.headers["content-type"] == "image/jpeg"
     assert shot.content[:2] == b"\xff\xd8"
-    assert Path(run["history"][0]["screenshot"]) == app.data_dir.resolve() / "screenshots" / str(run["task_run_id"]) / "step-001.jpg"
     missing = http.get(f"/api/runs/{run['task_run_id']}/screenshots/9")
     assert (missing.status_code, missing.json()) == (404, {"detail": f"no screenshot for step 9 of run {run['task_run_id']}"})
 

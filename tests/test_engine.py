@@ -100,8 +100,13 @@ async def test_full_task_end_to_end(shop: str, browser: Browser, fake_llm: FakeL
     assert [type(e).__name__ for e in events] == [
         "RunStarted", "StepStarted", "StepFinished", "StepStarted", "StepFinished", "StepStarted", "StepFinished",
         "RunFinished"]
-    assert (response.status, response.is_done, response.is_successful, response.error) == ("success", True, True, None)
+    assert (response.status, response.is_done, response.is_successful, response.error, response.stop_reason) == (
+        "success", True, True, None, "done")
     assert response.result == "USB-C cable 1 m at EUR 9.99"
+    for item in response.history:  # each part measured; together exactly the step's duration
+        assert item.llm_ms >= 0 and item.browser_ms > 0 and item.own_ms >= 0
+        assert item.llm_ms + item.browser_ms + item.own_ms == pytest.approx(item.duration_ms)
+    assert [item.llm_ms > 0 for item in response.history] == [False, True, True]
     assert [h.description for h in response.history] == ["Open the start page", "Search for USB-C cables",
                                                           "Read the prices"]
     assert [(n, p, s, e) for n, p, s, e in actions_of(response)] == [
@@ -217,6 +222,7 @@ async def test_structured_output_gives_up_after_bounded_retries(browser: Browser
     _, response = await go({"prompt": "A number", "json_schema": schema}, browser, max_validation_retries=1)
     assert response.status == "failure" and response.is_successful is False
     assert response.error.startswith("the result did not match the JSON schema after 2 attempts")
+    assert response.stop_reason == "invalid_result"
     assert len(fake_llm.requests) == 2
 
 
@@ -229,20 +235,36 @@ async def test_json_response_format_without_schema(browser: Browser, fake_llm: F
 async def test_done_with_success_false_is_a_failure(browser: Browser, fake_llm: FakeLLM) -> None:
     fake_llm.handler = lambda b: reply("Give up", call("done", text="the site is down", success=False))
     _, response = await go({"prompt": "Impossible task"}, browser)
-    assert (response.status, response.is_done, response.is_successful, response.result) == (
-        "failure", True, False, "the site is down")
+    assert (response.status, response.is_done, response.is_successful, response.result, response.stop_reason) == (
+        "failure", True, False, "the site is down", "done_failure")
 
 
 async def test_server_errors_are_retried_then_stop_the_run(browser: Browser, fake_llm: FakeLLM) -> None:
     fake_llm.handler = lambda b: 500
+    fake_llm.delay_s = 0.05
     _, response = await go({"prompt": "Anything"}, browser, max_failures=2,
                            llm=__import__("agent.engine.llm", fromlist=["LLM"]).LLM("openai", "gpt-4o-mini", backoff_s=0.01))
     assert response.status == "failure"
     assert response.error.startswith("stopped after 2 consecutive failures")
     assert "500" in response.error
+    assert response.stop_reason == "model_error"  # the provider failed, not the agent
     assert len(fake_llm.requests) == 8  # 2 steps x (1 + 3 retries)
     assert [h.description.startswith("The model could not be used") for h in response.history] == [True, True]
     assert all(c.error for h in response.history for c in h.llm_calls)
+    # The time spent on the failed calls (4 attempts of >= 50 ms each, backoff between) is the model's.
+    for item in response.history:
+        assert item.llm_ms >= 200 and item.llm_calls[0].latency_ms >= 200
+        assert item.llm_ms + item.browser_ms + item.own_ms == pytest.approx(item.duration_ms)
+        assert item.own_ms < item.llm_ms
+
+
+async def test_a_refused_key_ends_the_run_at_once_with_the_count_right(browser: Browser, fake_llm: FakeLLM) -> None:
+    fake_llm.handler = lambda b: 401
+    _, response = await go({"prompt": "Anything"}, browser, max_failures=3)
+    assert (response.status, response.stop_reason, len(response.history)) == ("failure", "model_error", 1)
+    assert response.error.startswith("the model could not be used (auth): the openai API refused the key")
+    assert "consecutive failures" not in response.error
+    assert len(fake_llm.requests) == 1 and response.history[0].llm_ms > 0
 
 
 async def test_rate_limit_then_success(browser: Browser, fake_llm: FakeLLM) -> None:
@@ -258,6 +280,7 @@ async def test_max_steps_reached(shop: str, browser: Browser, fake_llm: FakeLLM)
     _, response = await go({"prompt": "Scroll forever", "start_url": f"{shop}/long.html", "max_steps": 3}, browser)
     assert response.status == "failure" and response.is_done is False
     assert response.error == "reached max_steps (3) without calling done"
+    assert response.stop_reason == "max_steps"
     assert len(response.history) == 3
 
 
@@ -266,6 +289,7 @@ async def test_timeout_ends_the_run(browser: Browser, fake_llm: FakeLLM) -> None
     fake_llm.handler = lambda b: reply("slow", call("wait", seconds=0))
     _, response = await go({"prompt": "Slow model"}, browser, timeout_s=1.0)
     assert response.status == "failure" and response.error == "timed out after 1 s"
+    assert response.stop_reason == "timeout"
     assert response.duration_ms < 1900
 
 
@@ -280,6 +304,7 @@ async def test_cancel_ends_the_run(browser: Browser, fake_llm: FakeLLM) -> None:
             cancel.set()
     response = events[-1].response
     assert response.status == "failure" and response.error == "cancelled" and len(response.history) == 2
+    assert response.stop_reason == "cancelled"
 
 
 async def test_missing_key_is_an_honest_failure(browser: Browser, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -288,6 +313,7 @@ async def test_missing_key_is_an_honest_failure(browser: Browser, monkeypatch: p
     assert [type(e) for e in events] == [RunStarted, RunFinished]
     response = events[-1].response
     assert response.status == "failure" and "set ANTHROPIC_API_KEY" in response.error
+    assert response.stop_reason == "missing_key"
     assert response.model == "claude-sonnet-4-5"
 
 

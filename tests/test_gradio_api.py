@@ -32,7 +32,7 @@ SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}, "price": 
 # The form's defaults, which are the API's: every field but the prompt may be left out.
 DEFAULTS = {"model": "", "provider": "openai", "wait_for_completion": True, "webhook_url": "",
             "response_format": "text", "json_schema": "", "use_cached_workflow": False, "cached_workflow": "",
-            "workflow_id": None, "workflow_params": "", "start_url": "", "max_steps": None, "use_vision": False,
+            "workflow_id": "", "workflow_params": "", "start_url": "", "max_steps": "", "use_vision": False,
             "allowed_domains": "", "sensitive_data": "", "extend_system_message": "", "override_system_message": ""}
 
 

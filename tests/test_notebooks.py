@@ -27,7 +27,7 @@ from agent import analysis as an
 from agent.engine.loop import EngineOptions
 from agent.log.snapshots import snapshot_path
 from agent.log.store import Store
-from agent.models import RunResponse
+from agent.models import RunResponse, StepFinished
 from agent.service.runs import RunService
 from agent.testing.fakellm import FakeLLM, call, reply
 
@@ -39,6 +39,9 @@ MODEL_A, MODEL_B = "gpt-4o-mini", "gpt-4.1-mini"
 USAGE = {MODEL_A: (200, 30), MODEL_B: (500, 50)}
 TASK = "Open the test site and report its main heading"
 TASK_2 = "Report the main heading of the test site"
+TASK_3 = "Summarise the test site"  # runs lost to the infrastructure (a refused key, no key at all)
+TASK_4 = "Wait on the test site until cancelled"
+CLAUDE = "claude-sonnet-4-5"
 
 
 # ------------------------------------------------------------------ recording a real run log
@@ -71,6 +74,23 @@ def bad_click(model: str) -> dict[str, Any]:
     return reply("Click the heading.", call("click", index=9999), usage=USAGE[model])
 
 
+def refused(model: str) -> int:
+    return 401  # the provider refuses the key: the run ends at once, the agent had no chance
+
+
+def slow_scroll(model: str) -> dict[str, Any]:
+    time.sleep(1.0)  # long enough for the cancel to land while the model "thinks"
+    return reply("Look further down.", call("scroll", down=True, pages=1), usage=USAGE[model])
+
+
+def wilson(k: int, n: int) -> tuple[float, float]:
+    """The 95% Wilson interval, computed here independently of the views' SQL."""
+    z = 1.96
+    p = k / n
+    centre, half = p + z * z / (2 * n), z * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5
+    return (centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)
+
+
 @dataclass
 class Recorded:
     """A real run log and what the runs returned."""
@@ -98,7 +118,8 @@ def tokens(responses: list[RunResponse]) -> int:
 
 
 async def record_runs(service: RunService, fake: FakeLLM, site_url: str) -> tuple[list[str], list[RunResponse]]:
-    """Three successes with model A (two prompts), two failures with model B (max_steps, action errors)."""
+    """Three successes with model A (two prompts), two agent failures with model B (max_steps, action errors),
+    then runs where the agent had no fair chance: B's key refused, no key for anthropic, A's run cancelled."""
     home = f"{site_url}/index.html"
     plan = [
         (MODEL_A, TASK, {}, (navigate(home), done)),
@@ -106,11 +127,23 @@ async def record_runs(service: RunService, fake: FakeLLM, site_url: str) -> tupl
         (MODEL_A, TASK_2, {}, (navigate(home), done)),
         (MODEL_B, TASK, {"max_steps": 2}, (navigate(home), scroll)),
         (MODEL_B, TASK, {}, (navigate(home), bad_click)),
+        (MODEL_B, TASK_3, {}, (refused,)),
+        (CLAUDE, TASK_3, {"provider": "anthropic"}, (done,)),
+        (MODEL_A, TASK_4, {"cancel": True}, (navigate(home), slow_scroll)),
     ]
     responses = []
     for model, prompt, extra, answers in plan:
         fake.reset(scripted(model, *answers))
-        responses.append(await service.run({"prompt": prompt, "model": model, "provider": "openai", **extra}))
+        request = {"prompt": prompt, "model": model, "provider": "openai", **extra}
+        if not request.pop("cancel", False):
+            responses.append(await service.run(request))
+            continue
+        _, run_id = await service.submit(request)
+        async for event in service.subscribe(run_id):  # cancelled once its first step is recorded
+            if isinstance(event, StepFinished):
+                await service.cancel(run_id)
+                break
+        responses.append(await service.wait(run_id, timeout=60))
     return [prompt for _, prompt, _, _ in plan], responses
 
 
@@ -123,6 +156,8 @@ async def recorded(browser, site_url: str, tmp_path_factory: pytest.TempPathFact
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("OPENAI_BASE_URL", fake.url)
         mp.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
+        for var in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_API_BASE"):
+            mp.delenv(var, raising=False)
         store = Store(data, snapshot_interval_s=60)
         service = RunService(store, browser, data_dir=data, engine_options=EngineOptions(timeout_s=60))
         try:
@@ -144,18 +179,29 @@ async def recorded(browser, site_url: str, tmp_path_factory: pytest.TempPathFact
 
 
 def test_the_recorded_runs_are_what_the_notebooks_are_checked_against(recorded: Recorded) -> None:
-    """Sanity of the scenario itself: 3 successes with A, 2 failures with B, each for its own reason."""
-    statuses = [(r.model, r.status, r.error) for r in recorded.responses]
-    assert statuses == [
-        (MODEL_A, "success", None),
-        (MODEL_A, "success", None),
-        (MODEL_A, "success", None),
-        (MODEL_B, "failure", "reached max_steps (2) without calling done"),
-        (MODEL_B, "failure", statuses[4][2]),
+    """Sanity of the scenario itself: 3 successes with A, 2 agent failures with B, each for its own reason,
+    then B's key refused, no key for anthropic and A's run cancelled (no fair chance, counted apart)."""
+    ends = [(r.model, r.status, r.stop_reason) for r in recorded.responses]
+    assert ends == [
+        (MODEL_A, "success", "done"), (MODEL_A, "success", "done"), (MODEL_A, "success", "done"),
+        (MODEL_B, "failure", "max_steps"), (MODEL_B, "failure", "max_failures"), (MODEL_B, "failure", "model_error"),
+        (CLAUDE, "failure", "missing_key"), (MODEL_A, "failure", "cancelled"),
     ]
-    assert statuses[4][2].startswith("stopped after 3 consecutive failures; last:")
-    assert [len(r.history) for r in recorded.responses] == [2, 2, 2, 2, 4]
-    assert all(r.usage.cost_usd > 0 for r in recorded.responses), "litellm priced both models"
+    errors = [r.error for r in recorded.responses]
+    assert errors[3] == "reached max_steps (2) without calling done"
+    assert errors[4].startswith("stopped after 3 consecutive failures; last:")
+    assert errors[5].startswith("the model could not be used (auth): the openai API refused the key")
+    assert errors[6].startswith("No API key for provider 'anthropic': set ANTHROPIC_API_KEY")
+    assert errors[7] == "cancelled"
+    assert [len(r.history) for r in recorded.responses][:7] == [2, 2, 2, 2, 4, 1, 0]
+    assert len(recorded.responses[7].history) >= 1
+    assert all(r.usage.cost_usd > 0 for r in recorded.responses[:5]), "litellm priced both models"
+
+
+def fair(responses: list[RunResponse]) -> list[RunResponse]:
+    """The runs where the agent had a fair chance (not stopped from outside, not lost to the infrastructure)."""
+    apart = ("cancelled", "interrupted", "shutdown", "model_error", "missing_key", "browser_error", "internal_error")
+    return [r for r in responses if r.stop_reason not in apart]
 
 
 # ------------------------------------------------------------------ the analysis API, in process
@@ -165,19 +211,43 @@ def test_helpers_match_the_recorded_runs(recorded: Recorded) -> None:
     runs = an.runs(con=con)
     assert runs.id.tolist() == [r.task_run_id for r in recorded.responses]
     assert runs.status.tolist() == [r.status for r in recorded.responses]
+    assert runs.stop_reason.tolist() == [r.stop_reason for r in recorded.responses]
+    assert runs.outcome.tolist() == ["success"] * 3 + ["agent_failure"] * 2 + ["infrastructure"] * 2 + ["stopped"]
     assert (runs.input_tokens + runs.output_tokens).tolist() == [
         r.usage.input_tokens + r.usage.output_tokens for r in recorded.responses
     ]
     assert runs.cost_usd.tolist() == pytest.approx([r.usage.cost_usd for r in recorded.responses])
+    for r, row in zip(recorded.responses, runs.itertuples()):  # the run's time split, summed from its steps
+        assert row.llm_ms == pytest.approx(sum(item.llm_ms for item in r.history))
+        assert row.llm_ms + row.browser_ms + row.own_ms == pytest.approx(row.duration_s * 1000)
 
     by_model = an.success_by_model(con=con)
-    rows = by_model[["provider", "model", "runs", "successes", "success_rate"]].to_dict("records")
-    assert rows == [
-        {"provider": "openai", "model": MODEL_A, "runs": 3, "successes": 3, "success_rate": 1.0},
-        {"provider": "openai", "model": MODEL_B, "runs": 2, "successes": 0, "success_rate": 0.0},
+    cols = ["provider", "model", "runs", "fair_runs", "successes", "success_rate", "ci_low", "ci_high",
+            "agent_failures", "stopped", "infra_failures"]
+    a_low, a_high = wilson(3, 3)
+    b_low, b_high = wilson(0, 2)
+    assert records(by_model, cols) == [
+        {"provider": "openai", "model": MODEL_A, "runs": 4, "fair_runs": 3, "successes": 3, "success_rate": 1.0,
+         "ci_low": pytest.approx(a_low), "ci_high": pytest.approx(a_high), "agent_failures": 0, "stopped": 1,
+         "infra_failures": 0},
+        {"provider": "openai", "model": MODEL_B, "runs": 3, "fair_runs": 2, "successes": 0, "success_rate": 0.0,
+         "ci_low": pytest.approx(b_low, abs=1e-12), "ci_high": pytest.approx(b_high), "agent_failures": 2,
+         "stopped": 0, "infra_failures": 1},
+        {"provider": "anthropic", "model": CLAUDE, "runs": 1, "fair_runs": 0, "successes": 0, "success_rate": None,
+         "ci_low": None, "ci_high": None, "agent_failures": 0, "stopped": 0, "infra_failures": 1},
     ]
+    total = an.success_overall(con=con).iloc[0]
+    low, high = wilson(3, 5)
+    assert (total.runs, total.fair_runs, total.successes, total.stopped, total.infra_failures) == (8, 5, 3, 1, 2)
+    assert (total.ci_low, total.ci_high) == (pytest.approx(low), pytest.approx(high))
+    reasons = an.stop_reasons(con=con)
+    assert sorted(zip(reasons.model, reasons.stop_reason, reasons.runs)) == sorted([
+        (MODEL_A, "done", 3), (MODEL_A, "cancelled", 1), (MODEL_B, "max_steps", 1), (MODEL_B, "max_failures", 1),
+        (MODEL_B, "model_error", 1), (CLAUDE, "missing_key", 1)])
 
-    b_max, b_fail = recorded.by_model(MODEL_B)
+    b_max, b_fail, b_refused = recorded.by_model(MODEL_B)
+    (claude,) = recorded.by_model(CLAUDE)
+    a_cancelled = recorded.responses[7]
     hits = an.limit_hits(con=con)
     assert hits[["run_id", "model", "limit_hit", "steps", "error"]].to_dict("records") == [
         {"run_id": b_max.task_run_id, "model": MODEL_B, "limit_hit": "max_steps", "steps": 2, "error": b_max.error},
@@ -187,13 +257,26 @@ def test_helpers_match_the_recorded_runs(recorded: Recorded) -> None:
 
     wrong = an.failure_step(con=con)
     click_error = b_fail.history[1].actions[0].error
-    assert click_error
-    assert records(wrong, ["run_id", "seq", "step", "why", "action", "action_error"]) == [
-        {"run_id": b_max.task_run_id, "seq": 1, "step": 2, "why": "last step", "action": "scroll",
+    refusal = b_refused.history[0].llm_calls[0].error
+    assert click_error and refusal
+    last = a_cancelled.history[-1]
+    assert records(wrong, ["run_id", "stop_reason", "outcome", "seq", "step", "why", "action", "action_error"]) == [
+        {"run_id": b_max.task_run_id, "stop_reason": "max_steps", "outcome": "agent_failure", "seq": 1, "step": 2,
+         "why": "last step", "action": "scroll", "action_error": None},
+        {"run_id": b_fail.task_run_id, "stop_reason": "max_failures", "outcome": "agent_failure", "seq": 1,
+         "step": 2, "why": "first action error", "action": "click", "action_error": click_error},
+        {"run_id": b_refused.task_run_id, "stop_reason": "model_error", "outcome": "infrastructure", "seq": 0,
+         "step": 1, "why": "model error", "action": "model call", "action_error": refusal},
+        {"run_id": claude.task_run_id, "stop_reason": "missing_key", "outcome": "infrastructure", "seq": None,
+         "step": None, "why": "no step", "action": None, "action_error": None},
+        {"run_id": a_cancelled.task_run_id, "stop_reason": "cancelled", "outcome": "stopped",
+         "seq": len(a_cancelled.history) - 1, "step": last.step, "why": "last step", "action": last.actions[-1].name,
          "action_error": None},
-        {"run_id": b_fail.task_run_id, "seq": 1, "step": 2, "why": "first action error", "action": "click",
-         "action_error": click_error},
     ]
+    errors = an.model_errors(con=con)
+    assert records(errors, ["provider", "model", "purpose", "error", "calls", "runs"]) == [
+        {"provider": "openai", "model": MODEL_B, "purpose": "step", "error": refusal, "calls": 1,
+         "runs": 1}]
 
     failing = an.failing_actions(con=con)
     assert records(failing, ["name", "error", "count", "runs"]) == [
@@ -216,22 +299,29 @@ def test_helpers_match_the_recorded_runs(recorded: Recorded) -> None:
 
     split = an.time_split(con=con)
     assert len(split) == sum(len(r.history) for r in recorded.responses)
-    assert (split.overhead_ms >= 0).all()
+    assert (split.own_ms >= 0).all()
+    assert (split.llm_ms + split.browser_ms + split.own_ms).tolist() == pytest.approx(split.duration_ms.tolist())
     first = recorded.responses[0].history[0]
-    assert split.iloc[0][["llm_ms", "browser_ms", "duration_ms"]].tolist() == pytest.approx(
-        [first.llm_ms, first.browser_ms, first.duration_ms])
+    assert split.iloc[0][["llm_ms", "browser_ms", "own_ms", "duration_ms"]].tolist() == pytest.approx(
+        [first.llm_ms, first.browser_ms, first.own_ms, first.duration_ms])
+    refused_step = split[split.run_id == b_refused.task_run_id].iloc[0]  # a failed call's time is the model's
+    assert refused_step.llm_ms == pytest.approx(b_refused.history[0].llm_calls[0].latency_ms, rel=0.5)
+    assert refused_step.llm_ms > 0
 
     side = an.compare(MODEL_A, MODEL_B, con=con)  # on TASK only: the one prompt both models ran
     a_same = recorded.by_model(MODEL_A, TASK)
     assert side.index.tolist() == [MODEL_A, MODEL_B]
     assert side.runs.tolist() == [2, 2] and len(a_same) == 2
     assert side.success_rate.tolist() == [1.0, 0.0]
+    assert side.fair_runs.tolist() == [2, 2]
+    assert side.ci_low.tolist() == pytest.approx([wilson(2, 2)[0], 0.0], abs=1e-12)
+    assert side.ci_high.tolist() == pytest.approx([1.0, wilson(0, 2)[1]])
     assert side.prompts.tolist() == [1, 1]
     assert side.avg_tokens.tolist() == pytest.approx([tokens(a_same) / 2, tokens(recorded.by_model(MODEL_B)) / 2])
     prompts = an.compare(TASK, TASK_2, by="prompt", model=MODEL_A, con=con)
     assert prompts.runs.tolist() == [2, 1] and prompts.success_rate.tolist() == [1.0, 1.0]
     assert an.most_common("model", con=con) == [MODEL_A, MODEL_B]
-    assert an.most_common("prompt", con=con) == [TASK, TASK_2]
+    assert an.most_common("prompt", con=con) == [TASK, TASK_3]
 
 
 def test_run_timeline_lays_out_a_run_with_its_screenshots(recorded: Recorded) -> None:
@@ -270,7 +360,8 @@ def test_an_empty_log_gives_empty_frames_with_the_same_columns(recorded: Recorde
         "runs": an.runs, "steps": an.steps, "actions": an.actions, "llm_calls": an.llm_calls,
         "webhooks": an.webhooks, "success_by_model": an.success_by_model, "failing_actions": an.failing_actions,
         "cost_latency_by_model": an.cost_latency_by_model, "time_split": an.time_split,
-        "limit_hits": an.limit_hits, "failure_step": an.failure_step,
+        "limit_hits": an.limit_hits, "failure_step": an.failure_step, "stop_reasons": an.stop_reasons,
+        "model_errors": an.model_errors, "success_overall": an.success_overall,
         "run_timeline": lambda con: an.run_timeline(1, con=con),
         "compare": lambda con: an.compare(MODEL_A, MODEL_B, con=con),
     }
@@ -279,6 +370,8 @@ def test_an_empty_log_gives_empty_frames_with_the_same_columns(recorded: Recorde
         assert list(got.columns) == list(reference.columns), name
         if name == "compare":
             assert got.runs.tolist() == [0, 0]
+        elif name == "success_overall":  # one row of totals: zero runs, no rate
+            assert got.runs.tolist() == [0] and got.success_rate.isna().all()
         else:
             assert got.empty, name
     assert an.most_common(con=empty) == []
@@ -369,29 +462,58 @@ def test_notebooks_are_committed_without_outputs() -> None:
                 assert cell.outputs == [] and cell.execution_count is None, f"{name} has outputs"
 
 
+def rate(k: int, n: int) -> str:
+    """How the notebooks print a success rate: with n and the 95% interval."""
+    low, high = wilson(k, n)
+    return f"{k / n:.0%} (n={n}, 95% CI {low:.0%}–{high:.0%})"
+
+
 def test_overview_numbers(recorded: Recorded, executed: dict[str, Executed]) -> None:
     out = executed["01_overview"]
     total_tokens = tokens(recorded.responses)
     cost = sum(r.usage.cost_usd for r in recorded.responses)
-    assert "runs: 5 (5 finished, 3 succeeded, success rate 60%)" in out.text
+    assert (f"runs: 8 (8 finished, 3 succeeded; success rate {rate(3, 5)} over the runs where the agent had a fair "
+            "chance; 1 stopped from outside, 2 lost to the infrastructure)") in out.text
     assert f"tokens: {total_tokens}, cost: ${cost:.6f}" in out.text
     a, b = recorded.by_model(MODEL_A), recorded.by_model(MODEL_B)
-    a_cost, b_cost = sum(r.usage.cost_usd for r in a) / 3, sum(r.usage.cost_usd for r in b) / 2
-    assert f"openai/{MODEL_A}: 3/3 succeeded (100%), avg 2.0 steps, avg ${a_cost:.6f} per run" in out.text
-    assert f"openai/{MODEL_B}: 0/2 succeeded (0%), avg 3.0 steps, avg ${b_cost:.6f} per run" in out.text
-    assert f"Parquet export at {recorded.exports}: 5 runs" in out.text
+    a_cost, b_cost = sum(r.usage.cost_usd for r in a) / 4, sum(r.usage.cost_usd for r in b) / 3
+    a_steps, b_steps = sum(len(r.history) for r in a) / 4, sum(len(r.history) for r in b) / 3
+    assert (f"openai/{MODEL_A}: 3/3 succeeded, {rate(3, 3)}; 1 stopped, 0 infrastructure, avg {a_steps:.1f} steps, "
+            f"avg ${a_cost:.6f} per run") in out.text
+    assert (f"openai/{MODEL_B}: 0/2 succeeded, {rate(0, 2)}; 0 stopped, 1 infrastructure, avg {b_steps:.1f} steps, "
+            f"avg ${b_cost:.6f} per run") in out.text
+    assert (f"anthropic/{CLAUDE}: 0/0 succeeded, no fair run; 0 stopped, 1 infrastructure, avg 0.0 steps, "
+            "avg $0.000000 per run") in out.text
+    assert f"Parquet export at {recorded.exports}: 8 runs" in out.text
     assert out.images.get("image/png", 0) >= 3  # runs per day, success rate, distributions
 
 
 def test_failures_numbers(recorded: Recorded, executed: dict[str, Executed]) -> None:
     out = executed["02_failures"]
-    b_max, b_fail = recorded.by_model(MODEL_B)
+    b_max, b_fail, b_refused = recorded.by_model(MODEL_B)
+    (claude,) = recorded.by_model(CLAUDE)
+    cancelled = recorded.responses[7]
     click_error = b_fail.history[1].actions[0].error
+    refusal = b_refused.history[0].llm_calls[0].error
+    assert "runs by outcome: agent_failure 2, infrastructure 2, stopped 1, success 3\n" in out.text
+    assert f"  model_error (infrastructure): 1 run of openai/{MODEL_B}\n" in out.text
+    assert f"  cancelled (stopped): 1 run of openai/{MODEL_A}\n" in out.text
     assert "failed actions: 3 in 1 kinds (name, error)" in out.text
+    assert "model errors (the provider's, not the agent's): 1 failed calls in 1 runs\n" in out.text
+    assert f"  openai/{MODEL_B} (step): 1× {refusal}\n" in out.text
     assert "runs that hit a limit: 2\n  max_steps: 1\n  max_failures: 1\n" in out.text
-    assert "failed runs: 2\n" in out.text
-    assert f"  run {b_max.task_run_id} ({MODEL_B}): step 2, last step: scroll\n" in out.text
-    assert f"  run {b_fail.task_run_id} ({MODEL_B}): step 2, first action error: click {click_error}\n" in out.text
+    assert "failed runs: 5\n" in out.text
+    assert f"  run {b_max.task_run_id} ({MODEL_B}): max_steps (agent_failure), step 2, last step: scroll\n" in out.text
+    assert (f"  run {b_fail.task_run_id} ({MODEL_B}): max_failures (agent_failure), step 2, first action error: "
+            f"click {click_error}\n") in out.text
+    assert (f"  run {b_refused.task_run_id} ({MODEL_B}): model_error (infrastructure), step 1, model error: "
+            f"model call {refusal}\n") in out.text
+    assert f"  run {claude.task_run_id} ({CLAUDE}): missing_key (infrastructure), no step: {claude.error}\n" in out.text
+    last = cancelled.history[-1]
+    assert (f"  run {cancelled.task_run_id} ({MODEL_A}): cancelled (stopped), step {last.step}, last step: "
+            f"{last.actions[-1].name}\n") in out.text
+    printed = [line for line in out.text.splitlines() if line.startswith("  run ")]
+    assert len(printed) == 5 and not any("<NA>" in line or "nan" in line for line in printed)
     assert f"run {b_fail.task_run_id}: 4 steps" in out.text
     assert f"  errors: click: {click_error}" in out.text
     assert out.images.get("image/jpeg", 0) == 4  # the failed run's four screenshots
@@ -411,18 +533,19 @@ def test_cost_latency_numbers(recorded: Recorded, executed: dict[str, Executed])
         assert f"openai/{model}: LLM latency p50 {_median(latencies):.0f} ms," in out.text
         assert f"over {len(latencies)} calls" in out.text
     steps = sum(len(r.history) for r in recorded.responses)
-    assert re.search(rf"time over {steps} steps: LLM \d+%, browser \d+%, overhead \d+%", out.text)
+    assert re.search(rf"time over {steps} steps: LLM \d+%, browser \d+%, own \d+% \(the parts add up to each "
+                     r"step's duration: True\)", out.text)
     assert out.images.get("image/png", 0) >= 3
 
 
 def test_compare_numbers(recorded: Recorded, executed: dict[str, Executed]) -> None:
     out = executed["04_compare"]
     a_same = recorded.by_model(MODEL_A, TASK)
-    b = recorded.by_model(MODEL_B)
+    b = recorded.by_model(MODEL_B, TASK)
     assert f"comparing models: A = {MODEL_A!r}, B = {MODEL_B!r}" in out.text
-    assert "A: 2 runs, success rate 100%, 2.0 steps" in out.text
+    assert f"A: 2 runs, success rate {rate(2, 2)}, 2.0 steps" in out.text
     assert f"{tokens(a_same) / 2:.0f} tokens, ${sum(r.usage.cost_usd for r in a_same) / 2:.6f} per run" in out.text
-    assert "B: 2 runs, success rate 0%, 3.0 steps" in out.text
+    assert f"B: 2 runs, success rate {rate(0, 2)}, 3.0 steps" in out.text
     assert f"{tokens(b) / 2:.0f} tokens, ${sum(r.usage.cost_usd for r in b) / 2:.6f} per run" in out.text
     assert out.images.get("image/png", 0) == 1
 

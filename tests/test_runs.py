@@ -102,6 +102,7 @@ async def test_an_exception_in_the_event_source_ends_the_run_with_the_reason(
     final = await asyncio.wait_for(service.run(request), 90)
     assert (final.status, final.is_done, final.is_successful) == ("failure", False, False)
     assert final.error == "internal error: RuntimeError: boom after the first step"
+    assert final.stop_reason == "internal_error"
     assert [item.description for item in final.history] == ["Open the start page"]
     assert store.get_run(final.task_run_id) == final  # type: ignore[arg-type]
     # The browser context was closed and the slot freed: the next run goes through.
@@ -120,14 +121,16 @@ async def test_queue_limit_cancel_and_shutdown(model: FakeLLM, browser: Browser,
     assert service.is_queued(queued) and not service.is_queued(running)
     assert await service.cancel(queued) is True
     cancelled = await service.wait(queued, timeout=10)
-    assert (cancelled.status, cancelled.error, cancelled.history) == ("failure", "cancelled", [])
+    assert (cancelled.status, cancelled.error, cancelled.stop_reason, cancelled.history) == (
+        "failure", "cancelled", "cancelled", [])
+    assert store.get_run(queued).stop_reason == "cancelled"  # type: ignore[union-attr]
     assert await service.cancel(queued) is False  # already ended
     async for event in service.subscribe(running):  # bounded by the run's timeout
         if isinstance(event, StepFinished) and event.item.step >= 2:
             break
     await asyncio.wait_for(service.close(), 30)
     ended = store.get_run(running)
-    assert ended is not None and (ended.status, ended.error) == ("failure", "shutdown")
+    assert ended is not None and (ended.status, ended.error, ended.stop_reason) == ("failure", "shutdown", "shutdown")
     assert len(ended.history) >= 2 and ended.history[0].description == "Open the start page"
     with pytest.raises(ServiceClosed):
         await service.submit(slow)

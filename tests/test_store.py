@@ -104,7 +104,8 @@ def run_events(request: RunRequest, *, steps: int = 2, success: bool = True, fai
     response = RunResponse(
         history=history, result={"name": "Cable X", "price": 9.99} if success else None, is_done=True,
         is_successful=success, status="success" if success else "failure",
-        error=None if success else "the model gave up", model=request.model, provider=request.provider,
+        error=None if success else "the model gave up", stop_reason="done" if success else "done_failure",
+        model=request.model, provider=request.provider,
         started_at=start, finished_at=at, duration_ms=(at - start).total_seconds() * 1000, usage=usage,
         notes=["the provider refused the screenshots; the run went on without images"],  # kept in notes_json
     )
@@ -180,15 +181,66 @@ def test_migrations_recorded_and_idempotent_on_reopen(tmp_path: Path) -> None:
     Store(data).close()
 
 
+def test_stop_reason_migration_backfills_runs_recorded_before_it(tmp_path: Path) -> None:
+    """A log written by the previous schema (m001 + m002): its runs get a best-guess stop reason from
+    their error text, its steps their own time, and the views the new columns."""
+    data = tmp_path / "data"
+    data.mkdir()
+    con = duckdb.connect(str(data / "runs.duckdb"))
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("CREATE TABLE _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)")
+    for fn in MIGRATIONS[:2]:
+        fn(con)
+        con.execute("INSERT INTO _migrations VALUES (?, now())", [fn.__name__])
+    con.execute("INSERT INTO tasks (prompt, request_json, created_at) VALUES ('t', '{}', ?)", [T0])
+    errors = [
+        ("success", None, "agent"), ("failure", "cancelled", "agent"), ("failure", "shutdown", "agent"),
+        ("failure", "interrupted", "agent"), ("failure", "reached max_steps (3) without calling done", "agent"),
+        ("failure", "timed out after 60 s", "agent"),
+        ("failure", "stopped after 3 consecutive failures; last: element 7 is gone", "agent"),
+        ("failure", "stopped after 4 consecutive failures; last: The model could not be used: model call failed "
+                    "(InternalServerError 500): boom", "agent"),
+        ("failure", "the result did not match the JSON schema after 3 attempts: x", "agent"),
+        ("failure", "the agent reported that it could not complete the task", "agent"),
+        ("failure", "No API key for provider 'anthropic': set ANTHROPIC_API_KEY", "agent"),
+        ("failure", "internal error: RuntimeError: boom", "agent"),
+        ("failure", "step 2 'Search' could not be replayed or healed: gone", "replay"),
+        ("failure", "something nobody foresaw", "agent"),
+        ("in_progress", None, "agent"),
+    ]
+    for status, error, mode in errors:
+        con.execute("INSERT INTO runs (task_id, status, error, mode, created_at, started_at, request_json, duration_ms)"
+                    " VALUES (1, ?, ?, ?, ?, ?, '{}', 1000)", [status, error, mode, T0, T0])
+    con.execute("INSERT INTO steps (run_id, seq, step, finished_at, duration_ms, llm_ms, browser_ms, executed_by, "
+                "actions, llm_calls) VALUES (1, 0, 1, ?, 1000, 600, 300, 'agent', 1, 1)", [T0])
+    con.close()
+
+    Store(data).close()  # migrates, then publishes a snapshot
+    assert snapshot_rows(data, "SELECT stop_reason, outcome FROM v_runs ORDER BY id") == [
+        ("done", "success"), ("cancelled", "stopped"), ("shutdown", "stopped"), ("interrupted", "stopped"),
+        ("max_steps", "agent_failure"), ("timeout", "agent_failure"), ("max_failures", "agent_failure"),
+        ("model_error", "infrastructure"), ("invalid_result", "agent_failure"), ("done_failure", "agent_failure"),
+        ("missing_key", "infrastructure"), ("internal_error", "infrastructure"), ("replay_failed", "agent_failure"),
+        (None, "agent_failure"), ("interrupted", "stopped"),  # the last was left in progress: interrupted
+    ]
+    assert snapshot_rows(data, "SELECT duration_ms, llm_ms, browser_ms, own_ms FROM v_steps") == [
+        (1000.0, 600.0, 300.0, 100.0)]
+    # 1 success over 8 fair runs (cancelled, interrupted, shutdown and infrastructure failures apart).
+    assert snapshot_rows(data, "SELECT runs, fair_runs, successes, agent_failures, stopped, infra_failures "
+                               "FROM v_success_by_model") == [(15, 8, 1, 7, 4, 3)]
+
+
 def test_describe_views_and_schema_markdown() -> None:
     views = describe_views()
     assert set(views) == {"v_runs", "v_steps", "v_actions", "v_llm_calls", "v_webhooks", "v_success_by_model",
-                          "v_failing_actions", "v_llm_traces"}
-    assert [c for c, _ in views["v_runs"]][:7] == ["id", "task_id", "status", "prompt", "provider", "model", "mode"]
+                          "v_failing_actions", "v_stop_reasons", "v_model_errors", "v_llm_traces"}
+    assert [c for c, _ in views["v_runs"]][:9] == ["id", "task_id", "status", "stop_reason", "outcome", "prompt",
+                                                   "provider", "model", "mode"]
     assert dict(views["v_success_by_model"]) == {
-        "provider": "VARCHAR", "model": "VARCHAR", "runs": "BIGINT", "successes": "BIGINT",
-        "success_rate": "DOUBLE", "avg_cost_usd": "DOUBLE", "avg_duration_s": "DOUBLE", "avg_steps": "DOUBLE",
-        "total_cost_usd": "DOUBLE",
+        "provider": "VARCHAR", "model": "VARCHAR", "runs": "BIGINT", "fair_runs": "BIGINT", "successes": "BIGINT",
+        "success_rate": "DOUBLE", "ci_low": "DOUBLE", "ci_high": "DOUBLE", "agent_failures": "BIGINT",
+        "stopped": "BIGINT", "infra_failures": "BIGINT", "avg_cost_usd": "DOUBLE", "avg_duration_s": "DOUBLE",
+        "avg_steps": "DOUBLE", "total_cost_usd": "DOUBLE",
     }
     assert dict(views["v_failing_actions"]) == {"name": "VARCHAR", "error": "VARCHAR", "count": "BIGINT",
                                                 "runs": "BIGINT", "last_at": "TIMESTAMP WITH TIME ZONE"}
@@ -224,7 +276,7 @@ def test_full_run_recorded_and_rebuilt(store: Store) -> None:
     assert rows == [{
         "id": run_id, "task_id": task_id, "status": "success", "prompt": req.prompt, "provider": "openai",
         "model": "o3", "mode": "agent", "steps": 4, "duration_ms": 7000.0,
-        "cost_usd": expected.usage.cost_usd, "started_at": T0, "error": None,
+        "cost_usd": expected.usage.cost_usd, "started_at": T0, "error": None, "stop_reason": "done",
     }]
     task = store.get_task(task_id)
     created = task.pop("created_at")
@@ -271,10 +323,10 @@ def test_fail_run_ends_only_runs_in_progress(store: Store) -> None:
     req = request()
     task_id = store.create_task(req)
     stuck = store.create_run(task_id, req)
-    store.fail_run(stuck, "browser could not start: chromium missing")
+    store.fail_run(stuck, "browser could not start: chromium missing", "browser_error")
     got = store.get_run(stuck)
-    assert (got.status, got.error, got.is_done, got.is_successful) == (
-        "failure", "browser could not start: chromium missing", False, False)
+    assert (got.status, got.error, got.stop_reason, got.is_done, got.is_successful) == (
+        "failure", "browser could not start: chromium missing", "browser_error", False, False)
     assert got.finished_at >= got.started_at and got.duration_ms >= 0
 
     _, done_id, expected = record_run(store, req)
@@ -282,6 +334,8 @@ def test_fail_run_ends_only_runs_in_progress(store: Store) -> None:
     assert store.get_run(done_id) == expected  # a finished run keeps its honest end
     with pytest.raises(InvalidQuery, match="run 999 does not exist; create it with create_run"):
         store.fail_run(999, "x")
+    with pytest.raises(InvalidQuery, match="stop_reason must be one of done, done_failure, "):
+        store.fail_run(stuck, "x", "gave_up")
 
 
 def test_interrupted_runs_marked_on_reopen(tmp_path: Path) -> None:
@@ -303,7 +357,7 @@ def test_interrupted_runs_marked_on_reopen(tmp_path: Path) -> None:
         step_end = events[2].at
         assert got == RunResponse(
             task_id=task_id, task_run_id=run_id, history=[events[2].item], status="failure", error="interrupted",
-            is_done=False, is_successful=False, model="o3", provider="openai", started_at=T0,
+            stop_reason="interrupted", is_done=False, is_successful=False, model="o3", provider="openai", started_at=T0,
             finished_at=step_end, duration_ms=(step_end - T0).total_seconds() * 1000,
             usage=Usage().add(events[2].item.llm_calls[0]),
         )
@@ -466,8 +520,10 @@ def test_views_return_expected_rows(store: Store) -> None:
     cost_b = 0.0021 + 0.0042
     rows = snapshot_rows(data, "SELECT * FROM v_success_by_model")
     assert rows == [
-        ("openai", "o3", 2, 1, 0.5, pytest.approx((cost_a + cost_b) / 2), 4.0, 2.5, pytest.approx(cost_a + cost_b)),
-        ("anthropic", "claude-sonnet-4-5", 1, 1, 1.0, pytest.approx(cost_a), 3.0, 2.0, pytest.approx(cost_a)),
+        ("openai", "o3", 2, 2, 1, 0.5, pytest.approx(0.0945, abs=1e-4), pytest.approx(0.9055, abs=1e-4), 1, 0, 0,
+         pytest.approx((cost_a + cost_b) / 2), 4.0, 2.5, pytest.approx(cost_a + cost_b)),
+        ("anthropic", "claude-sonnet-4-5", 1, 1, 1, 1.0, pytest.approx(0.2065, abs=1e-4), 1.0, 0, 0, 0,
+         pytest.approx(cost_a), 3.0, 2.0, pytest.approx(cost_a)),
     ]
     assert snapshot_rows(data, "SELECT name, error, count, runs FROM v_failing_actions") == [
         ("click", "element 7 is not visible; scroll first", 2, 1),

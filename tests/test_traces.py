@@ -243,10 +243,10 @@ async def test_two_runs_compare_step_by_step_in_a_notebook(fake: FakeLLM, browse
 
 
 def test_a_database_from_before_traces_is_migrated_and_still_reads(tmp_path: Path) -> None:
-    from agent.log.migrations import MIGRATIONS, m005_traces, migrate
+    from agent.log.migrations import MIGRATIONS, m006_traces, migrate
 
     con = duckdb.connect(str(tmp_path / "old.duckdb"))
-    older = [fn for fn in MIGRATIONS if fn is not m005_traces]
+    older = [fn for fn in MIGRATIONS if fn is not m006_traces]
     for fn in older:  # a log written before the traces existed
         fn(con)
     con.execute("CREATE TABLE _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)")
@@ -256,7 +256,7 @@ def test_a_database_from_before_traces_is_migrated_and_still_reads(tmp_path: Pat
                 "VALUES (1, 'success', 'agent', now(), now(), '{}')")
     con.execute("INSERT INTO llm_calls VALUES (1, 0, 1, 0, 'openai/o3', 'openai', 'step', now(), 900, 10, 2, NULL, "
                 "'stop', NULL)")
-    assert migrate(con) == ["m005_traces"]
+    assert migrate(con) == ["m006_traces"]
     # An old call shows in the traces view with its usage, and says its content was not kept.
     assert con.execute("SELECT logged, input_tokens, finish_reason, messages_json FROM v_llm_traces").fetchall() == [
         (False, 10, "stop", None)]

@@ -158,6 +158,16 @@ async def set_code(page: Any, elem_id: str, text: str) -> None:
     await page.keyboard.insert_text(text)
 
 
+def box(page: Any, elem_id: str) -> Any:
+    """The text box of a gr.Textbox (an input or a textarea, depending on its lines)."""
+    return page.locator(f"#{elem_id} input, #{elem_id} textarea").first
+
+
+async def open_folded(page: Any, elem_id: str) -> None:
+    """Open a folded part of the form (an accordion) as a user would."""
+    await page.locator(f"#{elem_id} > button, #{elem_id} .label-wrap").first.click()
+
+
 async def pick(page: Any, elem_id: str, option: str) -> None:
     """Choose an option of a gr.Dropdown."""
     await page.locator(f"#{elem_id} input").click()
@@ -371,7 +381,7 @@ async def test_open_a_run_from_history_then_run_it_again(page: Any, http: httpx.
     # The saved workflow replays the same task without the model.
     await page.locator("#wb-workflow-box .label-wrap").first.click()
     await page.locator("#wb-use-cached input").check()
-    await page.locator("#wb-workflow-id input").fill(str(workflow_id))
+    await box(page, "wb-workflow-id").fill(str(workflow_id))
     await page.click("#wb-run")
     replayed = await until(lambda: viewer(page), what="the replay's end",
                            check=lambda v: v["run_id"] not in (None, target["id"]) and v["status"] != "running")
@@ -413,7 +423,7 @@ async def test_background_run_streams_and_cancel_stops_it(page: Any, app: App, h
     await page.locator("#wb-prompt textarea").fill(prompt)
     await page.locator("#wb-wait input").uncheck()
     await page.locator("#wb-advanced .label-wrap").first.click()
-    await page.locator("#wb-max-steps input").fill("40")
+    await box(page, "wb-max-steps").fill("40")
     await page.locator("#wb-allowed-domains input, #wb-allowed-domains textarea").first.fill("127.0.0.1")
     await page.click("#wb-run")
 
@@ -437,5 +447,208 @@ async def test_background_run_streams_and_cancel_stops_it(page: Any, app: App, h
     await until(lambda: page.locator("#wb-prompt textarea").input_value(), what="the refilled prompt",
                 check=lambda v: v == prompt)
     assert not await page.locator("#wb-wait input").is_checked()
-    assert await page.locator("#wb-max-steps input").input_value() == "40"
+    assert await box(page, "wb-max-steps").input_value() == "40"
     assert await page.locator("#wb-allowed-domains input, #wb-allowed-domains textarea").first.input_value() == "127.0.0.1"
+
+
+# ------------------------------------------------------------------ rough edges (issue 10)
+async def labels_of(page: Any) -> list[str]:
+    """The accessible names of the page's form controls, as a screen reader lists them."""
+    return await page.evaluate("""() => [...document.querySelectorAll('input, textarea, select')]
+        .map(el => el.getAttribute('aria-label') || (el.labels && el.labels[0] ? el.labels[0].innerText : ''))
+        .map(t => t.trim()).filter(Boolean)""")
+
+
+async def test_empty_numbers_stay_empty_and_errors_show_next_to_run(page: Any, app: App, http: httpx.Client) -> None:
+    """Opening the folded parts leaves Max steps and Workflow id empty (not 0), so Run starts the run; a bad
+    field inside a closed part is named next to the Run button, and its part opens."""
+    for elem_id in ("wb-advanced", "wb-workflow-box"):
+        await open_folded(page, elem_id)
+    assert await box(page, "wb-max-steps").input_value() == ""
+    assert await box(page, "wb-workflow-id").input_value() == ""
+    for elem_id in ("wb-advanced", "wb-workflow-box"):  # closed again, as a user leaves them
+        await open_folded(page, elem_id)
+    before = await run_total(http)
+    await page.locator("#wb-prompt textarea").fill(f"Report {app.base}/demo/ [quick]")
+    await page.click("#wb-run")
+    shown = await until(lambda: viewer(page), what="the run started", check=lambda v: v["status"] == "success")
+    assert await run_total(http) == before + 1 and shown["run_id"]
+    assert not await page.locator("#wb-run-errors").is_visible()
+
+    await open_folded(page, "wb-advanced")
+    await box(page, "wb-max-steps").fill("0")
+    await open_folded(page, "wb-advanced")  # closed: the field's own message is out of sight
+    assert not await box(page, "wb-max-steps").is_visible()
+    await page.click("#wb-run")
+    summary = await until(lambda: page.locator("#wb-run-errors").inner_text(), what="the errors next to Run",
+                          check=lambda v: "max_steps" in v)
+    assert "✗ Nothing started: fix this field:" in summary
+    assert "max_steps (under Advanced): must be between 1 and 200 (empty: the default, 25), got 0" in summary
+    await until(lambda: box(page, "wb-max-steps").is_visible(), what="Advanced opened on its error")
+    await until(lambda: page.locator("#wb-max-steps .validation-error, #wb-max-steps [data-testid=block-info] + *")
+                .count(), what="the message at the field")
+    assert await run_total(http) == before + 1
+    await box(page, "wb-max-steps").fill("")
+    await page.click("#wb-run")
+    await until(lambda: page.locator("#wb-run-errors").is_visible(), what="the summary gone",
+                check=lambda visible: not visible)
+    await until(lambda: run_total(http), what="the run started", check=lambda n: n == before + 2)
+
+
+async def test_the_schema_error_shows_below_the_editor(page: Any) -> None:
+    """The JSON-schema error never covers the editor: it sits below it, and the editor stays usable."""
+    await page.locator("#wb-prompt textarea").fill("Find the cheapest cable in the demo shop")
+    await set_code(page, "wb-schema", '{"type": "objekt"}')
+    await page.click("#wb-run")
+    error = page.locator("#wb-schema .validation-error").first
+    await error.wait_for()
+    editor = await page.locator("#wb-schema .cm-editor").bounding_box()
+    shown = await error.bounding_box()
+    assert editor and shown and shown["y"] >= editor["y"] + editor["height"] - 1, (editor, shown)
+    # A click in the middle of the editor reaches the editor (nothing lies over it), and typing fixes the schema.
+    x, y = editor["x"] + editor["width"] / 2, editor["y"] + editor["height"] / 2
+    inside = await page.evaluate("([x, y]) => !!document.elementFromPoint(x, y).closest('#wb-schema .cm-editor')",
+                                 [x, y])
+    assert inside
+    await page.locator("#wb-schema .cm-content").click()  # no need to dismiss the message first
+    await page.keyboard.press("Control+A")
+    await page.keyboard.insert_text('{"type": "object"}')
+    await until(lambda: page.locator("#wb-schema-status").inner_text(), what="the schema accepted",
+                check=lambda v: v.strip().startswith("✓"))
+
+
+async def test_run_while_a_run_is_shown_starts_the_new_run(page: Any, app: App, http: httpx.Client) -> None:
+    """Run pressed while the viewer follows a run starts the new one and follows it; the first goes on."""
+    await page.locator("#wb-prompt textarea").fill(f"Look around {app.base}/demo/ until told to stop [slow]")
+    await page.click("#wb-run")
+    first = await until(lambda: viewer(page), what="the first run's first step",
+                        check=lambda v: v["status"] == "running" and len(v["steps"]) >= 1)
+    before = await run_total(http)
+    await page.locator("#wb-prompt textarea").fill(f"Report {app.base}/demo/ [quick]")
+    await page.click("#wb-run")
+    second = await until(lambda: viewer(page), what="the new run in the viewer",
+                         check=lambda v: v["run_id"] not in (None, first["run_id"]) and v["status"] == "success")
+    assert await run_total(http) == before + 1
+    await page.get_by_text(re.compile(rf"Run {second['run_id']} started; run {first['run_id']} goes on")).wait_for()
+    still = (await asyncio.to_thread(http.get, f"/api/runs/{first['run_id']}")).json()
+    assert still["status"] == "in_progress"
+    await asyncio.sleep(2.5)  # two more steps of the first run would arrive in that time
+    assert (await viewer(page))["run_id"] == second["run_id"]  # the viewer stays on the new run
+    cancelled = await asyncio.to_thread(http.post, f"/api/runs/{first['run_id']}/cancel")
+    assert cancelled.json()["stop_reason"] == "cancelled"
+
+
+async def test_the_history_refreshes_when_the_followed_run_ends(page: Any, app: App, http: httpx.Client) -> None:
+    """A run opened from the history while it runs: when it ends, its row says so without pressing Refresh."""
+    started = (await asyncio.to_thread(http.post, "/api/runs", json={
+        "prompt": f"Look around {app.base}/demo/ until told to stop [slow]", "wait_for_completion": False})).json()
+    run_id = started["task_run_id"]
+    await page.click("#wb-refresh")
+    cell = page.locator('#wb-history [role=gridcell][data-col="0"]', has_text=re.compile(rf"^\s*{run_id}\s*$"))
+    await cell.first.wait_for()
+    row = int(await cell.first.get_attribute("data-row"))
+    status = page.locator(f'#wb-history [role=gridcell][data-row="{row}"][data-col="1"]')
+    assert (await status.inner_text()).strip() == "in_progress"
+    await page.locator(f'#wb-history [data-testid="cell-{row}-2"]').click()
+    await until(lambda: viewer(page), what="the opened run followed",
+                check=lambda v: v["run_id"] == run_id and v["status"] == "running")
+    await asyncio.to_thread(http.post, f"/api/runs/{run_id}/cancel")
+    await until(lambda: viewer(page), what="its end in the viewer", check=lambda v: v["status"] == "failure")
+    row_now = page.locator('#wb-history [role=gridcell][data-col="0"]', has_text=re.compile(rf"^\s*{run_id}\s*$"))
+    async def status_of_run() -> str:
+        r = int(await row_now.first.get_attribute("data-row"))
+        return (await page.locator(f'#wb-history [role=gridcell][data-row="{r}"][data-col="1"]').inner_text()).strip()
+    assert await until(status_of_run, what="the history row updated", check=lambda v: v == "failure") == "failure"
+    # The run's stop reason shows beside its status.
+    assert (await page.locator("#wb-viewer .wb-stop").inner_text()).strip() == "cancelled"
+
+
+async def test_every_control_has_its_own_label(page: Any) -> None:
+    """No two controls share a name (the form's Provider and the history's provider filter were both "Provider")."""
+    names = await labels_of(page)
+    assert names.count("Provider") == 1 and "Filter by provider" in names and "Filter by status" in names
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+
+
+async def test_webhook_attempts_show_in_the_viewer(page: Any, app: App) -> None:
+    """A webhook refused at delivery (a loopback receiver, not allowed by default) says so in the viewer."""
+    await page.locator("#wb-prompt textarea").fill(f"Report {app.base}/demo/ [quick]")
+    await box(page, "wb-webhook").fill("http://127.0.0.1:9/hook")
+    await page.click("#wb-run")
+    await until(lambda: viewer(page), what="the run's end", check=lambda v: v["status"] == "success")
+    hooks = page.locator("#wb-webhooks .wb-webhooks")
+    await until(lambda: hooks.get_attribute("data-state"), what="the delivery's outcome",
+                check=lambda v: v == "failed")
+    text = await hooks.inner_text()
+    assert "✗ not delivered after 1 attempt" in text and "attempt 1: no answer" in text and "refused" in text
+
+
+async def test_the_last_model_is_remembered_with_its_price(page: Any, app: App) -> None:
+    """The model of the last run comes back on the next visit (this browser); each model shows its price."""
+    await until(lambda: page.locator("#wb-price-hint").inner_text(), what="o3's price",
+                check=lambda v: v.startswith("o3: $") and "per million input tokens" in v)
+    model = page.locator("#wb-model input")
+    await model.fill("gpt-4.1-mini")
+    await model.press("Enter")
+    hint = await until(lambda: page.locator("#wb-price-hint").inner_text(), what="gpt-4.1-mini's price",
+                       check=lambda v: v.startswith("gpt-4.1-mini: $"))
+    assert "per million output tokens (litellm's price map)" in hint
+    await page.locator("#wb-prompt textarea").fill(f"Report {app.base}/demo/ [quick]")
+    await page.click("#wb-run")
+    await until(lambda: viewer(page), what="the run's end", check=lambda v: v["status"] == "success")
+    await page.reload()
+    await until(lambda: page.locator("#wb-model input").input_value(), what="the remembered model",
+                check=lambda v: v == "gpt-4.1-mini")
+    await model.fill("no-such-model-xyz")
+    await model.press("Enter")
+    await until(lambda: page.locator("#wb-price-hint").inner_text(), what="an unknown price",
+                check=lambda v: "price unknown" in v)
+
+
+async def test_workflows_section_lists_opens_replays_and_deletes(page: Any, app: App, http: httpx.Client) -> None:
+    """A saved workflow is listed with its versions; it replays with new values into the viewer; it deletes."""
+    await page.locator("#wb-examples button", has_text="Cheapest USB-C cable as JSON").click()
+    await until(lambda: page.locator("#wb-schema-status").inner_text(), what="the example's schema",
+                check=lambda v: v.strip().startswith("✓"))
+    await page.click("#wb-run")
+    shown = await until(lambda: viewer(page), what="the run's end", check=lambda v: v["status"] == "success")
+    await page.click("#wb-save-workflow")
+    toast = page.get_by_text(re.compile(r"Saved as workflow \d+ \(version 1"))
+    await toast.wait_for()
+    wid = int(re.search(r"Saved as workflow (\d+)", await toast.inner_text()).group(1))  # type: ignore[union-attr]
+    await page.click("#wb-save-workflow")  # a second click: the same workflow, said so
+    await page.get_by_text(re.compile(rf"Run {shown['run_id']} is already saved as workflow {wid}")).wait_for()
+    listed = (await asyncio.to_thread(http.get, "/api/workflows")).json()
+    assert [w["id"] for w in listed["workflows"]].count(wid) == 1
+
+    await open_folded(page, "wb-workflows")
+    cell = page.locator('#wb-workflows-table [role=gridcell][data-col="0"]', has_text=re.compile(rf"^\s*{wid}\s*$"))
+    await cell.first.wait_for()
+    row = int(await cell.first.get_attribute("data-row"))
+    cells = [c.strip() for c in await page.locator(
+        f'#wb-workflows-table [role=gridcell][data-row="{row}"]').all_inner_texts()]
+    assert cells[2:6] == ["1", "1", "search_products", str(shown["run_id"])]
+    await page.locator(f'#wb-workflows-table [data-testid="cell-{row}-1"]').click()
+    detail = page.locator("#wb-workflow-detail .wb-workflow")
+    await detail.wait_for()
+    text = await detail.inner_text()
+    assert f"Workflow {wid}" in text and "search_products" in text and "Versions" in text
+    values = await until(lambda: page.locator("#wb-workflow-values .cm-content").inner_text(),
+                         what="the example values", check=lambda v: "search_products" in v)
+    assert json.loads(values) == {"search_products": "usb-c"}
+
+    await set_code(page, "wb-workflow-values", '{"search_products": "usb-c"}')
+    await page.click("#wb-workflow-replay")
+    replayed = await until(lambda: viewer(page), what="the replay in the viewer",
+                           check=lambda v: v["run_id"] not in (None, shown["run_id"]) and v["status"] != "running")
+    run = (await asyncio.to_thread(http.get, f"/api/runs/{replayed['run_id']}")).json()
+    assert (run["status"], run["mode"], run["workflow_id"], run["usage"]["llm_calls"]) == ("success", "replay", wid, 0)
+    assert json.loads(replayed["result"]) == CHEAPEST
+    # Replayed actions show the element's label, never the replay's internal index.
+    params = [p for s in replayed["steps"] for p in s["params"] if p]
+    assert not any("10000" in p for p in params) and any("element" in p for p in params)
+
+    await page.click("#wb-workflow-delete")
+    await page.get_by_text(f"Deleted workflow {wid} (every version).").wait_for()
+    assert (await asyncio.to_thread(http.get, f"/api/workflows/{wid}")).status_code == 404
+    await until(lambda: cell.count(), what="the row gone", check=lambda n: n == 0)

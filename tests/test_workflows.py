@@ -6,6 +6,7 @@ demo shop, the fake OpenAI-compatible model (it counts every request), real Duck
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,8 +30,8 @@ from agent.models import (
 )
 from agent.testing.fakellm import FakeLLM, call, last_user_text, reply
 from agent.testing.sites import serve_dir
-from agent.testing.workflow_site.script import demo_agent, order_prompt, shop_agent
-from agent.testing.workflow_site.shop import ShopServer
+from agent.testing.workflow_site.script import demo_agent, order_answer, order_prompt, shop_agent
+from agent.testing.workflow_site.shop import DATA_VARIANTS, ShopServer, expected_order
 from agent.workflows.document import NotRecordable, Parameter, WorkflowError, edit_workflow, load_workflow
 from agent.workflows.params import match_prompt
 from agent.workflows.record import record_workflow
@@ -64,9 +65,10 @@ def order_request(shop: ShopServer, values: dict[str, Any], **extra: Any) -> Run
     return RunRequest(prompt=order_prompt(shop.url, **values), model=MODEL, **extra)
 
 
-async def record_order(shop: ShopServer, browser: Any, *, json_result: bool = False) -> tuple[RunRequest, RunResponse]:
+async def record_order(shop: ShopServer, browser: Any, *, json_result: bool = False,
+                       style: str = "plain") -> tuple[RunRequest, RunResponse]:
     """The agent (scripted fake model) orders with the values of A; returns its request and response."""
-    fake = FakeLLM(shop_agent(**A, json_result=json_result))
+    fake = FakeLLM(shop_agent(**A, json_result=json_result, style=style))
     mp = pytest.MonkeyPatch()
     mp.setenv("OPENAI_BASE_URL", fake.url)
     mp.setenv("OPENAI_API_KEY", "sk-test-not-a-real-key")
@@ -142,6 +144,36 @@ def test_values_read_from_a_new_prompt_without_a_model() -> None:
     assert match_prompt(recorded, params, "Could you buy 4 of the cheapest hdmi cables for Alan Turing") == \
         {"qty": "4", "query": "hdmi", "name": "Alan Turing"}
     assert match_prompt(recorded, params, "something else entirely") == {}
+
+
+def test_what_the_agent_read_off_a_page_is_a_page_value_in_any_case_or_spacing() -> None:
+    """The tracing rules on a final page's element texts and an earlier page's text (no browser needed)."""
+    from agent.engine.provenance import _Tracer
+
+    final = [("Order number: WS-ABCDEFGH", False), ("WS-ABCDEFGH", True), ("Thank you, Ada Lovelace!", False),
+             ("Ada Lovelace", True), ("2 × USB-C Cable 1 m", False), ("2", True), ("USB-C Cable 1 m", True),
+             ("Total: €10.98", False), ("€10.98", True), ("Status: Confirmed.", False), ("Confirmed.", True)]
+    earlier = [(3, "[7]<a href=/p?id=1>Braided Cable 2 m\nPrice: €12.99\nSKU: AB-XY")]
+    tracer = _Tracer(final, earlier)
+    template = tracer.text("Order WS-ABCDEFGH placed: 2 × “USB-C CABLE 1 M” for Ada  Lovelace, total €10.98, "
+                           "status confirmed; it was braided cable 2 m before, sku ab-xy, all in 3 steps.")
+    assert template == ("Order {{page:0}} placed: {{page:1}} × “{{page:2}}” for {{page:3}}, total {{page:4}}, "
+                        "status {{page:5}}; it was {{page:6}} before, sku {{page:7}}, all in 3 steps.")
+    assert [(v["example"], v["shown"], v["case"], v["before"], v["after"], v["step"]) for v in tracer.values] == [
+        ("WS-ABCDEFGH", "WS-ABCDEFGH", None, "", "", None),
+        ("2", "2", None, "", "", None),
+        ("USB-C CABLE 1 M", "USB-C Cable 1 m", "upper", "", "", None),  # upper-cased, quoted
+        ("Ada  Lovelace", "Ada Lovelace", None, "", "", None),  # other spacing
+        ("€10.98", "€10.98", None, "", "", None),
+        ("confirmed", "Confirmed", "lower", "", ".", None),  # lower-cased, the page's full stop trimmed
+        ("braided cable 2 m", "Braided Cable 2 m", "lower", "", "", 3),  # seen on an earlier page only
+        ("ab-xy", "AB-XY", "lower", "SKU: ", "", 3),
+    ]
+    json_tracer = _Tracer(final, [])
+    assert json_tracer.walk({"order": "ws-abcdefgh", "total": 10.98, "qty": 2, "note": "paid"}) == {
+        "order": "{{page:0}}", "total": "{{page:1}}", "qty": "{{page:2}}", "note": "paid"}
+    assert [(v["example"], v["type"], v["before"]) for v in json_tracer.values] == [
+        ("ws-abcdefgh", "string", ""), ("10.98", "number", "€"), ("2", "integer", "")]
 
 
 def test_a_failed_run_is_not_recorded() -> None:
@@ -283,8 +315,16 @@ async def test_recorded_workflow_has_parameters_placeholders_and_checks(recorded
     assert form[3]["expect"]["url"] == (shop.url + "/order?items=*&name={{name}}&email={{email}}&country={{country}}")
     number = shop.order_number("usbc-1m:2", "Ada Lovelace", "ada@example.com", "Germany")
     assert response.result == f"Order {number} placed: 2 × USB-C Cable 1 m for Ada Lovelace, total €10.98."
-    assert doc["steps"][-1]["actions"][0]["params"] == {
-        "text": f"Order {number} placed: {{{{qty}}}} × USB-C Cable 1 m for {{{{name}}}}, total €10.98.", "success": True}
+    # What the agent read off the page is a page reference (read again by a replay), never kept as text.
+    done = doc["steps"][-1]["actions"][0]
+    assert done["params"] == {
+        "text": "Order {{page:0}} placed: {{qty}} × {{page:1}} for {{name}}, total {{page:2}}.", "success": True}
+    values = done["locators"]["page_values"]
+    assert [(v["example"], v["locators"]["css"], v["before"], v["after"], v["type"], v["step"]) for v in values] == [
+        (number, "#order-number", "", "", "string", None),
+        ("USB-C Cable 1 m", "#order-items > li > span:nth-of-type(2)", "", "", "string", None),
+        ("€10.98", "#order-total", "", "", "string", None),
+    ]
     assert doc["source_run_id"] is None and doc["start_url"] == shop.url + "/"
     assert load_workflow(json.dumps(doc))[0].model_dump(mode="json") == doc  # the JSON round-trips
 
@@ -310,6 +350,13 @@ async def test_replay_with_other_values_makes_no_model_call(recorded: Any, shop:
         ["navigate", "input", "click", "click", "input", "click", "click", "input", "input", "select_dropdown", "click", "done"]]
     assert [a.params.get("text") for a in actions if a.name in ("input", "select_dropdown")] == \
         ["hdmi", "3", "Grace Hopper", "grace@example.com", "France"]
+    # Elements are shown by their label, never by the replay's internal marks (numbered from 1000001).
+    assert [a.params.get("element") for a in actions if a.name in ("input", "click")][:3] == [
+        "<input> 'Search products'", "<button> 'Search'", "<a> 'USB-C Cable 1 m'"]
+    assert all("index" not in a.params for a in actions if a.locators)
+    shown = json.dumps([item.model_dump(mode="json") for item in response.history])
+    assert "10000" not in shown
+    assert actions[1].extracted_content == "typed 'hdmi' into <input> 'Search products'"
     assert all(a.locators for a in actions if a.name in ("input", "click", "select_dropdown"))
     assert healed_of(events) is None
     assert response.history[-1].actions[-1].is_done
@@ -374,6 +421,75 @@ async def test_redesigned_page_heals_then_the_new_version_replays_clean(recorded
     assert (again.response.status, again.response.replayed_steps, again.response.healed_steps) == ("success", 7, 0)
     assert again.response.result == expected_text(shop, A, "USB-C Cable 1 m", "usbc-1m", 5.49)
     assert healed_of(again_events) is None
+
+
+# ------------------------------------------------------------------ page values are never stale
+STYLES = {"text": ("plain", False), "echo": ("echo", False), "json": ("plain", True)}
+_RECORDINGS: dict[str, tuple[RunRequest, dict[str, Any]]] = {}
+
+
+async def recording(shop: ShopServer, browser: Any, kind: str) -> tuple[RunRequest, dict[str, Any]]:
+    """The order run of A recorded as a workflow, once per kind of result: plain text; text echoing page
+    values transformed (upper-cased and quoted product, lower-cased status word); JSON."""
+    if kind not in _RECORDINGS:
+        style, json_result = STYLES[kind]
+        shop.variant = "base"
+        request, response = await record_order(shop, browser, json_result=json_result, style=style)
+        _RECORDINGS[kind] = request, record_workflow(request, response)
+    return _RECORDINGS[kind]
+
+
+def truth(values: dict[str, Any], variant: str, kind: str) -> Any:
+    """What a correct replay answers: the scripted agent's report of the order the shop shows under `variant`."""
+    style, json_result = STYLES[kind]
+    return order_answer(expected_order(**values, variant=variant), style=style, json_result=json_result)
+
+
+@pytest.mark.parametrize("kind", list(STYLES))
+@pytest.mark.parametrize("variant", DATA_VARIANTS)
+async def test_data_changes_are_read_again_never_kept(recorded: Any, shop: ShopServer, browser: Any,
+                                                     fake_llm: FakeLLM, variant: str, kind: str) -> None:
+    """New prices, product names, letter-only order codes, another status word: every value the recorded
+    run read off the page (also upper-cased, quoted, lower-cased) is read again, never returned stale."""
+    request, doc = await recording(shop, browser, kind)
+    shop.variant = variant
+    fake_llm.reset(lambda body: OFF)
+    _, final = await run_replay(order_request(shop, B, use_cached_workflow=True, json_schema=request.json_schema),
+                                doc, browser)
+    response = final.response
+    assert (response.status, response.error, response.healed_steps) == ("success", None, 0)
+    assert response.result == truth(B, variant, kind)
+    assert fake_llm.requests == []
+
+
+async def test_a_healed_result_keeps_placeholders_and_page_references(shop: ShopServer, browser: Any,
+                                                                      fake_llm: FakeLLM) -> None:
+    """A new layout and renamed products at once: the result's elements are found neither by their recorded
+    locators nor on the recorded page (its text changed), so the agent reads the result; the healed version
+    keeps {{parameters}} and {{page:N}} references, never this replay's text, and replays A right again."""
+    _, doc = await recording(shop, browser, "echo")
+    variant = "redesign+names"
+    shop.variant = variant
+    fake_llm.reset(shop_agent(**B, style="echo"))
+    events, final = await run_replay(order_request(shop, B, use_cached_workflow=True), doc, browser)
+    response = final.response
+    assert (response.status, response.error) == ("success", None)
+    assert response.result == truth(B, variant, "echo")
+    assert who(response)[-1] == "heal"
+    healed = healed_of(events)
+    assert healed is not None and healed["steps"][-1]["healed"] is True
+    done = healed["steps"][-1]["actions"][0]
+    assert done["params"]["text"] == ("Order {{page:0}} placed: {{qty}} × “{{page:1}}” for {{name}}, total {{page:2}}, "
+                                      "status {{page:3}}.")
+    literal = json.dumps(done["params"])
+    for value in ("Grace", "HDMI", "LEAD", "23.97", expected_order(**B, variant=variant)["order"]):
+        assert value not in literal
+
+    fake_llm.reset(lambda body: OFF)
+    _, again = await run_replay(order_request(shop, A, use_cached_workflow=True), healed, browser)
+    assert (again.response.status, again.response.healed_steps) == ("success", 0)
+    assert again.response.result == truth(A, variant, "echo")  # the original values give the original answer
+    assert fake_llm.requests == []
 
 
 async def test_a_step_nobody_can_do_fails_with_the_reason(recorded: Any, shop: ShopServer, browser: Any,
@@ -481,7 +597,10 @@ async def test_json_result_is_read_again_and_validated(shop: ShopServer, browser
     assert doc["result_format"] == "json"
     number = shop.order_number("usbc-1m:2", "Ada Lovelace", "ada@example.com", "Germany")
     assert doc["steps"][-1]["actions"][0]["params"]["data"] == {
-        "order": number, "product": "USB-C Cable 1 m", "quantity": "{{qty}}", "total": 10.98, "name": "{{name}}"}
+        "order": "{{page:0}}", "product": "{{page:1}}", "quantity": "{{qty}}", "total": "{{page:2}}", "name": "{{name}}"}
+    values = doc["steps"][-1]["actions"][0]["locators"]["page_values"]
+    assert [(v["example"], v["before"], v["type"]) for v in values] == [
+        (number, "", "string"), ("USB-C Cable 1 m", "", "string"), ("10.98", "€", "number")]
     fake_llm.reset(lambda body: OFF)
     _, final = await run_replay(order_request(shop, B, use_cached_workflow=True, json_schema=request.json_schema),
                                 doc, browser)
@@ -545,6 +664,11 @@ async def test_routes_record_list_get_edit_and_replay_through_the_service(tmp_pa
             assert (body["version"], body["document"]["name"], body["document"]["source_run_id"]) == (1, "Order", agent_run.task_run_id)
             assert saved.headers["location"] == f"/api/workflows/{wid}"
             assert store.get_task(agent_run.task_id)["workflow_id"] == wid
+            # Saving the same run again (a double click, a retry) gives the same workflow, not a second one.
+            again = await client.post(f"/api/runs/{agent_run.task_run_id}/workflow", json={"name": "Order"})
+            assert again.status_code == 200 and (again.json()["id"], again.json()["created"]) == (wid, False)
+            both = await asyncio.gather(*(service.save_run_as_workflow(agent_run.task_run_id) for _ in range(2)))
+            assert [(w, v, created) for w, v, _doc, created in both] == [(wid, 1, False), (wid, 1, False)]
 
             listed = (await client.get("/api/workflows")).json()
             assert listed["total"] == 1
@@ -610,6 +734,13 @@ async def test_routes_record_list_get_edit_and_replay_through_the_service(tmp_pa
         assert (latest["version"], latest["healed_from_version"], latest["source_run_id"]) == (3, 2, again.task_run_id)
         assert [s["healed"] for s in latest["document"]["steps"]] == [False, True, False, True, False, True, False]
         assert latest["document"]["steps"][1]["description"] == "Search for {{product}}."
+
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            deleted = await client.delete(f"/api/workflows/{wid}")
+            assert (deleted.status_code, deleted.json()) == (200, {"deleted": wid})
+            assert (await client.get(f"/api/workflows/{wid}")).status_code == 404
+            assert (await client.delete(f"/api/workflows/{wid}")).json() == {"detail": f"workflow {wid} not found"}
+        assert store.get_task(agent_run.task_id)["workflow_id"] is None and store.list_workflows() == []
     finally:
         await service.close()
         store.close()

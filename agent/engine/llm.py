@@ -197,6 +197,17 @@ def preload() -> None:
     _import_litellm()
 
 
+def warm_call() -> None:
+    """Import litellm and take its completion path once with a canned answer (no network, no key): the
+    modules it loads on a first call (~1 s) are loaded at start-up instead of by the first run."""
+    litellm = _import_litellm()
+    try:
+        litellm.completion(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "warm-up"}],
+                           mock_response="ok", api_key="sk-warm-up-not-sent")
+    except Exception:  # a litellm without mock responses: the import alone is most of the gain
+        pass
+
+
 async def _litellm() -> Any:
     """litellm, imported in a worker thread the first time so the event loop never stalls on it."""
     import sys
@@ -293,9 +304,22 @@ class LLM:
         """One model call with bounded retries on rate limits, 5xx, timeouts and connection errors.
 
         Raises LLMError: its `kind` says why, `fatal` whether the run must stop. A reply cut at the
-        output limit before a whole tool call is an LLMError of kind "length".
+        output limit before a whole tool call is an LLMError of kind "length". The reply's (or the
+        LLMError's) `call` covers the whole call: its latency includes failed attempts and the backoff
+        between them, so that time spent waiting on the model is never lost.
         """
-        check_key(self.provider)
+        first_at, t_first = utcnow(), time.perf_counter()
+
+        def failed(error: LLMError) -> LLMError:
+            error.call = LLMCall(model=self.name, provider=self.provider, purpose=purpose, started_at=first_at,
+                                 latency_ms=(time.perf_counter() - t_first) * 1000,
+                                 error=f"{error.kind}: {error}"[:1000])
+            return error
+
+        try:
+            check_key(self.provider)
+        except MissingKeyError as exc:
+            raise failed(exc) from None
         litellm = await _litellm()  # imported: the model map lookups below are cheap now
         kwargs: dict[str, Any] = {
             "model": self.name,
@@ -321,24 +345,17 @@ class LLM:
         attempt = 0
         while True:
             attempt += 1
-            started_at = utcnow()
-            t0 = time.perf_counter()
             try:
                 response = await litellm.acompletion(**kwargs)
             except Exception as exc:  # converted at once into our own error type
-                latency = (time.perf_counter() - t0) * 1000
                 error = _convert_error(litellm, exc, self.provider, self.model, images=images)
-                error.call = LLMCall(
-                    model=self.name, provider=self.provider, purpose=purpose, started_at=started_at,
-                    latency_ms=latency, error=f"{error.kind}: {error}"[:1000],
-                )
                 if error.retryable and attempt <= self.max_retries:
                     delay = min(self.backoff_s * 2 ** (attempt - 1), 20.0) * (0.5 + random.random() / 2)
                     await asyncio.sleep(delay)
                     continue
-                raise error from None
-            latency = (time.perf_counter() - t0) * 1000
-            reply = _to_reply(litellm, response, self, purpose, started_at, latency)
+                raise failed(error) from None
+            latency = (time.perf_counter() - t_first) * 1000
+            reply = _to_reply(litellm, response, self, purpose, first_at, latency)
             cut = not reply.tool_calls or any(c.parse_error for c in reply.tool_calls)
             if reply.call.finish_reason == "length" and cut:
                 raise LLMError(
@@ -433,3 +450,15 @@ def _to_reply(litellm: Any, response: Any, llm: LLM, purpose: str, started_at: A
                                  for tc in getattr(message, "tool_calls", None) or []],
                   "finish_reason": call.finish_reason}
     return Reply(text=(content or "").strip(), tool_calls=calls, call=call, raw_message=as_written)
+
+
+def model_price(provider: str, model: str | None) -> tuple[float, float] | None:
+    """(input, output) USD per million tokens from litellm's local price map; None when it does not know the model.
+
+    Reads the map through `model_info` (litellm is imported the first time: call it off the event loop).
+    """
+    info = model_info(provider, model) or {}
+    per_input, per_output = info.get("input_cost_per_token"), info.get("output_cost_per_token")
+    if per_input is None or per_output is None:
+        return None
+    return float(per_input) * 1_000_000, float(per_output) * 1_000_000

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import time
 from collections.abc import AsyncGenerator
 from dataclasses import replace
 from pathlib import Path
@@ -22,7 +21,8 @@ from agent.engine.browser import Browser, BrowserSession
 from agent.engine.guard import NavigationGuard
 from agent.engine.llm import LLM, LLMError, Reply, key_status, model_info, preload
 from agent.engine.page import observe
-from agent.engine.runtime import RunClock, in_session
+from agent.engine.provenance import trace_result
+from agent.engine.runtime import RunClock, RunStopped, StepClock, in_session
 from agent.engine.schema import for_provider
 from agent.engine.secrets import Secrets, secrets_note
 from agent.engine.trace import make_trace
@@ -38,6 +38,7 @@ from agent.models import (
     RunStarted,
     StepFinished,
     StepStarted,
+    StopReason,
     Tally,
     schema_problem,
     utcnow,
@@ -90,12 +91,16 @@ class _Run(RunClock):
         self.step_traces: list[LLMTrace] = []  # one per step call, in the same order
         self.system_prompt = prompts.system_prompt(override=request.override_system_message,
                                                    extend=request.extend_system_message)
+        self.clock = StepClock()  # the current step's
+        self.seen: list[tuple[int, str]] = []  # (step, page text) of every page observed: where results come from
 
     async def ask(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, *,
                   purpose: str = "step", observation: str | None = None, shot_step: int | None = None) -> Reply:
-        """One model call; what it cost and its trace are kept for the step's record, failed or not."""
+        """One model call (the step's model time, retries and backoff included); what it cost and its trace are
+        kept for the step's record, failed or not."""
         try:
-            reply = await self.llm.complete(messages, tools, purpose=purpose)
+            with self.clock.part("llm"):
+                reply = await self.llm.complete(messages, tools, purpose=purpose)
         except LLMError as exc:
             if exc.call is not None:
                 self.step_calls.append(exc.call)
@@ -117,11 +122,12 @@ class _Run(RunClock):
         reply = await self.ask([{"role": "user", "content": content}], None, purpose="extract")
         return reply.text
 
-    def finish(self, error: str | None = None, *, result: Any = None, done: bool = False,
-               success: bool = False) -> RunFinished:
+    def finish(self, error: str | None = None, stop_reason: StopReason | None = None, *, result: Any = None,
+               done: bool = False, success: bool = False) -> RunFinished:
         """The end of the run, as it stands (a secret value in the result shows as its placeholder)."""
         return RunFinished(response=self.secrets.scrub_model(self.tally.response(
-            result=result, done=done, success=success, error=error, notes=list(self.notices))))
+            result=result, done=done, success=success, error=error, stop_reason=stop_reason,
+            notes=list(self.notices))))
 
 
 async def stream(
@@ -147,11 +153,11 @@ async def stream(
     yield RunStarted(request=request, model=llm.name)
     ready, advice = key_status(request.provider)
     if not ready and not given_llm:  # say which variable to set before opening a browser
-        yield run.finish(advice)
+        yield run.finish(advice, "missing_key")
         return
     if options.use_vision and not await asyncio.to_thread(llm.supports_vision):  # reads litellm's map
         yield run.finish(f"the model {llm.model!r} takes no images according to litellm's model map; "
-                         "turn use_vision off or pick a vision model")
+                         "turn use_vision off or pick a vision model", "model_error")
         return
     # Overlap the one-time litellm import (~10 s) with the browser start instead of the first step.
     warm = asyncio.ensure_future(asyncio.to_thread(preload)) if not given_llm else None
@@ -177,12 +183,14 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncGenerator[Event, Non
     first = 1
     if options.start_url:
         yield StepStarted(step=1)
-        t0 = time.monotonic()
-        result, _ = await run.bounded(act.execute(ctx, "navigate", {"url": options.start_url}))
-        page = await session.ensure_page()
+        run.clock, started_at = StepClock(), utcnow()
+        with run.clock.part("browser"):
+            result, _ = await run.bounded(act.execute(ctx, "navigate", {"url": options.start_url}))
+            page = await session.ensure_page()
+            title = await page.title()
         item = run.secrets.scrub_model(HistoryItem(
-            description="Open the start page", actions=[result], step=1, url=page.url, title=await page.title(),
-            started_at=utcnow(), duration_ms=(time.monotonic() - t0) * 1000))
+            description="Open the start page", actions=[result], step=1, url=page.url, title=title,
+            started_at=started_at, **run.clock.split()))
         run.tally.add_step(item)
         yield StepFinished(item=item)
         first = 2
@@ -190,13 +198,14 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncGenerator[Event, Non
         run.check()
         page = await session.ensure_page()
         yield StepStarted(step=step, url=run.secrets.scrub(page.url))
-        started_at, t0 = utcnow(), time.monotonic()
+        started_at, run.clock = utcnow(), StepClock()
         run.step_calls, run.step_traces = [], []
         shot_path = options.screenshot_dir / f"step-{step:03d}.jpg" if options.screenshot_dir else None
-        obs, shot = await run.bounded(asyncio.gather(
-            observe(page), session.screenshot(shot_path) if shot_path else _none()))
+        with run.clock.part("browser"):
+            obs, shot = await run.bounded(asyncio.gather(
+                observe(page), session.screenshot(shot_path) if shot_path else _none()))
         obs = run.secrets.scrub_model(obs)  # a typed secret shows as its placeholder
-        browser_ms = (time.monotonic() - t0) * 1000
+        run.seen.append((step, obs.text))
         message = prompts.step_message(
             task=request.prompt, step=step, max_steps=options.max_steps, history=run.tally.history,
             tabs=run.secrets.scrub_value(session.tab_list()), current_tab=session.current_id, url=obs.url,
@@ -208,6 +217,7 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncGenerator[Event, Non
         description = ""
         done_outcome: act.Outcome | None = None
         fatal: LLMError | None = None
+        provider_failed = False  # the provider, not the model's reply, failed this step
         try:
             reply = await _ask(run, message, shot, observation=obs.text, step=step)
             description = reply.text.splitlines()[0][:300] if reply.text else ""
@@ -220,15 +230,17 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncGenerator[Event, Non
                 if n >= options.max_actions_per_step:
                     run.notes.append(f"only the first {options.max_actions_per_step} actions of a step are run")
                     break
-                t_action = time.monotonic()
-                result, outcome = await run.bounded(act.execute(
-                    ctx, call.name, call.arguments, parse_error=call.parse_error,
-                    structured=request.structured and call.name == "done"))
-                browser_ms += (time.monotonic() - t_action) * 1000
+                with run.clock.part("browser"):
+                    result, outcome = await run.bounded(act.execute(
+                        ctx, call.name, call.arguments, parse_error=call.parse_error,
+                        structured=request.structured and call.name == "done"))
                 if outcome is not None and outcome.is_done:
                     result, outcome = _check_result(run, result, outcome)
                     if outcome is None:
                         validation_failures += 1
+                    elif outcome.success:
+                        with run.clock.part("browser"):
+                            result = await _with_sources(run, session, result, outcome)
                 results.append(result)
                 if outcome is not None and outcome.is_done:
                     done_outcome = outcome
@@ -247,35 +259,40 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncGenerator[Event, Non
                 results.append(ActionResult(name="none", success=False, include_in_memory=True, error=str(exc)[:1000]))
             else:
                 description = f"The model could not be used: {exc}"
+                provider_failed = True
         if not description:
             description = ", ".join(f"{r.name} {r.params.get('index', '')}".strip() for r in results) or "no action"
         item = run.secrets.scrub_model(HistoryItem(
             description=description, actions=results, step=step, url=obs.url, title=obs.title, screenshot=shot,
-            started_at=started_at, duration_ms=(time.monotonic() - t0) * 1000,
-            llm_ms=sum(c.latency_ms for c in run.step_calls if c.purpose == "step"),
-            browser_ms=browser_ms, llm_calls=list(run.step_calls),
+            started_at=started_at, llm_calls=list(run.step_calls), **run.clock.split(),
         ))
         run.tally.add_step(item)
         yield StepFinished(item=item, traces=list(run.step_traces))
         if fatal is not None:  # retrying cannot help (a key, a model name, a request the provider refuses)
-            yield run.finish(f"the model could not be used ({fatal.kind}): {fatal}")
+            stop: StopReason = "missing_key" if fatal.kind == "missing_key" else "model_error"
+            yield run.finish(f"the model could not be used ({fatal.kind}): {fatal}", stop)
             return
         if done_outcome is not None:
             result_value = done_outcome.data if request.structured else done_outcome.content
-            error = None if done_outcome.success else "the agent reported that it could not complete the task"
-            yield run.finish(error, result=result_value, done=True, success=done_outcome.success)
+            if done_outcome.success:
+                yield run.finish(result=result_value, done=True, success=True)
+            else:
+                yield run.finish("the agent reported that it could not complete the task", "done_failure",
+                                 result=result_value, done=True)
             return
         if validation_failures > options.max_validation_retries:
             yield run.finish(f"the result did not match the JSON schema after {validation_failures} attempts: "
-                             f"{results[-1].error}")
+                             f"{results[-1].error}", "invalid_result")
             return
         failed = not results or all(r.error for r in results)
         failures = failures + 1 if failed else 0
         if failures >= options.max_failures:
             last = description if not results else (results[-1].error or description)
-            yield run.finish(f"stopped after {failures} consecutive failures; last: {last}")
+            # Steps lost to the provider (5xx, rate limits after retries) are not the agent's failures.
+            yield run.finish(f"stopped after {failures} consecutive failures; last: {last}",
+                             "model_error" if provider_failed else "max_failures")
             return
-    yield run.finish(f"reached max_steps ({options.max_steps}) without calling done")
+    yield run.finish(f"reached max_steps ({options.max_steps}) without calling done", "max_steps")
 
 
 def _check_result(run: _Run, result: ActionResult, outcome: act.Outcome) -> tuple[ActionResult, act.Outcome | None]:
@@ -290,6 +307,20 @@ def _check_result(run: _Run, result: ActionResult, outcome: act.Outcome) -> tupl
     bad = result.model_copy(update={"is_done": False, "success": False,
                                     "error": f"{problem}. Call done again with corrected data."})
     return bad, None
+
+
+async def _with_sources(run: _Run, session: BrowserSession, result: ActionResult,
+                        outcome: act.Outcome) -> ActionResult:
+    """The `done` result with where its values were read (for cached workflows); unchanged if that fails."""
+    value = outcome.data if run.request.structured else outcome.content
+    try:
+        page = await session.ensure_page()
+        traced = await run.bounded(trace_result(page, value, run.seen))
+    except (RunStopped, asyncio.CancelledError):
+        raise
+    except Exception:  # a page that went away: the run's result stands, only without its sources
+        return result
+    return result.model_copy(update={"locators": traced})
 
 
 async def _ask(run: _Run, message: str, shot: str | None, *, observation: str, step: int) -> Reply:

@@ -41,6 +41,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent.log.migrations import OUTCOME_SQL, WILSON_SQL
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -58,12 +60,15 @@ __all__ = [
     "failure_step",
     "limit_hits",
     "llm_calls",
+    "model_errors",
     "most_common",
     "ready",
     "run_timeline",
     "runs",
     "steps",
+    "stop_reasons",
     "success_by_model",
+    "success_overall",
     "time_split",
     "traces",
     "views_markdown",
@@ -79,24 +84,25 @@ Connection = Any
 
 # What each view answers, for the generated table in docs/run-log.md (a view without an entry still appears).
 VIEW_DOCS: dict[str, str] = {
-    "v_runs": "one row per run: status, prompt, provider, model, mode, steps, duration, tokens, cost, error, times",
-    "v_steps": "one row per step, with its run's provider, model and status; timings split LLM / browser",
+    "v_runs": "one row per run: status, stop reason and outcome, prompt, provider, model, mode, steps, duration "
+              "(split LLM / browser / own), tokens, cost, error, times",
+    "v_steps": "one row per step, with its run's provider, model, status and stop reason; duration_ms = llm_ms + "
+               "browser_ms + own_ms",
     "v_actions": "one row per executed action: name, params, success, error, who executed it",
     "v_llm_calls": "one row per LLM call: tokens, latency, cost, finish reason",
     "v_llm_traces": "one row per LLM call as made: system prompt, messages sent, reply and tool calls as written, "
                     "where the page observation sits; usage from llm_calls",
     "v_webhooks": "one row per webhook delivery attempt",
-    "v_success_by_model": "finished runs per provider and model: success rate, average cost, duration, steps",
+    "v_success_by_model": "finished runs per provider and model: success rate over the runs where the agent had a "
+                          "fair chance (fair_runs, with its 95% Wilson interval), runs stopped or lost to the "
+                          "infrastructure apart, average cost, duration, steps",
+    "v_stop_reasons": "finished runs per provider, model, mode and stop reason, with its outcome",
+    "v_model_errors": "failed LLM calls (the provider's failures, not the agent's) by provider, model and error",
     "v_failing_actions": "failed actions grouped by name and error, most frequent first",
 }
 
-# How the engine words the end of a run cut short by one of its bounds (agent/engine.py).
-LIMITS: dict[str, str] = {
-    "max_steps": "reached max_steps (%",
-    "timeout": "timed out after %",
-    "max_failures": "stopped after % consecutive failures%",
-    "schema_retries": "the result did not match the JSON schema after %",
-}
+# The stop reasons of a run cut short by one of its bounds.
+LIMITS: tuple[str, ...] = ("max_steps", "timeout", "max_failures", "invalid_result")
 
 # An action failed when it says so or carries an error (success is NULL for some actions).
 _FAILED = "(a.error IS NOT NULL OR a.success = false)"
@@ -205,8 +211,38 @@ def webhooks(*, con: Connection | None = None) -> pd.DataFrame:
 
 
 def success_by_model(*, con: Connection | None = None) -> pd.DataFrame:
-    """Finished runs per provider and model: runs, successes, success rate, cost, duration, steps."""
+    """Finished runs per provider and model: the success rate over fair runs (n = fair_runs, 95% interval
+    ci_low..ci_high), runs stopped and infrastructure failures apart, cost, duration, steps."""
     return _df(con, "SELECT * FROM v_success_by_model")
+
+
+def success_overall(*, con: Connection | None = None) -> pd.DataFrame:
+    """All finished runs in one row, counted as v_success_by_model counts them (the same SQL)."""
+    n = "count(*) FILTER (WHERE outcome IN ('success', 'agent_failure'))"
+    k = "count(*) FILTER (WHERE outcome = 'success')"
+    return _df(
+        con,
+        f"""
+        SELECT count(*) AS runs, {n} AS fair_runs, {k} AS successes,
+               CASE WHEN {n} > 0 THEN {k} / {n} END AS success_rate,
+               {WILSON_SQL.format(n=n, k=k, sign="-")} AS ci_low,
+               {WILSON_SQL.format(n=n, k=k, sign="+")} AS ci_high,
+               count(*) FILTER (WHERE outcome = 'agent_failure') AS agent_failures,
+               count(*) FILTER (WHERE outcome = 'stopped') AS stopped,
+               count(*) FILTER (WHERE outcome = 'infrastructure') AS infra_failures
+        FROM v_runs WHERE status <> 'in_progress'
+        """,
+    )
+
+
+def stop_reasons(*, con: Connection | None = None) -> pd.DataFrame:
+    """Finished runs per provider, model, mode and stop reason, with the outcome each counts as (v_stop_reasons)."""
+    return _df(con, "SELECT * FROM v_stop_reasons")
+
+
+def model_errors(*, con: Connection | None = None) -> pd.DataFrame:
+    """Failed LLM calls by provider, model and error: the provider's failures, apart from the agent's."""
+    return _df(con, "SELECT * FROM v_model_errors")
 
 
 def failing_actions(*, con: Connection | None = None) -> pd.DataFrame:
@@ -266,14 +302,12 @@ def cost_latency_by_model(*, con: Connection | None = None) -> pd.DataFrame:
 
 
 def time_split(*, con: Connection | None = None) -> pd.DataFrame:
-    """Per step: time in the LLM, in the browser, and our own overhead (the rest), in ms."""
+    """Per step: time in the LLM, in the browser and our own, in ms (measured: duration_ms is their sum)."""
     return _df(
         con,
         """
         SELECT s.run_id, s.seq, s.step, r.provider, r.model, s.executed_by,
-               s.duration_ms, s.llm_ms, s.browser_ms,
-               -- clocks are read at slightly different moments: never a negative overhead
-               greatest(s.duration_ms - s.llm_ms - s.browser_ms, 0) AS overhead_ms
+               s.duration_ms, s.llm_ms, s.browser_ms, s.own_ms
         FROM steps s JOIN runs r ON r.id = s.run_id
         ORDER BY s.run_id, s.seq
         """,
@@ -281,50 +315,67 @@ def time_split(*, con: Connection | None = None) -> pd.DataFrame:
 
 
 def limit_hits(*, con: Connection | None = None) -> pd.DataFrame:
-    """Failed runs cut short by a bound (max_steps, timeout, max_failures, schema_retries)."""
-    cases = " ".join(f"WHEN error LIKE '{pattern}' THEN '{name}'" for name, pattern in LIMITS.items())
+    """Failed runs cut short by a bound: max_steps, timeout, max_failures, invalid_result (schema retries)."""
+    listed = ", ".join(f"'{name}'" for name in LIMITS)
     return _df(
         con,
         f"""
-        SELECT * FROM (
-            SELECT id AS run_id, provider, model, prompt, CASE {cases} END AS limit_hit,
-                   steps, duration_ms / 1000.0 AS duration_s, error, started_at
-            FROM runs WHERE status = 'failure'
-        ) WHERE limit_hit IS NOT NULL
+        SELECT id AS run_id, provider, model, prompt, stop_reason AS limit_hit,
+               steps, duration_ms / 1000.0 AS duration_s, error, started_at
+        FROM runs WHERE status = 'failure' AND stop_reason IN ({listed})
         ORDER BY run_id
         """,
     )
 
 
 def failure_step(*, con: Connection | None = None) -> pd.DataFrame:
-    """For each failed run, the step where it went wrong: its first action error, else its last step."""
+    """For each failed run, why it ended (stop reason, outcome) and the step where it went wrong.
+
+    The step: for a model error, the first step whose model call failed; else the first step with a
+    failed action; else the last step. `why` says which ("model error", "first action error", "last
+    step", or "no step" for a run that ended before its first step, e.g. a missing key).
+    """
     return _df(
         con,
         f"""
         WITH failed AS (
-            SELECT id, provider, model, prompt, error FROM runs WHERE status = 'failure'
+            SELECT id, provider, model, prompt, error, stop_reason, {OUTCOME_SQL.format(r="runs")} AS outcome
+            FROM runs WHERE status = 'failure'
+        ), model_error AS (
+            SELECT run_id, min(seq) AS seq FROM llm_calls WHERE error IS NOT NULL GROUP BY run_id
         ), first_error AS (
             SELECT a.run_id, min(a.seq) AS seq FROM actions a WHERE {_FAILED} GROUP BY a.run_id
         ), last_step AS (
             SELECT run_id, max(seq) AS seq FROM steps GROUP BY run_id
         ), picked AS (
-            SELECT f.*, coalesce(e.seq, l.seq) AS seq,
-                   CASE WHEN e.seq IS NOT NULL THEN 'first action error'
-                        WHEN l.seq IS NOT NULL THEN 'last step' END AS why
-            FROM failed f LEFT JOIN first_error e ON e.run_id = f.id LEFT JOIN last_step l ON l.run_id = f.id
+            SELECT f.*,
+                   CASE WHEN f.stop_reason IN ('model_error', 'missing_key') AND m.seq IS NOT NULL THEN m.seq
+                        ELSE coalesce(e.seq, l.seq) END AS seq,
+                   CASE WHEN f.stop_reason IN ('model_error', 'missing_key') AND m.seq IS NOT NULL THEN 'model error'
+                        WHEN e.seq IS NOT NULL THEN 'first action error'
+                        WHEN l.seq IS NOT NULL THEN 'last step'
+                        ELSE 'no step' END AS why
+            FROM failed f LEFT JOIN model_error m ON m.run_id = f.id LEFT JOIN first_error e ON e.run_id = f.id
+            LEFT JOIN last_step l ON l.run_id = f.id
         ), culprit AS (
             -- the step's first failed action, else its last action
             SELECT a.run_id, a.seq, a.name, a.error FROM actions a
             QUALIFY row_number() OVER (
                 PARTITION BY a.run_id, a.seq
                 ORDER BY {_FAILED} DESC, CASE WHEN {_FAILED} THEN a.idx ELSE -a.idx END) = 1
+        ), call_error AS (
+            SELECT run_id, seq, first(error ORDER BY idx) AS error FROM llm_calls WHERE error IS NOT NULL
+            GROUP BY run_id, seq
         )
-        SELECT p.id AS run_id, p.provider, p.model, p.prompt, p.seq, s.step, p.why,
-               s.description, s.url, c.name AS action, c.error AS action_error,
+        SELECT p.id AS run_id, p.provider, p.model, p.prompt, p.stop_reason, p.outcome, p.seq, s.step, p.why,
+               s.description, s.url,
+               CASE WHEN p.why = 'model error' THEN 'model call' ELSE c.name END AS action,
+               CASE WHEN p.why = 'model error' THEN ce.error ELSE c.error END AS action_error,
                p.error AS run_error, s.screenshot_path
         FROM picked p
         LEFT JOIN steps s ON s.run_id = p.id AND s.seq = p.seq
         LEFT JOIN culprit c ON c.run_id = p.id AND c.seq = p.seq
+        LEFT JOIN call_error ce ON ce.run_id = p.id AND ce.seq = p.seq
         ORDER BY p.id
         """,
     )
@@ -345,7 +396,7 @@ _TIMELINE_SQL = """
     )
     SELECT s.run_id, s.seq, s.step, s.executed_by, s.description, s.url, s.title,
            coalesce(a.actions, '') AS actions, a.errors, coalesce(a.failed_actions, 0) AS failed_actions,
-           s.duration_ms, s.llm_ms, s.browser_ms,
+           s.duration_ms, s.llm_ms, s.browser_ms, s.own_ms,
            coalesce(c.input_tokens, 0) AS input_tokens, coalesce(c.output_tokens, 0) AS output_tokens,
            c.cost_usd, s.screenshot_path
     FROM steps s LEFT JOIN a ON a.seq = s.seq LEFT JOIN c ON c.seq = s.seq

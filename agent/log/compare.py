@@ -50,7 +50,8 @@ def compare(
     con: Connection | None = None,
 ) -> pd.DataFrame:
     """Two runs step by step (`a`, `b` run ids: see `compare_runs`), or two models (or two prompts) on the
-    same task, one row each: success rate, steps, duration, tokens, cost.
+    same task, one row each: success rate (over fair_runs, with its 95% interval ci_low..ci_high), steps,
+    duration, tokens, cost.
 
     by="model": runs of models `a` and `b` on the prompt `task`, or (task=None) on the prompts both
     have run. by="prompt": runs of prompts `a` and `b`, of `model` only when given. Finished runs only.
@@ -76,13 +77,20 @@ def compare(
     elif model is not None:
         scope, params = "AND model = ?", [a, b, model]
     from agent.log.analysis import _df
+    from agent.log.migrations import OUTCOME_SQL, WILSON_SQL
 
+    outcome = OUTCOME_SQL.format(r="runs")
+    fair = f"count(*) FILTER (WHERE {outcome} IN ('success', 'agent_failure'))"
+    wins = "count(*) FILTER (WHERE status = 'success')"
     df = _df(
         con,
         f"""
         SELECT {col} AS value, count(*) AS runs,
-               count(*) FILTER (WHERE status = 'success') AS successes,
-               count(*) FILTER (WHERE status = 'success') / count(*) AS success_rate,
+               {fair} AS fair_runs,
+               {wins} AS successes,
+               CASE WHEN {fair} > 0 THEN {wins} / {fair} END AS success_rate,
+               {WILSON_SQL.format(n=fair, k=wins, sign="-")} AS ci_low,
+               {WILSON_SQL.format(n=fair, k=wins, sign="+")} AS ci_high,
                avg(steps) AS avg_steps, avg(duration_ms) / 1000.0 AS avg_duration_s,
                avg(input_tokens) AS avg_input_tokens, avg(output_tokens) AS avg_output_tokens,
                avg(input_tokens + output_tokens) AS avg_tokens,
@@ -95,7 +103,7 @@ def compare(
         params,
     )
     out = df.set_index("value").reindex(pd.Index([a, b], name=by))
-    for name in ("runs", "successes", "prompts", "models"):
+    for name in ("runs", "fair_runs", "successes", "prompts", "models"):
         out[name] = out[name].fillna(0).astype("int64")
     return out
 

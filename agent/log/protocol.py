@@ -44,8 +44,8 @@ class RunLog(Protocol):
         """Persist one event of a run in one transaction."""
         ...
 
-    def fail_run(self, run_id: int, error: str) -> None:
-        """End a run still in progress as a failure."""
+    def fail_run(self, run_id: int, error: str, stop_reason: str = "internal_error") -> None:
+        """End a run still in progress as a failure, for `stop_reason`."""
         ...
 
     def record_webhook_attempt(self, run_id: int, *, url: str, attempt: int, at: datetime,
@@ -113,8 +113,20 @@ class RunLog(Protocol):
         """Store a workflow document: (id, version)."""
         ...
 
+    def save_run_workflow(self, document: dict[str, Any], run_id: int) -> tuple[int, int, bool]:
+        """The workflow recorded from a run: (id, latest version, created); saved only the first time."""
+        ...
+
+    def delete_workflow(self, workflow_id: int) -> bool:
+        """Delete every version of a workflow; False if unknown."""
+        ...
+
     def get_workflow(self, workflow_id: int, version: int | None = None) -> dict[str, Any] | None:
         """One version of a workflow (the latest by default); None if unknown."""
+        ...
+
+    def workflow_versions(self, workflow_id: int) -> list[dict[str, Any]]:
+        """Every version of a workflow, oldest first ([] if unknown)."""
         ...
 
     def list_workflows(self) -> list[dict[str, Any]]:

@@ -41,7 +41,7 @@ Connection = duckdb.DuckDBPyConnection
 
 STEP_COLS = (
     "run_id", "seq", "step", "description", "url", "title", "screenshot_path", "started_at",
-    "finished_at", "duration_ms", "llm_ms", "browser_ms", "executed_by", "actions", "llm_calls",
+    "finished_at", "duration_ms", "llm_ms", "browser_ms", "own_ms", "executed_by", "actions", "llm_calls",
 )
 ACTION_COLS = (
     "run_id", "seq", "step", "idx", "name", "params_json", "success", "is_done", "error",
@@ -58,7 +58,7 @@ TRACE_COLS = (
 )
 RUN_LIST_COLS = (
     "id", "task_id", "status", "prompt", "provider", "model", "mode", "steps", "duration_ms",
-    "cost_usd", "started_at", "error",
+    "cost_usd", "started_at", "error", "stop_reason",
 )
 WORKFLOW_COLS = (
     "id", "version", "name", "prompt", "document_json", "created_at", "source_run_id",
@@ -68,7 +68,7 @@ WEBHOOK_COLS = (
     "id", "run_id", "url", "attempt", '"at"', "status_code", "ok", "error", "duration_ms", "event",
 )
 _RUN_COLS = (
-    "task_id", "status", "error", "mode", "provider", "model", "started_at", "finished_at",
+    "task_id", "status", "error", "stop_reason", "mode", "provider", "model", "started_at", "finished_at",
     "duration_ms", "llm_calls", "input_tokens", "output_tokens", "cost_usd", "is_done",
     "is_successful", "result_json", "workflow_id", "replayed_steps", "healed_steps", "notes_json",
 )
@@ -199,18 +199,18 @@ def run_response(run_id: int, rows: RunRows) -> RunResponse:
         HistoryItem(
             description=description, actions=actions.get(seq, []), step=step, url=url,
             title=title, screenshot=screenshot, started_at=started_at, duration_ms=duration_ms,
-            llm_ms=llm_ms, browser_ms=browser_ms, llm_calls=calls.get(seq, []),
+            llm_ms=llm_ms, browser_ms=browser_ms, own_ms=own_ms, llm_calls=calls.get(seq, []),
             executed_by=executed_by,
         )
         for (seq, step, description, url, title, screenshot, started_at, _finished, duration_ms,
-             llm_ms, browser_ms, executed_by, _na, _nc) in rows.steps
+             llm_ms, browser_ms, own_ms, executed_by, _na, _nc) in rows.steps
     ]
-    (task_id, status, error, mode, provider, model, started_at, finished_at, duration_ms,
+    (task_id, status, error, stop_reason, mode, provider, model, started_at, finished_at, duration_ms,
      n_calls, tin, tout, cost, is_done, is_successful, result_json, workflow_id, replayed,
      healed, notes_json) = rows.run
     return RunResponse(
         task_id=task_id, task_run_id=run_id, history=history, result=loads(result_json),
-        is_done=is_done, is_successful=is_successful, status=status, error=error, mode=mode,
+        is_done=is_done, is_successful=is_successful, status=status, error=error, stop_reason=stop_reason, mode=mode,
         model=model, provider=provider, started_at=started_at, finished_at=finished_at,
         duration_ms=duration_ms,
         usage=Usage(llm_calls=n_calls, input_tokens=tin, output_tokens=tout, cost_usd=cost),

@@ -58,6 +58,7 @@ from agent.log.snapshots import (
     snapshot_path,
 )
 from agent.models import (
+    STOP_REASONS,
     RunFinished,
     RunRequest,
     RunResponse,
@@ -279,10 +280,12 @@ class Store(RunQueries):
         else:
             raise TypeError(f"record() takes an engine event, got {type(event).__name__}")
 
-    def fail_run(self, run_id: int, error: str) -> None:
-        """End a run still in progress as a failure (the engine could not even finish it)."""
+    def fail_run(self, run_id: int, error: str, stop_reason: str = "internal_error") -> None:
+        """End a run still in progress as a failure (the engine could not even finish it), for `stop_reason`."""
+        if stop_reason not in STOP_REASONS:
+            raise InvalidQuery(f"stop_reason must be one of {', '.join(STOP_REASONS)}, got {stop_reason!r}")
         with self._lock:
-            self._write(writes.fail_run, run_id, error)
+            self._write(writes.fail_run, run_id, error, stop_reason)
             self._steps_seen.pop(run_id, None)
             self._run_secrets.pop(run_id, None)
         self._request_snapshot()
@@ -392,6 +395,16 @@ class Store(RunQueries):
 
         return self._write(writes.insert_workflow, document, workflow_id, source_run_id, healed_from_version)
 
+    def save_run_workflow(self, document: dict[str, Any], run_id: int) -> tuple[int, int, bool]:
+        """The workflow recorded from run `run_id`: (id, latest version, created); saved only the first time."""
+        if not isinstance(document, dict):
+            raise InvalidQuery(f"document must be a workflow object (a dict), got {type(document).__name__}")
+        return self._write(writes.insert_run_workflow, document, run_id)
+
+    def delete_workflow(self, workflow_id: int) -> bool:
+        """Delete every version of a workflow (tasks saved to it are unlinked); False if unknown."""
+        return self._write(writes.delete_workflow, workflow_id)
+
     def get_workflow(self, workflow_id: int, version: int | None = None) -> dict[str, Any] | None:
         """One version of a workflow (the latest if `version` is None); None if unknown."""
         cols = ", ".join(rows.WORKFLOW_COLS)
@@ -402,6 +415,12 @@ class Store(RunQueries):
         else:
             found = self._query(f"SELECT {cols} FROM workflows WHERE id = ? AND version = ?", [workflow_id, version])
         return rows.workflow(found[0]) if found else None
+
+    def workflow_versions(self, workflow_id: int) -> list[dict[str, Any]]:
+        """Every version of a workflow, oldest first ([] if unknown)."""
+        found = self._query(f"SELECT {', '.join(rows.WORKFLOW_COLS)} FROM workflows WHERE id = ? ORDER BY version",
+                            [workflow_id])
+        return [rows.workflow(r) for r in found]
 
     def list_workflows(self) -> list[dict[str, Any]]:
         """The latest version of each workflow (with `versions`, the count), newest id first."""

@@ -34,11 +34,13 @@ __all__ = [
     "add_step",
     "add_traced_step",
     "check_run",
+    "delete_workflow",
     "end_webhook",
     "redact_outbox_url",
     "fail_run",
     "finish_run",
     "insert_run",
+    "insert_run_workflow",
     "insert_task",
     "insert_webhook_attempt",
     "insert_workflow",
@@ -51,7 +53,8 @@ Connection = duckdb.DuckDBPyConnection
 Secrets = Sequence[str]
 
 _MARK_INTERRUPTED = """
-    UPDATE runs SET status = 'failure', error = 'interrupted', is_done = false, is_successful = false,
+    UPDATE runs SET status = 'failure', error = 'interrupted', stop_reason = 'interrupted', is_done = false,
+        is_successful = false,
         finished_at = greatest(started_at, coalesce(
             (SELECT max(s.finished_at) FROM steps s WHERE s.run_id = runs.id), started_at)),
         duration_ms = 1000 * epoch(greatest(started_at, coalesce(
@@ -60,7 +63,7 @@ _MARK_INTERRUPTED = """
     RETURNING id
 """
 _FINISH_RUN = """
-    UPDATE runs SET status = ?, error = ?, is_done = ?, is_successful = ?, result_json = ?,
+    UPDATE runs SET status = ?, error = ?, stop_reason = ?, is_done = ?, is_successful = ?, result_json = ?,
         mode = ?, model = coalesce(?, model), provider = coalesce(?, provider),
         started_at = ?, finished_at = ?, duration_ms = ?,
         llm_calls = coalesce(?, llm_calls), input_tokens = coalesce(?, input_tokens),
@@ -184,7 +187,7 @@ def finish_run(con: Connection, secrets: Secrets, run_id: int, event: RunFinishe
     con.execute(
         _FINISH_RUN,
         [
-            r.status, scrub(r.error, secrets), r.is_done, r.is_successful,
+            r.status, scrub(r.error, secrets), r.stop_reason, r.is_done, r.is_successful,
             None if r.result is None else dumps(r.result, secrets), r.mode, r.model, r.provider,
             started, finished, duration, *usage, r.workflow_id, r.replayed_steps, r.healed_steps,
             dumps(r.notes, secrets) if r.notes else None, run_id,
@@ -193,17 +196,17 @@ def finish_run(con: Connection, secrets: Secrets, run_id: int, event: RunFinishe
     con.execute("UPDATE webhook_outbox SET state = 'pending' WHERE run_id = ?", [run_id])
 
 
-def fail_run(con: Connection, secrets: Secrets, run_id: int, error: str) -> None:
-    """End run `run_id` as a failure now, if it is still in progress."""
+def fail_run(con: Connection, secrets: Secrets, run_id: int, error: str, stop_reason: str) -> None:
+    """End run `run_id` as a failure now (for `stop_reason`), if it is still in progress."""
     check_run(con, secrets, run_id)
     now = utcnow()
     con.execute(
         """
-        UPDATE runs SET status = 'failure', error = ?, is_done = false, is_successful = false,
+        UPDATE runs SET status = 'failure', error = ?, stop_reason = ?, is_done = false, is_successful = false,
             finished_at = ?, duration_ms = greatest(0, 1000 * epoch(?::TIMESTAMPTZ - started_at))
         WHERE id = ? AND status = 'in_progress'
         """,
-        [scrub(error, secrets), now, now, run_id],
+        [scrub(error, secrets), stop_reason, now, now, run_id],
     )
     con.execute("UPDATE webhook_outbox SET state = 'pending' WHERE run_id = ?", [run_id])
 
@@ -260,6 +263,33 @@ def insert_workflow(
     return wid, version
 
 
+def insert_run_workflow(con: Connection, secrets: Secrets, document: dict[str, Any], run_id: int
+                        ) -> tuple[int, int, bool]:
+    """The workflow recorded from run `run_id`: the one saved before, else this document as a new one.
+
+    (id, version, created). Checked and written in one transaction: saving the same run twice (a
+    double click, a retried request) gives one workflow.
+    """
+    found = con.execute(
+        "SELECT id, max(version) FROM workflows WHERE id = (SELECT min(id) FROM workflows "
+        "WHERE source_run_id = ? AND version = 1 AND healed_from_version IS NULL) GROUP BY id",
+        [run_id],
+    ).fetchone()
+    if found is not None:
+        return int(found[0]), int(found[1]), False
+    wid, version = insert_workflow(con, secrets, document, None, run_id, None)
+    return wid, version, True
+
+
+def delete_workflow(con: Connection, secrets: Secrets, workflow_id: int) -> bool:
+    """Delete every version of a workflow and unlink the tasks saved to it; False if there was none."""
+    if scalar(con, "SELECT count(*) FROM workflows WHERE id = ?", [workflow_id]) == 0:
+        return False
+    con.execute("DELETE FROM workflows WHERE id = ?", [workflow_id])
+    con.execute("UPDATE tasks SET workflow_id = NULL WHERE workflow_id = ?", [workflow_id])
+    return True
+
+
 # ------------------------------------------------------------------ steps
 def _insert_steps(
     con: Connection, secrets: Sequence[str], run_id: int, items: Iterable[tuple[int, HistoryItem, datetime]]
@@ -274,7 +304,7 @@ def _insert_steps(
         steps += (
             run_id, seq, item.step, scrub(item.description, secrets), scrub(item.url, secrets),
             scrub(item.title, secrets), item.screenshot, item.started_at, at, item.duration_ms,
-            item.llm_ms, item.browser_ms, item.executed_by, len(item.actions), len(item.llm_calls),
+            item.llm_ms, item.browser_ms, item.own_ms, item.executed_by, len(item.actions), len(item.llm_calls),
         )
         for idx, a in enumerate(item.actions):
             n_actions += 1

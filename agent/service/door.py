@@ -129,16 +129,26 @@ class LogDoor:
             raise NotFound("workflow", workflow_id, detail=f"workflow {workflow_id} has no version {version}")
         raise NotFound("workflow", workflow_id)
 
+    async def workflow_versions(self, workflow_id: int) -> list[dict[str, Any]]:
+        """Every version of a workflow, oldest first; NotFound if unknown."""
+        versions = await asyncio.to_thread(self._log.workflow_versions, workflow_id)
+        if not versions:
+            raise NotFound("workflow", workflow_id)
+        return versions
+
     async def save_workflow(self, document: dict[str, Any], *, workflow_id: int | None = None,
                             source_run_id: int | None = None) -> tuple[int, int]:
         """Store a workflow document: a new workflow, or the next version of `workflow_id`; (id, version)."""
         return await asyncio.to_thread(
             lambda: self._log.save_workflow(document, workflow_id=workflow_id, source_run_id=source_run_id))
 
-    async def save_run_as_workflow(self, run_id: int, *, name: str | None = None) -> tuple[int, int, dict[str, Any]]:
-        """Record a successful run as a new workflow linked to its task: (id, version, document).
+    async def save_run_as_workflow(self, run_id: int, *, name: str | None = None
+                                   ) -> tuple[int, int, dict[str, Any], bool]:
+        """Record a successful run as a workflow linked to its task: (id, version, document, created).
 
-        NotFound for an unknown run; `agent.workflows.document.WorkflowError` when it cannot be recorded.
+        Saving the same run again gives the workflow saved the first time (created False), never a
+        second one. NotFound for an unknown run; `agent.workflows.document.WorkflowError` when it
+        cannot be recorded.
         """
         from agent.workflows.document import WorkflowError
         from agent.workflows.record import record_workflow
@@ -151,11 +161,18 @@ class LogDoor:
             raise WorkflowError("task_run_id", f"run {run_id} is still running; save it once it has succeeded")
         document = record_workflow(request, response.model_copy(update={"task_run_id": run_id}), name=name)
 
-        def save() -> tuple[int, int]:
-            workflow_id, version = self._log.save_workflow(document, source_run_id=run_id)
+        def save() -> tuple[int, int, dict[str, Any], bool]:
+            workflow_id, version, created = self._log.save_run_workflow(document, run_id)
             if response.task_id is not None:
                 self._log.set_task_workflow(response.task_id, workflow_id)
-            return workflow_id, version
+            if created:
+                return workflow_id, version, document, True
+            saved = self._log.get_workflow(workflow_id)
+            return workflow_id, version, (saved or {}).get("document") or document, False
 
-        workflow_id, version = await asyncio.to_thread(save)
-        return workflow_id, version, document
+        return await asyncio.to_thread(save)
+
+    async def delete_workflow(self, workflow_id: int) -> None:
+        """Delete every version of a workflow; NotFound if unknown."""
+        if not await asyncio.to_thread(self._log.delete_workflow, workflow_id):
+            raise NotFound("workflow", workflow_id)

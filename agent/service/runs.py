@@ -33,19 +33,21 @@ from agent.models import (
     RunResponse,
     RunStarted,
     StepFinished,
+    StopReason,
     Tally,
     WorkflowHealed,
 )
 from agent.service import webhooks
 from agent.service.door import LogDoor, NotFound
 from agent.service.observers import Observer, Observers
+from agent.service.warmup import start_warm_up
 
 if TYPE_CHECKING:  # the engine imports jsonschema and playwright (seconds): loaded on the first run
     from agent.engine.browser import Browser
     from agent.engine.loop import EngineOptions
     from agent.log.protocol import RunLog
 
-__all__ = ["NotFound", "RunService", "ServiceBusy", "ServiceClosed"]
+__all__ = ["NotFound", "RunService", "ServiceBusy", "ServiceClosed", "start_warm_up"]
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +94,7 @@ class _Live:
     changed: asyncio.Event = field(default_factory=asyncio.Event)  # replaced after each event (generations)
     events: list[Any] = field(default_factory=list)
     final: RunResponse | None = None
-    stop_reason: str | None = None  # "shutdown" replaces the engine's "cancelled"
+    stop_reason: StopReason | None = None  # why the service stopped it: "shutdown" replaces the engine's "cancelled"
     healed_workflow_id: int | None = None  # where a replay's healed version was saved
     queued: bool = True
     task: asyncio.Task[None] | None = None
@@ -148,14 +150,18 @@ class RunService(LogDoor):
         self._reserved = 0  # submissions past the limit check, not yet in _live
         self._webhooks: set[asyncio.Task[None]] = set()
         self._closing = False
-        self._warmup: asyncio.Task[Any] | None = None
+        self._warmup: asyncio.Future[Any] | None = None
+        self._browser_warmup: asyncio.Task[Any] | None = None
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> list[int]:
-        """Report the runs a previous process left in progress (the store ended them as "interrupted")."""
-        # Load the engine now, in a worker thread, so that the first run does not wait for it.
-        self._warmup = asyncio.create_task(asyncio.to_thread(_warm_up))
+        """Warm up in the background; report the runs a previous process left in progress (now "interrupted")."""
+        # The engine and the model library load in a worker thread (started earlier by the app if it
+        # could) and the browser starts: the first run waits for neither.
+        self._warmup = asyncio.ensure_future(asyncio.wrap_future(start_warm_up()))
         self._warmup.add_done_callback(_log_failure)
+        self._browser_warmup = asyncio.create_task(self.browser.start())
+        self._browser_warmup.add_done_callback(_log_failure)
         interrupted = list(self._log.interrupted_runs)
         if interrupted:
             log.warning("%d run(s) left in progress by a previous process were marked failed (interrupted): %s",
@@ -281,6 +287,12 @@ class RunService(LogDoor):
         """Runs running or queued in this process, oldest first."""
         return [live.snapshot() for _, live in sorted(self._live.items())]
 
+    def webhook_pending(self, run_id: int) -> bool:
+        """True while the run's webhook is still being delivered (attempts, retries, backoff)."""
+        if run_id in self._live and self._live[run_id].request.webhook_url:
+            return True  # the run has not ended: its delivery has not even started
+        return any(task.get_name() == f"webhook-{run_id}" and not task.done() for task in self._webhooks)
+
     def is_queued(self, run_id: int) -> bool:
         """True while the run waits for a free slot."""
         live = self._live.get(run_id)
@@ -343,7 +355,7 @@ class RunService(LogDoor):
             live.tally.mode = "replay"
             yield RunStarted(request=request, model=litellm_model(request.provider, request.model), mode="replay")
             yield RunFinished(response=live.tally.response(
-                error=f"workflow_id: {exc}; list the saved ones with GET /api/workflows",
+                error=f"workflow_id: {exc}; list the saved ones with GET /api/workflows", stop_reason="replay_failed",
                 workflow_id=request.workflow_id))
             return
         if workflow is None:
@@ -382,7 +394,7 @@ class RunService(LogDoor):
         """Wait for a slot, consume the events, end the run whatever happens."""
         try:
             if not await self._acquire(live):
-                await self._finish(live, self._failure(live, live.stop_reason or "cancelled"))
+                await self._finish(live, self._stopped(live))
                 return
             try:
                 live.queued = False
@@ -393,12 +405,12 @@ class RunService(LogDoor):
         except asyncio.CancelledError:
             # Cut after a cancel, or the loop is going down: the run still ends with a reason.
             if live.final is None:
-                await self._finish(live, self._failure(live, live.stop_reason or "cancelled"))
+                await self._finish(live, self._stopped(live))
             raise
         except Exception as exc:  # our own bug: the run must still end, with the reason
             log.exception("run %d: unexpected error in the run service", live.run_id)
             if live.final is None:
-                await self._finish(live, self._failure(live, f"internal error: {_describe(exc)}"))
+                await self._finish(live, self._failure(live, f"internal error: {_describe(exc)}", "internal_error"))
         finally:
             self._live.pop(live.run_id, None)
 
@@ -444,8 +456,8 @@ class RunService(LogDoor):
                         await self._emit(live, event)
         except Exception as exc:  # an engine bug, a browser that died oddly, a store that failed
             log.exception("run %d: the run failed with an unexpected error", live.run_id)
-            return self._failure(live, f"internal error: {_describe(exc)}")
-        return self._failure(live, "the run ended without a result")
+            return self._failure(live, f"internal error: {_describe(exc)}", "internal_error")
+        return self._failure(live, "the run ended without a result", "internal_error")
 
     async def _emit(self, live: _Live, event: Any) -> None:
         """Write the event to the store, then make it visible: a step seen is a step stored."""
@@ -462,17 +474,22 @@ class RunService(LogDoor):
         live.append(event)
         self._observers(live.run_id, event)
 
-    def _failure(self, live: _Live, reason: str) -> RunResponse:
+    def _failure(self, live: _Live, reason: str, stop_reason: StopReason) -> RunResponse:
         """A failed end built from what the run did so far."""
-        return live.tally.response(error=reason)
+        return live.tally.response(error=reason, stop_reason=stop_reason)
+
+    def _stopped(self, live: _Live) -> RunResponse:
+        """The end of a run the service stopped (cancelled, or the app shutting down) before the engine ended it."""
+        why = live.stop_reason or "cancelled"
+        return self._failure(live, why, why)
 
     async def _finish(self, live: _Live, response: RunResponse) -> None:
         """Stamp the ids, record the end, wake waiters and viewers, then send the webhook."""
         update: dict[str, Any] = {"task_id": live.task_id, "task_run_id": live.run_id}
         if live.healed_workflow_id is not None:
             update["workflow_id"] = live.healed_workflow_id
-        if live.stop_reason and response.status == "failure" and response.error == "cancelled":
-            update["error"] = live.stop_reason
+        if live.stop_reason and response.stop_reason == "cancelled":  # the engine saw the cancel we sent
+            update["error"] = update["stop_reason"] = live.stop_reason
         if response.duration_ms is not None and not math.isfinite(response.duration_ms):
             update["duration_ms"] = None
         response = response.model_copy(update=update)
@@ -483,7 +500,8 @@ class RunService(LogDoor):
             log.exception("run %d: could not record the end of the run; marking it failed", live.run_id)
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self._log.fail_run, live.run_id,
-                                        response.error or "the run log could not be written")
+                                        response.error or "the run log could not be written",
+                                        response.stop_reason or "internal_error")
         live.final = response
         live.append(event)
         live.done.set()
@@ -521,7 +539,7 @@ class RunService(LogDoor):
             )
 
         try:
-            await webhooks.deliver(url, response.model_dump(mode="json"), secret=self._webhook_secret,
+            await webhooks.deliver(url, response.to_json(), secret=self._webhook_secret,
                                    on_attempt=on_attempt, event=event, first_attempt=int(row["attempts"]) + 1,
                                    delivery_id=str(row["delivery_id"]), **self._webhook_kwargs)
         except Exception:
@@ -537,20 +555,10 @@ async def validate_off_loop(data: dict[str, Any]) -> RunRequest:
     return await asyncio.to_thread(RunRequest.model_validate, data)
 
 
-def _warm_up() -> None:
-    """Import the engine and the model library (litellm: ~10 s) in a worker thread at start.
-
-    Otherwise the first run imports litellm on the event loop and every request stalls meanwhile.
-    """
-    importlib.import_module("agent.engine.loop")
-    from agent.engine.llm import preload
-
-    preload()
-
-
-def _log_failure(task: asyncio.Task[Any]) -> None:
+def _log_failure(task: asyncio.Future[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.error("loading the engine failed; runs will fail with the reason", exc_info=task.exception())
+        log.error("warming up (the engine, the model library, the browser) failed; runs will say why",
+                  exc_info=task.exception())
 
 
 def _describe(exc: BaseException) -> str:

@@ -55,11 +55,16 @@ class Form:
     model: Any
     provider: Any
     hint: Any
+    price: Any
+    remembered: Any  # the provider and model this browser used last (localStorage)
     response_format: Any
     json_schema: Any
     schema_status: Any
     run_btn: Any
     cancel_btn: Any
+    run_errors: Any
+    workflow_box: Any
+    advanced_box: Any
     examples: Any
 
 
@@ -72,6 +77,7 @@ class Viewer:
     save_btn: Any
     export_btn: Any
     response: Any
+    webhooks: Any
 
 
 @dataclass
@@ -92,6 +98,7 @@ class History:
     compare_b: Any
     compare_btn: Any
     compare_html: Any
+    last_seen: Any  # "run_id:status" of the viewer's run when the table was last refreshed for it
 
 
 def build_ui(service: RunService, settings: Settings) -> Any:
@@ -99,6 +106,7 @@ def build_ui(service: RunService, settings: Settings) -> Any:
     import gradio as gr
 
     from agent.ui.handlers import RunHandlers
+    from agent.ui.workflows import WorkflowHandlers, build_workflows, wire_workflows
 
     handlers = RunHandlers(service, settings)
     with gr.Blocks(title="Web-agent workbench", fill_width=True) as ui:
@@ -112,7 +120,12 @@ def build_ui(service: RunService, settings: Settings) -> Any:
             with gr.Column(scale=6, min_width=420):
                 viewer = _viewer()
         history = _history()
-        _wire(ui, handlers, form, viewer, history, max_concurrent=service.max_concurrent)
+        workflows = build_workflows()
+        saved = _wire(ui, handlers, form, viewer, history, max_concurrent=service.max_concurrent)
+        listing = WorkflowHandlers(service)
+        wire_workflows(ui, listing, workflows, response=viewer.response, provider=form.provider,
+                       model=form.model, follow=handlers.follow, quiet=QUIET)
+        saved.then(listing.listing, None, [workflows.table], **QUIET)  # a workflow just saved is listed
     return ui
 
 
@@ -132,6 +145,8 @@ def _form(example_titles: list[str]) -> Form:
         model = gr.Dropdown(SUGGESTED_MODELS["openai"], value="", label="Model", allow_custom_value=True,
                             elem_id="wb-model", info="Suggestions, or type any model name")
     hint = gr.Markdown(elem_id="wb-key-hint")
+    price = gr.Markdown(elem_id="wb-price-hint")
+    remembered = gr.BrowserState({}, storage_key="wb-last-model")
     with gr.Row():
         response_format = gr.Radio(["text", "json"], value="text", label="Response format", elem_id="wb-format")
         wait_for_completion = gr.Checkbox(value=True, label="Wait for completion",
@@ -141,16 +156,17 @@ def _form(example_titles: list[str]) -> Form:
     schema_status = gr.Markdown(elem_id="wb-schema-status")
     webhook_url = gr.Textbox("", label="Webhook URL (optional)", elem_id="wb-webhook",
                              placeholder="https://example.com/hook: receives the final response")
-    with gr.Accordion("Cached workflow", open=False, elem_id="wb-workflow-box"):
+    # Whole numbers are text boxes: a gr.Number shows (and sends) 0 for "empty" once it is drawn.
+    with gr.Accordion("Cached workflow", open=False, elem_id="wb-workflow-box") as workflow_box:
         use_cached_workflow = gr.Checkbox(value=False, label="Use cached workflow", elem_id="wb-use-cached")
-        workflow_id = gr.Number(value=None, precision=0, label="Workflow id (a saved workflow)",
-                                elem_id="wb-workflow-id")
+        workflow_id = gr.Textbox("", label="Workflow id (a saved workflow)", placeholder="e.g. 3",
+                                 elem_id="wb-workflow-id")
         workflow_params = gr.Code(value="", language="json", lines=3, label="Workflow parameters (JSON)",
                                   elem_id="wb-workflow-params")
         cached_workflow = gr.Code(value="", language="json", lines=4, max_lines=18,
                                   label="Cached workflow (JSON document)", elem_id="wb-cached-workflow")
-    with gr.Accordion("Advanced", open=False, elem_id="wb-advanced"):
-        max_steps = gr.Number(value=None, precision=0, label="Max steps (1-200; empty: 25)", elem_id="wb-max-steps")
+    with gr.Accordion("Advanced", open=False, elem_id="wb-advanced") as advanced_box:
+        max_steps = gr.Textbox("", label="Max steps (1-200; empty: 25)", placeholder="25", elem_id="wb-max-steps")
         use_vision = gr.Checkbox(value=False, label="Use vision (send screenshots to the model)",
                                  elem_id="wb-use-vision")
         allowed_domains = gr.Textbox("", label="Allowed domains (comma separated; empty: any public site)",
@@ -170,15 +186,18 @@ def _form(example_titles: list[str]) -> Form:
     with gr.Row():
         run_btn = gr.Button("Run", variant="primary", elem_id="wb-run")
         cancel_btn = gr.Button("Cancel", variant="stop", interactive=False, elem_id="wb-cancel")
+    run_errors = gr.Markdown("", visible=False, elem_id="wb-run-errors")
     examples = gr.Dataset(components=["textbox"], samples=[[t] for t in example_titles], headers=["Task"],
                           label="Examples (against the bundled demo shop)", type="index", samples_per_page=10,
                           elem_id="wb-examples")
     fields = [prompt, model, provider, wait_for_completion, webhook_url, response_format, json_schema,
               use_cached_workflow, cached_workflow, workflow_id, workflow_params, start_url, max_steps,
               use_vision, allowed_domains, sensitive_data, extend_system, override_system]
-    return Form(fields=fields, prompt=prompt, model=model, provider=provider, hint=hint,
+    return Form(fields=fields, prompt=prompt, model=model, provider=provider, hint=hint, price=price,
+                remembered=remembered,
                 response_format=response_format, json_schema=json_schema, schema_status=schema_status,
-                run_btn=run_btn, cancel_btn=cancel_btn, examples=examples)
+                run_btn=run_btn, cancel_btn=cancel_btn, run_errors=run_errors, workflow_box=workflow_box,
+                advanced_box=advanced_box, examples=examples)
 
 
 def _viewer() -> Viewer:
@@ -186,13 +205,15 @@ def _viewer() -> Viewer:
     import gradio as gr
 
     html = gr.HTML(render_run_html(None), elem_id="wb-viewer", autoscroll=False, js_on_load=None)
+    webhooks = gr.HTML("", visible=False, elem_id="wb-webhooks")
     with gr.Row():
         rerun_btn = gr.Button("Run again (refill the form)", interactive=False, elem_id="wb-rerun")
         save_btn = gr.Button("Save as workflow", interactive=False, elem_id="wb-save-workflow")
         export_btn = gr.Button("Export (HTML)", interactive=False, elem_id="wb-export")
     with gr.Accordion("Response JSON (what the API returns)", open=False, elem_id="wb-response-box"):
         response = gr.JSON(value=None, label="Run response", elem_id="wb-response")
-    return Viewer(html=html, rerun_btn=rerun_btn, save_btn=save_btn, export_btn=export_btn, response=response)
+    return Viewer(html=html, rerun_btn=rerun_btn, save_btn=save_btn, export_btn=export_btn, response=response,
+                  webhooks=webhooks)
 
 
 def _history() -> History:
@@ -207,12 +228,14 @@ def _history() -> History:
     with gr.Row():
         q = gr.Textbox(label="Search prompt and result", elem_id="wb-filter-q", scale=3,
                        placeholder="words in the task, the result or the error")
-        status = gr.Dropdown(["all", "success", "failure", "in_progress"], value="all", label="Status",
+        # Labels unlike the form's ("Provider" there): one name, one control, for people and screen readers.
+        status = gr.Dropdown(["all", "success", "failure", "in_progress"], value="all", label="Filter by status",
                              elem_id="wb-filter-status", scale=1)
-        stop_reason = gr.Dropdown(["all"], value="all", label="Stop reason", elem_id="wb-filter-stop", scale=1)
-        provider = gr.Dropdown(["all", *PROVIDERS], value="all", label="Provider", elem_id="wb-filter-provider",
-                               scale=1)
-        model = gr.Textbox(label="Model contains", elem_id="wb-filter-model", scale=1)
+        stop_reason = gr.Dropdown(["all"], value="all", label="Filter by stop reason", elem_id="wb-filter-stop",
+                                  scale=1)
+        provider = gr.Dropdown(["all", *PROVIDERS], value="all", label="Filter by provider",
+                               elem_id="wb-filter-provider", scale=1)
+        model = gr.Textbox(label="Filter by model (contains)", elem_id="wb-filter-model", scale=1)
     with gr.Row():
         since = gr.Textbox(label="From (YYYY-MM-DD, UTC)", elem_id="wb-filter-since", scale=1)
         until = gr.Textbox(label="To (YYYY-MM-DD, UTC)", elem_id="wb-filter-until", scale=1)
@@ -238,28 +261,36 @@ def _history() -> History:
                    stop_reason=stop_reason, refresh_btn=refresh_btn, totals=totals, page=gr.State(0),
                    page_label=page_label, prev_btn=prev_btn, next_btn=next_btn, table=table,
                    compare_box=compare_box, compare_a=compare_a, compare_b=compare_b, compare_btn=compare_btn,
-                   compare_html=compare_html)
+                   compare_html=compare_html, last_seen=gr.State(""))
 
 
-def _wire(ui: Any, h: RunHandlers, form: Form, viewer: Viewer, history: History, *, max_concurrent: int) -> None:
-    """Connect the controls to their handlers; only `run` is in the API."""
+def _wire(ui: Any, h: RunHandlers, form: Form, viewer: Viewer, history: History, *, max_concurrent: int) -> Any:
+    """Connect the controls to their handlers (only `run` is in the API); the "Save as workflow" event."""
     response, table = viewer.response, history.table
     page_in = [*history.filters, history.page]
     page_out = [table, history.totals, history.page_label, history.prev_btn, history.next_btn, history.stop_reason,
                 history.page]
+    # Before the run's own event: a failed validation ends the browser's handling of the click.
+    form.run_btn.click(h.run_errors, form.fields, [form.run_errors, form.workflow_box, form.advanced_box],
+                       trigger_mode="multiple", **INSTANT)
+    form.run_btn.click(h.remember, [form.provider, form.model, form.remembered], [form.remembered], **INSTANT)
+    # "multiple": Run pressed while a run is shown starts the new run (the viewer follows it; the other
+    # goes on in the background), never nothing at all.
     run_event = form.run_btn.click(h.run, form.fields, [response], api_name="run", validator=h.validate,
-                                   concurrency_limit=max_concurrent, concurrency_id="run")
-    run_follow = run_event.then(h.follow, [response], [response], **QUIET)  # background runs
-    run_event.then(h.history, page_in, page_out, **QUIET)
-    run_follow.then(h.history, page_in, page_out, **QUIET)
+                                   concurrency_limit=max_concurrent, concurrency_id="run", trigger_mode="multiple")
+    run_event.then(h.follow, [response], [response], **QUIET)  # background runs
     response.change(h.render, [response],
                     [viewer.html, form.cancel_btn, viewer.rerun_btn, viewer.save_btn, viewer.export_btn], **INSTANT)
+    # The history follows the viewer: refreshed when the run shown starts and when it ends, however it is followed.
+    response.change(h.history_on_change, [response, history.last_seen, *page_in], [*page_out, history.last_seen],
+                    **QUIET)
+    response.change(h.webhooks, [response], [viewer.webhooks], trigger_mode="always_last", **QUIET)
     form.cancel_btn.click(h.cancel, [response], None, trigger_mode="multiple", **QUIET)
     viewer.rerun_btn.click(h.rerun, [response], [*form.fields, form.hint], **QUIET)
-    viewer.save_btn.click(h.save_workflow, [response], None, **QUIET)
+    saved = viewer.save_btn.click(h.save_workflow, [response], None, **QUIET)
     # The export is a download from the route: the browser fetches it, nothing runs in Gradio.
     viewer.export_btn.click(None, [response], None, js=EXPORT_JS, api_visibility="private")
-    open_event = table.select(h.open_run, None, [response], cancels=[run_event, run_follow], **QUIET)
+    open_event = table.select(h.open_run, None, [response], **QUIET)
     open_follow = open_event.then(h.follow, [response], [response], **QUIET)
     table.select(h.pick, [history.compare_a, history.compare_b], [history.compare_a, history.compare_b], **QUIET)
     # Opening another run, or starting one, stops following the run opened before.
@@ -278,7 +309,9 @@ def _wire(ui: Any, h: RunHandlers, form: Form, viewer: Viewer, history: History,
     form.json_schema.change(h.check_schema, [form.json_schema], [form.schema_status], **INSTANT)
     form.examples.click(h.fill_example, [form.examples], [form.prompt, form.response_format, form.json_schema],
                         **QUIET)
-    ui.load(h.on_load, None, [form.model, form.hint], **QUIET)
+    ui.load(h.on_load, [form.remembered], [form.provider, form.model, form.hint], **QUIET)
+    form.model.change(h.price_hint, [form.provider, form.model], [form.price], trigger_mode="always_last", **QUIET)
     ui.load(h.history, page_in, page_out, **QUIET)
     ui.load(h.open_link, None, [response, history.compare_a, history.compare_b, history.compare_html,
                                 history.compare_box], **QUIET)
+    return saved

@@ -24,6 +24,27 @@ FORM_FIELDS: tuple[str, ...] = (
 )
 
 
+# Fields the form takes as text (an empty box stays empty) and the request as whole numbers.
+WHOLE_NUMBERS = ("workflow_id", "max_steps")
+
+
+def _whole_number(value: Any) -> int | None:
+    """An int from what a box (or an API caller) gave: 40, 40.0, "40"; None when it is not a whole number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+        return int(number) if number.is_integer() and abs(number) < 1e15 else None
+    return None
+
+
 class FormError(ValueError):
     """The form (or a Gradio API call) holds fields that cannot make a run request."""
 
@@ -48,11 +69,13 @@ def form_request(values: dict[str, Any]) -> Any:
             continue  # an empty box means "the default"
         if name == "use_vision" and value is False:
             continue  # unticked is the engine's default; keep the logged request minimal
-        if name in ("workflow_id", "max_steps") and isinstance(value, float):
-            if not value.is_integer():
-                errors.append({"field": name, "message": f"must be a whole number, got {value:g}"})
+        if name in WHOLE_NUMBERS:
+            number = _whole_number(value)
+            if number is None:
+                shown = f"{value:g}" if isinstance(value, float) else str(value)
+                errors.append({"field": name, "message": f"must be a whole number, got {shown}"})
                 continue
-            value = int(value)
+            value = number
         if name == "max_steps" and isinstance(value, int) and not 1 <= value <= 200:
             errors.append({"field": name,
                            "message": f"must be between 1 and 200 (empty: the default, 25), got {value}"})
@@ -104,6 +127,7 @@ def request_form_values(request: Any) -> list[Any]:
         "sensitive_data": "",  # never refilled: secrets are not kept; type them again
         "extend_system_message": request.extend_system_message or "",
         "override_system_message": request.override_system_message or "",
+        **{name: "" if fields.get(name) is None else str(fields[name]) for name in WHOLE_NUMBERS},
     }
     return [out[name] for name in FORM_FIELDS]
 

@@ -6,8 +6,10 @@ objects to know which ones want the selected row (`gr.SelectData`) or the reques
 """
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -29,9 +31,49 @@ from agent.ui.form import (
     load_examples,
     request_form_values,
 )
-from agent.ui.render import history_frame, history_totals, render_run_html
+from agent.ui.render import history_frame, history_totals, render_run_html, render_webhooks
 
 PAGE_SIZES = (25, 50, 100)  # rows per history page (newest first, after the filters)
+MAX_SESSIONS = 1000  # viewers remembered (the run each follows); the oldest are forgotten first
+WEBHOOK_WATCH_S = 120.0  # how long the viewer keeps showing new webhook attempts after a run's end
+# Where each field sits on the page, for the summary next to the Run button.
+FIELD_PLACES = {"workflow_id": "Cached workflow", "workflow_params": "Cached workflow",
+                "cached_workflow": "Cached workflow", "use_cached_workflow": "Cached workflow",
+                "max_steps": "Advanced", "use_vision": "Advanced", "allowed_domains": "Advanced",
+                "start_url": "Advanced"}
+
+
+@dataclass
+class _Viewer:
+    """What one browser tab's viewer follows, and how to make its follower stop."""
+
+    run_id: int
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+async def until_stopped(stream: AsyncIterator[Any], stop: asyncio.Event) -> AsyncIterator[Any]:
+    """The items of `stream` until it ends or `stop` is set (then it is closed at once)."""
+    items = stream.__aiter__()
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        while True:
+            nxt = asyncio.ensure_future(items.__anext__())
+            done, _ = await asyncio.wait({nxt, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if nxt not in done:
+                nxt.cancel()  # let the stream unwind before it is closed below
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await nxt
+                return
+            try:
+                item = nxt.result()
+            except StopAsyncIteration:
+                return
+            yield item
+    finally:
+        stopper.cancel()
+        closer = getattr(items, "aclose", None)
+        if closer is not None:
+            await closer()
 
 
 def run_id_of(current: Any) -> int | None:
@@ -47,6 +89,25 @@ class RunHandlers:
     def __init__(self, service: RunService, settings: Settings) -> None:
         self.service, self.settings = service, settings
         self.examples = load_examples(settings.demo_dir)
+        self._viewers: dict[str, _Viewer] = {}  # session hash -> the run its viewer follows
+
+    def _show(self, request: gr.Request | None, run_id: int) -> tuple[asyncio.Event, int | None]:
+        """The viewer of this tab now follows `run_id`: stop its previous follower; (stop event, run shown before).
+
+        Only for the page: calls through Gradio's API (gradio_client marks them `x-gradio-user: api`) share
+        a session between parallel calls, and each caller follows its own run to the end.
+        """
+        headers = getattr(request, "headers", None) or {}
+        if headers.get("x-gradio-user") == "api":
+            return asyncio.Event(), None
+        session = str(getattr(request, "session_hash", None) or "")
+        previous = self._viewers.pop(session, None)
+        if previous is not None:
+            previous.stop.set()
+        viewer = self._viewers[session] = _Viewer(run_id)
+        while len(self._viewers) > MAX_SESSIONS:
+            self._viewers.pop(next(iter(self._viewers))).stop.set()
+        return viewer.stop, None if previous is None else previous.run_id
 
     def key_hint(self, provider: str, model: str = "") -> Any:
         """The hint under the provider box: the key is set, or which variable to set; then what litellm's
@@ -69,15 +130,16 @@ class RunHandlers:
         json_schema: str = "",
         use_cached_workflow: bool = False,
         cached_workflow: str = "",
-        workflow_id: int | None = None,
+        workflow_id: str = "",
         workflow_params: str = "",
         start_url: str = "",
-        max_steps: int | None = None,
+        max_steps: str = "",
         use_vision: bool = False,
         allowed_domains: str = "",
         sensitive_data: str = "",
         extend_system_message: str = "",
         override_system_message: str = "",
+        request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in; not an API parameter
     ) -> AsyncIterator[dict[str, Any]]:
         """Run the agent on a task; yields the run response (the contract's JSON) after each step, the final one last.
 
@@ -93,21 +155,27 @@ class RunHandlers:
         )))
         try:
             # Checked in a worker thread: a large schema must not stall the other requests.
-            request = await asyncio.to_thread(form_request, values)
-            _task_id, run_id = await self.service.submit(request)
+            run_request = await asyncio.to_thread(form_request, values)
+            _task_id, run_id = await self.service.submit(run_request)
         except (FormError, RequestError, ServiceBusy, ServiceClosed) as exc:  # the caller's to fix, or retry
             raise gr.Error(str(exc), print_exception=False) from None
-        if not request.wait_for_completion:
+        # This tab's viewer now shows the new run; a run it showed before goes on in the background.
+        stop, before = self._show(request, run_id)
+        shown = await self.service.aget(before) if before is not None else None
+        if shown is not None and shown.status == "in_progress":
+            gr.Info(f"Run {run_id} started; run {before} goes on in the background (open it from the history).")
+        if not run_request.wait_for_completion:
             current = await self.service.aget(run_id)
             if current is not None:
                 yield current.to_json()
             return
         # Closing this generator (client gone, another run opened) only stops watching: the run goes on.
-        async for snapshot in follow_run(self.service, run_id):
+        async for snapshot in until_stopped(follow_run(self.service, run_id), stop):
             yield snapshot
 
-    def validate(self, *values: Any) -> list[Any]:
-        """One gr.validate per form field: the message shows next to the field and nothing starts."""
+    @staticmethod
+    def _problems(values: tuple[Any, ...]) -> dict[str, list[str]]:
+        """The form's problems by field (FORM_FIELDS names); empty when it makes a request."""
         try:
             form_request(dict(zip(FORM_FIELDS, values)))
         except FormError as exc:
@@ -115,18 +183,37 @@ class RunHandlers:
             for err in exc.errors:
                 name = err["field"].split(".")[0]
                 by_field.setdefault(name if name in FORM_FIELDS else "prompt", []).append(err["message"])
-            return [gr.validate(name not in by_field, "; ".join(by_field.get(name, [])))
-                    for name in FORM_FIELDS]
-        return [gr.validate(True, "") for _ in FORM_FIELDS]
+            return by_field
+        return {}
 
-    async def follow(self, current: Any) -> AsyncIterator[Any]:
+    def validate(self, *values: Any) -> list[Any]:
+        """One gr.validate per form field: the message shows next to the field and nothing starts."""
+        by_field = self._problems(values)
+        return [gr.validate(name not in by_field, "; ".join(by_field.get(name, []))) for name in FORM_FIELDS]
+
+    def run_errors(self, *values: Any) -> tuple[Any, ...]:
+        """The same problems next to the Run button (naming where each field is), folded parts opened."""
+        by_field = self._problems(values)
+        lines = []
+        for name, messages in by_field.items():
+            place = f" (under *{FIELD_PLACES[name]}*)" if name in FIELD_PLACES else ""
+            lines.append(f"- **{name}**{place}: {'; '.join(messages)}")
+        text = ("✗ Nothing started: fix " + ("this field" if len(lines) == 1 else f"these {len(lines)} fields")
+                + ":\n" + "\n".join(lines)) if lines else ""
+        opened = {FIELD_PLACES.get(name) for name in by_field}
+        return (gr.update(value=text, visible=bool(lines)),
+                gr.update(open=True) if "Cached workflow" in opened else gr.skip(),
+                gr.update(open=True) if "Advanced" in opened else gr.skip())
+
+    async def follow(self, current: Any, request: gr.Request) -> AsyncIterator[Any]:
         """Keep the viewer up to date with a run that is still going (background runs, opened runs)."""
         run_id = run_id_of(current)
         if run_id is None or current.get("status") != "in_progress":
             yield gr.skip()
             return
+        stop, _before = self._show(request, run_id)
         try:
-            async for snapshot in follow_run(self.service, run_id, skip_first=True):
+            async for snapshot in until_stopped(follow_run(self.service, run_id, skip_first=True), stop):
                 yield snapshot
         except NotFound:
             yield gr.skip()
@@ -193,7 +280,7 @@ class RunHandlers:
         from agent.workflows.document import WorkflowError
 
         try:
-            wid, version, document = await self.service.save_run_as_workflow(run_id)
+            wid, version, document, created = await self.service.save_run_as_workflow(run_id)
         except NotFound:
             gr.Warning(f"Run {run_id} no longer exists.")
             return
@@ -201,6 +288,10 @@ class RunHandlers:
             gr.Warning(f"Run {run_id} cannot be saved as a workflow: {exc}")
             return
         names = ", ".join(p.get("name", "?") for p in document.get("parameters") or []) or "none"
+        if not created:
+            gr.Info(f"Run {run_id} is already saved as workflow {wid} (version {version}; parameters: {names}): "
+                    "see it under Workflows.")
+            return
         gr.Info(f"Saved as workflow {wid} (version {version}; parameters: {names}). Replay it: tick "
                 f"'Use cached workflow' and give workflow id {wid}.")
 
@@ -268,7 +359,42 @@ class RunHandlers:
         html = await self.compare(*pair)
         return shown, pair[0], pair[1], html, gr.update(open=True)
 
-    async def open_run(self, evt: gr.SelectData) -> Any:
+    async def history_on_change(self, current: Any, last: Any, *page: Any) -> tuple[Any, ...]:
+        """Refresh the history (its page `page`, for the filters) when the viewer's run starts or ends (not when
+        an ended run is opened); the last output is what the table was refreshed for."""
+        run_id, now = run_id_of(current), (current or {}).get("status")
+        seen = f"{run_id}:{now}"
+        skip = tuple(gr.skip() for _ in range(7))
+        if run_id is None or seen == last:
+            return (*skip, gr.skip())
+        started = now == "in_progress"
+        ended = now != "in_progress" and last == f"{run_id}:in_progress"
+        if not (started or ended):
+            return (*skip, seen)
+        return (*await self.history(*page), seen)
+
+    async def webhooks(self, current: Any) -> AsyncIterator[Any]:
+        """The webhook delivery attempts of the run shown, live until its delivery is over (bounded)."""
+        run_id = run_id_of(current)
+        if run_id is None or current.get("status") == "in_progress":
+            yield gr.update(value="", visible=False)
+            return
+        request = await self.service.run_request(run_id)
+        if request is None or not request.webhook_url:
+            yield gr.update(value="", visible=False)
+            return
+        deadline, shown = asyncio.get_running_loop().time() + WEBHOOK_WATCH_S, None
+        while True:
+            attempts = await self.service.webhook_attempts(run_id)
+            pending = self.service.webhook_pending(run_id)
+            if attempts != shown or not pending:
+                shown = attempts
+                yield gr.update(value=render_webhooks(attempts, pending=pending), visible=True)
+            if not pending or asyncio.get_running_loop().time() > deadline:
+                return
+            await asyncio.sleep(0.5)
+
+    async def open_run(self, evt: gr.SelectData, request: gr.Request) -> Any:
         row = evt.row_value or []
         try:
             run_id = int(row[0])
@@ -278,6 +404,7 @@ class RunHandlers:
         if response is None:
             gr.Warning(f"Run {run_id} no longer exists.")
             return gr.skip()
+        self._show(request, run_id)  # a run followed before stops being followed
         return response.to_json()
 
     def on_provider(self, provider: str) -> tuple[Any, Any]:
@@ -304,11 +431,37 @@ class RunHandlers:
         return (example["prompt"].replace("{DEMO_URL}", url), example.get("response_format") or "text",
                 json.dumps(schema, indent=2) if schema else "")
 
-    def on_load(self) -> tuple[Any, Any]:
-        """The page's first state: the default model and the key hint for the default provider."""
+    def on_load(self, remembered: Any) -> tuple[Any, Any, Any]:
+        """The page's first state: the model last used in this browser (else the default) and its provider's hint."""
         # The model box's configured value stays "" so that API callers who give only a provider get
-        # that provider's default model; the page shows the default for the provider picked.
-        return gr.update(value=DEFAULT_MODELS["openai"]), self.key_hint("openai", DEFAULT_MODELS["openai"])
+        # that provider's default model (the contract's "o3" for openai); the page shows the model
+        # this browser used last, or the default for the provider picked.
+        last = remembered if isinstance(remembered, dict) else {}
+        provider = str(last.get("provider")) if last.get("provider") in PROVIDERS else "openai"
+        model = str(last.get("model") or "").strip() or DEFAULT_MODELS[provider]
+        return (gr.update(value=provider), gr.update(choices=SUGGESTED_MODELS.get(provider, []), value=model),
+                self.key_hint(provider, model))
+
+    def remember(self, provider: str, model: str, remembered: Any) -> Any:
+        """The model of the run just asked for, kept in this browser for the next visit."""
+        if provider not in PROVIDERS or not (model or "").strip():
+            return gr.skip()
+        last = {"provider": provider, "model": model.strip()}
+        return gr.skip() if remembered == last else last
+
+    async def price_hint(self, provider: str, model: str) -> Any:
+        """What the model costs per million tokens, from litellm's local price map (or that it is unknown)."""
+        from agent.engine.llm import model_price
+
+        name = (model or "").strip() or DEFAULT_MODELS.get(provider, "")
+        if provider not in PROVIDERS or not name:
+            return gr.update(value="")
+        price = await asyncio.to_thread(model_price, provider, name)
+        if price is None:
+            return gr.update(value=f"{name}: price unknown to litellm's price map (cost shows as $0)")
+        per_in, per_out = price
+        return gr.update(value=f"{name}: ${per_in:,.2f} per million input tokens, ${per_out:,.2f} per million "
+                               "output tokens (litellm's price map)")
 
 
 def history_filters(q: str, status: str, stop_reason: str, provider: str, model: str, since: str,

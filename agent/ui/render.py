@@ -239,7 +239,10 @@ def render_run_html(
     who = " · ".join(_esc(x) for x in (run.get("provider"), run.get("model")) if x)
     share = (f' <a class="wb-share" href="{_esc(share_url)}" title="a link that opens this run">'
              f'{_esc(share_url)}</a>') if share_url else ""
-    head = (f'<div class="wb-run-head"><span class="wb-status wb-{status}">{icon} {label}</span> '
+    stop = run.get("stop_reason")
+    # The machine-readable reason beside the words: "failure · max_steps" (a success stops for "done").
+    stop_badge = f' <span class="wb-stop" title="stop_reason">{_esc(stop)}</span>' if stop and stop != "done" else ""
+    head = (f'<div class="wb-run-head"><span class="wb-status wb-{status}">{icon} {label}</span>{stop_badge} '
             f'<span>Run #{_esc(run_id or "?")}</span> <span class="wb-muted">task {_esc(run.get("task_id") or "?")}'
             f'{" · " + who if who else ""} · {_esc(run.get("mode") or "agent")}</span>{share}</div>'
             f'{render_system_prompt(system_prompt, default_prompt)}')
@@ -321,3 +324,27 @@ def history_totals(summary: dict[str, Any]) -> str:
             f"cost {fmt_cost(summary.get('cost_usd'))}")
 
 
+
+
+def render_webhooks(attempts: list[dict[str, Any]], *, pending: bool) -> str:
+    """The webhook deliveries of a run in the viewer: one line per attempt, the outcome first."""
+    if not attempts:
+        what = "being delivered…" if pending else "no delivery attempt was recorded"
+        return f'<div class="wb-webhooks" data-state="{"pending" if pending else "none"}"><b>Webhook</b>: {what}</div>'
+    last = attempts[-1]
+    if last.get("ok"):
+        state, head = "delivered", f"✓ delivered (attempt {last.get('attempt')})"
+    elif pending:
+        state, head = "retrying", f"… attempt {last.get('attempt')} failed, retrying"
+    else:
+        state, head = "failed", f"✗ not delivered after {len(attempts)} attempt{'s' if len(attempts) != 1 else ''}"
+    rows = []
+    for a in attempts:
+        answer = f"HTTP {a['status_code']}" if a.get("status_code") is not None else "no answer"
+        rows.append(f'<li class="wb-attempt wb-{"ok" if a.get("ok") else "err"}">attempt {_esc(a.get("attempt"))}: '
+                    f'{_esc(answer)} in {fmt_duration(a.get("duration_ms"))}'
+                    + (f' <span class="wb-error">{_esc(_cut(str(a["error"]), 500))}</span>' if a.get("error") else "")
+                    + "</li>")
+    url = _esc(_cut(str(last.get("url") or ""), 200))
+    return (f'<div class="wb-webhooks" data-state="{state}"><b>Webhook</b> <span class="wb-muted">{url}</span>: '
+            f'{_esc(head)}<ul class="wb-attempts">{"".join(rows)}</ul></div>')

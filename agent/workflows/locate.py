@@ -205,11 +205,13 @@ async def _frame_for(page: Page, chain: list[str] | None) -> Frame | None:
     return frame
 
 
-def _what(locators: dict[str, Any]) -> str:
+def element_label(locators: dict[str, Any]) -> str:
+    """The element as a person would name it: `<button> 'Add to cart'` (tag, then its name or text)."""
     attrs = locators.get("attributes") or {}
     label = (locators.get("name") or locators.get("text") or attrs.get("placeholder") or attrs.get("name")
              or attrs.get("id") or "")
     return f"<{locators.get('tag') or 'element'}> {str(label)[:60]!r}".strip()
+
 
 
 async def locate(page: Page, locators: dict[str, Any], *, mark: int, timeout_s: float = 3.0,
@@ -249,7 +251,7 @@ async def locate(page: Page, locators: dict[str, Any], *, mark: int, timeout_s: 
 
 
 def _explain(locators: dict[str, Any], result: dict[str, Any] | None) -> str:
-    what = _what(locators)
+    what = element_label(locators)
     if not result or not result.get("top"):
         return f"no element like {what} on the page"
     top = result["top"]
@@ -263,47 +265,10 @@ def _explain(locators: dict[str, Any], result: dict[str, Any] | None) -> str:
 
 
 # ------------------------------------------------------------------ result values
-TEXTS_JS = r"""(args) => {
-  // Short texts of the page's elements (the smallest element holding each), for finding result values.
-  const norm = (s) => (s == null ? '' : String(s)).replace(/\s+/g, ' ').trim();
-  const out = [];
-  const all = document.body ? document.body.querySelectorAll('*') : [];
-  let n = 0;
-  for (const el of all) {
-    if (out.length >= args.limit) break;
-    if (/^(SCRIPT|STYLE|NOSCRIPT|TEMPLATE|svg|path)$/.test(el.tagName)) continue;
-    let own = false;
-    for (const c of el.childNodes) if (c.nodeType === 3 && norm(c.textContent)) { own = true; break; }
-    if (!own && el.children.length) continue;
-    const t = norm(el.innerText || el.textContent);
-    if (!t || t.length > args.maxLen) continue;
-    el.setAttribute('data-wb-val', String(n));
-    out.push(t);
-    n++;
-  }
-  return out;
-}"""
-
-DESCRIBE_MARKED_JS = r"""(args) => {
-  const describe = __DESCRIBE__;
-  const el = document.querySelector('[data-wb-val="' + args.n + '"]');
-  return el ? describe(el) : null;
-}""".replace("__DESCRIBE__", DESCRIBE_JS)
-
 READ_JS = r"""(mark) => {
   const el = document.querySelector('[data-wb-idx="' + mark + '"]');
   return el ? (el.innerText || el.textContent || '').replace(/\s+/g, ' ').trim() : null;
 }"""
-
-
-async def page_texts(page: Page, *, limit: int = 4000, max_len: int = 160) -> list[str]:
-    """Texts of the smallest elements holding text (each marked data-wb-val=i for `describe_text`)."""
-    return await page.evaluate(TEXTS_JS, {"limit": limit, "maxLen": max_len})
-
-
-async def describe_text(page: Page, n: int) -> dict[str, Any] | None:
-    """Locators of the element that `page_texts` listed at position n."""
-    return await page.evaluate(DESCRIBE_MARKED_JS, {"n": n})
 
 
 async def read_text(page: Page, locators: dict[str, Any], *, mark: int, timeout_s: float = 1.5) -> str:
@@ -311,5 +276,5 @@ async def read_text(page: Page, locators: dict[str, Any], *, mark: int, timeout_
     found = await locate(page, locators, mark=mark, timeout_s=timeout_s, mode="value")
     text = await found.frame.evaluate(READ_JS, found.mark)
     if text is None:
-        raise LocateError(f"the element {_what(locators)} vanished before it could be read")
+        raise LocateError(f"the element {element_label(locators)} vanished before it could be read")
     return text

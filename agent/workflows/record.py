@@ -12,6 +12,7 @@ import re
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
+from agent.engine.provenance import PAGE_REF_RE
 from agent.engine.secrets import SECRET_RE
 from agent.models import ActionResult, HistoryItem, RunRequest, RunResponse
 from agent.workflows.document import (
@@ -175,6 +176,54 @@ def template_locators(locators: dict[str, Any] | None, values: dict[str, str],
     return out
 
 
+def result_action(done: ActionResult, values: dict[str, str], keys: dict[str, str] | None = None, *,
+                  structured: bool) -> WorkflowAction:
+    """The workflow's `done` from a run's successful `done`: parameter values as {{name}}, page values as
+    {{page:N}} references (with how to read them again), the rest as the agent wrote it.
+
+    A page value that is exactly a parameter's value becomes that parameter. Without traced page
+    values (a result the run could not trace) the literal result is kept, the old way.
+    """
+    key = "data" if structured else "text"
+    traced = (done.locators or {}) if isinstance(done.locators, dict) else {}
+    page_values = traced.get("page_values")
+    if "template" in traced and isinstance(page_values, list):
+        template, page_values = bind_parameters(traced["template"], page_values, values)
+        params = template_params("done", {key: template, "success": True}, values, keys)
+        return WorkflowAction(name="done", params=params, locators={"page_values": page_values})
+    params = {k: v for k, v in done.params.items() if k in ("text", "data")}
+    if not structured and isinstance(done.extracted_content, str) and "text" not in params:
+        params["text"] = done.extracted_content
+    return WorkflowAction(name="done", params=template_params("done", {**params, "success": True}, values, keys))
+
+
+def bind_parameters(template: Any, page_values: list[dict[str, Any]], values: dict[str, str]
+                    ) -> tuple[Any, list[dict[str, Any]]]:
+    """Page references whose recorded text is a parameter's value become that parameter; the page values
+    still referenced are renumbered in order."""
+    by_value = {v: name for name, v in values.items() if v}
+    renumber: dict[int, str] = {}
+    kept: list[dict[str, Any]] = []
+    for n, value in enumerate(page_values):
+        name = by_value.get(str(value.get("example")))
+        if name is not None:
+            renumber[n] = "{{" + name + "}}"
+        else:
+            renumber[n] = f"{{{{page:{len(kept)}}}}}"
+            kept.append(value)
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, str):
+            return PAGE_REF_RE.sub(lambda m: renumber.get(int(m.group(1)), m.group(0)), node)
+        if isinstance(node, dict):
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return walk(template), kept
+
+
 def record_workflow(request: RunRequest, response: RunResponse, *, name: str | None = None) -> dict[str, Any]:
     """A workflow document from a successful run's history (no model call); NotRecordable otherwise."""
     if response.status != "success" or not response.is_successful:
@@ -213,15 +262,10 @@ def record_workflow(request: RunRequest, response: RunResponse, *, name: str | N
         steps.append(WorkflowStep(description=_template_string(description, values, ignore_case=True)[:2000],
                                   actions=step_actions, url=item.url))
     structured = "data" in done_action.params
-    done_params = {k: v for k, v in done_action.params.items() if k in ("text", "data", "success")}
-    done_params["success"] = True
-    if not structured and isinstance(done_action.extracted_content, str) and "text" not in done_params:
-        done_params["text"] = done_action.extracted_content
-    done_params = template_params("done", done_params, values, keys)
     done_description = done_item.description.strip() or "Return the result"
     steps.append(WorkflowStep(
         description=_template_string(done_description, values, ignore_case=True)[:2000],
-        actions=[WorkflowAction(name="done", params=done_params)], url=done_item.url,
+        actions=[result_action(done_action, values, keys, structured=structured)], url=done_item.url,
     ))
     doc = Workflow(
         name=(name or _default_name(request.prompt))[:200],

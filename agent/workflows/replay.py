@@ -29,7 +29,7 @@ from agent.engine.guard import NavigationGuard
 from agent.engine.llm import LLM, key_status, litellm_model
 from agent.engine.loop import EngineOptions, resolve_options
 from agent.engine.page import find_element
-from agent.engine.runtime import RunClock, RunStopped, in_session
+from agent.engine.runtime import RunClock, RunStopped, StepClock, in_session
 from agent.engine.secrets import SECRET_RE, SecretError, Secrets, placeholder
 from agent.models import (
     ActionResult,
@@ -43,6 +43,7 @@ from agent.models import (
     RunStarted,
     StepFinished,
     StepStarted,
+    StopReason,
     Tally,
     WorkflowHealed,
     schema_problem,
@@ -57,9 +58,9 @@ from agent.workflows.document import (
     WorkflowStep,
     load_workflow,
 )
-from agent.workflows.locate import FIRST_MARK, LocateError, locate
+from agent.workflows.locate import FIRST_MARK, LocateError, element_label, locate
 from agent.workflows.params import ParamsFailed, resolve_values
-from agent.workflows.record import action_expect, kept_action, template_locators
+from agent.workflows.record import action_expect, kept_action, result_action, template_locators
 from agent.workflows.result import ResultUnavailable, derive_result
 from agent.workflows.template import (
     as_text,
@@ -76,6 +77,8 @@ __all__ = ["HEAL_MAX_STEPS", "replay"]
 log = logging.getLogger(__name__)
 
 HEAL_MAX_STEPS = 4
+# A heal that ended for one of these reasons ends the replay for the same reason (not the workflow's fault).
+PASSED_ON: tuple[StopReason, ...] = ("cancelled", "timeout", "model_error", "missing_key", "browser_error")
 FIND_TIMEOUT_S = 5.0
 URL_TIMEOUT_S = 5.0
 ELEMENT_ACTIONS = act.ELEMENT_ACTIONS
@@ -124,6 +127,7 @@ class _Replay(RunClock):
         self.structured = request.structured or doc.result_format == "json"
         self.marks = itertools.count(FIRST_MARK)  # indices for located elements, never observe()'s
         self.secrets = Secrets(request.sensitive_data)  # <secret>name</secret> in the steps: typed, never shown
+        self.params_clock: StepClock | None = None  # reading the parameter values, counted in step 1
 
     @property
     def history(self) -> list[HistoryItem]:
@@ -136,11 +140,12 @@ class _Replay(RunClock):
             self.llm = LLM(self.request.provider, self.request.model)
         return self.llm
 
-    def finish(self, error: str | None = None, *, result: Any = None, success: bool = False) -> RunFinished:
+    def finish(self, error: str | None = None, stop_reason: StopReason | None = "replay_failed", *,
+               result: Any = None, success: bool = False) -> RunFinished:
         """The end of the replay, as it stands (a value read off a page shows as its placeholder)."""
         return RunFinished(response=self.secrets.scrub_model(self.tally.response(
-            result=result, done=success, success=success, error=error, workflow_id=self.workflow_id,
-            replayed_steps=self.replayed, healed_steps=self.healed)))
+            result=result, done=success, success=success, error=error, stop_reason=stop_reason,
+            workflow_id=self.workflow_id, replayed_steps=self.replayed, healed_steps=self.healed)))
 
 
 # ------------------------------------------------------------------ one action
@@ -161,13 +166,29 @@ async def _run_action(state: _Replay, ctx: act.Context, session: BrowserSession,
                 name=action.name, params=params, success=False, error=str(exc), include_in_memory=True,
                 locators=locators, executed_by="replay")) from None
         params["index"] = found.mark  # the located element, as agent.engine.actions knows elements
-    result, _outcome = await state.bounded(act.execute(ctx, action.name, params, executed_by="replay"))
+        result, _outcome = await state.bounded(act.execute(ctx, action.name, params, executed_by="replay"))
+        result = _shown(result, found.mark, locators)
+    else:
+        result, _outcome = await state.bounded(act.execute(ctx, action.name, params, executed_by="replay"))
     if result.error:
         raise _StepFailed(f"{action.name} failed: {result.error}", result)
     problem = state.secrets.scrub(await state.bounded(_check(session, action, params, values, state.secrets)))
     if problem:
         raise _StepFailed(problem, result.model_copy(update={"success": False, "error": problem}))
     return result
+
+
+def _shown(result: ActionResult, mark: int, locators: dict[str, Any]) -> ActionResult:
+    """The action as the viewer and the log show it: the element's label, never the replay's internal mark."""
+    label = element_label(locators)
+    params = {k: v for k, v in result.params.items() if k != "index"}
+    params["element"] = label
+
+    def relabel(text: str | None) -> str | None:
+        return None if text is None else text.replace(f"[{mark}]", label)
+
+    return result.model_copy(update={"params": params, "extracted_content": relabel(result.extracted_content),
+                                     "error": relabel(result.error)})
 
 
 async def _check(session: BrowserSession, action: WorkflowAction, params: dict[str, Any],
@@ -300,12 +321,17 @@ def _healed_step(state: _Replay, step: WorkflowStep, kept: list[tuple[WorkflowAc
     return step.model_copy(update={"actions": actions or list(step.actions), "healed": True})
 
 
-def _final_step(state: _Replay, step: WorkflowStep, response: RunResponse, end_url: str | None) -> WorkflowStep:
-    """The new result template: the agent's `done`, with parameter values as placeholders."""
+def _final_step(state: _Replay, step: WorkflowStep, items: list[HistoryItem],
+                end_url: str | None) -> WorkflowStep | None:
+    """The new result template from the agent's `done`: parameters as {{name}}, page values as {{page:N}}
+    references; None when the agent's result could not be traced (its literal text is never kept)."""
     values = {k: as_text(v) for k, v in state.values.items()}
-    key = "data" if state.structured else "text"
-    done = WorkflowAction(name="done", params=template_params("done", {key: response.result, "success": True}, values))
-    return step.model_copy(update={"actions": [done], "healed": True, "url": end_url or step.url})
+    done = next((a for item in reversed(items) for a in reversed(item.actions)
+                 if a.is_done and a.success and not a.error), None)
+    if done is None or not isinstance(done.locators, dict) or "template" not in done.locators:
+        return None
+    action = result_action(done, values, structured=state.structured)
+    return step.model_copy(update={"actions": [action], "healed": True, "url": end_url or step.url})
 
 
 # ------------------------------------------------------------------ the result
@@ -320,11 +346,13 @@ def _schema_problem(state: _Replay, value: Any) -> str | None:
 async def _result(state: _Replay, session: BrowserSession, step: WorkflowStep) -> tuple[Any, str | None]:
     """(result, None), or (None, why it cannot be given) for the final step."""
     done = step.actions[-1]
+    page_values = (done.locators or {}).get("page_values")
     try:
         # A recorded page whose address held a secret is not opened again (it would hold a placeholder).
         ref_url = None if SECRET_RE.search(step.url or "") else step.url
         result = await state.bounded(derive_result(
             session, done.params, state.values, ref_url, structured=state.structured, marks=state.marks,
+            page_values=page_values if isinstance(page_values, list) else None,
             allowed_domains=state.options.allowed_domains, blocked_domains=state.options.blocked_domains))
     except ResultUnavailable as exc:
         return None, str(exc)
@@ -362,10 +390,12 @@ async def replay(
         return
     workflow_id = workflow_id if workflow_id is not None else stored_id
     state = _Replay(request, doc, options, llm, cancel, heal_max_steps, find_timeout_s, workflow_id)
+    state.params_clock = StepClock()
     try:
-        state.values, state.pending, _how = await state.bounded(resolve_values(request, doc, state.model))
+        with state.params_clock.part("llm"):  # no model call when the values are given or read off the prompt
+            state.values, state.pending, _how = await state.bounded(resolve_values(request, doc, state.model))
     except RunStopped as exc:
-        yield state.finish(str(exc))
+        yield state.finish(str(exc), exc.stop_reason)
         return
     except WorkflowError as exc:
         yield state.finish(str(exc))
@@ -383,14 +413,15 @@ async def replay(
     guard = NavigationGuard(allowed_domains=options.allowed_domains, blocked_domains=options.blocked_domains)
     async for event in in_session(lambda tabs: _loop(state, tabs), state.finish, browser=browser, session=session,
                                   guard=guard):
-        if isinstance(event, RunFinished) and state.healed:
+        if isinstance(event, RunFinished) and any(a is not b for a, b in zip(state.new_steps, doc.steps)):
             yield WorkflowHealed(document=_healed_document(state), workflow_id=workflow_id, version=version)
         yield event
 
 
 def _early_end(request: RunRequest, error: str, workflow_id: int | None) -> RunFinished:
     """The end of a replay that could not start (no usable workflow)."""
-    return RunFinished(response=Tally(request, mode="replay").response(error=error, workflow_id=workflow_id))
+    return RunFinished(response=Tally(request, mode="replay").response(error=error, stop_reason="replay_failed",
+                                                                       workflow_id=workflow_id))
 
 
 async def _loop(state: _Replay, session: BrowserSession) -> AsyncGenerator[Event, None]:
@@ -404,32 +435,36 @@ async def _loop(state: _Replay, session: BrowserSession) -> AsyncGenerator[Event
         page = await session.ensure_page()
         start_url, start_title = page.url, await _title(session)  # the page the step began on, as in agent steps
         yield StepStarted(step=n, url=start_url)
-        started_at, t0 = utcnow(), time.monotonic()
+        started_at, clock = utcnow(), StepClock()
+        if n == 1 and state.params_clock is not None:  # the parameters were read (maybe by a model) for this step
+            clock = state.params_clock
         traces, state.pending = list(state.pending), []
         calls = [t.call for t in traces]
         results: list[ActionResult] = []
         kept: list[tuple[WorkflowAction, ActionResult]] = []
         problem: str | None = None
         final = n == len(doc.steps)
-        if final:
-            result, problem = await _result(state, session, step)
-            if problem is None:
-                key = "data" if state.structured else "text"
-                done, _ = await act.execute(ctx, "done", {key: result, "success": True}, structured=state.structured,
-                                            executed_by="replay")
-                results.append(done)
-        else:
-            for action in step.actions:
-                try:
-                    done_action = await _run_action(state, ctx, session, action)
-                except _StepFailed as exc:
-                    results.append(exc.result)
-                    problem = exc.reason
-                    break
-                results.append(done_action)
-                kept.append((action, done_action))
+        with clock.part("browser"):
+            if final:
+                result, problem = await _result(state, session, step)
+                if problem is None:
+                    key = "data" if state.structured else "text"
+                    done, _ = await act.execute(ctx, "done", {key: result, "success": True},
+                                                structured=state.structured, executed_by="replay")
+                    results.append(done)
+            else:
+                for action in step.actions:
+                    try:
+                        done_action = await _run_action(state, ctx, session, action)
+                    except _StepFailed as exc:
+                        results.append(exc.result)
+                        problem = exc.reason
+                        break
+                    results.append(done_action)
+                    kept.append((action, done_action))
         executed_by: ExecutedBy = "replay"
         heal_error: str | None = None
+        heal_stop: StopReason = "replay_failed"
         if problem is None:
             state.replayed += 1
         elif state.model() is None:
@@ -439,6 +474,7 @@ async def _loop(state: _Replay, session: BrowserSession) -> AsyncGenerator[Event
             response, items, heal_traces = await _heal(state, session, n, step, problem, final=final)
             traces.extend(heal_traces)
             for item in items:
+                clock.add(llm_ms=item.llm_ms, browser_ms=item.browser_ms)
                 calls.extend(item.llm_calls)
                 # The heal's own `done` ("step achieved") is not the run's end, except on the final step.
                 results.extend(a.model_copy(update={"executed_by": "heal"}) for a in item.actions
@@ -446,24 +482,29 @@ async def _loop(state: _Replay, session: BrowserSession) -> AsyncGenerator[Event
             end_url = (await session.ensure_page()).url
             if response.status != "success":
                 heal_error = response.error or "the agent could not do the step"
+                if response.stop_reason in PASSED_ON:
+                    heal_stop = response.stop_reason
             else:
                 state.healed += 1
                 if final:
                     result = response.result
-                    state.new_steps[n - 1] = _final_step(state, step, response, end_url)
+                    new_step = _final_step(state, step, items, end_url)
+                    if new_step is not None:  # else nothing to save that would not be this replay's literal answer
+                        state.new_steps[n - 1] = new_step
                 else:
                     state.new_steps[n - 1] = _healed_step(state, step, kept, items, end_url)
+        with clock.part("browser"):
+            shot = await _screenshot(state, session, n)
         item = state.secrets.scrub_model(HistoryItem(
             description=render_text(step.description, values), actions=results, step=n, url=start_url,
-            title=start_title, screenshot=await _screenshot(state, session, n), started_at=started_at,
-            duration_ms=(time.monotonic() - t0) * 1000, llm_ms=sum(c.latency_ms for c in calls), llm_calls=calls,
-            executed_by=executed_by,
+            title=start_title, screenshot=shot, started_at=started_at, llm_calls=calls, executed_by=executed_by,
+            **clock.split(),
         ))
         state.tally.add_step(item)
         yield StepFinished(item=item, traces=traces)
         if heal_error is not None:
             yield state.finish(f"step {n} '{step.description}' could not be replayed or healed: {problem}; "
-                               f"healing: {heal_error}")
+                               f"healing: {heal_error}", heal_stop)
             return
     yield state.finish(result=result, success=True)
 

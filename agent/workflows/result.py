@@ -1,14 +1,19 @@
 """The result of a replay: the recorded `done` with the new values, page values read again.
 
 A recorded result mixes three kinds of text: parameter values (`{{name}}`, substituted), the
-agent's own wording (kept), and values it read off the final page (a product name, a price, an
-order number) that differ from one replay to the next. Those are found without a model: the
-replay opens the page the recorded run ended on (its URL, in a passing tab of the same browser
-context), finds the elements that showed the recorded values there, and reads the same elements
-(by id, css, xpath, position; not by their old text) on the page the replay reached. A value that
-holds digits, is not on the final page and cannot be read again makes the result unavailable
-(`ResultUnavailable`): the replay then lets the agent produce the result, or fails saying why; it
-never returns a stale number as if it were fresh.
+agent's own wording (kept), and values it read off a page (a product name, a code, a price, a
+status word) that differ from one replay to the next. The agent run that recorded the workflow
+traced those (agent.engine.provenance): each is a reference `{{page:N}}` in the template, with the
+element that showed it on the final page. A replay reads each again from that element (found by its
+id, css, xpath, position; never by its old text) on the page it reached, strips the label around it
+and writes it as the agent did (upper-cased, ...). A value that cannot be read again, or was seen
+only on an earlier page, makes the result unavailable (`ResultUnavailable`): the replay then lets
+the agent produce the result, or fails saying why; it never returns a stale value as if it were
+fresh.
+
+Workflows recorded before page references existed (no `page_values` on their `done`) are read the
+old way: the recorded final page is opened in a passing tab to find the elements that showed the
+recorded values, and values holding digits that cannot be read again make the result unavailable.
 """
 
 from __future__ import annotations
@@ -19,11 +24,12 @@ from typing import Any
 
 from agent.engine.browser import BrowserSession
 from agent.engine.policy import PolicyError, check_navigation
+from agent.engine.provenance import PAGE_REF_RE, describe_text, number_pattern, page_texts
 from agent.workflows.document import PLACEHOLDER_RE
-from agent.workflows.locate import LocateError, describe_text, page_texts, read_text
+from agent.workflows.locate import LocateError, read_text
 from agent.workflows.template import as_text, find_value, render
 
-__all__ = ["ResultUnavailable", "derive_result"]
+__all__ = ["ResultUnavailable", "derive_result", "read_page_value", "render_result"]
 
 MAX_PAGE_CHARS = 300_000
 REF_TIMEOUT_MS = 10_000
@@ -48,22 +54,12 @@ async def _page_text(page: Any) -> str:
     return _norm(str(text or ""))
 
 
-def _number_pattern(value: str) -> re.Pattern[str] | None:
-    m = re.fullmatch(r"([-+]?)(\d+)(?:[.,](\d+))?", value.strip())
-    if not m:
-        return None
-    sign, whole, frac = m.groups()
-    grouped = f"{int(whole):,}".replace(",", "[ ,.]?")
-    body = re.escape(sign) + grouped + (f"[.,]{frac}" if frac else r"(?:[.,]0+)?")
-    return re.compile(rf"(?<![\d.,]){body}(?![\d])")
-
-
 def _present(value: str, page_text: str) -> bool:
     """Whether `value` shows on the page (numbers in any usual format: 5.49, 5,49, 1,234.00)."""
     value = _norm(value)
     if not value:
         return True
-    pattern = _number_pattern(value)
+    pattern = number_pattern(value)
     if pattern is not None:
         return bool(pattern.search(page_text))
     return value in page_text
@@ -182,6 +178,116 @@ def _data_like(value: str) -> bool:
     return bool(re.search(r"\d", value))
 
 
+# A parameter ({{name}}, group 1) or a page value ({{page:N}}, group 2), found in one pass.
+RESULT_REF_RE = re.compile(f"{PLACEHOLDER_RE.pattern}|{PAGE_REF_RE.pattern}")
+
+
+def render_result(template: Any, values: dict[str, Any], read: dict[int, Any]) -> Any:
+    """The template with parameter values and page values put in literally, in one pass (never scanned
+    again); a string that is only one reference becomes the typed value."""
+    if isinstance(template, str):
+        whole = RESULT_REF_RE.fullmatch(template.strip())
+        if whole and whole.group(1) in values:
+            return values[whole.group(1)]
+        if whole and whole.group(2) is not None and int(whole.group(2)) in read:
+            return read[int(whole.group(2))]
+
+        def sub(m: re.Match[str]) -> str:
+            if m.group(1) is not None:
+                return as_text(values[m.group(1)]) if m.group(1) in values else m.group(0)
+            n = int(m.group(2))
+            return as_text(read[n]) if n in read else m.group(0)
+
+        return RESULT_REF_RE.sub(sub, template)
+    if isinstance(template, dict):
+        return {k: render_result(v, values, read) for k, v in template.items()}
+    if isinstance(template, list):
+        return [render_result(v, values, read) for v in template]
+    return template
+
+
+def _strip_label(text: str, before: str, after: str) -> str | None:
+    """`text` without the label around the value (compared in any case); None when the label changed."""
+    folded = text.casefold()
+    for b in dict.fromkeys((before, before.strip())):
+        if folded.startswith(b.casefold()):
+            text, folded = text[len(b):], folded[len(b):]
+            break
+    else:
+        return None
+    for a in dict.fromkeys((after, after.strip())):
+        if folded.endswith(a.casefold()):
+            return text[: len(text) - len(a)].strip()
+    return None
+
+
+async def read_page_value(page: Any, value: dict[str, Any], *, mark: int, ref: _Reference | None = None) -> Any:
+    """A page value read again on `page` from the element that showed it, written as the agent wrote it.
+
+    The element is found by its recorded locators; when the page's layout changed so that they no
+    longer find it, by `ref`: the recorded final page opened again, where the element still showing
+    the recorded text gives locators in today's layout. Either way the value is read on `page`.
+    """
+    example = value.get("example")
+    locators = value.get("locators")
+    if not isinstance(locators, dict):
+        where = f"step {value['step']}'s page" if value.get("step") else "a page"
+        raise ResultUnavailable(f"{example!r} was read on {where}, which a replay does not read again")
+    try:
+        text = _norm(await read_text(page, locators, mark=mark))
+    except LocateError as exc:
+        today = await _todays_locators(ref, value) if ref is not None else None
+        if today is None:
+            raise ResultUnavailable(f"{example!r} could not be read again: {exc}") from None
+        try:
+            text = _norm(await read_text(page, today, mark=next(ref.marks)))  # type: ignore[union-attr]
+        except LocateError:
+            raise ResultUnavailable(f"{example!r} could not be read again: {exc}") from None
+    before, after = str(value.get("before") or ""), str(value.get("after") or "")
+    core = _strip_label(text, before, after)
+    if not core:
+        label = " … ".join(x for x in (before.strip(), after.strip()) if x)
+        raise ResultUnavailable(f"{example!r} could not be read again: its element now reads {text!r}"
+                                + (f", without {label!r} around the value" if label else ""))
+    kind = value.get("type")
+    if kind in ("integer", "number"):
+        try:
+            return _to_number(core, 0 if kind == "integer" else 0.0)
+        except ValueError:
+            raise ResultUnavailable(f"{example!r} could not be read again: its element now reads {text!r}, "
+                                    "not a number") from None
+    case = value.get("case")
+    return getattr(core, case)() if case in ("upper", "lower", "title") else core
+
+
+async def _todays_locators(ref: _Reference, value: dict[str, Any]) -> dict[str, Any] | None:
+    """Locators, in today's layout, of the element of the recorded final page that still shows the recorded text."""
+    if ref.page is None and (ref.error is not None or not await ref.open()):
+        return None
+    shown = _norm(str(value.get("shown") or value.get("example") or ""))
+    whole = _norm(f"{value.get('before') or ''}{shown}{value.get('after') or ''}")
+    n = next((i for i, text in enumerate(ref.texts) if text == whole), None)
+    if n is None:
+        return None  # the recorded text is gone from that page too (its data changed): nothing to go by
+    return await ref.locators(n)
+
+
+async def _read_template(session: BrowserSession, template: Any, values: dict[str, Any],
+                         page_values: list[dict[str, Any]], ref: _Reference) -> Any:
+    """The result: parameters substituted, every page value read again on the page the replay reached."""
+    used: list[int] = []
+    for leaf in _leaves(template):
+        if isinstance(leaf[1], str):
+            used += [int(n) for n in PAGE_REF_RE.findall(leaf[1]) if int(n) not in used]
+    page = await session.ensure_page()
+    read: dict[int, Any] = {}
+    for n in sorted(used):
+        if n >= len(page_values) or not isinstance(page_values[n], dict):
+            raise ResultUnavailable(f"the result refers to page value {n}, which the workflow does not describe")
+        read[n] = await read_page_value(page, page_values[n], mark=next(ref.marks), ref=ref)
+    return render_result(template, values, read)
+
+
 async def derive_result(
     session: BrowserSession,
     params: dict[str, Any],
@@ -190,19 +296,25 @@ async def derive_result(
     *,
     structured: bool,
     marks: Iterator[int],
+    page_values: list[dict[str, Any]] | None = None,
     allowed_domains: list[str] | None = None,
     blocked_domains: list[str] | None = None,
 ) -> Any:
-    """The replay's result: the recorded template with parameter values and page values read again."""
+    """The replay's result: the recorded template with parameter values and page values read again.
+
+    `page_values` are the `done`'s traced page values (None: a workflow recorded before them).
+    """
     if structured and "data" not in params:
         raise ResultUnavailable("the workflow returns text but this run asks for JSON")
     template = params["data"] if structured else params.get("text", "")
     if not structured and not isinstance(template, str):
         template = as_text(template)
-    page = await session.ensure_page()
-    now = await _page_text(page)
     ref = _Reference(session, ref_url, allowed_domains, blocked_domains, marks)
     try:
+        if page_values is not None:
+            return await _read_template(session, template, values, page_values, ref)
+        page = await session.ensure_page()
+        now = await _page_text(page)
         if structured:
             return await _derive_json(template, values, page, now, ref)
         return await _derive_text(template, values, page, now, ref)

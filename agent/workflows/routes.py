@@ -2,12 +2,14 @@
 
 `create_workflow_router(service)` returns a FastAPI `APIRouter`; every route asks the run service:
 - `POST /api/runs/{task_run_id}/workflow` (body optional `{"name": "..."}`): record a successful run;
-  201 with `{id, version, document}`; the run's task is linked to the workflow, so re-running the
-  task with `use_cached_workflow` replays it;
+  201 with `{id, version, created, document}`; the run's task is linked to the workflow, so re-running
+  the task with `use_cached_workflow` replays it; saving the same run again gives 200 and the
+  workflow saved the first time (`created` false);
 - `GET /api/workflows`: the latest version of each workflow (summaries);
 - `GET /api/workflows/{id}` (`?version=N`): one version with its document;
 - `PUT /api/workflows/{id}`: `{"name", "description", "parameters": {"<current name>": {"name",
-  "description", "type", "example"}}}` or a whole `{"document": {...}}`; saved as a new version.
+  "description", "type", "example"}}}` or a whole `{"document": {...}}`; saved as a new version;
+- `DELETE /api/workflows/{id}`: every version; tasks saved to it no longer replay it.
 Errors follow `agent.service.http`: 404 `{"detail": "workflow 7 not found"}`, 422
 `{"detail": [{"field", "message"}]}` naming the field and the fix.
 """
@@ -69,11 +71,12 @@ def create_workflow_router(service: RunService) -> APIRouter:
         if name is not None and (not isinstance(name, str) or not name.strip() or len(name) > 200):
             raise unprocessable("name", "must be a non-empty string of at most 200 characters")
         try:
-            wid, version, document = await service.save_run_as_workflow(task_run_id, name=name)
+            wid, version, document, created = await service.save_run_as_workflow(task_run_id, name=name)
         except WorkflowError as exc:
             raise _invalid(exc) from None
-        return json_response({"id": wid, "version": version, "document": document}, 201,
-                             headers={"Location": f"/api/workflows/{wid}"})
+        # Saving the same run again answers with the workflow saved the first time (200, created false).
+        return json_response({"id": wid, "version": version, "created": created, "document": document},
+                             201 if created else 200, headers={"Location": f"/api/workflows/{wid}"})
 
     @router.get("/api/workflows", summary="List workflows", responses=error_responses())
     async def list_workflows() -> JSONResponse:
@@ -118,5 +121,11 @@ def create_workflow_router(service: RunService) -> APIRouter:
         wid, version = await service.save_workflow(document, workflow_id=workflow_id,
                                                    source_run_id=current.get("source_run_id"))
         return json_response({"id": wid, "version": version, "document": document})
+
+    @router.delete("/api/workflows/{workflow_id}", summary="Delete a workflow")
+    async def delete(workflow_id: WorkflowId) -> JSONResponse:
+        """Delete a workflow, every version of it; tasks saved to it no longer replay it."""
+        await service.delete_workflow(workflow_id)
+        return json_response({"deleted": workflow_id})
 
     return router

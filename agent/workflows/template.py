@@ -10,6 +10,7 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlsplit, urlunsplit
 
+from agent.engine.provenance import PAGE_REF_RE
 from agent.workflows.document import PLACEHOLDER_RE, URL_PARAMS, Parameter, WorkflowError
 
 
@@ -208,7 +209,7 @@ def _template_string(text: str, values: dict[str, str], *, ignore_case: bool = F
     "#2-45" no); inside a URL part a value must stand between spaces ("q=usb-c cable" yes, "id=usb-c-1m"
     no), and a short number must be the whole value of the query key it was recorded from (`keys`).
     """
-    if not text or PLACEHOLDER_RE.fullmatch(text):
+    if not text or PLACEHOLDER_RE.fullmatch(text) or PAGE_REF_RE.fullmatch(text):
         return text
     for name, value in sorted(values.items(), key=lambda kv: -len(kv[1])):  # longest first: "Ada Lovelace" before "Ada"
         if not value:
@@ -225,8 +226,9 @@ def _template_string(text: str, values: dict[str, str], *, ignore_case: bool = F
                      if (s == 0 or text[s - 1].isspace()) and (e == len(text) or text[e].isspace())]
             if url and short_number:
                 spans = []
-        # Never cut through a placeholder written by an earlier (longer) value.
+        # Never cut through a placeholder written by an earlier (longer) value, nor a page reference.
         taken = [(m.start(), m.end()) for m in PLACEHOLDER_RE.finditer(text)]
+        taken += [(m.start(), m.end()) for m in PAGE_REF_RE.finditer(text)]
         spans = [s for s in spans if not any(s[0] < t[1] and t[0] < s[1] for t in taken)]
         for start, end in reversed(spans):
             text = text[:start] + "{{" + name + "}}" + text[end:]

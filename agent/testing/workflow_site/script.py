@@ -48,9 +48,25 @@ def page_url(text: str) -> str:
     return m.group(1) if m else ""
 
 
+def order_answer(order: dict[str, Any], *, style: str = "plain", json_result: bool = False) -> Any:
+    """What the scripted agent reports for an order page showing `order` (see shop.expected_order).
+
+    style "plain": the values as shown; "echo": the product name upper-cased and quoted, the status
+    word lower-cased (values the agent read off the page, transformed as a model may write them).
+    """
+    if json_result:
+        return {key: order[key] for key in ("order", "product", "quantity", "total", "name")}
+    total = f"€{order['total']:.2f}"
+    if style == "echo":
+        return (f"Order {order['order']} placed: {order['quantity']} × “{order['product'].upper()}” for "
+                f"{order['name']}, total {total}, status {order['status'].lower()}.")
+    return (f"Order {order['order']} placed: {order['quantity']} × {order['product']} for {order['name']}, "
+            f"total {total}.")
+
+
 def shop_agent(*, query: str, qty: int, name: str, email: str, country: str, json_result: bool = False,
-               heal_gives_up: bool = False) -> Callable[[dict[str, Any]], Any]:
-    """The scripted model for the order task (and for healing one step of it)."""
+               heal_gives_up: bool = False, style: str = "plain") -> Callable[[dict[str, Any]], Any]:
+    """The scripted model for the order task (and for healing one step of it); `style` as in order_answer."""
     counts: Counter[str] = Counter()
 
     def handler(body: dict[str, Any]) -> Any:
@@ -70,14 +86,13 @@ def shop_agent(*, query: str, qty: int, name: str, email: str, country: str, jso
             if "click" in previous and "You are repairing" in text:
                 return reply("The step is done.", call("done", text="did the step", success=True))
         if "/order" in url:
-            number = found(r"Order number:\s*(WS-[0-9A-F]{8})", text)
-            total = found(r"Total:\s*(€[\d.]+)", text)
-            product = found(r"\d+ × ([^\n]+)", text).strip()
-            if json_result:
-                data = {"order": number, "product": product, "quantity": qty, "total": float(total[1:]), "name": name}
-                return reply("Report the order.", call("done", data=data, success=True))
-            return reply("Report the order.", call("done", text=f"Order {number} placed: {qty} × {product} for {name}, "
-                                                                f"total {total}.", success=True))
+            order = {"order": found(r"Order number:\s*(WS-[0-9A-Z]{8})", text),
+                     "total": float(found(r"Total:\s*€([\d.]+)", text)),
+                     "product": found(r"\d+ × ([^\n]+)", text).strip(), "quantity": qty, "name": name,
+                     "status": found(r"Status:\s*([^\n]+)", text).strip()}
+            answer = order_answer(order, style=style, json_result=json_result)
+            key = "data" if json_result else "text"
+            return reply("Report the order.", call("done", **{key: answer}, success=True))
         if "/checkout" in url:
             return reply("Fill in the order form and place the order.",
                          call("input", index=index_of(text, contains="name=name"), text=name),

@@ -12,7 +12,15 @@ under a recorded workflow:
 - reordered: results, navigation links, form fields and dropdown options in another order;
 - reworded: other wording on buttons and links (ids intact);
 - redesign: renamed + wrapped + reworded at once (some steps need the agent);
-- broken: the search form is gone (a step nobody can do).
+- broken: the search form is gone (a step nobody can do);
+and changes the data its pages show, the way a shop's data changes between a recording and a replay:
+- prices: every price one euro higher;
+- names: every product renamed ("Cable" becomes "Lead", "1 m" becomes "100 cm", ...);
+- codes: order numbers written with letters only (a code without a digit);
+- status: orders show another status word ("Pending review" instead of "Confirmed").
+Variants combine with "+" ("redesign+names": the new layout and the renamed products at once).
+`expected_order()` says what a correct order shows under each variant (the ground truth of tests
+and the workflow benchmark).
 """
 
 from __future__ import annotations
@@ -28,7 +36,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
-VARIANTS = ("base", "renamed", "wrapped", "reordered", "reworded", "redesign", "broken")
+LAYOUT_VARIANTS = ("renamed", "wrapped", "reordered", "reworded", "redesign", "broken")
+DATA_VARIANTS = ("prices", "names", "codes", "status")
+VARIANTS = ("base", *LAYOUT_VARIANTS, *DATA_VARIANTS)
+NAME_CHANGES = {"Cable": "Lead", " 1 m": " 100 cm", " 2 m": " 200 cm", " 5 m": " 500 cm", "Hub": "Dock",
+                "Charger": "Power Brick"}
 
 PRODUCTS: list[dict[str, Any]] = [
     {"id": "usbc-1m", "name": "USB-C Cable 1 m", "price": 5.49, "tags": "usb-c cable"},
@@ -45,6 +57,48 @@ COUNTRIES = ["Austria", "France", "Germany", "Ireland", "Spain"]
 def money(value: float) -> str:
     """Prices as the shop shows them: €5.49."""
     return f"€{value:.2f}"
+
+
+def has(variant: str, part: str) -> bool:
+    """Whether `variant` (maybe a combination "a+b") includes `part`."""
+    return part in variant.split("+")
+
+
+def catalog(variant: str = "base") -> list[dict[str, Any]]:
+    """The products as the shop serves them under `variant` (prices or names changed by data variants)."""
+    out = []
+    for p in PRODUCTS:
+        p = dict(p)
+        if has(variant, "prices"):
+            p["price"] = round(p["price"] + 1.0, 2)
+        if has(variant, "names"):
+            for old, new in NAME_CHANGES.items():
+                p["name"] = p["name"].replace(old, new)
+        out.append(p)
+    return out
+
+
+def order_number(items: str, name: str, email: str, country: str, variant: str = "base") -> str:
+    """The order number the shop shows for an order: a hash of what was ordered (letters only for "codes")."""
+    digest = hashlib.sha256(json.dumps([items, name, email.lower(), country]).encode()).hexdigest()[:8].upper()
+    if has(variant, "codes"):
+        digest = digest.translate(str.maketrans("0123456789", "GHJKMNPQRS"))
+    return "WS-" + digest
+
+
+def order_status(variant: str = "base") -> str:
+    """The status word an order page shows."""
+    return "Pending review" if has(variant, "status") else "Confirmed"
+
+
+def expected_order(query: str, qty: int, name: str, email: str, country: str,
+                   variant: str = "base") -> dict[str, Any]:
+    """What a correct order of the cheapest `query` product shows under `variant`: the ground truth."""
+    matching = sorted((p for p in catalog(variant) if _matches(p, query)), key=lambda p: p["price"])
+    product = matching[0]
+    return {"order": order_number(f"{product['id']}:{qty}", name, email, country, variant),
+            "product": product["name"], "quantity": qty, "total": round(product["price"] * qty, 2),
+            "name": name, "status": order_status(variant)}
 
 
 def _page(title: str, body: str, cart_count: int) -> str:
@@ -71,7 +125,7 @@ def _page(title: str, body: str, cart_count: int) -> str:
 </body></html>"""
 
 
-def _cart(cookie: str | None) -> list[dict[str, Any]]:
+def _cart(cookie: str | None, variant: str = "base") -> list[dict[str, Any]]:
     if not cookie:
         return []
     m = re.search(r"(?:^|;\s*)cart=([^;]*)", cookie)
@@ -85,7 +139,7 @@ def _cart(cookie: str | None) -> list[dict[str, Any]]:
         return []
     lines = []
     for item in data if isinstance(data, list) else []:
-        product = next((p for p in PRODUCTS if p["id"] == item.get("id")), None)
+        product = next((p for p in catalog(variant) if p["id"] == item.get("id")), None)
         if product and isinstance(item.get("qty"), int) and 1 <= item["qty"] <= 10:
             lines.append({"product": product, "qty": item["qty"]})
     return lines[:20]
@@ -101,10 +155,20 @@ Answer = tuple[int, str, dict[str, str]]  # (status, html, extra headers)
 
 @dataclass(frozen=True)
 class _Request:
-    """One request on the base site: its query, the cart from its cookie, the cart's item count."""
+    """One request: its query, the cart from its cookie, and the variant whose data the pages show."""
 
     query: dict[str, list[str]]
     cart: list[dict[str, Any]]
+    variant: str = "base"
+
+    @property
+    def products(self) -> list[dict[str, Any]]:
+        """The catalogue under this request's variant."""
+        return catalog(self.variant)
+
+    def product(self, pid: str) -> dict[str, Any] | None:
+        """A product by id, as this variant shows it."""
+        return next((p for p in self.products if p["id"] == pid), None)
 
     def one(self, key: str) -> str:
         """The first value of a query parameter ("" when absent)."""
@@ -120,10 +184,6 @@ class _Request:
         return status, _page(title, body, self.count), {}
 
 
-def _product(pid: str) -> dict[str, Any] | None:
-    return next((p for p in PRODUCTS if p["id"] == pid), None)
-
-
 def _home(r: _Request) -> Answer:
     return r.page("Home", """<h1 id="welcome" class="headline">Welcome to Cable Corner</h1>
 <p class="intro">Cables, hubs and chargers. Use the search box above.</p>""")
@@ -131,7 +191,7 @@ def _home(r: _Request) -> Answer:
 
 def _search(r: _Request) -> Answer:
     q = r.one("q").strip()[:100]
-    results = sorted((p for p in PRODUCTS if q and _matches(p, q)), key=lambda p: p["price"])
+    results = sorted((p for p in r.products if q and _matches(p, q)), key=lambda p: p["price"])
     items = "\n".join(
         f'<li class="result"><a class="result-link" href="/product?id={quote(p["id"])}">'
         f'{html.escape(p["name"])}</a>'
@@ -144,7 +204,7 @@ def _search(r: _Request) -> Answer:
 
 
 def _product_page(r: _Request) -> Answer:
-    p = _product(r.one("id"))
+    p = r.product(r.one("id"))
     if p is None:
         return r.page("Not found", '<h1 class="headline">Product not found</h1>', 404)
     return r.page(p["name"], f"""<h1 id="product-name" class="headline product-title">{html.escape(p["name"])}</h1>
@@ -158,7 +218,7 @@ def _product_page(r: _Request) -> Answer:
 
 
 def _cart_add(r: _Request) -> Answer:
-    p = _product(r.one("id"))
+    p = r.product(r.one("id"))
     try:
         qty = int(r.one("qty"))
     except ValueError:
@@ -207,15 +267,14 @@ def _order(r: _Request) -> Answer:
     lines: list[tuple[dict[str, Any], int]] = []
     for part in r.one("items").split(","):
         pid, _, qty = part.partition(":")
-        p = _product(pid)
+        p = r.product(pid)
         if p and qty.isdigit():
             lines.append((p, int(qty)))
     name, email, country = r.one("name").strip(), r.one("email").strip(), r.one("country")
     if not lines or not name or "@" not in email or country not in COUNTRIES:
         return r.page("Order failed", '<h1 class="headline">Your order could not be placed</h1>'
                                       '<p class="error">Fill in every field.</p>')
-    digest = hashlib.sha256(json.dumps([r.one("items"), name, email.lower(), country]).encode()).hexdigest()
-    number = "WS-" + digest[:8].upper()
+    number = order_number(r.one("items"), name, email, country, r.variant)
     total = sum(p["price"] * q for p, q in lines)
     items = "\n".join(
         f'<li class="order-line"><span class="line-qty">{q}</span> × '
@@ -229,6 +288,7 @@ def _order(r: _Request) -> Answer:
 {items}
 </ul>
 <p class="total-line">Total: <span id="order-total" class="total">{money(total)}</span></p>
+<p class="status-line">Status: <span id="order-status" class="status">{order_status(r.variant)}</span></p>
 <p class="note">A confirmation goes to <span id="order-email">{html.escape(email)}</span>, shipping to
 <span id="order-country">{html.escape(country)}</span>.</p>""")
 
@@ -239,9 +299,9 @@ ROUTES: dict[str, Callable[[_Request], Answer]] = {
 }
 
 
-def render(path: str, query: dict[str, list[str]], cookie: str | None) -> Answer:
-    """(status, html, extra headers) for a request on the base site."""
-    r = _Request(query, _cart(cookie))
+def render(path: str, query: dict[str, list[str]], cookie: str | None, variant: str = "base") -> Answer:
+    """(status, html, extra headers) for a request, with the data of `variant` (the markup as written)."""
+    r = _Request(query, _cart(cookie, variant), variant)
     route = ROUTES.get(path)
     if route is None:
         return r.page("Not found", '<h1 class="headline">Page not found</h1>', 404)
@@ -298,7 +358,13 @@ def _break(markup: str) -> str:
 
 
 def transform(markup: str, variant: str) -> str:
-    """The page as served by `variant`."""
+    """The page as served by `variant` (each layout part of a combination, in order)."""
+    for part in variant.split("+"):
+        markup = _transform(markup, part)
+    return markup
+
+
+def _transform(markup: str, variant: str) -> str:
     if variant == "renamed":
         return _rename(markup)
     if variant == "wrapped":
@@ -329,7 +395,8 @@ class ShopServer:
             def do_GET(self) -> None:
                 parts = urlsplit(self.path)
                 shop.hits.append(self.path)
-                status, markup, headers = render(parts.path, parse_qs(parts.query), self.headers.get("Cookie"))
+                status, markup, headers = render(parts.path, parse_qs(parts.query), self.headers.get("Cookie"),
+                                                 shop.variant)
                 data = transform(markup, shop.variant).encode()
                 self.send_response(status)
                 for key, value in headers.items():
@@ -345,9 +412,8 @@ class ShopServer:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def order_number(self, items: str, name: str, email: str, country: str) -> str:
-        """The order number the shop shows for an order (for assertions)."""
-        digest = hashlib.sha256(json.dumps([items, name, email.lower(), country]).encode()).hexdigest()
-        return "WS-" + digest[:8].upper()
+        """The order number the shop shows now for an order (for assertions)."""
+        return order_number(items, name, email, country, self.variant)
 
     def close(self) -> None:
         """Stop serving."""
