@@ -252,7 +252,7 @@ def test_store_is_the_run_log_the_service_holds(store: Store) -> None:
     """`Store` implements `RunLog` with exactly the protocol's signatures (so the protocol cannot drift)."""
     assert isinstance(store, RunLog)
     members = [name for name, value in vars(RunLog).items() if callable(value) and not name.startswith("_")]
-    assert len(members) == 21
+    assert len(members) == 24
     for name in members:
         protocol = inspect.signature(getattr(RunLog, name), eval_str=True)
         actual = inspect.signature(getattr(Store, name), eval_str=True)

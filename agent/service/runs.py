@@ -293,6 +293,13 @@ class RunService(LogDoor):
             return True  # the run has not ended: its delivery has not even started
         return any(task.get_name() == f"webhook-{run_id}" and not task.done() for task in self._webhooks)
 
+    async def webhook_owed(self, run_id: int) -> bool:
+        """True while the run's webhook is owed: the run has not ended, its delivery goes on, or the outbox
+        holds it (ended, not yet picked up, or left by a crash for the next start)."""
+        if self.webhook_pending(run_id):
+            return True
+        return bool(await asyncio.to_thread(self._log.pending_webhooks, run_id))
+
     def is_queued(self, run_id: int) -> bool:
         """True while the run waits for a free slot."""
         live = self._live.get(run_id)

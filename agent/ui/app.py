@@ -124,7 +124,7 @@ def build_ui(service: RunService, settings: Settings) -> Any:
         saved = _wire(ui, handlers, form, viewer, history, max_concurrent=service.max_concurrent)
         listing = WorkflowHandlers(service)
         wire_workflows(ui, listing, workflows, response=viewer.response, provider=form.provider,
-                       model=form.model, follow=handlers.follow, quiet=QUIET)
+                       model=form.model, follow=handlers.follow_new, quiet=QUIET)
         saved.then(listing.listing, None, [workflows.table], **QUIET)  # a workflow just saved is listed
     return ui
 

@@ -109,6 +109,26 @@ class RunHandlers:
             self._viewers.pop(next(iter(self._viewers))).stop.set()
         return viewer.stop, None if previous is None else previous.run_id
 
+    async def follow_new(self, current: Any, request: gr.Request) -> AsyncIterator[Any]:
+        """Follow a run another section of the page just started (a workflow's replay): the viewer is now its."""
+        run_id = run_id_of(current)
+        if run_id is not None:
+            self._show(request, run_id)
+        async for snapshot in self.follow(current, request):
+            yield snapshot
+
+    def _follower(self, request: gr.Request | None, run_id: int) -> asyncio.Event | None:
+        """The stop event to follow `run_id` with in this tab, or None when the tab's viewer has moved on to
+        another run (a run's own event ends when a newer one takes the viewer; its follow-up must not take
+        the viewer back)."""
+        headers = getattr(request, "headers", None) or {}
+        if headers.get("x-gradio-user") == "api":
+            return asyncio.Event()
+        current = self._viewers.get(str(getattr(request, "session_hash", None) or ""))
+        if current is not None and not current.stop.is_set():
+            return current.stop if current.run_id == run_id else None
+        return self._show(request, run_id)[0]
+
     def key_hint(self, provider: str, model: str = "") -> Any:
         """The hint under the provider box: the key is set, or which variable to set; then what litellm's
         model map says a user should know of the model (no function calling, no images, unknown)."""
@@ -211,7 +231,10 @@ class RunHandlers:
         if run_id is None or current.get("status") != "in_progress":
             yield gr.skip()
             return
-        stop, _before = self._show(request, run_id)
+        stop = self._follower(request, run_id)
+        if stop is None:  # this tab has moved on to another run since (Run pressed again): leave it there
+            yield gr.skip()
+            return
         try:
             async for snapshot in until_stopped(follow_run(self.service, run_id, skip_first=True), stop):
                 yield snapshot
@@ -379,14 +402,13 @@ class RunHandlers:
         if run_id is None or current.get("status") == "in_progress":
             yield gr.update(value="", visible=False)
             return
-        request = await self.service.run_request(run_id)
-        if request is None or not request.webhook_url:
-            yield gr.update(value="", visible=False)
-            return
         deadline, shown = asyncio.get_running_loop().time() + WEBHOOK_WATCH_S, None
         while True:
             attempts = await self.service.webhook_attempts(run_id)
-            pending = self.service.webhook_pending(run_id)
+            pending = await self.service.webhook_owed(run_id)
+            if not attempts and not pending:  # no webhook (the stored request keeps no URL to tell by)
+                yield gr.update(value="", visible=False)
+                return
             if attempts != shown or not pending:
                 shown = attempts
                 yield gr.update(value=render_webhooks(attempts, pending=pending), visible=True)
