@@ -39,6 +39,7 @@ from agent.models import (
 )
 from agent.service import webhooks
 from agent.service.door import LogDoor, NotFound
+from agent.service.observers import Observer, Observers
 from agent.service.warmup import start_warm_up
 
 if TYPE_CHECKING:  # the engine imports jsonschema and playwright (seconds): loaded on the first run
@@ -127,8 +128,13 @@ class RunService(LogDoor):
         webhook_attempts: int = 5,
         webhook_timeout_s: float = 10.0,
         webhook_backoff_s: float = 1.0,
+        log_prompts: bool | None = None,
+        observers: list[Observer] | None = None,
     ) -> None:
         self._log = store
+        # LOG_PROMPTS off: traces lose their content before the store, viewers or observers see them.
+        self._observers = Observers(observers, log_prompts=log_prompts)
+        self.log_prompts = self._observers.log_prompts
         self.browser = browser
         self.data_dir = Path(data_dir)
         self.max_concurrent = max_concurrent or _env_int("MAX_CONCURRENT_RUNS", DEFAULT_MAX_CONCURRENT)
@@ -195,6 +201,7 @@ class RunService(LogDoor):
                 task.cancel()
             if pending_hooks:
                 await asyncio.wait(pending_hooks, timeout=WEBHOOK_SHUTDOWN_GRACE_S)
+        await self._observers.shutdown()  # the OpenTelemetry exporter sends its last spans (bounded)
 
     # ------------------------------------------------------------ submitting and waiting
     async def submit(self, request: RunRequest | dict[str, Any], *, task_id: int | None = None) -> tuple[int, int]:
@@ -461,6 +468,7 @@ class RunService(LogDoor):
 
     async def _emit(self, live: _Live, event: Any) -> None:
         """Write the event to the store, then make it visible: a step seen is a step stored."""
+        event = self._observers.prepare(event)
         try:
             await asyncio.to_thread(self._log.record, live.run_id, event)
         except Exception as exc:
@@ -471,6 +479,7 @@ class RunService(LogDoor):
         elif isinstance(event, StepFinished):
             live.tally.add_step(event.item)
         live.append(event)
+        self._observers(live.run_id, event)
 
     def _failure(self, live: _Live, reason: str, stop_reason: StopReason) -> RunResponse:
         """A failed end built from what the run did so far."""
@@ -503,6 +512,7 @@ class RunService(LogDoor):
         live.final = response
         live.append(event)
         live.done.set()
+        self._observers(live.run_id, event)
         log.info("run %d ended: %s%s", live.run_id, response.status, f" ({response.error})" if response.error else "")
         if live.request.webhook_url:
             try:  # the outbox row holds the URL and the delivery id, and outlives a crash
