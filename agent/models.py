@@ -75,6 +75,8 @@ DEFAULT_MODELS: dict[str, str] = {
     "together": "meta-llama/Llama-3.3-70B-Instruct-Turbo",
 }
 
+MAX_SYSTEM_MESSAGE_CHARS = 50_000  # a system prompt is read on every step: a bound keeps it a prompt
+
 # Fields whose explicit JSON `null` means "use the default".
 _NULL_MEANS_DEFAULT = ("provider", "wait_for_completion", "response_format", "use_cached_workflow")
 
@@ -136,6 +138,11 @@ class RunRequest(BaseModel):
         default=None, exclude=True,
         description="{name: value} or {domain pattern: {name: value}}; the prompt and the model write "
                     "<secret>name</secret>, the value is typed only into the page and never stored or shown")
+    # added: the system prompt is the user's to change (browser-use's names)
+    extend_system_message: str | None = Field(default=None, max_length=MAX_SYSTEM_MESSAGE_CHARS,
+                                              description="Appended to the agent's system prompt")
+    override_system_message: str | None = Field(default=None, max_length=MAX_SYSTEM_MESSAGE_CHARS,
+                                                description="Replaces the agent's system prompt")
 
     @model_validator(mode="before")
     @classmethod
@@ -243,6 +250,11 @@ class RunRequest(BaseModel):
         _bounded_json(value, MAX_WORKFLOW_PARAMS_BYTES)
         return value
 
+    @field_validator("extend_system_message", "override_system_message")
+    @classmethod
+    def _system_message(cls, value: str | None) -> str | None:
+        return value if value is not None and value.strip() else None
+
     @field_validator("allowed_domains", mode="before")
     @classmethod
     def _domains(cls, value: Any) -> Any:
@@ -330,6 +342,38 @@ class LLMCall(BaseModel):
     cost_usd: float | None = None
     finish_reason: str | None = None
     error: str | None = None
+
+
+class LLMTrace(BaseModel):
+    """One model call as made: the messages sent (images as `{"type": "image", "screenshot_step": n}`, the
+    system prompt apart) and the reply as written; `observation` is the page's (start, end) in the last
+    message. `logged` False (LOG_PROMPTS=0): only `call` counts."""
+
+    model_config = ConfigDict(frozen=True)
+
+    call: LLMCall
+    system_prompt: str | None = None
+    messages: list[dict[str, Any]] = Field(default_factory=list)
+    tools: list[str] = Field(default_factory=list)
+    reply_text: str | None = None
+    tool_calls: list[dict[str, Any]] = Field(default_factory=list)  # {id, name, arguments: the raw JSON text}
+    observation: tuple[int, int] | None = None
+    prompt_chars: int = 0
+    logged: bool = True
+
+    def without_content(self) -> LLMTrace:
+        """This trace with the messages and the reply dropped (LOG_PROMPTS=0): usage and timing stay."""
+        return LLMTrace(call=self.call, tools=self.tools, prompt_chars=self.prompt_chars, logged=False)
+
+
+def message_text(message: dict[str, Any]) -> str:
+    """The text of a chat message, whether its content is a string or a list of parts."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return ""
 
 
 class HistoryItem(BaseModel):
@@ -452,11 +496,13 @@ class StepStarted(BaseModel):
 
 
 class StepFinished(BaseModel):
-    """A step ended; `item` is exactly what goes into the response's history."""
+    """A step ended; `item` is exactly what goes into the response's history. `traces`: its model calls
+    as made (one per `item.llm_calls` entry), kept out of `item` so responses keep the contract's shape."""
 
     model_config = ConfigDict(frozen=True)
     kind: Literal["step_finished"] = "step_finished"
     item: HistoryItem
+    traces: list[LLMTrace] = Field(default_factory=list)
     at: datetime = Field(default_factory=utcnow)
 
 

@@ -150,6 +150,11 @@ def test_statistics_of_a_finished_experiment_are_the_hand_computed_ones(http: ht
     assert run["status"] == "success" and run["history"][1]["actions"][0]["name"] == "navigate"
     listed = http.get("/api/experiments").json()
     assert listed["experiments"][0]["experiment_id"] == exp_id and listed["experiments"][0]["passes"] == 17
+    # The judge's call is kept with the run it graded, as the agent's own calls are: what it was asked, its answer.
+    exported = http.get(f"/api/runs/{cells[('t-judge', 'good', 1)]['run_id']}/export", params={"format": "json"})
+    judged = [t for t in exported.json()["traces"] if t["purpose"] == "judge"]
+    assert len(judged) == 1 and judged[0]["step"] == 0 and json.loads(judged[0]["reply"])["pass"] is True
+    assert "The answer names Sonora." in judged[0]["messages"][-1]["content"]
 
 
 async def test_the_experiments_notebook_shows_the_same_numbers(app: App, http: httpx.Client) -> None:

@@ -33,7 +33,7 @@ SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}, "price": 
 DEFAULTS = {"model": "", "provider": "openai", "wait_for_completion": True, "webhook_url": "",
             "response_format": "text", "json_schema": "", "use_cached_workflow": False, "cached_workflow": "",
             "workflow_id": "", "workflow_params": "", "start_url": "", "max_steps": "", "use_vision": False,
-            "allowed_domains": "", "sensitive_data": ""}
+            "allowed_domains": "", "sensitive_data": "", "extend_system_message": "", "override_system_message": ""}
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +145,20 @@ def test_background_call_returns_at_once_with_the_ids(app: App, client: Client, 
     assert (run["task_id"], run["status"], actions(run)) == (body["task_id"], "success", ["navigate", "scroll", "done"])
 
 
+def test_the_system_prompt_is_changed_through_the_api(client: Client, http: httpx.Client) -> None:
+    from agent.engine.prompts import SYSTEM_PROMPT
+
+    body = client.predict(prompt="answer at once [quick]", extend_system_message="Answer in one word.",
+                          api_name="/run")
+    trace = http.get(f"/api/runs/{body['task_run_id']}/steps/1/trace").json()
+    assert trace["system_prompt"] == SYSTEM_PROMPT + "\n\nAnswer in one word."
+    body = client.predict(prompt="answer at once [quick]", override_system_message="You are terse.",
+                          api_name="/run")
+    assert http.get(f"/api/runs/{body['task_run_id']}/steps/1/trace").json()["system_prompt"] == "You are terse."
+    request = http.get(f"/api/tasks/{body['task_id']}").json()["request"]
+    assert request["override_system_message"] == "You are terse."
+
+
 def test_bad_fields_are_named_and_start_nothing(client: Client, http: httpx.Client) -> None:
     before = run_total(http)
     with pytest.raises(Exception) as caught:
@@ -250,7 +264,7 @@ async def test_a_browser_logs_in_once_with_the_key(app: App, context: Any, http:
     total = await asyncio.to_thread(run_total, http)
     label = page.locator("#wb-history [role=grid]")
     deadline = time.monotonic() + 60
-    while (await label.get_attribute("aria-label") or "") != f"Run history ({total} runs)":
+    while (await label.get_attribute("aria-label") or "") != f"Run history (runs 1–{total} of {total}, newest first)":
         assert time.monotonic() < deadline, await label.get_attribute("aria-label")
         await asyncio.sleep(0.1)
     runs = (await asyncio.to_thread(http.get, "/api/runs", params={"status": "success"})).json()["runs"]

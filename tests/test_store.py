@@ -233,7 +233,7 @@ def test_stop_reason_migration_backfills_runs_recorded_before_it(tmp_path: Path)
 def test_describe_views_and_schema_markdown() -> None:
     views = describe_views()
     assert set(views) == {"v_runs", "v_steps", "v_actions", "v_llm_calls", "v_webhooks", "v_success_by_model",
-                          "v_failing_actions", "v_stop_reasons", "v_model_errors"}
+                          "v_failing_actions", "v_stop_reasons", "v_model_errors", "v_llm_traces"}
     assert [c for c, _ in views["v_runs"]][:9] == ["id", "task_id", "status", "stop_reason", "outcome", "prompt",
                                                    "provider", "model", "mode"]
     assert dict(views["v_success_by_model"]) == {
@@ -252,7 +252,7 @@ def test_store_is_the_run_log_the_service_holds(store: Store) -> None:
     """`Store` implements `RunLog` with exactly the protocol's signatures (so the protocol cannot drift)."""
     assert isinstance(store, RunLog)
     members = [name for name, value in vars(RunLog).items() if callable(value) and not name.startswith("_")]
-    assert len(members) == 32  # runs and tasks 19, experiments 13
+    assert len(members) == 37  # runs and tasks 24, experiments 13
     for name in members:
         protocol = inspect.signature(getattr(RunLog, name), eval_str=True)
         actual = inspect.signature(getattr(Store, name), eval_str=True)
@@ -814,7 +814,7 @@ def test_webhook_urls_kept_in_clear_by_an_older_version_are_redacted_and_owed_on
 
     store = Store(data, snapshot_interval_s=None)
     try:
-        assert store.migrations_applied[-1] == "m005_webhook_outbox" and store.interrupted_runs == [2]
+        assert "m005_webhook_outbox" in store.migrations_applied and store.interrupted_runs == [2]
         # The run left in progress ended as interrupted: its webhook is owed, to the full URL.
         assert [(r["run_id"], r["url"], r["attempts"]) for r in store.pending_webhooks()] == [(2, running, 0)]
         assert store.webhook_attempts(1)[0]["url"] == "https://hooks.example.com/..."

@@ -18,7 +18,16 @@ import pytest
 import pytest_asyncio
 
 from agent.engine.loop import arun
-from agent.models import ActionResult, HistoryItem, RunFinished, RunRequest, RunResponse, Usage, WorkflowHealed
+from agent.models import (
+    ActionResult,
+    HistoryItem,
+    RunFinished,
+    RunRequest,
+    RunResponse,
+    StepFinished,
+    Usage,
+    WorkflowHealed,
+)
 from agent.testing.fakellm import FakeLLM, call, last_user_text, reply
 from agent.testing.sites import serve_dir
 from agent.testing.workflow_site.script import demo_agent, order_answer, order_prompt, shop_agent
@@ -378,15 +387,23 @@ async def test_redesigned_page_heals_then_the_new_version_replays_clean(recorded
     _, _, doc = recorded
     shop.variant = "redesign"  # ids, classes, wrappers and button wording all changed at once
     fake_llm.reset(shop_agent(**B))
-    events, final = await run_replay(order_request(shop, B, use_cached_workflow=True), doc, browser)
+    events, final = await run_replay(order_request(shop, B, use_cached_workflow=True,
+                                                   extend_system_message="Keep the cart as it is."), doc, browser)
     response = final.response
     assert (response.status, response.error) == ("success", None)
     assert response.result == expected_text(shop, B, "HDMI 2.1 Cable 2 m", "hdmi-2m", 7.99)
     assert who(response) == ["replay", "heal", "replay", "heal", "replay", "heal", "replay"]
+    # The agent that heals works under the run's own system prompt.
+    assert {b["messages"][0]["content"].endswith("\n\nKeep the cart as it is.") for b in fake_llm.requests} == {True}
     assert (response.replayed_steps, response.healed_steps) == (4, 3)
     # Every model call was made by a heal and is counted: 2 per healed step (act, then done).
     assert len(fake_llm.requests) == response.usage.llm_calls == 6
     assert [c.purpose for item in response.history for c in item.llm_calls] == ["step"] * 6
+    # Each healing call's trace rides on the step it healed, one per call, as the model got it.
+    traces = [e.traces for e in events if isinstance(e, StepFinished)]
+    assert [[t.call for t in ts] for ts in traces] == [item.llm_calls for item in response.history]
+    assert [t.messages[-1]["content"] for ts in traces for t in ts] == [
+        b["messages"][-1]["content"] for b in fake_llm.requests]
     search = response.history[1]
     assert [(a.name, a.executed_by) for a in search.actions] == [
         ("input", "replay"), ("click", "replay"), ("input", "heal"), ("click", "heal")]
@@ -560,13 +577,17 @@ async def test_values_come_from_one_model_call_when_the_prompt_is_reworded(recor
     fake_llm.reset(lambda body: OFF if body.get("tools") else reply(f"```json\n{json.dumps(answer)}\n```"))
     request = RunRequest(prompt="Grace Hopper (grace@example.com, France) needs three hdmi cables; get the cheapest",
                          model=MODEL, use_cached_workflow=True)
-    _, final = await run_replay(request, doc, browser)
+    events, final = await run_replay(request, doc, browser)
     response = final.response
     assert (response.status, response.error) == ("success", None)
     assert response.result == expected_text(shop, B, "HDMI 2.1 Cable 2 m", "hdmi-2m", 7.99)
     assert len(fake_llm.requests) == response.usage.llm_calls == 1
     assert [c.purpose for c in response.history[0].llm_calls] == ["params"]
     assert "Grace Hopper (grace@example.com, France)" in last_user_text(fake_llm.requests[0])
+    # The parameter call's trace rides on the first step: the question as sent, the answer as written.
+    [trace] = next(e for e in events if isinstance(e, StepFinished)).traces
+    assert (trace.call, trace.messages, trace.reply_text) == (
+        response.history[0].llm_calls[0], fake_llm.requests[0]["messages"], f"```json\n{json.dumps(answer)}\n```")
 
 
 async def test_json_result_is_read_again_and_validated(shop: ShopServer, browser: Any, fake_llm: FakeLLM,

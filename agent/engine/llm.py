@@ -117,7 +117,7 @@ class ToolCall:
 
 @dataclass(frozen=True)
 class Reply:
-    """What the model said, with what it cost."""
+    """What the model said, with what it cost; `raw_message` is the reply as written (for its trace)."""
 
     text: str
     tool_calls: list[ToolCall]
@@ -444,7 +444,12 @@ def _to_reply(litellm: Any, response: Any, llm: LLM, purpose: str, started_at: A
         finish_reason=getattr(choice, "finish_reason", None),
     )
     content = message.content if isinstance(message.content, str) else ""
-    return Reply(text=(content or "").strip(), tool_calls=calls, call=call)
+    # The reply as the model wrote it (untrimmed text, arguments unparsed), for the call's trace.
+    as_written = {"content": message.content if isinstance(message.content, str) else None,
+                  "tool_calls": [{"id": tc.id, "name": tc.function.name, "arguments": tc.function.arguments}
+                                 for tc in getattr(message, "tool_calls", None) or []],
+                  "finish_reason": call.finish_reason}
+    return Reply(text=(content or "").strip(), tool_calls=calls, call=call, raw_message=as_written)
 
 
 def model_price(provider: str, model: str | None) -> tuple[float, float] | None:

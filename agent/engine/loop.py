@@ -25,11 +25,13 @@ from agent.engine.provenance import trace_result
 from agent.engine.runtime import RunClock, RunStopped, StepClock, in_session
 from agent.engine.schema import for_provider
 from agent.engine.secrets import Secrets, secrets_note
+from agent.engine.trace import make_trace
 from agent.models import (
     ActionResult,
     Event,
     HistoryItem,
     LLMCall,
+    LLMTrace,
     RunFinished,
     RunRequest,
     RunResponse,
@@ -91,22 +93,38 @@ class _Run(RunClock):
         self.tools = act.tools(json_schema=request.json_schema, response_format=request.response_format,
                                provider=request.provider)
         self.vision = options.use_vision  # turned off when the provider refuses the screenshots
+        self.step_traces: list[LLMTrace] = []  # one per step call, in the same order
+        self.system_prompt = prompts.system_prompt(override=request.override_system_message,
+                                                   extend=request.extend_system_message)
         self.clock = StepClock()  # the current step's
         self.seen: list[tuple[int, str]] = []  # (step, page text) of every page observed: where results come from
 
-    async def extract(self, query: str, page: str) -> str:
-        with self.clock.part("llm"):
-            try:
-                reply = await self.llm.complete(
-                    [{"role": "user", "content": prompts.EXTRACT_PROMPT.format(
-                        query=query, page=self.secrets.scrub(page[:40_000]))}],
-                    None, purpose="extract",
-                )
-            except LLMError as exc:  # its time and cost are the step's, like a call that answered
-                if exc.call is not None:
-                    self.step_calls.append(exc.call)
-                raise
+    async def ask(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, *,
+                  purpose: str = "step", observation: str | None = None, shot_step: int | None = None) -> Reply:
+        """One model call (the step's model time, retries and backoff included); what it cost and its trace are
+        kept for the step's record, failed or not."""
+        try:
+            with self.clock.part("llm"):
+                reply = await self.llm.complete(messages, tools, purpose=purpose)
+        except LLMError as exc:
+            if exc.call is not None:
+                self.step_calls.append(exc.call)
+                self.step_traces.append(self._trace(exc.call, messages, tools, None, observation, shot_step))
+            raise
         self.step_calls.append(reply.call)
+        self.step_traces.append(self._trace(reply.call, messages, tools, reply.raw_message, observation, shot_step))
+        return reply
+
+    def _trace(self, call: LLMCall, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None,
+               raw: dict[str, Any] | None, observation: str | None, shot_step: int | None) -> LLMTrace:
+        # The messages hold placeholders already; scrubbing again costs nothing without sensitive_data
+        # and keeps a value the observation missed out of the trace.
+        return make_trace(call, self.secrets.scrub_value(messages), tools, self.secrets.scrub_value(raw),
+                          observation=self.secrets.scrub(observation), screenshot_step=shot_step)
+
+    async def extract(self, query: str, page: str) -> str:
+        content = prompts.EXTRACT_PROMPT.format(query=query, page=self.secrets.scrub(page[:40_000]))
+        reply = await self.ask([{"role": "user", "content": content}], None, purpose="extract")
         return reply.text
 
     def finish(self, error: str | None = None, stop_reason: StopReason | None = None, *, result: Any = None,
@@ -191,7 +209,7 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncGenerator[Event, Non
         page = await session.ensure_page()
         yield StepStarted(step=step, url=run.secrets.scrub(page.url))
         started_at, run.clock = utcnow(), StepClock()
-        run.step_calls = []
+        run.step_calls, run.step_traces = [], []
         shot_path = options.screenshot_dir / f"step-{step:03d}.jpg" if options.screenshot_dir else None
         with run.clock.part("browser"):
             obs, shot = await run.bounded(asyncio.gather(
@@ -211,8 +229,7 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncGenerator[Event, Non
         fatal: LLMError | None = None
         provider_failed = False  # the provider, not the model's reply, failed this step
         try:
-            with run.clock.part("llm"):  # retries and backoff included
-                reply = await _ask(run, message, shot)
+            reply = await _ask(run, message, shot, observation=obs.text, step=step)
             description = reply.text.splitlines()[0][:300] if reply.text else ""
             if not reply.tool_calls:
                 finish = reply.call.finish_reason
@@ -246,8 +263,6 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncGenerator[Event, Non
                         run.notes.append(f"after {call.name} {why}, these were not run: {skipped}")
                     break
         except LLMError as exc:
-            if exc.call is not None:
-                run.step_calls.append(exc.call)
             fatal = exc if exc.fatal else None
             if exc.kind in ("model_output", "length"):  # the model's own mistake: show it, as a bad tool call
                 description = f"The model's reply was refused: {exc}"[:300]
@@ -262,7 +277,7 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncGenerator[Event, Non
             started_at=started_at, llm_calls=list(run.step_calls), **run.clock.split(),
         ))
         run.tally.add_step(item)
-        yield StepFinished(item=item)
+        yield StepFinished(item=item, traces=list(run.step_traces))
         if fatal is not None:  # retrying cannot help (a key, a model name, a request the provider refuses)
             stop: StopReason = "missing_key" if fatal.kind == "missing_key" else "model_error"
             yield run.finish(f"the model could not be used ({fatal.kind}): {fatal}", stop)
@@ -318,27 +333,26 @@ async def _with_sources(run: _Run, session: BrowserSession, result: ActionResult
     return result.model_copy(update={"locators": traced})
 
 
-async def _ask(run: _Run, message: str, shot: str | None) -> Reply:
+async def _ask(run: _Run, message: str, shot: str | None, *, observation: str, step: int) -> Reply:
     """The step's model call, with the screenshot when the run uses vision. A provider that refuses
     images gets the same message without them, and the run goes on without screenshots."""
     content: Any = message
-    if run.vision and shot:
-        b64 = base64.b64encode(Path(shot).read_bytes()).decode()
+    vision = bool(run.vision and shot)
+    if vision:
+        b64 = base64.b64encode(Path(str(shot)).read_bytes()).decode()
         content = [{"type": "text", "text": message},
                    {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{b64}"}}]
-    messages = [{"role": "system", "content": prompts.SYSTEM_PROMPT}, {"role": "user", "content": content}]
+    messages = [{"role": "system", "content": run.system_prompt}, {"role": "user", "content": content}]
     try:
-        reply: Reply = await run.bounded(run.llm.complete(messages, run.tools))
+        reply: Reply = await run.bounded(run.ask(messages, run.tools, observation=observation,
+                                                 shot_step=step if vision else None))
     except LLMError as exc:
         if exc.kind != "vision_refused":
             raise
-        if exc.call is not None:
-            run.step_calls.append(exc.call)
         run.vision = False
         run.notices.append(f"the provider refused the screenshots ({exc}); the run went on without images")
         messages[1] = {"role": "user", "content": message}
-        reply = await run.bounded(run.llm.complete(messages, run.tools))
-    run.step_calls.append(reply.call)
+        reply = await run.bounded(run.ask(messages, run.tools, observation=observation))
     return reply
 
 

@@ -22,6 +22,14 @@ Rules:
 - When the task is complete, or clearly impossible, call done. Put the full answer the user asked for in
   done (success=false if you could not complete it). done must be the only action of its turn."""
 
+
+
+def system_prompt(*, override: str | None = None, extend: str | None = None) -> str:
+    """The system prompt of a run: ours (or `override`), then `extend` appended (browser-use's two knobs)."""
+    base = override if override is not None else SYSTEM_PROMPT
+    return f"{base.rstrip()}\n\n{extend.strip()}" if extend else base
+
+
 MAX_MEMORY_STEPS = 20
 MAX_CONTENT_CHARS = 1500
 

@@ -23,6 +23,7 @@ from agent.experiments.tasks import Check, Task, TaskError, load_bundled, parse_
 from agent.models import (
     INFRASTRUCTURE_REASONS,
     STOPPED_REASONS,
+    LLMTrace,
     PageChecked,
     RunFinished,
     RunRequest,
@@ -327,17 +328,25 @@ class ExperimentRunner:
     async def _judge(self, run_id: int, check: Check, prompt: str, result: Any) -> checks.Grade:
         """Ask the check's model to grade the result; the call is logged with the run (purpose "judge")."""
         from agent.engine.llm import LLM, LLMError  # litellm loads on first use, not at import
+        from agent.engine.trace import make_trace
 
         provider, model = check.judge_model
+        messages = checks.judge_messages(check, prompt, result)
         try:
-            reply = await LLM(provider, model).complete(checks.judge_messages(check, prompt, result), None,
-                                                        purpose="judge")
+            reply = await LLM(provider, model).complete(messages, None, purpose="judge")
         except LLMError as exc:
             if exc.call is not None:
-                await self.service.record_llm_call(run_id, exc.call)
+                await self.service.record_llm_call(run_id, exc.call, self._judge_trace(make_trace(
+                    exc.call, messages, None, None)))
             return checks.Grade(None, None, f"not graded: the judge ({provider}/{model}) failed: {exc}")
-        await self.service.record_llm_call(run_id, reply.call)
+        # What the judge was asked and answered is kept with the run, like the agent's own calls.
+        await self.service.record_llm_call(run_id, reply.call, self._judge_trace(make_trace(
+            reply.call, messages, None, reply.raw_message)))
         return checks.read_judgement(reply.text)
+
+    def _judge_trace(self, trace: LLMTrace) -> LLMTrace:
+        """The judge's trace as the run log keeps traces (without content when LOG_PROMPTS=0)."""
+        return trace if self.service.log_prompts else trace.without_content()
 
     @staticmethod
     def _graded_by(cell: Cell, grade: checks.Grade) -> str | None:

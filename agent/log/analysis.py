@@ -5,6 +5,8 @@
     an.runs()                       # one row per run (the v_runs view) as a DataFrame
     an.success_by_model()           # which provider/model succeeds most
     an.compare("gpt-4o-mini", "o3") # two models (or two prompts) on the same task, side by side
+    an.compare(12, 15)              # two runs step by step, the first step where they diverge marked
+    an.traces(12)                   # what the model saw and said in each call of run 12
 
     con = an.connect()              # one snapshot, held: several helpers see the very same log
     an.runs(con=con); an.steps(7, con=con)
@@ -49,6 +51,7 @@ __all__ = [
     "NoRunLog",
     "actions",
     "compare",
+    "compare_runs",
     "connect",
     "cost_latency_by_model",
     "data_dir",
@@ -67,6 +70,7 @@ __all__ = [
     "success_by_model",
     "success_overall",
     "time_split",
+    "traces",
     "views_markdown",
     "webhooks",
     "experiments", "experiment_cells", "experiment_comparisons", "experiment_matrix", "experiment_variants",
@@ -88,6 +92,8 @@ VIEW_DOCS: dict[str, str] = {
                "browser_ms + own_ms",
     "v_actions": "one row per executed action: name, params, success, error, who executed it",
     "v_llm_calls": "one row per LLM call: tokens, latency, cost, finish reason",
+    "v_llm_traces": "one row per LLM call as made: system prompt, messages sent, reply and tool calls as written, "
+                    "where the page observation sits; usage from llm_calls",
     "v_webhooks": "one row per webhook delivery attempt",
     "v_experiments": "one row per experiment: status, backend, repeats, progress (done/total), passes",
     "v_experiment_cells": "one row per experiment cell (task × variant × repeat): grade and its run's outcome",
@@ -434,90 +440,21 @@ def _screenshot(path: Any, base: Path) -> str | None:
     return None
 
 
-# ------------------------------------------------------------------ comparing
-_BY = {"model": "model", "prompt": "prompt"}
+# ------------------------------------------------------------------ one run's model calls
+def traces(run_id: int, *, con: Connection | None = None) -> pd.DataFrame:
+    """What the model saw and said in each call of a run (v_llm_traces), with the observation cut out."""
+    from agent.log.rows import observation_of
 
-
-def _by(by: str) -> str:
-    if by not in _BY:
-        raise ValueError(f"by must be 'model' or 'prompt', got {by!r}")
-    return _BY[by]
-
-
-def most_common(by: str = "model", n: int = 2, *, con: Connection | None = None) -> list[str]:
-    """The `n` models (or prompts) with the most finished runs, most frequent first."""
-    col = _by(by)
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
-    with _using(con) as c:
-        rows = c.execute(
-            f"SELECT {col}, count(*) AS c FROM runs WHERE status <> 'in_progress' AND {col} IS NOT NULL "
-            f"GROUP BY {col} ORDER BY c DESC, {col} LIMIT ?",
-            [n],
-        ).fetchall()
-    return [r[0] for r in rows]
-
-
-def compare(
-    a: str,
-    b: str,
-    *,
-    by: str = "model",
-    task: str | None = None,
-    model: str | None = None,
-    con: Connection | None = None,
-) -> pd.DataFrame:
-    """Two models (or two prompts) on the same task, one row each: success rate (over fair_runs, with its 95%
-    interval ci_low..ci_high), steps, duration, tokens, cost.
-
-    by="model": runs of models `a` and `b` on the prompt `task`, or (task=None) on the prompts both
-    have run. by="prompt": runs of prompts `a` and `b`, of `model` only when given. Finished runs only.
-    """
+    rid = _run_id(run_id)
+    df = _df(con, "SELECT * FROM v_llm_traces WHERE run_id = ? ORDER BY seq, idx", [rid])
     import pandas as pd
 
-    col = _by(by)
-    if not isinstance(a, str) or not isinstance(b, str) or not a or not b:
-        raise ValueError(f"a and b must be two {by}s (strings), got {a!r} and {b!r}")
-    if a == b:
-        raise ValueError(f"a and b are the same {by} ({a!r}); pick two different ones")
-    scope, params = "", [a, b]
-    if by == "model":
-        if task is not None:
-            scope, params = "AND prompt = ?", [a, b, task]
-        else:
-            # "The same task": only prompts that both models have run.
-            scope = ("AND prompt IN (SELECT prompt FROM runs WHERE model = ? AND status <> 'in_progress' "
-                     "INTERSECT SELECT prompt FROM runs WHERE model = ? AND status <> 'in_progress')")
-            params = [a, b, a, b]
-    elif model is not None:
-        scope, params = "AND model = ?", [a, b, model]
-    outcome = OUTCOME_SQL.format(r="runs")
-    fair = f"count(*) FILTER (WHERE {outcome} IN ('success', 'agent_failure'))"
-    wins = "count(*) FILTER (WHERE status = 'success')"
-    df = _df(
-        con,
-        f"""
-        SELECT {col} AS value, count(*) AS runs,
-               {fair} AS fair_runs,
-               {wins} AS successes,
-               CASE WHEN {fair} > 0 THEN {wins} / {fair} END AS success_rate,
-               {WILSON_SQL.format(n=fair, k=wins, sign="-")} AS ci_low,
-               {WILSON_SQL.format(n=fair, k=wins, sign="+")} AS ci_high,
-               avg(steps) AS avg_steps, avg(duration_ms) / 1000.0 AS avg_duration_s,
-               avg(input_tokens) AS avg_input_tokens, avg(output_tokens) AS avg_output_tokens,
-               avg(input_tokens + output_tokens) AS avg_tokens,
-               avg(cost_usd) AS avg_cost_usd, sum(cost_usd) AS total_cost_usd,
-               count(DISTINCT prompt) AS prompts, count(DISTINCT model) AS models
-        FROM runs
-        WHERE status <> 'in_progress' AND {col} IN (?, ?) {scope}
-        GROUP BY {col}
-        """,
-        params,
-    )
-    out = df.set_index("value").reindex(pd.Index([a, b], name=by))
-    for name in ("runs", "fair_runs", "successes", "prompts", "models"):
-        out[name] = out[name].fillna(0).astype("int64")
-    return out
+    def whole(value: Any) -> int | None:
+        return None if pd.isna(value) else int(value)
+
+    df["observation"] = [observation_of(m, whole(s), whole(e))
+                         for m, s, e in zip(df["messages_json"], df["observation_start"], df["observation_end"])]
+    return df
 
 
 # ------------------------------------------------------------------ docs
@@ -553,6 +490,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(views_markdown())
     return 0
 
+
+# The comparisons live in agent.log.compare (they use the helpers above); they are part of this API.
+from agent.log.compare import compare, compare_runs, most_common  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

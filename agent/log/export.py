@@ -25,8 +25,9 @@ __all__ = ["export_parquet"]
 _OWN_TIME = {
     "tasks": "created_at", "runs": "started_at", "steps": "finished_at", "actions": "created_at",
     "llm_calls": "started_at", "workflows": "created_at", "webhook_deliveries": '"at"',
+    "system_prompts": "first_seen",  # llm_traces has no time of its own: its run's day
 }
-_TOP_LEVEL = ("tasks", "runs", "workflows")  # tables with no run_id to follow
+_TOP_LEVEL = ("tasks", "runs", "workflows", "system_prompts")  # tables with no run_id to follow
 
 
 def export_parquet(con: duckdb.DuckDBPyConnection, out_dir: Path | str) -> list[Path]:
@@ -62,7 +63,7 @@ def _copy_table(con: duckdb.DuckDBPyConnection, table: str, folder: Path) -> boo
     row = con.execute(f"SELECT count(*) FROM {table}").fetchone()
     if row is None or row[0] == 0:
         return False  # no rows, no folder: an empty folder trips up readers
-    own = f"t.{_OWN_TIME[table]}"
+    own = f"t.{_OWN_TIME[table]}" if table in _OWN_TIME else "NULL"
     if table in _TOP_LEVEL:
         source, when = f"{table} t", own
     else:

@@ -8,12 +8,13 @@ protocol with `isinstance(x, RunLog)`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from agent.models import (
     LLMCall,
+    LLMTrace,
     RunFinished,
     RunRequest,
     RunResponse,
@@ -49,7 +50,7 @@ class RunLog(Protocol):
         """End a run still in progress as a failure, for `stop_reason`."""
         ...
 
-    def record_llm_call(self, run_id: int, call: LLMCall) -> None:
+    def record_llm_call(self, run_id: int, call: LLMCall, trace: LLMTrace | None = None) -> None:
         """Log a model call made for a run outside its steps (e.g. an experiment's judge)."""
         ...
 
@@ -80,8 +81,21 @@ class RunLog(Protocol):
         ...
 
     def list_runs(self, *, status: str | None = None, provider: str | None = None, model: str | None = None,
-                  task_id: int | None = None, limit: int = 50, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+                  task_id: int | None = None, q: str | None = None, model_contains: str | None = None,
+                  stop_reason: str | None = None, since: date | None = None, until: date | None = None,
+                  limit: int = 50, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
         """A page of runs, newest first, and the total matching."""
+        ...
+
+    def runs_summary(self, *, status: str | None = None, provider: str | None = None, model: str | None = None,
+                     task_id: int | None = None, q: str | None = None, model_contains: str | None = None,
+                     stop_reason: str | None = None, since: date | None = None,
+                     until: date | None = None) -> dict[str, Any]:
+        """Totals of the runs matching: runs, success rate, tokens, cost."""
+        ...
+
+    def get_traces(self, run_id: int, *, step: int | None = None) -> list[dict[str, Any]]:
+        """What the model saw and said in a run's calls (of one step), in order."""
         ...
 
     def get_task(self, task_id: int) -> dict[str, Any] | None:

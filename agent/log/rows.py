@@ -8,26 +8,32 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from datetime import date
 from typing import Any, NamedTuple
 
 import duckdb
 
-from agent.models import ActionResult, HistoryItem, LLMCall, RunResponse, Usage
+from agent.models import ActionResult, HistoryItem, LLMCall, RunResponse, Usage, message_text
 
 __all__ = [
     "ACTION_COLS",
     "LLM_COLS",
     "RUN_LIST_COLS",
     "STEP_COLS",
+    "TRACE_COLS",
     "WEBHOOK_COLS",
     "WORKFLOW_COLS",
     "RunRows",
+    "run_filter",
     "dicts",
     "fetch_run",
+    "fetch_traces",
+    "observation_of",
     "insert_sql",
     "loads",
     "run_response",
     "scalar",
+    "trace_dict",
     "workflow",
 ]
 
@@ -46,6 +52,10 @@ LLM_COLS = (
     "run_id", "seq", "step", "idx", "model", "provider", "purpose", "started_at", "latency_ms",
     "input_tokens", "output_tokens", "cost_usd", "finish_reason", "error",
 )
+TRACE_COLS = (
+    "run_id", "seq", "step", "idx", "system_hash", "messages_json", "tools", "reply_text",
+    "tool_calls_json", "observation_start", "observation_end", "prompt_chars",
+)
 RUN_LIST_COLS = (
     "id", "task_id", "status", "prompt", "provider", "model", "mode", "steps", "duration_ms",
     "cost_usd", "started_at", "error", "stop_reason",
@@ -62,6 +72,59 @@ _RUN_COLS = (
     "duration_ms", "llm_calls", "input_tokens", "output_tokens", "cost_usd", "is_done",
     "is_successful", "result_json", "workflow_id", "replayed_steps", "healed_steps", "notes_json",
 )
+
+# ------------------------------------------------------------------ filtering runs
+HAS_STOP_REASON = ("SELECT count(*) FROM information_schema.columns "
+                   "WHERE table_name = 'runs' AND column_name = 'stop_reason'")
+STOP_REASONS_SQL = "SELECT DISTINCT stop_reason FROM runs WHERE stop_reason IS NOT NULL ORDER BY 1"
+# Runs in progress have no outcome yet: the success rate counts finished runs only.
+SUMMARY_SQL = """
+    SELECT count(*) AS runs,
+           count(*) FILTER (WHERE status <> 'in_progress') AS finished,
+           count(*) FILTER (WHERE status = 'success') AS successes,
+           count(*) FILTER (WHERE status = 'success') / nullif(count(*) FILTER (WHERE status <> 'in_progress'), 0)
+               AS success_rate,
+           coalesce(sum(input_tokens), 0)::BIGINT AS input_tokens,
+           coalesce(sum(output_tokens), 0)::BIGINT AS output_tokens,
+           coalesce(sum(cost_usd), 0) AS cost_usd
+    FROM runs {where}
+"""
+
+
+def _like(text: str) -> str:
+    """`text` as an ILIKE pattern that matches it anywhere, its own % and _ taken literally."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def run_filter(
+    *, status: str | None = None, provider: str | None = None, model: str | None = None, task_id: int | None = None,
+    q: str | None = None, model_contains: str | None = None, stop_reason: str | None = None,
+    since: date | None = None, until: date | None = None,
+) -> tuple[str, list[Any]]:
+    """The WHERE clause and parameters of the runs filters (None: no filter)."""
+    where: list[str] = []
+    params: list[Any] = []
+    for col, value in (("status", status), ("provider", provider), ("model", model), ("task_id", task_id),
+                       ("stop_reason", stop_reason)):
+        if value is not None:
+            where.append(f"{col} = ?")
+            params.append(value)
+    if q:
+        where.append("(prompt ILIKE ? ESCAPE '\\' OR CAST(result_json AS VARCHAR) ILIKE ? ESCAPE '\\' "
+                     "OR error ILIKE ? ESCAPE '\\')")
+        params += [_like(q)] * 3
+    if model_contains:
+        where.append("model ILIKE ? ESCAPE '\\'")
+        params.append(_like(model_contains))
+    # Days are UTC days, as in the views' `day` column.
+    if since is not None:
+        where.append("CAST(timezone('UTC', started_at) AS DATE) >= ?")
+        params.append(since)
+    if until is not None:
+        where.append("CAST(timezone('UTC', started_at) AS DATE) <= ?")
+        params.append(until)
+    return ("WHERE " + " AND ".join(where)) if where else "", params
+
 
 _INSERT_SQL: dict[tuple[str, int], str] = {}
 
@@ -182,3 +245,46 @@ def _calls_by_seq(rows: Iterable[tuple[Any, ...]]) -> dict[int, list[LLMCall]]:
             )
         )
     return out
+
+
+# ------------------------------------------------------------------ traces
+_TRACE_SQL = """
+    SELECT step, seq, idx, purpose, provider, model, started_at, latency_ms, input_tokens, output_tokens,
+           cost_usd, finish_reason, error, logged, prompt_chars, system_prompt, messages_json, tools,
+           reply_text, tool_calls_json, observation_start, observation_end
+    FROM v_llm_traces WHERE run_id = ? {step} ORDER BY seq, idx
+"""
+
+
+def fetch_traces(con: Connection, run_id: int, step: int | None = None) -> list[dict[str, Any]]:
+    """The traces of a run's model calls (of one step, by its number), in order, as plain dicts."""
+    where, params = ("AND step = ?", [run_id, step]) if step is not None else ("", [run_id])
+    return [trace_dict(r) for r in dicts(con.execute(_TRACE_SQL.format(step=where), params))]
+
+
+def trace_dict(row: dict[str, Any]) -> dict[str, Any]:
+    """A v_llm_traces row as the trace route answers: what the model saw and said, and what it cost."""
+    messages = loads(row["messages_json"]) or []
+    system = row["system_prompt"]
+    observation = observation_of(messages, row["observation_start"], row["observation_end"])
+    return {
+        "step": row["step"], "seq": row["seq"], "idx": row["idx"], "purpose": row["purpose"],
+        "provider": row["provider"], "model": row["model"], "started_at": row["started_at"],
+        "logged": row["logged"], "system_prompt": system,
+        "messages": ([{"role": "system", "content": system}] if system is not None else []) + messages,
+        "tools": [] if row["tools"] is None else list(row["tools"]),
+        "reply": row["reply_text"], "tool_calls": loads(row["tool_calls_json"]) or [],
+        "observation": observation, "error": row["error"],
+        "usage": {"input_tokens": row["input_tokens"], "output_tokens": row["output_tokens"],
+                  "latency_ms": row["latency_ms"], "cost_usd": row["cost_usd"],
+                  "finish_reason": row["finish_reason"], "prompt_chars": row["prompt_chars"]},
+    }
+
+
+def observation_of(messages: Any, start: Any, end: Any) -> str | None:
+    """The page observation cut out of the last message (`messages` as stored, or already parsed)."""
+    if isinstance(messages, str):
+        messages = json.loads(messages)
+    if not messages or not isinstance(start, int) or not isinstance(end, int):
+        return None  # also a DataFrame's NaN for "not kept"
+    return message_text(messages[-1])[start:end]

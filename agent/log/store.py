@@ -45,6 +45,7 @@ from agent.log.experiments import ExperimentLog
 from agent.log.export import export_parquet
 from agent.log.migrations import MigrationError, migrate
 from agent.log.protocol import LogEvent
+from agent.log.queries import RunQueries, check_page
 from agent.log.redact import scrub, secret_values
 from agent.log.snapshots import (
     DB_FILE,
@@ -60,6 +61,7 @@ from agent.log.snapshots import (
 from agent.models import (
     STOP_REASONS,
     LLMCall,
+    LLMTrace,
     RunFinished,
     RunRequest,
     RunResponse,
@@ -82,8 +84,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-STATUSES = ("success", "failure", "in_progress")
-MAX_PAGE = 1000
+MAX_KNOWN_PROMPTS = 10_000
 
 # One Store per database file per process: a second one would share DuckDB's instance and
 # race the first on migrations and the "interrupted" sweep.
@@ -100,7 +101,7 @@ _TASK_SQL = """
 """
 
 
-class Store(ExperimentLog):
+class Store(RunQueries, ExperimentLog):
     """The run log in one DuckDB file; thread-safe (one lock), each write one transaction."""
 
     def __init__(
@@ -127,12 +128,16 @@ class Store(ExperimentLog):
         self._steps_seen: dict[int, int] = {}
         # run id -> the run's sensitive values, scrubbed from every write while the run lasts.
         self._run_secrets: dict[int, list[str]] = {}
+        # Hashes of the system prompts stored: a run's prompt is written once, not checked every step.
+        self._prompt_hashes: set[str] = set()
         # Snapshots copy the file through this descriptor, held open for the store's life: DuckDB
         # locks the file with fcntl, and closing *any* descriptor of it in this process would
         # silently drop that lock and let a second process open the live file.
         self._file_fd = os.open(self.path, os.O_RDONLY)
         try:
             self._db, self.migrations_applied, self.interrupted_runs = self._prepare()
+            # Issue 10 adds runs.stop_reason: filtered and listed once the column exists.
+            self._stop_reason = bool(rows.scalar(self._con, rows.HAS_STOP_REASON))
         except BaseException:
             self._con.close()
             os.close(self._file_fd)
@@ -258,9 +263,16 @@ class Store(ExperimentLog):
     def record(self, run_id: int, event: LogEvent) -> None:
         """Persist one engine event in one transaction (a crash loses at most the step in flight)."""
         if isinstance(event, StepFinished):
-            with self._lock:  # the cache moves with the commit, never between two writers
+            with self._lock:  # the caches move with the commit, never between two writers
                 seen = self._steps_seen.get(run_id)
-                seq = self._write(writes.add_step, run_id, seen, event.item, event.at)
+                if event.traces:
+                    seq, added = self._write(writes.add_traced_step, run_id, seen, event.item, event.at,
+                                             event.traces, self._prompt_hashes)
+                    if len(self._prompt_hashes) > MAX_KNOWN_PROMPTS:  # bounded; a miss only costs an insert
+                        self._prompt_hashes.clear()
+                    self._prompt_hashes.update(added)
+                else:
+                    seq = self._write(writes.add_step, run_id, seen, event.item, event.at)
                 self._steps_seen[run_id] = seq + 1  # only once committed
         elif isinstance(event, RunStarted):
             self._write(writes.start_run, run_id, event)
@@ -287,9 +299,9 @@ class Store(ExperimentLog):
             self._run_secrets.pop(run_id, None)
         self._request_snapshot()
 
-    def record_llm_call(self, run_id: int, call: LLMCall) -> None:
-        """Log a model call made for a run outside its steps (e.g. an experiment's judge)."""
-        self._write(writes.insert_llm_call, run_id, call)
+    def record_llm_call(self, run_id: int, call: LLMCall, trace: LLMTrace | None = None) -> None:
+        """Log a model call made for a run outside its steps (e.g. an experiment's judge), with its trace."""
+        self._write(writes.insert_llm_call, run_id, call, trace)
 
     def add_secrets(self, run_id: int, values: Sequence[str]) -> None:
         """Scrub these values (a run's sensitive_data) from every write until the run ends."""
@@ -332,37 +344,6 @@ class Store(ExperimentLog):
         stored.pop("webhook_url", None)  # kept redacted, so no longer a place to deliver to
         return RunRequest.model_validate(stored)
 
-    def list_runs(
-        self,
-        *,
-        status: str | None = None,
-        provider: str | None = None,
-        model: str | None = None,
-        task_id: int | None = None,
-        limit: int = 50,
-        offset: int = 0,
-    ) -> tuple[list[dict[str, Any]], int]:
-        """A page of runs, newest first, and the total matching the filters."""
-        _check_page(limit, offset)
-        if status is not None and status not in STATUSES:
-            raise InvalidQuery(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
-        where, params = [], []
-        for col, value in (("status", status), ("provider", provider), ("model", model), ("task_id", task_id)):
-            if value is not None:
-                where.append(f"{col} = ?")
-                params.append(value)
-        clause = ("WHERE " + " AND ".join(where)) if where else ""
-        with self._lock:
-            self._check_open()
-            total = rows.scalar(self._con, f"SELECT count(*) FROM runs {clause}", params)
-            page = rows.dicts(
-                self._con.execute(
-                    f"SELECT {', '.join(rows.RUN_LIST_COLS)} FROM runs {clause} ORDER BY id DESC LIMIT ? OFFSET ?",
-                    [*params, limit, offset],
-                )
-            )
-        return page, total
-
     def get_task(self, task_id: int) -> dict[str, Any] | None:
         """A task with its request, run count and last run's status; None if unknown."""
         with self._lock:
@@ -375,7 +356,7 @@ class Store(ExperimentLog):
 
     def list_tasks(self, *, limit: int = 50, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
         """A page of tasks, newest first (with run count and last status), and the total."""
-        _check_page(limit, offset)
+        check_page(limit, offset)
         with self._lock:
             self._check_open()
             total = rows.scalar(self._con, "SELECT count(*) FROM tasks")
@@ -549,10 +530,3 @@ def _release(path: Path) -> None:
 def _check_method(name: str, method: str) -> None:
     if method not in METHODS:
         raise InvalidQuery(f"{name} must be 'checkpoint' or 'copy', got {method!r}")
-
-
-def _check_page(limit: int, offset: int) -> None:
-    if not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
-        raise InvalidQuery(f"limit must be an integer from 1 to {MAX_PAGE}, got {limit!r}")
-    if not isinstance(offset, int) or offset < 0:
-        raise InvalidQuery(f"offset must be an integer >= 0, got {offset!r}")

@@ -8,8 +8,9 @@ text that may carry a secret goes through `agent.log.redact` on its way in.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -21,15 +22,27 @@ from agent.log.rows import (
     ACTION_COLS,
     LLM_COLS,
     STEP_COLS,
+    TRACE_COLS,
     WEBHOOK_COLS,
     WORKFLOW_COLS,
     insert_sql,
     scalar,
 )
-from agent.models import HistoryItem, LLMCall, RunFinished, RunRequest, RunStarted, Usage, utcnow
+from agent.models import (
+    HistoryItem,
+    LLMCall,
+    LLMTrace,
+    RunFinished,
+    RunRequest,
+    RunStarted,
+    Usage,
+    message_text,
+    utcnow,
+)
 
 __all__ = [
     "add_step",
+    "add_traced_step",
     "check_run",
     "delete_workflow",
     "end_webhook",
@@ -152,6 +165,16 @@ def add_step(con: Connection, secrets: Secrets, run_id: int, seq: int | None, it
     return seq
 
 
+def add_traced_step(con: Connection, secrets: Secrets, run_id: int, seq: int | None, item: HistoryItem,
+                    at: datetime, traces: Sequence[LLMTrace], known_prompts: Collection[str]) -> tuple[int, list[str]]:
+    """`add_step` and the step's call traces in the same transaction: (seq, system prompt hashes added).
+
+    `known_prompts` are hashes already stored (the Store's cache): their text is not written again.
+    """
+    seq = add_step(con, secrets, run_id, seq, item, at)
+    return seq, _insert_traces(con, secrets, run_id, seq, item, traces, at, known_prompts)
+
+
 def finish_run(con: Connection, secrets: Secrets, run_id: int, event: RunFinished) -> None:
     """End a run as the engine reported it, keeping any history step it never announced."""
     r = event.response
@@ -210,8 +233,10 @@ def insert_webhook_attempt(
     )
 
 
-def insert_llm_call(con: Connection, secrets: Secrets, run_id: int, call: LLMCall) -> None:
-    """A model call made for a run outside its steps (e.g. an experiment's judge): step 0, after the last seq.
+def insert_llm_call(con: Connection, secrets: Secrets, run_id: int, call: LLMCall,
+                    trace: LLMTrace | None = None) -> None:
+    """A model call made for a run outside its steps (e.g. an experiment's judge): step 0, after the last seq,
+    with its trace (what it was asked and answered) when given and logged.
 
     It is kept apart from the run's totals, which count what the agent itself spent.
     """
@@ -220,6 +245,11 @@ def insert_llm_call(con: Connection, secrets: Secrets, run_id: int, call: LLMCal
     con.execute(insert_sql("llm_calls", LLM_COLS, 1), [
         run_id, seq, 0, 0, call.model, call.provider, call.purpose, call.started_at, call.latency_ms,
         call.input_tokens, call.output_tokens, call.cost_usd, call.finish_reason, scrub(call.error, secrets)])
+    if trace is not None:
+        item = HistoryItem(step=0, description=call.purpose, llm_calls=[call])
+        _insert_traces(con, secrets, run_id, seq, item, [trace], call.started_at, ())
+
+
 def redact_outbox_url(con: Connection, secrets: Secrets, run_id: int, url: str) -> None:
     """Keep only the redacted form of an owed webhook's URL in the table (the Store keeps the full one)."""
     con.execute("UPDATE webhook_outbox SET url = ? WHERE run_id = ?", [redact_url(url), run_id])
@@ -347,3 +377,55 @@ def _add_totals(con: Connection, run_id: int, items: Sequence[HistoryItem]) -> N
     )
 
 
+# ------------------------------------------------------------------ traces
+def _insert_traces(con: Connection, secrets: Secrets, run_id: int, seq: int, item: HistoryItem,
+                   traces: Sequence[LLMTrace], at: datetime, known_prompts: Collection[str]) -> list[str]:
+    """The step's call traces whose content was kept, each on the row of its llm_calls entry; system
+    prompts once by hash (the hashes added are returned). A trace without content (LOG_PROMPTS=0)
+    writes nothing: llm_calls has its usage."""
+    rows: list[Any] = []
+    prompts: dict[str, str] = {}
+    kept = [(position, t) for position, t in enumerate(traces) if t.logged]
+    for position, t in kept:
+        # The trace's own call locates its llm_calls row (robust to a call that has no trace).
+        idx = next((i for i, c in enumerate(item.llm_calls) if c == t.call), position)
+        system_hash = None
+        if t.system_prompt is not None:
+            text = scrub(t.system_prompt, secrets)
+            system_hash = hashlib.sha256(text.encode()).hexdigest()
+            if system_hash not in known_prompts:
+                prompts[system_hash] = text
+        start, end = _observation(t, secrets) if t.observation else (None, None)
+        rows += (
+            run_id, seq, item.step, idx, system_hash, dumps([_scrub_message(m, secrets) for m in t.messages], secrets),
+            list(t.tools), scrub(t.reply_text, secrets), dumps(t.tool_calls, secrets), start, end, t.prompt_chars,
+        )
+    if prompts:
+        con.execute(
+            "INSERT INTO system_prompts (hash, text, first_seen) VALUES "
+            + ", ".join(["(?, ?, ?)"] * len(prompts)) + " ON CONFLICT DO NOTHING",
+            [v for h, text in prompts.items() for v in (h, text, at)],
+        )
+    if kept:
+        con.execute(insert_sql("llm_traces", TRACE_COLS, len(kept)), rows)
+    return list(prompts)
+
+
+def _scrub_message(message: dict[str, Any], secrets: Secrets) -> dict[str, Any]:
+    """A message with every text scrubbed (part by part, so that its structure stays)."""
+    content = message.get("content")
+    if isinstance(content, list):
+        content = [{**p, "text": scrub(str(p.get("text", "")), secrets)} if p.get("type") == "text" else p
+                   for p in content if isinstance(p, dict)]
+    elif isinstance(content, str):
+        content = scrub(content, secrets)
+    return {**message, "content": content}
+
+
+def _observation(trace: LLMTrace, secrets: Secrets) -> tuple[int, int]:
+    """The observation's place in the last message once scrubbed (a secret replaced shifts it)."""
+    assert trace.observation is not None
+    start, end = trace.observation
+    text = message_text(trace.messages[-1]) if trace.messages else ""
+    new_start = len(scrub(text[:start], secrets))
+    return new_start, new_start + len(scrub(text[start:end], secrets))

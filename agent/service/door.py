@@ -10,10 +10,13 @@ import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.models import LLMCall, RunRequest, RunResponse
+from agent.models import LLMCall, LLMTrace, RunRequest, RunResponse
 
 if TYPE_CHECKING:
     from agent.log.protocol import RunLog
+
+
+EXPORT_FORMAT = "workbench-run/1"  # the export's own version, for readers of saved files
 
 
 class NotFound(LookupError):
@@ -44,6 +47,32 @@ class LogDoor:
         """A page of runs, newest first, and the total matching (filters as in `RunLog.list_runs`)."""
         return await asyncio.to_thread(lambda: self._log.list_runs(**filters))
 
+    async def runs_summary(self, **filters: Any) -> dict[str, Any]:
+        """Totals of the runs matching the filters (as in `RunLog.runs_summary`)."""
+        return await asyncio.to_thread(lambda: self._log.runs_summary(**filters))
+
+    async def traces(self, run_id: int, *, step: int | None = None) -> list[dict[str, Any]]:
+        """What the model saw and said in a run's calls (of one step by its number); NotFound naming what is missing."""
+        response = await self.aget(run_id)
+        if response is None:
+            raise NotFound("run", run_id)
+        if step is not None and all(item.step != step for item in response.history):
+            raise NotFound("run", run_id, detail=f"run {run_id} has no step {step} "
+                                                 f"(it has {len(response.history)} so far)")
+        return await asyncio.to_thread(lambda: self._log.get_traces(run_id, step=step))
+
+    async def export(self, run_id: int) -> dict[str, Any]:
+        """Everything kept about a run: its response, request, call traces and webhook attempts."""
+        response = await self.aget(run_id)
+        if response is None:
+            raise NotFound("run", run_id)
+        request = await self.run_request(run_id)
+        traces = await asyncio.to_thread(self._log.get_traces, run_id)
+        attempts = await asyncio.to_thread(self._log.webhook_attempts, run_id)
+        return {"format": EXPORT_FORMAT, "response": response.to_json(),
+                "request": request.model_dump(mode="json", exclude_none=True) if request else None,
+                "traces": traces, "webhook_attempts": attempts}
+
     async def get_task(self, task_id: int) -> dict[str, Any]:
         """A task with its request, run count and last status; NotFound if unknown."""
         task = await asyncio.to_thread(self._log.get_task, task_id)
@@ -66,6 +95,17 @@ class LogDoor:
         response = await self.aget(run_id)
         if response is None:
             raise NotFound("run", run_id)
+        return self._screenshot_file(run_id, response, step)
+
+    async def screenshot_files(self, run_id: int) -> dict[int, Path]:
+        """Every step's screenshot file that exists, by step number (for the HTML export)."""
+        response = await self.aget(run_id)
+        if response is None:
+            raise NotFound("run", run_id)
+        found = {item.step: self._screenshot_file(run_id, response, item.step) for item in response.history}
+        return {step: path for step, path in found.items() if path is not None}
+
+    def _screenshot_file(self, run_id: int, response: RunResponse, step: int) -> Path | None:
         root = Path(self._log.screenshots_dir).resolve()
         candidates = [root / str(run_id) / f"step-{step:03d}.jpg"]
         candidates += [Path(item.screenshot) for item in response.history if item.step == step and item.screenshot]
@@ -162,9 +202,9 @@ class LogDoor:
         """Mark the cells never started of a cancelled experiment."""
         await asyncio.to_thread(self._log.cancel_pending_cells, exp_id)
 
-    async def record_llm_call(self, run_id: int, call: LLMCall) -> None:
+    async def record_llm_call(self, run_id: int, call: LLMCall, trace: LLMTrace | None = None) -> None:
         """Log a model call made for a run outside its steps (an experiment's judge)."""
-        await asyncio.to_thread(self._log.record_llm_call, run_id, call)
+        await asyncio.to_thread(self._log.record_llm_call, run_id, call, trace)
 
     async def set_experiment_status(self, exp_id: int, status: str, error: str | None = None) -> None:
         """Set an experiment's status."""

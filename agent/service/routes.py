@@ -8,18 +8,21 @@ door to the run log) and answers in the contract's shape (`RunResponse`); errors
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import ValidationError
 
+from agent.log.errors import InvalidQuery
 from agent.models import PROVIDERS, RequestError, RunRequest, RunResponse, validation_errors
 from agent.service.door import NotFound
 from agent.service.http import (
@@ -121,16 +124,29 @@ def runs_router(service: RunService) -> APIRouter:
     async def list_runs(
         status: Literal["success", "failure", "in_progress"] | None = None,
         provider: Literal[PROVIDERS] | None = None,  # type: ignore[valid-type]
-        model: str | None = Query(default=None, max_length=200),
+        model: str | None = Query(default=None, max_length=200, description="The exact model name"),
         task_id: int | None = Query(default=None, ge=1, le=MAX_ID),
+        q: str | None = Query(default=None, max_length=200, description="Text in the prompt, result or error"),
+        model_contains: str | None = Query(default=None, max_length=200, description="Part of the model name"),
+        stop_reason: str | None = Query(default=None, max_length=60, description="Why the run stopped"),
+        since: Annotated[date | None, Query(description="First UTC day the run started on (YYYY-MM-DD)")] = None,
+        until: Annotated[date | None, Query(description="Last UTC day the run started on (YYYY-MM-DD)")] = None,
         limit: int = Query(default=50, ge=1, le=MAX_PAGE),
         offset: int = Query(default=0, ge=0, le=MAX_ID),
     ) -> JSONResponse:
-        """A page of runs, newest first, with the total matching the filters."""
-        rows, total = await service.list_runs(status=status, provider=provider, model=model, task_id=task_id,
-                                              limit=limit, offset=offset)
+        """A page of runs, newest first, with the total matching the filters and their totals."""
+        if since is not None and until is not None and since > until:
+            raise unprocessable("since", f"is after until ({since} > {until}); swap them")
+        filters = {"status": status, "provider": provider, "model": model, "task_id": task_id, "q": q or None,
+                   "model_contains": model_contains or None, "stop_reason": stop_reason or None, "since": since,
+                   "until": until}
+        try:
+            rows, total = await service.list_runs(**filters, limit=limit, offset=offset)
+            totals = await service.runs_summary(**filters)
+        except InvalidQuery as exc:
+            raise unprocessable("stop_reason", str(exc)) from None
         runs = [{"task_run_id": row.get("id"), **row} for row in rows]
-        return json_response({"runs": runs, "total": total, "limit": limit, "offset": offset})
+        return json_response({"runs": runs, "total": total, "limit": limit, "offset": offset, "totals": totals})
 
     @router.get("/api/runs/{task_run_id}", tags=["runs"], responses={**RUN_OK, **error_responses(404)})
     async def get_run(task_run_id: RunId) -> JSONResponse:
@@ -154,6 +170,32 @@ def runs_router(service: RunService) -> APIRouter:
             response = await service.aget(task_run_id)
         assert response is not None
         return json_response(response.to_json())
+
+    @router.get("/api/runs/{task_run_id}/steps/{step}/trace", tags=["runs"], responses=error_responses(404))
+    async def step_trace(task_run_id: RunId, step: Step) -> JSONResponse:
+        """What the model saw and said in a step: {system_prompt, messages, reply, tool_calls, observation, usage}.
+
+        One object when the step made one model call, a list when it made several (an extract, a
+        retry), an empty list when it made none (a replayed step).
+        """
+        traces = await service.traces(task_run_id, step=step)
+        return json_response(traces[0] if len(traces) == 1 else traces)
+
+    @router.get("/api/runs/{task_run_id}/export", tags=["runs"], response_model=None, responses={
+        200: {"content": {"application/json": {}, "text/html": {}}, "description": "The run in one file"},
+        **error_responses(404)})
+    async def export_run(task_run_id: RunId,
+                         format: Literal["json", "html"] = Query(default="json")) -> JSONResponse | HTMLResponse:
+        """The whole run in one file: json (response, request, traces, webhook attempts) or html (opens offline)."""
+        data = await service.export(task_run_id)
+        name = f"run-{task_run_id}.{format}"
+        headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+        if format == "json":
+            return json_response(data, headers=headers)
+        from agent.ui.export import export_html  # pure rendering, shared with the viewer
+
+        page = await asyncio.to_thread(export_html, data, screenshots=await service.screenshot_files(task_run_id))
+        return HTMLResponse(page, headers=headers)
 
     @router.get("/api/runs/{task_run_id}/webhooks", tags=["runs"], responses=error_responses(404))
     async def run_webhooks(task_run_id: RunId) -> JSONResponse:

@@ -40,6 +40,7 @@ from agent.models import (
 )
 from agent.service import webhooks
 from agent.service.door import LogDoor, NotFound
+from agent.service.observers import Observer, Observers
 from agent.service.ray_executor import WorkerLost
 from agent.service.warmup import start_warm_up
 
@@ -133,8 +134,13 @@ class RunService(LogDoor):
         webhook_attempts: int = 5,
         webhook_timeout_s: float = 10.0,
         webhook_backoff_s: float = 1.0,
+        log_prompts: bool | None = None,
+        observers: list[Observer] | None = None,
     ) -> None:
         self._log = store
+        # LOG_PROMPTS off: traces lose their content before the store, viewers or observers see them.
+        self._observers = Observers(observers, log_prompts=log_prompts)
+        self.log_prompts = self._observers.log_prompts
         self.browser = browser
         self.data_dir = Path(data_dir)
         self.max_concurrent = max_concurrent or _env_int("MAX_CONCURRENT_RUNS", DEFAULT_MAX_CONCURRENT)
@@ -206,6 +212,7 @@ class RunService(LogDoor):
                 task.cancel()
             if pending_hooks:
                 await asyncio.wait(pending_hooks, timeout=WEBHOOK_SHUTDOWN_GRACE_S)
+        await self._observers.shutdown()  # the OpenTelemetry exporter sends its last spans (bounded)
 
     # ------------------------------------------------------------ submitting and waiting
     async def submit(self, request: RunRequest | dict[str, Any], *, task_id: int | None = None,
@@ -304,6 +311,13 @@ class RunService(LogDoor):
         if run_id in self._live and self._live[run_id].request.webhook_url:
             return True  # the run has not ended: its delivery has not even started
         return any(task.get_name() == f"webhook-{run_id}" and not task.done() for task in self._webhooks)
+
+    async def webhook_owed(self, run_id: int) -> bool:
+        """True while the run's webhook is owed: the run has not ended, its delivery goes on, or the outbox
+        holds it (ended, not yet picked up, or left by a crash for the next start)."""
+        if self.webhook_pending(run_id):
+            return True
+        return bool(await asyncio.to_thread(self._log.pending_webhooks, run_id))
 
     def is_queued(self, run_id: int) -> bool:
         """True while the run waits for a free slot."""
@@ -496,6 +510,7 @@ class RunService(LogDoor):
 
     async def _emit(self, live: _Live, event: Any) -> None:
         """Write the event to the store, then make it visible: a step seen is a step stored."""
+        event = self._observers.prepare(event)
         try:
             await asyncio.to_thread(self._log.record, live.run_id, event)
         except Exception as exc:
@@ -506,6 +521,7 @@ class RunService(LogDoor):
         elif isinstance(event, StepFinished):
             live.tally.add_step(event.item)
         live.append(event)
+        self._observers(live.run_id, event)
 
     def _failure(self, live: _Live, reason: str, stop_reason: StopReason) -> RunResponse:
         """A failed end built from what the run did so far."""
@@ -538,6 +554,7 @@ class RunService(LogDoor):
         live.final = response
         live.append(event)
         live.done.set()
+        self._observers(live.run_id, event)
         log.info("run %d ended: %s%s", live.run_id, response.status, f" ({response.error})" if response.error else "")
         if live.request.webhook_url:
             try:  # the outbox row holds the URL and the delivery id, and outlives a crash

@@ -24,6 +24,14 @@ CSS_PATH = Path(__file__).with_name("style.css")
 QUIET: dict[str, Any] = {"api_visibility": "private", "concurrency_limit": None, "show_progress": "hidden"}
 # Instant ones skip the queue: the viewer redraws ~0.2 s after each step instead of ~1 s.
 INSTANT: dict[str, Any] = {"api_visibility": "private", "queue": False, "show_progress": "hidden"}
+# The Export button: the browser downloads the run's HTML export from the route.
+EXPORT_JS = """(run) => {
+    if (!run || !run.task_run_id) return;
+    const a = document.createElement('a');
+    a.href = 'api/runs/' + run.task_run_id + '/export?format=html';
+    a.download = 'run-' + run.task_run_id + '.html';
+    document.body.appendChild(a); a.click(); a.remove();
+}"""
 
 
 def ui_mount_options() -> dict[str, Any]:
@@ -68,17 +76,29 @@ class Viewer:
     html: Any
     rerun_btn: Any
     save_btn: Any
+    export_btn: Any
     response: Any
     webhooks: Any
 
 
 @dataclass
 class History:
-    """The run history: filters, refresh, and the table (selecting a row opens that run)."""
+    """The run history: filters, totals, paging, the table (selecting a row opens that run) and compare."""
 
-    filters: list[Any]
+    filters: list[Any]  # in RunHandlers.history's order, page size last
+    stop_reason: Any
     refresh_btn: Any
+    totals: Any
+    page: Any  # gr.State: the page shown (0-based)
+    page_label: Any
+    prev_btn: Any
+    next_btn: Any
     table: Any
+    compare_box: Any
+    compare_a: Any
+    compare_b: Any
+    compare_btn: Any
+    compare_html: Any
     last_seen: Any  # "run_id:status" of the viewer's run when the table was last refreshed for it
 
 
@@ -106,7 +126,7 @@ def build_ui(service: RunService, settings: Settings, experiments: ExperimentRun
         saved = _wire(ui, handlers, form, viewer, history, max_concurrent=service.max_concurrent)
         listing = WorkflowHandlers(service)
         wire_workflows(ui, listing, workflows, response=viewer.response, provider=form.provider,
-                       model=form.model, follow=handlers.follow, quiet=QUIET)
+                       model=form.model, follow=handlers.follow_new, quiet=QUIET)
         saved.then(listing.listing, None, [workflows.table], **QUIET)  # a workflow just saved is listed
         if experiments is not None:
             build_section(ui, experiments, quiet=QUIET, instant=INSTANT)
@@ -118,6 +138,7 @@ def _form(example_titles: list[str]) -> Form:
     import gradio as gr
 
     from agent.engine.llm import SUGGESTED_MODELS
+    from agent.engine.prompts import SYSTEM_PROMPT
     from agent.models import PROVIDERS
 
     prompt = gr.Textbox(label="Task (prompt)", lines=4, max_lines=14, elem_id="wb-prompt",
@@ -158,6 +179,14 @@ def _form(example_titles: list[str]) -> Form:
         sensitive_data = gr.Textbox(
             "", type="password", label="Sensitive data (JSON; typed into pages, never shown to the model or kept)",
             elem_id="wb-sensitive-data", placeholder='{"password": "..."}: write <secret>password</secret> in the task')
+        extend_system = gr.Textbox("", label="Extend the system prompt (appended to ours)", lines=2, max_lines=12,
+                                   elem_id="wb-extend-system",
+                                   placeholder="e.g. Prices on this site are per pack: always read the pack size.")
+        override_system = gr.Textbox("", label="Override the system prompt (replaces ours; empty: ours)", lines=3,
+                                     max_lines=20, elem_id="wb-override-system")
+        with gr.Accordion("Our default system prompt (for reference)", open=False, elem_id="wb-default-system-box"):
+            gr.Textbox(SYSTEM_PROMPT, show_label=False, lines=6, max_lines=30, interactive=False,
+                       elem_id="wb-default-system")
     with gr.Row():
         run_btn = gr.Button("Run", variant="primary", elem_id="wb-run")
         cancel_btn = gr.Button("Cancel", variant="stop", interactive=False, elem_id="wb-cancel")
@@ -167,7 +196,7 @@ def _form(example_titles: list[str]) -> Form:
                           elem_id="wb-examples")
     fields = [prompt, model, provider, wait_for_completion, webhook_url, response_format, json_schema,
               use_cached_workflow, cached_workflow, workflow_id, workflow_params, start_url, max_steps,
-              use_vision, allowed_domains, sensitive_data]
+              use_vision, allowed_domains, sensitive_data, extend_system, override_system]
     return Form(fields=fields, prompt=prompt, model=model, provider=provider, hint=hint, price=price,
                 remembered=remembered,
                 response_format=response_format, json_schema=json_schema, schema_status=schema_status,
@@ -184,9 +213,11 @@ def _viewer() -> Viewer:
     with gr.Row():
         rerun_btn = gr.Button("Run again (refill the form)", interactive=False, elem_id="wb-rerun")
         save_btn = gr.Button("Save as workflow", interactive=False, elem_id="wb-save-workflow")
+        export_btn = gr.Button("Export (HTML)", interactive=False, elem_id="wb-export")
     with gr.Accordion("Response JSON (what the API returns)", open=False, elem_id="wb-response-box"):
         response = gr.JSON(value=None, label="Run response", elem_id="wb-response")
-    return Viewer(html=html, rerun_btn=rerun_btn, save_btn=save_btn, response=response, webhooks=webhooks)
+    return Viewer(html=html, rerun_btn=rerun_btn, save_btn=save_btn, export_btn=export_btn, response=response,
+                  webhooks=webhooks)
 
 
 def _history() -> History:
@@ -194,26 +225,55 @@ def _history() -> History:
     import gradio as gr
 
     from agent.models import PROVIDERS
+    from agent.ui.compare import render_compare_html
+    from agent.ui.handlers import PAGE_SIZES
 
     gr.Markdown("### Run history", elem_id="wb-history-title")
     with gr.Row():
+        q = gr.Textbox(label="Search prompt and result", elem_id="wb-filter-q", scale=3,
+                       placeholder="words in the task, the result or the error")
         # Labels unlike the form's ("Provider" there): one name, one control, for people and screen readers.
         status = gr.Dropdown(["all", "success", "failure", "in_progress"], value="all", label="Filter by status",
                              elem_id="wb-filter-status", scale=1)
+        stop_reason = gr.Dropdown(["all"], value="all", label="Filter by stop reason", elem_id="wb-filter-stop",
+                                  scale=1)
         provider = gr.Dropdown(["all", *PROVIDERS], value="all", label="Filter by provider",
                                elem_id="wb-filter-provider", scale=1)
-        model = gr.Textbox(label="Filter by model (exact)", elem_id="wb-filter-model", scale=2)
+        model = gr.Textbox(label="Filter by model (contains)", elem_id="wb-filter-model", scale=1)
+    with gr.Row():
+        since = gr.Textbox(label="From (YYYY-MM-DD, UTC)", elem_id="wb-filter-since", scale=1)
+        until = gr.Textbox(label="To (YYYY-MM-DD, UTC)", elem_id="wb-filter-until", scale=1)
+        page_size = gr.Dropdown([str(n) for n in PAGE_SIZES], value="50", label="Rows per page",
+                                elem_id="wb-page-size", scale=1)
+        prev_btn = gr.Button("← Newer", elem_id="wb-page-prev", interactive=False, scale=0, min_width=90)
+        page_label = gr.Markdown("page 1 of 1", elem_id="wb-page-label")
+        next_btn = gr.Button("Older →", elem_id="wb-page-next", interactive=False, scale=0, min_width=90)
         refresh_btn = gr.Button("Refresh", elem_id="wb-refresh", scale=0, min_width=100)
+    totals = gr.Markdown(elem_id="wb-history-totals", elem_classes=["wb-history-totals"])
     table = gr.Dataframe(history_frame([]), label="Run history", interactive=False, wrap=True, max_height=420,
-                         elem_id="wb-history", column_widths=["6%", "9%", "37%", "15%", "6%", "8%", "7%", "12%"])
-    gr.Markdown("Select a row to open that run in the viewer (from the log, screenshots included).",
-                elem_id="wb-history-help")
-    return History(filters=[status, provider, model], refresh_btn=refresh_btn, table=table, last_seen=gr.State(""))
+                         elem_id="wb-history",
+                         column_widths=["6%", "8%", "32%", "14%", "5%", "7%", "7%", "11%", "10%"])
+    gr.Markdown("Select a row to open that run in the viewer (from the log, screenshots included); the last two "
+                "rows selected fill the compare boxes below.", elem_id="wb-history-help")
+    with gr.Accordion("Compare two runs", open=False, elem_id="wb-compare-box") as compare_box:
+        with gr.Row():
+            compare_a = gr.Number(value=None, precision=0, label="Run A", elem_id="wb-compare-a", scale=1)
+            compare_b = gr.Number(value=None, precision=0, label="Run B", elem_id="wb-compare-b", scale=1)
+            compare_btn = gr.Button("Compare", elem_id="wb-compare-btn", scale=0, min_width=120)
+        compare_html = gr.HTML(render_compare_html(None, None), elem_id="wb-compare")
+    return History(filters=[q, status, stop_reason, provider, model, since, until, page_size],
+                   stop_reason=stop_reason, refresh_btn=refresh_btn, totals=totals, page=gr.State(0),
+                   page_label=page_label, prev_btn=prev_btn, next_btn=next_btn, table=table,
+                   compare_box=compare_box, compare_a=compare_a, compare_b=compare_b, compare_btn=compare_btn,
+                   compare_html=compare_html, last_seen=gr.State(""))
 
 
 def _wire(ui: Any, h: RunHandlers, form: Form, viewer: Viewer, history: History, *, max_concurrent: int) -> Any:
     """Connect the controls to their handlers (only `run` is in the API); the "Save as workflow" event."""
-    response, table, filters = viewer.response, history.table, history.filters
+    response, table = viewer.response, history.table
+    page_in = [*history.filters, history.page]
+    page_out = [table, history.totals, history.page_label, history.prev_btn, history.next_btn, history.stop_reason,
+                history.page]
     # Before the run's own event: a failed validation ends the browser's handling of the click.
     form.run_btn.click(h.run_errors, form.fields, [form.run_errors, form.workflow_box, form.advanced_box],
                        trigger_mode="multiple", **INSTANT)
@@ -223,23 +283,31 @@ def _wire(ui: Any, h: RunHandlers, form: Form, viewer: Viewer, history: History,
     run_event = form.run_btn.click(h.run, form.fields, [response], api_name="run", validator=h.validate,
                                    concurrency_limit=max_concurrent, concurrency_id="run", trigger_mode="multiple")
     run_event.then(h.follow, [response], [response], **QUIET)  # background runs
-    response.change(h.render, [response], [viewer.html, form.cancel_btn, viewer.rerun_btn, viewer.save_btn],
-                    **INSTANT)
+    response.change(h.render, [response],
+                    [viewer.html, form.cancel_btn, viewer.rerun_btn, viewer.save_btn, viewer.export_btn], **INSTANT)
     # The history follows the viewer: refreshed when the run shown starts and when it ends, however it is followed.
-    response.change(h.history_on_change, [response, history.last_seen, *filters], [table, history.last_seen],
+    response.change(h.history_on_change, [response, history.last_seen, *page_in], [*page_out, history.last_seen],
                     **QUIET)
     response.change(h.webhooks, [response], [viewer.webhooks], trigger_mode="always_last", **QUIET)
     form.cancel_btn.click(h.cancel, [response], None, trigger_mode="multiple", **QUIET)
     viewer.rerun_btn.click(h.rerun, [response], [*form.fields, form.hint], **QUIET)
     saved = viewer.save_btn.click(h.save_workflow, [response], None, **QUIET)
+    # The export is a download from the route: the browser fetches it, nothing runs in Gradio.
+    viewer.export_btn.click(None, [response], None, js=EXPORT_JS, api_visibility="private")
     open_event = table.select(h.open_run, None, [response], **QUIET)
     open_follow = open_event.then(h.follow, [response], [response], **QUIET)
+    table.select(h.pick, [history.compare_a, history.compare_b], [history.compare_a, history.compare_b], **QUIET)
     # Opening another run, or starting one, stops following the run opened before.
     table.select(None, None, None, cancels=[open_follow], api_visibility="private")
     form.run_btn.click(None, None, None, cancels=[open_follow], api_visibility="private")
-    history.refresh_btn.click(h.history, filters, [table], **QUIET)
-    for box in filters:
-        box.change(h.history, filters, [table], **QUIET)
+    history.refresh_btn.click(h.history, page_in, page_out, **QUIET)
+    for box in history.filters:  # a filter changed: back to the first page
+        box.change(h.history_first, history.filters, page_out, **QUIET)
+    history.prev_btn.click(lambda p: max(0, int(p or 0) - 1), [history.page], [history.page], **INSTANT).then(
+        h.history, page_in, page_out, **QUIET)
+    history.next_btn.click(lambda p: int(p or 0) + 1, [history.page], [history.page], **INSTANT).then(
+        h.history, page_in, page_out, **QUIET)
+    history.compare_btn.click(h.compare, [history.compare_a, history.compare_b], [history.compare_html], **QUIET)
     form.provider.input(h.on_provider, [form.provider], [form.model, form.hint], trigger_mode="always_last", **INSTANT)
     form.model.input(h.key_hint, [form.provider, form.model], [form.hint], trigger_mode="always_last", **INSTANT)
     form.json_schema.change(h.check_schema, [form.json_schema], [form.schema_status], **INSTANT)
@@ -247,5 +315,7 @@ def _wire(ui: Any, h: RunHandlers, form: Form, viewer: Viewer, history: History,
                         **QUIET)
     ui.load(h.on_load, [form.remembered], [form.provider, form.model, form.hint], **QUIET)
     form.model.change(h.price_hint, [form.provider, form.model], [form.price], trigger_mode="always_last", **QUIET)
-    ui.load(h.history, filters, [table], **QUIET)
+    ui.load(h.history, page_in, page_out, **QUIET)
+    ui.load(h.open_link, None, [response, history.compare_a, history.compare_b, history.compare_html,
+                                history.compare_box], **QUIET)
     return saved

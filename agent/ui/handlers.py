@@ -10,15 +10,18 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 import gradio as gr
 
 from agent.engine.llm import SUGGESTED_MODELS, key_status, model_notes
+from agent.engine.prompts import SYSTEM_PROMPT, system_prompt
 from agent.models import DEFAULT_MODELS, PROVIDERS, RequestError
 from agent.service.door import NotFound
 from agent.service.runs import RunService, ServiceBusy, ServiceClosed
 from agent.settings import Settings, demo_base_url
+from agent.ui.compare import compare_view, parse_pair
 from agent.ui.form import (
     FORM_FIELDS,
     FormError,
@@ -27,9 +30,9 @@ from agent.ui.form import (
     load_examples,
     request_form_values,
 )
-from agent.ui.render import history_frame, render_run_html, render_webhooks
+from agent.ui.render import history_frame, history_totals, render_run_html, render_webhooks
 
-UI_HISTORY_LIMIT = 100  # rows shown in the history table (newest first, after the filters)
+PAGE_SIZES = (25, 50, 100)  # rows per history page (newest first, after the filters)
 MAX_SESSIONS = 1000  # viewers remembered (the run each follows); the oldest are forgotten first
 WEBHOOK_WATCH_S = 120.0  # how long the viewer keeps showing new webhook attempts after a run's end
 # Where each field sits on the page, for the summary next to the Run button.
@@ -105,6 +108,26 @@ class RunHandlers:
             self._viewers.pop(next(iter(self._viewers))).stop.set()
         return viewer.stop, None if previous is None else previous.run_id
 
+    async def follow_new(self, current: Any, request: gr.Request) -> AsyncIterator[Any]:
+        """Follow a run another section of the page just started (a workflow's replay): the viewer is now its."""
+        run_id = run_id_of(current)
+        if run_id is not None:
+            self._show(request, run_id)
+        async for snapshot in self.follow(current, request):
+            yield snapshot
+
+    def _follower(self, request: gr.Request | None, run_id: int) -> asyncio.Event | None:
+        """The stop event to follow `run_id` with in this tab, or None when the tab's viewer has moved on to
+        another run (a run's own event ends when a newer one takes the viewer; its follow-up must not take
+        the viewer back)."""
+        headers = getattr(request, "headers", None) or {}
+        if headers.get("x-gradio-user") == "api":
+            return asyncio.Event()
+        current = self._viewers.get(str(getattr(request, "session_hash", None) or ""))
+        if current is not None and not current.stop.is_set():
+            return current.stop if current.run_id == run_id else None
+        return self._show(request, run_id)[0]
+
     def key_hint(self, provider: str, model: str = "") -> Any:
         """The hint under the provider box: the key is set, or which variable to set; then what litellm's
         model map says a user should know of the model (no function calling, no images, unknown)."""
@@ -133,6 +156,8 @@ class RunHandlers:
         use_vision: bool = False,
         allowed_domains: str = "",
         sensitive_data: str = "",
+        extend_system_message: str = "",
+        override_system_message: str = "",
         request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in; not an API parameter
     ) -> AsyncIterator[dict[str, Any]]:
         """Run the agent on a task; yields the run response (the contract's JSON) after each step, the final one last.
@@ -145,7 +170,7 @@ class RunHandlers:
         values = dict(zip(FORM_FIELDS, (
             prompt, model, provider, wait_for_completion, webhook_url, response_format, json_schema,
             use_cached_workflow, cached_workflow, workflow_id, workflow_params, start_url, max_steps, use_vision,
-            allowed_domains, sensitive_data,
+            allowed_domains, sensitive_data, extend_system_message, override_system_message,
         )))
         try:
             # Checked in a worker thread: a large schema must not stall the other requests.
@@ -205,7 +230,10 @@ class RunHandlers:
         if run_id is None or current.get("status") != "in_progress":
             yield gr.skip()
             return
-        stop, _before = self._show(request, run_id)
+        stop = self._follower(request, run_id)
+        if stop is None:  # this tab has moved on to another run since (Run pressed again): leave it there
+            yield gr.skip()
+            return
         try:
             async for snapshot in until_stopped(follow_run(self.service, run_id, skip_first=True), stop):
                 yield snapshot
@@ -213,13 +241,34 @@ class RunHandlers:
             yield gr.skip()
 
     # ---------------------------------------------------------------- the other handlers
-    def render(self, current: Any) -> tuple[Any, ...]:
+    async def render(self, current: Any, request: gr.Request) -> tuple[Any, ...]:
+        """The viewer drawn from the response, with each step's trace, the system prompt and the share link."""
         run_id = run_id_of(current)
         running = bool(run_id) and current.get("status") == "in_progress"
         ended = bool(run_id) and not running
         can_save = ended and current.get("status") == "success"
-        return (render_run_html(current), gr.update(interactive=running), gr.update(interactive=ended),
-                gr.update(interactive=can_save))
+        traces, used, share = None, None, None
+        if run_id:
+            try:
+                traces = await self.service.traces(run_id)
+            except NotFound:
+                traces = None
+            req = await self.service.run_request(run_id)
+            if req is not None:
+                used = system_prompt(override=req.override_system_message, extend=req.extend_system_message)
+            share = f"{self.page_url(request)}?run={run_id}"
+        html = render_run_html(current, traces=traces, system_prompt=used, default_prompt=SYSTEM_PROMPT,
+                               share_url=share)
+        return (html, gr.update(interactive=running), gr.update(interactive=ended), gr.update(interactive=can_save),
+                gr.update(interactive=bool(run_id)))
+
+    def page_url(self, request: gr.Request | None) -> str:
+        """The workbench page's address as the browser sees it (for links to share)."""
+        headers = getattr(request, "headers", None) or {}
+        origin = headers.get("origin") if hasattr(headers, "get") else None
+        if isinstance(origin, str) and origin.startswith(("http://", "https://")):
+            return origin.rstrip("/") + "/"
+        return demo_base_url(self.settings, str(getattr(request, "url", "") or "")) + "/"
 
     async def cancel(self, current: Any) -> None:
         run_id = run_id_of(current)
@@ -268,18 +317,83 @@ class RunHandlers:
         gr.Info(f"Saved as workflow {wid} (version {version}; parameters: {names}). Replay it: tick "
                 f"'Use cached workflow' and give workflow id {wid}.")
 
-    async def history_on_change(self, current: Any, last: Any, status: str, provider: str,
-                                model: str) -> tuple[Any, Any]:
-        """Refresh the history when the viewer's run starts or ends (not when an ended run is opened)."""
+    async def history(self, q: str, status: str, stop_reason: str, provider: str, model: str, since: str,
+                      until: str, page_size: Any, page: Any) -> tuple[Any, ...]:
+        """The history page `page` for the filters: table, totals, page label, paging buttons, stop reasons."""
+        try:
+            filters = history_filters(q, status, stop_reason, provider, model, since, until)
+        except ValueError as exc:
+            gr.Warning(str(exc))
+            return (gr.skip(), gr.update(value=f"✗ {exc}"), gr.skip(), gr.skip(), gr.skip(), gr.skip(), 0)
+        size = int(page_size) if str(page_size).isdigit() and int(page_size) in PAGE_SIZES else PAGE_SIZES[1]
+        page = max(0, int(page or 0))
+        summary = await self.service.runs_summary(**filters)
+        total = int(summary["runs"])
+        last = max(0, (total - 1) // size)
+        page = min(page, last)
+        rows, _total = await self.service.list_runs(**filters, limit=size, offset=page * size)
+        label = (f"Run history (runs {page * size + 1}–{page * size + len(rows)} of {total}, newest first)" if rows
+                 else "Run history (no run matches)")
+        reasons = ["all", *summary.get("stop_reasons", [])]
+        return (gr.update(value=history_frame(rows), label=label), history_totals(summary),
+                f"page {page + 1} of {last + 1}", gr.update(interactive=page > 0), gr.update(interactive=page < last),
+                gr.update(choices=reasons, value=stop_reason if stop_reason in reasons else "all"), page)
+
+    async def history_first(self, q: str, status: str, stop_reason: str, provider: str, model: str, since: str,
+                            until: str, page_size: Any) -> tuple[Any, ...]:
+        """The history's first page for the filters (a filter changed)."""
+        return await self.history(q, status, stop_reason, provider, model, since, until, page_size, 0)
+
+    async def compare(self, a: Any, b: Any) -> str:
+        """The compare view of runs `a` and `b`."""
+        html, warning = await compare_view(self.service, a, b)
+        if warning:
+            gr.Warning(warning)
+        return html
+
+    def pick(self, a: Any, b: Any, evt: gr.SelectData) -> tuple[Any, Any]:
+        """A history row selected: the compare boxes keep the last two runs selected (A older, B newer)."""
+        try:
+            run_id = int((evt.row_value or [])[0])
+        except (IndexError, TypeError, ValueError):
+            return gr.skip(), gr.skip()
+        if a in (None, ""):
+            return run_id, gr.skip()
+        if b in (None, ""):
+            return (gr.skip(), run_id) if a != run_id else (gr.skip(), gr.skip())
+        return (b, run_id) if b != run_id else (gr.skip(), gr.skip())
+
+    async def open_link(self, request: gr.Request) -> tuple[Any, ...]:
+        """The page was opened with `?run=N` (that run in the viewer) or `?compare=a,b` (the compare view)."""
+        params = getattr(request, "query_params", None) or {}
+        run, pair = params.get("run"), parse_pair(params.get("compare") or "")
+        shown: Any = gr.skip()
+        if run:
+            response = await self.service.aget(int(run)) if str(run).isdigit() and 0 < int(run) < 2**63 else None
+            if response is None:
+                gr.Warning(f"The link asks for run {run!r}, which does not exist.")
+            else:
+                shown = response.to_json()
+        if pair is None:
+            if params.get("compare"):
+                gr.Warning("?compare= takes two run ids, e.g. ?compare=12,15")
+            return shown, gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        html = await self.compare(*pair)
+        return shown, pair[0], pair[1], html, gr.update(open=True)
+
+    async def history_on_change(self, current: Any, last: Any, *page: Any) -> tuple[Any, ...]:
+        """Refresh the history (its page `page`, for the filters) when the viewer's run starts or ends (not when
+        an ended run is opened); the last output is what the table was refreshed for."""
         run_id, now = run_id_of(current), (current or {}).get("status")
         seen = f"{run_id}:{now}"
+        skip = tuple(gr.skip() for _ in range(7))
         if run_id is None or seen == last:
-            return gr.skip(), gr.skip()
+            return (*skip, gr.skip())
         started = now == "in_progress"
         ended = now != "in_progress" and last == f"{run_id}:in_progress"
         if not (started or ended):
-            return gr.skip(), seen
-        return await self.history(status, provider, model), seen
+            return (*skip, seen)
+        return (*await self.history(*page), seen)
 
     async def webhooks(self, current: Any) -> AsyncIterator[Any]:
         """The webhook delivery attempts of the run shown, live until its delivery is over (bounded)."""
@@ -287,28 +401,19 @@ class RunHandlers:
         if run_id is None or current.get("status") == "in_progress":
             yield gr.update(value="", visible=False)
             return
-        request = await self.service.run_request(run_id)
-        if request is None or not request.webhook_url:
-            yield gr.update(value="", visible=False)
-            return
         deadline, shown = asyncio.get_running_loop().time() + WEBHOOK_WATCH_S, None
         while True:
             attempts = await self.service.webhook_attempts(run_id)
-            pending = self.service.webhook_pending(run_id)
+            pending = await self.service.webhook_owed(run_id)
+            if not attempts and not pending:  # no webhook (the stored request keeps no URL to tell by)
+                yield gr.update(value="", visible=False)
+                return
             if attempts != shown or not pending:
                 shown = attempts
                 yield gr.update(value=render_webhooks(attempts, pending=pending), visible=True)
             if not pending or asyncio.get_running_loop().time() > deadline:
                 return
             await asyncio.sleep(0.5)
-
-    async def history(self, status: str, provider: str, model: str) -> Any:
-        rows, total = await self.service.list_runs(
-            status=None if status == "all" else status, provider=None if provider == "all" else provider,
-            model=(model or "").strip() or None, limit=UI_HISTORY_LIMIT)
-        label = f"Run history ({total} run{'s' if total != 1 else ''}" + (
-            f", newest {UI_HISTORY_LIMIT} shown)" if total > UI_HISTORY_LIMIT else ")")
-        return gr.update(value=history_frame(rows), label=label)
 
     async def open_run(self, evt: gr.SelectData, request: gr.Request) -> Any:
         row = evt.row_value or []
@@ -378,3 +483,22 @@ class RunHandlers:
         per_in, per_out = price
         return gr.update(value=f"{name}: ${per_in:,.2f} per million input tokens, ${per_out:,.2f} per million "
                                "output tokens (litellm's price map)")
+
+
+def history_filters(q: str, status: str, stop_reason: str, provider: str, model: str, since: str,
+                    until: str) -> dict[str, Any]:
+    """The history's boxes as list_runs filters ("all" and empty mean none); ValueError naming a bad date."""
+    days: dict[str, date | None] = {}
+    for name, text in (("since", since), ("until", until)):
+        text = (text or "").strip()
+        try:
+            days[name] = date.fromisoformat(text) if text else None
+        except ValueError:
+            raise ValueError(f"{'From' if name == 'since' else 'To'} date {text!r} is not a day: "
+                             "write it as YYYY-MM-DD, e.g. 2025-06-30") from None
+    if days["since"] and days["until"] and days["since"] > days["until"]:
+        raise ValueError(f"the From date ({days['since']}) is after the To date ({days['until']}): swap them")
+    return {"q": (q or "").strip()[:200] or None, "status": None if status in ("all", "", None) else status,
+            "stop_reason": None if stop_reason in ("all", "", None) else stop_reason,
+            "provider": None if provider in ("all", "", None) else provider,
+            "model_contains": (model or "").strip()[:200] or None, **days}

@@ -1,14 +1,22 @@
-"""The run viewer and the history table, rendered from the contract's JSON (escaped everywhere)."""
+"""The run viewer and the history table, rendered from the contract's JSON (escaped everywhere).
+
+One renderer serves the live viewer and the HTML export (`agent.ui.export`): `render_run_html`
+takes the run's response and, when known, its call traces, the system prompt it used and where its
+screenshots are (served URLs in the viewer, data: URLs in the export).
+"""
 
 from __future__ import annotations
 
+import difflib
 import html
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 UI_TEXT_LIMIT = 4000  # characters of one extracted content / result / error shown before "… (cut)"
 UI_PARAM_LIMIT = 400  # characters of one action's params shown inline
+UI_TRACE_LIMIT = 20_000  # characters of one observation / message / reply shown (the full text: the trace route)
 
 
 def _esc(value: Any) -> str:
@@ -27,6 +35,13 @@ def fmt_duration(ms: float | None) -> str:
     if seconds < 60:
         return f"{seconds:.1f} s"
     return f"{int(seconds // 60)} min {seconds % 60:02.0f} s"
+
+
+def fmt_latency(ms: float | None) -> str:
+    """812.3 -> "812 ms"; 1834 -> "1.8 s"; "–" when unknown."""
+    if ms is None:
+        return "–"
+    return f"{ms:.0f} ms" if ms < 1000 else fmt_duration(ms)
 
 
 def fmt_cost(usd: float | None) -> str:
@@ -60,12 +75,15 @@ def _render_action(action: dict[str, Any], step_by: str) -> str:
     return "".join(parts)
 
 
-def _render_step(run_id: Any, item: dict[str, Any]) -> str:
+def _render_step(run_id: Any, item: dict[str, Any], traces: list[dict[str, Any]] | None,
+                 shot_src: Callable[[int], str | None]) -> str:
     step = item.get("step") or 0
     calls = item.get("llm_calls") or []
     meta = [fmt_duration(item.get("duration_ms"))]
     if calls:
         meta.append(f"{len(calls)} LLM call{'s' if len(calls) != 1 else ''}")
+        meta.append(f"{sum(c.get('input_tokens') or 0 for c in calls):,} in / "
+                    f"{sum(c.get('output_tokens') or 0 for c in calls):,} out tokens")
     who = item.get("executed_by") or "agent"
     badge = f' <span class="wb-badge wb-{_esc(who)}">{_esc(who)}</span>' if who != "agent" else ""
     actions = "".join(_render_action(a, who) for a in item.get("actions") or [])
@@ -77,21 +95,138 @@ def _render_step(run_id: Any, item: dict[str, Any]) -> str:
                 if url.startswith(("http://", "https://")) else f'<span class="wb-url">{_esc(_cut(url, 300))}</span>')
         page = f'<div class="wb-page"><span class="wb-title">{_esc(title or "(no title)")}</span> {link}</div>'
     shot = ""
-    if item.get("screenshot") and run_id and url != "about:blank":  # a blank tab: nothing to see
-        src = f"api/runs/{int(run_id)}/screenshots/{int(step)}"
-        shot = (f'<a class="wb-shot" href="{src}" target="_blank" rel="noopener">'
-                f'<img src="{src}" alt="the page at step {int(step)}" loading="lazy"></a>')
+    src = shot_src(int(step)) if item.get("screenshot") and url != "about:blank" else None  # blank: nothing to see
+    if src:
+        shot = (f'<a class="wb-shot" href="{_esc(src)}" target="_blank" rel="noopener">'
+                f'<img src="{_esc(src)}" alt="the page at step {int(step)}" loading="lazy"></a>')
+    trace = render_step_trace(run_id, int(step), traces) if traces is not None and calls else ""
     return (
         f'<div class="wb-step" data-step="{int(step)}"><div class="wb-step-head"><b>Step {int(step)}</b>{badge}'
         f' <span class="wb-muted">{_esc(" · ".join(meta))}</span></div>'
         f'<div class="wb-step-body"><div class="wb-step-main">'
         f'<div class="wb-goal">{_esc(_cut(item.get("description") or "(no description)"))}</div>'
-        f'<ul class="wb-actions">{actions or "<li class=wb-muted>no action</li>"}</ul>{page}</div>{shot}</div></div>'
+        f'<ul class="wb-actions">{actions or "<li class=wb-muted>no action</li>"}</ul>{page}</div>{shot}</div>'
+        f'{trace}</div>'
     )
 
 
-def render_run_html(run: dict[str, Any] | None) -> str:
-    """The viewer: status, result and metrics on top, then every step with its actions and screenshot."""
+def served_screenshot(run_id: Any) -> Callable[[int], str | None]:
+    """Screenshot URLs as the app serves them (relative to the page at "/")."""
+    return lambda step: f"api/runs/{int(run_id)}/screenshots/{int(step)}" if run_id else None
+
+
+# ------------------------------------------------------------------ what the model saw / said
+def render_step_trace(run_id: Any, step: int, traces: list[dict[str, Any]]) -> str:
+    """A step's "What the model saw / said" part: each call's observation, reply, tool calls and usage."""
+    if not traces:
+        return ('<details class="wb-trace"><summary>What the model saw / said</summary>'
+                '<p class="wb-muted">No trace was kept for this step.</p></details>')
+    tin = sum((t.get("usage") or {}).get("input_tokens") or 0 for t in traces)
+    tout = sum((t.get("usage") or {}).get("output_tokens") or 0 for t in traces)
+    chars = sum((t.get("usage") or {}).get("prompt_chars") or 0 for t in traces)
+    head = (f"{len(traces)} call{'s' if len(traces) != 1 else ''} · {tin:,} in / {tout:,} out tokens · "
+            f"{chars:,} prompt characters")
+    link = (f' <a class="wb-trace-link" href="api/runs/{int(run_id)}/steps/{int(step)}/trace" target="_blank" '
+            f'rel="noopener">full trace (JSON)</a>') if run_id else ""
+    calls = "".join(_render_call(t) for t in traces)
+    return (f'<details class="wb-trace" data-step="{int(step)}"><summary>What the model saw / said '
+            f'<span class="wb-muted">{_esc(head)}</span></summary>{link}{calls}</details>')
+
+
+def _render_call(trace: dict[str, Any]) -> str:
+    usage = trace.get("usage") or {}
+    facts = [str(trace.get("purpose") or "step"), str(trace.get("model") or ""),
+             f"{usage.get('input_tokens') or 0:,} in / {usage.get('output_tokens') or 0:,} out tokens",
+             f"latency {fmt_latency(usage.get('latency_ms'))}",
+             f"{usage.get('prompt_chars') or 0:,} prompt characters"]
+    if usage.get("finish_reason"):
+        facts.append(f"finish: {usage['finish_reason']}")
+    parts = [f'<div class="wb-trace-call" data-purpose="{_esc(trace.get("purpose") or "step")}">'
+             f'<div class="wb-usage">{_esc(" · ".join(f for f in facts if f))}</div>']
+    if trace.get("error"):
+        parts.append(f'<div class="wb-error">{_esc(_cut(str(trace["error"])))}</div>')
+    if not trace.get("logged", True):
+        parts.append('<p class="wb-muted">The messages and the reply were not kept (LOG_PROMPTS=0).</p></div>')
+        return "".join(parts)
+    saw, rest = _what_it_saw(trace)
+    parts.append('<div class="wb-label">What the model saw</div>'
+                 f'<pre class="wb-obs">{_esc(_cut(saw, UI_TRACE_LIMIT))}</pre>')
+    if rest:
+        parts.append(f'<details class="wb-message"><summary>The rest of the message ({len(rest):,} characters: task, '
+                     f'previous steps, tabs)</summary><pre>{_esc(_cut(rest, UI_TRACE_LIMIT))}</pre></details>')
+    reply = trace.get("reply")
+    parts.append('<div class="wb-label">What the model said</div>'
+                 f'<pre class="wb-reply">{_esc(_cut(reply, UI_TRACE_LIMIT)) if reply else "(no text)"}</pre>')
+    tool_calls = "".join(
+        f'<li class="wb-tool-call"><code class="wb-name">{_esc(c.get("name", "?"))}</code> '
+        f'<code class="wb-args">{_esc(_cut(str(c.get("arguments") or ""), UI_TRACE_LIMIT))}</code></li>'
+        for c in trace.get("tool_calls") or [])
+    if tool_calls:
+        parts.append(f'<div class="wb-label">Tool calls, as written</div><ul class="wb-tool-calls">{tool_calls}</ul>')
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def _what_it_saw(trace: dict[str, Any]) -> tuple[str, str]:
+    """(the observation, the rest of the message) of a step call; (the whole message, "") for others."""
+    messages = [m for m in trace.get("messages") or [] if m.get("role") != "system"]
+    text = _text(messages[-1]) if messages else ""
+    observation = trace.get("observation")
+    if observation and observation in text:
+        start = text.rfind(observation)
+        return observation, text[:start] + "[the page observation, shown above]" + text[start + len(observation):]
+    return text, ""
+
+
+def _text(message: dict[str, Any]) -> str:
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    parts = []
+    for p in content or []:
+        if p.get("type") == "text":
+            parts.append(str(p.get("text", "")))
+        else:
+            parts.append(f"[image: the screenshot of step {p.get('screenshot_step')}]")
+    return "\n".join(parts)
+
+
+def render_system_prompt(used: str | None, default: str) -> str:
+    """The run header's system prompt part: the text used and, when it differs, its diff against ours."""
+    if used is None:
+        return ""
+    changed = used != default
+    label = "System prompt (changed: the diff against the default below)" if changed else "System prompt (the default)"
+    body = f'<pre class="wb-system-text">{_esc(_cut(used, UI_TRACE_LIMIT))}</pre>'
+    if changed:
+        lines = difflib.unified_diff(default.splitlines(), used.splitlines(), "default", "this run", lineterm="", n=1)
+        rows = []
+        for line in list(lines)[:400]:
+            cls = "wb-add" if line.startswith("+") and not line.startswith("+++") else (
+                "wb-del" if line.startswith("-") and not line.startswith("---") else "")
+            rows.append(f'<span class="{cls}">{_esc(line)}</span>')
+        body += f'<div class="wb-label">Diff against the default</div><pre class="wb-diff">{chr(10).join(rows)}</pre>'
+    return (f'<details class="wb-system" data-changed="{str(changed).lower()}"><summary>{_esc(label)}</summary>'
+            f"{body}</details>")
+
+
+def render_run_html(
+    run: dict[str, Any] | None,
+    *,
+    traces: list[dict[str, Any]] | None = None,
+    system_prompt: str | None = None,
+    default_prompt: str = "",
+    shot_src: Callable[[int], str | None] | None = None,
+    share_url: str | None = None,
+    links: bool = True,
+) -> str:
+    """The viewer: status, result and metrics on top, then every step with its actions, screenshot and trace.
+
+    `traces` (the trace route's dicts, None: not shown) give each step its "What the model saw /
+    said"; `system_prompt` (with `default_prompt`) the header's system prompt part; `shot_src` maps a
+    step to its screenshot's URL; `share_url` is the link that opens this run again; `links` False
+    leaves out links to the app's routes (the offline export).
+    """
     if not run:
         return ('<div class="wb-run wb-empty" data-status="none"><p>No run yet. Write a task (or pick an '
                 "example) and press <b>Run</b>; each step appears here the moment it finishes.</p></div>")
@@ -102,12 +237,15 @@ def render_run_html(run: dict[str, Any] | None) -> str:
     label = {"running": "running", "success": "success", "failure": "failure"}[status]
     icon = {"running": '<span class="wb-spinner"></span>', "success": "✓", "failure": "✗"}[status]
     who = " · ".join(_esc(x) for x in (run.get("provider"), run.get("model")) if x)
+    share = (f' <a class="wb-share" href="{_esc(share_url)}" title="a link that opens this run">'
+             f'{_esc(share_url)}</a>') if share_url else ""
     stop = run.get("stop_reason")
     # The machine-readable reason beside the words: "failure · max_steps" (a success stops for "done").
     stop_badge = f' <span class="wb-stop" title="stop_reason">{_esc(stop)}</span>' if stop and stop != "done" else ""
     head = (f'<div class="wb-run-head"><span class="wb-status wb-{status}">{icon} {label}</span>{stop_badge} '
             f'<span>Run #{_esc(run_id or "?")}</span> <span class="wb-muted">task {_esc(run.get("task_id") or "?")}'
-            f'{" · " + who if who else ""} · {_esc(run.get("mode") or "agent")}</span></div>')
+            f'{" · " + who if who else ""} · {_esc(run.get("mode") or "agent")}</span>{share}</div>'
+            f'{render_system_prompt(system_prompt, default_prompt)}')
     metrics = [
         f"duration {fmt_duration(run.get('duration_ms'))}" if status != "running" else "",
         f"{len(history)} step{'s' if len(history) != 1 else ''}",
@@ -128,7 +266,12 @@ def render_run_html(run: dict[str, Any] | None) -> str:
             text, cls = str(result), "wb-text"
         body.append(f'<div class="wb-result"><div class="wb-label">Result</div>'
                     f'<pre class="{cls}">{_esc(_cut(text))}</pre></div>')
-    steps = [_render_step(run_id, item) for item in history]
+    by_seq: dict[int, list[dict[str, Any]]] = {}
+    for t in traces or []:
+        by_seq.setdefault(int(t.get("seq") or 0), []).append(t)
+    shots = shot_src or served_screenshot(run_id)
+    steps = [_render_step(run_id if links else None, item, by_seq.get(i, []) if traces is not None else None, shots)
+             for i, item in enumerate(history)]
     if status == "running":
         nxt = len(history) + 1
         finishing = bool(history) and any(a.get("is_done") for a in history[-1].get("actions") or [])
@@ -163,9 +306,22 @@ def history_frame(rows: list[dict[str, Any]]) -> Any:
             "duration": fmt_duration(row.get("duration_ms")),
             "cost": fmt_cost(row.get("cost_usd")),
             "started (UTC)": started or "",
+            "stop reason": row.get("stop_reason") or "",  # issue 10's column, once the log records it
         })
-    columns = ["run", "status", "prompt", "provider / model", "steps", "duration", "cost", "started (UTC)"]
+    columns = ["run", "status", "prompt", "provider / model", "steps", "duration", "cost", "started (UTC)",
+               "stop reason"]
     return pd.DataFrame(out, columns=columns)
+
+
+def history_totals(summary: dict[str, Any]) -> str:
+    """The line above the history: how many runs match, their success rate, tokens and cost."""
+    runs, finished = int(summary.get("runs") or 0), int(summary.get("finished") or 0)
+    rate = summary.get("success_rate")
+    success = (f"success rate {rate * 100:.0f}% ({summary.get('successes', 0)} of {finished} finished)"
+               if rate is not None else "no finished run")
+    return (f"**{runs:,} run{'s' if runs != 1 else ''}** match · {success} · "
+            f"{int(summary.get('input_tokens') or 0):,} in / {int(summary.get('output_tokens') or 0):,} out tokens · "
+            f"cost {fmt_cost(summary.get('cost_usd'))}")
 
 
 

@@ -8,7 +8,8 @@ import re
 from typing import Any
 
 from agent.engine.llm import LLMError, key_status
-from agent.models import LLMCall, RunRequest
+from agent.engine.trace import make_trace
+from agent.models import LLMCall, LLMTrace, RunRequest
 from agent.workflows.document import NAME_RE, Parameter, Workflow, WorkflowError, edit_workflow, load_workflow
 from agent.workflows.record import _identifier
 from agent.workflows.template import as_text, coerce_value, find_value
@@ -171,8 +172,8 @@ async def describe_params(llm: Any, document: dict[str, Any]) -> tuple[dict[str,
 
 
 async def resolve_values(request: RunRequest, doc: Workflow,
-                         llm_factory: Any) -> tuple[dict[str, Any], list[LLMCall], str]:
-    """(values, model calls made, how) for the workflow's parameters and this request."""
+                         llm_factory: Any) -> tuple[dict[str, Any], list[LLMTrace], str]:
+    """(values, the traces of the model calls made, how) for the workflow's parameters and this request."""
     params = {p.name: p for p in doc.parameters}
     values: dict[str, Any] = {}
     given = request.workflow_params or {}
@@ -199,12 +200,14 @@ async def resolve_values(request: RunRequest, doc: Workflow,
         _ready, advice = key_status(request.provider)
         raise WorkflowError("workflow_params", f"could not read {', '.join(missing)} from the prompt; give them in "
                                                f"workflow_params, or let a model read them ({advice})")
+    messages = params_messages(doc, request.prompt)
     try:
-        reply = await llm.complete(params_messages(doc, request.prompt), None, purpose="params")
+        reply = await llm.complete(messages, None, purpose="params")
     except LLMError as exc:
-        calls = [exc.call] if exc.call else []
+        traces = [make_trace(exc.call, messages, None, None)] if exc.call else []
         raise ParamsFailed(f"could not read {', '.join(missing)} from the prompt and the model call failed ({exc}); "
-                            "give them in workflow_params", calls) from None
+                            "give them in workflow_params", traces) from None
+    trace = make_trace(reply.call, messages, None, reply.raw_message)
     answer = parse_json_object(reply.text) or {}
     for name in list(missing):
         if name in answer and answer[name] is not None:
@@ -215,13 +218,18 @@ async def resolve_values(request: RunRequest, doc: Workflow,
                 pass
     if missing:
         raise ParamsFailed(f"could not read {', '.join(missing)} from the prompt, nor from the model's answer; "
-                            "give them in workflow_params", [reply.call])
-    return values, [reply.call], "model"
+                            "give them in workflow_params", [trace])
+    return values, [trace], "model"
 
 
 class ParamsFailed(Exception):
-    """The values could not be found; `calls` are the model calls made trying."""
+    """The values could not be found; `traces` are the model calls made trying."""
 
-    def __init__(self, message: str, calls: list[LLMCall]) -> None:
+    def __init__(self, message: str, traces: list[LLMTrace]) -> None:
         super().__init__(message)
-        self.calls = calls
+        self.traces = traces
+
+    @property
+    def calls(self) -> list[LLMCall]:
+        """What those calls cost."""
+        return [t.call for t in self.traces]

@@ -36,7 +36,7 @@ from agent.models import (
     Event,
     ExecutedBy,
     HistoryItem,
-    LLMCall,
+    LLMTrace,
     RunFinished,
     RunRequest,
     RunResponse,
@@ -121,7 +121,7 @@ class _Replay(RunClock):
         self.workflow_id = workflow_id
         self.tally = Tally(request, mode="replay")
         self.values: dict[str, Any] = {}
-        self.pending_calls: list[LLMCall] = []  # made before the first step (parameter values)
+        self.pending: list[LLMTrace] = []  # model calls made before the first step (parameter values)
         self.replayed = self.healed = 0
         self.new_steps: list[WorkflowStep] = list(doc.steps)
         self.structured = request.structured or doc.result_format == "json"
@@ -260,14 +260,15 @@ def _recorded(step: WorkflowStep, values: dict[str, Any]) -> str:
 
 
 async def _heal(state: _Replay, session: BrowserSession, n: int, step: WorkflowStep, problem: str,
-                *, final: bool) -> tuple[RunResponse, list[HistoryItem]]:
-    """Let the agent do this one step on the open tabs (a few steps at most); its response and steps."""
+                *, final: bool) -> tuple[RunResponse, list[HistoryItem], list[LLMTrace]]:
+    """Let the agent do this one step on the open tabs (a few steps at most); its response, steps and calls."""
     values = state.values
     description = render_text(step.description, values)
     if final:
         prompt = FINAL_HEAL_PROMPT.format(task=state.request.prompt, done=_done_so_far(state), step=description,
                                           problem=problem)
         heal_request = RunRequest(prompt=prompt, model=state.request.model, provider=state.request.provider,
+                                  **_system_messages(state.request),
                                   response_format="json" if state.structured else "text",
                                   json_schema=state.request.json_schema or state.doc.json_schema)
     else:
@@ -276,22 +277,30 @@ async def _heal(state: _Replay, session: BrowserSession, n: int, step: WorkflowS
         prompt = HEAL_PROMPT.format(task=state.request.prompt, done=_done_so_far(state), step=description,
                                     recorded=_recorded(step, values), problem=problem, later=later_text)
         heal_request = RunRequest(prompt=prompt, model=state.request.model, provider=state.request.provider,
-                                  sensitive_data=state.request.sensitive_data)
+                                  sensitive_data=state.request.sensitive_data, **_system_messages(state.request))
     options = state.options.model_copy(update={
         "max_steps": state.heal_max_steps, "start_url": None, "max_failures": 2,
         "screenshot_dir": (state.options.screenshot_dir / f"heal-{n:03d}") if state.options.screenshot_dir else None,
         "timeout_s": max(1.0, state.deadline - time.monotonic()),
     })
     items: list[HistoryItem] = []
+    traces: list[LLMTrace] = []
     final_response: RunResponse | None = None
     async for event in engine.stream(heal_request, llm=state.model(), options=options,
                                      cancel=state.cancel, session=session):
         if isinstance(event, StepFinished):
             items.append(event.item)
+            traces.extend(event.traces)
         elif isinstance(event, RunFinished):
             final_response = event.response
     assert final_response is not None  # engine.stream always ends with RunFinished
-    return final_response, items
+    return final_response, items, traces
+
+
+def _system_messages(request: RunRequest) -> dict[str, Any]:
+    """The run's own system prompt changes, carried into the agent that heals a step."""
+    return {"extend_system_message": request.extend_system_message,
+            "override_system_message": request.override_system_message}
 
 
 def _healed_step(state: _Replay, step: WorkflowStep, kept: list[tuple[WorkflowAction, ActionResult]],
@@ -384,7 +393,7 @@ async def replay(
     state.params_clock = StepClock()
     try:
         with state.params_clock.part("llm"):  # no model call when the values are given or read off the prompt
-            state.values, state.pending_calls, _how = await state.bounded(resolve_values(request, doc, state.model))
+            state.values, state.pending, _how = await state.bounded(resolve_values(request, doc, state.model))
     except RunStopped as exc:
         yield state.finish(str(exc), exc.stop_reason)
         return
@@ -429,7 +438,8 @@ async def _loop(state: _Replay, session: BrowserSession) -> AsyncGenerator[Event
         started_at, clock = utcnow(), StepClock()
         if n == 1 and state.params_clock is not None:  # the parameters were read (maybe by a model) for this step
             clock = state.params_clock
-        calls, state.pending_calls = list(state.pending_calls), []
+        traces, state.pending = list(state.pending), []
+        calls = [t.call for t in traces]
         results: list[ActionResult] = []
         kept: list[tuple[WorkflowAction, ActionResult]] = []
         problem: str | None = None
@@ -461,7 +471,8 @@ async def _loop(state: _Replay, session: BrowserSession) -> AsyncGenerator[Event
             heal_error = f"no model to heal with ({key_status(state.request.provider)[1]})"
         else:
             executed_by = "heal"
-            response, items = await _heal(state, session, n, step, problem, final=final)
+            response, items, heal_traces = await _heal(state, session, n, step, problem, final=final)
+            traces.extend(heal_traces)
             for item in items:
                 clock.add(llm_ms=item.llm_ms, browser_ms=item.browser_ms)
                 calls.extend(item.llm_calls)
@@ -490,7 +501,7 @@ async def _loop(state: _Replay, session: BrowserSession) -> AsyncGenerator[Event
             **clock.split(),
         ))
         state.tally.add_step(item)
-        yield StepFinished(item=item)
+        yield StepFinished(item=item, traces=traces)
         if heal_error is not None:
             yield state.finish(f"step {n} '{step.description}' could not be replayed or healed: {problem}; "
                                f"healing: {heal_error}", heal_stop)

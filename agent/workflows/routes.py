@@ -122,7 +122,7 @@ def create_workflow_router(service: RunService) -> APIRouter:
                                                    source_run_id=current.get("source_run_id"))
         return json_response({"id": wid, "version": version, "document": document})
 
-    @router.delete("/api/workflows/{workflow_id}", summary="Delete a workflow")
+    @router.delete("/api/workflows/{workflow_id}", summary="Delete a workflow", responses=error_responses(404))
     async def delete(workflow_id: WorkflowId) -> JSONResponse:
         """Delete a workflow, every version of it; tasks saved to it no longer replay it."""
         await service.delete_workflow(workflow_id)

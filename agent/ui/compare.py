@@ -1,0 +1,119 @@
+"""Compare two runs: their totals on top, then step by step side by side, the first divergence marked.
+
+The alignment and the rule for "the same step" are `agent.log.diff.compare_runs` (shared with
+`agent.analysis.compare`); this module only renders it (escaped everywhere) and reads the two runs
+through the run service. No gradio import: the handlers call `compare_view`.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+from agent.log.diff import TOTALS, compare_runs
+from agent.ui.render import fmt_cost, fmt_duration, served_screenshot
+
+MAX_CELL_CHARS = 600  # characters of one goal / action / result shown in a cell
+
+
+def _esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_CELL_CHARS else text[:MAX_CELL_CHARS] + "…"
+
+
+def parse_pair(text: str) -> tuple[int, int] | None:
+    """'12,15' (the `?compare=` value) -> (12, 15); None when it is not two run ids."""
+    parts = [p.strip() for p in (text or "").replace(" ", ",").split(",") if p.strip()]
+    if len(parts) != 2 or not all(p.isdigit() and 0 < int(p) < 2**63 for p in parts):
+        return None
+    return int(parts[0]), int(parts[1])
+
+
+def _total(key: str, value: Any) -> str:
+    if value is None or value == "":
+        return "–"
+    if key == "cost_usd":
+        return fmt_cost(value)
+    if key == "duration_s":
+        return fmt_duration(value * 1000)
+    if key in ("input_tokens", "output_tokens"):
+        return f"{value:,}"
+    if key == "result":
+        return _cut(json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value))
+    return _cut(str(value))
+
+
+def _cell(side: dict[str, Any] | None, shot: str | None) -> str:
+    if side is None:
+        return '<td class="wb-cmp-none wb-muted">(no such step)</td>'
+    actions = "".join(f"<li><code>{_esc(_cut(a))}</code></li>" for a in side["actions"]) or "<li>no action</li>"
+    results = "".join(f'<li class="{"wb-error" if r.startswith("✗") else ""}">{_esc(_cut(r))}</li>'
+                      for r in side["results"])
+    img = (f'<a href="{_esc(shot)}" target="_blank" rel="noopener"><img src="{_esc(shot)}" loading="lazy" '
+           f'alt="the page at step {int(side["step"] or 0)}"></a>') if shot else ""
+    facts = (f'step {_esc(side["step"])} · {side["input_tokens"]:,} in / {side["output_tokens"]:,} out tokens · '
+             f'{fmt_duration(side["duration_ms"])}')
+    return (f'<td class="wb-cmp-side"><div class="wb-muted">{facts}</div>'
+            f'<div class="wb-goal">{_esc(_cut(side["goal"] or "(no description)"))}</div>'
+            f'<ul class="wb-cmp-actions">{actions}</ul><ul class="wb-cmp-results">{results}</ul>'
+            f'<div class="wb-page">{_esc(_cut(side["url"] or ""))}</div>{img}</td>')
+
+
+def render_compare_html(a: dict[str, Any] | None, b: dict[str, Any] | None) -> str:
+    """Two runs side by side (the contract's JSON of each); a hint when one is missing."""
+    if not a or not b:
+        return ('<div class="wb-compare wb-empty" data-state="empty"><p>Pick two runs: select two rows of the '
+                "history (the last two selected fill the boxes), or type their ids, then press <b>Compare</b>. "
+                "A link such as <code>/?compare=12,15</code> opens the same view.</p></div>")
+    aligned = compare_runs(a, b)
+    ida, idb = aligned["ids"]
+    head = (f'<tr><th></th><th><a href="?run={_esc(ida)}">Run #{_esc(ida)}</a></th>'
+            f'<th><a href="?run={_esc(idb)}">Run #{_esc(idb)}</a></th></tr>')
+    totals = "".join(
+        f'<tr data-total="{_esc(key)}"><td>{_esc(label)}</td><td>{_esc(_total(key, aligned["a"][key]))}</td>'
+        f'<td>{_esc(_total(key, aligned["b"][key]))}</td></tr>'
+        for label, key in TOTALS)
+    shots_a, shots_b = served_screenshot(ida), served_screenshot(idb)
+    rows = []
+    for row in aligned["steps"]:
+        cls = "wb-diverge" if row["diverges"] else ("wb-same" if row["same"] else "wb-differs")
+        mark = '<div class="wb-diverge-mark">first difference</div>' if row["diverges"] else ""
+        sa = shots_a(row["a"]["step"]) if row["a"] and row["a"]["screenshot"] else None
+        sb = shots_b(row["b"]["step"]) if row["b"] and row["b"]["screenshot"] else None
+        rows.append(f'<tr class="wb-cmp-step {cls}" data-position="{row["position"]}"><td class="wb-cmp-n">'
+                    f'{row["position"]}{mark}</td>{_cell(row["a"], sa)}{_cell(row["b"], sb)}</tr>')
+    where = aligned["first_divergence"]
+    verdict = (f"The runs diverge at step {where}." if where is not None
+               else "The runs did the same actions on the same pages at every step.")
+    link = f"?compare={_esc(ida)},{_esc(idb)}"
+    return (f'<div class="wb-compare" data-state="shown" data-first-divergence="{where if where is not None else ""}">'
+            f'<p><b>{_esc(verdict)}</b> <a class="wb-compare-link" href="{link}">{link}</a></p>'
+            f'<table class="wb-totals">{head}{totals}</table><h4>Step by step</h4>'
+            f'<table class="wb-cmp-steps"><tr><th>#</th><th>Run #{_esc(ida)}</th><th>Run #{_esc(idb)}</th></tr>'
+            f'{"".join(rows)}</table></div>')
+
+
+async def compare_view(service: Any, a: Any, b: Any) -> tuple[str, str | None]:
+    """(the compare view's HTML, a warning or None) for run ids `a` and `b` (as typed in the boxes)."""
+    from agent.service.door import NotFound
+
+    try:
+        ids = [int(x) for x in (a, b)]
+    except (TypeError, ValueError):
+        return render_compare_html(None, None), "Give two run ids to compare."
+    if ids[0] == ids[1]:
+        return render_compare_html(None, None), f"Both boxes hold run {ids[0]}: pick two different runs."
+    runs = []
+    for run_id in ids:
+        try:
+            response = await service.aget(run_id) if run_id > 0 else None
+        except NotFound:
+            response = None
+        if response is None:
+            return render_compare_html(None, None), f"Run {run_id} does not exist."
+        runs.append(response.to_json())
+    return render_compare_html(runs[0], runs[1]), None
