@@ -1,8 +1,9 @@
 """The experiment runner's own cost: N cells through an experiment against the same N runs through
-plain `POST /api/runs`, at the same concurrency, with a zero-latency fake model; and memory per
-concurrent run (PSS of the app and its Chromium).
+plain `POST /api/runs`, at the same concurrency, with a zero-latency fake model; the same experiment on
+a local Ray (`backend: ray`, workers with their own Chromium, events streamed back to the app); and
+memory per concurrent run (PSS of the app, its Chromium and, with Ray, Ray's processes and workers).
 
-    python bench/bench_experiments.py [--cells 100] [--concurrency 4]
+    python bench/bench_experiments.py [--cells 100] [--concurrency 4] [--no-ray]
 
 Each run opens the demo shop (served by the app) and reports its title: a real browser context, a
 page load and two model calls, so the runner's overhead is measured against real work.
@@ -76,7 +77,7 @@ def via_runs(app: WorkbenchProcess, cells: int, concurrency: int) -> float:
     return time.perf_counter() - t0
 
 
-def via_experiment(app: WorkbenchProcess, cells: int, concurrency: int) -> float:
+def via_experiment(app: WorkbenchProcess, cells: int, concurrency: int, backend: str = "local") -> float:
     """Wall time of one experiment of `cells` cells (one task, `cells` repeats) at `concurrency`."""
     task = {"id": "title", "prompt": PROMPT, "start_url": "{BASE_URL}/demo/", "max_steps": 3,
             "check": {"contains": ["Demo Shop"]}}
@@ -84,7 +85,7 @@ def via_experiment(app: WorkbenchProcess, cells: int, concurrency: int) -> float
     variants = max(1, -(-cells // 20))
     if cells % variants:
         raise SystemExit(f"--cells {cells}: give a multiple of {variants} (at most 20 repeats per variant)")
-    spec = {"tasks": [task], "repeats": cells // variants, "concurrency": concurrency,
+    spec = {"tasks": [task], "repeats": cells // variants, "concurrency": concurrency, "backend": backend,
             "variants": [{"name": f"v{i}", "model": "bench-model"} for i in range(variants)]}
     with httpx.Client(base_url=app.base, timeout=60) as http:
         t0 = time.perf_counter()
@@ -102,7 +103,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--no-ray", action="store_true", help="leave out the Ray phase")
     args = parser.parse_args()
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        args.no_ray = True
     fake = FakeLLM(model)
     with tempfile.TemporaryDirectory() as tmp:
         app = WorkbenchProcess(Path(tmp) / "data", {
@@ -113,8 +119,14 @@ def main() -> None:
             via_runs(app, 2 * args.concurrency, args.concurrency)  # warm up: browser, model library, caches
             idle = app.pss_mb()
             rows = []
-            for label, phase in (("POST /api/runs", via_runs), ("experiment runner", via_experiment),
-                                 ("POST /api/runs (again)", via_runs)):
+            phases: list[tuple[str, Any]] = [("POST /api/runs", via_runs), ("experiment runner", via_experiment),
+                                             ("POST /api/runs (again)", via_runs)]
+            if not args.no_ray:
+                t0 = time.perf_counter()  # Ray starts (and its workers start their Chromium) on first use
+                via_experiment(app, 2 * args.concurrency, args.concurrency, "ray")
+                ray_start = time.perf_counter() - t0
+                phases.append(("experiment on Ray", lambda a, n, c: via_experiment(a, n, c, "ray")))
+            for label, phase in phases:
                 with Sampler(app) as sampler:
                     wall = phase(app, args.cells, args.concurrency)
                 rows.append((label, wall, args.cells / wall * 60, statistics.median(sampler.values),
@@ -130,8 +142,13 @@ def main() -> None:
         print(f"{label:<24} {wall:>8.1f} {per_min:>9.1f} {p50:>11.0f} {peak:>11.0f}")
     print(f"\nrunner overhead against plain runs: {100 * (rows[1][1] - plain) / plain:+.1f}% "
           f"(mean of the two plain phases: {plain:.1f} s)")
-    print(f"memory per concurrent run: {(max(r[4] for r in rows) - idle) / args.concurrency:.0f} MB "
-          f"(peak minus idle, over {args.concurrency} runs)")
+    print(f"memory per concurrent run: {(max(r[4] for r in rows[:3]) - idle) / args.concurrency:.0f} MB "
+          f"(local: peak minus idle, over {args.concurrency} runs)")
+    if not args.no_ray:
+        print(f"Ray: started with its workers in {ray_start:.1f} s (first experiment of {2 * args.concurrency} "
+              f"cells, not timed above); {rows[3][2]:.1f} runs/min, "
+              f"{(rows[3][2] - rows[1][2]) / rows[1][2] * 100:+.1f}% against the local runner; peak PSS with "
+              f"Ray {rows[3][4]:.0f} MB")
     print(json.dumps({"cells": args.cells, "concurrency": args.concurrency, "rows": rows, "idle_mb": idle}))
 
 

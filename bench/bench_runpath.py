@@ -99,6 +99,16 @@ def step_times(runs: list[dict[str, Any]]) -> list[float]:
     return [item["duration_ms"] / 1000 for r in runs for item in r["response"]["history"][1:]]
 
 
+def wall_steps(model: Model, runs: list[dict[str, Any]]) -> list[float]:
+    """Per run, the time from one model request to the next: a whole step as the run goes (the model's
+    answer, the action, the next observation and every write in between), in seconds."""
+    out = []
+    for r in runs:
+        received = sorted(c[0] for c in model.calls if c[2] == r["prompt"])
+        out += [b - a for a, b in zip(received, received[1:])]
+    return out
+
+
 def fixed_costs(model: Model, runs: list[dict[str, Any]]) -> tuple[list[float], list[float]]:
     """Per run, as its client saw it: sent -> first model request, and last reply -> final response back."""
     first, last = [], []
@@ -123,11 +133,12 @@ def main() -> None:
             print("\n1-2. One run at a time, the model answering in 1 s, screenshots on\n")
             model.latency, model.calls[:] = 1.0, []
             runs = post_runs(app, 3 if args.quick else 10, 1, "step")
-            steps = step_times(runs)
+            steps, walls = step_times(runs), wall_steps(model, runs)
             # The fixed cost on its own: no start page, the model answers `done` at once.
             first, last = fixed_costs(model, post_runs(app, 3 if args.quick else 10, 1, "fixed", start_page=False))
             print(f"{'':34} {'median':>8} {'p90':>8} {'max':>8}")
-            for label, values in (("step (model 1 s), s", steps), ("accepted -> first model request, s", first),
+            for label, values in (("step (model 1 s), s", steps), ("model request -> next request, s", walls),
+                                  ("accepted -> first model request, s", first),
                                   ("last reply -> response stored, s", last)):
                 ordered = sorted(values)
                 print(f"{label:34} {statistics.median(ordered):>8.3f} {ordered[int(0.9 * (len(ordered) - 1))]:>8.3f} "

@@ -250,7 +250,7 @@ async def scroll(ctx: Context, down: bool = True, pages: float = 1.0, index: int
         moved = await page.evaluate(SCROLL_PAGE_JS, sign * pages)
     direction = "down" if down else "up"
     if moved:  # content a page appends on scroll (a feed's next page) shows in the next observation
-        await settle(ctx.session, quiet_ms=200, max_ms=800)
+        await settle(ctx.session, quiet_ms=120, max_ms=800)  # a feed loads on the next frames: 7 of them
     if not moved:
         return Outcome(content=f"scrolled {direction} but nothing moved (at the {'end' if down else 'top'})",
                        locators=locators)

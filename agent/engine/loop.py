@@ -20,7 +20,7 @@ from agent.engine import prompts
 from agent.engine.browser import Browser, BrowserSession
 from agent.engine.guard import NavigationGuard
 from agent.engine.llm import LLM, LLMError, Reply, key_status, model_info, preload
-from agent.engine.page import observe
+from agent.engine.page import Observation, observe
 from agent.engine.provenance import trace_result
 from agent.engine.runtime import RunClock, RunStopped, StepClock, in_session
 from agent.engine.schema import for_provider
@@ -212,8 +212,7 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncGenerator[Event, Non
         run.step_calls, run.step_traces = [], []
         shot_path = options.screenshot_dir / f"step-{step:03d}.jpg" if options.screenshot_dir else None
         with run.clock.part("browser"):
-            obs, shot = await run.bounded(asyncio.gather(
-                observe(page), session.screenshot(shot_path) if shot_path else _none()))
+            obs, shot, pending_shot = await _look(run, session, page, shot_path)
         obs = run.secrets.scrub_model(obs)  # a typed secret shows as its placeholder
         run.seen.append((step, obs.text))
         message = prompts.step_message(
@@ -230,6 +229,9 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncGenerator[Event, Non
         provider_failed = False  # the provider, not the model's reply, failed this step
         try:
             reply = await _ask(run, message, shot, observation=obs.text, step=step)
+            if pending_shot is not None:  # taken while the model thought; done before the page changes
+                with run.clock.part("browser"):
+                    shot, pending_shot = await run.bounded(pending_shot), None
             description = reply.text.splitlines()[0][:300] if reply.text else ""
             if not reply.tool_calls:
                 finish = reply.call.finish_reason
@@ -270,6 +272,9 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncGenerator[Event, Non
             else:
                 description = f"The model could not be used: {exc}"
                 provider_failed = True
+        if pending_shot is not None:  # the model call failed: the screenshot is still the step's
+            with run.clock.part("browser"):
+                shot = await run.bounded(pending_shot)
         if not description:
             description = ", ".join(f"{r.name} {r.params.get('index', '')}".strip() for r in results) or "no action"
         item = run.secrets.scrub_model(HistoryItem(
@@ -356,8 +361,20 @@ async def _ask(run: _Run, message: str, shot: str | None, *, observation: str, s
     return reply
 
 
-async def _none() -> None:
-    return None
+async def _look(run: _Run, session: BrowserSession, page: Any,
+                shot_path: Path | None) -> tuple[Observation, str | None, asyncio.Future[str | None] | None]:
+    """The page's observation and screenshot. When the model sees screenshots both are awaited; otherwise the
+    screenshot is only for the viewer and the log, so it goes on while the model is asked (the page does not
+    change meanwhile) and the loop awaits it (the third value) before the first action."""
+    if shot_path is None:
+        return await run.bounded(observe(page)), None, None
+    if run.vision:
+        obs, shot = await run.bounded(asyncio.gather(observe(page), session.screenshot(shot_path)))
+        return obs, shot, None
+    pending: asyncio.Future[str | None] = asyncio.ensure_future(session.screenshot(shot_path))
+    # A run stopped before awaiting it leaves it to end alone; its error is retrieved, never logged as lost.
+    pending.add_done_callback(lambda t: t.cancelled() or t.exception())
+    return await run.bounded(observe(page)), None, pending
 
 
 async def arun(request: RunRequest | dict[str, Any], **kwargs: Any) -> RunResponse:

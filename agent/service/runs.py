@@ -59,6 +59,8 @@ DEFAULT_MAX_QUEUED = 100
 CANCEL_GRACE_S = 20.0  # after a cancel, how long the engine may take to stop before the task is cut
 SHUTDOWN_GRACE_S = 10.0
 WEBHOOK_SHUTDOWN_GRACE_S = 5.0
+# Events a run may run ahead of its run log: the engine does not wait for each write, up to this many.
+MAX_PENDING_WRITES = 16
 SUBSCRIBE_SLACK_S = 120.0  # a viewer waits at most the run's timeout plus this for the next event
 MAX_RESUMED_WEBHOOKS = 100
 
@@ -104,6 +106,9 @@ class _Live:
     healed_workflow_id: int | None = None  # where a replay's healed version was saved
     queued: bool = True
     task: asyncio.Task[None] | None = None
+    writes: asyncio.Queue[Any] | None = None  # events handed to the run's writer, in order (None: the end)
+    writer: asyncio.Task[None] | None = None
+    write_error: str | None = None  # the first write that failed: the run ends with it
 
     def append(self, event: Any) -> None:
         """Make `event` visible to viewers and wake those waiting."""
@@ -449,11 +454,13 @@ class RunService(LogDoor):
         except asyncio.CancelledError:
             # Cut after a cancel, or the loop is going down: the run still ends with a reason.
             if live.final is None:
+                await self._drain(live)
                 await self._finish(live, self._stopped(live))
             raise
         except Exception as exc:  # our own bug: the run must still end, with the reason
             log.exception("run %d: unexpected error in the run service", live.run_id)
             if live.final is None:
+                await self._drain(live)
                 await self._finish(live, self._failure(live, f"internal error: {_describe(exc)}", "internal_error"))
         finally:
             self._live.pop(live.run_id, None)
@@ -502,26 +509,59 @@ class RunService(LogDoor):
                         await self._emit(live, event)
         except WorkerLost as exc:  # the Ray worker died: the run did not fail, it was interrupted
             log.warning("run %d: %s", live.run_id, exc)
+            await self._drain(live)  # the steps it made are the run's
             return self._failure(live, f"interrupted: {exc}", "interrupted")
         except Exception as exc:  # an engine bug, a browser that died oddly, a store that failed
             log.exception("run %d: the run failed with an unexpected error", live.run_id)
+            await self._drain(live)
             return self._failure(live, f"internal error: {_describe(exc)}", "internal_error")
+        await self._drain(live)
         return self._failure(live, "the run ended without a result", "internal_error")
 
     async def _emit(self, live: _Live, event: Any) -> None:
-        """Write the event to the store, then make it visible: a step seen is a step stored."""
-        event = self._observers.prepare(event)
+        """Hand the event to the run's writer and go on: the engine's next step does not wait for the run log.
+
+        The writer stores the run's events in order and only then makes each visible (a step seen is a step
+        stored); at most MAX_PENDING_WRITES wait. A write that failed ends the run at its next event.
+        """
+        if live.write_error is not None:
+            raise RuntimeError(live.write_error)
+        if live.writes is None:
+            live.writes = asyncio.Queue(MAX_PENDING_WRITES)
+            live.writer = asyncio.create_task(self._write_events(live), name=f"writer-{live.run_id}")
+        await live.writes.put(self._observers.prepare(event))
+
+    async def _write_events(self, live: _Live) -> None:
+        """The run's writer: store each event, then publish it; stops at None."""
+        assert live.writes is not None
+        while (event := await live.writes.get()) is not None:
+            if live.write_error is not None:
+                continue  # the run is ending with the first failure; later events are not shown as stored
+            try:
+                await asyncio.to_thread(self._log.record, live.run_id, event)
+            except Exception as exc:
+                log.exception("run %d: could not write the run log", live.run_id)
+                live.write_error = f"could not write the run log ({_describe(exc)})"
+                continue
+            if isinstance(event, RunStarted):
+                live.tally.mode = event.mode
+                live.tally.started_at = event.at
+            elif isinstance(event, StepFinished):
+                live.tally.add_step(event.item)
+            live.append(event)
+            self._observers(live.run_id, event)
+
+    async def _drain(self, live: _Live) -> None:
+        """Wait until every event handed to the run's writer is stored and shown (before the run's end)."""
+        writer, live.writer = live.writer, None
+        if writer is None or live.writes is None:
+            return
+        await live.writes.put(None)
         try:
-            await asyncio.to_thread(self._log.record, live.run_id, event)
-        except Exception as exc:
-            raise RuntimeError(f"could not write the run log ({_describe(exc)})") from exc
-        if isinstance(event, RunStarted):
-            live.tally.mode = event.mode
-            live.tally.started_at = event.at
-        elif isinstance(event, StepFinished):
-            live.tally.add_step(event.item)
-        live.append(event)
-        self._observers(live.run_id, event)
+            await writer
+        except Exception as exc:  # a bug in publishing: the run still ends, saying so
+            log.exception("run %d: the run log writer failed", live.run_id)
+            live.write_error = live.write_error or f"could not write the run log ({_describe(exc)})"
 
     def _failure(self, live: _Live, reason: str, stop_reason: StopReason) -> RunResponse:
         """A failed end built from what the run did so far."""
@@ -534,6 +574,9 @@ class RunService(LogDoor):
 
     async def _finish(self, live: _Live, response: RunResponse) -> None:
         """Stamp the ids, record the end, wake waiters and viewers, then send the webhook."""
+        await self._drain(live)  # every event before the end is stored first
+        if live.write_error is not None and response.status == "success":
+            response = self._failure(live, f"internal error: {live.write_error}", "internal_error")
         update: dict[str, Any] = {"task_id": live.task_id, "task_run_id": live.run_id}
         if live.healed_workflow_id is not None:
             update["workflow_id"] = live.healed_workflow_id
