@@ -391,6 +391,10 @@ def test_history_search_filters_and_totals_over_rest(http: httpx.Client, runs: d
     bad = http.get("/api/runs", params={"since": str(today), "until": str(today - timedelta(days=2))})
     assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "since"
     assert http.get("/api/runs", params={"since": "yesterday"}).json()["detail"][0]["field"] == "since"
+    assert http.get("/api/runs", params={"stop_reason": "done"}).json()["total"] == totals["successes"]
+    unknown = http.get("/api/runs", params={"stop_reason": "finished"})
+    assert unknown.status_code == 422 and unknown.json()["detail"][0]["field"] == "stop_reason"
+    assert "max_steps" in unknown.json()["detail"][0]["message"]  # the values it takes
 
 
 async def history_state(page: Any) -> dict[str, Any]:
