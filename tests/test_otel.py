@@ -70,7 +70,7 @@ async def test_a_run_is_a_trace_of_run_step_llm_call_and_action_spans(
         "gen_ai.system": "openai", "gen_ai.request.model": "gpt-4o-mini", "gen_ai.conversation.id": str(response.task_run_id),
         "workbench.run_id": response.task_run_id, "workbench.mode": "agent", "workbench.litellm_model": "openai/gpt-4o-mini",
         "workbench.prompt": "Open the form page", "workbench.task_id": response.task_id, "workbench.status": "success",
-        "workbench.steps": 3, "workbench.cost_usd": response.usage.cost_usd, "gen_ai.usage.input_tokens": 220,
+        "workbench.stop_reason": "done", "workbench.steps": 3, "workbench.cost_usd": response.usage.cost_usd, "gen_ai.usage.input_tokens": 220,
         "gen_ai.usage.output_tokens": 50}
     steps = {s.name: s for s in all_spans if s.name.startswith("step")}
     assert {s.parent.span_id for s in steps.values()} == {run.context.span_id}  # type: ignore[union-attr]

@@ -284,8 +284,7 @@ async def test_the_form_extends_the_system_prompt_and_run_again_keeps_it(app: Ap
     await page.locator("#wb-prompt textarea").fill(prompt)
     await page.locator("#wb-extend-system textarea").fill("Answer in one word.")
     await page.locator("#wb-override-system textarea").fill("You are a careful shopper.")
-    # (Opening Advanced shows an empty Max steps as 0, which the form refuses: issue 10 fixes empty numbers.)
-    await page.locator("#wb-max-steps input").fill("5")
+    await page.locator("#wb-max-steps textarea, #wb-max-steps input").first.fill("5")
     await page.click("#wb-run")
     shown = await until(lambda: viewer(page), what="the run's end", check=lambda v: v["status"] == "success")
     sent = [b for b in model.requests if b.get("tools") and prompt in last_user_text(b)]
@@ -382,7 +381,7 @@ def test_history_search_filters_and_totals_over_rest(http: httpx.Client, runs: d
     assert found["totals"] | {"cost_usd": 0} == {
         "runs": 1, "finished": 1, "successes": 1, "success_rate": 1.0,
         "input_tokens": runs["other"]["usage"]["input_tokens"], "output_tokens": runs["other"]["usage"]["output_tokens"],
-        "cost_usd": 0, "stop_reasons": []}
+        "cost_usd": 0, "stop_reasons": ["done"]}
     by_result = http.get("/api/runs", params={"q": "€5.49", "model_contains": "O3"}).json()  # the result's text
     assert by_result["total"] >= 3
     today = datetime.now(UTC).date()
@@ -392,6 +391,10 @@ def test_history_search_filters_and_totals_over_rest(http: httpx.Client, runs: d
     bad = http.get("/api/runs", params={"since": str(today), "until": str(today - timedelta(days=2))})
     assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "since"
     assert http.get("/api/runs", params={"since": "yesterday"}).json()["detail"][0]["field"] == "since"
+    assert http.get("/api/runs", params={"stop_reason": "done"}).json()["total"] == totals["successes"]
+    unknown = http.get("/api/runs", params={"stop_reason": "finished"})
+    assert unknown.status_code == 422 and unknown.json()["detail"][0]["field"] == "stop_reason"
+    assert "max_steps" in unknown.json()["detail"][0]["message"]  # the values it takes
 
 
 async def history_state(page: Any) -> dict[str, Any]:

@@ -137,14 +137,16 @@ def compare_runs(run_a: int, run_b: int, *, con: Connection | None = None) -> pd
     for rid, rows_found in zip(ids, found):
         if rows_found is None:
             raise ValueError(f"run {rid} is not in the run log; pick ids from runs().id")
-    runs = [log_rows.run_response(rid, r).to_json() for rid, r in zip(ids, found) if r is not None]
+    responses = [log_rows.run_response(rid, r) for rid, r in zip(ids, found) if r is not None]
+    runs = [r.to_json() for r in responses]
     aligned = align(runs[0], runs[1])
     records = []
     for row in aligned["steps"]:
         record: dict[str, Any] = {"position": row["position"], "same": row["same"], "diverges": row["diverges"]}
-        for side, run in zip(("a", "b"), runs):
+        for side, response in zip(("a", "b"), responses):
             s = row[side] or {}
-            item = run["history"][row["position"] - 1] if row[side] else {}
+            # The file's own path (the JSON form has the URL that serves it instead).
+            shot = response.history[row["position"] - 1].screenshot if row[side] else None
             duration = s.get("duration_ms")
             record |= {
                 f"{side}_step": s.get("step"), f"{side}_goal": s.get("goal"),
@@ -153,7 +155,7 @@ def compare_runs(run_a: int, run_b: int, *, con: Connection | None = None) -> pd
                 f"{side}_url": s.get("url"), f"{side}_input_tokens": s.get("input_tokens"),
                 f"{side}_output_tokens": s.get("output_tokens"),
                 f"{side}_duration_s": None if duration is None else duration / 1000,
-                f"{side}_screenshot": _screenshot(item.get("screenshot"), base),
+                f"{side}_screenshot": _screenshot(shot, base),
             }
         records.append(record)
     columns = ["position", "same", "diverges"] + [f"{side}_{name}" for side in ("a", "b") for name in (

@@ -14,6 +14,7 @@ import duckdb
 
 from agent.log import rows
 from agent.log.errors import InvalidQuery
+from agent.models import STOP_REASONS
 
 __all__ = ["MAX_PAGE", "STATUSES", "RunQueries", "check_page"]
 
@@ -34,7 +35,6 @@ class RunQueries:
 
     _con: duckdb.DuckDBPyConnection
     _lock: threading.RLock
-    _stop_reason: bool  # whether runs.stop_reason exists (issue 10's column)
 
     def _check_open(self) -> None:
         raise NotImplementedError
@@ -59,7 +59,7 @@ class RunQueries:
         clause, params = self._run_filter(status=status, provider=provider, model=model, task_id=task_id, q=q,
                                           model_contains=model_contains, stop_reason=stop_reason, since=since,
                                           until=until)
-        cols = [*rows.RUN_LIST_COLS, *(["stop_reason"] if self._stop_reason else [])]
+        cols = [*rows.RUN_LIST_COLS, "stop_reason"]
         with self._lock:
             self._check_open()
             total = rows.scalar(self._con, f"SELECT count(*) FROM runs {clause}", params)
@@ -89,7 +89,7 @@ class RunQueries:
         Filters: exact `status`, `provider`, `model`, `task_id`, `stop_reason`; `q`: text in the
         prompt, the result or the error (any case); `model_contains`: part of the model's name;
         `since`/`until`: first and last UTC day the run started on. Also `stop_reasons`: the
-        values present in the whole log (empty until runs record one).
+        values present in the whole log.
         """
         clause, params = self._run_filter(status=status, provider=provider, model=model, task_id=task_id, q=q,
                                           model_contains=model_contains, stop_reason=stop_reason, since=since,
@@ -97,16 +97,15 @@ class RunQueries:
         with self._lock:
             self._check_open()
             found = rows.dicts(self._con.execute(rows.SUMMARY_SQL.format(where=clause), params))[0]
-            reasons = ([r[0] for r in self._con.execute(rows.STOP_REASONS_SQL).fetchall()]
-                       if self._stop_reason else [])
+            reasons = [r[0] for r in self._con.execute(rows.STOP_REASONS_SQL).fetchall()]
         return {**found, "stop_reasons": reasons}
 
     def _run_filter(self, **filters: Any) -> tuple[str, list[Any]]:
         """The WHERE clause of the runs filters (checked); InvalidQuery naming a bad one."""
         if filters.get("status") is not None and filters["status"] not in STATUSES:
             raise InvalidQuery(f"status must be one of {', '.join(STATUSES)}, got {filters['status']!r}")
-        if filters.get("stop_reason") is not None and not self._stop_reason:
-            raise InvalidQuery("stop_reason is not recorded by this version of the run log; drop that filter")
+        if filters.get("stop_reason") is not None and filters["stop_reason"] not in STOP_REASONS:
+            raise InvalidQuery(f"stop_reason must be one of {', '.join(STOP_REASONS)}, got {filters['stop_reason']!r}")
         return rows.run_filter(**filters)
 
     def get_traces(self, run_id: int, *, step: int | None = None) -> list[dict[str, Any]]:

@@ -74,8 +74,6 @@ _RUN_COLS = (
 )
 
 # ------------------------------------------------------------------ filtering runs
-HAS_STOP_REASON = ("SELECT count(*) FROM information_schema.columns "
-                   "WHERE table_name = 'runs' AND column_name = 'stop_reason'")
 STOP_REASONS_SQL = "SELECT DISTINCT stop_reason FROM runs WHERE stop_reason IS NOT NULL ORDER BY 1"
 # Runs in progress have no outcome yet: the success rate counts finished runs only.
 SUMMARY_SQL = """

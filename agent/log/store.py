@@ -136,8 +136,6 @@ class Store(RunQueries, ExperimentLog):
         self._file_fd = os.open(self.path, os.O_RDONLY)
         try:
             self._db, self.migrations_applied, self.interrupted_runs = self._prepare()
-            # Issue 10 adds runs.stop_reason: filtered and listed once the column exists.
-            self._stop_reason = bool(rows.scalar(self._con, rows.HAS_STOP_REASON))
         except BaseException:
             self._con.close()
             os.close(self._file_fd)

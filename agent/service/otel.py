@@ -200,9 +200,8 @@ class RunTracer:
             "workbench.steps": len(response.history), "workbench.cost_usd": usage.cost_usd,
             "gen_ai.usage.input_tokens": usage.input_tokens, "gen_ai.usage.output_tokens": usage.output_tokens,
         })
-        stop_reason = getattr(response, "stop_reason", None)  # issue 10's field, once present
-        if stop_reason:
-            span.set_attribute("workbench.stop_reason", str(stop_reason))
+        if response.stop_reason:
+            span.set_attribute("workbench.stop_reason", str(response.stop_reason))
         if response.status == "failure":
             span.set_attribute("error.type", "run_failed")
             span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, (response.error or "failure")[:500]))

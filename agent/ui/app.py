@@ -295,11 +295,10 @@ def _wire(ui: Any, h: RunHandlers, form: Form, viewer: Viewer, history: History,
     # The export is a download from the route: the browser fetches it, nothing runs in Gradio.
     viewer.export_btn.click(None, [response], None, js=EXPORT_JS, api_visibility="private")
     open_event = table.select(h.open_run, None, [response], **QUIET)
-    open_follow = open_event.then(h.follow, [response], [response], **QUIET)
+    open_event.then(h.follow, [response], [response], **QUIET)
     table.select(h.pick, [history.compare_a, history.compare_b], [history.compare_a, history.compare_b], **QUIET)
-    # Opening another run, or starting one, stops following the run opened before.
-    table.select(None, None, None, cancels=[open_follow], api_visibility="private")
-    form.run_btn.click(None, None, None, cancels=[open_follow], api_visibility="private")
+    # Opening another run, or starting one, stops following the run opened before: open_run and run take the
+    # tab's viewer (RunHandlers._show), which stops its follower; no `cancels=` (it raced the new follower).
     history.refresh_btn.click(h.history, page_in, page_out, **QUIET)
     for box in history.filters:  # a filter changed: back to the first page
         box.change(h.history_first, history.filters, page_out, **QUIET)

@@ -54,6 +54,7 @@ async def until_stopped(stream: AsyncIterator[Any], stop: asyncio.Event) -> Asyn
     """The items of `stream` until it ends or `stop` is set (then it is closed at once)."""
     items = stream.__aiter__()
     stopper = asyncio.ensure_future(stop.wait())
+    nxt: asyncio.Future[Any] | None = None
     try:
         while True:
             nxt = asyncio.ensure_future(items.__anext__())
@@ -70,6 +71,10 @@ async def until_stopped(stream: AsyncIterator[Any], stop: asyncio.Event) -> Asyn
             yield item
     finally:
         stopper.cancel()
+        if nxt is not None and not nxt.done():  # cancelled from outside mid-step: the stream must stop running
+            nxt.cancel()  # before it can be closed
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
+                await nxt
         closer = getattr(items, "aclose", None)
         if closer is not None:
             await closer()

@@ -306,7 +306,7 @@ def history_frame(rows: list[dict[str, Any]]) -> Any:
             "duration": fmt_duration(row.get("duration_ms")),
             "cost": fmt_cost(row.get("cost_usd")),
             "started (UTC)": started or "",
-            "stop reason": row.get("stop_reason") or "",  # issue 10's column, once the log records it
+            "stop reason": row.get("stop_reason") or "",
         })
     columns = ["run", "status", "prompt", "provider / model", "steps", "duration", "cost", "started (UTC)",
                "stop reason"]
