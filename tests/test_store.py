@@ -233,7 +233,8 @@ def test_stop_reason_migration_backfills_runs_recorded_before_it(tmp_path: Path)
 def test_describe_views_and_schema_markdown() -> None:
     views = describe_views()
     assert set(views) == {"v_runs", "v_steps", "v_actions", "v_llm_calls", "v_webhooks", "v_success_by_model",
-                          "v_failing_actions", "v_stop_reasons", "v_model_errors", "v_llm_traces"}
+                          "v_failing_actions", "v_stop_reasons", "v_model_errors", "v_llm_traces", "v_experiments",
+                          "v_experiment_cells", "v_experiment_matrix", "v_experiment_variants"}
     assert [c for c, _ in views["v_runs"]][:9] == ["id", "task_id", "status", "stop_reason", "outcome", "prompt",
                                                    "provider", "model", "mode"]
     assert dict(views["v_success_by_model"]) == {
@@ -252,7 +253,7 @@ def test_store_is_the_run_log_the_service_holds(store: Store) -> None:
     """`Store` implements `RunLog` with exactly the protocol's signatures (so the protocol cannot drift)."""
     assert isinstance(store, RunLog)
     members = [name for name, value in vars(RunLog).items() if callable(value) and not name.startswith("_")]
-    assert len(members) == 37  # runs and tasks 24, experiments 13
+    assert len(members) == 38  # runs and tasks 25, experiments 13
     for name in members:
         protocol = inspect.signature(getattr(RunLog, name), eval_str=True)
         actual = inspect.signature(getattr(Store, name), eval_str=True)

@@ -453,8 +453,10 @@ async def test_background_run_streams_and_cancel_stops_it(page: Any, app: App, h
 
 # ------------------------------------------------------------------ rough edges (issue 10)
 async def labels_of(page: Any) -> list[str]:
-    """The accessible names of the page's form controls, as a screen reader lists them."""
+    """The accessible names of the page's form controls, as a screen reader lists them (a file input Gradio keeps
+    hidden behind a table or an upload area is not listed: a screen reader skips what is not displayed)."""
     return await page.evaluate("""() => [...document.querySelectorAll('input, textarea, select')]
+        .filter(el => el.type !== 'file' || el.checkVisibility())
         .map(el => el.getAttribute('aria-label') || (el.labels && el.labels[0] ? el.labels[0].innerText : ''))
         .map(t => t.trim()).filter(Boolean)""")
 

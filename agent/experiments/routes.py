@@ -22,10 +22,28 @@ from fastapi.responses import JSONResponse
 from agent.experiments.report import summary
 from agent.experiments.tasks import TaskError, bundled_sets, load_bundled
 from agent.log.errors import InvalidQuery
-from agent.service.http import MAX_ID, json_response, read_object, unprocessable
+from agent.service.http import BODY_ERRORS, MAX_ID, error_responses, json_response, read_object, unprocessable
 
 if TYPE_CHECKING:
     from agent.experiments.runner import ExperimentRunner
+
+# The bodies these routes read themselves, for the OpenAPI document (a generated client, `make fuzz`).
+_START_BODY = {"type": "object", "title": "ExperimentRequest", "properties": {
+    "name": {"type": "string"}, "task_set": {"type": "string"}, "task_glob": {"type": "string"},
+    "tasks": {"type": "array", "items": {"type": "object"}}, "tasks_jsonl": {"type": "string"},
+    "variants": {"type": "array", "items": {"type": "object"}, "minItems": 1},
+    "repeats": {"type": "integer", "minimum": 1, "maximum": 20},
+    "concurrency": {"type": "integer", "minimum": 1, "maximum": 32},
+    "backend": {"type": "string", "enum": ["local", "ray"]}}, "required": ["variants"]}
+_GRADE_BODY = {"type": "object", "title": "GradeCell", "additionalProperties": False,
+               "required": ["task_id", "variant", "repeat", "passed"], "properties": {
+                   "task_id": {"type": "string"}, "variant": {"type": "string"}, "repeat": {"type": "integer"},
+                   "passed": {"type": "boolean"}}}
+
+
+def _body(schema: dict[str, object]) -> dict[str, object]:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
 
 ExperimentId = Annotated[int, Path(ge=1, le=MAX_ID, description="The experiment_id returned when it was started")]
 
@@ -35,7 +53,8 @@ def create_experiment_router(runner: ExperimentRunner) -> APIRouter:
     router = APIRouter(tags=["experiments"])
     service = runner.service
 
-    @router.post("/api/experiments", status_code=202, summary="Start an experiment")
+    @router.post("/api/experiments", status_code=202, summary="Start an experiment",
+                 responses=error_responses(*BODY_ERRORS), openapi_extra=_body(_START_BODY))
     async def start(request: Request) -> JSONResponse:
         """Validate and start an experiment; it plays in the background."""
         body = await read_object(request, 'the experiment, e.g. {"task_set": "demo-shop", "variants": [{"name": "A"}]}')
@@ -45,7 +64,7 @@ def create_experiment_router(runner: ExperimentRunner) -> APIRouter:
             raise unprocessable(exc.field, exc.message) from None
         return json_response({"experiment_id": exp_id}, 202, headers={"Location": f"/api/experiments/{exp_id}"})
 
-    @router.get("/api/tasksets", summary="List the bundled task sets")
+    @router.get("/api/tasksets", summary="List the bundled task sets", responses=error_responses())
     async def tasksets() -> JSONResponse:
         """Every bundled task set with its tasks (id, title, check kind); pick a subset with task_glob."""
         sets = []
@@ -55,7 +74,7 @@ def create_experiment_router(runner: ExperimentRunner) -> APIRouter:
                                                   "check": t.check.kind if t.check else None} for t in tasks]})
         return json_response({"tasksets": sets})
 
-    @router.get("/api/experiments", summary="List experiments")
+    @router.get("/api/experiments", summary="List experiments", responses=error_responses())
     async def list_all(limit: int = Query(default=50, ge=1, le=1000),
                        offset: int = Query(default=0, ge=0, le=MAX_ID)) -> JSONResponse:
         """A page of experiments, newest first, with their progress."""
@@ -66,12 +85,13 @@ def create_experiment_router(runner: ExperimentRunner) -> APIRouter:
                   "passes": r["passes"], "graded": r["graded"]} for r in rows]
         return json_response({"experiments": items, "total": total, "limit": limit, "offset": offset})
 
-    @router.get("/api/experiments/{experiment_id}", summary="Get an experiment")
+    @router.get("/api/experiments/{experiment_id}", summary="Get an experiment", responses=error_responses(404))
     async def get_one(experiment_id: ExperimentId) -> JSONResponse:
         """Progress, per-variant numbers with intervals, cells, the matrix and the paired verdicts."""
         return json_response(summary(await service.get_experiment(experiment_id)))
 
-    @router.post("/api/experiments/{experiment_id}/cancel", summary="Cancel an experiment")
+    @router.post("/api/experiments/{experiment_id}/cancel", summary="Cancel an experiment",
+                 responses=error_responses(404, 409))
     async def cancel(experiment_id: ExperimentId) -> JSONResponse:
         """Stop the running cells and drop the pending ones; finished cells stay."""
         if not await runner.cancel(experiment_id):
@@ -80,7 +100,8 @@ def create_experiment_router(runner: ExperimentRunner) -> APIRouter:
                                             "nothing to cancel"}, 409)
         return json_response(summary(await service.get_experiment(experiment_id)))
 
-    @router.post("/api/experiments/{experiment_id}/grade", summary="Grade a cell by hand")
+    @router.post("/api/experiments/{experiment_id}/grade", summary="Grade a cell by hand",
+                 responses=error_responses(404, *BODY_ERRORS), openapi_extra=_body(_GRADE_BODY))
     async def grade(experiment_id: ExperimentId, request: Request) -> JSONResponse:
         """Pass or fail one cell by hand (a task without a check, or overruling one)."""
         body = await read_object(request, '{"task_id": "...", "variant": "...", "repeat": 1, "passed": true}')

@@ -6,12 +6,28 @@ into `agent.analysis`, so a notebook writes `an.experiment_variants(7)`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
-
-from agent.log.analysis import Connection, _df, _using
 
 if TYPE_CHECKING:
     import pandas as pd
+
+Connection = Any  # a DuckDB connection from agent.log.snapshots (this module never imports duckdb)
+
+
+# agent.analysis imports this module at its end: its helpers are looked up when called, so that
+# `python -m agent.log.analysis` (the module run as __main__) imports cleanly.
+def _df(con: Connection | None, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+    from agent.log.analysis import _df as df
+
+    return df(con, sql, params)
+
+
+def _using(con: Connection | None) -> AbstractContextManager[Any]:
+    from agent.log.analysis import _using as using
+
+    return using(con)
 
 
 def experiments(*, con: Connection | None = None) -> pd.DataFrame:
@@ -21,9 +37,10 @@ def experiments(*, con: Connection | None = None) -> pd.DataFrame:
 
 def latest_experiment(*, con: Connection | None = None) -> int | None:
     """The id of the newest experiment, or None when there is none."""
-    frame = _df(con, "SELECT max(id) AS id FROM experiments")
-    value = frame["id"].iloc[0]
-    return None if value is None or value != value else int(value)
+    import pandas as pd
+
+    value = _df(con, "SELECT max(id) AS id FROM experiments")["id"].iloc[0]
+    return None if pd.isna(value) else int(value)  # None, NaN or pd.NA when there is no experiment
 
 
 def experiment_variants(experiment_id: int, *, con: Connection | None = None) -> pd.DataFrame:
