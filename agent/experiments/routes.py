@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
@@ -41,7 +41,7 @@ _GRADE_BODY = {"type": "object", "title": "GradeCell", "additionalProperties": F
                    "passed": {"type": "boolean"}}}
 
 
-def _body(schema: dict[str, object]) -> dict[str, object]:
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
