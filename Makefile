@@ -59,6 +59,8 @@ bench: setup dev
 	$(PY) bench/bench_traces.py
 	$(PY) bench/bench_workflows.py
 	$(PY) bench/bench_startup.py
+	$(PY) bench/bench_runpath.py
+	$(PY) bench/bench_experiments.py
 
 # Jupyter's server is installed only here: it drags in a slow-to-import jsonschema extra the app does not need.
 notebook: setup

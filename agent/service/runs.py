@@ -21,7 +21,6 @@ import math
 import os
 import time
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +39,7 @@ from agent.models import (
 )
 from agent.service import webhooks
 from agent.service.door import LogDoor, NotFound
+from agent.service.live import LiveRun, describe
 from agent.service.observers import Observer, Observers
 from agent.service.ray_executor import WorkerLost
 from agent.service.warmup import start_warm_up
@@ -59,8 +59,6 @@ DEFAULT_MAX_QUEUED = 100
 CANCEL_GRACE_S = 20.0  # after a cancel, how long the engine may take to stop before the task is cut
 SHUTDOWN_GRACE_S = 10.0
 WEBHOOK_SHUTDOWN_GRACE_S = 5.0
-# Events a run may run ahead of its run log: the engine does not wait for each write, up to this many.
-MAX_PENDING_WRITES = 16
 SUBSCRIBE_SLACK_S = 120.0  # a viewer waits at most the run's timeout plus this for the next event
 MAX_RESUMED_WEBHOOKS = 100
 
@@ -84,43 +82,6 @@ def _env_int(name: str, default: int, *, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"{name}={value} is too small; set it to at least {minimum}")
     return value
-
-
-@dataclass(eq=False)
-class _Live:
-    """A run this process is running (or queueing): its events so far and how to stop it."""
-
-    task_id: int
-    run_id: int
-    request: RunRequest
-    tally: Tally
-    cancel: asyncio.Event = field(default_factory=asyncio.Event)
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)  # replaced after each event (generations)
-    events: list[Any] = field(default_factory=list)
-    final: RunResponse | None = None
-    stop_reason: StopReason | None = None  # why the service stopped it: "shutdown" replaces the engine's "cancelled"
-    engine: dict[str, Any] = field(default_factory=dict)  # per-run engine options (e.g. an experiment's page check)
-    batch: bool = False  # an experiment's cell: never takes the last slot from interactive runs
-    executor: str = "local"  # local (the engine in this process) | ray (on a Ray worker, events streamed back)
-    healed_workflow_id: int | None = None  # where a replay's healed version was saved
-    queued: bool = True
-    task: asyncio.Task[None] | None = None
-    writes: asyncio.Queue[Any] | None = None  # events handed to the run's writer, in order (None: the end)
-    writer: asyncio.Task[None] | None = None
-    write_error: str | None = None  # the first write that failed: the run ends with it
-
-    def append(self, event: Any) -> None:
-        """Make `event` visible to viewers and wake those waiting."""
-        self.events.append(event)
-        previous, self.changed = self.changed, asyncio.Event()
-        previous.set()
-
-    def snapshot(self) -> RunResponse:
-        """The run as it stands, in the contract's shape."""
-        if self.final is not None:
-            return self.final
-        return self.tally.response(finished=False, task_id=self.task_id, task_run_id=self.run_id)
 
 
 class RunService(LogDoor):
@@ -159,7 +120,7 @@ class RunService(LogDoor):
         self._slots = asyncio.Semaphore(self.max_concurrent)
         # Batch runs (experiment cells) take one of these first: at least one slot stays for the form.
         self._batch_slots = asyncio.Semaphore(max(1, self.max_concurrent - 1))
-        self._live: dict[int, _Live] = {}
+        self._live: dict[int, LiveRun] = {}
         self._reserved = 0  # submissions past the limit check, not yet in _live
         self._webhooks: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -246,7 +207,7 @@ class RunService(LogDoor):
             elif await asyncio.to_thread(self._log.get_task, task_id) is None:
                 raise NotFound("task", task_id)
             run_id = int(await asyncio.to_thread(self._log.create_run, task_id, req))
-            live = _Live(task_id=task_id, run_id=run_id, request=req, tally=Tally(req), engine=dict(engine or {}),
+            live = LiveRun(task_id=task_id, run_id=run_id, request=req, tally=Tally(req), engine=dict(engine or {}),
                          batch=batch, executor=executor)
             self._live[run_id] = live
         finally:
@@ -287,7 +248,7 @@ class RunService(LogDoor):
         asyncio.get_running_loop().call_later(CANCEL_GRACE_S, self._cut, live)
         return True
 
-    def _cut(self, live: _Live) -> None:
+    def _cut(self, live: LiveRun) -> None:
         if live.final is None and live.task is not None and not live.task.done():
             log.warning("run %d did not stop within %g s of its cancel; cutting it", live.run_id, CANCEL_GRACE_S)
             live.task.cancel()
@@ -363,14 +324,14 @@ class RunService(LogDoor):
                 await asyncio.wait_for(changed.wait(), remaining)
 
     # ------------------------------------------------------------ one run, start to end
-    def _options(self, live: _Live) -> EngineOptions:
+    def _options(self, live: LiveRun) -> EngineOptions:
         from agent.engine.loop import EngineOptions
 
         shots = self._log.screenshots_dir / str(live.run_id)
         base = self.engine_options or EngineOptions()
         return EngineOptions.model_validate({**base.model_dump(), **live.engine, "screenshot_dir": shots})
 
-    async def _event_source(self, live: _Live, options: EngineOptions) -> AsyncGenerator[Event, None]:
+    async def _event_source(self, live: LiveRun, options: EngineOptions) -> AsyncGenerator[Event, None]:
         """Where a run's events come from: a replay when a cached workflow is asked for and known, else the agent.
 
         The workflow is the inline `cached_workflow`, else `workflow_id`, else the one linked to the task;
@@ -409,7 +370,7 @@ class RunService(LogDoor):
             self._ray = RayExecutor(own_origin=getattr(self.browser, "own_origin", None))
         return self._ray
 
-    async def _cached_workflow(self, live: _Live) -> dict[str, Any] | None:
+    async def _cached_workflow(self, live: LiveRun) -> dict[str, Any] | None:
         """The workflow to replay (a document or a stored record), or None; NotFound for an unknown id."""
         request = live.request
         if request.cached_workflow is not None:
@@ -423,7 +384,7 @@ class RunService(LogDoor):
         linked = (task or {}).get("workflow_id")
         return None if linked is None else await asyncio.to_thread(self._log.get_workflow, int(linked))
 
-    async def _save_healed(self, live: _Live, event: WorkflowHealed) -> None:
+    async def _save_healed(self, live: LiveRun, event: WorkflowHealed) -> None:
         """Store a replay's healed version (same id, next version; an inline workflow becomes a new one)."""
         try:
             live.healed_workflow_id, _version = await asyncio.to_thread(
@@ -432,7 +393,7 @@ class RunService(LogDoor):
         except Exception:  # the run itself succeeded; the repair is lost, which the log must say
             log.exception("run %d: could not save the healed version of workflow %s", live.run_id, event.workflow_id)
 
-    async def _drive(self, live: _Live) -> None:
+    async def _drive(self, live: LiveRun) -> None:
         """Wait for a slot, consume the events, end the run whatever happens."""
         try:
             if live.batch and not await self._acquire(live, self._batch_slots):
@@ -454,18 +415,18 @@ class RunService(LogDoor):
         except asyncio.CancelledError:
             # Cut after a cancel, or the loop is going down: the run still ends with a reason.
             if live.final is None:
-                await self._drain(live)
+                await live.drain()
                 await self._finish(live, self._stopped(live))
             raise
         except Exception as exc:  # our own bug: the run must still end, with the reason
             log.exception("run %d: unexpected error in the run service", live.run_id)
             if live.final is None:
-                await self._drain(live)
-                await self._finish(live, self._failure(live, f"internal error: {_describe(exc)}", "internal_error"))
+                await live.drain()
+                await self._finish(live, self._failure(live, f"internal error: {describe(exc)}", "internal_error"))
         finally:
             self._live.pop(live.run_id, None)
 
-    async def _acquire(self, live: _Live, slots: asyncio.Semaphore) -> bool:
+    async def _acquire(self, live: LiveRun, slots: asyncio.Semaphore) -> bool:
         """Take one of `slots`; False if the run was cancelled while queued."""
         if live.cancel.is_set():
             return False
@@ -491,7 +452,7 @@ class RunService(LogDoor):
             return False
         return got
 
-    async def _consume(self, live: _Live) -> RunResponse:
+    async def _consume(self, live: LiveRun) -> RunResponse:
         """Record and publish each event; the engine's final response, or a failure saying why."""
         try:
             # The first run imports the engine (seconds of jsonschema/playwright) off the event loop.
@@ -509,72 +470,31 @@ class RunService(LogDoor):
                         await self._emit(live, event)
         except WorkerLost as exc:  # the Ray worker died: the run did not fail, it was interrupted
             log.warning("run %d: %s", live.run_id, exc)
-            await self._drain(live)  # the steps it made are the run's
+            await live.drain()  # the steps it made are the run's
             return self._failure(live, f"interrupted: {exc}", "interrupted")
         except Exception as exc:  # an engine bug, a browser that died oddly, a store that failed
             log.exception("run %d: the run failed with an unexpected error", live.run_id)
-            await self._drain(live)
-            return self._failure(live, f"internal error: {_describe(exc)}", "internal_error")
-        await self._drain(live)
+            await live.drain()
+            return self._failure(live, f"internal error: {describe(exc)}", "internal_error")
+        await live.drain()
         return self._failure(live, "the run ended without a result", "internal_error")
 
-    async def _emit(self, live: _Live, event: Any) -> None:
-        """Hand the event to the run's writer and go on: the engine's next step does not wait for the run log.
+    async def _emit(self, live: LiveRun, event: Any) -> None:
+        """Hand the event to the run's writer and go on (see `LiveRun.emit`)."""
+        await live.emit(self._observers.prepare(event), self._log.record, self._observers)
 
-        The writer stores the run's events in order and only then makes each visible (a step seen is a step
-        stored); at most MAX_PENDING_WRITES wait. A write that failed ends the run at its next event.
-        """
-        if live.write_error is not None:
-            raise RuntimeError(live.write_error)
-        if live.writes is None:
-            live.writes = asyncio.Queue(MAX_PENDING_WRITES)
-            live.writer = asyncio.create_task(self._write_events(live), name=f"writer-{live.run_id}")
-        await live.writes.put(self._observers.prepare(event))
-
-    async def _write_events(self, live: _Live) -> None:
-        """The run's writer: store each event, then publish it; stops at None."""
-        assert live.writes is not None
-        while (event := await live.writes.get()) is not None:
-            if live.write_error is not None:
-                continue  # the run is ending with the first failure; later events are not shown as stored
-            try:
-                await asyncio.to_thread(self._log.record, live.run_id, event)
-            except Exception as exc:
-                log.exception("run %d: could not write the run log", live.run_id)
-                live.write_error = f"could not write the run log ({_describe(exc)})"
-                continue
-            if isinstance(event, RunStarted):
-                live.tally.mode = event.mode
-                live.tally.started_at = event.at
-            elif isinstance(event, StepFinished):
-                live.tally.add_step(event.item)
-            live.append(event)
-            self._observers(live.run_id, event)
-
-    async def _drain(self, live: _Live) -> None:
-        """Wait until every event handed to the run's writer is stored and shown (before the run's end)."""
-        writer, live.writer = live.writer, None
-        if writer is None or live.writes is None:
-            return
-        await live.writes.put(None)
-        try:
-            await writer
-        except Exception as exc:  # a bug in publishing: the run still ends, saying so
-            log.exception("run %d: the run log writer failed", live.run_id)
-            live.write_error = live.write_error or f"could not write the run log ({_describe(exc)})"
-
-    def _failure(self, live: _Live, reason: str, stop_reason: StopReason) -> RunResponse:
+    def _failure(self, live: LiveRun, reason: str, stop_reason: StopReason) -> RunResponse:
         """A failed end built from what the run did so far."""
         return live.tally.response(error=reason, stop_reason=stop_reason)
 
-    def _stopped(self, live: _Live) -> RunResponse:
+    def _stopped(self, live: LiveRun) -> RunResponse:
         """The end of a run the service stopped (cancelled, or the app shutting down) before the engine ended it."""
         why = live.stop_reason or "cancelled"
         return self._failure(live, why, why)
 
-    async def _finish(self, live: _Live, response: RunResponse) -> None:
+    async def _finish(self, live: LiveRun, response: RunResponse) -> None:
         """Stamp the ids, record the end, wake waiters and viewers, then send the webhook."""
-        await self._drain(live)  # every event before the end is stored first
+        await live.drain()  # every event before the end is stored first
         if live.write_error is not None and response.status == "success":
             response = self._failure(live, f"internal error: {live.write_error}", "internal_error")
         update: dict[str, Any] = {"task_id": live.task_id, "task_run_id": live.run_id}
@@ -651,8 +571,3 @@ def _log_failure(task: asyncio.Future[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("warming up (the engine, the model library, the browser) failed; runs will say why",
                   exc_info=task.exception())
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
