@@ -188,19 +188,7 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncGenerator[Event, Non
     first = 1
     if options.start_url:
         yield StepStarted(step=1)
-        run.clock, started_at = StepClock(), utcnow()
-        description = "Open the start page"
-        with run.clock.part("browser"):
-            result, _ = await run.bounded(act.execute(ctx, "navigate", {"url": options.start_url}))
-            page = await session.ensure_page()
-            if options.setup_script and not result.error:
-                instruction = await run.bounded(_setup(page, options.setup_script))
-                run.task = instruct(request.prompt, instruction)
-                description += f"; the page's instruction: {instruction}" if instruction else "; set it up"
-            title = await page.title()
-        item = run.secrets.scrub_model(HistoryItem(
-            description=description, actions=[result], step=1, url=page.url, title=title,
-            started_at=started_at, **run.clock.split()))
+        item = await _open_start_page(run, ctx, session)
         run.tally.add_step(item)
         yield StepFinished(item=item)
         first = 2
@@ -233,37 +221,8 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncGenerator[Event, Non
                 with run.clock.part("browser"):
                     shot, pending_shot = await run.bounded(pending_shot), None
             description = reply.text.splitlines()[0][:300] if reply.text else ""
-            if not reply.tool_calls:
-                finish = reply.call.finish_reason
-                why = f" (finish_reason={finish})" if finish not in (None, "stop") else ""
-                nothing = f"no action was called{why}: call one of the tools (done when finished)"
-                results.append(ActionResult(name="none", success=False, include_in_memory=True, error=nothing))
-            for n, call in enumerate(reply.tool_calls):
-                if n >= options.max_actions_per_step:
-                    run.notes.append(f"only the first {options.max_actions_per_step} actions of a step are run")
-                    break
-                with run.clock.part("browser"):
-                    result, outcome = await run.bounded(act.execute(
-                        ctx, call.name, call.arguments, parse_error=call.parse_error,
-                        structured=request.structured and call.name == "done"))
-                if outcome is not None and outcome.is_done:
-                    result, outcome = _check_result(run, result, outcome)
-                    if outcome is None:
-                        validation_failures += 1
-                    elif outcome.success:
-                        with run.clock.part("browser"):
-                            result = await _with_sources(run, session, result, outcome)
-                results.append(result)
-                if outcome is not None and outcome.is_done:
-                    done_outcome = outcome
-                    break
-                if result.error or (outcome is not None and outcome.changed_page):
-                    rest = reply.tool_calls[n + 1:options.max_actions_per_step]
-                    if rest:
-                        why = "it failed" if result.error else "the page changed"
-                        skipped = ", ".join(c.name for c in rest)
-                        run.notes.append(f"after {call.name} {why}, these were not run: {skipped}")
-                    break
+            results, done_outcome, invalid = await _act(run, ctx, session, reply)
+            validation_failures += invalid
         except LLMError as exc:
             fatal = exc if exc.fatal else None
             if exc.kind in ("model_output", "length"):  # the model's own mistake: show it, as a bad tool call
@@ -359,6 +318,63 @@ async def _ask(run: _Run, message: str, shot: str | None, *, observation: str, s
         messages[1] = {"role": "user", "content": message}
         reply = await run.bounded(run.ask(messages, run.tools, observation=observation))
     return reply
+
+
+async def _open_start_page(run: _Run, ctx: act.Context, session: BrowserSession) -> HistoryItem:
+    """Step 1 when the run has a start page: open it (and set it up, for a task whose page needs it)."""
+    options = run.options
+    run.clock, started_at = StepClock(), utcnow()
+    description = "Open the start page"
+    with run.clock.part("browser"):
+        result, _ = await run.bounded(act.execute(ctx, "navigate", {"url": options.start_url}))
+        page = await session.ensure_page()
+        if options.setup_script and not result.error:
+            instruction = await run.bounded(_setup(page, options.setup_script))
+            run.task = instruct(run.request.prompt, instruction)
+            description += f"; the page's instruction: {instruction}" if instruction else "; set it up"
+        title = await page.title()
+    return run.secrets.scrub_model(HistoryItem(
+        description=description, actions=[result], step=1, url=page.url, title=title,
+        started_at=started_at, **run.clock.split()))
+
+
+async def _act(run: _Run, ctx: act.Context, session: BrowserSession,
+               reply: Reply) -> tuple[list[ActionResult], act.Outcome | None, int]:
+    """Run the reply's actions in order: (their results, the `done` outcome if the run is over, how many
+    `done` results the JSON schema refused). A failure or a page change skips the rest, saying so."""
+    options, invalid = run.options, 0
+    results: list[ActionResult] = []
+    if not reply.tool_calls:
+        finish = reply.call.finish_reason
+        why = f" (finish_reason={finish})" if finish not in (None, "stop") else ""
+        nothing = f"no action was called{why}: call one of the tools (done when finished)"
+        results.append(ActionResult(name="none", success=False, include_in_memory=True, error=nothing))
+    for n, call in enumerate(reply.tool_calls):
+        if n >= options.max_actions_per_step:
+            run.notes.append(f"only the first {options.max_actions_per_step} actions of a step are run")
+            break
+        with run.clock.part("browser"):
+            result, outcome = await run.bounded(act.execute(
+                ctx, call.name, call.arguments, parse_error=call.parse_error,
+                structured=run.request.structured and call.name == "done"))
+        if outcome is not None and outcome.is_done:
+            result, outcome = _check_result(run, result, outcome)
+            if outcome is None:
+                invalid += 1
+            elif outcome.success:
+                with run.clock.part("browser"):
+                    result = await _with_sources(run, session, result, outcome)
+        results.append(result)
+        if outcome is not None and outcome.is_done:
+            return results, outcome, invalid
+        if result.error or (outcome is not None and outcome.changed_page):
+            rest = reply.tool_calls[n + 1:options.max_actions_per_step]
+            if rest:
+                why = "it failed" if result.error else "the page changed"
+                skipped = ", ".join(c.name for c in rest)
+                run.notes.append(f"after {call.name} {why}, these were not run: {skipped}")
+            break
+    return results, None, invalid
 
 
 async def _look(run: _Run, session: BrowserSession, page: Any,
