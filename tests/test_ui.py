@@ -534,8 +534,12 @@ async def test_run_while_a_run_is_shown_starts_the_new_run(page: Any, app: App, 
     await page.get_by_text(re.compile(rf"Run {second['run_id']} started; run {first['run_id']} goes on")).wait_for()
     still = (await asyncio.to_thread(http.get, f"/api/runs/{first['run_id']}")).json()
     assert still["status"] == "in_progress"
-    await asyncio.sleep(2.5)  # two more steps of the first run would arrive in that time
-    assert (await viewer(page))["run_id"] == second["run_id"]  # the viewer stays on the new run
+    # Two more steps of the first run arrive: the viewer stays on the new run.
+    async def first_steps() -> int:
+        return len((await asyncio.to_thread(http.get, f"/api/runs/{first['run_id']}")).json()["history"])
+
+    await until(first_steps, what="two more steps of the first run", check=lambda n: n >= len(still["history"]) + 2)
+    assert (await viewer(page))["run_id"] == second["run_id"]
     cancelled = await asyncio.to_thread(http.post, f"/api/runs/{first['run_id']}/cancel")
     assert cancelled.json()["stop_reason"] == "cancelled"
 

@@ -143,8 +143,8 @@ class RayExecutor:
                                       "runtime_env": {"env_vars": env}}
             if self.address:
                 kwargs["address"] = self.address
-            else:
-                kwargs["num_cpus"] = os.cpu_count() or 2
+            else:  # a Ray of our own, never one left running by something else on this machine
+                kwargs["address"], kwargs["num_cpus"] = "local", os.cpu_count() or 2
             try:
                 ray.init(**kwargs)
             except Exception as exc:
