@@ -123,7 +123,8 @@ async def test_a_worker_killed_mid_run_interrupts_the_run_and_the_cell_is_played
     assert (report["status"], cell["status"], cell["attempts"], cell["passed"]) == ("done", "done", 2, True)
     assert cell["run_id"] != killed_run
     lost = await service.aget(killed_run)
-    assert lost is not None and (lost.status, lost.error.split(":")[0]) == ("failure", "interrupted")
+    assert lost is not None and (lost.status, lost.stop_reason, lost.error.split(":")[0]) == (
+        "failure", "interrupted", "interrupted")
     assert "the Ray worker playing this run died" in lost.error
     assert 2 <= len(lost.history) < 5  # what it did before the worker died is kept
     again = await service.aget(cell["run_id"])
