@@ -371,6 +371,8 @@ def test_the_openapi_document_has_the_real_request_and_error_shapes(http: httpx.
     assert "HTTPValidationError" not in doc["components"]["schemas"]
     assert doc["paths"]["/api/runs/{task_run_id}"]["get"]["responses"]["200"]["content"]["application/json"][
         "schema"] == {"$ref": "#/components/schemas/RunResponse"}
+    # Saving a run: 201 the first time, 200 (the workflow saved then) every time after.
+    assert {"200", "201"} <= set(doc["paths"]["/api/runs/{task_run_id}/workflow"]["post"]["responses"])
 
 
 # ------------------------------------------------------------------ 8. webhooks owed across a crash

@@ -60,7 +60,9 @@ def create_workflow_router(service: RunService) -> APIRouter:
     router = APIRouter(tags=["workflows"])
 
     @router.post("/api/runs/{task_run_id}/workflow", status_code=201, summary="Save a run as a workflow",
-                 responses=error_responses(404, *BODY_ERRORS), openapi_extra=json_body("SaveWorkflow", required=False))
+                 responses={200: {"description": "The run was saved before: the workflow saved then (created false)"},
+                            **error_responses(404, *BODY_ERRORS)},
+                 openapi_extra=json_body("SaveWorkflow", required=False))
     async def save_run_as_workflow(request: Request, task_run_id: RunId) -> JSONResponse:
         """Record a successful run as a cached workflow (parameters found without a model)."""
         body = await read_object(request, 'at most a name, e.g. {"name": "Order a cable"}', required=False)
