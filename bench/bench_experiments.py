@@ -30,7 +30,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 import httpx  # noqa: E402
 
 from agent.testing.fakellm import FakeLLM, call, last_user_text, reply  # noqa: E402
-from agent.testing.process import WorkbenchProcess, _children  # noqa: E402
+from agent.testing.process import WorkbenchProcess, _children, own_pss_mb  # noqa: E402
 
 PROMPT = "Open the demo shop and report its title [bench]"
 
@@ -59,15 +59,7 @@ def ray_pids() -> set[int]:
 def total_pss_mb(app: WorkbenchProcess) -> float:
     """PSS of the app and its Chromium, plus Ray's processes and their Chromium where they are not the app's."""
     mine = set(_children(app.proc.pid)) if app.proc is not None else set()
-    return app.pss_mb() + sum(_own_pss_mb(p) for p in ray_pids() - mine)
-
-
-def _own_pss_mb(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            return next((int(line.split()[1]) for line in f if line.startswith("Pss:")), 0) / 1024
-    except OSError:
-        return 0.0
+    return app.pss_mb() + sum(own_pss_mb(p) for p in ray_pids() - mine)
 
 
 class Sampler:

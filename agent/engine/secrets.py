@@ -47,6 +47,12 @@ def _plain(value: Any) -> str:
     return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
 
 
+def revealed(sensitive_data: Mapping[str, Any]) -> dict[str, Any]:
+    """`sensitive_data` with its values in clear, same shape (for a worker that types them; never for a log)."""
+    return {key: {name: _plain(v) for name, v in item.items()} if isinstance(item, Mapping) else _plain(item)
+            for key, item in sensitive_data.items()}
+
+
 def check_sensitive_data(value: Mapping[str, Any]) -> dict[str, Any]:
     """`value` if every name, domain pattern and value is usable; ValueError naming the fix otherwise."""
     from agent.engine.policy import PolicyError, check_domain_rules

@@ -31,10 +31,9 @@ def comparisons(variants: list[str], matrix: list[dict[str, Any]]) -> list[dict[
 
 def not_graded(variant: dict[str, Any]) -> str:
     """The variant's runs the agent had no fair chance in, by stop reason: "3 (model_error 2, cancelled 1)"."""
-    from agent.models import INFRASTRUCTURE_REASONS, STOPPED_REASONS
+    from agent.models import NO_FAIR_CHANCE
 
-    reasons = {k: v for k, v in (variant.get("stop_reasons") or {}).items()
-               if k in STOPPED_REASONS + INFRASTRUCTURE_REASONS}
+    reasons = {k: v for k, v in (variant.get("stop_reasons") or {}).items() if k in NO_FAIR_CHANCE}
     if not reasons:
         return "–"
     parts = ", ".join(f"{k} {n}" for k, n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))

@@ -21,8 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from agent.experiments import checks
 from agent.experiments.tasks import Check, Task, TaskError, load_bundled, parse_jsonl, parse_tasks, pick
 from agent.models import (
-    INFRASTRUCTURE_REASONS,
-    STOPPED_REASONS,
+    NO_FAIR_CHANCE,
     LLMTrace,
     PageChecked,
     RunFinished,
@@ -315,7 +314,7 @@ class ExperimentRunner:
         return await self.service.wait(run_id), page
 
     async def _grade(self, cell: Cell, run_id: int, final: RunResponse, page: PageChecked | None) -> checks.Grade:
-        if final.stop_reason in STOPPED_REASONS + INFRASTRUCTURE_REASONS:  # as the run log's outcome counts them
+        if final.stop_reason in NO_FAIR_CHANCE:  # as the run log's outcome counts them
             return checks.Grade(None, None, f"not graded: the run ended with {final.stop_reason} ({final.error}); "
                                             "the agent had no fair chance")
         check = cell.task.check

@@ -23,7 +23,7 @@ from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import SecretStr, TypeAdapter
+from pydantic import TypeAdapter
 
 from agent.models import Event, StepFinished
 
@@ -99,12 +99,11 @@ def _worker_class() -> Any:
 def _shipped(request: RunRequest) -> dict[str, Any]:
     """The request as the worker gets it: JSON, with the sensitive_data values themselves (a JSON dump masks
     them), since the worker's engine types them into pages. They travel in Ray's memory, never to disk or logs."""
+    from agent.engine.secrets import revealed  # stdlib and pydantic only
+
     data = request.model_dump(mode="json")
     if request.sensitive_data:
-        data["sensitive_data"] = {
-            name: value.get_secret_value() if isinstance(value, SecretStr)
-            else {domain: secret.get_secret_value() for domain, secret in value.items()}
-            for name, value in request.sensitive_data.items()}
+        data["sensitive_data"] = revealed(request.sensitive_data)
     return data
 
 

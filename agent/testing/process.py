@@ -40,19 +40,18 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def own_pss_mb(pid: int) -> float:
+    """Proportional set size of `pid` alone, in MB (Linux /proc; 0 where unreadable)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            return next((int(line.split()[1]) for line in f if line.startswith("Pss:")), 0) / 1024
+    except OSError:
+        return 0.0
+
+
 def pss_mb(pid: int) -> float:
     """Proportional set size of `pid` and all its descendants, in MB (Linux /proc; 0 where unreadable)."""
-    total_kb = 0
-    for each in _children(pid):
-        try:
-            with open(f"/proc/{each}/smaps_rollup") as f:
-                for line in f:
-                    if line.startswith("Pss:"):
-                        total_kb += int(line.split()[1])
-                        break
-        except OSError:
-            continue
-    return total_kb / 1024
+    return sum(own_pss_mb(each) for each in _children(pid))
 
 
 class WorkbenchProcess:

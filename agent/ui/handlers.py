@@ -80,6 +80,15 @@ async def until_stopped(stream: AsyncIterator[Any], stop: asyncio.Event) -> Asyn
             await closer()
 
 
+def _tab(request: Any) -> str | None:
+    """The browser tab a request comes from (its Gradio session), or None for a Gradio API call
+    (gradio_client marks them `x-gradio-user: api`; parallel calls share a session)."""
+    headers = getattr(request, "headers", None) or {}
+    if headers.get("x-gradio-user") == "api":
+        return None
+    return str(getattr(request, "session_hash", None) or "")
+
+
 def run_id_of(current: Any) -> int | None:
     """The run id of the response shown in the viewer, if any."""
     if isinstance(current, dict) and isinstance(current.get("task_run_id"), int):
@@ -101,10 +110,9 @@ class RunHandlers:
         Only for the page: calls through Gradio's API (gradio_client marks them `x-gradio-user: api`) share
         a session between parallel calls, and each caller follows its own run to the end.
         """
-        headers = getattr(request, "headers", None) or {}
-        if headers.get("x-gradio-user") == "api":
+        session = _tab(request)
+        if session is None:
             return asyncio.Event(), None
-        session = str(getattr(request, "session_hash", None) or "")
         previous = self._viewers.pop(session, None)
         if previous is not None:
             previous.stop.set()
@@ -125,10 +133,10 @@ class RunHandlers:
         """The stop event to follow `run_id` with in this tab, or None when the tab's viewer has moved on to
         another run (a run's own event ends when a newer one takes the viewer; its follow-up must not take
         the viewer back)."""
-        headers = getattr(request, "headers", None) or {}
-        if headers.get("x-gradio-user") == "api":
+        session = _tab(request)
+        if session is None:
             return asyncio.Event()
-        current = self._viewers.get(str(getattr(request, "session_hash", None) or ""))
+        current = self._viewers.get(session)
         if current is not None and not current.stop.is_set():
             return current.stop if current.run_id == run_id else None
         return self._show(request, run_id)[0]
