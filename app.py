@@ -97,10 +97,11 @@ def create_app(settings: Settings) -> Any:
     from agent.experiments.routes import create_experiment_router
     from agent.experiments.runner import ExperimentRunner
     from agent.log.store import Store
-    from agent.service.routes import create_api
+    from agent.service.api import create_api
     from agent.service.runs import RunService
     from agent.service.warmup import start_warm_up
     from agent.settings import demo_base_url
+    from agent.ui.export import export_html
 
     start_warm_up()  # the model library loads while the UI is built, not during the first run
     store = Store(settings.data_dir)
@@ -136,8 +137,9 @@ def create_app(settings: Settings) -> Any:
             await asyncio.to_thread(store.close)
             print("stopped: runs closed, browser closed, final snapshot published", flush=True)
 
-    app = create_api(service, api_key=settings.api_key, allowed_hosts=settings.served_hosts(), lifespan=lifespan)
-    app.include_router(create_experiment_router(experiments))
+    # Every /api router is mounted by create_api; the ones above the service's floor are handed in here.
+    app = create_api(service, routers=[create_experiment_router(experiments)], html_export=export_html,
+                     api_key=settings.api_key, allowed_hosts=settings.served_hosts(), lifespan=lifespan)
     app.state.store, app.state.browser, app.state.settings = store, browser, settings
     if settings.demo_dir.is_dir():
         @app.get("/demo", include_in_schema=False)

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import duckdb  # the bench fills a file directly; the app never does
 
+from agent.filters import RunFilter
 from agent.log.snapshots import open_snapshot
 from agent.log.store import Store
 from agent.models import (
@@ -253,7 +254,7 @@ def bench_big(root: Path, n_actions: int) -> None:
     get_run_ms = (time.perf_counter() - t) * 1000
     assert got is not None and len(got.history) == 10
     t = time.perf_counter()
-    store.list_runs(status="failure", provider="openai", limit=50)
+    store.list_runs(RunFilter(status="failure", provider="openai"), limit=50)
     list_ms = (time.perf_counter() - t) * 1000
     t = time.perf_counter()
     files = store.export_parquet(root / "export")

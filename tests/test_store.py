@@ -18,7 +18,9 @@ from typing import get_origin, get_type_hints
 import duckdb
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 
+from agent.filters import RunFilter
 from agent.log.errors import InvalidQuery, SnapshotMissing, StoreLocked
 from agent.log.migrations import MIGRATIONS, MigrationError
 from agent.log.protocol import RunLog
@@ -363,7 +365,7 @@ def test_interrupted_runs_marked_on_reopen(tmp_path: Path) -> None:
             usage=Usage().add(events[2].item.llm_calls[0]),
         )
         assert s.get_run(done_id) == done_expected
-        assert s.list_runs(status="in_progress") == ([], 0)
+        assert s.list_runs(RunFilter(status="in_progress")) == ([], 0)
     finally:
         s.close()
 
@@ -380,8 +382,8 @@ def test_list_runs_filters_and_pagination(store: Store) -> None:
     running_task = store.create_task(req)
     running = store.create_run(running_task, req)
 
-    def listed(**kw):
-        rows, total = store.list_runs(**kw)
+    def listed(limit: int = 50, offset: int = 0, **kw):
+        rows, total = store.list_runs(RunFilter(**kw), limit=limit, offset=offset)
         return [r["id"] for r in rows], total
 
     assert listed() == ([running, ids[4], ids[3], ids[2], ids[1], ids[0]], 6)
@@ -395,8 +397,8 @@ def test_list_runs_filters_and_pagination(store: Store) -> None:
     assert listed(limit=2, offset=2) == ([ids[3], ids[2]], 6)
     assert listed(limit=2, offset=6) == ([], 6)
 
-    with pytest.raises(InvalidQuery, match="status must be one of success, failure, in_progress"):
-        store.list_runs(status="done")
+    with pytest.raises(ValidationError, match="status\n  Input should be 'success', 'failure' or 'in_progress'"):
+        store.list_runs(RunFilter(status="done"))
     with pytest.raises(InvalidQuery, match="limit must be an integer from 1 to 1000"):
         store.list_runs(limit=0)
     with pytest.raises(InvalidQuery, match="offset must be an integer >= 0"):

@@ -646,7 +646,7 @@ async def test_demo_shop_search_recorded_and_replayed(browser: Any, fake_llm: Fa
 async def test_routes_record_list_get_edit_and_replay_through_the_service(tmp_path: Path, shop: ShopServer,
                                                                           browser: Any, fake_llm: FakeLLM) -> None:
     from agent.log.store import Store
-    from agent.service.routes import create_api
+    from agent.service.api import create_api
     from agent.service.runs import RunService
 
     store = Store(tmp_path / "data", snapshot_interval_s=60)
@@ -798,8 +798,6 @@ def test_app_replays_an_inline_workflow_over_http(app: Any, shop: ShopServer, ap
 @pytest.mark.slow
 def test_app_saves_replays_and_heals_a_workflow_by_id_over_http(app: Any, shop: ShopServer, app_model: FakeLLM) -> None:
     with httpx.Client(base_url=app.base, timeout=180) as http:
-        if http.post("/api/runs/999999/workflow").json() == {"detail": "Not Found"}:  # the route itself is missing
-            pytest.skip("app.py does not include agent.workflows.routes's router yet (create_workflow_router)")
         _, agent_run = _agent_run_over_http(http, shop, app_model)
         saved = http.post(f"/api/runs/{agent_run['task_run_id']}/workflow", json={"name": "Order"})
         assert saved.status_code == 201, saved.text

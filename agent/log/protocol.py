@@ -8,10 +8,11 @@ protocol with `isinstance(x, RunLog)`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from agent.filters import RunFilter
 from agent.models import (
     LLMCall,
     LLMTrace,
@@ -80,17 +81,12 @@ class RunLog(Protocol):
         """The request a run was started with; None if unknown."""
         ...
 
-    def list_runs(self, *, status: str | None = None, provider: str | None = None, model: str | None = None,
-                  task_id: int | None = None, q: str | None = None, model_contains: str | None = None,
-                  stop_reason: str | None = None, since: date | None = None, until: date | None = None,
-                  limit: int = 50, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+    def list_runs(self, filters: RunFilter | None = None, *, limit: int = 50,
+                  offset: int = 0) -> tuple[list[dict[str, Any]], int]:
         """A page of runs, newest first, and the total matching."""
         ...
 
-    def runs_summary(self, *, status: str | None = None, provider: str | None = None, model: str | None = None,
-                     task_id: int | None = None, q: str | None = None, model_contains: str | None = None,
-                     stop_reason: str | None = None, since: date | None = None,
-                     until: date | None = None) -> dict[str, Any]:
+    def runs_summary(self, filters: RunFilter | None = None) -> dict[str, Any]:
         """Totals of the runs matching: runs, success rate, tokens, cost."""
         ...
 

@@ -7,18 +7,16 @@ at open); kept apart so the Store stays about opening, writing and publishing.
 from __future__ import annotations
 
 import threading
-from datetime import date
 from typing import Any
 
 import duckdb
 
+from agent.filters import RunFilter
 from agent.log import rows
 from agent.log.errors import InvalidQuery
-from agent.models import STOP_REASONS
 
-__all__ = ["MAX_PAGE", "STATUSES", "RunQueries", "check_page"]
+__all__ = ["MAX_PAGE", "RunQueries", "check_page"]
 
-STATUSES = ("success", "failure", "in_progress")
 MAX_PAGE = 1000
 
 
@@ -39,74 +37,33 @@ class RunQueries:
     def _check_open(self) -> None:
         raise NotImplementedError
 
-    def list_runs(
-        self,
-        *,
-        status: str | None = None,
-        provider: str | None = None,
-        model: str | None = None,
-        task_id: int | None = None,
-        q: str | None = None,
-        model_contains: str | None = None,
-        stop_reason: str | None = None,
-        since: date | None = None,
-        until: date | None = None,
-        limit: int = 50,
-        offset: int = 0,
-    ) -> tuple[list[dict[str, Any]], int]:
+    def list_runs(self, filters: RunFilter | None = None, *, limit: int = 50,
+                  offset: int = 0) -> tuple[list[dict[str, Any]], int]:
         """A page of runs, newest first, and the total matching the filters (see `runs_summary`)."""
         check_page(limit, offset)
-        clause, params = self._run_filter(status=status, provider=provider, model=model, task_id=task_id, q=q,
-                                          model_contains=model_contains, stop_reason=stop_reason, since=since,
-                                          until=until)
-        cols = [*rows.RUN_LIST_COLS, "stop_reason"]
+        clause, params = rows.run_filter(filters)
         with self._lock:
             self._check_open()
             total = rows.scalar(self._con, f"SELECT count(*) FROM runs {clause}", params)
             page = rows.dicts(
                 self._con.execute(
-                    f"SELECT {', '.join(cols)} FROM runs {clause} ORDER BY id DESC LIMIT ? OFFSET ?",
+                    f"SELECT {', '.join(rows.RUN_LIST_COLS)} FROM runs {clause} ORDER BY id DESC LIMIT ? OFFSET ?",
                     [*params, limit, offset],
                 )
             )
         return page, total
 
-    def runs_summary(
-        self,
-        *,
-        status: str | None = None,
-        provider: str | None = None,
-        model: str | None = None,
-        task_id: int | None = None,
-        q: str | None = None,
-        model_contains: str | None = None,
-        stop_reason: str | None = None,
-        since: date | None = None,
-        until: date | None = None,
-    ) -> dict[str, Any]:
+    def runs_summary(self, filters: RunFilter | None = None) -> dict[str, Any]:
         """Totals of the runs matching the filters: runs, finished, successes, success rate, tokens, cost.
 
-        Filters: exact `status`, `provider`, `model`, `task_id`, `stop_reason`; `q`: text in the
-        prompt, the result or the error (any case); `model_contains`: part of the model's name;
-        `since`/`until`: first and last UTC day the run started on. Also `stop_reasons`: the
-        values present in the whole log.
+        Also `stop_reasons`: the values present in the whole log (what a filter on it can pick from).
         """
-        clause, params = self._run_filter(status=status, provider=provider, model=model, task_id=task_id, q=q,
-                                          model_contains=model_contains, stop_reason=stop_reason, since=since,
-                                          until=until)
+        clause, params = rows.run_filter(filters)
         with self._lock:
             self._check_open()
             found = rows.dicts(self._con.execute(rows.SUMMARY_SQL.format(where=clause), params))[0]
             reasons = [r[0] for r in self._con.execute(rows.STOP_REASONS_SQL).fetchall()]
         return {**found, "stop_reasons": reasons}
-
-    def _run_filter(self, **filters: Any) -> tuple[str, list[Any]]:
-        """The WHERE clause of the runs filters (checked); InvalidQuery naming a bad one."""
-        if filters.get("status") is not None and filters["status"] not in STATUSES:
-            raise InvalidQuery(f"status must be one of {', '.join(STATUSES)}, got {filters['status']!r}")
-        if filters.get("stop_reason") is not None and filters["stop_reason"] not in STOP_REASONS:
-            raise InvalidQuery(f"stop_reason must be one of {', '.join(STOP_REASONS)}, got {filters['stop_reason']!r}")
-        return rows.run_filter(**filters)
 
     def get_traces(self, run_id: int, *, step: int | None = None) -> list[dict[str, Any]]:
         """What the model saw and said in a run's calls (of one step by its number), in order."""

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from datetime import date
 from typing import Any, NamedTuple
 
 import duckdb
 
+from agent.filters import MATCHED_APART, RunFilter
 from agent.models import ActionResult, HistoryItem, LLMCall, RunResponse, Usage, message_text
 
 __all__ = [
@@ -94,33 +94,30 @@ def _like(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def run_filter(
-    *, status: str | None = None, provider: str | None = None, model: str | None = None, task_id: int | None = None,
-    q: str | None = None, model_contains: str | None = None, stop_reason: str | None = None,
-    since: date | None = None, until: date | None = None,
-) -> tuple[str, list[Any]]:
-    """The WHERE clause and parameters of the runs filters (None: no filter)."""
+def run_filter(filters: RunFilter | None) -> tuple[str, list[Any]]:
+    """The WHERE clause and parameters of the runs filters (fields left None filter nothing)."""
     where: list[str] = []
     params: list[Any] = []
-    for col, value in (("status", status), ("provider", provider), ("model", model), ("task_id", task_id),
-                       ("stop_reason", stop_reason)):
-        if value is not None:
+    given = {} if filters is None else filters.model_dump(exclude_none=True)
+    # A field is an exact match on the `runs` column of its name, unless RunFilter says otherwise.
+    for col, value in given.items():
+        if col not in MATCHED_APART:
             where.append(f"{col} = ?")
             params.append(value)
-    if q:
+    if "q" in given:
         where.append("(prompt ILIKE ? ESCAPE '\\' OR CAST(result_json AS VARCHAR) ILIKE ? ESCAPE '\\' "
                      "OR error ILIKE ? ESCAPE '\\')")
-        params += [_like(q)] * 3
-    if model_contains:
+        params += [_like(given["q"])] * 3
+    if "model_contains" in given:
         where.append("model ILIKE ? ESCAPE '\\'")
-        params.append(_like(model_contains))
+        params.append(_like(given["model_contains"]))
     # Days are UTC days, as in the views' `day` column.
-    if since is not None:
+    if "since" in given:
         where.append("CAST(timezone('UTC', started_at) AS DATE) >= ?")
-        params.append(since)
-    if until is not None:
+        params.append(given["since"])
+    if "until" in given:
         where.append("CAST(timezone('UTC', started_at) AS DATE) <= ?")
-        params.append(until)
+        params.append(given["until"])
     return ("WHERE " + " AND ".join(where)) if where else "", params
 
 

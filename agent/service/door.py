@@ -10,6 +10,7 @@ import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent.filters import RunFilter
 from agent.models import LLMCall, LLMTrace, RunRequest, RunResponse
 
 if TYPE_CHECKING:
@@ -43,13 +44,14 @@ class LogDoor:
         """The request a run was started with (secret-looking fields stripped); None if unknown."""
         return await asyncio.to_thread(self._log.get_run_request, run_id)
 
-    async def list_runs(self, **filters: Any) -> tuple[list[dict[str, Any]], int]:
-        """A page of runs, newest first, and the total matching (filters as in `RunLog.list_runs`)."""
-        return await asyncio.to_thread(lambda: self._log.list_runs(**filters))
+    async def list_runs(self, filters: RunFilter | None = None, *, limit: int = 50,
+                        offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+        """A page of runs, newest first, and the total matching `filters`."""
+        return await asyncio.to_thread(self._log.list_runs, filters, limit=limit, offset=offset)
 
-    async def runs_summary(self, **filters: Any) -> dict[str, Any]:
-        """Totals of the runs matching the filters (as in `RunLog.runs_summary`)."""
-        return await asyncio.to_thread(lambda: self._log.runs_summary(**filters))
+    async def runs_summary(self, filters: RunFilter | None = None) -> dict[str, Any]:
+        """Totals of the runs matching `filters` (and the stop reasons present in the log)."""
+        return await asyncio.to_thread(self._log.runs_summary, filters)
 
     async def traces(self, run_id: int, *, step: int | None = None) -> list[dict[str, Any]]:
         """What the model saw and said in a run's calls (of one step by its number); NotFound naming what is missing."""

@@ -1,56 +1,77 @@
-"""The JSON routes under /api: run, poll, cancel, list, re-run tasks, screenshots, webhooks, health.
+"""The JSON routes of runs and tasks under /api: run, poll, cancel, list, re-run tasks, traces, exports,
+screenshots, webhooks, health; one function per group of routes.
 
-`create_api(service, api_key=...)` returns a FastAPI app. Every route asks the run service (the one
-door to the run log) and answers in the contract's shape (`RunResponse`); errors follow
-`agent.service.http`. With an API key set, every /api and /gradio_api route needs
-`Authorization: Bearer <key>` or `X-API-Key: <key>`.
+`agent.service.api.create_api` mounts them (with every other /api router). Every route asks the run
+service (the one door to the run log) and answers in the contract's shape (`RunResponse`); errors
+follow `agent.service.http`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
-from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
-from pydantic import ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
-from agent.log.errors import InvalidQuery
+from agent.engine.browser import find_chromium
+from agent.engine.llm import KEY_VARS, key_status
+from agent.filters import RunFilter
+from agent.log.queries import MAX_PAGE
 from agent.models import PROVIDERS, RequestError, RunRequest, RunResponse, validation_errors
 from agent.service.door import NotFound
 from agent.service.http import (
     BODY_ERRORS,
     MAX_ID,
-    ApiKeyMiddleware,
     ClientError,
-    RequestGuard,
     RunId,
     TaskId,
     error_responses,
-    install_error_handlers,
     json_body,
     json_response,
     read_object,
     unprocessable,
 )
 from agent.service.runs import RunService, validate_off_loop
+from agent.service.workflow_routes import workflow_router
 
-__all__ = ["create_api", "health_report", "install_openapi", "request_schemas"]
+__all__ = ["HtmlExport", "RunsPage", "health_report", "health_router", "run_records_router", "runs_router",
+           "service_routers", "start_run", "tasks_router"]
 
-log = logging.getLogger(__name__)
-
-MAX_PAGE = 1000
 CANCEL_WAIT_S = 5.0
 Step = Annotated[int, PathParam(ge=1, le=100_000, description="The step number (1 is the first step)")]
 RUN_OK: dict[int | str, dict[str, Any]] = {200: {"model": RunResponse, "description": "The run (the contract's shape)"}}
 STARTS_RUN = (*BODY_ERRORS, 429, 503)
+
+
+class HtmlExport(Protocol):
+    """Renders a run's export (as `GET /api/runs/{id}/export?format=json` gives it) as one HTML page."""
+
+    def __call__(self, data: dict[str, Any], *, screenshots: dict[int, Path]) -> str: ...
+
+
+class RunsPage(RunFilter):
+    """The query of `GET /api/runs`: the history's filters (every field of `RunFilter`) and a page."""
+
+    # FastAPI hands every query parameter to the model: one it does not know is left out, as before.
+    model_config = ConfigDict(extra="ignore")
+
+    limit: int = Field(default=50, ge=1, le=MAX_PAGE, description="Runs per page")
+    offset: int = Field(default=0, ge=0, le=MAX_ID, description="Runs to skip (newest first)")
+
+    def filters(self) -> RunFilter:
+        """The filters alone."""
+        return RunFilter.model_validate(self.model_dump(exclude={"limit", "offset"}))
+
+
+def service_routers(service: RunService, *, html_export: HtmlExport | None = None) -> list[APIRouter]:
+    """The run service's own /api routers (runs, what runs left, tasks, workflows, health)."""
+    return [runs_router(service), run_records_router(service, html_export), tasks_router(service),
+            workflow_router(service), health_router(service)]
 
 
 async def _validate(data: dict[str, Any]) -> RunRequest:
@@ -63,36 +84,6 @@ async def _validate(data: dict[str, Any]) -> RunRequest:
         raise unprocessable(exc.field, exc.message) from None
     except (ValueError, TypeError, RecursionError) as exc:  # e.g. a schema too deep to check
         raise unprocessable("request", f"could not be read: {str(exc)[:300]}") from None
-
-
-# ------------------------------------------------------------------ the app
-def create_api(
-    service: RunService,
-    *,
-    api_key: str | None = None,
-    allowed_hosts: frozenset[str] | None = None,
-    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[Any]] | None = None,
-    title: str = "LLM web-agent workbench",
-) -> FastAPI:
-    """The FastAPI app with the /api routes, the error handlers, the request guard and (if `api_key`) the
-    key check with the browsers' login; anything mounted on it later (Gradio) is behind them too."""
-    from agent.ui.login import install_ui_login
-    from agent.workflows.routes import create_workflow_router
-
-    app = FastAPI(title=title, lifespan=lifespan, docs_url="/api/docs", redoc_url=None,
-                  openapi_url="/api/openapi.json")
-    app.state.service = service
-    if api_key:
-        app.add_middleware(ApiKeyMiddleware, api_key=api_key)
-        install_ui_login(app, api_key)  # browsers log in once with the key; a cookie then stands for it
-    # Added last, so it runs first: a foreign host or origin never reaches the key check or a route.
-    app.add_middleware(RequestGuard, allowed_hosts=allowed_hosts)
-    install_error_handlers(app)
-    install_openapi(app)
-    for router in (runs_router(service), tasks_router(service), health_router(service),
-                   create_workflow_router(service)):
-        app.include_router(router)
-    return app
 
 
 async def start_run(service: RunService, request: RunRequest, *, task_id: int | None = None) -> JSONResponse:
@@ -110,7 +101,7 @@ async def start_run(service: RunService, request: RunRequest, *, task_id: int | 
 
 
 def runs_router(service: RunService) -> APIRouter:
-    """Start, list, read and cancel runs; their screenshots and webhook attempts."""
+    """Start, list, read and cancel runs."""
     router = APIRouter()
 
     @router.post("/api/runs", tags=["runs"], summary="Run Agent", responses={**RUN_OK, **error_responses(*STARTS_RUN)},
@@ -121,32 +112,17 @@ def runs_router(service: RunService) -> APIRouter:
         return await start_run(service, await _validate(body))
 
     @router.get("/api/runs", tags=["runs"], responses=error_responses())
-    async def list_runs(
-        status: Literal["success", "failure", "in_progress"] | None = None,
-        provider: Literal[PROVIDERS] | None = None,  # type: ignore[valid-type]
-        model: str | None = Query(default=None, max_length=200, description="The exact model name"),
-        task_id: int | None = Query(default=None, ge=1, le=MAX_ID),
-        q: str | None = Query(default=None, max_length=200, description="Text in the prompt, result or error"),
-        model_contains: str | None = Query(default=None, max_length=200, description="Part of the model name"),
-        stop_reason: str | None = Query(default=None, max_length=60, description="Why the run stopped"),
-        since: Annotated[date | None, Query(description="First UTC day the run started on (YYYY-MM-DD)")] = None,
-        until: Annotated[date | None, Query(description="Last UTC day the run started on (YYYY-MM-DD)")] = None,
-        limit: int = Query(default=50, ge=1, le=MAX_PAGE),
-        offset: int = Query(default=0, ge=0, le=MAX_ID),
-    ) -> JSONResponse:
+    async def list_runs(query: Annotated[RunsPage, Query()]) -> JSONResponse:
         """A page of runs, newest first, with the total matching the filters and their totals."""
-        if since is not None and until is not None and since > until:
-            raise unprocessable("since", f"is after until ({since} > {until}); swap them")
-        filters = {"status": status, "provider": provider, "model": model, "task_id": task_id, "q": q or None,
-                   "model_contains": model_contains or None, "stop_reason": stop_reason or None, "since": since,
-                   "until": until}
-        try:
-            rows, total = await service.list_runs(**filters, limit=limit, offset=offset)
-            totals = await service.runs_summary(**filters)
-        except InvalidQuery as exc:
-            raise unprocessable("stop_reason", str(exc)) from None
+        problem = query.days_problem()
+        if problem is not None:
+            raise unprocessable("since", problem)
+        filters = query.filters()
+        rows, total = await service.list_runs(filters, limit=query.limit, offset=query.offset)
+        totals = await service.runs_summary(filters)
         runs = [{"task_run_id": row.get("id"), **row} for row in rows]
-        return json_response({"runs": runs, "total": total, "limit": limit, "offset": offset, "totals": totals})
+        return json_response({"runs": runs, "total": total, "limit": query.limit, "offset": query.offset,
+                              "totals": totals})
 
     @router.get("/api/runs/{task_run_id}", tags=["runs"], responses={**RUN_OK, **error_responses(404)})
     async def get_run(task_run_id: RunId) -> JSONResponse:
@@ -171,6 +147,17 @@ def runs_router(service: RunService) -> APIRouter:
         assert response is not None
         return json_response(response.to_json())
 
+    return router
+
+
+def run_records_router(service: RunService, html_export: HtmlExport | None = None) -> APIRouter:
+    """What a run left behind: a step's model calls, the whole run in one file, webhook attempts, screenshots.
+
+    `html_export` renders the run as one HTML page (the UI's renderer, handed in by the app: the
+    service sits below the UI); without it, `?format=html` answers 422.
+    """
+    router = APIRouter()
+
     @router.get("/api/runs/{task_run_id}/steps/{step}/trace", tags=["runs"], responses=error_responses(404))
     async def step_trace(task_run_id: RunId, step: Step) -> JSONResponse:
         """What the model saw and said in a step: {system_prompt, messages, reply, tool_calls, observation, usage}.
@@ -187,14 +174,14 @@ def runs_router(service: RunService) -> APIRouter:
     async def export_run(task_run_id: RunId,
                          format: Literal["json", "html"] = Query(default="json")) -> JSONResponse | HTMLResponse:
         """The whole run in one file: json (response, request, traces, webhook attempts) or html (opens offline)."""
+        if format == "html" and html_export is None:
+            raise unprocessable("format", "html is not available in this app (no page renderer); use json")
         data = await service.export(task_run_id)
         name = f"run-{task_run_id}.{format}"
         headers = {"Content-Disposition": f'attachment; filename="{name}"'}
-        if format == "json":
+        if html_export is None or format == "json":
             return json_response(data, headers=headers)
-        from agent.ui.export import export_html  # pure rendering, shared with the viewer
-
-        page = await asyncio.to_thread(export_html, data, screenshots=await service.screenshot_files(task_run_id))
+        page = await asyncio.to_thread(html_export, data, screenshots=await service.screenshot_files(task_run_id))
         return HTMLResponse(page, headers=headers)
 
     @router.get("/api/runs/{task_run_id}/webhooks", tags=["runs"], responses=error_responses(404))
@@ -251,38 +238,6 @@ def tasks_router(service: RunService) -> APIRouter:
     return router
 
 
-def request_schemas() -> dict[str, dict[str, Any]]:
-    """The JSON bodies the routes read themselves (through `read_json`), as OpenAPI components."""
-    run = RunRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-    props = run["properties"]
-    # Fields the contract also takes as a JSON string (or, for allowed_domains, a comma-separated one).
-    for name in ("json_schema", "cached_workflow", "workflow_params", "allowed_domains", "sensitive_data"):
-        props[name]["anyOf"].insert(-1, {"type": "string"})
-    overrides = {**run, "title": "RunOverrides", "required": [],
-                 "description": "Fields of the saved request to change for this run (all optional)"}
-    save = {"title": "SaveWorkflow", "type": "object", "additionalProperties": False,
-            "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 200}}}
-    edit = {"title": "EditWorkflow", "type": "object", "additionalProperties": False, "minProperties": 1,
-            "properties": {"name": {"type": "string"}, "description": {"type": "string"},
-                           "parameters": {"type": "object"}, "document": {"type": "object"}}}
-    return {"RunRequest": run, "RunOverrides": overrides, "SaveWorkflow": save, "EditWorkflow": edit}
-
-
-def install_openapi(app: FastAPI) -> None:
-    """/api/openapi.json with the real request bodies and error shapes (a generated client works)."""
-    from fastapi.openapi.utils import get_openapi
-
-    def document() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            doc = get_openapi(title=app.title, version=app.version, routes=app.routes,
-                              description="The workbench's JSON API: start, follow and read runs; workflows.")
-            doc.setdefault("components", {}).setdefault("schemas", {}).update(request_schemas())
-            app.openapi_schema = doc
-        return app.openapi_schema
-
-    app.openapi = document  # type: ignore[method-assign]
-
-
 def health_router(service: RunService) -> APIRouter:
     """What the app runs on."""
     router = APIRouter()
@@ -297,9 +252,6 @@ def health_router(service: RunService) -> APIRouter:
 
 def health_report(service: RunService) -> dict[str, Any]:
     """What the app runs on; provider keys appear by environment variable name only, never by value."""
-    from agent.engine.browser import find_chromium
-    from agent.engine.llm import KEY_VARS, key_status
-
     providers = {}
     for provider in PROVIDERS:
         ready, _advice = key_status(provider)

@@ -17,6 +17,7 @@ import gradio as gr
 
 from agent.engine.llm import SUGGESTED_MODELS, key_status, model_notes
 from agent.engine.prompts import SYSTEM_PROMPT, system_prompt
+from agent.filters import RunFilter
 from agent.models import DEFAULT_MODELS, PROVIDERS, RequestError
 from agent.service.door import NotFound
 from agent.service.runs import RunService, ServiceBusy, ServiceClosed
@@ -334,17 +335,17 @@ class RunHandlers:
                       until: str, page_size: Any, page: Any) -> tuple[Any, ...]:
         """The history page `page` for the filters: table, totals, page label, paging buttons, stop reasons."""
         try:
-            filters = history_filters(q, status, stop_reason, provider, model, since, until)
+            filters = RunFilter(**history_filters(q, status, stop_reason, provider, model, since, until))
         except ValueError as exc:
             gr.Warning(str(exc))
             return (gr.skip(), gr.update(value=f"✗ {exc}"), gr.skip(), gr.skip(), gr.skip(), gr.skip(), 0)
         size = int(page_size) if str(page_size).isdigit() and int(page_size) in PAGE_SIZES else PAGE_SIZES[1]
         page = max(0, int(page or 0))
-        summary = await self.service.runs_summary(**filters)
+        summary = await self.service.runs_summary(filters)
         total = int(summary["runs"])
         last = max(0, (total - 1) // size)
         page = min(page, last)
-        rows, _total = await self.service.list_runs(**filters, limit=size, offset=page * size)
+        rows, _total = await self.service.list_runs(filters, limit=size, offset=page * size)
         label = (f"Run history (runs {page * size + 1}–{page * size + len(rows)} of {total}, newest first)" if rows
                  else "Run history (no run matches)")
         reasons = ["all", *summary.get("stop_reasons", [])]

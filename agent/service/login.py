@@ -1,9 +1,22 @@
-"""Browser login when WORKBENCH_API_KEY is set: a one-time form, then a cookie derived from the key."""
+"""Browser login when WORKBENCH_API_KEY is set: a one-time form, then a cookie derived from the key.
+
+`install_ui_login(app, api_key)` is called by `agent.service.api.create_api` beside the key check
+(`agent.service.http.ApiKeyMiddleware`): a browser cannot send the header, so its cookie stands for it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+from http.cookies import CookieError, SimpleCookie
 from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+
+__all__ = ["UI_LOGIN_PATH", "UI_SESSION_COOKIE", "UiSessionMiddleware", "install_ui_login", "ui_session_token"]
 
 UI_SESSION_COOKIE = "workbench_session"
 UI_LOGIN_PATH = "/login-key"
@@ -12,9 +25,6 @@ UI_LOGIN_FAIL_DELAY_S = 0.5  # slows down guessing the key through the login for
 
 def ui_session_token(api_key: str) -> str:
     """The browser's session cookie value: derived from the key, so the cookie never holds the key."""
-    import hashlib
-    import hmac
-
     return hmac.new(api_key.encode("utf-8"), b"workbench-ui-session-v1", hashlib.sha256).hexdigest()
 
 
@@ -34,9 +44,6 @@ class UiSessionMiddleware:
         self._token = ui_session_token(api_key).encode("ascii")
 
     def _cookie_ok(self, headers: list[tuple[bytes, bytes]]) -> bool:
-        import hmac
-        from http.cookies import CookieError, SimpleCookie
-
         ok = False
         for name, value in headers:
             if name != b"cookie":
@@ -64,8 +71,6 @@ class UiSessionMiddleware:
         # /api and /gradio_api answer for themselves (401 naming the header); the UI pages go to the login.
         protected_elsewhere = any(path == p or path.startswith(p + "/") for p in ("/api", "/gradio_api"))
         if not has_key and not public and not protected_elsewhere and scope["type"] == "http":
-            from starlette.responses import JSONResponse, RedirectResponse
-
             if scope.get("method") == "GET" and path in ("/", ""):
                 response: Any = RedirectResponse(UI_LOGIN_PATH, status_code=303)
             else:
@@ -85,23 +90,17 @@ input{{width:100%;padding:8px;margin:8px 0;box-sizing:border-box}}button{{paddin
 autocomplete="current-password"></label><button type="submit">Log in</button></form></body></html>"""
 
 
-def install_ui_login(app: Any, api_key: str) -> None:
+def install_ui_login(app: FastAPI, api_key: str) -> None:
     """The login form for browsers when WORKBENCH_API_KEY is set, and the cookie middleware behind it."""
-    import hmac
-
-    from fastapi import Request
-    from fastapi.responses import HTMLResponse, RedirectResponse
-
     token = ui_session_token(api_key)
 
     @app.get(UI_LOGIN_PATH, include_in_schema=False)
     async def login_form() -> HTMLResponse:
         return HTMLResponse(_LOGIN_HTML.format(error="", path=UI_LOGIN_PATH))
 
-    async def login(request: Request) -> Any:
+    @app.post(UI_LOGIN_PATH, include_in_schema=False, response_model=None)
+    async def login(request: Request) -> HTMLResponse | RedirectResponse:
         body = (await request.body())[:4096]  # a key, not a document
-        from urllib.parse import parse_qs
-
         given = (parse_qs(body.decode("utf-8", "replace")).get("key") or [""])[0].strip()
         if not hmac.compare_digest(given.encode("utf-8"), api_key.encode("utf-8")):
             await asyncio.sleep(UI_LOGIN_FAIL_DELAY_S)
@@ -112,9 +111,4 @@ def install_ui_login(app: Any, api_key: str) -> None:
                             secure=request.url.scheme == "https")
         return response
 
-    # String annotations (PEP 563) and a local import: FastAPI needs the real class to inject the request.
-    login.__annotations__ = {"request": Request, "return": Any}
-    app.post(UI_LOGIN_PATH, include_in_schema=False)(login)
     app.add_middleware(UiSessionMiddleware, api_key=api_key)
-
-

@@ -1,6 +1,6 @@
 """Routes for cached workflows: save a run as a workflow, list, fetch and edit workflows.
 
-`create_workflow_router(service)` returns a FastAPI `APIRouter`; every route asks the run service:
+`workflow_router(service)` returns a FastAPI `APIRouter`; every route asks the run service:
 - `POST /api/runs/{task_run_id}/workflow` (body optional `{"name": "..."}`): record a successful run;
   201 with `{id, version, created, document}`; the run's task is linked to the workflow, so re-running
   the task with `use_cached_workflow` replays it; saving the same run again gives 200 and the
@@ -16,7 +16,7 @@ Errors follow `agent.service.http`: 404 `{"detail": "workflow 7 not found"}`, 42
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
@@ -32,12 +32,10 @@ from agent.service.http import (
     read_object,
     unprocessable,
 )
+from agent.service.runs import RunService
 from agent.workflows.document import WorkflowError, edit_workflow, load_workflow
 
-if TYPE_CHECKING:
-    from agent.service.runs import RunService
-
-__all__ = ["create_workflow_router"]
+__all__ = ["workflow_router"]
 
 
 def _summary(row: dict[str, Any]) -> dict[str, Any]:
@@ -55,7 +53,7 @@ def _invalid(exc: WorkflowError) -> ClientError:
     return unprocessable(exc.field, exc.message)
 
 
-def create_workflow_router(service: RunService) -> APIRouter:
+def workflow_router(service: RunService) -> APIRouter:
     """The workflow routes, all through `service`."""
     router = APIRouter(tags=["workflows"])
 
