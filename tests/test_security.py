@@ -19,6 +19,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from agent.filters import RunFilter
+from agent.models import STOP_REASONS
 from agent.testing.fakellm import FakeLLM, call, find_index, last_user_text, reply
 from tests.apphelpers import ROOT, App, agent_script, poll
 
@@ -373,6 +375,11 @@ def test_the_openapi_document_has_the_real_request_and_error_shapes(http: httpx.
         "schema"] == {"$ref": "#/components/schemas/RunResponse"}
     # Saving a run: 201 the first time, 200 (the workflow saved then) every time after.
     assert {"200", "201"} <= set(doc["paths"]["/api/runs/{task_run_id}/workflow"]["post"]["responses"])
+    # The runs list's query parameters are the history's filters (RunFilter), then the page.
+    listed = {p["name"]: p for p in doc["paths"]["/api/runs"]["get"]["parameters"]}
+    assert list(listed) == [*RunFilter.model_fields, "limit", "offset"]
+    assert all(p["in"] == "query" and not p["required"] for p in listed.values())
+    assert listed["stop_reason"]["schema"]["anyOf"][0]["enum"] == list(STOP_REASONS)
 
 
 # ------------------------------------------------------------------ 8. webhooks owed across a crash

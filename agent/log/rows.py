@@ -1,4 +1,9 @@
-"""The run log's rows: column lists, multi-row INSERTs, and a run read back as the contract's response.
+"""The run log's rows, by column name: records written and read back, the runs filters, the traces.
+
+A row and a record meet by name: the column `x` holds the record's field `x`, the column `x_json`
+holds field `x` as JSON, and `RENAMED` lists the few that differ. Which columns a table has is read
+from the database (its migrations made it), so a new column that a record's field of the same name
+fills is written and read back without a line here. Text is scrubbed of secrets on its way in.
 
 Functions here take the Store's connection and run under the Store's lock; they never open,
 begin or commit anything themselves.
@@ -6,71 +11,51 @@ begin or commit anything themselves.
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Iterable, Sequence
-from typing import Any, NamedTuple
+import weakref
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple, TypeVar
 
 import duckdb
+from pydantic import BaseModel
 
 from agent.filters import MATCHED_APART, RunFilter
+from agent.log.redact import dumps, scrub
 from agent.models import ActionResult, HistoryItem, LLMCall, RunResponse, Usage, message_text
 
 __all__ = [
-    "ACTION_COLS",
-    "LLM_COLS",
+    "RENAMED",
     "RUN_LIST_COLS",
-    "STEP_COLS",
-    "TRACE_COLS",
-    "WEBHOOK_COLS",
-    "WORKFLOW_COLS",
+    "Plan",
     "RunRows",
-    "run_filter",
     "dicts",
     "fetch_run",
     "fetch_traces",
-    "observation_of",
+    "insert_row",
     "insert_sql",
     "loads",
+    "observation_of",
+    "plan",
+    "record",
+    "run_filter",
     "run_response",
     "scalar",
+    "table_columns",
     "trace_dict",
+    "values",
     "workflow",
 ]
 
 Connection = duckdb.DuckDBPyConnection
+M = TypeVar("M", bound=BaseModel)
 
-STEP_COLS = (
-    "run_id", "seq", "step", "description", "url", "title", "screenshot_path", "started_at",
-    "finished_at", "duration_ms", "llm_ms", "browser_ms", "own_ms", "executed_by", "actions", "llm_calls",
-)
-ACTION_COLS = (
-    "run_id", "seq", "step", "idx", "name", "params_json", "success", "is_done", "error",
-    "extracted_content", "include_in_memory", "locators_json", "data_json", "executed_by",
-    "duration_ms", "created_at",
-)
-LLM_COLS = (
-    "run_id", "seq", "step", "idx", "model", "provider", "purpose", "started_at", "latency_ms",
-    "input_tokens", "output_tokens", "cost_usd", "finish_reason", "error",
-)
-TRACE_COLS = (
-    "run_id", "seq", "step", "idx", "system_hash", "messages_json", "tools", "reply_text",
-    "tool_calls_json", "observation_start", "observation_end", "prompt_chars",
-)
+# Columns whose record field has another name (column -> field).
+RENAMED = {"screenshot_path": "screenshot"}
+# What the runs list shows of each run (the history's table), not every column.
 RUN_LIST_COLS = (
     "id", "task_id", "status", "prompt", "provider", "model", "mode", "steps", "duration_ms",
     "cost_usd", "started_at", "error", "stop_reason",
-)
-WORKFLOW_COLS = (
-    "id", "version", "name", "prompt", "document_json", "created_at", "source_run_id",
-    "healed_from_version",
-)
-WEBHOOK_COLS = (
-    "id", "run_id", "url", "attempt", '"at"', "status_code", "ok", "error", "duration_ms", "event",
-)
-_RUN_COLS = (
-    "task_id", "status", "error", "stop_reason", "mode", "provider", "model", "started_at", "finished_at",
-    "duration_ms", "llm_calls", "input_tokens", "output_tokens", "cost_usd", "is_done",
-    "is_successful", "result_json", "workflow_id", "replayed_steps", "healed_steps", "notes_json",
 )
 
 # ------------------------------------------------------------------ filtering runs
@@ -121,16 +106,18 @@ def run_filter(filters: RunFilter | None) -> tuple[str, list[Any]]:
     return ("WHERE " + " AND ".join(where)) if where else "", params
 
 
-_INSERT_SQL: dict[tuple[str, int], str] = {}
+_INSERT_SQL: dict[tuple[str, tuple[str, ...], int], str] = {}
 
 
 def insert_sql(table: str, cols: Sequence[str], rows: int) -> str:
     """A multi-row INSERT (one statement per batch: DuckDB's executemany is row by row)."""
-    key = (table, rows)
+    key = (table, tuple(cols), rows)
     sql = _INSERT_SQL.get(key)
     if sql is None:
         one = "(" + ", ".join("?" * len(cols)) + ")"
-        sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES " + ", ".join([one] * rows)
+        # Quoted: a column may be named by an SQL keyword (webhook_deliveries."at").
+        names = ", ".join(f'"{c}"' for c in cols)
+        sql = f"INSERT INTO {table} ({names}) VALUES " + ", ".join([one] * rows)
         _INSERT_SQL[key] = sql
     return sql
 
@@ -159,86 +146,140 @@ def workflow(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+# ------------------------------------------------------------------ records <-> rows, by name
+# Per connection, the columns of each table (the schema only changes while migrating, before any write).
+_COLUMNS: weakref.WeakKeyDictionary[Connection, dict[str, tuple[str, ...]]] = weakref.WeakKeyDictionary()
+
+
+def table_columns(con: Connection, table: str) -> tuple[str, ...]:
+    """The columns of `table` in the connection's database, in order (read once per connection)."""
+    known = _COLUMNS.setdefault(con, {})
+    cols = known.get(table)
+    if cols is None:
+        cols = tuple(r[0] for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_catalog = current_database() "
+            "AND table_schema = 'main' AND table_name = ? ORDER BY ordinal_position", [table]).fetchall())
+        if not cols:
+            raise LookupError(f"the run log has no table {table!r}; is the database migrated?")
+        known[table] = cols
+    return cols
+
+
+def _field_of(col: str, model: type[BaseModel]) -> tuple[str, bool] | None:
+    """(field, held as JSON) of the record field column `col` holds; None if it holds none."""
+    fields = model.model_fields
+    if col in RENAMED and RENAMED[col] in fields:
+        return RENAMED[col], False
+    if col in fields:
+        return col, False
+    if col.endswith("_json") and col[:-5] in fields:
+        return col[:-5], True
+    return None
+
+
+class Plan(NamedTuple):
+    """How to write one kind of record into a table: the columns, and for each the field it takes."""
+
+    table: str
+    cols: tuple[str, ...]
+    slots: tuple[tuple[str, str | None, bool], ...]  # (column, field or None when given, as JSON)
+
+
+def plan(con: Connection, table: str, model: type[BaseModel], given: Iterable[str] = (), *,
+         exclude: Iterable[str] = ()) -> Plan:
+    """The columns of `table` a `model` record fills (by name) or the caller gives, minus `exclude`."""
+    return _plan(table, table_columns(con, table), model, frozenset(given), frozenset(exclude))
+
+
+@functools.cache
+def _plan(table: str, cols: tuple[str, ...], model: type[BaseModel], given: frozenset[str],
+          exclude: frozenset[str]) -> Plan:
+    slots: list[tuple[str, str | None, bool]] = []
+    for col in cols:
+        if col in exclude:
+            continue
+        if col in given:
+            slots.append((col, None, False))
+        elif (found := _field_of(col, model)) is not None:
+            slots.append((col, *found))
+    return Plan(table, tuple(s[0] for s in slots), tuple(slots))
+
+
+def values(how: Plan, item: BaseModel, secrets: Sequence[str], given: Mapping[str, Any]) -> list[Any]:
+    """The row of `item` in `how`'s column order: `given` values as they are, fields scrubbed (JSON ones dumped)."""
+    out: list[Any] = []
+    for col, field, as_json in how.slots:
+        if field is None:
+            out.append(given[col])
+            continue
+        value = getattr(item, field)
+        if as_json:
+            value = None if value is None else dumps(value, secrets)
+        elif isinstance(value, str):
+            value = scrub(value, secrets)
+        out.append(value)
+    return out
+
+
+def insert_row(con: Connection, table: str, row: Mapping[str, Any], *, returning: str | None = None) -> Any:
+    """Insert one row given by column name; the `returning` column's value (e.g. the new id), if asked."""
+    sql = insert_sql(table, tuple(row), 1)
+    if returning is None:
+        con.execute(sql, list(row.values()))
+        return None
+    return scalar(con, f"{sql} RETURNING {returning}", list(row.values()))
+
+
+def record(model: type[M], row: Mapping[str, Any], **given: Any) -> M:
+    """A `model` record from a row by column name (`given` fields first); a NULL column leaves the field's default."""
+    fields: dict[str, Any] = {}
+    for col, (field, as_json) in _reading(model, tuple(row)):
+        value = row[col]
+        if value is not None:
+            fields[field] = json.loads(value) if as_json else value
+    return model(**{**fields, **given})
+
+
+@functools.cache
+def _reading(model: type[BaseModel], cols: tuple[str, ...]) -> tuple[tuple[str, tuple[str, bool]], ...]:
+    return tuple((col, found) for col in cols if (found := _field_of(col, model)) is not None)
+
+
 # ------------------------------------------------------------------ reading a run back
 class RunRows(NamedTuple):
-    """A run's row and its children's rows, read in one go under the store's lock."""
+    """A run's row and its children's rows (by column name), read in one go under the store's lock."""
 
-    run: tuple[Any, ...]
-    steps: list[tuple[Any, ...]]
-    actions: list[tuple[Any, ...]]
-    calls: list[tuple[Any, ...]]
+    run: dict[str, Any]
+    steps: list[dict[str, Any]]
+    actions: list[dict[str, Any]]
+    calls: list[dict[str, Any]]
 
 
 def fetch_run(con: Connection, run_id: int) -> RunRows | None:
     """The rows of run `run_id`, children in order; None if unknown."""
-    run = con.execute(f"SELECT {', '.join(_RUN_COLS)} FROM runs WHERE id = ?", [run_id]).fetchone()
-    if run is None:
+    run = dicts(con.execute("SELECT * FROM runs WHERE id = ?", [run_id]))
+    if not run:
         return None
-    steps = con.execute(
-        f"SELECT {', '.join(STEP_COLS[1:])} FROM steps WHERE run_id = ? ORDER BY seq", [run_id]
-    ).fetchall()
-    actions = con.execute(
-        f"SELECT {', '.join(ACTION_COLS[1:])} FROM actions WHERE run_id = ? ORDER BY seq, idx", [run_id]
-    ).fetchall()
-    calls = con.execute(
-        f"SELECT {', '.join(LLM_COLS[1:])} FROM llm_calls WHERE run_id = ? ORDER BY seq, idx", [run_id]
-    ).fetchall()
-    return RunRows(run, steps, actions, calls)
+    steps = dicts(con.execute("SELECT * FROM steps WHERE run_id = ? ORDER BY seq", [run_id]))
+    actions = dicts(con.execute("SELECT * FROM actions WHERE run_id = ? ORDER BY seq, idx", [run_id]))
+    calls = dicts(con.execute("SELECT * FROM llm_calls WHERE run_id = ? ORDER BY seq, idx", [run_id]))
+    return RunRows(run[0], steps, actions, calls)
 
 
 def run_response(run_id: int, rows: RunRows) -> RunResponse:
     """The run as the contract's response, rebuilt from its rows (outside the lock: pure)."""
-    actions = _actions_by_seq(rows.actions)
-    calls = _calls_by_seq(rows.calls)
-    history = [
-        HistoryItem(
-            description=description, actions=actions.get(seq, []), step=step, url=url,
-            title=title, screenshot=screenshot, started_at=started_at, duration_ms=duration_ms,
-            llm_ms=llm_ms, browser_ms=browser_ms, own_ms=own_ms, llm_calls=calls.get(seq, []),
-            executed_by=executed_by,
-        )
-        for (seq, step, description, url, title, screenshot, started_at, _finished, duration_ms,
-             llm_ms, browser_ms, own_ms, executed_by, _na, _nc) in rows.steps
-    ]
-    (task_id, status, error, stop_reason, mode, provider, model, started_at, finished_at, duration_ms,
-     n_calls, tin, tout, cost, is_done, is_successful, result_json, workflow_id, replayed,
-     healed, notes_json) = rows.run
-    return RunResponse(
-        task_id=task_id, task_run_id=run_id, history=history, result=loads(result_json),
-        is_done=is_done, is_successful=is_successful, status=status, error=error, stop_reason=stop_reason, mode=mode,
-        model=model, provider=provider, started_at=started_at, finished_at=finished_at,
-        duration_ms=duration_ms,
-        usage=Usage(llm_calls=n_calls, input_tokens=tin, output_tokens=tout, cost_usd=cost),
-        workflow_id=workflow_id, replayed_steps=replayed, healed_steps=healed, notes=loads(notes_json) or [],
-    )
+    actions = _by_seq(ActionResult, rows.actions)
+    calls = _by_seq(LLMCall, rows.calls)
+    history = [record(HistoryItem, step, actions=actions.get(step["seq"], []), llm_calls=calls.get(step["seq"], []))
+               for step in rows.steps]
+    return record(RunResponse, rows.run, task_run_id=run_id, history=history, usage=record(Usage, rows.run))
 
 
-def _actions_by_seq(rows: Iterable[tuple[Any, ...]]) -> dict[int, list[ActionResult]]:
-    out: dict[int, list[ActionResult]] = {}
-    for (seq, _step, _idx, name, params, success, is_done, error, extracted, in_memory,
-         locators, data, executed_by, duration_ms, _at) in rows:
-        out.setdefault(seq, []).append(
-            ActionResult(
-                name=name, params=loads(params), is_done=is_done, success=success,
-                extracted_content=extracted, error=error, include_in_memory=in_memory,
-                locators=loads(locators), executed_by=executed_by, duration_ms=duration_ms,
-                data=loads(data),
-            )
-        )
-    return out
-
-
-def _calls_by_seq(rows: Iterable[tuple[Any, ...]]) -> dict[int, list[LLMCall]]:
-    out: dict[int, list[LLMCall]] = {}
-    for (seq, _step, _idx, model, provider, purpose, started_at, latency_ms, tin, tout, cost,
-         finish, error) in rows:
-        out.setdefault(seq, []).append(
-            LLMCall(
-                model=model, provider=provider, purpose=purpose, started_at=started_at,
-                latency_ms=latency_ms, input_tokens=tin, output_tokens=tout, cost_usd=cost,
-                finish_reason=finish, error=error,
-            )
-        )
+def _by_seq(model: type[M], found: Iterable[dict[str, Any]]) -> dict[int, list[M]]:
+    """Records of a step's children, grouped by the step's `seq` (in the rows' order)."""
+    out: dict[int, list[M]] = {}
+    for row in found:
+        out.setdefault(row["seq"], []).append(record(model, row))
     return out
 
 

@@ -388,7 +388,7 @@ class Store(RunQueries, ExperimentLog):
     def webhook_attempts(self, run_id: int) -> list[dict[str, Any]]:
         """Every delivery attempt for a run, oldest first."""
         return self._query(
-            f"SELECT {', '.join(rows.WEBHOOK_COLS)} FROM webhook_deliveries WHERE run_id = ? ORDER BY id", [run_id]
+            "SELECT * FROM webhook_deliveries WHERE run_id = ? ORDER BY id", [run_id]
         )
 
     # ----------------------------------------------------------- workflows
@@ -418,26 +418,22 @@ class Store(RunQueries, ExperimentLog):
 
     def get_workflow(self, workflow_id: int, version: int | None = None) -> dict[str, Any] | None:
         """One version of a workflow (the latest if `version` is None); None if unknown."""
-        cols = ", ".join(rows.WORKFLOW_COLS)
         if version is None:
-            found = self._query(
-                f"SELECT {cols} FROM workflows WHERE id = ? ORDER BY version DESC LIMIT 1", [workflow_id]
-            )
+            found = self._query("SELECT * FROM workflows WHERE id = ? ORDER BY version DESC LIMIT 1", [workflow_id])
         else:
-            found = self._query(f"SELECT {cols} FROM workflows WHERE id = ? AND version = ?", [workflow_id, version])
+            found = self._query("SELECT * FROM workflows WHERE id = ? AND version = ?", [workflow_id, version])
         return rows.workflow(found[0]) if found else None
 
     def workflow_versions(self, workflow_id: int) -> list[dict[str, Any]]:
         """Every version of a workflow, oldest first ([] if unknown)."""
-        found = self._query(f"SELECT {', '.join(rows.WORKFLOW_COLS)} FROM workflows WHERE id = ? ORDER BY version",
-                            [workflow_id])
+        found = self._query("SELECT * FROM workflows WHERE id = ? ORDER BY version", [workflow_id])
         return [rows.workflow(r) for r in found]
 
     def list_workflows(self) -> list[dict[str, Any]]:
         """The latest version of each workflow (with `versions`, the count), newest id first."""
         found = self._query(
-            f"""
-            SELECT {', '.join(rows.WORKFLOW_COLS)}, count(*) OVER (PARTITION BY id) AS versions
+            """
+            SELECT *, count(*) OVER (PARTITION BY id) AS versions
             FROM workflows
             QUALIFY row_number() OVER (PARTITION BY id ORDER BY version DESC) = 1
             ORDER BY id DESC

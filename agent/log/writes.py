@@ -8,6 +8,7 @@ text that may carry a secret goes through `agent.log.redact` on its way in.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from collections.abc import Collection, Iterable, Sequence
@@ -18,22 +19,15 @@ import duckdb
 
 from agent.log.errors import InvalidQuery
 from agent.log.redact import dumps, redact_url, request_json, scrub
-from agent.log.rows import (
-    ACTION_COLS,
-    LLM_COLS,
-    STEP_COLS,
-    TRACE_COLS,
-    WEBHOOK_COLS,
-    WORKFLOW_COLS,
-    insert_sql,
-    scalar,
-)
+from agent.log.rows import insert_row, insert_sql, plan, scalar, values
 from agent.models import (
+    ActionResult,
     HistoryItem,
     LLMCall,
     LLMTrace,
     RunFinished,
     RunRequest,
+    RunResponse,
     RunStarted,
     Usage,
     message_text,
@@ -73,15 +67,17 @@ _MARK_INTERRUPTED = """
     WHERE status = 'in_progress'
     RETURNING id
 """
-_FINISH_RUN = """
-    UPDATE runs SET status = ?, error = ?, stop_reason = ?, is_done = ?, is_successful = ?, result_json = ?,
-        mode = ?, model = coalesce(?, model), provider = coalesce(?, provider),
-        started_at = ?, finished_at = ?, duration_ms = ?,
-        llm_calls = coalesce(?, llm_calls), input_tokens = coalesce(?, input_tokens),
-        output_tokens = coalesce(?, output_tokens), cost_usd = coalesce(?, cost_usd),
-        workflow_id = coalesce(?, workflow_id), replayed_steps = ?, healed_steps = ?, notes_json = ?
-    WHERE id = ?
-"""
+# Columns the writer gives (where a row sits, what it counts); every other column takes the record's
+# field of its name (agent.log.rows).
+_CHILD_GIVEN = ("run_id", "seq", "step", "idx")
+_STEP_GIVEN = ("run_id", "seq", "finished_at", "actions", "llm_calls")
+_TRACE_GIVEN = (*_CHILD_GIVEN, "system_hash", "messages_json", "observation_start", "observation_end")
+# A run's end writes every runs column that a RunResponse field of its name fills, except these:
+# the task never changes, and a None in the response keeps what the run's start recorded.
+_NOT_AT_FINISH = ("task_id",)
+_KEPT_IF_NONE = ("model", "provider", "workflow_id")
+# Computed here rather than taken from the response as it is.
+_FINISH_GIVEN = ("started_at", "finished_at", "duration_ms", "notes_json", *Usage.model_fields)
 
 
 def mark_interrupted(con: Connection, secrets: Secrets) -> list[int]:
@@ -109,22 +105,16 @@ def insert_run(con: Connection, secrets: Secrets, task_id: int, request: RunRequ
     if scalar(con, "SELECT 1 FROM tasks WHERE id = ?", [task_id]) is None:
         raise InvalidQuery(f"task {task_id} does not exist; create it with create_task(request) first")
     now = utcnow()
-    run_id: int = scalar(
-        con,
-        """
-        INSERT INTO runs (task_id, status, mode, provider, model, prompt, created_at,
-                          started_at, request_json, workflow_id, webhook_url)
-        VALUES (?, 'in_progress', ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id
-        """,
-        [
-            task_id, mode, request.provider, request.model, scrub(request.prompt, secrets),
-            now, now, request_json(request, secrets), request.workflow_id,
-            None if request.webhook_url is None else redact_url(request.webhook_url),
-        ],
-    )
+    run_id: int = insert_row(con, "runs", {
+        "task_id": task_id, "status": "in_progress", "mode": mode, "provider": request.provider,
+        "model": request.model, "prompt": scrub(request.prompt, secrets), "created_at": now, "started_at": now,
+        "request_json": request_json(request, secrets), "workflow_id": request.workflow_id,
+        "webhook_url": None if request.webhook_url is None else redact_url(request.webhook_url),
+    }, returning="id")
     if request.webhook_url:  # owed once the run ends; the full URL is kept beside the database (Store)
-        con.execute("INSERT INTO webhook_outbox VALUES (?, ?, ?, 'run.finished', 'waiting', ?)",
-                    [run_id, redact_url(request.webhook_url), uuid.uuid4().hex, now])
+        insert_row(con, "webhook_outbox", {
+            "run_id": run_id, "url": redact_url(request.webhook_url), "delivery_id": uuid.uuid4().hex,
+            "event": "run.finished", "state": "waiting", "created_at": now})
     return run_id
 
 
@@ -192,19 +182,19 @@ def finish_run(con: Connection, secrets: Secrets, run_id: int, event: RunFinishe
         duration = max(0.0, (finished - started).total_seconds() * 1000)
     # The engine's usage total is authoritative when it has one (it may count calls that
     # belong to no step); otherwise the running totals stand.
-    usage: list[Any] = [None] * 4
-    if r.usage != Usage():
-        usage = [r.usage.llm_calls, r.usage.input_tokens, r.usage.output_tokens, r.usage.cost_usd]
-    con.execute(
-        _FINISH_RUN,
-        [
-            r.status, scrub(r.error, secrets), r.stop_reason, r.is_done, r.is_successful,
-            None if r.result is None else dumps(r.result, secrets), r.mode, r.model, r.provider,
-            started, finished, duration, *usage, r.workflow_id, r.replayed_steps, r.healed_steps,
-            dumps(r.notes, secrets) if r.notes else None, run_id,
-        ],
-    )
+    usage = r.usage.model_dump() if r.usage != Usage() else dict.fromkeys(Usage.model_fields)
+    given = {**usage, "started_at": started, "finished_at": finished, "duration_ms": duration,
+             "notes_json": dumps(r.notes, secrets) if r.notes else None}
+    how = plan(con, "runs", RunResponse, _FINISH_GIVEN, exclude=_NOT_AT_FINISH)
+    con.execute(_finish_sql(how.cols), [*values(how, r, secrets, given), run_id])
     con.execute("UPDATE webhook_outbox SET state = 'pending' WHERE run_id = ?", [run_id])
+
+
+@functools.cache
+def _finish_sql(cols: tuple[str, ...]) -> str:
+    kept = (*_KEPT_IF_NONE, *Usage.model_fields)
+    sets = ", ".join(f'"{c}" = coalesce(?, "{c}")' if c in kept else f'"{c}" = ?' for c in cols)
+    return f"UPDATE runs SET {sets} WHERE id = ?"
 
 
 def fail_run(con: Connection, secrets: Secrets, run_id: int, error: str, stop_reason: str) -> None:
@@ -227,10 +217,9 @@ def insert_webhook_attempt(
     status_code: int | None, ok: bool, error: str | None, duration_ms: float, event: str,
 ) -> None:
     """One webhook delivery attempt (each retry is its own row)."""
-    con.execute(
-        insert_sql("webhook_deliveries", WEBHOOK_COLS[1:], 1),
-        [run_id, redact_url(url), attempt, at, status_code, ok, scrub(error, secrets), duration_ms, event],
-    )
+    insert_row(con, "webhook_deliveries", {
+        "run_id": run_id, "url": redact_url(url), "attempt": attempt, "at": at, "status_code": status_code,
+        "ok": ok, "error": scrub(error, secrets), "duration_ms": duration_ms, "event": event})
 
 
 def insert_llm_call(con: Connection, secrets: Secrets, run_id: int, call: LLMCall,
@@ -242,9 +231,9 @@ def insert_llm_call(con: Connection, secrets: Secrets, run_id: int, call: LLMCal
     """
     check_run(con, secrets, run_id)
     seq = scalar(con, "SELECT coalesce(max(seq), -1) + 1 FROM llm_calls WHERE run_id = ?", [run_id])
-    con.execute(insert_sql("llm_calls", LLM_COLS, 1), [
-        run_id, seq, 0, 0, call.model, call.provider, call.purpose, call.started_at, call.latency_ms,
-        call.input_tokens, call.output_tokens, call.cost_usd, call.finish_reason, scrub(call.error, secrets)])
+    how = plan(con, "llm_calls", LLMCall, _CHILD_GIVEN)
+    con.execute(insert_sql("llm_calls", how.cols, 1),
+                values(how, call, secrets, {"run_id": run_id, "seq": seq, "step": 0, "idx": 0}))
     if trace is not None:
         item = HistoryItem(step=0, description=call.purpose, llm_calls=[call])
         _insert_traces(con, secrets, run_id, seq, item, [trace], call.started_at, ())
@@ -280,14 +269,11 @@ def insert_workflow(
             raise InvalidQuery(f"workflow {workflow_id} does not exist; omit workflow_id to save a new workflow")
         wid, version = workflow_id, last + 1
     name, prompt = document.get("name"), document.get("prompt")
-    con.execute(
-        insert_sql("workflows", WORKFLOW_COLS, 1),
-        [
-            wid, version, scrub(name if isinstance(name, str) else None, secrets),
-            scrub(prompt if isinstance(prompt, str) else None, secrets),
-            dumps(document, secrets), utcnow(), source_run_id, healed_from_version,
-        ],
-    )
+    insert_row(con, "workflows", {
+        "id": wid, "version": version, "name": scrub(name if isinstance(name, str) else None, secrets),
+        "prompt": scrub(prompt if isinstance(prompt, str) else None, secrets),
+        "document_json": dumps(document, secrets), "created_at": utcnow(), "source_run_id": source_run_id,
+        "healed_from_version": healed_from_version})
     return wid, version
 
 
@@ -323,40 +309,30 @@ def _insert_steps(
     con: Connection, secrets: Sequence[str], run_id: int, items: Iterable[tuple[int, HistoryItem, datetime]]
 ) -> None:
     """Insert steps `(seq, item, finished_at)`, their actions and LLM calls: one multi-row INSERT per table."""
+    step_plan = plan(con, "steps", HistoryItem, _STEP_GIVEN)
+    action_plan = plan(con, "actions", ActionResult, (*_CHILD_GIVEN, "created_at"))
+    call_plan = plan(con, "llm_calls", LLMCall, _CHILD_GIVEN)
     steps: list[Any] = []
     actions: list[Any] = []
     calls: list[Any] = []
     n_steps = n_actions = n_calls = 0
     for seq, item, at in items:
         n_steps += 1
-        steps += (
-            run_id, seq, item.step, scrub(item.description, secrets), scrub(item.url, secrets),
-            scrub(item.title, secrets), item.screenshot, item.started_at, at, item.duration_ms,
-            item.llm_ms, item.browser_ms, item.own_ms, item.executed_by, len(item.actions), len(item.llm_calls),
-        )
+        steps += values(step_plan, item, secrets, {"run_id": run_id, "seq": seq, "finished_at": at,
+                                                   "actions": len(item.actions), "llm_calls": len(item.llm_calls)})
         for idx, a in enumerate(item.actions):
             n_actions += 1
-            actions += (
-                run_id, seq, item.step, idx, a.name, dumps(a.params, secrets), a.success,
-                a.is_done, scrub(a.error, secrets), scrub(a.extracted_content, secrets),
-                a.include_in_memory,
-                None if a.locators is None else dumps(a.locators, secrets),
-                None if a.data is None else dumps(a.data, secrets),
-                a.executed_by, a.duration_ms, at,
-            )
+            actions += values(action_plan, a, secrets,
+                              {"run_id": run_id, "seq": seq, "step": item.step, "idx": idx, "created_at": at})
         for idx, c in enumerate(item.llm_calls):
             n_calls += 1
-            calls += (
-                run_id, seq, item.step, idx, c.model, c.provider, c.purpose, c.started_at,
-                c.latency_ms, c.input_tokens, c.output_tokens, c.cost_usd, c.finish_reason,
-                scrub(c.error, secrets),
-            )
+            calls += values(call_plan, c, secrets, {"run_id": run_id, "seq": seq, "step": item.step, "idx": idx})
     if n_steps:
-        con.execute(insert_sql("steps", STEP_COLS, n_steps), steps)
+        con.execute(insert_sql("steps", step_plan.cols, n_steps), steps)
     if n_actions:
-        con.execute(insert_sql("actions", ACTION_COLS, n_actions), actions)
+        con.execute(insert_sql("actions", action_plan.cols, n_actions), actions)
     if n_calls:
-        con.execute(insert_sql("llm_calls", LLM_COLS, n_calls), calls)
+        con.execute(insert_sql("llm_calls", call_plan.cols, n_calls), calls)
 
 
 def _add_totals(con: Connection, run_id: int, items: Sequence[HistoryItem]) -> None:
@@ -383,6 +359,7 @@ def _insert_traces(con: Connection, secrets: Secrets, run_id: int, seq: int, ite
     """The step's call traces whose content was kept, each on the row of its llm_calls entry; system
     prompts once by hash (the hashes added are returned). A trace without content (LOG_PROMPTS=0)
     writes nothing: llm_calls has its usage."""
+    how = plan(con, "llm_traces", LLMTrace, _TRACE_GIVEN)
     rows: list[Any] = []
     prompts: dict[str, str] = {}
     kept = [(position, t) for position, t in enumerate(traces) if t.logged]
@@ -396,10 +373,10 @@ def _insert_traces(con: Connection, secrets: Secrets, run_id: int, seq: int, ite
             if system_hash not in known_prompts:
                 prompts[system_hash] = text
         start, end = _observation(t, secrets) if t.observation else (None, None)
-        rows += (
-            run_id, seq, item.step, idx, system_hash, dumps([_scrub_message(m, secrets) for m in t.messages], secrets),
-            list(t.tools), scrub(t.reply_text, secrets), dumps(t.tool_calls, secrets), start, end, t.prompt_chars,
-        )
+        rows += values(how, t, secrets, {
+            "run_id": run_id, "seq": seq, "step": item.step, "idx": idx, "system_hash": system_hash,
+            "messages_json": dumps([_scrub_message(m, secrets) for m in t.messages], secrets),
+            "observation_start": start, "observation_end": end})
     if prompts:
         con.execute(
             "INSERT INTO system_prompts (hash, text, first_seen) VALUES "
@@ -407,7 +384,7 @@ def _insert_traces(con: Connection, secrets: Secrets, run_id: int, seq: int, ite
             [v for h, text in prompts.items() for v in (h, text, at)],
         )
     if kept:
-        con.execute(insert_sql("llm_traces", TRACE_COLS, len(kept)), rows)
+        con.execute(insert_sql("llm_traces", how.cols, len(kept)), rows)
     return list(prompts)
 
 
