@@ -183,6 +183,15 @@ def test_migrations_recorded_and_idempotent_on_reopen(tmp_path: Path) -> None:
     Store(data).close()
 
 
+def test_every_migration_module_is_listed_once_in_order() -> None:
+    """One module per migration, named as the function `_migrations` records; none left out of the list."""
+    folder = ROOT / "agent" / "log" / "migrations"
+    modules = sorted(p.stem for p in folder.glob("m[0-9][0-9][0-9]_*.py"))
+    assert [fn.__name__ for fn in MIGRATIONS] == modules
+    assert [fn.__module__ for fn in MIGRATIONS] == [f"agent.log.migrations.{m}" for m in modules]
+    assert [int(m[1:4]) for m in modules] == list(range(1, len(modules) + 1))  # numbered without a gap
+
+
 def test_stop_reason_migration_backfills_runs_recorded_before_it(tmp_path: Path) -> None:
     """A log written by the previous schema (m001 + m002): its runs get a best-guess stop reason from
     their error text, its steps their own time, and the views the new columns."""
