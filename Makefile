@@ -42,10 +42,11 @@ run: setup
 test: setup dev lint
 	$(PY) -m pytest -q
 
-# ruff and mypy, configured in pyproject.toml; part of `make test`.
+# ruff, mypy and import-linter (floors point down, no cycle), configured in pyproject.toml; part of `make test`.
 lint: dev
 	$(PY) -m ruff check agent app.py tests bench
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 
 # schemathesis against a running app (fake model), bounded to a few minutes; not part of `make test`.
 fuzz: setup dev

@@ -18,8 +18,7 @@ import functools
 import importlib.util
 import os
 from pathlib import Path
-
-from agent.experiments.tasks import Check, Task
+from typing import Any
 
 EPISODE_ENV = "MINIWOB_EPISODE_S"
 DEFAULT_EPISODE_S = 300.0  # the page's own default is 10 s: fit for a script, not for a model
@@ -69,16 +68,17 @@ def _names() -> tuple[str, ...]:
     return tuple(sorted(p.stem for p in (root / "miniwob").glob("*.html"))) if root else ()
 
 
-def tasks() -> list[Task]:
-    """Every MiniWoB++ task page as a task: its page, the setup that starts an episode, the page's reward."""
+def tasks() -> list[dict[str, Any]]:
+    """Every MiniWoB++ task page as a task's fields (agent.experiments.tasks makes them Tasks): its page,
+    the setup that starts an episode, the page's reward."""
     ms = episode_ms()
     out = []
     for name in _names():
         setup = (SETUP_JS % {"ms": ms}).replace("{task}", name)
-        out.append(Task(
-            id=name, title=f"MiniWoB++ {name}", prompt="{instruction}",
-            start_url=f"{{BASE_URL}}/miniwob/miniwob/{name}.html", setup=setup, max_steps=15,
-            check=Check(page=REWARD_JS),
-        ))
+        out.append({
+            "id": name, "title": f"MiniWoB++ {name}", "prompt": "{instruction}",
+            "start_url": f"{{BASE_URL}}/miniwob/miniwob/{name}.html", "setup": setup, "max_steps": 15,
+            "check": {"page": REWARD_JS},
+        })
     return out
 

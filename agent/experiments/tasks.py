@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from agent.experiments import miniwob
 from agent.models import DEFAULT_MODELS, PROVIDERS, Provider, parse_json_schema
 
 TASKSETS_DIR = Path(__file__).resolve().parents[2] / "data" / "tasksets"
@@ -225,20 +226,16 @@ def parse_jsonl(text: str, *, field: str = "tasks") -> list[Task]:
 
 def bundled_sets() -> list[str]:
     """Names of the task sets shipped with the workbench (data/tasksets/*.jsonl, and miniwob when installed)."""
-    from agent.experiments import miniwob
-
     return sorted([p.stem for p in TASKSETS_DIR.glob("*.jsonl")] + (["miniwob"] if miniwob.html_dir() else []))
 
 
 def load_bundled(name: str, *, glob: str | None = None) -> list[Task]:
     """A bundled task set by name (only the tasks whose id matches `glob`); TaskError naming the fix."""
-    from agent.experiments import miniwob
-
     names = bundled_sets()
     if name not in names:
         raise TaskError("task_set", f"unknown task set {name!r}; bundled ones: {', '.join(names) or '(none)'}")
     if name == "miniwob":
-        tasks = miniwob.tasks()
+        tasks = [Task.model_validate(fields) for fields in miniwob.tasks()]
     else:
         tasks = parse_jsonl((TASKSETS_DIR / f"{name}.jsonl").read_text(encoding="utf-8"), field=f"task_set {name}")
     return pick(tasks, glob, of=name)

@@ -34,14 +34,32 @@ pandas or matplotlib: `import agent.log.analysis` stays instant.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from agent.log.compare import compare, compare_runs, most_common
+from agent.log.experiment_analysis import (
+    experiment_cells,
+    experiment_comparisons,
+    experiment_matrix,
+    experiment_variants,
+    experiments,
+    latest_experiment,
+)
 from agent.log.migrations import OUTCOME_SQL, WILSON_SQL
+from agent.log.reading import (
+    Connection,
+    NoRunLog,
+    check_run_id,
+    connect,
+    data_dir,
+    exports_dir,
+    query_df,
+    ready,
+    screenshot_file,
+    using,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -77,13 +95,6 @@ __all__ = [
     "latest_experiment",
 ]
 
-ROOT = Path(__file__).resolve().parents[2]
-DATA_ENV = "WORKBENCH_DATA_DIR"
-EXPORTS_ENV = "WORKBENCH_EXPORTS_DIR"
-
-# A DuckDB connection from agent.log.snapshots (typed loosely: this module never imports duckdb).
-Connection = Any
-
 # What each view answers, for the generated table in docs/run-log.md (a view without an entry still appears).
 VIEW_DOCS: dict[str, str] = {
     "v_runs": "one row per run: status, stop reason and outcome, prompt, provider, model, mode, steps, duration "
@@ -114,120 +125,46 @@ LIMITS: tuple[str, ...] = ("max_steps", "timeout", "max_failures", "invalid_resu
 # An action failed when it says so or carries an error (success is NULL for some actions).
 _FAILED = "(a.error IS NOT NULL OR a.success = false)"
 
-class NoRunLog(FileNotFoundError):
-    """Nothing has been published in the data directory yet; the message says what to do."""
-
-
-# ------------------------------------------------------------------ connecting
-def data_dir() -> Path:
-    """The workbench's data directory: env WORKBENCH_DATA_DIR, else `data/` at the repo root."""
-    raw = os.environ.get(DATA_ENV, "").strip()
-    return Path(raw).expanduser().resolve() if raw else ROOT / "data"
-
-
-def exports_dir() -> Path:
-    """Where `make export` writes Parquet: env WORKBENCH_EXPORTS_DIR, else `exports/` at the repo root."""
-    raw = os.environ.get(EXPORTS_ENV, "").strip()
-    return Path(raw).expanduser().resolve() if raw else ROOT / "exports"
-
-
-def _resolve(given: Path | str | None) -> Path:
-    return Path(given).expanduser().resolve() if given is not None else data_dir()
-
-
-def connect(data_dir: Path | str | None = None) -> Connection:
-    """A new read-only connection on the latest snapshot (views ready): pass it as `con=`, close it when done."""
-    from agent.log.snapshots import DB_FILE, open_snapshot, snapshot_path
-
-    where = _resolve(data_dir)
-    if not snapshot_path(where).exists():
-        hint = ""
-        if (where / DB_FILE).exists():
-            hint = (f" (the app has not published a snapshot yet; publish one with "
-                    f"`python -m agent.log snapshot --data-dir {where}`)")
-        raise NoRunLog(
-            f"no run log yet at {where}: start the workbench with `make run` and run a task, "
-            f"or set {DATA_ENV}{hint}"
-        )
-    return open_snapshot(where)
-
-
-def ready(data_dir: Path | str | None = None) -> bool:
-    """For a notebook's first cell: True when there are runs to show, else print why and return False."""
-    try:
-        con = connect(data_dir)
-    except NoRunLog as exc:
-        print(exc)
-        return False
-    try:
-        runs = con.execute("SELECT count(*) FROM runs").fetchone()[0]
-    finally:
-        con.close()
-    if runs == 0:
-        print(f"the run log at {_resolve(data_dir)} has no runs yet: run a task in the workbench (`make run`), "
-              "then re-run this cell")
-        return False
-    return True
-
-
-@contextmanager
-def _using(con: Connection | None) -> Iterator[Connection]:
-    """`con` itself, or (None) a connection on the latest snapshot of data_dir() for this one call."""
-    if con is not None:
-        yield con
-        return
-    own = connect()
-    try:
-        yield own
-    finally:
-        own.close()
-
-
-def _df(con: Connection | None, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
-    with _using(con) as c:
-        return c.execute(sql, list(params)).df()
-
-
 # ------------------------------------------------------------------ the views as DataFrames
 def runs(*, con: Connection | None = None) -> pd.DataFrame:
     """One row per run (v_runs), oldest first."""
-    return _df(con, "SELECT * FROM v_runs ORDER BY id")
+    return query_df(con, "SELECT * FROM v_runs ORDER BY id")
 
 
 def steps(run_id: int | None = None, *, con: Connection | None = None) -> pd.DataFrame:
     """One row per step (v_steps), of one run or all, in run order."""
     where, params = _run_filter(run_id)
-    return _df(con, f"SELECT * FROM v_steps {where} ORDER BY run_id, seq", params)
+    return query_df(con, f"SELECT * FROM v_steps {where} ORDER BY run_id, seq", params)
 
 
 def actions(run_id: int | None = None, *, con: Connection | None = None) -> pd.DataFrame:
     """One row per executed action (v_actions), of one run or all, in run order."""
     where, params = _run_filter(run_id)
-    return _df(con, f"SELECT * FROM v_actions {where} ORDER BY run_id, seq, idx", params)
+    return query_df(con, f"SELECT * FROM v_actions {where} ORDER BY run_id, seq, idx", params)
 
 
 def llm_calls(run_id: int | None = None, *, con: Connection | None = None) -> pd.DataFrame:
     """One row per LLM call (v_llm_calls), of one run or all, in run order."""
     where, params = _run_filter(run_id)
-    return _df(con, f"SELECT * FROM v_llm_calls {where} ORDER BY run_id, seq, idx", params)
+    return query_df(con, f"SELECT * FROM v_llm_calls {where} ORDER BY run_id, seq, idx", params)
 
 
 def webhooks(*, con: Connection | None = None) -> pd.DataFrame:
     """Every webhook delivery attempt (v_webhooks), oldest first."""
-    return _df(con, "SELECT * FROM v_webhooks ORDER BY id")
+    return query_df(con, "SELECT * FROM v_webhooks ORDER BY id")
 
 
 def success_by_model(*, con: Connection | None = None) -> pd.DataFrame:
     """Finished runs per provider and model: the success rate over fair runs (n = fair_runs, 95% interval
     ci_low..ci_high), runs stopped and infrastructure failures apart, cost, duration, steps."""
-    return _df(con, "SELECT * FROM v_success_by_model")
+    return query_df(con, "SELECT * FROM v_success_by_model")
 
 
 def success_overall(*, con: Connection | None = None) -> pd.DataFrame:
     """All finished runs in one row, counted as v_success_by_model counts them (the same SQL)."""
     n = "count(*) FILTER (WHERE outcome IN ('success', 'agent_failure'))"
     k = "count(*) FILTER (WHERE outcome = 'success')"
-    return _df(
+    return query_df(
         con,
         f"""
         SELECT count(*) AS runs, {n} AS fair_runs, {k} AS successes,
@@ -244,38 +181,29 @@ def success_overall(*, con: Connection | None = None) -> pd.DataFrame:
 
 def stop_reasons(*, con: Connection | None = None) -> pd.DataFrame:
     """Finished runs per provider, model, mode and stop reason, with the outcome each counts as (v_stop_reasons)."""
-    return _df(con, "SELECT * FROM v_stop_reasons")
+    return query_df(con, "SELECT * FROM v_stop_reasons")
 
 
 def model_errors(*, con: Connection | None = None) -> pd.DataFrame:
     """Failed LLM calls by provider, model and error: the provider's failures, apart from the agent's."""
-    return _df(con, "SELECT * FROM v_model_errors")
+    return query_df(con, "SELECT * FROM v_model_errors")
 
 
 def failing_actions(*, con: Connection | None = None) -> pd.DataFrame:
     """Failed actions by name and error, most frequent first (v_failing_actions)."""
-    return _df(con, "SELECT * FROM v_failing_actions")
+    return query_df(con, "SELECT * FROM v_failing_actions")
 
 
 def _run_filter(run_id: int | None) -> tuple[str, list[Any]]:
     if run_id is None:
         return "", []
-    return "WHERE run_id = ?", [_run_id(run_id)]
-
-
-def _run_id(run_id: Any) -> int:
-    if isinstance(run_id, bool) or not isinstance(run_id, int):
-        try:
-            return int(run_id)  # numpy integers from a DataFrame cell
-        except (TypeError, ValueError):
-            raise ValueError(f"run_id must be a run's integer id (see runs().id), got {run_id!r}") from None
-    return run_id
+    return "WHERE run_id = ?", [check_run_id(run_id)]
 
 
 # ------------------------------------------------------------------ the everyday questions
 def cost_latency_by_model(*, con: Connection | None = None) -> pd.DataFrame:
     """Tokens and cost per step and per run, and LLM latency p50/p90/p99, per provider and model."""
-    return _df(
+    return query_df(
         con,
         """
         WITH r AS (
@@ -310,7 +238,7 @@ def cost_latency_by_model(*, con: Connection | None = None) -> pd.DataFrame:
 
 def time_split(*, con: Connection | None = None) -> pd.DataFrame:
     """Per step: time in the LLM, in the browser and our own, in ms (measured: duration_ms is their sum)."""
-    return _df(
+    return query_df(
         con,
         """
         SELECT s.run_id, s.seq, s.step, r.provider, r.model, s.executed_by,
@@ -324,7 +252,7 @@ def time_split(*, con: Connection | None = None) -> pd.DataFrame:
 def limit_hits(*, con: Connection | None = None) -> pd.DataFrame:
     """Failed runs cut short by a bound: max_steps, timeout, max_failures, invalid_result (schema retries)."""
     listed = ", ".join(f"'{name}'" for name in LIMITS)
-    return _df(
+    return query_df(
         con,
         f"""
         SELECT id AS run_id, provider, model, prompt, stop_reason AS limit_hit,
@@ -342,7 +270,7 @@ def failure_step(*, con: Connection | None = None) -> pd.DataFrame:
     failed action; else the last step. `why` says which ("model error", "first action error", "last
     step", or "no step" for a run that ended before its first step, e.g. a missing key).
     """
-    return _df(
+    return query_df(
         con,
         f"""
         WITH failed AS (
@@ -416,28 +344,13 @@ def run_timeline(run_id: int, *, con: Connection | None = None) -> pd.DataFrame:
     """One run step by step: goal, actions, errors, timings, tokens, and the screenshot file if it exists."""
     from agent.log.snapshots import data_dir_of
 
-    rid = _run_id(run_id)
-    with _using(con) as c:
+    rid = check_run_id(run_id)
+    with using(con) as c:
         df = c.execute(_TIMELINE_SQL, [rid, rid, rid]).df()
         # Screenshot paths are kept relative to the data directory of the log being read.
         base = data_dir_of(c) or data_dir()
-    df["screenshot"] = [_screenshot(p, base) for p in df["screenshot_path"]]
+    df["screenshot"] = [screenshot_file(p, base) for p in df["screenshot_path"]]
     return df
-
-
-def _screenshot(path: Any, base: Path) -> str | None:
-    """The screenshot file on disk, or None; a data folder that moved is found through `screenshots/`."""
-    if not isinstance(path, str) or not path:
-        return None
-    p = Path(path)
-    candidates = [p] if p.is_absolute() else [base / p]
-    parts = p.parts
-    if "screenshots" in parts:
-        candidates.append(base.joinpath(*parts[parts.index("screenshots"):]))
-    for candidate in candidates:
-        if candidate.is_file():
-            return str(candidate)
-    return None
 
 
 # ------------------------------------------------------------------ one run's model calls
@@ -445,8 +358,8 @@ def traces(run_id: int, *, con: Connection | None = None) -> pd.DataFrame:
     """What the model saw and said in each call of a run (v_llm_traces), with the observation cut out."""
     from agent.log.rows import observation_of
 
-    rid = _run_id(run_id)
-    df = _df(con, "SELECT * FROM v_llm_traces WHERE run_id = ? ORDER BY seq, idx", [rid])
+    rid = check_run_id(run_id)
+    df = query_df(con, "SELECT * FROM v_llm_traces WHERE run_id = ? ORDER BY seq, idx", [rid])
     import pandas as pd
 
     def whole(value: Any) -> int | None:
@@ -469,17 +382,6 @@ def views_markdown() -> str:
     return "\n".join(lines)
 
 
-# Experiments (agent.log.experiment_analysis), here too so that notebooks need one import.
-from agent.log.experiment_analysis import (  # noqa: E402
-    experiment_cells,
-    experiment_comparisons,
-    experiment_matrix,
-    experiment_variants,
-    experiments,
-    latest_experiment,
-)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m agent.log.analysis views-markdown`; returns the exit code."""
     parser = argparse.ArgumentParser(prog="python -m agent.log.analysis", description="The run log for analysts.")
@@ -489,10 +391,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "views-markdown":
         print(views_markdown())
     return 0
-
-
-# The comparisons live in agent.log.compare (they use the helpers above); they are part of this API.
-from agent.log.compare import compare, compare_runs, most_common  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,19 +1,22 @@
 """Comparing runs for analysts: two runs step by step, or two models (or prompts) over many runs.
 
-Part of `agent.analysis` (re-exported there); the helpers for connections and ids come from it,
-imported when called (analysis imports this module at its end).
+Part of `agent.analysis` (re-exported there); connections and ids come from `agent.log.reading`.
 """
 
 from __future__ import annotations
 
+import numbers
 from typing import TYPE_CHECKING, Any
+
+from agent.log.diff import TOTALS
+from agent.log.diff import compare_runs as align
+from agent.log.migrations import OUTCOME_SQL, WILSON_SQL
+from agent.log.reading import Connection, check_run_id, data_dir, query_df, screenshot_file, using
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["compare", "compare_runs", "most_common"]
-
-Connection = Any  # a DuckDB connection from agent.log.snapshots (this module never imports duckdb)
 
 _BY = {"model": "model", "prompt": "prompt"}
 
@@ -29,9 +32,7 @@ def most_common(by: str = "model", n: int = 2, *, con: Connection | None = None)
     col = _by(by)
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
-    from agent.log.analysis import _using
-
-    with _using(con) as c:
+    with using(con) as c:
         rows = c.execute(
             f"SELECT {col}, count(*) AS c FROM runs WHERE status <> 'in_progress' AND {col} IS NOT NULL "
             f"GROUP BY {col} ORDER BY c DESC, {col} LIMIT ?",
@@ -56,7 +57,7 @@ def compare(
     by="model": runs of models `a` and `b` on the prompt `task`, or (task=None) on the prompts both
     have run. by="prompt": runs of prompts `a` and `b`, of `model` only when given. Finished runs only.
     """
-    import pandas as pd
+    import pandas as pd  # loaded when a notebook first compares, not at `import agent.analysis`
 
     if _is_id(a) and _is_id(b):
         return compare_runs(int(a), int(b), con=con)
@@ -76,13 +77,11 @@ def compare(
             params = [a, b, a, b]
     elif model is not None:
         scope, params = "AND model = ?", [a, b, model]
-    from agent.log.analysis import _df
-    from agent.log.migrations import OUTCOME_SQL, WILSON_SQL
 
     outcome = OUTCOME_SQL.format(r="runs")
     fair = f"count(*) FILTER (WHERE {outcome} IN ('success', 'agent_failure'))"
     wins = "count(*) FILTER (WHERE status = 'success')"
-    df = _df(
+    df = query_df(
         con,
         f"""
         SELECT {col} AS value, count(*) AS runs,
@@ -110,8 +109,6 @@ def compare(
 
 def _is_id(value: Any) -> bool:
     """An integer run id (numpy integers from a DataFrame included), not a bool or a name."""
-    import numbers
-
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
@@ -122,16 +119,14 @@ def compare_runs(run_a: int, run_b: int, *, con: Connection | None = None) -> pd
     `df.attrs["totals"]` holds the two runs' totals (status, stop reason, steps, tokens, cost, time) and
     `df.attrs["first_divergence"]` the step position (1-based) where they part, or None.
     """
+    # pandas and duckdb (rows, snapshots) load when a notebook first compares, not at `import agent.analysis`.
     import pandas as pd
 
     from agent.log import rows as log_rows
-    from agent.log.analysis import _run_id, _screenshot, _using, data_dir
-    from agent.log.diff import TOTALS
-    from agent.log.diff import compare_runs as align
     from agent.log.snapshots import data_dir_of
 
-    ids = (_run_id(run_a), _run_id(run_b))
-    with _using(con) as c:
+    ids = (check_run_id(run_a), check_run_id(run_b))
+    with using(con) as c:
         found = [log_rows.fetch_run(c, rid) for rid in ids]
         base = data_dir_of(c) or data_dir()
     for rid, rows_found in zip(ids, found):
@@ -155,7 +150,7 @@ def compare_runs(run_a: int, run_b: int, *, con: Connection | None = None) -> pd
                 f"{side}_url": s.get("url"), f"{side}_input_tokens": s.get("input_tokens"),
                 f"{side}_output_tokens": s.get("output_tokens"),
                 f"{side}_duration_s": None if duration is None else duration / 1000,
-                f"{side}_screenshot": _screenshot(shot, base),
+                f"{side}_screenshot": screenshot_file(shot, base),
             }
         records.append(record)
     columns = ["position", "same", "diverges"] + [f"{side}_{name}" for side in ("a", "b") for name in (

@@ -6,28 +6,14 @@ into `agent.analysis`, so a notebook writes `an.experiment_variants(7)`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
+
+from agent.log.reading import Connection
+from agent.log.reading import query_df as _df
+from agent.log.reading import using as _using
 
 if TYPE_CHECKING:
     import pandas as pd
-
-Connection = Any  # a DuckDB connection from agent.log.snapshots (this module never imports duckdb)
-
-
-# agent.analysis imports this module at its end: its helpers are looked up when called, so that
-# `python -m agent.log.analysis` (the module run as __main__) imports cleanly.
-def _df(con: Connection | None, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
-    from agent.log.analysis import _df as df
-
-    return df(con, sql, params)
-
-
-def _using(con: Connection | None) -> AbstractContextManager[Any]:
-    from agent.log.analysis import _using as using
-
-    return using(con)
 
 
 def experiments(*, con: Connection | None = None) -> pd.DataFrame:

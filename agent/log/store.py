@@ -21,9 +21,11 @@ agent.log.errors): `StoreError` is the base; `StoreLocked` (another process owns
 `SnapshotMissing` (nothing published yet), `InvalidQuery` (a bad argument, also a ValueError);
 `MigrationError` comes from agent.log.migrations. Every message names the fix.
 
-The rest of the run log, one module each: `redact` (secrets kept out), `rows` (records to rows and
-back), `snapshots` (publishing and opening copies), `export` (Parquet), `schema` (generated docs),
-`analysis` (the notebooks' helpers), and `python -m agent.log {export,snapshot,schema}` (the CLI).
+The rest of the run log, one module each: `writes` (the write transactions), `rows` (records to rows
+and back, by column name), `queries` (the runs list and its filters), `outbox` (webhooks owed and
+their attempts), `experiments` (experiments' tables), `redact` (secrets kept out), `snapshots`
+(publishing and opening copies), `export` (Parquet), `schema` (generated docs), `analysis` (the
+notebooks' helpers), and `python -m agent.log {export,snapshot,schema}` (the CLI).
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
@@ -44,9 +45,10 @@ from agent.log.errors import InvalidQuery, SnapshotMissing, StoreError, StoreLoc
 from agent.log.experiments import ExperimentLog
 from agent.log.export import export_parquet
 from agent.log.migrations import MigrationError, migrate
+from agent.log.outbox import WebhookOutbox
 from agent.log.protocol import LogEvent
 from agent.log.queries import RunQueries, check_page
-from agent.log.redact import scrub, secret_values
+from agent.log.redact import secret_values
 from agent.log.snapshots import (
     DB_FILE,
     METHODS,
@@ -101,7 +103,7 @@ _TASK_SQL = """
 """
 
 
-class Store(RunQueries, ExperimentLog):
+class Store(RunQueries, WebhookOutbox, ExperimentLog):
     """The run log in one DuckDB file; thread-safe (one lock), each write one transaction."""
 
     def __init__(
@@ -238,26 +240,6 @@ class Store(RunQueries, ExperimentLog):
             self._keep_webhook_url(run_id, request.webhook_url)
         return run_id
 
-    # The full webhook URL (it may carry a token) is kept only beside the database, one file per run,
-    # until its delivery ends: never in the tables, their snapshots or exports.
-    def _outbox_file(self, run_id: int) -> Path:
-        return self.data_dir / "outbox" / f"{int(run_id)}.url"
-
-    def _keep_webhook_url(self, run_id: int, url: str) -> None:
-        path = self._outbox_file(run_id)
-        path.parent.mkdir(mode=0o700, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(scrub(url, secret_values()))  # environment secrets never reach a file
-        os.replace(tmp, path)
-
-    def _spill_outbox(self) -> None:
-        """Move full URLs an older version kept in the outbox table to their files (once, at open)."""
-        for row in self._query("SELECT run_id, url FROM webhook_outbox WHERE url NOT LIKE '%/...'"):
-            self._keep_webhook_url(row["run_id"], row["url"])
-            self._write(writes.redact_outbox_url, row["run_id"], row["url"])
-
     def record(self, run_id: int, event: LogEvent) -> None:
         """Persist one engine event in one transaction (a crash loses at most the step in flight)."""
         if isinstance(event, StepFinished):
@@ -306,25 +288,6 @@ class Store(RunQueries, ExperimentLog):
         with self._lock:
             self._run_secrets[run_id] = [v for v in values if v]
 
-    def record_webhook_attempt(
-        self,
-        run_id: int,
-        *,
-        url: str,
-        attempt: int,
-        at: datetime,
-        status_code: int | None,
-        ok: bool,
-        error: str | None,
-        duration_ms: float,
-        event: str = "run.finished",
-    ) -> None:
-        """Keep one webhook delivery attempt (each retry is its own row)."""
-        self._write(
-            writes.insert_webhook_attempt, run_id, url=url, attempt=attempt, at=at, status_code=status_code,
-            ok=ok, error=error, duration_ms=duration_ms, event=event,
-        )
-
     # ----------------------------------------------------------- reads
     def get_run(self, run_id: int) -> RunResponse | None:
         """The run as the contract's response, rebuilt from the tables; None if unknown."""
@@ -364,32 +327,6 @@ class Store(RunQueries, ExperimentLog):
     def set_task_workflow(self, task_id: int, workflow_id: int | None) -> None:
         """Link a task to the cached workflow saved from it (or unlink with None)."""
         self._write(writes.set_task_workflow, task_id, workflow_id)
-
-    def pending_webhooks(self, run_id: int | None = None) -> list[dict[str, Any]]:
-        """Webhooks owed for ended runs (or for `run_id`): run_id, url (in clear), delivery_id, event, attempts made."""
-        where, params = ("AND o.run_id = ?", [run_id]) if run_id is not None else ("", [])
-        rows = self._query(
-            f"""
-            SELECT o.run_id, o.url, o.delivery_id, o.event,
-                   coalesce((SELECT max(d.attempt) FROM webhook_deliveries d WHERE d.run_id = o.run_id), 0) AS attempts
-            FROM webhook_outbox o WHERE o.state = 'pending' {where} ORDER BY o.run_id
-            """, params,
-        )
-        for row in rows:  # None: the file was lost (a crash between the row and the file)
-            path = self._outbox_file(row["run_id"])
-            row["url"] = path.read_text(encoding="utf-8") if path.is_file() else None
-        return rows
-
-    def end_webhook(self, run_id: int) -> None:
-        """The run's webhook is no longer owed (delivered, refused, out of attempts): drop its clear URL."""
-        self._write(writes.end_webhook, run_id)
-        self._outbox_file(run_id).unlink(missing_ok=True)
-
-    def webhook_attempts(self, run_id: int) -> list[dict[str, Any]]:
-        """Every delivery attempt for a run, oldest first."""
-        return self._query(
-            "SELECT * FROM webhook_deliveries WHERE run_id = ? ORDER BY id", [run_id]
-        )
 
     # ----------------------------------------------------------- workflows
     def save_workflow(

@@ -7,6 +7,7 @@ the engine's next step never waits for the run log, and a step seen is a step st
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,6 +52,32 @@ class LiveRun:
         self.events.append(event)
         previous, self.changed = self.changed, asyncio.Event()
         previous.set()
+
+    async def take(self, slots: asyncio.Semaphore) -> bool:
+        """Take one of `slots` for this run; False if it was cancelled while queued."""
+        if self.cancel.is_set():
+            return False
+        acquire = asyncio.ensure_future(slots.acquire())
+        stop = asyncio.ensure_future(self.cancel.wait())
+        try:
+            await asyncio.wait({acquire, stop}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # cancelled while queued: never keep a slot we will not use
+            stop.cancel()
+            if acquire.done() and not acquire.cancelled() and acquire.exception() is None:
+                slots.release()
+            else:
+                acquire.cancel()
+            raise
+        stop.cancel()
+        if not acquire.done():
+            acquire.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await acquire
+        got = acquire.done() and not acquire.cancelled() and acquire.exception() is None
+        if got and self.cancel.is_set():
+            slots.release()  # cancelled while queued: give the slot back unused
+            return False
+        return got
 
     def snapshot(self) -> RunResponse:
         """The run as it stands, in the contract's shape."""

@@ -24,7 +24,9 @@ from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent.engine.llm import litellm_model
 from agent.engine.secrets import Secrets
+from agent.log.protocol import RunLog
 from agent.models import (
     Event,
     PageChecked,
@@ -41,14 +43,13 @@ from agent.service import webhooks
 from agent.service.door import LogDoor, NotFound
 from agent.service.live import LiveRun, describe
 from agent.service.observers import Observer, Observers
-from agent.service.ray_executor import WorkerLost
+from agent.service.outbox import Outbox
+from agent.service.ray_executor import RayExecutor, WorkerLost
 from agent.service.warmup import start_warm_up
 
 if TYPE_CHECKING:  # the engine imports jsonschema and playwright (seconds): loaded on the first run
     from agent.engine.browser import Browser
     from agent.engine.loop import EngineOptions
-    from agent.log.protocol import RunLog
-    from agent.service.ray_executor import RayExecutor
 
 __all__ = ["NotFound", "RunService", "ServiceBusy", "ServiceClosed", "start_warm_up"]
 
@@ -58,9 +59,7 @@ DEFAULT_MAX_CONCURRENT = 4
 DEFAULT_MAX_QUEUED = 100
 CANCEL_GRACE_S = 20.0  # after a cancel, how long the engine may take to stop before the task is cut
 SHUTDOWN_GRACE_S = 10.0
-WEBHOOK_SHUTDOWN_GRACE_S = 5.0
 SUBSCRIBE_SLACK_S = 120.0  # a viewer waits at most the run's timeout plus this for the next event
-MAX_RESUMED_WEBHOOKS = 100
 
 
 class ServiceBusy(RuntimeError):
@@ -113,16 +112,15 @@ class RunService(LogDoor):
         self.max_queued = (max_queued if max_queued is not None
                            else _env_int("MAX_QUEUED_RUNS", DEFAULT_MAX_QUEUED, minimum=0))
         self.engine_options = engine_options  # None: the engine's defaults
-        # Read once here and never logged; None means "unsigned".
-        self._webhook_secret = webhook_secret if webhook_secret is not None else webhooks.webhook_secret_from_env()
-        self._webhook_kwargs: dict[str, Any] = {"max_attempts": webhook_attempts, "timeout_s": webhook_timeout_s,
-                                "backoff_s": webhook_backoff_s}
+        # The secret is read once here and never logged; None means "unsigned".
+        self._outbox = Outbox(store, secret=webhook_secret if webhook_secret is not None
+                              else webhooks.webhook_secret_from_env(), max_attempts=webhook_attempts,
+                              timeout_s=webhook_timeout_s, backoff_s=webhook_backoff_s)
         self._slots = asyncio.Semaphore(self.max_concurrent)
         # Batch runs (experiment cells) take one of these first: at least one slot stays for the form.
         self._batch_slots = asyncio.Semaphore(max(1, self.max_concurrent - 1))
         self._live: dict[int, LiveRun] = {}
         self._reserved = 0  # submissions past the limit check, not yet in _live
-        self._webhooks: set[asyncio.Task[None]] = set()
         self._closing = False
         self._ray: RayExecutor | None = None
         self._warmup: asyncio.Future[Any] | None = None
@@ -142,18 +140,8 @@ class RunService(LogDoor):
             log.warning("%d run(s) left in progress by a previous process were marked failed (interrupted): %s",
                         len(interrupted), ", ".join(map(str, interrupted[:20])))
         # Webhooks a previous process still owed (runs it ended, or that ended as interrupted) resume
-        # from the outbox, counting the attempts it made (the most recent ones first, bounded).
-        owed = await asyncio.to_thread(self._log.pending_webhooks)
-        for row in owed[-MAX_RESUMED_WEBHOOKS:]:
-            response = await asyncio.to_thread(self._log.get_run, row["run_id"])
-            if response is None or row["url"] is None or row["attempts"] >= self._webhook_kwargs["max_attempts"]:
-                if row["url"] is None:
-                    log.warning("run %d: its webhook URL was lost in a crash; the delivery is dropped", row["run_id"])
-                await asyncio.to_thread(self._log.end_webhook, row["run_id"])
-                continue
-            self._spawn_webhook(row, response)
-        if len(owed) > MAX_RESUMED_WEBHOOKS:
-            log.warning("%d older pending webhooks wait for a later start", len(owed) - MAX_RESUMED_WEBHOOKS)
+        # from the outbox, counting the attempts it made.
+        await self._outbox.resume()
         return interrupted
 
     async def close(self) -> None:
@@ -172,12 +160,7 @@ class RunService(LogDoor):
                 await asyncio.wait(pending, timeout=SHUTDOWN_GRACE_S)
         if self._ray is not None:
             await self._ray.close()
-        if self._webhooks:
-            _done, pending_hooks = await asyncio.wait(set(self._webhooks), timeout=WEBHOOK_SHUTDOWN_GRACE_S)
-            for task in pending_hooks:
-                task.cancel()
-            if pending_hooks:
-                await asyncio.wait(pending_hooks, timeout=WEBHOOK_SHUTDOWN_GRACE_S)
+        await self._outbox.close()
         await self._observers.shutdown()  # the OpenTelemetry exporter sends its last spans (bounded)
 
     # ------------------------------------------------------------ submitting and waiting
@@ -276,7 +259,7 @@ class RunService(LogDoor):
         """True while the run's webhook is still being delivered (attempts, retries, backoff)."""
         if run_id in self._live and self._live[run_id].request.webhook_url:
             return True  # the run has not ended: its delivery has not even started
-        return any(task.get_name() == f"webhook-{run_id}" and not task.done() for task in self._webhooks)
+        return self._outbox.sending(run_id)
 
     async def webhook_owed(self, run_id: int) -> bool:
         """True while the run's webhook is owed: the run has not ended, its delivery goes on, or the outbox
@@ -325,7 +308,7 @@ class RunService(LogDoor):
 
     # ------------------------------------------------------------ one run, start to end
     def _options(self, live: LiveRun) -> EngineOptions:
-        from agent.engine.loop import EngineOptions
+        from agent.engine.loop import EngineOptions  # heavy (jsonschema, playwright): imported by the first run
 
         shots = self._log.screenshots_dir / str(live.run_id)
         base = self.engine_options or EngineOptions()
@@ -337,8 +320,8 @@ class RunService(LogDoor):
         The workflow is the inline `cached_workflow`, else `workflow_id`, else the one linked to the task;
         none known yet means the agent does the task (and its run can be saved as one).
         """
+        # Heavy (jsonschema, playwright): _consume imported them off the event loop before the first run.
         from agent.engine import loop as engine
-        from agent.engine.llm import litellm_model
         from agent.workflows.replay import replay
 
         request = live.request
@@ -365,8 +348,6 @@ class RunService(LogDoor):
     def ray(self) -> RayExecutor:
         """The Ray executor (created on first use; Ray itself starts when the first run asks for it)."""
         if self._ray is None:
-            from agent.service.ray_executor import RayExecutor
-
             self._ray = RayExecutor(own_origin=getattr(self.browser, "own_origin", None))
         return self._ray
 
@@ -396,11 +377,11 @@ class RunService(LogDoor):
     async def _drive(self, live: LiveRun) -> None:
         """Wait for a slot, consume the events, end the run whatever happens."""
         try:
-            if live.batch and not await self._acquire(live, self._batch_slots):
+            if live.batch and not await live.take(self._batch_slots):
                 await self._finish(live, self._stopped(live))
                 return
             try:
-                if not await self._acquire(live, self._slots):
+                if not await live.take(self._slots):
                     await self._finish(live, self._stopped(live))
                     return
                 try:
@@ -425,32 +406,6 @@ class RunService(LogDoor):
                 await self._finish(live, self._failure(live, f"internal error: {describe(exc)}", "internal_error"))
         finally:
             self._live.pop(live.run_id, None)
-
-    async def _acquire(self, live: LiveRun, slots: asyncio.Semaphore) -> bool:
-        """Take one of `slots`; False if the run was cancelled while queued."""
-        if live.cancel.is_set():
-            return False
-        acquire = asyncio.ensure_future(slots.acquire())
-        stop = asyncio.ensure_future(live.cancel.wait())
-        try:
-            await asyncio.wait({acquire, stop}, return_when=asyncio.FIRST_COMPLETED)
-        except BaseException:  # cancelled while queued: never keep a slot we will not use
-            stop.cancel()
-            if acquire.done() and not acquire.cancelled() and acquire.exception() is None:
-                slots.release()
-            else:
-                acquire.cancel()
-            raise
-        stop.cancel()
-        if not acquire.done():
-            acquire.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await acquire
-        got = acquire.done() and not acquire.cancelled() and acquire.exception() is None
-        if got and live.cancel.is_set():
-            slots.release()  # cancelled while queued: give the slot back unused
-            return False
-        return got
 
     async def _consume(self, live: LiveRun) -> RunResponse:
         """Record and publish each event; the engine's final response, or a failure saying why."""
@@ -520,46 +475,7 @@ class RunService(LogDoor):
         self._observers(live.run_id, event)
         log.info("run %d ended: %s%s", live.run_id, response.status, f" ({response.error})" if response.error else "")
         if live.request.webhook_url:
-            try:  # the outbox row holds the URL and the delivery id, and outlives a crash
-                owed = await asyncio.to_thread(self._log.pending_webhooks, live.run_id)
-            except Exception:
-                log.exception("run %d: could not read its pending webhook", live.run_id)
-                owed = []
-            for row in owed:  # the URL as given (the outbox copy has environment secrets scrubbed)
-                self._spawn_webhook({**row, "url": live.request.webhook_url}, response)
-
-    def _spawn_webhook(self, row: dict[str, Any], response: RunResponse) -> None:
-        """Deliver in its own task: the run's end never waits for the receiver."""
-        run_id = int(row["run_id"])
-        hook = asyncio.create_task(self._send_webhook(row, response), name=f"webhook-{run_id}")
-        self._webhooks.add(hook)
-        hook.add_done_callback(self._webhooks.discard)
-
-    async def _send_webhook(self, row: dict[str, Any], response: RunResponse) -> None:
-        """Deliver the final response; every attempt goes to the store; nothing here touches the run.
-
-        The outbox row goes once the delivery has ended (delivered, refused or out of attempts); a
-        shutdown or a crash in between leaves it for the next start.
-        """
-        run_id, url, event = int(row["run_id"]), str(row["url"]), str(row["event"])
-
-        async def on_attempt(attempt: webhooks.Attempt) -> None:
-            await asyncio.to_thread(
-                self._log.record_webhook_attempt, run_id, url=url, attempt=attempt.attempt, at=attempt.at,
-                status_code=attempt.status_code, ok=attempt.ok, error=attempt.error,
-                duration_ms=attempt.duration_ms, event=event,
-            )
-
-        try:
-            await webhooks.deliver(url, response.to_json(), secret=self._webhook_secret,
-                                   on_attempt=on_attempt, event=event, first_attempt=int(row["attempts"]) + 1,
-                                   delivery_id=str(row["delivery_id"]), **self._webhook_kwargs)
-        except Exception:
-            log.exception("run %d: webhook delivery failed unexpectedly", run_id)
-        try:
-            await asyncio.to_thread(self._log.end_webhook, run_id)
-        except Exception:
-            log.exception("run %d: could not clear its webhook from the outbox", run_id)
+            await self._outbox.send(live.run_id, live.request.webhook_url, response)
 
 
 async def validate_off_loop(data: dict[str, Any]) -> RunRequest:
