@@ -115,6 +115,9 @@ class App:
 STEP_RE = re.compile(r"Step (\d+) of at most")
 TASK_RE = re.compile(r"<task>\n(.*?)\n</task>", re.S)
 URL_RE = re.compile(r"https?://[^\s\]]+")
+# Task text -> a barrier its [shop] runs meet at step 2: a test that needs runs to overlap makes them
+# overlap (each has started before any can finish), rather than hoping a pause is long enough.
+RENDEZVOUS: dict[str, threading.Barrier] = {}
 
 
 def agent_script(body: dict[str, Any]) -> Any:
@@ -143,7 +146,10 @@ def agent_script(body: dict[str, Any]) -> Any:
         if step == 1:
             return reply("Open the shop.", call("navigate", url=urls[0]))
         if step == 2:
-            time.sleep(0.5)  # runs started together are still running together
+            if task in RENDEZVOUS:
+                RENDEZVOUS[task].wait(timeout=60)
+            else:
+                time.sleep(0.5)  # a model takes a moment
             return reply("Look further down.", call("scroll", down=True))
         if "[crash]" in task:
             time.sleep(60)  # the test kills the app during this call

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +21,7 @@ import pytest
 
 from agent.service.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from agent.testing.fakellm import FakeLLM, last_user_text
-from tests.apphelpers import ROOT, App, Receiver, agent_script, poll
+from tests.apphelpers import RENDEZVOUS, ROOT, App, Receiver, agent_script, poll
 
 pytestmark = pytest.mark.slow
 
@@ -277,8 +278,12 @@ def test_four_runs_at_once_fully_logged_while_a_reader_reads_snapshots(app: App,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         body = {"prompt": f"open {app.base}/demo/ [shop]", "model": "gpt-4o-mini"}
-        with ThreadPoolExecutor(4) as pool:
-            results = list(pool.map(lambda _: http.post("/api/runs", json=body), range(4)))
+        RENDEZVOUS[body["prompt"]] = threading.Barrier(4)  # the four meet at step 2 (MAX_CONCURRENT_RUNS=4)
+        try:
+            with ThreadPoolExecutor(4) as pool:
+                results = list(pool.map(lambda _: http.post("/api/runs", json=body), range(4)))
+        finally:
+            del RENDEZVOUS[body["prompt"]]
         runs = [r.json() for r in results]
         assert [r.status_code for r in results] == [200] * 4
         assert len({r["task_run_id"] for r in runs}) == 4

@@ -384,11 +384,13 @@ def test_history_search_filters_and_totals_over_rest(http: httpx.Client, runs: d
         "cost_usd": 0, "stop_reasons": ["done"]}
     by_result = http.get("/api/runs", params={"q": "€5.49", "model_contains": "O3"}).json()  # the result's text
     assert by_result["total"] >= 3
-    today = datetime.now(UTC).date()
-    assert http.get("/api/runs", params={"since": str(today + timedelta(days=1))}).json()["total"] == 0
-    assert http.get("/api/runs", params={"until": str(today - timedelta(days=1))}).json()["total"] == 0
-    assert http.get("/api/runs", params={"since": str(today), "until": str(today)}).json()["total"] == everything["total"]
-    bad = http.get("/api/runs", params={"since": str(today), "until": str(today - timedelta(days=2))})
+    # The UTC days the runs started on, from the runs themselves (not the clock: a run may start before midnight).
+    days = sorted({datetime.fromisoformat(r["started_at"]).astimezone(UTC).date() for r in everything["runs"]})
+    first, last = days[0], days[-1]
+    assert http.get("/api/runs", params={"since": str(last + timedelta(days=1))}).json()["total"] == 0
+    assert http.get("/api/runs", params={"until": str(first - timedelta(days=1))}).json()["total"] == 0
+    assert http.get("/api/runs", params={"since": str(first), "until": str(last)}).json()["total"] == everything["total"]
+    bad = http.get("/api/runs", params={"since": str(last), "until": str(last - timedelta(days=2))})
     assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "since"
     assert http.get("/api/runs", params={"since": "yesterday"}).json()["detail"][0]["field"] == "since"
     assert http.get("/api/runs", params={"stop_reason": "done"}).json()["total"] == totals["successes"]
