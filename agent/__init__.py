@@ -6,11 +6,18 @@ the model; `BrowserError` when no browser can be started. At run time each of th
 with a `RunResponse` whose `status` is "failure" and whose `error` and `stop_reason` say why, rather
 than raising.
 
-The layers, one folder each: `agent.engine` (the loop, actions, page, browser, model access,
-navigation policy), `agent.service` (the run service and the HTTP routes), `agent.log` (the DuckDB
-run log and its readers; `agent.analysis` is the notebooks' way in), `agent.workflows` (cached
-workflows), `agent.ui` (the Gradio workbench). Names are imported lazily so that `import agent`
-stays light.
+The layers, one folder each, from the top floor down (a module imports only from its own floor or
+below, and `make lint` checks it):
+- `agent.ui`: the Gradio workbench;
+- `agent.experiments`: task sets, checks, the runner (local or Ray), statistics;
+- `agent.service`: the run service (the only door to the run log) and every HTTP route;
+- `agent.log` (the DuckDB run log and its readers; `agent.analysis` is the notebooks' way in) and
+  `agent.workflows` (cached workflows: record, replay, heal);
+- `agent.engine`: the loop, actions, page, browser, model access, navigation policy;
+- `agent.models`, `agent.filters`, `agent.schemas`, `agent.limits`, `agent.settings`: the contract
+  and events, the history's filters, the caps.
+`agent.testing` holds the fakes tests and benchmarks use. Names are imported lazily so that
+`import agent` stays light.
 """
 
 from __future__ import annotations

@@ -99,6 +99,47 @@ def test_link_checker_sees_links_and_skips_code() -> None:
     assert _slug("The document (`\"format\": \"workbench-workflow/1\"`)") == "the-document-format-workbench-workflow1"
 
 
+# ------------------------------------------------------------------ the maps
+# A repository path in backticks: `app.py`, `agent/log/rows.py`, `agent/log/migrations/`, `notebooks/`.
+REPO_PATH = re.compile(r"`((?:agent|bench|data|docs|notebooks|tests)/[\w./-]*|app\.py)`")
+# Named in the README before they exist, by a branch merged alongside this one. This set must be
+# empty once that branch is merged: the test below fails while a listed path exists.
+PENDING_PATHS = {"agent/providers.py"}  # the provider registry (issue 20, part A)
+RUNTIME_PATHS = {"data/runs.duckdb"}  # made by the app when it runs, never committed
+NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9}
+
+
+def _packages() -> list[str]:
+    return sorted(p.parent.name for p in (ROOT / "agent").glob("*/__init__.py"))
+
+
+def test_every_path_the_readme_names_exists() -> None:
+    """The path table and "Where to change what" point at real files and folders."""
+    named = set(REPO_PATH.findall(README.read_text(encoding="utf-8")))
+    assert len(named) >= 15, f"the README names only {len(named)} paths; did the pattern break?"
+    missing = sorted(p for p in named - PENDING_PATHS - RUNTIME_PATHS if not (ROOT / p).exists())
+    assert missing == [], f"README.md names paths that do not exist: {missing}"
+    arrived = sorted(p for p in PENDING_PATHS if (ROOT / p).exists())
+    assert arrived == [], f"{arrived} exist now: remove them from PENDING_PATHS in tests/test_docs.py"
+
+
+@pytest.mark.parametrize("where, spelling", [
+    ("README.md", "`agent/{}/`"), ("docs/development.md", "  {}/ "), ("agent/__init__.py", "`agent.{}`"),
+])
+def test_every_package_appears_in_every_map(where: str, spelling: str) -> None:
+    text = (ROOT / where).read_text(encoding="utf-8")
+    absent = [p for p in _packages() if spelling.format(p) not in text]
+    assert absent == [], f"{where} does not name agent/{absent[0] if absent else ''}/: add it to its map"
+
+
+def test_the_notebooks_are_counted_right() -> None:
+    count = len(list((ROOT / "notebooks").glob("*.ipynb")))
+    for path in (README, DOCS / "development.md"):
+        said = re.findall(r"\b(\w+) (?:analysis )?notebooks\b", path.read_text(encoding="utf-8"))
+        counted = [NUMBERS[w.lower()] for w in said if w.lower() in NUMBERS]
+        assert counted and set(counted) == {count}, f"{path.name} counts {counted} notebooks; there are {count}"
+
+
 # ------------------------------------------------------------------ settings
 # Places that read a variable whose name is not a literal or a module constant, and where the
 # names come from: each must be covered by the names collected below.

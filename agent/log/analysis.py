@@ -342,7 +342,7 @@ _TIMELINE_SQL = """
 
 def run_timeline(run_id: int, *, con: Connection | None = None) -> pd.DataFrame:
     """One run step by step: goal, actions, errors, timings, tokens, and the screenshot file if it exists."""
-    from agent.log.snapshots import data_dir_of
+    from agent.log.snapshots import data_dir_of  # duckdb: when called (see the module's docstring)
 
     rid = check_run_id(run_id)
     with using(con) as c:
@@ -356,11 +356,13 @@ def run_timeline(run_id: int, *, con: Connection | None = None) -> pd.DataFrame:
 # ------------------------------------------------------------------ one run's model calls
 def traces(run_id: int, *, con: Connection | None = None) -> pd.DataFrame:
     """What the model saw and said in each call of a run (v_llm_traces), with the observation cut out."""
+    # duckdb (rows) and pandas: when called, so that `import agent.analysis` stays instant.
+    import pandas as pd
+
     from agent.log.rows import observation_of
 
     rid = check_run_id(run_id)
     df = query_df(con, "SELECT * FROM v_llm_traces WHERE run_id = ? ORDER BY seq, idx", [rid])
-    import pandas as pd
 
     def whole(value: Any) -> int | None:
         return None if pd.isna(value) else int(value)
@@ -373,7 +375,7 @@ def traces(run_id: int, *, con: Connection | None = None) -> pd.DataFrame:
 # ------------------------------------------------------------------ docs
 def views_markdown() -> str:
     """The views and their columns as a markdown table, from a freshly migrated database."""
-    from agent.log.schema import describe_views
+    from agent.log.schema import describe_views  # duckdb: when called
 
     lines = ["| view | what it answers | columns |", "|---|---|---|"]
     for name, cols in describe_views().items():

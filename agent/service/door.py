@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent.filters import RunFilter
 from agent.models import LLMCall, LLMTrace, RunRequest, RunResponse
+from agent.workflows.document import WorkflowError
 
 if TYPE_CHECKING:
     from agent.log.protocol import RunLog
@@ -152,7 +153,7 @@ class LogDoor:
         second one. NotFound for an unknown run; `agent.workflows.document.WorkflowError` when it
         cannot be recorded.
         """
-        from agent.workflows.document import WorkflowError
+        # Recording imports playwright (through agent.engine.provenance): loaded at the first save, not at start.
         from agent.workflows.record import record_workflow
 
         response = await self.aget(run_id)

@@ -11,9 +11,11 @@ import hmac
 import json
 import logging
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi import Path as PathParam
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
@@ -62,8 +64,7 @@ def unprocessable(field: str, message: str) -> ClientError:
 
 
 def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
-    from fastapi.encoders import jsonable_encoder
-
+    """`content` as a JSON response (NaN and infinities as null)."""
     return JSONResponse(json_safe(jsonable_encoder(content)), status_code=status, headers=headers)
 
 
@@ -273,8 +274,6 @@ def host_name(host: str) -> str:
 
 def same_origin(origin: str, host: str) -> bool:
     """True when the Origin header names the host (and port) this request was sent to."""
-    from urllib.parse import urlsplit
-
     try:
         parts = urlsplit(origin.strip().lower())
         port = parts.port

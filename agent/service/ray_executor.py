@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter
 
-from agent.models import Event, StepFinished
+from agent.engine.secrets import revealed
+from agent.models import Event, RunRequest, StepFinished
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the engine's loop imports jsonschema and playwright: loaded in the Ray worker only
     from agent.engine.loop import EngineOptions
-    from agent.models import RunRequest
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +99,6 @@ def _worker_class() -> Any:
 def _shipped(request: RunRequest) -> dict[str, Any]:
     """The request as the worker gets it: JSON, with the sensitive_data values themselves (a JSON dump masks
     them), since the worker's engine types them into pages. They travel in Ray's memory, never to disk or logs."""
-    from agent.engine.secrets import revealed  # stdlib and pydantic only
-
     data = request.model_dump(mode="json")
     if request.sensitive_data:
         data["sensitive_data"] = revealed(request.sensitive_data)

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from agent.engine.prompts import SYSTEM_PROMPT, system_prompt
 from agent.ui.render import fmt_duration, render_run_html
 
 CSS_PATH = Path(__file__).with_name("style.css")
@@ -67,8 +68,6 @@ def _webhooks(attempts: list[dict[str, Any]]) -> str:
 
 def export_html(data: dict[str, Any], *, screenshots: dict[int, Path]) -> str:
     """The export's HTML page (a string), screenshots embedded as data: URLs."""
-    from agent.engine.prompts import SYSTEM_PROMPT, system_prompt
-
     run = data.get("response") or {}
     request = data.get("request") or {}
     shots, left_out = _embedded(screenshots)
