@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent.engine.policy import check_navigation, request_blocked
+from agent.rules.policy import check_navigation, request_blocked
 
 CASES = {
     "check_navigation plain": lambda: check_navigation("https://shop.example.com/cart?id=42", allowed_domains=[]),

@@ -104,7 +104,7 @@ def test_link_checker_sees_links_and_skips_code() -> None:
 # names come from: each must be covered by the names collected below.
 DYNAMIC_READS = {
     ("agent/engine/llm.py", "_env"),  # KEY_VARS and BASE_URL_VARS
-    ("agent/engine/policy.py", "_domain_rules"),  # ALLOWED_ENV, BLOCKED_ENV
+    ("agent/rules/policy.py", "_domain_rules"),  # ALLOWED_ENV, BLOCKED_ENV
     ("agent/service/runs.py", "_env_int"),  # called with literal names
     ("agent/service/routes.py", "health_report"),  # KEY_VARS
     ("app.py", "startup_checks"),  # KEY_VARS

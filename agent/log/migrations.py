@@ -416,7 +416,7 @@ def m004_stop_reason(db: Connection) -> None:
 @migration
 def m005_webhook_outbox(db: Connection) -> None:
     """Webhook deliveries that survive a crash; webhook URLs kept in clear only there (they carry tokens)."""
-    from agent.engine.policy import redact_url  # pure stdlib
+    from agent.rules.policy import redact_url  # pure stdlib
 
     # One row per run whose webhook is still owed: 'waiting' while the run runs, 'pending' once it has
     # ended, deleted when the delivery ends (delivered, refused, or out of attempts). The next start
