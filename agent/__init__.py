@@ -14,8 +14,9 @@ below, and `make lint` checks it):
 - `agent.log` (the DuckDB run log and its readers; `agent.analysis` is the notebooks' way in) and
   `agent.workflows` (cached workflows: record, replay, heal);
 - `agent.engine`: the loop, actions, page, browser, model access, navigation policy;
-- `agent.models`, `agent.filters`, `agent.schemas`, `agent.limits`, `agent.settings`: the contract
-  and events, the history's filters, the caps.
+- `agent.models`, `agent.filters`, `agent.schemas`, `agent.limits`, `agent.settings`, `agent.rules`,
+  `agent.providers`, `agent.modelmap`: the contract and events, the history's filters, the caps, the
+  pure rules (URL policy, tool schemas), one record per provider, litellm's model map.
 `agent.testing` holds the fakes tests and benchmarks use. Names are imported lazily so that
 `import agent` stays light.
 """

@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent.engine.policy import check_navigation, request_blocked
+from agent.rules.policy import check_navigation, request_blocked
 
 CASES = {
     "check_navigation plain": lambda: check_navigation("https://shop.example.com/cart?id=42", allowed_domains=[]),
@@ -50,7 +50,7 @@ def main() -> None:
     # -X importtime of the module alone (as a top-level module, so the agent packages' __init__ are not counted),
     # cumulative: the module plus the stdlib modules it pulls in.
     trace = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", "import sys; sys.path.insert(0, 'agent/engine'); import policy"],
+        [sys.executable, "-X", "importtime", "-c", "import sys; sys.path.insert(0, 'agent/rules'); import policy"],
         capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent,
     ).stderr
     import_us = next(

@@ -99,7 +99,8 @@ def test_request_has_every_contract_field_with_its_default() -> None:
     for name, spec in contract.items():
         if "default" in spec:
             assert getattr(request, name) == (spec["default"] if spec["default"] is not None else None), name
-    assert list(PROVIDERS) == contract["provider"]["enum"]
+    enum = contract["provider"]["enum"]  # the contract's providers, in its order; more may be added after them
+    assert list(PROVIDERS)[:len(enum)] == enum
 
 
 def test_validating_against_a_schema_never_fetches_a_reference() -> None:
@@ -131,3 +132,70 @@ def test_validating_against_a_schema_never_fetches_a_reference() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+# ------------------------------------------------------------------ each field said once, derived everywhere
+def test_every_request_field_says_where_it_goes_and_the_engine_and_experiments_derive_from_it() -> None:
+    from typing import get_args
+
+    from agent.engine.loop import EngineOptions, resolve_options
+    from agent.experiments.runner import VARIANT_FIELDS
+    from agent.models import ENGINE_FIELDS, FIELDS, TASK_FIELDS
+    from agent.models.fields import Section, value_type
+
+    assert list(FIELDS) == list(RunRequest.model_fields)  # each field has its About (else the import fails)
+    assert len({a.elem_id for a in FIELDS.values()}) == len(FIELDS)  # one control per field on the page
+    assert {a.section for a in FIELDS.values()} <= set(get_args(Section))
+    contract = json.loads(CONTRACT.read_text())["request"]
+    assert {n for n, a in FIELDS.items() if not a.added} == set(contract)  # "added" is what the seed lacks
+    # Every engine field is an engine option of the same type, whose default is what leaving it empty means.
+    for name in ENGINE_FIELDS:
+        option = EngineOptions.model_fields[name]
+        assert value_type(option) == value_type(RunRequest.model_fields[name]), name
+        assert option.default == FIELDS[name].engine_default, name
+    # ...and an engine option named like a request field is one the request sets.
+    assert set(EngineOptions.model_fields) & set(RunRequest.model_fields) == set(ENGINE_FIELDS)
+    # (use_vision=True would ask litellm's map whether o3 takes images: a 10 s import)
+    given = RunRequest(prompt="abc", start_url="https://shop.example/", max_steps=7, use_vision=False,
+                       allowed_domains=["shop.example"])
+    options = resolve_options(given, None, {})
+    assert {n: getattr(options, n) for n in ENGINE_FIELDS} == {n: getattr(given, n) for n in ENGINE_FIELDS}
+    assert {n: getattr(resolve_options(RunRequest(prompt="abc"), None, {}), n) for n in ENGINE_FIELDS} == {
+        n: FIELDS[n].engine_default for n in ENGINE_FIELDS}
+    # An experiment's variant sets every field the task does not.
+    assert set(VARIANT_FIELDS) | TASK_FIELDS == set(RunRequest.model_fields)
+    assert not set(VARIANT_FIELDS) & TASK_FIELDS
+
+
+def test_the_docs_tables_are_generated_from_the_request_and_the_providers() -> None:
+    from agent.models.docs import DOCS, GENERATED, filled, request_fields_markdown
+
+    for page in GENERATED:
+        text = (DOCS / page).read_text(encoding="utf-8")
+        assert filled(page, text) == text, f"docs/{page} is stale: run `python -m agent.models.docs`"
+    rows = request_fields_markdown().splitlines()[2:]
+    assert [row.split("`")[1] for row in rows] == list(RunRequest.model_fields)
+    for row, (name, info) in zip(rows, RunRequest.model_fields.items()):
+        assert info.description and info.description.replace("<", "&lt;").replace(">", "&gt;") in row, name
+
+
+def test_the_models_floor_imports_nothing_above_it() -> None:
+    """agent.models and the leaves it stands on import neither the engine nor any layer above (nor litellm)."""
+    import ast
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    floor = [*sorted((root / "agent" / "models").glob("*.py")), *sorted((root / "agent" / "rules").glob("*.py")),
+             *(root / "agent" / f for f in ("providers.py", "modelmap.py", "schemas.py", "limits.py"))]
+    above = ("agent.engine", "agent.service", "agent.log", "agent.workflows", "agent.experiments", "agent.ui")
+    for path in floor:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
+                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            bad = [n for n in names if n.startswith(above) or n == "litellm" and path.name != "modelmap.py"]
+            assert not bad, f"{path.relative_to(root)} imports {bad}: the models floor imports only below it"
+    code = ("import sys, agent.models; print(sorted(m for m in sys.modules if m.startswith(('agent.engine', "
+            "'litellm', 'gradio', 'duckdb'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
+    assert out.stdout.strip() == "[]"

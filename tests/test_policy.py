@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import pytest_asyncio
 
-from agent.engine.policy import (
+from agent.rules.policy import (
     CLOUD_METADATA_HOSTS,
     PolicyError,
     check_navigation,

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from agent.engine import schema as schemas
 from agent.engine.browser import Browser
 from agent.engine.llm import BASE_URL_VARS, KEY_VARS, LLM, base_url, key_status, model_info, model_notes, output_limit
 from agent.engine.loop import stream
 from agent.models import PROVIDERS, RunFinished, RunRequest, RunResponse, validation_errors
+from agent.rules import toolschema as schemas
 from agent.testing.fakellm import FakeLLM, call, find_index, last_user_text, reply
 from agent.testing.fakeproviders import FakeAnthropic, FakeGemini, dialect_fake, schema_error
 
@@ -368,3 +368,42 @@ async def test_a_model_without_function_calling_still_gets_tools_and_is_named(
 
 def test_llm_uses_the_model_limit() -> None:
     assert LLM("google").max_tokens == 32768 and LLM("openai", "gpt-4o-mini").max_tokens == 4096
+
+
+# ------------------------------------------------------------------ one record per provider
+def test_every_provider_record_is_complete_and_used_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A provider is its record in agent.providers: the request's values, defaults, litellm names, keys, base
+    URLs, schema dialect and the docs all come from it (the form's choices: tests/test_ui.py)."""
+    from typing import get_args
+
+    from agent.engine.actions import tools
+    from agent.providers import REGISTRY, litellm_model
+    from agent.rules.toolschema import DIALECTS
+
+    assert tuple(REGISTRY) == PROVIDERS == get_args(RunRequest.model_fields["provider"].annotation)
+    with pytest.raises(ValidationError) as info:
+        RunRequest(prompt="abc", provider="acme")
+    assert validation_errors(info.value) == [{"field": "provider", "message": f"must be one of {', '.join(PROVIDERS)}"}]
+    for names in (*KEY_VARS.values(), *BASE_URL_VARS.values()):
+        for name in names:
+            monkeypatch.delenv(name, raising=False)
+    from pathlib import Path
+
+    keys_page = (Path(__file__).resolve().parent.parent / "docs" / "providers.md").read_text(encoding="utf-8")
+    for name, record in REGISTRY.items():
+        assert record.name == name and record.litellm_prefix and record.url_form and record.own_server
+        assert f"| `{name}` | `{record.key_vars[0]}`" in keys_page, f"docs/providers.md's keys table lacks {name}"
+        assert record.models[0] == record.default_model  # the form suggests the default first
+        assert record.key_vars and record.base_url_vars and all(v.isupper() for v in record.key_vars)
+        assert record.schema_dialect in DIALECTS
+        assert RunRequest(prompt="abc", provider=name).model == record.default_model
+        assert litellm_model(name, None) == f"{record.litellm_prefix}/{record.default_model}"
+        assert key_status(name) == (False, f"No API key for provider '{name}': set {record.key_vars[0]}, or point "
+                                           f"{record.base_url_vars[0]} at {record.own_server}")
+        monkeypatch.setenv(record.base_url_vars[-1], "https://gateway.example")
+        assert base_url(name) == record.api_base("https://gateway.example")
+        assert key_status(name)[0] is True
+        done = tools(json_schema={"type": "object", "properties": {"a": {"type": "array"}}}, provider=name)[-1]
+        assert done["function"]["name"] == "done"
+        bare = next(t for t in tools(provider=name) if t["function"]["name"] == "go_back")["function"]
+        assert ("parameters" in bare) is not record.no_empty_parameters

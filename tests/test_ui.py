@@ -16,7 +16,7 @@ import pytest
 import pytest_asyncio
 
 from agent.engine.llm import KEY_VARS
-from agent.models import RunRequest
+from agent.models import PROVIDERS, RunRequest
 from agent.testing.fakellm import FakeLLM, call, find_index, last_user_text, reply
 from tests.apphelpers import ROOT, App
 
@@ -200,14 +200,49 @@ def test_the_form_round_trips_every_request_field() -> None:
         start_url="https://shop.example/", max_steps=12, use_vision=True, allowed_domains=["shop.example", "cdn.example"],
         extend_system_message="Prices are per pack.", override_system_message="You are a careful shopper.",
     )
+    assert request.model_fields_set == set(FORM_FIELDS) - {"sensitive_data"}  # every field but the never-refilled one
     values = request_form_values(request)
     assert all(isinstance(v, (str, bool, int)) for v in values)  # what the form's controls hold
     assert form_request(dict(zip(FORM_FIELDS, values))) == request
     # Empty controls mean the defaults; the model follows the provider.
     empty = dict(zip(FORM_FIELDS, ["Find a cable", "", "deepseek", True, "", "text", "", False, "", None, "", "",
-                                   None, False, "", "", "", ""]))
+                                   None, False, "", "", "", ""], strict=True))
     assert form_request(empty) == RunRequest(prompt="Find a cable", provider="deepseek")
     assert form_request(empty).model == "deepseek-chat"
+
+
+async def test_every_request_field_has_its_control_and_its_api_parameter() -> None:
+    """The form's controls and the `run` endpoint's parameters are made from RunRequest's fields: a field
+    added there gets both (a control with its About's id and the form's default; a parameter by its name)."""
+    import inspect
+
+    import gradio as gr
+
+    from agent.models import FIELDS, PROVIDERS
+    from agent.ui.app import _form
+    from agent.ui.form import FORM_FIELDS, form_default
+    from agent.ui.handlers import api_endpoint
+
+    with gr.Blocks():
+        form = _form([])
+    assert list(form.controls) != [] and set(form.controls) == set(RunRequest.model_fields)
+    for name, control in form.controls.items():
+        assert (control.elem_id, control.value) == (FIELDS[name].elem_id, form_default(name)), name
+    assert form.controls["provider"].choices == [(p, p) for p in PROVIDERS]
+    received: list[tuple[dict[str, Any], Any]] = []
+
+    async def target(values: dict[str, Any], request: Any) -> Any:
+        received.append((values, request))
+        yield {"status": "in_progress"}
+
+    endpoint = api_endpoint(target)
+    params = list(inspect.signature(endpoint).parameters.values())
+    assert [p.name for p in params] == [*RunRequest.model_fields, "request"]
+    assert [p.name for p in params if p.default is inspect.Parameter.empty] == ["prompt"]
+    assert all(p.default == form_default(p.name) for p in params[1:-1]) and form_default("prompt") is None
+    values = [f"value of {name}" for name in FORM_FIELDS]
+    assert [x async for x in endpoint(*values, "the request")] == [{"status": "in_progress"}]
+    assert received == [(dict(zip(FORM_FIELDS, values)), "the request")]
 
 
 def test_the_form_names_every_bad_field() -> None:
@@ -246,7 +281,7 @@ async def test_page_has_every_request_field_and_the_provider_hint(page: Any) -> 
 
     await page.locator("#wb-provider input").click()
     options = await page.locator("[role=listbox] [role=option]").evaluate_all("os => os.map(o => o.ariaLabel)")
-    assert options == ["openai", "deepseek", "anthropic", "google", "groq", "mistral", "together"]
+    assert options == list(PROVIDERS)  # agent.providers' records, in their order
     await page.locator('[role=listbox] [role=option][aria-label="anthropic"]').click()
     await until(lambda: page.locator("#wb-model input").input_value(), what="anthropic's default model",
                 check=lambda v: v == "claude-sonnet-4-5")

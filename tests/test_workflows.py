@@ -243,6 +243,35 @@ def test_failed_and_noop_actions_are_left_out() -> None:
     }
 
 
+def test_each_actions_traits_are_said_with_it_and_recording_follows_them() -> None:
+    """What the recorder and the replay used to know by lists of action names comes from each action's traits."""
+    from agent.engine.actions import ACTIONS, ELEMENT_ACTIONS, NO_ACTION, traits_of
+    from agent.workflows.document import URL_PARAMS, Expect
+    from agent.workflows.record import action_expect, kept_action
+
+    assert {n for n, a in ACTIONS.items() if a.traits.replay_noop} == {"wait", "dropdown_options", "extract",
+                                                                       "find_text"}
+    assert {n for n, a in ACTIONS.items() if "index" in a.params.model_fields} == ELEMENT_ACTIONS
+    assert URL_PARAMS == {"navigate": ("url",)}
+    assert traits_of(NO_ACTION) == traits_of("no-such-action") == type(traits_of("click"))()
+    for name, action in ACTIONS.items():
+        worked = ActionResult(name=name, success=True, extracted_content="did it")
+        assert kept_action(worked) is not action.traits.replay_noop, name
+        assert not kept_action(worked.model_copy(update={"success": False})), name
+        for words in action.traits.void_when:  # e.g. a scroll that moved nothing
+            assert not kept_action(worked.model_copy(update={"extracted_content": f"then {words} at all"})), name
+    checks = [
+        (ActionResult(name="input", params={"index": 1, "text": "usb-c"}), Expect(value="usb-c")),
+        (ActionResult(name="input", params={"index": 1, "text": "-c", "clear": False}), None),
+        (ActionResult(name="select_dropdown", params={"index": 1, "text": "Red"}), Expect(selected="Red")),
+        (ActionResult(name="click", params={"index": 1}, extracted_content="clicked [1] 'Go'; now at http://shop/p/1"),
+         Expect(url="http://shop/p/1")),
+        (ActionResult(name="search", params={"query": "x"}, extracted_content="opened https://duckduckgo.com/"), None),
+    ]
+    for action, expected in checks:
+        assert action_expect(action, action.params, {}) == expected, action.name
+
+
 def test_edit_renames_parameters_everywhere_and_checks_names() -> None:
     request = RunRequest(prompt="Search the shop for usb-c")
     history = [

@@ -1,9 +1,11 @@
 """The engine: observe the page, ask the model, run its actions; an async generator of events.
 
-`loop` (the agent loop), `actions`, `interact` (how actions touch a page: covers, typing, settling),
-`prompts`, `page` + `dom.js` (the observation), `browser`, `llm` (the only litellm importer),
-`schema` (a user's JSON schema per provider) and `policy` (where a run's browser may go). The engine imports
-neither duckdb nor gradio. Names are imported lazily: `agent.engine.policy` stays light.
+`loop` (the agent loop), `actions` (each with its traits; what they are made of: `actionkit`), `interact`
+(how actions touch a page: covers, typing, settling), `prompts`, `page` + `dom.js` (the observation),
+`browser`, `guard` (the navigation policy on every request of a run's browser) and `llm` (the model
+calls). The pure rules it enforces (URL policy, tool schemas per provider, the shape of secrets) sit
+below it in `agent.rules`, the providers in `agent.providers`. The engine imports neither duckdb nor
+gradio. Names are imported lazily: `import agent.engine` stays light.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """The agent's actions: plain typed async functions; each tool's JSON schema comes from its signature.
 
+Each is registered with `@action(...)`, whose arguments are its traits (agent.engine.actionkit.Traits:
+does it act on an element, which argument holds a value the task chose, which are URLs, does a replay
+check the page it reached, is it a no-op for a replay); `ACTIONS` keeps them in the order the model sees.
 An action returns an `Outcome` (or raises `ActionError` with a message for the model). `execute()`
 validates the model's arguments, runs the action with a time bound and returns the contract's
 `ActionResult`. Mistakes of the model (bad arguments, a vanished element, a refused URL) become the
@@ -9,54 +12,48 @@ result's `error`; bugs of ours raise.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, get_type_hints
+from typing import Any, TypeVar
 from urllib.parse import quote_plus
 
-from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic import ValidationError
 
+from agent.engine.actionkit import Action, ActionError, Context, Outcome, Traits, make_action
 from agent.engine.browser import BrowserSession
 from agent.engine.interact import Unreachable, Untypable, reach, settle, type_text
 from agent.engine.page import OPTIONS_JS, SCROLL_PAGE_JS, ElementNotFound, describe_element, find_element, page_text
-from agent.engine.policy import PolicyError, check_navigation
-from agent.engine.schema import for_provider
-from agent.engine.secrets import SecretError, Secrets
+from agent.engine.secrets import SecretError
 from agent.models import ActionResult, ExecutedBy
+from agent.providers import REGISTRY
+from agent.rules.policy import PolicyError, check_navigation
+from agent.rules.toolschema import for_provider
+
+# Re-exported: what an action is made of lives in agent.engine.actionkit.
+__all__ = ["ACTIONS", "ELEMENT_ACTIONS", "NO_ACTION", "Action", "ActionError", "Context", "Outcome", "Traits",
+           "done_tool", "execute", "tools", "traits_of"]
 
 ACTION_TIMEOUT_S = 30.0
 MAX_WAIT_S = 10.0
 MAX_EXTRACT_CHARS = 4000
+NO_ACTION = "none"  # the name of a result that stands for no action at all (a reply with no tool call)
+
+ACTIONS: dict[str, Action] = {}  # by name, in the order the model sees the tools
+_F = TypeVar("_F", bound=Callable[..., Awaitable[Outcome]])
 
 
-class ActionError(Exception):
-    """The action could not be done; the message goes back to the model as the action's error."""
+def action(**traits: Any) -> Callable[[_F], _F]:
+    """Register the decorated function as an action with these traits (agent.engine.actionkit.Traits)."""
+    def register(fn: _F) -> _F:
+        ACTIONS[fn.__name__] = make_action(fn, Traits(**traits))
+        return fn
+    return register
 
 
-@dataclass
-class Outcome:
-    """What an action achieved, before it becomes an ActionResult."""
-
-    content: str | None = None
-    include_in_memory: bool = False
-    is_done: bool = False
-    success: bool = True
-    locators: dict[str, Any] | None = None
-    data: Any = None
-    changed_page: bool = False  # later actions of the same step would act on stale indices
-
-
-@dataclass
-class Context:
-    """What actions need: the browser tabs, the navigation policy and, for `extract`, the model."""
-
-    session: BrowserSession
-    allowed_domains: list[str] | None = None
-    blocked_domains: list[str] | None = None
-    extract_fn: Callable[[str, str], Awaitable[str]] | None = None
-    secrets: Secrets | None = None  # the run's sensitive_data: typed by `input`, scrubbed from results
+def traits_of(name: str) -> Traits:
+    """The traits of the action called `name` (none for a name no action has, e.g. NO_ACTION)."""
+    found = ACTIONS.get(name)
+    return found.traits if found is not None else Traits()
 
 
 # ------------------------------------------------------------------ helpers
@@ -104,6 +101,7 @@ async def _element(ctx: Context, index: int) -> tuple[Any, dict[str, Any]]:
 
 
 # ------------------------------------------------------------------ actions
+@action(url_args=("url",), checks_url=True)
 async def navigate(ctx: Context, url: str, new_tab: bool = False) -> Outcome:
     """Open a URL in the current tab, or in a new tab."""
     return await _goto(ctx, url, new_tab=new_tab)
@@ -116,6 +114,7 @@ SEARCH_ENGINES = {
 }
 
 
+@action(value="query", value_kind="query")
 async def search(ctx: Context, query: str, engine: str = "duckduckgo") -> Outcome:
     """Search the web (engine: duckduckgo, google or bing)."""
     template = SEARCH_ENGINES.get(engine.lower())
@@ -124,6 +123,7 @@ async def search(ctx: Context, query: str, engine: str = "duckduckgo") -> Outcom
     return await _goto(ctx, template.format(quote_plus(query)))
 
 
+@action(checks_url=True)
 async def go_back(ctx: Context) -> Outcome:
     """Go back to the previous page."""
     page = await ctx.session.ensure_page()
@@ -136,6 +136,7 @@ async def go_back(ctx: Context) -> Outcome:
     return Outcome(content=f"back to {page.url}", changed_page=True)
 
 
+@action(replay_noop=True)
 async def wait(ctx: Context, seconds: float = 3) -> Outcome:
     """Wait for the page to change (at most 10 seconds)."""
     seconds = max(0.0, min(float(seconds), MAX_WAIT_S))
@@ -143,6 +144,7 @@ async def wait(ctx: Context, seconds: float = 3) -> Outcome:
     return Outcome(content=f"waited {seconds:g} s")
 
 
+@action(element=True, checks_url=True)
 async def click(ctx: Context, index: int) -> Outcome:
     """Click the element with this index."""
     locator, locators = await _element(ctx, index)
@@ -177,6 +179,7 @@ async def click(ctx: Context, index: int) -> Outcome:
     return Outcome(content=note, locators=locators, changed_page=changed)
 
 
+@action(element=True)
 async def hover(ctx: Context, index: int) -> Outcome:
     """Move the mouse over the element with this index (menus and tooltips that open on hover)."""
     locator, locators = await _element(ctx, index)
@@ -192,6 +195,7 @@ async def hover(ctx: Context, index: int) -> Outcome:
     return Outcome(content=f"hovered [{index}] {label!r}"[:200], locators=locators)
 
 
+@action(element=True, value="text", value_kind="typed", void_when=("but the field now holds",))
 async def input(ctx: Context, index: int, text: str, clear: bool = True) -> Outcome:
     """Type text into the form field with this index (clear=true replaces what is there)."""
     locator, locators = await _element(ctx, index)
@@ -214,6 +218,7 @@ async def input(ctx: Context, index: int, text: str, clear: bool = True) -> Outc
                    locators=locators)
 
 
+@action()
 async def send_keys(ctx: Context, keys: str) -> Outcome:
     """Press keys on the focused element, e.g. "Enter", "Escape", "Control+a" (space-separated for a sequence)."""
     page = await ctx.session.ensure_page()
@@ -234,6 +239,7 @@ async def send_keys(ctx: Context, keys: str) -> Outcome:
     return Outcome(content=f"pressed {' '.join(pressed)}", changed_page=changed)
 
 
+@action(element=True, void_when=("nothing moved",))
 async def scroll(ctx: Context, down: bool = True, pages: float = 1.0, index: int | None = None) -> Outcome:
     """Scroll the page (or the scrollable element with this index) down or up by a number of pages."""
     pages = max(0.1, min(float(pages), 10.0))
@@ -257,16 +263,7 @@ async def scroll(ctx: Context, down: bool = True, pages: float = 1.0, index: int
     return Outcome(content=f"scrolled {direction} {abs(moved)} px", locators=locators)
 
 
-async def dropdown_options(ctx: Context, index: int) -> Outcome:
-    """List the options of the dropdown with this index."""
-    locator, locators = await _element(ctx, index)
-    options = await locator.evaluate(OPTIONS_JS)
-    if not options:
-        raise ActionError(f"[{index}] has no options; it is not a dropdown")
-    listing = "\n".join(f"- {o}" for o in options[:100])
-    return Outcome(content=f"options of [{index}]:\n{listing}", include_in_memory=True, locators=locators)
-
-
+@action(element=True, value="text", value_kind="option")
 async def select_dropdown(ctx: Context, index: int, text: str) -> Outcome:
     """Choose the option with this text in the dropdown with this index."""
     locator, locators = await _element(ctx, index)
@@ -304,6 +301,18 @@ async def select_dropdown(ctx: Context, index: int, text: str) -> Outcome:
     return Outcome(content=f"selected {text!r} in [{index}]", locators=locators)
 
 
+@action(element=True, replay_noop=True)
+async def dropdown_options(ctx: Context, index: int) -> Outcome:
+    """List the options of the dropdown with this index."""
+    locator, locators = await _element(ctx, index)
+    options = await locator.evaluate(OPTIONS_JS)
+    if not options:
+        raise ActionError(f"[{index}] has no options; it is not a dropdown")
+    listing = "\n".join(f"- {o}" for o in options[:100])
+    return Outcome(content=f"options of [{index}]:\n{listing}", include_in_memory=True, locators=locators)
+
+
+@action()
 async def switch(ctx: Context, tab_id: int) -> Outcome:
     """Make the tab with this id the current one."""
     if tab_id not in ctx.session.tabs:
@@ -314,6 +323,7 @@ async def switch(ctx: Context, tab_id: int) -> Outcome:
     return Outcome(content=f"switched to tab {tab_id}: {page.url}", changed_page=True)
 
 
+@action()
 async def close(ctx: Context, tab_id: int) -> Outcome:
     """Close the tab with this id."""
     page = ctx.session.tabs.get(tab_id)
@@ -324,6 +334,7 @@ async def close(ctx: Context, tab_id: int) -> Outcome:
     return Outcome(content=f"closed tab {tab_id}", changed_page=True)
 
 
+@action(replay_noop=True)
 async def extract(ctx: Context, query: str) -> Outcome:
     """Read the whole current page and extract the information asked for in the query."""
     page = await ctx.session.ensure_page()
@@ -334,6 +345,7 @@ async def extract(ctx: Context, query: str) -> Outcome:
     return Outcome(content=answer[:MAX_EXTRACT_CHARS], include_in_memory=True)
 
 
+@action(replay_noop=True)
 async def find_text(ctx: Context, text: str) -> Outcome:
     """Scroll to the first place where this text appears on the page."""
     page = await ctx.session.ensure_page()
@@ -348,73 +360,18 @@ async def find_text(ctx: Context, text: str) -> Outcome:
     raise ActionError(f"the text {text!r} is not on the page")
 
 
+@action()
 async def done(ctx: Context, text: str, success: bool = True) -> Outcome:
     """Finish the task: give the final answer and whether the task was achieved."""
     return Outcome(content=text, is_done=True, success=success, include_in_memory=True)
 
 
-# ------------------------------------------------------------------ registry
-@dataclass(frozen=True)
-class Action:
-    """An action's function, name, description and argument model."""
-
-    name: str
-    fn: Callable[..., Awaitable[Outcome]]
-    description: str
-    params: type[BaseModel]
-
-    def tool(self) -> dict[str, Any]:
-        """The OpenAI tool definition for this action."""
-        schema = _clean_schema(self.params.model_json_schema())
-        return {"type": "function",
-                "function": {"name": self.name, "description": self.description, "parameters": schema}}
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-def _action(fn: Callable[..., Awaitable[Outcome]]) -> Action:
-    hints = get_type_hints(fn)
-    fields: dict[str, Any] = {}
-    for name, param in list(inspect.signature(fn).parameters.items())[1:]:  # skip ctx
-        default = ... if param.default is inspect.Parameter.empty else param.default
-        fields[name] = (hints[name], default)
-    model = create_model(f"{fn.__name__}_params", __base__=_Strict, **fields)
-    description = (fn.__doc__ or fn.__name__).strip().splitlines()[0]
-    return Action(fn.__name__, fn, description, model)
-
-
-def _clean_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """Drop titles and noise from a pydantic schema: every token is paid on every step."""
-    schema = {k: v for k, v in schema.items() if k not in ("title",)}
-    props = {}
-    for name, prop in schema.get("properties", {}).items():
-        prop = {k: v for k, v in prop.items() if k != "title"}
-        if "anyOf" in prop:  # Optional[int] -> int (null is what omitting it means)
-            kinds = [p for p in prop.pop("anyOf") if p.get("type") != "null"]
-            prop.update(kinds[0] if len(kinds) == 1 else {"anyOf": kinds})
-            prop.pop("default", None)
-        props[name] = prop
-    schema["properties"] = props
-    schema["additionalProperties"] = False
-    return schema
-
-
-ACTIONS: dict[str, Action] = {
-    a.name: a
-    for a in (
-        _action(fn)
-        for fn in (navigate, search, go_back, wait, click, hover, input, send_keys, scroll, select_dropdown,
-                   dropdown_options, switch, close, extract, find_text, done)
-    )
-}
-ELEMENT_ACTIONS = frozenset({"click", "hover", "input", "select_dropdown", "dropdown_options", "scroll"})
+ELEMENT_ACTIONS = frozenset(name for name, a in ACTIONS.items() if a.traits.element)
 
 
 def done_tool(*, json_schema: dict[str, Any] | None, response_format: str, provider: str = "openai") -> dict[str, Any]:
     """The `done` tool: text by default; in JSON mode `data` is typed by the run's JSON schema, translated
-    for the provider (agent.engine.schema; the schema's $defs go to the root of the parameters)."""
+    for the provider (agent.rules.toolschema; the schema's $defs go to the root of the parameters)."""
     if json_schema is None and response_format != "json":
         return ACTIONS["done"].tool()
     shaped = for_provider(json_schema, provider)
@@ -437,7 +394,7 @@ def tools(*, json_schema: dict[str, Any] | None = None, response_format: str = "
           provider: str = "openai") -> list[dict[str, Any]]:
     """Every action as an OpenAI tool, `done` shaped by the run's result format and provider."""
     out = [a.tool() for name, a in ACTIONS.items() if name != "done"]
-    if provider == "google":  # Gemini refuses an object schema without properties: a tool without arguments has none
+    if REGISTRY[provider].no_empty_parameters:  # e.g. Gemini: a tool without arguments goes without `parameters`
         for tool in out:
             if not tool["function"]["parameters"].get("properties"):
                 del tool["function"]["parameters"]
@@ -492,7 +449,7 @@ async def _execute(
             )
             return failed(f"{name}: bad arguments ({problems})")
         kwargs = args.model_dump()
-        run = action.fn(ctx, **kwargs) if name != "input" or not ctx.secrets else \
+        run = action.fn(ctx, **kwargs) if action.traits.value_kind != "typed" or not ctx.secrets else \
             ctx.secrets.type_into(ctx.session, kwargs, lambda kw: action.fn(ctx, **kw))  # the one use of a value
         try:
             outcome = await asyncio.wait_for(run, timeout=ACTION_TIMEOUT_S)

@@ -121,7 +121,7 @@ class Browser:
                     "`apt-get install chromium`), or set CHROMIUM_PATH to a Chromium binary"
                 )
             try:
-                from agent.engine.policy import chromium_args  # metadata hosts never resolve inside the browser
+                from agent.rules.policy import chromium_args  # metadata hosts never resolve inside the browser
 
                 self._browser = await self._pw.chromium.launch(
                     executable_path=path, headless=self.headless, args=CHROMIUM_ARGS + chromium_args()

@@ -24,8 +24,8 @@ from urllib.parse import unquote
 
 from pydantic import BaseModel
 
-from agent.engine.policy import PolicyError, check_navigation, request_blocked
-from agent.engine.urls import WEB_SCHEMES, clean_url, parse_web
+from agent.rules.policy import PolicyError, check_navigation, request_blocked
+from agent.rules.urls import WEB_SCHEMES, clean_url, parse_web
 
 __all__ = ["MAX_REFUSALS", "NavigationGuard", "OwnOrigin"]
 

@@ -1,75 +1,32 @@
-"""Model access: the only module that imports litellm.
+"""Model access: the only module that calls models through litellm.
 
-`LLM(provider, model).complete(messages, tools)` returns our own `Reply`; litellm is imported on the
-first call, not at import time, and its price map is the local copy bundled with it.
+`LLM(provider, model).complete(messages, tools)` returns our own `Reply`; litellm is imported (by
+`agent.modelmap.load_litellm`, with its price map the local copy bundled with it) on the first call,
+not at import time. Each provider's names, variables and URL forms are its record in `agent.providers`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import os
 import random
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
-from agent.models import DEFAULT_MODELS, LLMCall, utcnow
+from agent.modelmap import load_litellm, model_info, model_notes, model_price, output_limit, text_only
+from agent.models import LLMCall, utcnow
+from agent.providers import BASE_URL_VARS, DEFAULT_MODELS, KEY_VARS, REGISTRY, litellm_model
 
-# litellm's route prefix per provider.
-PREFIXES: dict[str, str] = {
-    "openai": "openai",
-    "deepseek": "deepseek",
-    "anthropic": "anthropic",
-    "google": "gemini",
-    "groq": "groq",
-    "mistral": "mistral",
-    "together": "together_ai",
-}
-# Environment variables holding each provider's key (first one found wins).
-KEY_VARS: dict[str, tuple[str, ...]] = {
-    "openai": ("OPENAI_API_KEY",),
-    "deepseek": ("DEEPSEEK_API_KEY",),
-    "anthropic": ("ANTHROPIC_API_KEY",),
-    "google": ("GEMINI_API_KEY", "GOOGLE_API_KEY"),
-    "groq": ("GROQ_API_KEY",),
-    "mistral": ("MISTRAL_API_KEY",),
-    "together": ("TOGETHERAI_API_KEY", "TOGETHER_API_KEY"),
-}
-# Environment variables that point a provider at another server (first one found wins).
-BASE_URL_VARS: dict[str, tuple[str, ...]] = {
-    "openai": ("OPENAI_BASE_URL", "OPENAI_API_BASE"),
-    "deepseek": ("DEEPSEEK_BASE_URL", "DEEPSEEK_API_BASE"),
-    "anthropic": ("ANTHROPIC_BASE_URL", "ANTHROPIC_API_BASE"),
-    "google": ("GEMINI_BASE_URL", "GEMINI_API_BASE"),
-    "groq": ("GROQ_BASE_URL", "GROQ_API_BASE"),
-    "mistral": ("MISTRAL_BASE_URL", "MISTRAL_API_BASE"),
-    "together": ("TOGETHER_BASE_URL", "TOGETHERAI_API_BASE"),
-}
-# Suggestions shown in the form's model box, newest first.
-SUGGESTED_MODELS: dict[str, list[str]] = {
-    "openai": ["o3", "gpt-4.1", "gpt-4.1-mini", "gpt-4o", "o4-mini"],
-    "deepseek": ["deepseek-chat", "deepseek-reasoner"],
-    "anthropic": ["claude-sonnet-4-5", "claude-opus-4-1", "claude-3-5-haiku-latest"],
-    "google": ["gemini-2.5-flash", "gemini-2.5-pro"],
-    "groq": ["llama-3.3-70b-versatile", "openai/gpt-oss-120b"],
-    "mistral": ["mistral-large-latest", "mistral-medium-latest", "mistral-small-latest"],
-    "together": ["meta-llama/Llama-3.3-70B-Instruct-Turbo", "deepseek-ai/DeepSeek-V3"],
-}
-# What a base URL given as a bare host (scheme://host[:port]) gets appended, because litellm puts
-# the endpoint right after it: Gemini's API lives under /v1beta, Groq's under /openai/v1, Together's
-# under /v1. Anthropic is the other way round: litellm adds /v1/messages, so a trailing /v1 is dropped.
-# OpenAI-compatible servers (OPENAI_BASE_URL) are taken as given; Mistral and DeepSeek serve both forms.
-BASE_URL_PATHS: dict[str, str] = {"google": "/v1beta", "groq": "/openai/v1", "together": "/v1"}
+# Re-exported: what litellm's model map says of a model lives in agent.modelmap (a leaf the request model uses).
+__all__ = ["LLM", "BASE_URL_VARS", "KEY_VARS", "LLMError", "MissingKeyError", "Reply", "ToolCall", "base_url",
+           "check_key", "key_status", "litellm_model", "model_info", "model_notes", "model_price", "output_limit",
+           "preload", "text_only", "warm_call"]
+
 MAX_RETRIES = 3
-# Output tokens per reply: a model the map does not know gets DEFAULT_OUTPUT_TOKENS; a known one gets
-# its own maximum, capped, and a reasoning model (its thinking counts against the limit) a higher cap.
-DEFAULT_OUTPUT_TOKENS = 2048
-OUTPUT_TOKENS_CAP = 4096
-REASONING_OUTPUT_TOKENS_CAP = 32768
 
 ErrorKind = Literal[
     "auth", "not_found", "bad_request", "context_window", "missing_key",  # fatal: retrying cannot help
@@ -125,15 +82,6 @@ class Reply:
     raw_message: dict[str, Any] = field(default_factory=dict)
 
 
-def litellm_model(provider: str, model: str | None) -> str:
-    """The litellm model name for a provider and model: ('google', 'gemini-2.5-flash') -> 'gemini/gemini-2.5-flash'."""
-    model = (model or DEFAULT_MODELS[provider]).strip()
-    prefix = PREFIXES[provider]
-    if model.startswith(prefix + "/"):
-        return model
-    return f"{prefix}/{model}"
-
-
 def _env(names: tuple[str, ...]) -> str | None:
     for name in names:
         value = os.environ.get(name)
@@ -143,17 +91,9 @@ def _env(names: tuple[str, ...]) -> str | None:
 
 
 def base_url(provider: str) -> str | None:
-    """The base URL set for a provider in the environment, in the form litellm needs (see BASE_URL_PATHS)."""
+    """The base URL set for a provider in the environment, in the form litellm needs (its record's rules)."""
     raw = _env(BASE_URL_VARS[provider])
-    if not raw:
-        return None
-    url = raw.strip().rstrip("/")
-    path = urlsplit(url).path
-    if provider == "anthropic" and path.endswith("/v1"):
-        return url[: -len("/v1")]
-    if provider in BASE_URL_PATHS and path in ("", "/"):
-        return url + BASE_URL_PATHS[provider]
-    return url
+    return REGISTRY[provider].api_base(raw) if raw else None
 
 
 def key_status(provider: str) -> tuple[bool, str]:
@@ -163,15 +103,7 @@ def key_status(provider: str) -> tuple[bool, str]:
     if base_url(provider):
         var = next(name for name in BASE_URL_VARS[provider] if _env((name,)))
         return True, f"{var} points at a server of your own (no key needed)"
-    advice = f"No API key for provider '{provider}': set {KEY_VARS[provider][0]}"
-    if provider == "openai":
-        advice += (
-            ", or point OPENAI_BASE_URL at a local OpenAI-compatible server "
-            "(vLLM, Ollama: http://localhost:11434/v1, llama.cpp)"
-        )
-    else:
-        advice += f", or point {BASE_URL_VARS[provider][0]} at a proxy or gateway"
-    return False, advice
+    return False, REGISTRY[provider].missing_key()
 
 
 def check_key(provider: str) -> None:
@@ -181,26 +113,15 @@ def check_key(provider: str) -> None:
         raise MissingKeyError(advice)
 
 
-def _import_litellm() -> Any:
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    os.environ.setdefault("LITELLM_LOG", "ERROR")
-    import litellm
-
-    litellm.telemetry = False
-    litellm.suppress_debug_info = True
-    litellm.drop_params = True  # providers that lack a parameter (e.g. tool_choice) still answer
-    return litellm
-
-
 def preload() -> None:
     """Import litellm now (~10 s), e.g. in a worker thread at start-up, so no run pays for it."""
-    _import_litellm()
+    load_litellm()
 
 
 def warm_call() -> None:
     """Import litellm and take its completion path once with a canned answer (no network, no key): the
     modules it loads on a first call (~1 s) are loaded at start-up instead of by the first run."""
-    litellm = _import_litellm()
+    litellm = load_litellm()
     try:
         litellm.completion(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "warm-up"}],
                            mock_response="ok", api_key="sk-warm-up-not-sent")
@@ -210,55 +131,10 @@ def warm_call() -> None:
 
 async def _litellm() -> Any:
     """litellm, imported in a worker thread the first time so the event loop never stalls on it."""
-    import sys
-
     module = sys.modules.get("litellm")
     if module is not None and hasattr(module, "acompletion"):
-        return _import_litellm()
-    return await asyncio.to_thread(_import_litellm)
-
-
-@functools.lru_cache(maxsize=512)
-def model_info(provider: str, model: str | None) -> dict[str, Any] | None:
-    """What litellm's model map says of a model (vision, function calling, output limit), or None when
-    it does not know the model. Imports litellm (~10 s) the first time unless it is loaded already
-    (the app loads it at start): call it from a worker thread where the event loop must not stall."""
-    litellm = _import_litellm()
-    try:
-        return dict(litellm.get_model_info(litellm_model(provider, model)))
-    except Exception:  # "This model isn't mapped yet"
-        return None
-
-
-def output_limit(provider: str, model: str | None) -> int:
-    """max_tokens for a reply: the model's own limit from litellm's map, capped (higher for reasoning models)."""
-    info = model_info(provider, model)
-    if info is None:
-        return DEFAULT_OUTPUT_TOKENS
-    own = int(info.get("max_output_tokens") or info.get("max_tokens") or DEFAULT_OUTPUT_TOKENS)
-    return min(own, REASONING_OUTPUT_TOKENS_CAP if info.get("supports_reasoning") else OUTPUT_TOKENS_CAP)
-
-
-def text_only(provider: str, model: str | None) -> bool:
-    """True when litellm's map knows the model and says it takes no images (unknown models are trusted)."""
-    info = model_info(provider, model)
-    return info is not None and not info.get("supports_vision")
-
-
-def model_notes(provider: str, model: str | None) -> list[str]:
-    """What a user should know about a model before running it (from litellm's model map)."""
-    info = model_info(provider, model)
-    name = (model or DEFAULT_MODELS[provider]).strip()
-    if info is None:
-        return [f"litellm does not know {name!r}: it gets tools, images when asked, "
-                f"and {DEFAULT_OUTPUT_TOKENS} output tokens per reply"]
-    notes = []
-    if info.get("supports_function_calling") is False:
-        notes.append(f"litellm marks {name!r} as lacking function calling: the agent still sends its actions "
-                     "as tools, and the provider may refuse them; pick a model with tool use")
-    if not info.get("supports_vision"):
-        notes.append(f"{name!r} takes no images: leave use_vision off")
-    return notes
+        return load_litellm()
+    return await asyncio.to_thread(load_litellm)
 
 
 class LLM:
@@ -450,15 +326,3 @@ def _to_reply(litellm: Any, response: Any, llm: LLM, purpose: str, started_at: A
                                  for tc in getattr(message, "tool_calls", None) or []],
                   "finish_reason": call.finish_reason}
     return Reply(text=(content or "").strip(), tool_calls=calls, call=call, raw_message=as_written)
-
-
-def model_price(provider: str, model: str | None) -> tuple[float, float] | None:
-    """(input, output) USD per million tokens from litellm's local price map; None when it does not know the model.
-
-    Reads the map through `model_info` (litellm is imported the first time: call it off the event loop).
-    """
-    info = model_info(provider, model) or {}
-    per_input, per_output = info.get("input_cost_per_token"), info.get("output_cost_per_token")
-    if per_input is None or per_output is None:
-        return None
-    return float(per_input) * 1_000_000, float(per_output) * 1_000_000

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import AsyncGenerator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +19,16 @@ from agent.engine import actions as act
 from agent.engine import prompts
 from agent.engine.browser import Browser, BrowserSession
 from agent.engine.guard import NavigationGuard
-from agent.engine.llm import LLM, LLMError, Reply, key_status, model_info, preload
+from agent.engine.llm import LLM, LLMError, Reply, key_status, preload
 from agent.engine.page import Observation, observe
 from agent.engine.provenance import trace_result
 from agent.engine.runtime import RunClock, RunStopped, StepClock, in_session
-from agent.engine.schema import for_provider
 from agent.engine.secrets import Secrets, secrets_note
 from agent.engine.trace import make_trace
+from agent.modelmap import model_info
 from agent.models import (
+    ENGINE_FIELDS,
+    FIELDS,
     ActionResult,
     Event,
     HistoryItem,
@@ -43,33 +45,41 @@ from agent.models import (
     schema_problem,
     utcnow,
 )
+from agent.rules.toolschema import for_provider
 
 SETUP_TIMEOUT_S = 15.0
 
 
 class EngineOptions(BaseModel):
-    """Bounds and switches of one run."""
+    """Bounds and switches of one run.
+
+    A request field marked `engine` (agent.models.ENGINE_FIELDS) sets the option of the same name, whose
+    default is that field's `engine_default` (what leaving it empty means); tests/test_models.py checks
+    that each has its option here, of the same type.
+    """
 
     model_config = ConfigDict(frozen=True)
 
-    max_steps: int = 25
+    # What a request may set (its fields marked `engine`):
+    start_url: str | None = FIELDS["start_url"].engine_default
+    max_steps: int = FIELDS["max_steps"].engine_default
+    use_vision: bool = FIELDS["use_vision"].engine_default
+    allowed_domains: list[str] | None = FIELDS["allowed_domains"].engine_default
+    # The engine's own bounds and switches:
     max_actions_per_step: int = 5
     max_failures: int = 3
     timeout_s: float = 600.0
-    use_vision: bool = False
-    allowed_domains: list[str] | None = None
     blocked_domains: list[str] | None = None
     screenshot_dir: Path | None = None
     max_validation_retries: int = 2
-    start_url: str | None = None
     check_page: str | None = None  # a JS expression evaluated on the final page (an experiment's page check)
     setup_script: str | None = None  # JS run on the start page first; a string it returns is the page's instruction
 
 
 def resolve_options(request: RunRequest, options: EngineOptions | None, overrides: dict[str, Any]) -> EngineOptions:
-    """Options from the caller, then the request's added fields, then keyword overrides."""
+    """Options from the caller, then the request's engine fields, then keyword overrides."""
     merged = (options or EngineOptions()).model_dump()
-    for name in ("max_steps", "use_vision", "allowed_domains", "start_url"):
+    for name in ENGINE_FIELDS:
         value = getattr(request, name)
         if value is not None:
             merged[name] = value
@@ -176,9 +186,22 @@ async def stream(
             warm.add_done_callback(lambda t: t.cancelled() or t.exception())
 
 
+@dataclass(frozen=True)
+class _Step:
+    """One finished step, as the loop decides what comes next: its record and how it ended."""
+
+    item: HistoryItem
+    results: list[ActionResult]  # as run (the item holds them scrubbed)
+    description: str
+    done: act.Outcome | None = None  # the `done` outcome when the run is over
+    fatal: LLMError | None = None  # a model error retrying cannot help
+    invalid: int = 0  # `done` results the JSON schema refused
+    provider_failed: bool = False  # the provider, not the model's reply, failed this step
+
+
 async def _loop(run: _Run, session: BrowserSession) -> AsyncGenerator[Event, None]:
-    options, request = run.options, run.request
-    info = await asyncio.to_thread(model_info, request.provider, run.llm.model)  # litellm loads meanwhile anyway
+    options = run.options
+    info = await asyncio.to_thread(model_info, run.request.provider, run.llm.model)  # litellm loads meanwhile anyway
     if (info or {}).get("supports_function_calling") is False:
         run.notices.append(f"litellm marks {run.llm.model!r} as lacking function calling; the actions were sent as "
                            "tools anyway (the provider may refuse them)")
@@ -196,77 +219,89 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncGenerator[Event, Non
         run.check()
         page = await session.ensure_page()
         yield StepStarted(step=step, url=run.secrets.scrub(page.url))
-        started_at, run.clock = utcnow(), StepClock()
-        run.step_calls, run.step_traces = [], []
-        shot_path = options.screenshot_dir / f"step-{step:03d}.jpg" if options.screenshot_dir else None
-        with run.clock.part("browser"):
-            obs, shot, pending_shot = await _look(run, session, page, shot_path)
-        obs = run.secrets.scrub_model(obs)  # a typed secret shows as its placeholder
-        run.seen.append((step, obs.text))
-        message = prompts.step_message(
-            task=run.task, step=step, max_steps=options.max_steps, history=run.tally.history,
-            tabs=run.secrets.scrub_value(session.tab_list()), current_tab=session.current_id, url=obs.url,
-            title=obs.title, page=obs.text, notes=[*run.notes, *secrets_note(run.secrets, obs.url)],
-            result_hint=prompts.result_hint(request.json_schema, request.response_format),
-        )
-        run.notes = []
-        results: list[ActionResult] = []
-        description = ""
-        done_outcome: act.Outcome | None = None
-        fatal: LLMError | None = None
-        provider_failed = False  # the provider, not the model's reply, failed this step
-        try:
-            reply = await _ask(run, message, shot, observation=obs.text, step=step)
-            if pending_shot is not None:  # taken while the model thought; done before the page changes
-                with run.clock.part("browser"):
-                    shot, pending_shot = await run.bounded(pending_shot), None
-            description = reply.text.splitlines()[0][:300] if reply.text else ""
-            results, done_outcome, invalid = await _act(run, ctx, session, reply)
-            validation_failures += invalid
-        except LLMError as exc:
-            fatal = exc if exc.fatal else None
-            if exc.kind in ("model_output", "length"):  # the model's own mistake: show it, as a bad tool call
-                description = f"The model's reply was refused: {exc}"[:300]
-                results.append(ActionResult(name="none", success=False, include_in_memory=True, error=str(exc)[:1000]))
-            else:
-                description = f"The model could not be used: {exc}"
-                provider_failed = True
-        if pending_shot is not None:  # the model call failed: the screenshot is still the step's
-            with run.clock.part("browser"):
-                shot = await run.bounded(pending_shot)
-        if not description:
-            description = ", ".join(f"{r.name} {r.params.get('index', '')}".strip() for r in results) or "no action"
-        item = run.secrets.scrub_model(HistoryItem(
-            description=description, actions=results, step=step, url=obs.url, title=obs.title, screenshot=shot,
-            started_at=started_at, llm_calls=list(run.step_calls), **run.clock.split(),
-        ))
-        run.tally.add_step(item)
-        yield StepFinished(item=item, traces=list(run.step_traces))
-        if fatal is not None:  # retrying cannot help (a key, a model name, a request the provider refuses)
-            stop: StopReason = "missing_key" if fatal.kind == "missing_key" else "model_error"
-            yield run.finish(f"the model could not be used ({fatal.kind}): {fatal}", stop)
-            return
-        if done_outcome is not None:
-            result_value = done_outcome.data if request.structured else done_outcome.content
-            if done_outcome.success:
-                yield run.finish(result=result_value, done=True, success=True)
-            else:
-                yield run.finish("the agent reported that it could not complete the task", "done_failure",
-                                 result=result_value, done=True)
-            return
-        if validation_failures > options.max_validation_retries:
-            yield run.finish(f"the result did not match the JSON schema after {validation_failures} attempts: "
-                             f"{results[-1].error}", "invalid_result")
-            return
-        failed = not results or all(r.error for r in results)
+        taken = await _take_step(run, ctx, session, page, step)
+        run.tally.add_step(taken.item)
+        yield StepFinished(item=taken.item, traces=list(run.step_traces))
+        validation_failures += taken.invalid
+        failed = not taken.results or all(r.error for r in taken.results)
         failures = failures + 1 if failed else 0
-        if failures >= options.max_failures:
-            last = description if not results else (results[-1].error or description)
-            # Steps lost to the provider (5xx, rate limits after retries) are not the agent's failures.
-            yield run.finish(f"stopped after {failures} consecutive failures; last: {last}",
-                             "model_error" if provider_failed else "max_failures")
+        end = _end_of_run(run, taken, failures, validation_failures)
+        if end is not None:
+            yield end
             return
     yield run.finish(f"reached max_steps ({options.max_steps}) without calling done", "max_steps")
+
+
+async def _take_step(run: _Run, ctx: act.Context, session: BrowserSession, page: Any, step: int) -> _Step:
+    """Observe the page, ask the model, run its actions: the step's record."""
+    options, request = run.options, run.request
+    started_at, run.clock = utcnow(), StepClock()
+    run.step_calls, run.step_traces = [], []
+    shot_path = options.screenshot_dir / f"step-{step:03d}.jpg" if options.screenshot_dir else None
+    with run.clock.part("browser"):
+        obs, shot, pending_shot = await _look(run, session, page, shot_path)
+    obs = run.secrets.scrub_model(obs)  # a typed secret shows as its placeholder
+    run.seen.append((step, obs.text))
+    message = prompts.step_message(
+        task=run.task, step=step, max_steps=options.max_steps, history=run.tally.history,
+        tabs=run.secrets.scrub_value(session.tab_list()), current_tab=session.current_id, url=obs.url,
+        title=obs.title, page=obs.text, notes=[*run.notes, *secrets_note(run.secrets, obs.url)],
+        result_hint=prompts.result_hint(request.json_schema, request.response_format),
+    )
+    run.notes = []
+    results: list[ActionResult] = []
+    description = ""
+    done_outcome: act.Outcome | None = None
+    fatal: LLMError | None = None
+    invalid, provider_failed = 0, False
+    try:
+        reply = await _ask(run, message, shot, observation=obs.text, step=step)
+        if pending_shot is not None:  # taken while the model thought; done before the page changes
+            with run.clock.part("browser"):
+                shot, pending_shot = await run.bounded(pending_shot), None
+        description = reply.text.splitlines()[0][:300] if reply.text else ""
+        results, done_outcome, invalid = await _act(run, ctx, session, reply)
+    except LLMError as exc:
+        fatal = exc if exc.fatal else None
+        if exc.kind in ("model_output", "length"):  # the model's own mistake: show it, as a bad tool call
+            description = f"The model's reply was refused: {exc}"[:300]
+            results.append(ActionResult(name=act.NO_ACTION, success=False, include_in_memory=True,
+                                        error=str(exc)[:1000]))
+        else:
+            description = f"The model could not be used: {exc}"
+            provider_failed = True
+    if pending_shot is not None:  # the model call failed: the screenshot is still the step's
+        with run.clock.part("browser"):
+            shot = await run.bounded(pending_shot)
+    if not description:
+        description = ", ".join(f"{r.name} {r.params.get('index', '')}".strip() for r in results) or "no action"
+    item = run.secrets.scrub_model(HistoryItem(
+        description=description, actions=results, step=step, url=obs.url, title=obs.title, screenshot=shot,
+        started_at=started_at, llm_calls=list(run.step_calls), **run.clock.split(),
+    ))
+    return _Step(item, results, description, done_outcome, fatal, invalid, provider_failed)
+
+
+def _end_of_run(run: _Run, taken: _Step, failures: int, validation_failures: int) -> RunFinished | None:
+    """How the run ends after this step, or None when it goes on."""
+    if taken.fatal is not None:  # retrying cannot help (a key, a model name, a request the provider refuses)
+        stop: StopReason = "missing_key" if taken.fatal.kind == "missing_key" else "model_error"
+        return run.finish(f"the model could not be used ({taken.fatal.kind}): {taken.fatal}", stop)
+    if taken.done is not None:
+        result_value = taken.done.data if run.request.structured else taken.done.content
+        if taken.done.success:
+            return run.finish(result=result_value, done=True, success=True)
+        return run.finish("the agent reported that it could not complete the task", "done_failure",
+                          result=result_value, done=True)
+    if validation_failures > run.options.max_validation_retries:
+        return run.finish(f"the result did not match the JSON schema after {validation_failures} attempts: "
+                          f"{taken.results[-1].error}", "invalid_result")
+    if failures >= run.options.max_failures:
+        last = taken.description if not taken.results else (taken.results[-1].error or taken.description)
+        # Steps lost to the provider (5xx, rate limits after retries) are not the agent's failures.
+        return run.finish(f"stopped after {failures} consecutive failures; last: {last}",
+                          "model_error" if taken.provider_failed else "max_failures")
+    return None
 
 
 def _check_result(run: _Run, result: ActionResult, outcome: act.Outcome) -> tuple[ActionResult, act.Outcome | None]:
@@ -348,7 +383,7 @@ async def _act(run: _Run, ctx: act.Context, session: BrowserSession,
         finish = reply.call.finish_reason
         why = f" (finish_reason={finish})" if finish not in (None, "stop") else ""
         nothing = f"no action was called{why}: call one of the tools (done when finished)"
-        results.append(ActionResult(name="none", success=False, include_in_memory=True, error=nothing))
+        results.append(ActionResult(name=act.NO_ACTION, success=False, include_in_memory=True, error=nothing))
     for n, call in enumerate(reply.tool_calls):
         if n >= options.max_actions_per_step:
             run.notes.append(f"only the first {options.max_actions_per_step} actions of a step are run")

@@ -21,13 +21,11 @@ from urllib.parse import quote, quote_plus
 
 from pydantic import BaseModel, SecretStr
 
-from agent.limits import MAX_SECRET_CHARS, MAX_SECRETS
+from agent.rules.sensitive import MIN_SECRET_CHARS
 
-__all__ = ["SECRET_RE", "SecretError", "Secrets", "check_sensitive_data", "placeholder", "secrets_note"]
+__all__ = ["SECRET_RE", "SecretError", "Secrets", "placeholder", "secrets_note"]
 
 SECRET_RE = re.compile(r"<secret>\s*([A-Za-z_][A-Za-z0-9_.\-]{0,63})\s*</secret>")
-NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$")
-MIN_SECRET_CHARS = 3  # a shorter value would be hidden everywhere it appears on a page
 CLIP_WIDTHS = (40, 60, 80, 120)  # the observation clips long field values to these widths, with '…'
 MASKED_ATTR = "data-wb-secret"  # marks fields holding a secret: screenshots paint over them
 
@@ -51,33 +49,6 @@ def revealed(sensitive_data: Mapping[str, Any]) -> dict[str, Any]:
     """`sensitive_data` with its values in clear, same shape (for a worker that types them; never for a log)."""
     return {key: {name: _plain(v) for name, v in item.items()} if isinstance(item, Mapping) else _plain(item)
             for key, item in sensitive_data.items()}
-
-
-def check_sensitive_data(value: Mapping[str, Any]) -> dict[str, Any]:
-    """`value` if every name, domain pattern and value is usable; ValueError naming the fix otherwise."""
-    from agent.engine.policy import PolicyError, check_domain_rules
-
-    count = 0
-    for key, item in value.items():
-        if isinstance(item, Mapping):
-            try:
-                check_domain_rules([key], "sensitive_data")
-            except PolicyError as exc:
-                raise ValueError(f"{exc} (a key whose value is an object is a domain pattern)") from None
-            pairs = list(item.items())
-        else:
-            pairs = [(key, item)]
-        for name, secret in pairs:
-            count += 1
-            if not NAME_RE.match(name):
-                raise ValueError(f"name {name[:40]!r} must be letters, digits, _ . - (not first), e.g. 'password'")
-            plain = _plain(secret)
-            if not MIN_SECRET_CHARS <= len(plain) <= MAX_SECRET_CHARS:
-                raise ValueError(f"the value of {name!r} must be {MIN_SECRET_CHARS} to {MAX_SECRET_CHARS} characters "
-                                 "(a shorter one would be hidden wherever it appears on a page)")
-    if count > MAX_SECRETS:
-        raise ValueError(f"has {count} values; the limit is {MAX_SECRETS}")
-    return dict(value)
 
 
 class Secrets:
@@ -191,7 +162,7 @@ def secrets_note(secrets: Secrets, url: str) -> list[str]:
 def _usable(domains: tuple[str, ...] | None, url: str) -> bool:
     if domains is None:
         return True
-    from agent.engine.policy import domain_matches
+    from agent.rules.policy import domain_matches
 
     return domain_matches(domains, url)
 

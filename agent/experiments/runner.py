@@ -22,6 +22,7 @@ from agent.experiments import checks
 from agent.experiments.tasks import Check, Task, TaskError, load_bundled, parse_jsonl, parse_tasks, pick
 from agent.models import (
     NO_FAIR_CHANCE,
+    TASK_FIELDS,
     LLMTrace,
     PageChecked,
     RunFinished,
@@ -40,10 +41,9 @@ MAX_VARIANTS = 20
 MAX_REPEATS = 20
 MAX_CONCURRENCY = 32
 RETRIES = 1  # an interrupted run is played once more (AgentLab's n_relaunch)
-# Fields a variant may not set: they belong to the task (or would make cells wait on a client).
-TASK_FIELDS = frozenset({"prompt", "start_url", "json_schema", "response_format", "wait_for_completion",
-                         "webhook_url", "cached_workflow", "workflow_id", "workflow_params"})
-# Runs that ended for a reason the agent is not to blame for are not graded.
+# A variant sets the other fields; the request's TASK_FIELDS (marked `task`: they belong to the task, or
+# would make cells wait on a client) are the task's.
+VARIANT_FIELDS: tuple[str, ...] = tuple(name for name in RunRequest.model_fields if name not in TASK_FIELDS)
 
 
 class Variant(BaseModel):
@@ -92,8 +92,7 @@ class ExperimentSpec(BaseModel):
             bad = sorted(set(variant.overrides) & TASK_FIELDS)
             if bad:
                 raise ValueError(f"variants[{n}] sets {bad[0]!r}, which belongs to the task; a variant sets "
-                                 "provider, model, extend_system_message, override_system_message, use_vision, "
-                                 "max_steps or another run option")
+                                 f"{', '.join(VARIANT_FIELDS)}")
             try:
                 RunRequest.model_validate({"prompt": "check a variant", **variant.overrides})
             except ValidationError as exc:

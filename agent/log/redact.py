@@ -13,8 +13,8 @@ import re
 from collections.abc import Sequence
 from typing import Any, overload
 
-from agent.engine.policy import redact_url
 from agent.models import RunRequest
+from agent.rules.policy import redact_url
 
 __all__ = ["REDACTED", "dumps", "redact_url", "request_json", "scrub", "secret_values", "strip_secret_fields"]
 

@@ -4,7 +4,7 @@
 answered 2xx and False otherwise, and reports each attempt through `on_attempt`.
 
 Safety: only http(s); the destination host is resolved and every address checked
-(`agent.engine.policy.resolve_public`) before each attempt, and the request then goes to that checked
+(`agent.rules.policy.resolve_public`) before each attempt, and the request then goes to that checked
 address (the URL's host stays in the Host header and, for https, in TLS SNI and certificate checks),
 so a DNS answer that changes between check and connect cannot redirect it. Redirects are not
 followed. `WEBHOOK_ALLOW_PRIVATE=1` lets the operator reach loopback/private receivers.
@@ -34,7 +34,7 @@ from typing import Any
 
 import httpx
 
-from agent.engine.policy import PolicyError, check_webhook_url, is_metadata_address, redact_url, resolve_public
+from agent.rules.policy import PolicyError, check_webhook_url, is_metadata_address, redact_url, resolve_public
 
 __all__ = [
     "Attempt",

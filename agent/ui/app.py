@@ -7,11 +7,18 @@ and the notebooks never pay for it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
+from agent.engine.prompts import SYSTEM_PROMPT
+from agent.models import FIELDS, RunRequest
+from agent.models.fields import Section, control_of, value_type
+from agent.providers import DEFAULT_PROVIDER, PROVIDERS, REGISTRY
 from agent.settings import Settings
+from agent.ui.compare import render_compare_html
+from agent.ui.form import FORM_FIELDS, form_default, label, placeholder
 from agent.ui.render import history_frame, render_run_html
 
 if TYPE_CHECKING:
@@ -20,6 +27,10 @@ if TYPE_CHECKING:
     from agent.ui.handlers import RunHandlers
 
 CSS_PATH = Path(__file__).with_name("style.css")
+# The form's folded sections (About.section of the fields in them), with their ids on the page.
+SECTION_IDS: dict[Section, str] = {"Cached workflow": "wb-workflow-box", "Advanced": "wb-advanced"}
+# A field's control with suggestions (About.control "combo") starts with these.
+SUGGESTIONS: dict[str, list[str]] = {"model": list(REGISTRY[DEFAULT_PROVIDER].models)}
 # Every event but `run` is private (not in the API) and light: no queue slot limit, no spinner.
 QUIET: dict[str, Any] = {"api_visibility": "private", "concurrency_limit": None, "show_progress": "hidden"}
 # Instant ones skip the queue: the viewer redraws ~0.2 s after each step instead of ~1 s.
@@ -49,24 +60,23 @@ def ui_mount_options() -> dict[str, Any]:
 
 @dataclass
 class Form:
-    """The run form's components; `fields` is in FORM_FIELDS order (the `run` endpoint's parameters)."""
+    """The run form's components: one control per request field (`controls`, by name), and the rest."""
 
-    fields: list[Any]
-    prompt: Any
-    model: Any
-    provider: Any
+    controls: dict[str, Any]
+    sections: list[Any]  # the folded sections' accordions, in FOLDED order
     hint: Any
     price: Any
     remembered: Any  # the provider and model this browser used last (localStorage)
-    response_format: Any
-    json_schema: Any
     schema_status: Any
     run_btn: Any
     cancel_btn: Any
     run_errors: Any
-    workflow_box: Any
-    advanced_box: Any
     examples: Any
+
+    @property
+    def fields(self) -> list[Any]:
+        """The controls in FORM_FIELDS order: the `run` endpoint's inputs."""
+        return [self.controls[name] for name in FORM_FIELDS]
 
 
 @dataclass
@@ -85,7 +95,7 @@ class Viewer:
 class History:
     """The run history: filters, totals, paging, the table (selecting a row opens that run) and compare."""
 
-    filters: list[Any]  # in RunHandlers.history's order, page size last
+    filters: list[Any]  # in HistoryHandlers.history's order, page size last
     stop_reason: Any
     refresh_btn: Any
     totals: Any
@@ -106,7 +116,7 @@ def build_ui(service: RunService, settings: Settings, experiments: ExperimentRun
     """The Gradio Blocks mounted at "/": run form, live viewer, run history, experiments; the API endpoints."""
     import gradio as gr
 
-    from agent.ui.experiments import build_section
+    from agent.ui.experiments import build_section  # these import gradio too
     from agent.ui.handlers import RunHandlers
     from agent.ui.workflows import WorkflowHandlers, build_workflows, wire_workflows
 
@@ -125,8 +135,8 @@ def build_ui(service: RunService, settings: Settings, experiments: ExperimentRun
         workflows = build_workflows()
         saved = _wire(ui, handlers, form, viewer, history, max_concurrent=service.max_concurrent)
         listing = WorkflowHandlers(service)
-        wire_workflows(ui, listing, workflows, response=viewer.response, provider=form.provider,
-                       model=form.model, follow=handlers.follow_new, quiet=QUIET)
+        wire_workflows(ui, listing, workflows, response=viewer.response, provider=form.controls["provider"],
+                       model=form.controls["model"], follow=handlers.follow_new, quiet=QUIET)
         saved.then(listing.listing, None, [workflows.table], **QUIET)  # a workflow just saved is listed
         if experiments is not None:
             build_section(ui, experiments, quiet=QUIET, instant=INSTANT)
@@ -134,59 +144,30 @@ def build_ui(service: RunService, settings: Settings, experiments: ExperimentRun
 
 
 def _form(example_titles: list[str]) -> Form:
-    """The request's fields, in the contract's order, with the optional ones folded away."""
-    import gradio as gr
+    """The request's fields (each control made from its field), the optional ones folded away."""
+    import gradio as gr  # here, not at the top: ~6 s, and only building the page needs it
 
-    from agent.engine.llm import SUGGESTED_MODELS
-    from agent.engine.prompts import SYSTEM_PROMPT
-    from agent.models import PROVIDERS
+    extras: dict[str, Any] = {}
 
-    prompt = gr.Textbox(label="Task (prompt)", lines=4, max_lines=14, elem_id="wb-prompt",
-                        placeholder="e.g. Go to the demo shop and find the cheapest USB-C cable. "
-                                    "Return its name and price.")
-    with gr.Row():
-        provider = gr.Dropdown(list(PROVIDERS), value="openai", label="Provider", elem_id="wb-provider")
-        model = gr.Dropdown(SUGGESTED_MODELS["openai"], value="", label="Model", allow_custom_value=True,
-                            elem_id="wb-model", info="Suggestions, or type any model name")
-    hint = gr.Markdown(elem_id="wb-key-hint")
-    price = gr.Markdown(elem_id="wb-price-hint")
-    remembered = gr.BrowserState({}, storage_key="wb-last-model")
-    with gr.Row():
-        response_format = gr.Radio(["text", "json"], value="text", label="Response format", elem_id="wb-format")
-        wait_for_completion = gr.Checkbox(value=True, label="Wait for completion",
-                                          info="Off: start in the background", elem_id="wb-wait")
-    json_schema = gr.Code(value="", language="json", label="JSON schema (optional)", lines=5, max_lines=18,
-                          elem_id="wb-schema")
-    schema_status = gr.Markdown(elem_id="wb-schema-status")
-    webhook_url = gr.Textbox("", label="Webhook URL (optional)", elem_id="wb-webhook",
-                             placeholder="https://example.com/hook: receives the final response")
-    # Whole numbers are text boxes: a gr.Number shows (and sends) 0 for "empty" once it is drawn.
-    with gr.Accordion("Cached workflow", open=False, elem_id="wb-workflow-box") as workflow_box:
-        use_cached_workflow = gr.Checkbox(value=False, label="Use cached workflow", elem_id="wb-use-cached")
-        workflow_id = gr.Textbox("", label="Workflow id (a saved workflow)", placeholder="e.g. 3",
-                                 elem_id="wb-workflow-id")
-        workflow_params = gr.Code(value="", language="json", lines=3, label="Workflow parameters (JSON)",
-                                  elem_id="wb-workflow-params")
-        cached_workflow = gr.Code(value="", language="json", lines=4, max_lines=18,
-                                  label="Cached workflow (JSON document)", elem_id="wb-cached-workflow")
-    with gr.Accordion("Advanced", open=False, elem_id="wb-advanced") as advanced_box:
-        max_steps = gr.Textbox("", label="Max steps (1-200; empty: 25)", placeholder="25", elem_id="wb-max-steps")
-        use_vision = gr.Checkbox(value=False, label="Use vision (send screenshots to the model)",
-                                 elem_id="wb-use-vision")
-        allowed_domains = gr.Textbox("", label="Allowed domains (comma separated; empty: any public site)",
-                                     elem_id="wb-allowed-domains", placeholder="shop.example, *.example.org")
-        start_url = gr.Textbox("", label="Start URL (opened before the first step)", elem_id="wb-start-url")
-        sensitive_data = gr.Textbox(
-            "", type="password", label="Sensitive data (JSON; typed into pages, never shown to the model or kept)",
-            elem_id="wb-sensitive-data", placeholder='{"password": "..."}: write <secret>password</secret> in the task')
-        extend_system = gr.Textbox("", label="Extend the system prompt (appended to ours)", lines=2, max_lines=12,
-                                   elem_id="wb-extend-system",
-                                   placeholder="e.g. Prices on this site are per pack: always read the pack size.")
-        override_system = gr.Textbox("", label="Override the system prompt (replaces ours; empty: ours)", lines=3,
-                                     max_lines=20, elem_id="wb-override-system")
-        with gr.Accordion("Our default system prompt (for reference)", open=False, elem_id="wb-default-system-box"):
-            gr.Textbox(SYSTEM_PROMPT, show_label=False, lines=6, max_lines=30, interactive=False,
-                       elem_id="wb-default-system")
+    def after_model() -> None:  # the key and price hints under the provider and model boxes
+        extras["hint"], extras["price"] = gr.Markdown(elem_id="wb-key-hint"), gr.Markdown(elem_id="wb-price-hint")
+        extras["remembered"] = gr.BrowserState({}, storage_key="wb-last-model")
+
+    def after_schema() -> None:
+        extras["schema_status"] = gr.Markdown(elem_id="wb-schema-status")
+
+    after: dict[str, Callable[[], None]] = {"model": after_model, "json_schema": after_schema}
+    controls = _controls("main", after)
+    sections = []
+    for section, elem_id in SECTION_IDS.items():
+        with gr.Accordion(section, open=False, elem_id=elem_id) as box:
+            controls.update(_controls(section, after))
+            if section == "Advanced":
+                with gr.Accordion("Our default system prompt (for reference)", open=False,
+                                  elem_id="wb-default-system-box"):
+                    gr.Textbox(SYSTEM_PROMPT, show_label=False, lines=6, max_lines=30, interactive=False,
+                               elem_id="wb-default-system")
+        sections.append(box)
     with gr.Row():
         run_btn = gr.Button("Run", variant="primary", elem_id="wb-run")
         cancel_btn = gr.Button("Cancel", variant="stop", interactive=False, elem_id="wb-cancel")
@@ -194,14 +175,66 @@ def _form(example_titles: list[str]) -> Form:
     examples = gr.Dataset(components=["textbox"], samples=[[t] for t in example_titles], headers=["Task"],
                           label="Examples (against the bundled demo shop)", type="index", samples_per_page=10,
                           elem_id="wb-examples")
-    fields = [prompt, model, provider, wait_for_completion, webhook_url, response_format, json_schema,
-              use_cached_workflow, cached_workflow, workflow_id, workflow_params, start_url, max_steps,
-              use_vision, allowed_domains, sensitive_data, extend_system, override_system]
-    return Form(fields=fields, prompt=prompt, model=model, provider=provider, hint=hint, price=price,
-                remembered=remembered,
-                response_format=response_format, json_schema=json_schema, schema_status=schema_status,
-                run_btn=run_btn, cancel_btn=cancel_btn, run_errors=run_errors, workflow_box=workflow_box,
-                advanced_box=advanced_box, examples=examples)
+    return Form(controls=controls, sections=sections, run_btn=run_btn, cancel_btn=cancel_btn, run_errors=run_errors,
+                examples=examples, **extras)
+
+
+def _layout(section: Section) -> list[list[str]]:
+    """The fields of a form section in the page's order: a row's fields together, where its first field is."""
+    groups: list[list[str]] = []
+    rows: dict[str, list[str]] = {}
+    for name, about in FIELDS.items():
+        if about.section != section:
+            continue
+        if about.row is None:
+            groups.append([name])
+        elif about.row in rows:
+            rows[about.row].append(name)
+        else:
+            rows[about.row] = [name]
+            groups.append(rows[about.row])
+    return [sorted(group, key=lambda n: FIELDS[n].column) for group in groups]
+
+
+def _controls(section: Section, after: dict[str, Callable[[], None]]) -> dict[str, Any]:
+    """The controls of a form section, each followed by what `after` adds under its field (by name)."""
+    import gradio as gr
+
+    made: dict[str, Any] = {}
+    for group in _layout(section):
+        if len(group) == 1:
+            made[group[0]] = _control(group[0])
+        else:
+            with gr.Row():
+                made.update((name, _control(name)) for name in group)
+        for name in group:
+            if name in after:
+                after[name]()
+    return made
+
+
+def _control(name: str) -> Any:
+    """A request field's control, from its type and its About (agent.models.fields)."""
+    import gradio as gr
+
+    info, about = RunRequest.model_fields[name], FIELDS[name]
+    kind = control_of(info)
+    common: dict[str, Any] = {"label": label(name), "elem_id": about.elem_id}
+    if about.info:
+        common["info"] = about.info
+    value = form_default(name)
+    if kind == "check":
+        return gr.Checkbox(value=value, **common)
+    if kind == "choice":
+        choices = list(get_args(value_type(info)))
+        return (gr.Radio if len(choices) <= 3 else gr.Dropdown)(choices, value=value, **common)
+    if kind == "combo":  # any value; "" so that a caller naming only a provider gets that provider's default
+        return gr.Dropdown(SUGGESTIONS.get(name, []), value=value, allow_custom_value=True, **common)
+    if kind == "json":
+        return gr.Code(value=value, language="json", lines=about.lines, max_lines=about.max_lines, **common)
+    # Whole numbers are text boxes too: a gr.Number shows (and sends) 0 for "empty" once it is drawn.
+    return gr.Textbox(value, type="password" if kind == "secret" else "text", lines=about.lines,
+                      max_lines=about.max_lines, placeholder=placeholder(name), **common)
 
 
 def _viewer() -> Viewer:
@@ -224,9 +257,7 @@ def _history() -> History:
     """The run history with its filters."""
     import gradio as gr
 
-    from agent.models import PROVIDERS
-    from agent.ui.compare import render_compare_html
-    from agent.ui.handlers import PAGE_SIZES
+    from agent.ui.history import PAGE_SIZES  # here: agent.ui.history imports gradio
 
     gr.Markdown("### Run history", elem_id="wb-history-title")
     with gr.Row():
@@ -270,23 +301,25 @@ def _history() -> History:
 
 def _wire(ui: Any, h: RunHandlers, form: Form, viewer: Viewer, history: History, *, max_concurrent: int) -> Any:
     """Connect the controls to their handlers (only `run` is in the API); the "Save as workflow" event."""
-    response, table = viewer.response, history.table
+    response, table, log = viewer.response, history.table, h.log
+    prompt, provider, model = form.controls["prompt"], form.controls["provider"], form.controls["model"]
+    response_format, json_schema = form.controls["response_format"], form.controls["json_schema"]
     page_in = [*history.filters, history.page]
     page_out = [table, history.totals, history.page_label, history.prev_btn, history.next_btn, history.stop_reason,
                 history.page]
     # Before the run's own event: a failed validation ends the browser's handling of the click.
-    form.run_btn.click(h.run_errors, form.fields, [form.run_errors, form.workflow_box, form.advanced_box],
-                       trigger_mode="multiple", **INSTANT)
-    form.run_btn.click(h.remember, [form.provider, form.model, form.remembered], [form.remembered], **INSTANT)
+    form.run_btn.click(h.run_errors, form.fields, [form.run_errors, *form.sections], trigger_mode="multiple",
+                       **INSTANT)
+    form.run_btn.click(h.remember, [provider, model, form.remembered], [form.remembered], **INSTANT)
     # "multiple": Run pressed while a run is shown starts the new run (the viewer follows it; the other
     # goes on in the background), never nothing at all.
-    run_event = form.run_btn.click(h.run, form.fields, [response], api_name="run", validator=h.validate,
+    run_event = form.run_btn.click(h.endpoint, form.fields, [response], api_name="run", validator=h.validate,
                                    concurrency_limit=max_concurrent, concurrency_id="run", trigger_mode="multiple")
     run_event.then(h.follow, [response], [response], **QUIET)  # background runs
     response.change(h.render, [response],
                     [viewer.html, form.cancel_btn, viewer.rerun_btn, viewer.save_btn, viewer.export_btn], **INSTANT)
     # The history follows the viewer: refreshed when the run shown starts and when it ends, however it is followed.
-    response.change(h.history_on_change, [response, history.last_seen, *page_in], [*page_out, history.last_seen],
+    response.change(log.history_on_change, [response, history.last_seen, *page_in], [*page_out, history.last_seen],
                     **QUIET)
     response.change(h.webhooks, [response], [viewer.webhooks], trigger_mode="always_last", **QUIET)
     form.cancel_btn.click(h.cancel, [response], None, trigger_mode="multiple", **QUIET)
@@ -296,25 +329,24 @@ def _wire(ui: Any, h: RunHandlers, form: Form, viewer: Viewer, history: History,
     viewer.export_btn.click(None, [response], None, js=EXPORT_JS, api_visibility="private")
     open_event = table.select(h.open_run, None, [response], **QUIET)
     open_event.then(h.follow, [response], [response], **QUIET)
-    table.select(h.pick, [history.compare_a, history.compare_b], [history.compare_a, history.compare_b], **QUIET)
+    table.select(log.pick, [history.compare_a, history.compare_b], [history.compare_a, history.compare_b], **QUIET)
     # Opening another run, or starting one, stops following the run opened before: open_run and run take the
     # tab's viewer (RunHandlers._show), which stops its follower; no `cancels=` (it raced the new follower).
-    history.refresh_btn.click(h.history, page_in, page_out, **QUIET)
+    history.refresh_btn.click(log.history, page_in, page_out, **QUIET)
     for box in history.filters:  # a filter changed: back to the first page
-        box.change(h.history_first, history.filters, page_out, **QUIET)
+        box.change(log.history_first, history.filters, page_out, **QUIET)
     history.prev_btn.click(lambda p: max(0, int(p or 0) - 1), [history.page], [history.page], **INSTANT).then(
-        h.history, page_in, page_out, **QUIET)
+        log.history, page_in, page_out, **QUIET)
     history.next_btn.click(lambda p: int(p or 0) + 1, [history.page], [history.page], **INSTANT).then(
-        h.history, page_in, page_out, **QUIET)
-    history.compare_btn.click(h.compare, [history.compare_a, history.compare_b], [history.compare_html], **QUIET)
-    form.provider.input(h.on_provider, [form.provider], [form.model, form.hint], trigger_mode="always_last", **INSTANT)
-    form.model.input(h.key_hint, [form.provider, form.model], [form.hint], trigger_mode="always_last", **INSTANT)
-    form.json_schema.change(h.check_schema, [form.json_schema], [form.schema_status], **INSTANT)
-    form.examples.click(h.fill_example, [form.examples], [form.prompt, form.response_format, form.json_schema],
-                        **QUIET)
-    ui.load(h.on_load, [form.remembered], [form.provider, form.model, form.hint], **QUIET)
-    form.model.change(h.price_hint, [form.provider, form.model], [form.price], trigger_mode="always_last", **QUIET)
-    ui.load(h.history, page_in, page_out, **QUIET)
+        log.history, page_in, page_out, **QUIET)
+    history.compare_btn.click(log.compare, [history.compare_a, history.compare_b], [history.compare_html], **QUIET)
+    provider.input(h.on_provider, [provider], [model, form.hint], trigger_mode="always_last", **INSTANT)
+    model.input(h.key_hint, [provider, model], [form.hint], trigger_mode="always_last", **INSTANT)
+    json_schema.change(h.check_schema, [json_schema], [form.schema_status], **INSTANT)
+    form.examples.click(h.fill_example, [form.examples], [prompt, response_format, json_schema], **QUIET)
+    ui.load(h.on_load, [form.remembered], [provider, model, form.hint], **QUIET)
+    model.change(h.price_hint, [provider, model], [form.price], trigger_mode="always_last", **QUIET)
+    ui.load(log.history, page_in, page_out, **QUIET)
     ui.load(h.open_link, None, [response, history.compare_a, history.compare_b, history.compare_html,
                                 history.compare_box], **QUIET)
     return saved

@@ -1,6 +1,8 @@
 """The run form: its fields (the request's, in the contract's order), checking them, refilling them.
 
-The form's inputs and the Gradio API's `run` parameters are the same list, `FORM_FIELDS`.
+Everything here is derived from `RunRequest`'s fields and their `About` (agent.models.fields): the
+form's inputs and the Gradio API's `run` parameters are the same list, `FORM_FIELDS`; how a box's
+text becomes a request value, and a request value a box's text, follows from the field's type.
 """
 
 from __future__ import annotations
@@ -11,20 +13,58 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from agent.models import RunRequest
+from pydantic import ValidationError
+from pydantic.fields import FieldInfo
+
+from agent.models import FIELDS, RequestError, RunFinished, RunRequest, StepFinished, validation_errors
+from agent.models.fields import bounds, control_of, value_type
+from agent.service.door import NotFound
 
 log = logging.getLogger(__name__)
 
 # The request fields, in the contract's order: the form's inputs and the Gradio API's parameters.
-FORM_FIELDS: tuple[str, ...] = (
-    "prompt", "model", "provider", "wait_for_completion", "webhook_url", "response_format", "json_schema",
-    "use_cached_workflow", "cached_workflow", "workflow_id", "workflow_params", "start_url", "max_steps",
-    "use_vision", "allowed_domains", "sensitive_data", "extend_system_message", "override_system_message",
-)
+FORM_FIELDS: tuple[str, ...] = tuple(RunRequest.model_fields)
 
 
-# Fields the form takes as text (an empty box stays empty) and the request as whole numbers.
-WHOLE_NUMBERS = ("workflow_id", "max_steps")
+class FormError(ValueError):
+    """The form (or a Gradio API call) holds fields that cannot make a run request."""
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors))
+
+
+def _info(name: str) -> FieldInfo:
+    return RunRequest.model_fields[name]
+
+
+def label(name: str) -> str:
+    """The form's label of a field; a whole-number engine option says its range and what empty means."""
+    least, most = bounds(_info(name))
+    empty = FIELDS[name].engine_default
+    if value_type(_info(name)) is int and least is not None and most is not None and empty is not None:
+        return f"{FIELDS[name].label} ({least}-{most}; empty: {empty})"
+    return FIELDS[name].label
+
+
+def placeholder(name: str) -> str | None:
+    """The box's hint: its About's, else what an empty whole-number engine option means."""
+    empty = FIELDS[name].engine_default
+    if FIELDS[name].placeholder:
+        return FIELDS[name].placeholder
+    return str(empty) if value_type(_info(name)) is int and empty is not None else None
+
+
+def form_default(name: str) -> Any:
+    """A control's first value: a tick box its default, a choice its default, a box empty (the default);
+    None for a required field (Gradio's API then lists it as required)."""
+    info = _info(name)
+    control = control_of(info)
+    if info.is_required():
+        return None
+    if control == "check":
+        return bool(info.default)
+    return info.default if control == "choice" else ""
 
 
 def _whole_number(value: Any) -> int | None:
@@ -44,20 +84,33 @@ def _whole_number(value: Any) -> int | None:
     return None
 
 
-class FormError(ValueError):
-    """The form (or a Gradio API call) holds fields that cannot make a run request."""
-
-    def __init__(self, errors: list[dict[str, str]]) -> None:
-        self.errors = errors
-        super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors))
+def _read(name: str, value: Any) -> Any:
+    """The request value of a box's content; ValueError with the message for the field otherwise."""
+    if value_type(_info(name)) is int:
+        number = _whole_number(value)
+        if number is None:
+            shown = f"{value:g}" if isinstance(value, float) else str(value)
+            raise ValueError(f"must be a whole number, got {shown}")
+        least, most = bounds(_info(name))
+        empty = FIELDS[name].engine_default
+        if empty is not None and least is not None and most is not None and not least <= number <= most:
+            raise ValueError(f"must be between {least} and {most} (empty: the default, {empty}), got {number}")
+        return number
+    example = FIELDS[name].json_example
+    if example is not None and isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:  # the message never quotes the text: it may hold secrets
+            raise ValueError(f"is not valid JSON ({exc.msg}); give an object such as {example}") from None
+        except RecursionError:
+            raise ValueError("nests too deeply; give a flat JSON object") from None
+        if not isinstance(value, dict):
+            raise ValueError(f"must be a JSON object such as {example}")
+    return value  # the request takes the rest as it is (a JSON schema as text, domains comma-separated)
 
 
 def form_request(values: dict[str, Any]) -> Any:
     """The RunRequest the form's values describe; FormError naming each bad field and its fix."""
-    from pydantic import ValidationError
-
-    from agent.models import RequestError, validation_errors
-
     data: dict[str, Any] = {}
     errors: list[dict[str, str]] = []
     for name in FORM_FIELDS:
@@ -66,34 +119,12 @@ def form_request(values: dict[str, Any]) -> Any:
             value = value.strip()
         if value is None or value == "":
             continue  # an empty box means "the default"
-        if name == "use_vision" and value is False:
+        if value is False and _info(name).default is None:
             continue  # unticked is the engine's default; keep the logged request minimal
-        if name in WHOLE_NUMBERS:
-            number = _whole_number(value)
-            if number is None:
-                shown = f"{value:g}" if isinstance(value, float) else str(value)
-                errors.append({"field": name, "message": f"must be a whole number, got {shown}"})
-                continue
-            value = number
-        if name == "max_steps" and isinstance(value, int) and not 1 <= value <= 200:
-            errors.append({"field": name,
-                           "message": f"must be between 1 and 200 (empty: the default, 25), got {value}"})
-            continue
-        if name in ("workflow_params", "sensitive_data") and isinstance(value, str):
-            example = '{"product": "HDMI cable"}' if name == "workflow_params" else '{"password": "..."}'
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError as exc:  # the message never quotes the text: it may hold secrets
-                errors.append({"field": name, "message": f"is not valid JSON ({exc.msg}); give an object such "
-                                                          f"as {example}"})
-                continue
-            except RecursionError:
-                errors.append({"field": name, "message": "nests too deeply; give a flat JSON object"})
-                continue
-            if not isinstance(value, dict):
-                errors.append({"field": name, "message": f"must be a JSON object such as {example}"})
-                continue
-        data[name] = value
+        try:
+            data[name] = _read(name, value)
+        except ValueError as exc:
+            errors.append({"field": name, "message": str(exc)})
     # The other fields are checked too, so that one answer lists every problem.
     try:
         request = RunRequest.model_validate(data)
@@ -108,34 +139,29 @@ def form_request(values: dict[str, Any]) -> Any:
     return request
 
 
+def _shown(name: str, value: Any) -> Any:
+    """What a field's control holds to show `value`."""
+    control = control_of(_info(name))
+    if control == "secret":
+        return ""  # never refilled: secrets are not kept; type them again
+    if control == "check":
+        return bool(value)
+    if control == "choice":
+        return value
+    if value is None:
+        return ""
+    if control == "json":
+        return json.dumps(value, indent=2, ensure_ascii=False)
+    return ", ".join(value) if isinstance(value, list) else str(value)
+
+
 def request_form_values(request: Any) -> list[Any]:
     """The form's values (in FORM_FIELDS order) that reproduce `request`: "Run again"."""
-    def dumps(value: Any) -> str:
-        return json.dumps(value, indent=2, ensure_ascii=False) if value is not None else ""
-
-    fields = request.model_dump()
-    out: dict[str, Any] = {
-        **{name: fields.get(name) for name in FORM_FIELDS},
-        "webhook_url": request.webhook_url or "",
-        "json_schema": dumps(request.json_schema),
-        "cached_workflow": dumps(request.cached_workflow),
-        "workflow_params": dumps(request.workflow_params),
-        "start_url": request.start_url or "",
-        "use_vision": bool(request.use_vision),
-        "allowed_domains": ", ".join(request.allowed_domains or []),
-        "sensitive_data": "",  # never refilled: secrets are not kept; type them again
-        "extend_system_message": request.extend_system_message or "",
-        "override_system_message": request.override_system_message or "",
-        **{name: "" if fields.get(name) is None else str(fields[name]) for name in WHOLE_NUMBERS},
-    }
-    return [out[name] for name in FORM_FIELDS]
+    return [_shown(name, getattr(request, name)) for name in FORM_FIELDS]
 
 
 async def follow_run(service: Any, run_id: int, *, skip_first: bool = False) -> AsyncIterator[dict[str, Any]]:
     """The run's response now, again after each finished step, and at the end (bounded by subscribe())."""
-    from agent.models import RunFinished, StepFinished
-    from agent.service.runs import NotFound
-
     current = await service.aget(run_id)
     if current is None:
         raise NotFound("run", run_id)

@@ -3,44 +3,46 @@
 gradio is imported at module level here, and this module only by `build_ui` (importing gradio
 takes ~6 s). No `from __future__ import annotations`: Gradio reads the handlers' annotations as
 objects to know which ones want the selected row (`gr.SelectData`) or the request (`gr.Request`).
+The `run` endpoint's parameters are the request's fields (`api_endpoint` builds its signature).
 """
 
 import asyncio
 import contextlib
+import inspect
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import date
-from typing import Any
+from typing import Any, get_args
 
 import gradio as gr
 
-from agent.engine.llm import SUGGESTED_MODELS, key_status, model_notes
+from agent.engine.llm import key_status
 from agent.engine.prompts import SYSTEM_PROMPT, system_prompt
-from agent.filters import RunFilter
-from agent.models import DEFAULT_MODELS, PROVIDERS, RequestError
+from agent.modelmap import model_notes, model_price
+from agent.models import FIELDS, RequestError, RunRequest, parse_json_schema
+from agent.models.fields import Section
+from agent.providers import DEFAULT_MODELS, DEFAULT_PROVIDER, PROVIDERS, REGISTRY
 from agent.service.door import NotFound
 from agent.service.runs import RunService, ServiceBusy, ServiceClosed
 from agent.settings import Settings, demo_base_url
-from agent.ui.compare import compare_view, parse_pair
+from agent.ui.compare import parse_pair
 from agent.ui.form import (
     FORM_FIELDS,
     FormError,
     follow_run,
+    form_default,
     form_request,
     load_examples,
     request_form_values,
 )
-from agent.ui.render import history_frame, history_totals, render_run_html, render_webhooks
+from agent.ui.history import HistoryHandlers
+from agent.ui.render import render_run_html, render_webhooks, run_id_of
+from agent.workflows.document import WorkflowError
 
-PAGE_SIZES = (25, 50, 100)  # rows per history page (newest first, after the filters)
 MAX_SESSIONS = 1000  # viewers remembered (the run each follows); the oldest are forgotten first
 WEBHOOK_WATCH_S = 120.0  # how long the viewer keeps showing new webhook attempts after a run's end
-# Where each field sits on the page, for the summary next to the Run button.
-FIELD_PLACES = {"workflow_id": "Cached workflow", "workflow_params": "Cached workflow",
-                "cached_workflow": "Cached workflow", "use_cached_workflow": "Cached workflow",
-                "max_steps": "Advanced", "use_vision": "Advanced", "allowed_domains": "Advanced",
-                "start_url": "Advanced"}
+# The form's folded sections, in the page's order (the fields in them say so: About.section).
+FOLDED: tuple[Section, ...] = tuple(s for s in get_args(Section) if s != "main")
 
 
 @dataclass
@@ -90,13 +92,6 @@ def _tab(request: Any) -> str | None:
     return str(getattr(request, "session_hash", None) or "")
 
 
-def run_id_of(current: Any) -> int | None:
-    """The run id of the response shown in the viewer, if any."""
-    if isinstance(current, dict) and isinstance(current.get("task_run_id"), int):
-        return int(current["task_run_id"])
-    return None
-
-
 class RunHandlers:
     """The run page's handlers: the `run` endpoint (UI and Gradio API), viewer, history, examples."""
 
@@ -104,6 +99,8 @@ class RunHandlers:
         self.service, self.settings = service, settings
         self.examples = load_examples(settings.demo_dir)
         self._viewers: dict[str, _Viewer] = {}  # session hash -> the run its viewer follows
+        self.log = HistoryHandlers(service)  # the run history and the compare view
+        self.endpoint = api_endpoint(self.run)  # `run` with the request's fields as parameters (Gradio's API)
 
     def _show(self, request: gr.Request | None, run_id: int) -> tuple[asyncio.Event, int | None]:
         """The viewer of this tab now follows `run_id`: stop its previous follower; (stop event, run shown before).
@@ -152,28 +149,7 @@ class RunHandlers:
         return gr.update(value="\n\n".join(lines), elem_classes=[] if ready else ["wb-key-missing"])
 
     # ---------------------------------------------------------------- the run endpoint (UI and API)
-    async def run(
-        self,
-        prompt: str,
-        model: str = "",
-        provider: str = "openai",
-        wait_for_completion: bool = True,
-        webhook_url: str = "",
-        response_format: str = "text",
-        json_schema: str = "",
-        use_cached_workflow: bool = False,
-        cached_workflow: str = "",
-        workflow_id: str = "",
-        workflow_params: str = "",
-        start_url: str = "",
-        max_steps: str = "",
-        use_vision: bool = False,
-        allowed_domains: str = "",
-        sensitive_data: str = "",
-        extend_system_message: str = "",
-        override_system_message: str = "",
-        request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in; not an API parameter
-    ) -> AsyncIterator[dict[str, Any]]:
+    async def run(self, values: dict[str, Any], request: gr.Request | None) -> AsyncIterator[dict[str, Any]]:
         """Run the agent on a task; yields the run response (the contract's JSON) after each step, the final one last.
 
         With wait_for_completion false, yields once at the start (status "in_progress", with the ids);
@@ -181,11 +157,6 @@ class RunHandlers:
         {name: value} whose values are typed into pages but never shown or kept (the prompt writes
         <secret>name</secret>).
         """
-        values = dict(zip(FORM_FIELDS, (
-            prompt, model, provider, wait_for_completion, webhook_url, response_format, json_schema,
-            use_cached_workflow, cached_workflow, workflow_id, workflow_params, start_url, max_steps, use_vision,
-            allowed_domains, sensitive_data, extend_system_message, override_system_message,
-        )))
         try:
             # Checked in a worker thread: a large schema must not stall the other requests.
             run_request = await asyncio.to_thread(form_request, values)
@@ -225,18 +196,17 @@ class RunHandlers:
         return [gr.validate(name not in by_field, "; ".join(by_field.get(name, []))) for name in FORM_FIELDS]
 
     def run_errors(self, *values: Any) -> tuple[Any, ...]:
-        """The same problems next to the Run button (naming where each field is), folded parts opened."""
+        """The same problems next to the Run button (naming where each field is), folded sections (FOLDED) opened."""
         by_field = self._problems(values)
         lines = []
         for name, messages in by_field.items():
-            place = f" (under *{FIELD_PLACES[name]}*)" if name in FIELD_PLACES else ""
+            place = f" (under *{FIELDS[name].section}*)" if FIELDS[name].section in FOLDED else ""
             lines.append(f"- **{name}**{place}: {'; '.join(messages)}")
         text = ("✗ Nothing started: fix " + ("this field" if len(lines) == 1 else f"these {len(lines)} fields")
                 + ":\n" + "\n".join(lines)) if lines else ""
-        opened = {FIELD_PLACES.get(name) for name in by_field}
+        opened = {FIELDS[name].section for name in by_field}
         return (gr.update(value=text, visible=bool(lines)),
-                gr.update(open=True) if "Cached workflow" in opened else gr.skip(),
-                gr.update(open=True) if "Advanced" in opened else gr.skip())
+                *(gr.update(open=True) if section in opened else gr.skip() for section in FOLDED))
 
     async def follow(self, current: Any, request: gr.Request) -> AsyncIterator[Any]:
         """Keep the viewer up to date with a run that is still going (background runs, opened runs)."""
@@ -313,8 +283,6 @@ class RunHandlers:
         if run_id is None:
             gr.Warning("Open a successful run first.")
             return
-        from agent.workflows.document import WorkflowError
-
         try:
             wid, version, document, created = await self.service.save_run_as_workflow(run_id)
         except NotFound:
@@ -331,52 +299,6 @@ class RunHandlers:
         gr.Info(f"Saved as workflow {wid} (version {version}; parameters: {names}). Replay it: tick "
                 f"'Use cached workflow' and give workflow id {wid}.")
 
-    async def history(self, q: str, status: str, stop_reason: str, provider: str, model: str, since: str,
-                      until: str, page_size: Any, page: Any) -> tuple[Any, ...]:
-        """The history page `page` for the filters: table, totals, page label, paging buttons, stop reasons."""
-        try:
-            filters = RunFilter(**history_filters(q, status, stop_reason, provider, model, since, until))
-        except ValueError as exc:
-            gr.Warning(str(exc))
-            return (gr.skip(), gr.update(value=f"✗ {exc}"), gr.skip(), gr.skip(), gr.skip(), gr.skip(), 0)
-        size = int(page_size) if str(page_size).isdigit() and int(page_size) in PAGE_SIZES else PAGE_SIZES[1]
-        page = max(0, int(page or 0))
-        summary = await self.service.runs_summary(filters)
-        total = int(summary["runs"])
-        last = max(0, (total - 1) // size)
-        page = min(page, last)
-        rows, _total = await self.service.list_runs(filters, limit=size, offset=page * size)
-        label = (f"Run history (runs {page * size + 1}–{page * size + len(rows)} of {total}, newest first)" if rows
-                 else "Run history (no run matches)")
-        reasons = ["all", *summary.get("stop_reasons", [])]
-        return (gr.update(value=history_frame(rows), label=label), history_totals(summary),
-                f"page {page + 1} of {last + 1}", gr.update(interactive=page > 0), gr.update(interactive=page < last),
-                gr.update(choices=reasons, value=stop_reason if stop_reason in reasons else "all"), page)
-
-    async def history_first(self, q: str, status: str, stop_reason: str, provider: str, model: str, since: str,
-                            until: str, page_size: Any) -> tuple[Any, ...]:
-        """The history's first page for the filters (a filter changed)."""
-        return await self.history(q, status, stop_reason, provider, model, since, until, page_size, 0)
-
-    async def compare(self, a: Any, b: Any) -> str:
-        """The compare view of runs `a` and `b`."""
-        html, warning = await compare_view(self.service, a, b)
-        if warning:
-            gr.Warning(warning)
-        return html
-
-    def pick(self, a: Any, b: Any, evt: gr.SelectData) -> tuple[Any, Any]:
-        """A history row selected: the compare boxes keep the last two runs selected (A older, B newer)."""
-        try:
-            run_id = int((evt.row_value or [])[0])
-        except (IndexError, TypeError, ValueError):
-            return gr.skip(), gr.skip()
-        if a in (None, ""):
-            return run_id, gr.skip()
-        if b in (None, ""):
-            return (gr.skip(), run_id) if a != run_id else (gr.skip(), gr.skip())
-        return (b, run_id) if b != run_id else (gr.skip(), gr.skip())
-
     async def open_link(self, request: gr.Request) -> tuple[Any, ...]:
         """The page was opened with `?run=N` (that run in the viewer) or `?compare=a,b` (the compare view)."""
         params = getattr(request, "query_params", None) or {}
@@ -392,22 +314,8 @@ class RunHandlers:
             if params.get("compare"):
                 gr.Warning("?compare= takes two run ids, e.g. ?compare=12,15")
             return shown, gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        html = await self.compare(*pair)
+        html = await self.log.compare(*pair)
         return shown, pair[0], pair[1], html, gr.update(open=True)
-
-    async def history_on_change(self, current: Any, last: Any, *page: Any) -> tuple[Any, ...]:
-        """Refresh the history (its page `page`, for the filters) when the viewer's run starts or ends (not when
-        an ended run is opened); the last output is what the table was refreshed for."""
-        run_id, now = run_id_of(current), (current or {}).get("status")
-        seen = f"{run_id}:{now}"
-        skip = tuple(gr.skip() for _ in range(7))
-        if run_id is None or seen == last:
-            return (*skip, gr.skip())
-        started = now == "in_progress"
-        ended = now != "in_progress" and last == f"{run_id}:in_progress"
-        if not (started or ended):
-            return (*skip, seen)
-        return (*await self.history(*page), seen)
 
     async def webhooks(self, current: Any) -> AsyncIterator[Any]:
         """The webhook delivery attempts of the run shown, live until its delivery is over (bounded)."""
@@ -443,13 +351,11 @@ class RunHandlers:
         return response.to_json()
 
     def on_provider(self, provider: str) -> tuple[Any, Any]:
-        choices = SUGGESTED_MODELS.get(provider, [])
+        choices = list(REGISTRY[provider].models) if provider in REGISTRY else []
         default = DEFAULT_MODELS.get(provider, "")
         return gr.update(choices=choices, value=default), self.key_hint(provider, default)
 
     def check_schema(self, text: str) -> Any:
-        from agent.models import parse_json_schema
-
         if not (text or "").strip():
             return gr.update(value="No schema: the result is free text (or any JSON with format json).",
                              elem_classes=[])
@@ -472,9 +378,9 @@ class RunHandlers:
         # that provider's default model (the contract's "o3" for openai); the page shows the model
         # this browser used last, or the default for the provider picked.
         last = remembered if isinstance(remembered, dict) else {}
-        provider = str(last.get("provider")) if last.get("provider") in PROVIDERS else "openai"
+        provider = str(last.get("provider")) if last.get("provider") in PROVIDERS else DEFAULT_PROVIDER
         model = str(last.get("model") or "").strip() or DEFAULT_MODELS[provider]
-        return (gr.update(value=provider), gr.update(choices=SUGGESTED_MODELS.get(provider, []), value=model),
+        return (gr.update(value=provider), gr.update(choices=list(REGISTRY[provider].models), value=model),
                 self.key_hint(provider, model))
 
     def remember(self, provider: str, model: str, remembered: Any) -> Any:
@@ -486,8 +392,6 @@ class RunHandlers:
 
     async def price_hint(self, provider: str, model: str) -> Any:
         """What the model costs per million tokens, from litellm's local price map (or that it is unknown)."""
-        from agent.engine.llm import model_price
-
         name = (model or "").strip() or DEFAULT_MODELS.get(provider, "")
         if provider not in PROVIDERS or not name:
             return gr.update(value="")
@@ -499,20 +403,26 @@ class RunHandlers:
                                "output tokens (litellm's price map)")
 
 
-def history_filters(q: str, status: str, stop_reason: str, provider: str, model: str, since: str,
-                    until: str) -> dict[str, Any]:
-    """The history's boxes as list_runs filters ("all" and empty mean none); ValueError naming a bad date."""
-    days: dict[str, date | None] = {}
-    for name, text in (("since", since), ("until", until)):
-        text = (text or "").strip()
-        try:
-            days[name] = date.fromisoformat(text) if text else None
-        except ValueError:
-            raise ValueError(f"{'From' if name == 'since' else 'To'} date {text!r} is not a day: "
-                             "write it as YYYY-MM-DD, e.g. 2025-06-30") from None
-    if days["since"] and days["until"] and days["since"] > days["until"]:
-        raise ValueError(f"the From date ({days['since']}) is after the To date ({days['until']}): swap them")
-    return {"q": (q or "").strip()[:200] or None, "status": None if status in ("all", "", None) else status,
-            "stop_reason": None if stop_reason in ("all", "", None) else stop_reason,
-            "provider": None if provider in ("all", "", None) else provider,
-            "model_contains": (model or "").strip()[:200] or None, **days}
+RunFn = Callable[[dict[str, Any], Any], AsyncIterator[dict[str, Any]]]
+
+
+def api_endpoint(target: RunFn) -> Callable[..., AsyncIterator[dict[str, Any]]]:
+    """`target(values, request)` as Gradio's `run` endpoint: one parameter per request field (FORM_FIELDS:
+    names, order and defaults from the fields), then the gr.Request Gradio fills in (not an API parameter)."""
+    count = len(FORM_FIELDS)
+
+    async def run(*values: Any) -> AsyncIterator[dict[str, Any]]:
+        fields, rest = values[:count], values[count:]
+        async for snapshot in target(dict(zip(FORM_FIELDS, fields)), rest[0] if rest else None):
+            yield snapshot
+
+    empty = inspect.Parameter.empty
+    params = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                default=empty if RunRequest.model_fields[name].is_required() else form_default(name))
+              for name in FORM_FIELDS]
+    params.append(inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+                                    annotation=gr.Request))
+    run.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]  # Gradio reads the names here
+    run.__annotations__ = {"request": gr.Request}  # ...and which parameter wants the request here
+    run.__doc__ = RunHandlers.run.__doc__
+    return run

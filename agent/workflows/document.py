@@ -18,6 +18,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from agent.engine.actions import ACTIONS
+from agent.models import parse_json_schema
+
 FORMAT: Literal["workbench-workflow/1"] = "workbench-workflow/1"
 
 
@@ -39,11 +42,8 @@ NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 PLACEHOLDER_RE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]{0,63})\s*\}\}")
 
 
-# Actions that only read or wait: a replay gains nothing from them.
-NOOP_ACTIONS = frozenset({"wait", "dropdown_options", "extract", "find_text", "none"})
-
-
-URL_PARAMS = {"navigate": ("url",)}  # action params that are URLs (encoded by place when rendered)
+# Action params that are URLs (encoded by place when rendered), from each action's traits.
+URL_PARAMS: dict[str, tuple[str, ...]] = {name: a.traits.url_args for name, a in ACTIONS.items() if a.traits.url_args}
 
 
 class WorkflowError(ValueError):
@@ -102,8 +102,6 @@ class WorkflowAction(BaseModel):
     @field_validator("name")
     @classmethod
     def _known(cls, value: str) -> str:
-        from agent.engine.actions import ACTIONS
-
         if value not in ACTIONS:
             raise ValueError(f"unknown action {value!r}; use one of: {', '.join(ACTIONS)}")
         return value
@@ -139,8 +137,6 @@ class Workflow(BaseModel):
     @field_validator("json_schema", mode="before")
     @classmethod
     def _schema(cls, value: Any) -> Any:
-        from agent.models import parse_json_schema  # the one check of a schema: no remote $ref
-
         return parse_json_schema(value)
 
     @model_validator(mode="after")

@@ -12,12 +12,12 @@ import re
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
+from agent.engine.actions import traits_of
 from agent.engine.provenance import PAGE_REF_RE
 from agent.engine.secrets import SECRET_RE
 from agent.models import ActionResult, HistoryItem, RunRequest, RunResponse
 from agent.workflows.document import (
     MAX_PARAMETERS,
-    NOOP_ACTIONS,
     PLACEHOLDER_RE,
     Expect,
     NotRecordable,
@@ -32,16 +32,12 @@ _NAV_RE = re.compile(r"(?:now at|opened|back to|: )\s*(https?://\S+)")
 
 
 def kept_action(action: ActionResult) -> bool:
-    """Whether a recorded action belongs in the workflow: it worked and it changed something."""
+    """Whether a recorded action belongs in the workflow: it worked and it changed something (its traits say)."""
     if action.error or action.success is False:
         return False
-    if action.name in NOOP_ACTIONS:
-        return False
+    traits = traits_of(action.name)
     content = action.extracted_content or ""
-    if action.name == "scroll" and "nothing moved" in content:
-        return False
-    # an input the page rewrote did not do what was typed
-    return not (action.name == "input" and "but the field now holds" in content)
+    return not traits.replay_noop and not any(words in content for words in traits.void_when)
 
 
 def _field_label(locators: dict[str, Any] | None) -> str:
@@ -97,20 +93,21 @@ def _candidates(history: list[tuple[HistoryItem, list[ActionResult]]]) -> list[t
     out = []
     for _item, actions in history:
         for a in actions:
-            p = a.params
-            if a.name == "input" and isinstance(p.get("text"), str):
+            traits = traits_of(a.name)
+            value = a.params.get(traits.value) if traits.value else None
+            if isinstance(value, str) and traits.value_kind == "query":
+                out.append((value, "query", "web search query", ""))
+            elif isinstance(value, str):
                 label = _field_label(a.locators)
-                out.append((p["text"], _param_name(a.locators, ""), f"typed into the {label!r} field" if label
-                            else "typed into a form field", ""))
-            elif a.name == "select_dropdown" and isinstance(p.get("text"), str):
-                label = _field_label(a.locators)
-                out.append((p["text"], _param_name(a.locators, ""), f"option chosen in {label!r}" if label
-                            else "option chosen in a dropdown", ""))
-            elif a.name == "search" and isinstance(p.get("query"), str):
-                out.append((p["query"], "query", "web search query", ""))
-            elif a.name == "navigate" and isinstance(p.get("url"), str):
-                for key, val in parse_qsl(urlsplit(p["url"]).query, keep_blank_values=False):
-                    out.append((val, _param_name(None, key), f"value of {key!r} in the URL", key))
+                if traits.value_kind == "typed":
+                    said = f"typed into the {label!r} field" if label else "typed into a form field"
+                else:
+                    said = f"option chosen in {label!r}" if label else "option chosen in a dropdown"
+                out.append((value, _param_name(a.locators, ""), said, ""))
+            for url in (a.params.get(arg) for arg in traits.url_args):
+                if isinstance(url, str):
+                    for key, val in parse_qsl(urlsplit(url).query, keep_blank_values=False):
+                        out.append((val, _param_name(None, key), f"value of {key!r} in the URL", key))
     return out
 
 
@@ -148,13 +145,16 @@ def detect_parameters(
 
 def action_expect(action: ActionResult, params: dict[str, Any], values: dict[str, str],
                    keys: dict[str, str] | None = None) -> Expect | None:
-    text = params.get("text")
-    if action.name == "input" and params.get("clear", True) and isinstance(text, str):
+    """The check a replay makes after the action (its traits say which): the value typed, the option chosen,
+    the page reached; None when there is nothing to check."""
+    traits = traits_of(action.name)
+    text = params.get(traits.value) if traits.value else None
+    if traits.value_kind == "typed" and params.get("clear", True) and isinstance(text, str):
         return Expect(value=text)
-    if action.name == "select_dropdown" and isinstance(text, str):
+    if traits.value_kind == "option" and isinstance(text, str):
         return Expect(selected=text)
     m = _NAV_RE.search(action.extracted_content or "")
-    if action.name in ("navigate", "click", "go_back") and m:
+    if traits.checks_url and m:
         return Expect(url=url_pattern(m.group(1).rstrip(";,"), values, keys))
     return None
 

@@ -23,8 +23,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from agent.engine.browser import BrowserSession
-from agent.engine.policy import PolicyError, check_navigation
 from agent.engine.provenance import PAGE_REF_RE, describe_text, number_pattern, page_texts
+from agent.rules.policy import PolicyError, check_navigation
 from agent.workflows.document import PLACEHOLDER_RE
 from agent.workflows.locate import LocateError, read_text
 from agent.workflows.template import as_text, find_value, render

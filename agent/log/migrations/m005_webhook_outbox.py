@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from agent.engine.policy import redact_url  # pure stdlib
+from agent.rules.policy import redact_url  # pure stdlib
 from agent.log.migrations.base import Connection
 
 

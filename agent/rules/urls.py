@@ -1,6 +1,6 @@
 """Web URLs split the way Chromium splits them (WHATWG URL standard), with a canonical host.
 
-The navigation and webhook policies (agent.engine.policy) check the host this parser finds, which
+The navigation and webhook policies (agent.rules.policy) check the host this parser finds, which
 is the host the browser opens: `http:\\\\169.254.169.254\\@example.com/`, `http://0xA9FEA9FE/`,
 `http://2852039166/` and `http://169.254.43518/` all mean 169.254.169.254. Pure standard library.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from encodings import idna  # stdlib nameprep: NFKC, case folding, ignorable characters dropped
 from urllib.parse import unquote_to_bytes
 
 
@@ -200,8 +201,6 @@ def _domain_to_ascii(text: str, raw: str) -> str:
     text = _DOTS_RE.sub(".", text)
     if text.isascii():
         return text.lower()
-    from encodings import idna  # stdlib nameprep: NFKC, case folding, ignorable characters dropped
-
     labels = []
     for label in text.split("."):
         if label.isascii():

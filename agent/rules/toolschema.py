@@ -1,5 +1,6 @@
 """A user's JSON Schema, translated per provider into what that provider's tool schemas accept.
 
+Each provider's record (agent.providers) names its dialect; `DIALECTS` holds one translation each.
 The user's schema goes under the `done` tool's `data` property; what each provider takes there differs:
 - every provider: `$ref: "#/$defs/Item"` (what pydantic's `model_json_schema()` writes) is resolved
   from the tool's root, so the user's `$defs` are hoisted to the root of the tool's parameters and
@@ -19,8 +20,11 @@ submission: `SchemaRefused` names the keyword and the provider.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from agent.providers import REGISTRY, SchemaDialect
 
 ANY_JSON = "the result as any JSON value"
 # Keywords that only constrain values: dropped where a provider lacks them (the validator still checks).
@@ -66,12 +70,7 @@ def for_provider(schema: dict[str, Any] | None, provider: str) -> ToolSchema:
     """Translate the run's JSON Schema (None: any JSON value) for `provider`; raise SchemaRefused if it cannot be."""
     user = {k: v for k, v in (schema or {}).items() if k not in ("$schema", "$id", "title")}
     _check_refs(user, provider)
-    if provider == "google":
-        return _Gemini(user).translate()
-    data = {k: v for k, v in user.items() if k not in ("$defs", "definitions")} or {"description": ANY_JSON}
-    defs = {key: {name: _openai_rules(_rebase(sub)) for name, sub in user[key].items()}
-            for key in ("$defs", "definitions") if isinstance(user.get(key), dict)}
-    return ToolSchema(data=_openai_rules(_rebase(data)), defs=defs)
+    return DIALECTS[REGISTRY[provider].schema_dialect](user, provider)
 
 
 def problem(schema: dict[str, Any] | None, provider: str) -> str | None:
@@ -132,6 +131,14 @@ def _rebase(data: dict[str, Any]) -> dict[str, Any]:
     return _walk(data, fix)
 
 
+def _openai(user: dict[str, Any], provider: str) -> ToolSchema:
+    """OpenAI's dialect (Groq, Mistral, Together, DeepSeek and Anthropic take it too): `$defs` hoisted."""
+    data = {k: v for k, v in user.items() if k not in ("$defs", "definitions")} or {"description": ANY_JSON}
+    defs = {key: {name: _openai_rules(_rebase(sub)) for name, sub in user[key].items()}
+            for key in ("$defs", "definitions") if isinstance(user.get(key), dict)}
+    return ToolSchema(data=_openai_rules(_rebase(data)), defs=defs)
+
+
 def _openai_rules(schema: dict[str, Any]) -> dict[str, Any]:
     """OpenAI refuses (400) an array schema without `items`: give it an empty one (any item)."""
 
@@ -162,13 +169,17 @@ def _decode_at(value: Any, path: Path) -> Any:
 
 
 # ------------------------------------------------------------------ Google (Gemini)
+def _gemini(user: dict[str, Any], provider: str) -> ToolSchema:
+    """Gemini's OpenAPI 3.0 subset: references inlined, untypeable values asked for as JSON text."""
+    return _Gemini(user, provider).translate()
+
+
 class _Gemini:
     """One translation of a user schema into Gemini's `parameters` subset."""
 
-    provider = "google"
-
-    def __init__(self, root: dict[str, Any]) -> None:
+    def __init__(self, root: dict[str, Any], provider: str) -> None:
         self.root = root
+        self.provider = provider
         self.json_text: list[Path] = []
 
     def translate(self) -> ToolSchema:
@@ -325,3 +336,6 @@ class _Gemini:
         if nullable:
             out["nullable"] = True
         return out
+
+
+DIALECTS: dict[SchemaDialect, Callable[[dict[str, Any], str], ToolSchema]] = {"openai": _openai, "gemini": _gemini}
