@@ -429,6 +429,8 @@ async def _loop(state: _Replay, session: BrowserSession) -> AsyncGenerator[Event
     doc, values = state.doc, state.values
     ctx = act.Context(session=session, allowed_domains=state.options.allowed_domains,
                       blocked_domains=state.options.blocked_domains, extract_fn=None, secrets=state.secrets or None)
+    if state.secrets:  # every screenshot paints them over, wherever the page shows them
+        await session.hide(state.secrets)
     result: Any = None
     for n, step in enumerate(doc.steps, 1):
         state.check()
