@@ -143,7 +143,8 @@ closed.firstChild.textContent = v;
         if path == "/worker":
             return head.format("Worker") + """<h1>Worker</h1><script>
 navigator.serviceWorker.register('/sw.js').then(
-  () => { document.title = 'registered'; }, (e) => { document.title = 'refused: ' + e.name; });
+  () => navigator.serviceWorker.getRegistrations().then((r) => { document.title = 'registrations: ' + r.length; }),
+  (e) => { document.title = 'refused: ' + e.name; });
 </script></body></html>"""
         return head.format("Not here") + "<h1>Not here</h1></body></html>"
 

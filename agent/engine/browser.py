@@ -144,8 +144,11 @@ class Browser:
         the metadata, file: and own-origin blocks alone), local and remote browsers alike.
         """
         browser = await self.start()
+        # Service workers blocked: one would serve the page from its cache and answer requests (and
+        # navigations) without the guard seeing them, and could outlive the run's page in the context.
         context = await browser.new_context(
-            viewport=viewport or VIEWPORT, ignore_https_errors=True, java_script_enabled=True
+            viewport=viewport or VIEWPORT, ignore_https_errors=True, java_script_enabled=True,
+            service_workers="block",
         )
         from agent.engine.page import INIT_SCRIPT  # marks clickables, keeps shadow roots, before any page script runs
 
