@@ -25,7 +25,7 @@ from typing import Any
 
 import re2
 
-__all__ = ["RegexError", "check_regex", "linear_validator", "schema_patterns", "search"]
+__all__ = ["RegexError", "check_regex", "linear_validator", "schema_patterns", "search", "utf8_safe"]
 
 MAX_PROGRAM_BYTES = 64 << 20  # RE2's memory for one pattern; a larger one is refused, never slow
 
@@ -68,14 +68,25 @@ def check_regex(pattern: str, *, ignore_case: bool = False) -> re2._Regexp:
     options.case_sensitive = not ignore_case
     try:
         return re2.compile(pattern, options)
+    except UnicodeEncodeError:
+        raise RegexError(f"{pattern[:80]!r} holds a lone surrogate (half of a UTF-16 pair); send valid text") from None
     except re2.error as exc:
         error = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
         raise RegexError(_message(pattern, error)) from None
 
 
+def utf8_safe(text: str) -> str:
+    """`text` as RE2 can read it: lone surrogates (a page's JavaScript can make them) replaced by U+FFFD."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a pair written as two halves is joined, as a browser shows it
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
 def search(pattern: str, text: str, *, ignore_case: bool = False) -> re2._Match | None:
     """The first match of `pattern` in `text` (linear time), or None; RegexError if RE2 cannot run it."""
-    return check_regex(pattern, ignore_case=ignore_case).search(text)
+    return check_regex(pattern, ignore_case=ignore_case).search(utf8_safe(text))
 
 
 # ------------------------------------------------------------------ JSON Schema
@@ -83,7 +94,7 @@ _DATA_KEYWORDS = frozenset({"const", "enum", "default", "examples", "example"})
 
 
 def schema_patterns(schema: Any) -> Iterator[tuple[str, str]]:
-    """(where, pattern) for every `pattern` and `patternProperties` key of a schema, e.g. ('/properties/id/pattern', '^a')."""
+    """(where, pattern) for each `pattern` and `patternProperties` key of a schema: ('/properties/id/pattern', '^a')."""
     stack: list[tuple[Any, str]] = [(schema, "")]
     while stack:
         node, where = stack.pop()
@@ -114,7 +125,7 @@ class _RE2Search:
 def _rebind(fn: types.FunctionType, memo: dict[Any, Any]) -> types.FunctionType:
     """`fn` with `re` (and every jsonschema function it calls that uses `re`) bound to RE2."""
     if fn in memo:
-        return memo[fn]  # type: ignore[no-any-return]
+        return memo[fn]
     namespace = dict(fn.__globals__)
     new = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
     memo[fn] = new

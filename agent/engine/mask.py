@@ -34,6 +34,7 @@ FRAME_TIMEOUT_S = 5.0
 READ_BUDGET_MS = 2_000  # per frame; a larger page is painted over whole rather than shown
 MAX_TEXT_CHARS = 5_000_000  # per document or shadow root
 QUALITIES = (70, 45, 25)  # JPEG qualities tried in turn to stay under the size cap
+CAPTURE_QUALITY = 90  # a screenshot to paint on: close to lossless, and cheaper for Chromium than a PNG
 
 Rect = tuple[float, float, float, float]  # x, y, width, height in CSS pixels of the page's viewport
 
@@ -62,7 +63,8 @@ class SecretMask:
                     "pattern": self.pattern, "maxChars": MAX_TEXT_CHARS, "budgetMs": READ_BUDGET_MS}), FRAME_TIMEOUT_S)
             except Exception as exc:
                 if frame == page.main_frame:
-                    raise FrameUnreadable(f"the page could not be read for secrets: {str(exc).splitlines()[0]}") from None
+                    why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    raise FrameUnreadable(f"the page could not be read for secrets: {why}") from None
                 out.append(box)  # a frame we could not read: nothing of it is shown
                 continue
             if not found["complete"] or (found["rects"] and not exact):
@@ -90,8 +92,9 @@ async def screenshot(page: Page, mask: SecretMask | None, *, max_bytes: int,
     if not rects:
         data = await _jpeg(page, also, max_bytes)
     else:
-        png = await page.screenshot(type="png", timeout=10_000, mask=list(also))
-        data = await asyncio.to_thread(paint, png, rects, max_bytes, await _viewport_width(page))
+        # Taken at a high quality (cheaper than PNG), painted, then encoded once more under the size cap.
+        shot = await page.screenshot(type="jpeg", quality=CAPTURE_QUALITY, timeout=10_000, mask=list(also))
+        data = await asyncio.to_thread(paint, shot, rects, max_bytes, await _viewport_width(page))
     if page.url != url:  # the page moved on while we looked: what the picture shows was never read
         return None
     return data
@@ -106,7 +109,7 @@ async def _jpeg(page: Page, also: Sequence[Locator], max_bytes: int) -> bytes | 
 
 
 def paint(image: bytes, rects: Sequence[Rect], max_bytes: int, viewport_width: float) -> bytes | None:
-    """`image` with `rects` (viewport CSS pixels) filled in MASK_RGB, as a JPEG under `max_bytes` (None if it cannot be)."""
+    """`image` with `rects` (viewport CSS pixels) filled in MASK_RGB, as a JPEG under `max_bytes` (or None)."""
     from PIL import Image, ImageDraw  # only when there is something to paint
 
     with Image.open(io.BytesIO(image)) as src:

@@ -27,6 +27,8 @@ from typing import Literal
 
 import re2
 
+from agent.regexes import utf8_safe
+
 __all__ = ["CLIP_MARK", "MAX_CLIPPED_CHARS", "MIN_CLIPPED_CHARS", "Flavor", "Scrubber", "value_pattern"]
 
 Flavor = Literal["re2", "js"]
@@ -88,7 +90,7 @@ def _alternatives(ch: str, flavor: Flavor) -> list[str]:
     html_forms += [f"&#0*{cp};?", f"&#[xX]0*{_hex(cp, 1)};?"]
     alts = [_lit(ch, flavor), _percent(ch.encode("utf-8")), *html_forms]
     if ch == " ":
-        alts += [_lit("+", flavor), f"%(?:25)*2[bB]"]  # a form's space, and that encoded again
+        alts += [_lit("+", flavor), "%(?:25)*2[bB]"]  # a form's space, and that encoded again
     if cp <= 0xFFFF:
         alts.append(f"\\\\u{_hex(cp, 4)}")
     else:
@@ -132,6 +134,8 @@ def _groups(value: str, flavor: Flavor) -> list[str]:
 
 def value_pattern(value: str, *, flavor: Flavor = "re2") -> str:
     """A regex matching `value` in every spelling (see the module doc), or its clipped prefix and '…'."""
+    if flavor == "re2":
+        value = utf8_safe(value)  # as the texts it is matched against
     core = value.strip(_WHITESPACE)
     if len(core) < MIN_CLIPPED_CHARS:  # mostly spacing: only the value exactly, in every spelling
         return "".join(_char(ch, flavor) for ch in value)
@@ -169,17 +173,12 @@ class Scrubber:
         return bool(self._programs)
 
     def sub(self, text: str) -> str:
-        """`text` with each spelling of a value replaced by its mark."""
+        """`text` with each spelling of a value replaced by its mark (a lone surrogate becomes U+FFFD)."""
+        text = utf8_safe(text)
         for program, marks in self._programs:
             text = program.sub(_replacer(marks), text)
         return text
 
-    def spans(self, text: str) -> list[tuple[int, int]]:
-        """Where spellings of the values are in `text` (start, end), in order."""
-        found: list[tuple[int, int]] = []
-        for program, _marks in self._programs:
-            found += [m.span() for m in program.finditer(text)]
-        return sorted(found)
 
 
 def _replacer(marks: list[str]) -> Callable[[re2._Match], str]:
