@@ -55,7 +55,7 @@ def _message(pattern: str, error: str) -> str:
         why = "backreferences (\\1, \\k<name>) are not supported"
     shown = pattern if len(pattern) <= 80 else pattern[:79] + "…"
     if why is None:
-        return f"{shown!r} is not a regular expression this server runs ({error}); check its syntax"
+        return f"{shown!r} is not a valid regular expression ({error}); check its syntax"
     return f"{shown!r}: {why} (patterns run in linear time, with RE2); rewrite it without them"
 
 
