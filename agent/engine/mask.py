@@ -29,7 +29,7 @@ __all__ = ["MASK_RGB", "SecretMask", "screenshot"]
 
 MASK_JS = Path(__file__).with_name("mask.js").read_text(encoding="utf-8")
 MASK_RGB = (255, 0, 255)  # the colour painted over a secret (Playwright's own mask colour)
-MAX_FRAMES = 50
+MAX_FRAMES = 50  # frames read for secrets; a page's further frames are painted over whole
 FRAME_TIMEOUT_S = 5.0
 READ_BUDGET_MS = 2_000  # per frame; a larger page is painted over whole rather than shown
 MAX_TEXT_CHARS = 5_000_000  # per document or shadow root
@@ -53,11 +53,14 @@ class SecretMask:
         """Where the page shows a secret, in viewport pixels; FrameUnreadable if the main frame cannot be read."""
         out: list[Rect] = []
         origins: dict[Frame, tuple[Rect, bool] | None] = {}
-        for frame in page.frames[:MAX_FRAMES]:
+        for n, frame in enumerate(page.frames):
             where = await _visible_box(frame, origins)
             if where is None:
                 continue  # scrolled away, hidden, or inside a frame that is
             box, exact = where
+            if n >= MAX_FRAMES:  # more frames than we read: the rest are painted over whole
+                out.append(box)
+                continue
             try:
                 found = await asyncio.wait_for(frame.evaluate(MASK_JS, {
                     "pattern": self.pattern, "maxChars": MAX_TEXT_CHARS, "budgetMs": READ_BUDGET_MS}), FRAME_TIMEOUT_S)
