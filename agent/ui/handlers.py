@@ -387,7 +387,7 @@ class RunHandlers:
             if run_id is None:
                 gr.Warning("?run= takes a run id (digits), e.g. ?run=12")
             elif response is None:
-                gr.Warning(f"The link asks for run {run_id}, which does not exist.")
+                gr.Warning(f"The link asks for run '{run_id}', which does not exist.")
             else:
                 shown = response.to_json()
         if pair is None:
