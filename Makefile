@@ -62,6 +62,7 @@ bench: setup dev
 	$(PY) bench/bench_startup.py
 	$(PY) bench/bench_runpath.py
 	$(PY) bench/bench_experiments.py
+	$(PY) bench/bench_secrets.py
 
 # Jupyter's server is installed only here: it drags in a slow-to-import jsonschema extra the app does not need.
 notebook: setup

@@ -15,7 +15,9 @@ from playwright.async_api import Browser as PWBrowser
 from playwright.async_api import BrowserContext, Page, Playwright, ViewportSize, async_playwright
 
 from agent.engine.guard import NavigationGuard, OwnOrigin
-from agent.engine.secrets import MASKED_ATTR
+from agent.engine.mask import SecretMask
+from agent.engine.mask import screenshot as masked_screenshot
+from agent.engine.secrets import MASKED_ATTR, Secrets
 
 # Flags that keep a headless Chromium quiet on a closed network and small on memory.
 CHROMIUM_ARGS = [
@@ -142,8 +144,11 @@ class Browser:
         the metadata, file: and own-origin blocks alone), local and remote browsers alike.
         """
         browser = await self.start()
+        # Service workers blocked: one would serve the page from its cache and answer requests (and
+        # navigations) without the guard seeing them, and could outlive the run's page in the context.
         context = await browser.new_context(
-            viewport=viewport or VIEWPORT, ignore_https_errors=True, java_script_enabled=True
+            viewport=viewport or VIEWPORT, ignore_https_errors=True, java_script_enabled=True,
+            service_workers="block",
         )
         from agent.engine.page import INIT_SCRIPT  # marks clickables, keeps shadow roots, before any page script runs
 
@@ -186,6 +191,7 @@ class BrowserSession:
         self.current_id: int | None = None
         self._fetches: dict[Any, float] = {}  # requests in flight (fetch, xhr, documents) -> start time
         self._no_fetches = asyncio.Event()  # set when the last recent request ends
+        self.mask: SecretMask | None = None  # the secrets every screenshot paints over (`hide`)
         context.on("page", self._on_page)
         context.on("request", self._on_request)
         context.on("requestfinished", self._on_request_end)
@@ -260,20 +266,22 @@ class BrowserSession:
         """(tab id, url) of every open tab."""
         return [(tab_id, page.url) for tab_id, page in sorted(self.tabs.items())]
 
+    async def hide(self, secrets: Secrets) -> None:
+        """Paint every visible occurrence of these secrets over in each later screenshot (agent.engine.mask)."""
+        await secrets.prepare()  # compiles their spellings off the event loop
+        values = [*(self.mask.values if self.mask else []), *secrets.values()]
+        self.mask = await asyncio.to_thread(SecretMask, values) if values else None
+
     async def screenshot(self, path: Path, *, max_bytes: int = SCREENSHOT_MAX_BYTES) -> str | None:
-        """Save a JPEG of the current viewport under `path`, shrinking quality to stay under max_bytes."""
+        """Save a JPEG of the current viewport under `path`, every secret painted over, under max_bytes."""
         page = await self.ensure_page()
-        data = b""
-        for quality in (70, 45, 25):
-            try:
-                # Fields holding a secret (agent.engine.secrets) are painted over.
-                data = await page.screenshot(type="jpeg", quality=quality, timeout=10_000,
-                                             mask=[page.locator(f"[{MASKED_ATTR}]")])
-            except Exception:
-                return None
-            if len(data) <= max_bytes:
-                break
-        if len(data) > max_bytes:
+        try:
+            # Fields typed into with a secret (agent.engine.secrets) are painted over whatever they show.
+            data = await masked_screenshot(page, self.mask, max_bytes=max_bytes,
+                                           also=[page.locator(f"[{MASKED_ATTR}]")])
+        except Exception:
+            return None
+        if data is None:
             return None
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)

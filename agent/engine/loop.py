@@ -207,6 +207,8 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncGenerator[Event, Non
                            "tools anyway (the provider may refuse them)")
     ctx = act.Context(session=session, allowed_domains=options.allowed_domains,
                       blocked_domains=options.blocked_domains, extract_fn=run.extract, secrets=run.secrets or None)
+    if run.secrets:  # every screenshot paints them over, wherever the page shows them
+        await session.hide(run.secrets)
     failures = validation_failures = 0
     first = 1
     if options.start_url:

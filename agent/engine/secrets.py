@@ -3,30 +3,31 @@
 The prompt and the model write `<secret>name</secret>`; only `input` swaps in the real value, at the
 moment it types (`Secrets.reveal`). Everything the engine builds from a page (observation, URLs,
 titles, action results, locators, extracted text, the final result) goes through `Secrets.scrub`,
-which writes the placeholder back wherever a value shows up, so what reaches the model, the events,
-the log, the UI, webhooks and workflows holds placeholders only.
+which writes the placeholder back wherever a value shows up, in any spelling a browser, a URL, a
+form, HTML or JSON gives it (agent.engine.spellings), so what reaches the model, the events, the
+log, the UI, webhooks and workflows holds placeholders only. Screenshots paint over every visible
+occurrence (agent.engine.mask).
 
     {"password": "hunter2!"}                                   # any site
     {"https://*.example.com": {"password": "hunter2!"}}        # only on those hosts
 
-Pure standard library (plus pydantic's SecretStr, which hides values in dumps and reprs).
+Standard library, pydantic's SecretStr (which hides values in dumps and reprs) and RE2 (linear-time matching).
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
-from urllib.parse import quote, quote_plus
 
 from pydantic import BaseModel, SecretStr
 
-from agent.rules.sensitive import MIN_SECRET_CHARS
+from agent.engine.spellings import Scrubber
 
 __all__ = ["SECRET_RE", "SecretError", "Secrets", "placeholder", "secrets_note"]
 
 SECRET_RE = re.compile(r"<secret>\s*([A-Za-z_][A-Za-z0-9_.\-]{0,63})\s*</secret>")
-CLIP_WIDTHS = (40, 60, 80, 120)  # the observation clips long field values to these widths, with '…'
 MASKED_ATTR = "data-wb-secret"  # marks fields holding a secret: screenshots paint over them
 
 M = TypeVar("M", bound=BaseModel)
@@ -62,15 +63,25 @@ class Secrets:
                 self._entries += [(name, _plain(v), (key,)) for name, v in item.items()]
             else:
                 self._entries.append((key, _plain(item), None))
-        forms: dict[str, str] = {}
-        for name, value, _domains in self._entries:
-            for form in _spellings(value):
-                forms.setdefault(form, placeholder(name))
-        # Longest first, so that a value containing another is replaced whole.
-        self._forms = sorted(forms.items(), key=lambda kv: len(kv[0]), reverse=True)
+        self._scrubber: Scrubber | None = None  # compiled on first use (or by `prepare`, off the event loop)
 
     def __bool__(self) -> bool:
         return bool(self._entries)
+
+    @property
+    def scrubber(self) -> Scrubber:
+        """The values' spellings, each to its placeholder (the first name given for a value shared by two)."""
+        if self._scrubber is None:
+            marks: dict[str, str] = {}
+            for name, value, _domains in self._entries:
+                marks.setdefault(value, placeholder(name))
+            self._scrubber = Scrubber(marks)
+        return self._scrubber
+
+    async def prepare(self) -> None:
+        """Compile the scrubber in a worker thread (long values take a while: never on the event loop)."""
+        if self._entries and self._scrubber is None:
+            await asyncio.to_thread(lambda: self.scrubber)
 
     def values(self) -> list[str]:
         """Every secret value (for the run log's own scrubbing, a second line of defence)."""
@@ -95,17 +106,14 @@ class Secrets:
         return SECRET_RE.sub(value_of, text)
 
     def scrub(self, text: str | None) -> str | None:
-        """`text` with every secret value (and its URL-encoded and clipped forms) replaced by its placeholder."""
-        if not text or not self._forms:
+        """`text` with every secret value, in any spelling or clipped, replaced by its placeholder."""
+        if not text or not self._entries:
             return text
-        for form, mark in self._forms:
-            if form in text:
-                text = text.replace(form, mark)
-        return text
+        return self.scrubber.sub(text)
 
     def scrub_value(self, value: Any) -> Any:
         """A copy of a JSON-like value with `scrub` applied to every string (keys too)."""
-        if not self._forms:
+        if not self._entries:
             return value
         if isinstance(value, str):
             return self.scrub(value)
@@ -117,7 +125,7 @@ class Secrets:
 
     def scrub_model(self, model: M) -> M:
         """A copy of a frozen model with every string scrubbed (the model itself unchanged)."""
-        if not self._forms:
+        if not self._entries:
             return model
         return type(model).model_validate(self.scrub_value(model.model_dump()))
 
@@ -166,11 +174,3 @@ def _usable(domains: tuple[str, ...] | None, url: str) -> bool:
 
     return domain_matches(domains, url)
 
-
-def _spellings(value: str) -> set[str]:
-    """The forms in which a typed value can show up: as typed, URL-encoded, whitespace-collapsed, clipped."""
-    forms = {value, quote(value, safe=""), quote_plus(value, safe=""), " ".join(value.split())}
-    for width in CLIP_WIDTHS:
-        if len(value) > width:
-            forms.add(value[: width - 1] + "…")
-    return {f for f in forms if len(f) >= MIN_SECRET_CHARS}

@@ -15,6 +15,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
+from agent import regexes
 from agent.experiments.tasks import Check
 
 MAX_TEXT_CHARS = 100_000  # a result longer than this is graded on its first 100,000 characters
@@ -112,7 +113,10 @@ def grade(check: Check | None, result: Any, *, page_value: Any = None, page_erro
         return Grade(not missing, score, "contains all" if not missing else f"missing {', '.join(map(repr, missing))}")
     if kind == "regex":
         assert check.regex is not None
-        found = re.search(check.regex, result_text(result), flags=re.IGNORECASE)
+        try:  # RE2: linear in the text, whatever the pattern (a backtracking one could stall the server)
+            found = regexes.search(check.regex, result_text(result), ignore_case=True)
+        except regexes.RegexError as exc:  # a check stored before patterns were checked at submission
+            return Grade(None, None, f"the regex check cannot run: {exc}")
         return Grade(found is not None, float(found is not None),
                      f"matches /{check.regex}/: {found.group(0)!r}" if found else f"no match for /{check.regex}/")
     if kind == "number":

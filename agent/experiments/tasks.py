@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from agent.experiments import miniwob
 from agent.models import DEFAULT_MODELS, PROVIDERS, Provider, parse_json_schema
+from agent.regexes import RegexError, check_regex
 
 TASKSETS_DIR = Path(__file__).resolve().parents[2] / "data" / "tasksets"
 MAX_TASKS = 1000
@@ -88,11 +89,11 @@ class Check(BaseModel):
     @field_validator("regex")
     @classmethod
     def _regex(cls, value: str | None) -> str | None:
-        if value is not None:
+        if value is not None:  # it runs with RE2, in linear time (agent.regexes): refuse what RE2 cannot run
             try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"is not a valid regular expression ({exc}); e.g. \"DS-[0-9A-F]{{8}}\"") from None
+                check_regex(value, ignore_case=True)
+            except RegexError as exc:
+                raise ValueError(f"{exc}; e.g. \"DS-[0-9A-F]{{8}}\"") from None
         return value
 
     @field_validator("contains")

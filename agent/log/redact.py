@@ -1,18 +1,22 @@
 """Secret scrubbing for everything the run log writes: no key or secret ever reaches the file.
 
 Two rules: the values of secret-looking environment variables (`OPENAI_API_KEY`, `WEBHOOK_SECRET`,
-...) are replaced by a marker wherever they appear, and request fields whose key names a credential
-(`api_key`, `password`, `authorization`, ...) are dropped from the stored request.
+...) and a running task's `sensitive_data` are replaced by a marker wherever they appear, in any
+spelling (percent-encoded, HTML, JSON escapes: the engine's own `agent.engine.spellings`, so the run
+log and the engine scrub alike), and request fields whose key names a credential (`api_key`,
+`password`, `authorization`, ...) are dropped from the stored request.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 from collections.abc import Sequence
 from typing import Any, overload
 
+from agent.engine.spellings import Scrubber
 from agent.models import RunRequest
 from agent.rules.policy import redact_url
 
@@ -60,13 +64,16 @@ def scrub(text: str | None, secrets: Sequence[str]) -> str | None: ...
 
 
 def scrub(text: str | None, secrets: Sequence[str]) -> str | None:
-    """`text` with every secret value replaced by a marker."""
-    if text is None or not secrets:
+    """`text` with every secret value, in any spelling, replaced by a marker."""
+    if not text or not secrets:
         return text
-    for secret in secrets:
-        if secret in text:
-            text = text.replace(secret, REDACTED)
-    return text
+    return _scrubber(tuple(secrets)).sub(text)
+
+
+@functools.lru_cache(maxsize=32)
+def _scrubber(secrets: tuple[str, ...]) -> Scrubber:
+    # One compiled program per set of values: the store asks with the same set write after write.
+    return Scrubber({secret: REDACTED for secret in secrets})
 
 
 def strip_secret_fields(value: Any) -> Any:

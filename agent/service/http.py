@@ -8,8 +8,10 @@ with a traceback.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import logging
+import re
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -199,8 +201,12 @@ class RequestGuard:
 
     def _refusal(self, scope: Scope, headers: dict[str, str]) -> tuple[int, str] | None:
         host = headers.get("host", "")
-        if self.allowed_hosts is not None and host_name(host) not in self.allowed_hosts:
-            return 400, (f"host {host_name(host)[:100]!r} is not served here; use one of "
+        name = host_name(host)
+        if self.allowed_hosts is not None and name is None:
+            return 400, (f"the Host header {host[:100]!r} is not a host name with an optional port; send the "
+                         "address the app is served at, e.g. 127.0.0.1:7860")
+        if self.allowed_hosts is not None and name not in self.allowed_hosts:
+            return 400, (f"host {name!r} is not served here; use one of "
                          f"{', '.join(sorted(self.allowed_hosts))}, or add it to ALLOWED_HOSTS")
         origin = headers.get("origin")
         if origin is not None and not same_origin(origin, host):
@@ -264,12 +270,28 @@ def is_json_type(ctype: str) -> bool:
     return ctype == "application/json" or (ctype.startswith("application/") and ctype.endswith("+json"))
 
 
-def host_name(host: str) -> str:
-    """The name part of a Host header, lower case, without port or IPv6 brackets."""
-    host = host.strip().lower()
-    if host.startswith("["):
-        return host[1:host.find("]")] if "]" in host else host
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+# A Host header is `host [":" port]` and nothing else (RFC 9110 7.2): a name (letters, digits, "-", "_",
+# dots between labels), an IPv4 address, or an IPv6 address in brackets; no userinfo, no path, no junk.
+_NAME_RE = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*")
+_HOST_RE = re.compile(r"(?:\[(?P<ip6>[0-9a-f:.]+)\]|(?P<name>[^:\[\]]+))(?::(?P<port>[0-9]{1,5}))?")
+
+
+def host_name(host: str) -> str | None:
+    """The name in a Host header (lower case, an IPv6 address without brackets), or None unless the whole
+    header is a host with an optional port: `127.0.0.1:7860@evil`, `localhost:evil`, `[::1]evil.com` are None."""
+    match = _HOST_RE.fullmatch(host.strip().lower())
+    if match is None:
+        return None
+    port = match.group("port")
+    if port is not None and not 0 < int(port) <= 65535:
+        return None
+    if match.group("ip6") is not None:
+        try:
+            return ipaddress.IPv6Address(match.group("ip6")).compressed
+        except ValueError:
+            return None
+    name = match.group("name")
+    return name if len(name) <= 253 and _NAME_RE.fullmatch(name) else None
 
 
 def same_origin(origin: str, host: str) -> bool:

@@ -25,12 +25,20 @@ def _cut(text: str) -> str:
     return text if len(text) <= MAX_CELL_CHARS else text[:MAX_CELL_CHARS] + "…"
 
 
+def parse_run_id(text: str | None) -> int | None:
+    """'12' (a `?run=` value) -> 12; None unless it is ASCII digits naming a possible run id."""
+    text = (text or "").strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= 19) or not 0 < int(text) < 2**63:
+        return None
+    return int(text)
+
+
 def parse_pair(text: str) -> tuple[int, int] | None:
     """'12,15' (the `?compare=` value) -> (12, 15); None when it is not two run ids."""
-    parts = [p.strip() for p in (text or "").replace(" ", ",").split(",") if p.strip()]
-    if len(parts) != 2 or not all(p.isdigit() and 0 < int(p) < 2**63 for p in parts):
+    parts = [parse_run_id(p) for p in (text or "").replace(" ", ",").split(",") if p.strip()]
+    if len(parts) != 2 or None in parts:
         return None
-    return int(parts[0]), int(parts[1])
+    return parts[0], parts[1]  # type: ignore[return-value]
 
 
 def _total(key: str, value: Any) -> str:

@@ -25,7 +25,7 @@ from agent.providers import DEFAULT_MODELS, DEFAULT_PROVIDER, PROVIDERS, REGISTR
 from agent.service.door import NotFound
 from agent.service.runs import RunService, ServiceBusy, ServiceClosed
 from agent.settings import Settings, demo_base_url
-from agent.ui.compare import parse_pair
+from agent.ui.compare import parse_pair, parse_run_id
 from agent.ui.form import (
     FORM_FIELDS,
     FormError,
@@ -304,10 +304,13 @@ class RunHandlers:
         params = getattr(request, "query_params", None) or {}
         run, pair = params.get("run"), parse_pair(params.get("compare") or "")
         shown: Any = gr.skip()
-        if run:
-            response = await self.service.aget(int(run)) if str(run).isdigit() and 0 < int(run) < 2**63 else None
-            if response is None:
-                gr.Warning(f"The link asks for run {run!r}, which does not exist.")
+        if run:  # never echoed: a toast renders HTML, and a shared link could carry a form
+            run_id = parse_run_id(run)
+            response = await self.service.aget(run_id) if run_id is not None else None
+            if run_id is None:
+                gr.Warning("?run= takes a run id (digits), e.g. ?run=12")
+            elif response is None:
+                gr.Warning(f"The link asks for run '{run_id}', which does not exist.")
             else:
                 shown = response.to_json()
         if pair is None:

@@ -252,6 +252,8 @@ async def _loop(state: ReplayState, session: BrowserSession) -> AsyncGenerator[E
     doc = state.doc
     ctx = act.Context(session=session, allowed_domains=state.options.allowed_domains,
                       blocked_domains=state.options.blocked_domains, extract_fn=None, secrets=state.secrets or None)
+    if state.secrets:  # every screenshot paints them over, wherever the page shows them
+        await session.hide(state.secrets)
     result: Any = None
     for n, step in enumerate(doc.steps, 1):
         state.check()

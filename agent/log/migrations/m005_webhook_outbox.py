@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from agent.rules.policy import redact_url  # pure stdlib
 from agent.log.migrations.base import Connection
+from agent.rules.policy import redact_url  # pure stdlib
 
 
 def m005_webhook_outbox(db: Connection) -> None:
