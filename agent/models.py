@@ -26,6 +26,7 @@ from agent.limits import (
     MAX_PROMPT_CHARS,
     MAX_SCHEMA_BYTES,
     MAX_SCHEMA_DEPTH,
+    MAX_SESSION_ID_CHARS,
     MAX_WORKFLOW_BYTES,
     MAX_WORKFLOW_PARAMS_BYTES,
     json_depth,
@@ -144,6 +145,11 @@ class RunRequest(BaseModel):
                                               description="Appended to the agent's system prompt")
     override_system_message: str | None = Field(default=None, max_length=MAX_SYSTEM_MESSAGE_CHARS,
                                                 description="Replaces the agent's system prompt")
+    # added: groups runs in tracing tools (OpenTelemetry `session.id`: Phoenix sessions, Langfuse sessions)
+    session_id: str | None = Field(
+        default=None, max_length=MAX_SESSION_ID_CHARS,
+        description=f"Groups this run with others in tracing tools (the exported trace's session.id); 1 to "
+                    f"{MAX_SESSION_ID_CHARS} printable characters. Default: the saved task's or the experiment's id")
 
     @model_validator(mode="before")
     @classmethod
@@ -278,6 +284,17 @@ class RunRequest(BaseModel):
             check_domain_rules(value, "allowed_domains")
         return value
 
+    @field_validator("session_id")
+    @classmethod
+    def _session_id(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if not value.isprintable():
+            raise ValueError("must be printable characters only (no line breaks or control characters), "
+                             "e.g. 'checkout-study'")
+        return value
+
     @field_validator("sensitive_data")
     @classmethod
     def _sensitive(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -361,10 +378,15 @@ class LLMTrace(BaseModel):
     observation: tuple[int, int] | None = None
     prompt_chars: int = 0
     logged: bool = True
+    # added for tracing tools: the model the server said answered, the call's parameters, the tools as sent
+    response_model: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)  # e.g. max_tokens, tool_choice
+    tool_definitions: list[dict[str, Any]] = Field(default_factory=list)  # {"type": "function", "function": ...}
 
     def without_content(self) -> LLMTrace:
         """This trace with the messages and the reply dropped (LOG_PROMPTS=0): usage and timing stay."""
-        return LLMTrace(call=self.call, tools=self.tools, prompt_chars=self.prompt_chars, logged=False)
+        return LLMTrace(call=self.call, tools=self.tools, prompt_chars=self.prompt_chars, logged=False,
+                        response_model=self.response_model, parameters=self.parameters)
 
 
 def message_text(message: dict[str, Any]) -> str:

@@ -184,6 +184,8 @@ def _form(example_titles: list[str]) -> Form:
                                    placeholder="e.g. Prices on this site are per pack: always read the pack size.")
         override_system = gr.Textbox("", label="Override the system prompt (replaces ours; empty: ours)", lines=3,
                                      max_lines=20, elem_id="wb-override-system")
+        session_id = gr.Textbox("", label="Session id (groups runs in tracing tools such as Phoenix or Langfuse)",
+                                elem_id="wb-session-id", placeholder="e.g. checkout-study")
         with gr.Accordion("Our default system prompt (for reference)", open=False, elem_id="wb-default-system-box"):
             gr.Textbox(SYSTEM_PROMPT, show_label=False, lines=6, max_lines=30, interactive=False,
                        elem_id="wb-default-system")
@@ -196,7 +198,7 @@ def _form(example_titles: list[str]) -> Form:
                           elem_id="wb-examples")
     fields = [prompt, model, provider, wait_for_completion, webhook_url, response_format, json_schema,
               use_cached_workflow, cached_workflow, workflow_id, workflow_params, start_url, max_steps,
-              use_vision, allowed_domains, sensitive_data, extend_system, override_system]
+              use_vision, allowed_domains, sensitive_data, extend_system, override_system, session_id]
     return Form(fields=fields, prompt=prompt, model=model, provider=provider, hint=hint, price=price,
                 remembered=remembered,
                 response_format=response_format, json_schema=json_schema, schema_status=schema_status,

@@ -20,6 +20,7 @@ FORM_FIELDS: tuple[str, ...] = (
     "prompt", "model", "provider", "wait_for_completion", "webhook_url", "response_format", "json_schema",
     "use_cached_workflow", "cached_workflow", "workflow_id", "workflow_params", "start_url", "max_steps",
     "use_vision", "allowed_domains", "sensitive_data", "extend_system_message", "override_system_message",
+    "session_id",
 )
 
 
@@ -126,6 +127,7 @@ def request_form_values(request: Any) -> list[Any]:
         "sensitive_data": "",  # never refilled: secrets are not kept; type them again
         "extend_system_message": request.extend_system_message or "",
         "override_system_message": request.override_system_message or "",
+        "session_id": request.session_id or "",
         **{name: "" if fields.get(name) is None else str(fields[name]) for name in WHOLE_NUMBERS},
     }
     return [out[name] for name in FORM_FIELDS]

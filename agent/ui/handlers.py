@@ -171,6 +171,7 @@ class RunHandlers:
         sensitive_data: str = "",
         extend_system_message: str = "",
         override_system_message: str = "",
+        session_id: str = "",
         request: gr.Request = None,  # type: ignore[assignment]  # Gradio fills it in; not an API parameter
     ) -> AsyncIterator[dict[str, Any]]:
         """Run the agent on a task; yields the run response (the contract's JSON) after each step, the final one last.
@@ -183,7 +184,7 @@ class RunHandlers:
         values = dict(zip(FORM_FIELDS, (
             prompt, model, provider, wait_for_completion, webhook_url, response_format, json_schema,
             use_cached_workflow, cached_workflow, workflow_id, workflow_params, start_url, max_steps, use_vision,
-            allowed_domains, sensitive_data, extend_system_message, override_system_message,
+            allowed_domains, sensitive_data, extend_system_message, override_system_message, session_id,
         )))
         try:
             # Checked in a worker thread: a large schema must not stall the other requests.
