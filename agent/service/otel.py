@@ -60,7 +60,8 @@ MAX_TRACE_NAME_CHARS = 200
 # The SDK keeps 128 attributes a span by default and then silently drops the oldest; an LLM span with its
 # messages, tool calls and tool definitions flattened (OpenInference) holds a few hundred.
 MAX_SPAN_ATTRIBUTES = 2000
-ATTRIBUTE_LIMIT_ENVS = ("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_COUNT_LIMIT")
+SPAN_ATTRIBUTES_ENV = "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT"  # the SDK's own settings: when either is set, it wins
+ATTRIBUTES_ENV = "OTEL_ATTRIBUTE_COUNT_LIMIT"
 
 
 def enabled() -> bool:
@@ -89,8 +90,8 @@ def make_provider(exporter: SpanExporter, *, batch: bool = True) -> TracerProvid
 
     from agent.service.otel_export import KeepingExporter
 
-    limits = None if any(os.environ.get(e, "").strip() for e in ATTRIBUTE_LIMIT_ENVS) \
-        else SpanLimits(max_span_attributes=MAX_SPAN_ATTRIBUTES)
+    given = os.environ.get(SPAN_ATTRIBUTES_ENV, "").strip() or os.environ.get(ATTRIBUTES_ENV, "").strip()
+    limits = None if given else SpanLimits(max_span_attributes=MAX_SPAN_ATTRIBUTES)
     provider = TracerProvider(resource=Resource.create(resource_attributes()), span_limits=limits)
     kept = KeepingExporter(exporter)
     provider.add_span_processor(BatchSpanProcessor(kept) if batch else SimpleSpanProcessor(kept))
