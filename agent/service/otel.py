@@ -205,7 +205,7 @@ class RunTracer:
         }
         if self.capture_content:  # the step's goal, and what its actions did
             attributes |= c.value_attributes("input", item.description)
-            attributes |= c.value_attributes("output", [_outcome(a) | {"name": a.name} for a in item.actions])
+            attributes |= c.value_attributes("output", [{"name": a.name} | _outcome(a) for a in item.actions])
         span = self.tracer.start_span(f"step {item.step}", context=self._trace.set_span_in_context(run.span),
                                       start_time=_ns(start), attributes=attributes)
         inner = self._trace.set_span_in_context(span)
@@ -292,7 +292,7 @@ class RunTracer:
             }
             if matched is not None and matched[1].get("id"):
                 call_id = str(matched[1]["id"])
-                attributes |= {"gen_ai.tool.call.id": call_id, c.SA.TOOL_ID: call_id, "tool_call.id": call_id}
+                attributes |= {"gen_ai.tool.call.id": call_id, c.SA.TOOL_ID: call_id, c.TOOL_CALL_ID: call_id}
             if action.success is not None:
                 attributes["workbench.success"] = action.success
             if self.capture_content:
@@ -338,8 +338,8 @@ class RunTracer:
         })
         if self.capture_content:  # the result; a run without one says why it ended
             result = response.result if response.result is not None else (response.error or response.status)
-            span.set_attributes(c.value_attributes("output", result))
-            span.set_attribute(c.LANGFUSE.TRACE_OUTPUT, c.value_attributes("output", result)["output.value"])
+            output = c.value_attributes("output", result)
+            span.set_attributes(output | {c.LANGFUSE.TRACE_OUTPUT: output[c.SA.OUTPUT_VALUE]})
         if response.stop_reason:
             span.set_attribute("workbench.stop_reason", str(response.stop_reason))
         if response.status == "failure":

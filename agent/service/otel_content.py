@@ -15,7 +15,7 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from openinference.semconv.resource import ResourceAttributes
 from openinference.semconv.trace import (
@@ -32,14 +32,15 @@ from openinference.semconv.trace import (
 
 from agent.models import LLMTrace
 
-__all__ = ["LANGFUSE", "MAX_ATTRIBUTE_CHARS", "PROJECT_NAME", "Kind", "Mime", "SA", "bounded_json", "cut_text",
-           "genai_content", "genai_tool_definitions", "image_limit", "openinference_messages",
-           "openinference_tools", "provider_names", "value_attributes"]
+__all__ = ["LANGFUSE", "MAX_ATTRIBUTE_CHARS", "PROJECT_NAME", "TOOL_CALL_ID", "Kind", "Mime", "SA", "bounded_json",
+           "cut_text", "genai_content", "genai_tool_definitions", "image_limit", "image_url",
+           "openinference_messages", "openinference_tools", "provider_names", "tool_definition", "value_attributes"]
 
 SA = SpanAttributes
 Kind = OpenInferenceSpanKindValues
 Mime = OpenInferenceMimeTypeValues
 PROJECT_NAME = ResourceAttributes.PROJECT_NAME  # Phoenix files the traces under this project
+TOOL_CALL_ID = ToolCallAttributes.TOOL_CALL_ID
 
 MAX_ATTRIBUTE_CHARS = 100_000  # one attribute (a prompt, a message list as JSON) is cut to this
 MAX_FLAT_MESSAGES = 50  # messages flattened into llm.input_messages.N (the agent sends two)
@@ -127,11 +128,15 @@ def bounded_json(value: Any, limit: int = MAX_ATTRIBUTE_CHARS) -> str:
     return _dumps({"cut": f"{size} characters of JSON, more than the {limit} an attribute may hold"})
 
 
-def value_attributes(prefix: str, value: Any) -> dict[str, Any]:
-    """`{prefix}.value` and `{prefix}.mime_type` (OpenInference's input/output): text as is, anything else as JSON."""
+_VALUE_KEYS = {"input": (SA.INPUT_VALUE, SA.INPUT_MIME_TYPE), "output": (SA.OUTPUT_VALUE, SA.OUTPUT_MIME_TYPE)}
+
+
+def value_attributes(side: Literal["input", "output"], value: Any) -> dict[str, Any]:
+    """OpenInference's input.value / output.value and its mime type: text as is, anything else as JSON."""
+    key, mime = _VALUE_KEYS[side]
     if isinstance(value, str):
-        return {f"{prefix}.value": cut_text(value), f"{prefix}.mime_type": Mime.TEXT.value}
-    return {f"{prefix}.value": bounded_json(value), f"{prefix}.mime_type": Mime.JSON.value}
+        return {key: cut_text(value), mime: Mime.TEXT.value}
+    return {key: bounded_json(value), mime: Mime.JSON.value}
 
 
 def image_limit() -> int:
@@ -190,7 +195,8 @@ def genai_content(trace: LLMTrace, image_uri: Callable[[int | None], str]) -> di
         "gen_ai.input.messages": bounded_json([{"role": m.get("role"), "parts": parts(m.get("content"))}
                                                for m in trace.messages]),
         "gen_ai.output.messages": bounded_json([{"role": "assistant", "parts": output,
-                                                 "finish_reason": trace.call.finish_reason or "stop"}]),
+                                                 "finish_reason": trace.call.finish_reason
+                                                 or ("error" if trace.call.error else "stop")}]),
     }
     if trace.system_prompt is not None:
         out["gen_ai.system_instructions"] = bounded_json([{"type": "text", "content": trace.system_prompt}])
