@@ -27,7 +27,7 @@ from opentelemetry.trace import StatusCode
 
 from agent.engine.browser import Browser
 from agent.log.store import Store
-from agent.service.otel import RunTracer, make_provider
+from agent.service.otel import RunTracer, make_provider, resource_attributes
 from agent.service.otel_content import MAX_ATTRIBUTE_CHARS, bounded_json, image_url
 from agent.service.otel_export import KeepingExporter
 from agent.service.runs import RunService
@@ -287,6 +287,19 @@ async def test_vision_text_parts_use_the_conventions_keys(
                      {"type": "uri", "modality": "image", "mime_type": "image/jpeg", "uri": link}]
 
 
+def test_the_project_name_as_phoenix_and_everyone_else_read_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("OTEL_SERVICE_NAME", "PHOENIX_PROJECT_NAME", "OTEL_RESOURCE_ATTRIBUTES"):
+        monkeypatch.delenv(name, raising=False)
+    assert resource_attributes() == {"service.name": "web-agent-workbench",
+                                     "openinference.project.name": "web-agent-workbench"}
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "cable-study")
+    assert resource_attributes() == {"service.name": "cable-study", "openinference.project.name": "cable-study"}
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "openinference.project.name=from-attributes")
+    assert resource_attributes()["openinference.project.name"] == "from-attributes"
+    monkeypatch.setenv("PHOENIX_PROJECT_NAME", "phoenix-only")
+    assert resource_attributes() == {"service.name": "cable-study", "openinference.project.name": "phoenix-only"}
+
+
 def test_a_small_screenshot_goes_inline_a_large_one_by_reference(tmp_path: Path) -> None:
     shot = tmp_path / "step-002.jpg"
     shot.write_bytes(b"\xff\xd8\xff" + b"j" * 3000)
@@ -395,13 +408,13 @@ async def test_a_collector_down_when_the_run_ends_still_gets_the_whole_trace(
         receiver.down = False  # back: the kept spans go out on their own, without another run
         spans = receiver.trace_of(response.task_run_id or 0, at_least=9, timeout=20)
     finally:
-        await service.close()
+        await service.close()  # shuts the tracer's provider down
         store.close()
-        provider.shutdown()
         receiver.close()
     ids = {s["span_id"] for s in spans}
     assert len(spans) == 9 and all(s["parent"] in ids for s in spans if s["parent"]), spans
-    assert kept.kept == [] and kept.dropped == 0
+    poll(lambda: not kept.kept, timeout=10, what="the kept spans to be let go once sent")
+    assert kept.dropped == 0
 
 
 def test_kept_spans_are_bounded_and_the_roots_stay_longest() -> None:

@@ -70,7 +70,8 @@ def enabled() -> bool:
 
 
 def resource_attributes() -> dict[str, str]:
-    """service.name and Phoenix's project name; OTEL_RESOURCE_ATTRIBUTES may set either (it wins)."""
+    """service.name (OTEL_SERVICE_NAME, else OTEL_RESOURCE_ATTRIBUTES', else ours) and Phoenix's project name
+    (PHOENIX_PROJECT_NAME, else OTEL_RESOURCE_ATTRIBUTES' openinference.project.name, else the service name)."""
     from opentelemetry.sdk.resources import OTELResourceDetector
 
     from agent.service.otel_content import PROJECT_NAME
