@@ -9,7 +9,7 @@ export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_OFFLINE := 1
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 
-.PHONY: setup dev browser run test lint fuzz bench notebook export clean
+.PHONY: setup dev browser run test lint fuzz bench notebook export clean phoenix
 
 setup: $(VENV)/.installed browser
 
@@ -58,11 +58,24 @@ bench: setup dev
 	$(PY) bench/bench_interact.py
 	$(PY) bench/bench_store.py
 	$(PY) bench/bench_traces.py
+	$(PY) bench/bench_otel.py
 	$(PY) bench/bench_workflows.py
 	$(PY) bench/bench_startup.py
 	$(PY) bench/bench_runpath.py
 	$(PY) bench/bench_experiments.py
 	$(PY) bench/bench_secrets.py
+
+# The OpenTelemetry export against a real Arize Phoenix on 127.0.0.1 (in its own .venv-phoenix; telemetry off,
+# nothing leaves the machine), read back through Phoenix's client; not part of `make test`.
+# `make phoenix SCREENSHOT=docs/phoenix.png` also saves a picture of a trace.
+PHOENIX_VENV := .venv-phoenix
+phoenix: setup $(PHOENIX_VENV)/.installed
+	$(PHOENIX_VENV)/bin/python tests/phoenix_check.py $(if $(SCREENSHOT),--screenshot $(SCREENSHOT))
+
+$(PHOENIX_VENV)/.installed: requirements-phoenix.txt
+	test -x $(PHOENIX_VENV)/bin/python || $(PYTHON) -m venv $(PHOENIX_VENV)
+	$(PHOENIX_VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements-phoenix.txt
+	touch $@
 
 # Jupyter's server is installed only here: it drags in a slow-to-import jsonschema extra the app does not need.
 notebook: setup
@@ -73,4 +86,4 @@ export: setup
 	$(PY) -m agent.log export --data-dir $${WORKBENCH_DATA_DIR:-data} --out exports
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(PHOENIX_VENV) .pytest_cache

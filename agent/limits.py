@@ -22,6 +22,7 @@ __all__ = [
     "MAX_SCHEMA_DEPTH",
     "MAX_SECRETS",
     "MAX_SECRET_CHARS",
+    "MAX_SESSION_ID_CHARS",
     "MAX_WORKFLOW_BYTES",
     "MAX_WORKFLOW_PARAMS_BYTES",
     "json_depth",
@@ -41,6 +42,7 @@ MAX_DOMAINS = 100  # entries of allowed_domains
 MAX_DOMAIN_CHARS = 253  # the longest DNS name
 MAX_SECRETS = 50  # names in sensitive_data (all domains together)
 MAX_SECRET_CHARS = 4096  # one sensitive value
+MAX_SESSION_ID_CHARS = 128  # session_id: a name for a group of runs in tracing tools
 
 
 def json_depth(value: Any, *, limit: int = MAX_JSON_DEPTH) -> int:

@@ -33,7 +33,8 @@ SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}, "price": 
 DEFAULTS = {"model": "", "provider": "openai", "wait_for_completion": True, "webhook_url": "",
             "response_format": "text", "json_schema": "", "use_cached_workflow": False, "cached_workflow": "",
             "workflow_id": "", "workflow_params": "", "start_url": "", "max_steps": "", "use_vision": False,
-            "allowed_domains": "", "sensitive_data": "", "extend_system_message": "", "override_system_message": ""}
+            "allowed_domains": "", "sensitive_data": "", "extend_system_message": "", "override_system_message": "",
+            "session_id": ""}
 
 
 @pytest.fixture(scope="module")

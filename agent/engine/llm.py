@@ -231,7 +231,8 @@ class LLM:
                     continue
                 raise failed(error) from None
             latency = (time.perf_counter() - t_first) * 1000
-            reply = _to_reply(litellm, response, self, purpose, first_at, latency)
+            reply = _to_reply(litellm, response, self, purpose, first_at, latency,
+                              parameters={k: kwargs[k] for k in ("max_tokens", "tool_choice") if k in kwargs})
             cut = not reply.tool_calls or any(c.parse_error for c in reply.tool_calls)
             if reply.call.finish_reason == "length" and cut:
                 raise LLMError(
@@ -293,7 +294,8 @@ def _convert_error(litellm: Any, exc: Exception, provider: str, model: str, *, i
     return LLMError(f"the {provider} API refused the request {where}: {message}", kind="bad_request")
 
 
-def _to_reply(litellm: Any, response: Any, llm: LLM, purpose: str, started_at: Any, latency_ms: float) -> Reply:
+def _to_reply(litellm: Any, response: Any, llm: LLM, purpose: str, started_at: Any, latency_ms: float,
+              parameters: dict[str, Any] | None = None) -> Reply:
     choice = response.choices[0]
     message = choice.message
     usage = getattr(response, "usage", None)
@@ -320,9 +322,11 @@ def _to_reply(litellm: Any, response: Any, llm: LLM, purpose: str, started_at: A
         finish_reason=getattr(choice, "finish_reason", None),
     )
     content = message.content if isinstance(message.content, str) else ""
-    # The reply as the model wrote it (untrimmed text, arguments unparsed), for the call's trace.
+    # The reply as the model wrote it (untrimmed text, arguments unparsed), for the call's trace; with the
+    # model the server says answered (it may differ from the one asked for) and the parameters sent.
     as_written = {"content": message.content if isinstance(message.content, str) else None,
                   "tool_calls": [{"id": tc.id, "name": tc.function.name, "arguments": tc.function.arguments}
                                  for tc in getattr(message, "tool_calls", None) or []],
-                  "finish_reason": call.finish_reason}
+                  "finish_reason": call.finish_reason,
+                  "model": getattr(response, "model", None), "parameters": dict(parameters or {})}
     return Reply(text=(content or "").strip(), tool_calls=calls, call=call, raw_message=as_written)

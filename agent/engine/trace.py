@@ -80,4 +80,7 @@ def make_trace(
         tool_calls=calls,
         observation=span,
         prompt_chars=sum(len(s) for s in system) + sum(len(message_text(m)) for m in rest),
+        response_model=str(reply["model"]) if reply.get("model") else None,
+        parameters=dict(reply.get("parameters") or {}),
+        tool_definitions=list(tools or []),
     )

@@ -283,6 +283,8 @@ class ExperimentRunner:
 
     async def _play_cell(self, exp_id: int, cell: Cell, active: _Active, backend: str) -> None:
         request, engine = self.request_for(cell)
+        if request.session_id is None:  # the experiment's runs are one session in tracing tools
+            request = request.model_copy(update={"session_id": f"experiment-{exp_id}"})
         for attempt in range(1 + RETRIES):  # a run whose worker died is played once more
             _task_id, run_id = await self.service.submit(request, engine=engine, batch=True, executor=backend)
             active.runs.add(run_id)

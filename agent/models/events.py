@@ -33,10 +33,15 @@ class LLMTrace(BaseModel):
     observation: tuple[int, int] | None = None
     prompt_chars: int = 0
     logged: bool = True
+    # added for tracing tools: the model the server said answered, the call's parameters, the tools as sent
+    response_model: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)  # e.g. max_tokens, tool_choice
+    tool_definitions: list[dict[str, Any]] = Field(default_factory=list)  # {"type": "function", "function": ...}
 
     def without_content(self) -> LLMTrace:
         """This trace with the messages and the reply dropped (LOG_PROMPTS=0): usage and timing stay."""
-        return LLMTrace(call=self.call, tools=self.tools, prompt_chars=self.prompt_chars, logged=False)
+        return LLMTrace(call=self.call, tools=self.tools, prompt_chars=self.prompt_chars, logged=False,
+                        response_model=self.response_model, parameters=self.parameters)
 
 
 def message_text(message: dict[str, Any]) -> str:

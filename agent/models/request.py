@@ -34,6 +34,7 @@ from agent.limits import (
     MAX_PROMPT_CHARS,
     MAX_SCHEMA_BYTES,
     MAX_SCHEMA_DEPTH,
+    MAX_SESSION_ID_CHARS,
     MAX_WORKFLOW_BYTES,
     MAX_WORKFLOW_PARAMS_BYTES,
     json_depth,
@@ -148,6 +149,14 @@ class RunRequest(BaseModel):
         "Override the system prompt (replaces ours; empty: ours)", "wb-override-system", lines=3, max_lines=20,
     )] = Field(default=None, max_length=MAX_SYSTEM_MESSAGE_CHARS,
                description="Replaces the agent's system prompt (extend_system_message is still appended)")
+    # ------------------------------------------------------------ added: tracing tools (OpenTelemetry session.id)
+    session_id: Annotated[str | None, About(
+        "Session id (groups runs in Phoenix, Langfuse; empty: the saved task's or experiment's)", "wb-session-id",
+        placeholder="e.g. checkout-study", see="prompts.md#opentelemetry-traces",
+    )] = Field(default=None, max_length=MAX_SESSION_ID_CHARS,
+               description=f"Groups this run with others in tracing tools (the exported trace's session.id); "
+                           f"1 to {MAX_SESSION_ID_CHARS} printable characters. Default: the saved task's or the "
+                           "experiment's id")
 
     @model_validator(mode="before")
     @classmethod
@@ -254,6 +263,17 @@ class RunRequest(BaseModel):
     @classmethod
     def _system_message(cls, value: str | None) -> str | None:
         return value if value is not None and value.strip() else None
+
+    @field_validator("session_id")
+    @classmethod
+    def _session_id(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if not value.isprintable():
+            raise ValueError("must be printable characters only (no line breaks or control characters), "
+                             "e.g. 'checkout-study'")
+        return value
 
     @field_validator("allowed_domains", mode="before")
     @classmethod

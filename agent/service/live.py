@@ -1,7 +1,9 @@
 """A run the service is running or queueing (`LiveRun`): its events so far, how to stop it, and its writer.
 
 The writer stores the run's events in order behind the engine, and only then shows each to viewers:
-the engine's next step never waits for the run log, and a step seen is a step stored.
+the engine's next step never waits for the run log, and a step seen is a step stored. The events it
+is handed are already prepared (scrubbed) by the run service: the store, viewers and observers get
+the very same object.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.models import RunRequest, RunResponse, RunStarted, StepFinished, StopReason, Tally
+from agent.service.observers import RunScrubber
 
 __all__ = ["MAX_PENDING_WRITES", "LiveRun", "describe"]
 
@@ -46,6 +49,8 @@ class LiveRun:
     writes: asyncio.Queue[Any] | None = None  # events handed to the run's writer, in order (None: the end)
     writer: asyncio.Task[None] | None = None
     write_error: str | None = None  # the first write that failed: the run ends with it
+    # What every consumer sees goes through this first (Observers.prepare): the run's secrets, the environment's.
+    scrubber: RunScrubber = field(default_factory=RunScrubber)
 
     def append(self, event: Any) -> None:
         """Make `event` visible to viewers and wake those waiting."""

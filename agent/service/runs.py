@@ -42,7 +42,7 @@ from agent.models import (
 from agent.service import webhooks
 from agent.service.door import LogDoor, NotFound
 from agent.service.live import LiveRun, describe
-from agent.service.observers import Observer, Observers
+from agent.service.observers import Observer, Observers, RunScrubber
 from agent.service.outbox import Outbox
 from agent.service.ray_executor import RayExecutor, WorkerLost
 from agent.service.warmup import start_warm_up
@@ -189,9 +189,11 @@ class RunService(LogDoor):
                 task_id = int(await asyncio.to_thread(self._log.create_task, req))
             elif await asyncio.to_thread(self._log.get_task, task_id) is None:
                 raise NotFound("task", task_id)
+            elif req.session_id is None:  # a saved task run again: its runs are one session in tracing tools
+                req = req.model_copy(update={"session_id": f"task-{task_id}"})
             run_id = int(await asyncio.to_thread(self._log.create_run, task_id, req))
             live = LiveRun(task_id=task_id, run_id=run_id, request=req, tally=Tally(req), engine=dict(engine or {}),
-                         batch=batch, executor=executor)
+                         batch=batch, executor=executor, scrubber=RunScrubber(req.sensitive_data))
             self._live[run_id] = live
         finally:
             self._reserved -= 1
@@ -420,7 +422,7 @@ class RunService(LogDoor):
                     if isinstance(event, WorkflowHealed):
                         await self._save_healed(live, event)
                     elif isinstance(event, PageChecked):  # for the experiment runner, not the run log
-                        live.append(event)
+                        live.append(live.scrubber.event(event))
                     else:
                         await self._emit(live, event)
         except WorkerLost as exc:  # the Ray worker died: the run did not fail, it was interrupted
@@ -435,8 +437,9 @@ class RunService(LogDoor):
         return self._failure(live, "the run ended without a result", "internal_error")
 
     async def _emit(self, live: LiveRun, event: Any) -> None:
-        """Hand the event to the run's writer and go on (see `LiveRun.emit`)."""
-        await live.emit(self._observers.prepare(event), self._log.record, self._observers)
+        """Prepare (scrub) the event once, hand it to the run's writer and go on (see `LiveRun.emit`): the store,
+        viewers and observers all get that one prepared event."""
+        await live.emit(self._observers.prepare(event, live.scrubber), self._log.record, self._observers)
 
     def _failure(self, live: LiveRun, reason: str, stop_reason: StopReason) -> RunResponse:
         """A failed end built from what the run did so far."""
@@ -459,8 +462,9 @@ class RunService(LogDoor):
             update["error"] = update["stop_reason"] = live.stop_reason
         if response.duration_ms is not None and not math.isfinite(response.duration_ms):
             update["duration_ms"] = None
-        response = response.model_copy(update=update)
-        event = RunFinished(response=response)
+        # The end, scrubbed once like every event: what is stored, returned, shown, observed and sent by webhook.
+        event = self._observers.prepare(RunFinished(response=response.model_copy(update=update)), live.scrubber)
+        response = event.response
         try:
             await asyncio.to_thread(self._log.record, live.run_id, event)
         except Exception:
