@@ -56,6 +56,7 @@ StopReason = Literal[
     "browser_error",   # the browser could not start or crashed
     "replay_failed",   # a cached workflow could not be replayed (or healed)
     "internal_error",  # our own bug: the run service caught an unexpected error
+    "budget",          # the run's model calls cost max_cost_usd (checked after each step)
 ]
 STOP_REASONS: tuple[str, ...] = StopReason.__args__  # type: ignore[attr-defined]
 # Stop reasons that say nothing about the agent (the run log's OUTCOME_SQL counts them apart): stopped
@@ -107,6 +108,23 @@ class RequestError(ValueError):
         self.message = message
 
 
+MAX_BUDGET_USD = 100_000.0
+MAX_PRICE_PER_MTOK = 10_000.0
+
+
+class PricePerMTok(BaseModel):
+    """USD per million tokens, in and out: the price of a model litellm cannot price (a self-hosted one)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input: float = Field(ge=0, le=MAX_PRICE_PER_MTOK, description="USD per million input (prompt) tokens")
+    output: float = Field(ge=0, le=MAX_PRICE_PER_MTOK, description="USD per million output (completion) tokens")
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        """What these tokens cost at this price."""
+        return (input_tokens * self.input + output_tokens * self.output) / 1_000_000
+
+
 class RunRequest(BaseModel):
     """A run request: the contract's fields plus a few added engine and workflow options."""
 
@@ -144,6 +162,13 @@ class RunRequest(BaseModel):
                                               description="Appended to the agent's system prompt")
     override_system_message: str | None = Field(default=None, max_length=MAX_SYSTEM_MESSAGE_CHARS,
                                                 description="Replaces the agent's system prompt")
+    # added: what a run may cost (see agent.engine.llm for how a call is priced)
+    max_cost_usd: Annotated[float, Field(gt=0, le=MAX_BUDGET_USD)] | None = Field(
+        default=None, description="Stop the run (stop_reason 'budget') once its model calls have cost this many "
+                                  "USD; the model needs a price (litellm's, or price_per_mtok)")
+    price_per_mtok: PricePerMTok | None = Field(
+        default=None, description="USD per million input and output tokens, for a model litellm cannot price "
+                                  "(a self-hosted one); without it such a model's cost is unknown (null), never 0")
 
     @model_validator(mode="before")
     @classmethod
@@ -286,6 +311,18 @@ class RunRequest(BaseModel):
         return check_sensitive_data(value) if value else None
 
     @model_validator(mode="after")
+    def _budget_priced(self) -> RunRequest:
+        # A budget on a model nobody can price could never stop the run: refused now, saying what to give.
+        if self.max_cost_usd is not None and self.price_per_mtok is None:
+            from agent.engine.llm import model_price  # local: reads litellm's price map (imports litellm once)
+
+            if model_price(self.provider, self.model) is None:
+                raise ValueError(f"max_cost_usd: litellm has no price for the model {self.model!r} ({self.provider}), "
+                                 'so the budget could never be counted; give price_per_mtok {"input": ..., '
+                                 '"output": ...} (USD per million tokens) or drop max_cost_usd')
+        return self
+
+    @model_validator(mode="after")
     def _start_url_allowed(self) -> RunRequest:
         # Refused now rather than at the first step: a metadata address, a blocked or unlisted host.
         from agent.engine.policy import PolicyError, check_navigation
@@ -409,22 +446,28 @@ class HistoryItem(BaseModel):
 
 
 class Usage(BaseModel):
-    """Token and cost totals of a run."""
+    """Token and cost totals of a run. `cost_usd` is None (unknown) once a call that used tokens had no price
+    (a model litellm cannot price, without price_per_mtok): an unknown cost is never shown as 0.
+    `unpriced_calls` counts those calls; a failed call used no tokens and costs 0."""
 
     model_config = ConfigDict(frozen=True)
 
     llm_calls: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
-    cost_usd: float = 0.0
+    cost_usd: float | None = 0.0
+    unpriced_calls: int = 0
 
     def add(self, call: LLMCall) -> Usage:
         """A new total including `call`."""
+        unpriced = call.cost_usd is None and (call.input_tokens or call.output_tokens) > 0
+        cost = None if self.cost_usd is None or unpriced else self.cost_usd + (call.cost_usd or 0.0)
         return Usage(
             llm_calls=self.llm_calls + 1,
             input_tokens=self.input_tokens + call.input_tokens,
             output_tokens=self.output_tokens + call.output_tokens,
-            cost_usd=self.cost_usd + (call.cost_usd or 0.0),
+            cost_usd=cost,
+            unpriced_calls=self.unpriced_calls + unpriced,
         )
 
 

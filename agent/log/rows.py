@@ -211,7 +211,9 @@ def run_response(run_id: int, rows: RunRows) -> RunResponse:
         is_done=is_done, is_successful=is_successful, status=status, error=error, stop_reason=stop_reason, mode=mode,
         model=model, provider=provider, started_at=started_at, finished_at=finished_at,
         duration_ms=duration_ms,
-        usage=Usage(llm_calls=n_calls, input_tokens=tin, output_tokens=tout, cost_usd=cost),
+        usage=Usage(llm_calls=n_calls, input_tokens=tin, output_tokens=tout, cost_usd=cost,
+                    unpriced_calls=sum(1 for cs in calls.values() for c in cs
+                                       if c.cost_usd is None and (c.input_tokens or c.output_tokens))),
         workflow_id=workflow_id, replayed_steps=replayed, healed_steps=healed, notes=loads(notes_json) or [],
     )
 

@@ -197,9 +197,11 @@ class RunTracer:
         usage = response.usage
         span.set_attributes({
             "workbench.task_id": response.task_id or 0, "workbench.status": response.status,
-            "workbench.steps": len(response.history), "workbench.cost_usd": usage.cost_usd,
+            "workbench.steps": len(response.history),
             "gen_ai.usage.input_tokens": usage.input_tokens, "gen_ai.usage.output_tokens": usage.output_tokens,
         })
+        if usage.cost_usd is not None:  # unknown (a model without a price) is left out, never sent as 0
+            span.set_attribute("workbench.cost_usd", usage.cost_usd)
         if response.stop_reason:
             span.set_attribute("workbench.stop_reason", str(response.stop_reason))
         if response.status == "failure":

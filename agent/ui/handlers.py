@@ -22,6 +22,7 @@ from agent.service.door import NotFound
 from agent.service.runs import RunService, ServiceBusy, ServiceClosed
 from agent.settings import Settings, demo_base_url
 from agent.ui.compare import compare_view, parse_pair
+from agent.ui.experiments import grade_banner
 from agent.ui.form import (
     FORM_FIELDS,
     FormError,
@@ -272,6 +273,8 @@ class RunHandlers:
             share = f"{self.page_url(request)}?run={run_id}"
         html = render_run_html(current, traces=traces, system_prompt=used, default_prompt=SYSTEM_PROMPT,
                                share_url=share)
+        if ended and run_id:  # a run an experiment played shows its grade and why (a "success" may fail its check)
+            html = grade_banner(await self.service.cell_of_run(run_id)) + html
         return (html, gr.update(interactive=running), gr.update(interactive=ended), gr.update(interactive=can_save),
                 gr.update(interactive=bool(run_id)))
 
