@@ -465,3 +465,114 @@ def test_a_2000_cell_report_is_built_off_the_event_loop_and_paged(app: App, http
     sizes, worst = asyncio.run(measure())
     assert all(size > 400_000 for size in sizes), sizes
     assert worst < 1.0, f"/api/health took {worst:.2f} s while reports were built"
+
+
+# ------------------------------------------------------------------ the runner on a service in this process
+def _report(store: Any, exp_id: int) -> dict[str, Any]:
+    """The report as the service builds it (agent.service.door.get_experiment), from a store."""
+    from agent.experiments.report import summary
+
+    found = store.get_experiment(exp_id)
+    found["cells"] = store.experiment_cells(exp_id)
+    found["variants"] = store.experiment_variants(exp_id)
+    found["matrix"] = store.experiment_matrix(exp_id)
+    return summary(found)
+
+
+def test_pass_at_k_in_the_report_uses_one_k(tmp_path: Any) -> None:
+    # Task one passes 1 of 4; task two 1 of 1 graded (its judge failed on the 3 others). Before: "pass@1 = 100%,
+    # pass^1 = 50%" (each task at its own k); at k = 1 both are the mean rate over tasks, 62.5%.
+    from agent.log.store import Store
+
+    store = Store(tmp_path / "data", snapshot_interval_s=None)
+    try:
+        exp_id = store.create_experiment(
+            name="k", task_set=None, repeats=4, concurrency=1, backend="local", spec={},
+            tasks=[{"id": t, "title": None, "prompt": "abc", "check": {"kind": "judge"}, "task": {"id": t, "prompt": "abc"}}
+                   for t in ("one", "two")], variants=[{"name": "A", "overrides": {}}])
+        for repeat in range(1, 5):
+            store.finish_cell(exp_id, "one", "A", repeat, status="done", passed=repeat == 1, score=None, detail="",
+                              graded_by="judge")
+            store.finish_cell(exp_id, "two", "A", repeat, status="done", passed=True if repeat == 1 else None,
+                              score=None, detail="the judge failed", graded_by=None)
+        (v,) = _report(store, exp_id)["variants"]
+        assert (v["k"], v["pass_at_k"], v["pass_hat_k"]) == (1, 0.625, 0.625)
+        assert v["success_rate"] == 0.625
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def quick_model(fake_llm: FakeLLM) -> FakeLLM:
+    """Every task answered "blue" after a short think (cells overlap); the fake_llm fixture sets the env."""
+    def answer(body: dict[str, Any]) -> Any:
+        time.sleep(0.3)
+        return reply("Answer.", call("done", text="blue", success=True))
+
+    fake_llm.reset(answer)
+    return fake_llm
+
+
+async def test_cells_wait_for_room_when_the_run_queue_is_full_and_the_form_still_gets_one(
+        browser: Any, quick_model: FakeLLM, tmp_path: Any, site_url: str) -> None:
+    # One run at a time, one queued: six cells at concurrency 4 used to fail with ServiceBusy inside the runner,
+    # and the experiment was marked "done" with 2 of 6 played.
+    from agent.experiments.runner import ExperimentRunner
+    from agent.log.store import Store
+    from agent.service.runs import RunService
+
+    store = Store(tmp_path / "data", snapshot_interval_s=None)
+    service = RunService(store, browser, data_dir=store.data_dir, max_concurrent=1, max_queued=1)
+    runner = ExperimentRunner(service, base_url=site_url)
+    await service.start()
+    try:
+        exp_id = await runner.start({"concurrency": 4, "variants": [{"name": "A", "model": "m-good"}], "tasks": [
+            {"id": f"t{i}", "prompt": f"Say the colour of the sky {i}", "check": {"equals": "blue"}} for i in range(6)]})
+        for _ in range(300):  # a cell is running: the queue is as full as a batch may make it
+            if (await service.experiment_progress(exp_id))["running"]:
+                break
+            await asyncio.sleep(0.05)
+        _task_id, form_run = await service.submit({"prompt": "A run from the form", "model": "m-good"})
+        assert (await service.wait(form_run, timeout=120)).status == "success"
+        for _ in range(1200):
+            if not runner.is_running(exp_id):
+                break
+            await asyncio.sleep(0.1)
+        report = _report(store, exp_id)
+        assert (report["status"], report["progress"]["played"], report["variants"][0]["passes"]) == ("done", 6, 6)
+    finally:
+        await runner.close()
+        await service.close()
+        store.close()
+
+
+async def test_an_experiment_left_done_with_unplayed_cells_resumes_at_the_next_start(
+        browser: Any, quick_model: FakeLLM, tmp_path: Any, site_url: str) -> None:
+    # What an older version left behind: "done", with cells never played. The next start plays them.
+    from agent.experiments.runner import ExperimentRunner
+    from agent.log.store import Store
+    from agent.service.runs import RunService
+
+    store = Store(tmp_path / "data", snapshot_interval_s=None)
+    task = {"id": "sky", "prompt": "Say the colour of the sky", "check": {"equals": "blue"}}
+    exp_id = store.create_experiment(
+        name="left", task_set=None, repeats=2, concurrency=2, backend="local",
+        spec={"tasks": [task], "variants": [{"name": "A", "model": "m-good"}], "repeats": 2, "concurrency": 2},
+        tasks=[{"id": "sky", "title": None, "prompt": task["prompt"], "check": {"kind": "equals"}, "task": task}],
+        variants=[{"name": "A", "overrides": {"model": "m-good"}}])
+    store.set_experiment_status(exp_id, "done")
+    service = RunService(store, browser, data_dir=store.data_dir)
+    runner = ExperimentRunner(service, base_url=site_url)
+    await service.start()
+    try:
+        assert await runner.resume() == [exp_id]
+        for _ in range(1200):
+            if not runner.is_running(exp_id):
+                break
+            await asyncio.sleep(0.1)
+        report = _report(store, exp_id)
+        assert (report["status"], report["progress"]["played"], report["variants"][0]["passes"]) == ("done", 2, 2)
+    finally:
+        await runner.close()
+        await service.close()
+        store.close()

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent.experiments import checks
 from agent.experiments.estimate import estimate
-from agent.experiments.spec import MAX_CELLS, Cell, ExperimentSpec, Variant, validate_spec
+from agent.experiments.spec import DEFAULT_MAX_REPLAYS, MAX_CELLS, Cell, ExperimentSpec, Variant, validate_spec
 from agent.experiments.tasks import Check, Task, TaskError
 from agent.models import LLMTrace, PageChecked, RunFinished, RunRequest, RunResponse
 from agent.service.runs import ServiceBusy
@@ -63,6 +63,24 @@ def lost_reason(final: RunResponse) -> str | None:
                 if call.error:
                     return LOST_CALL_KINDS.get(call.error.split(":", 1)[0])
     return None
+
+
+@dataclass(frozen=True)
+class Play:
+    """How a recorded experiment is played (from its row and the spec it was started with; older ones lack some)."""
+
+    concurrency: int
+    backend: str
+    max_replays: int
+    max_cost_usd: float | None
+
+    @classmethod
+    def of(cls, experiment: dict[str, Any]) -> Play:
+        """The settings of a recorded experiment."""
+        spec = experiment.get("spec") or {}
+        budget = spec.get("max_cost_usd")
+        return cls(int(experiment["concurrency"]), str(experiment["backend"]),
+                   int(spec.get("max_replays", DEFAULT_MAX_REPLAYS)), None if budget is None else float(budget))
 
 
 @dataclass
@@ -154,7 +172,7 @@ class ExperimentRunner:
     async def _drive(self, exp_id: int, active: _Active) -> None:
         try:
             experiment = await self.service.get_experiment(exp_id)
-            spec = ExperimentSpec.model_validate({**experiment["spec"], "dry_run": False})
+            spec = Play.of(experiment)
             for _round in range(3):  # a cell a bug left unplayed gets another pass; never "done" with one
                 await self._play_all(exp_id, experiment, spec, active)
                 if active.cancel.is_set() or active.spent is not None:
@@ -171,7 +189,7 @@ class ExperimentRunner:
         finally:
             self._active.pop(exp_id, None)
 
-    async def _play_all(self, exp_id: int, experiment: dict[str, Any], spec: ExperimentSpec,
+    async def _play_all(self, exp_id: int, experiment: dict[str, Any], spec: Play,
                         active: _Active) -> None:
         """Play the cells still to play, at most `concurrency` at a time; stop handing out cells on cancel or
         once the budget is spent. Cancelled with the app: the cells being played are left to the next start."""
@@ -195,7 +213,7 @@ class ExperimentRunner:
                 job.cancel()
             raise
 
-    async def _spent(self, exp_id: int, spec: ExperimentSpec, active: _Active) -> bool:
+    async def _spent(self, exp_id: int, spec: Play, active: _Active) -> bool:
         """True once the experiment's runs have cost its max_cost_usd (remembered in `active.spent`)."""
         if spec.max_cost_usd is None:
             return False
@@ -205,7 +223,7 @@ class ExperimentRunner:
                 active.spent = spent
         return active.spent is not None
 
-    async def _end(self, exp_id: int, active: _Active, spec: ExperimentSpec) -> None:
+    async def _end(self, exp_id: int, active: _Active, spec: Play) -> None:
         """The experiment's status: done only when every cell has an outcome."""
         if active.spent is not None:
             await self.service.cancel_pending_cells(
@@ -260,7 +278,7 @@ class ExperimentRunner:
             engine["setup_script"] = cell.task.setup.replace("{repeat}", str(cell.repeat))
         return request, engine
 
-    async def _play_cell(self, exp_id: int, cell: Cell, active: _Active, spec: ExperimentSpec) -> None:
+    async def _play_cell(self, exp_id: int, cell: Cell, active: _Active, spec: Play) -> None:
         try:
             await self._play_cell_runs(exp_id, cell, active, spec)
         except asyncio.CancelledError:
@@ -271,7 +289,7 @@ class ExperimentRunner:
                                            graded_by=None, lost_reason="internal_error",
                                            detail=f"lost: internal error while playing it: {exc}")
 
-    async def _play_cell_runs(self, exp_id: int, cell: Cell, active: _Active, spec: ExperimentSpec) -> None:
+    async def _play_cell_runs(self, exp_id: int, cell: Cell, active: _Active, spec: Play) -> None:
         """Play the cell (again while its run is lost to something that may pass, up to max_replays), then
         record its outcome."""
         request, engine = self.request_for(cell)
