@@ -109,12 +109,16 @@ class ExperimentRunner:
             raise TaskError("dry_run", "a dry run starts nothing: send it to dry_run(), or POST it to "
                                        "/api/experiments, which answers with the estimate")
         if spec.backend == "ray":
-            from agent.service.ray_executor import RayUnavailable
+            from agent.service.ray_executor import INIT_TIMEOUT_S, RayUnavailable
 
             try:
                 await self.service.ray().ensure_started()
-            except (RayUnavailable, TimeoutError) as exc:
+            except RayUnavailable as exc:
                 raise TaskError("backend", str(exc).removeprefix("backend: ")) from None
+            except TimeoutError:
+                raise TaskError("backend", f"Ray did not start, or join the cluster at RAY_ADDRESS, within "
+                                           f"{INIT_TIMEOUT_S:g} s; check that the cluster is up, or use backend "
+                                           "local") from None
         exp_id = await self.service.create_experiment(
             name=spec.name, task_set=spec.task_set, repeats=spec.repeats, concurrency=spec.concurrency,
             backend=spec.backend, spec=spec.model_dump(mode="json", exclude={"tasks_jsonl"}),
