@@ -46,6 +46,7 @@ _START_BODY = {"type": "object", "title": "ExperimentRequest", "properties": {
     "max_cost_usd": {"type": "number", "exclusiveMinimum": 0}, "dry_run": {"type": "boolean"}},
     "required": ["variants"]}
 DEFAULT_CELLS_PAGE = 500
+REPORT_BUILDS = 1
 _GRADE_BODY = {"type": "object", "title": "GradeCell", "additionalProperties": False,
                "required": ["task_id", "variant", "repeat", "passed"], "properties": {
                    "task_id": {"type": "string"}, "variant": {"type": "string"}, "repeat": {"type": "integer"},
@@ -74,6 +75,14 @@ def create_experiment_router(runner: ExperimentRunner) -> APIRouter:
     """The experiment routes."""
     router = APIRouter(tags=["experiments"])
     service = runner.service
+    # Reports are built one at a time: however many clients ask at once, the event loop competes for the
+    # interpreter with one builder only (a 2,000-cell report is ~100 ms of Python), and /api/health answers.
+    builds = asyncio.Semaphore(REPORT_BUILDS)
+
+    async def report(experiment_id: int, *, cells_offset: int = 0, cells_limit: int = DEFAULT_CELLS_PAGE) -> Response:
+        async with builds:
+            found = await service.get_experiment(experiment_id, cells_offset=cells_offset, cells_limit=cells_limit)
+            return await asyncio.to_thread(report_response, found, cells_offset=cells_offset)
 
     @router.post("/api/experiments", status_code=202, summary="Start an experiment",
                  responses=error_responses(*BODY_ERRORS), openapi_extra=_body(_START_BODY))
@@ -114,8 +123,7 @@ def create_experiment_router(runner: ExperimentRunner) -> APIRouter:
                       cells_limit: int = Query(default=DEFAULT_CELLS_PAGE, ge=0, le=MAX_CELLS,
                                                description="cells in the page (0: none)")) -> Response:
         """Progress, per-variant numbers with intervals, a page of the cells, the matrix and the comparisons."""
-        found = await service.get_experiment(experiment_id, cells_offset=cells_offset, cells_limit=cells_limit)
-        return await asyncio.to_thread(report_response, found, cells_offset=cells_offset)
+        return await report(experiment_id, cells_offset=cells_offset, cells_limit=cells_limit)
 
     @router.get("/api/experiments/{experiment_id}/progress", summary="Get an experiment's progress",
                 responses=error_responses(404))
@@ -131,8 +139,7 @@ def create_experiment_router(runner: ExperimentRunner) -> APIRouter:
             current = await service.experiment_progress(experiment_id)
             return json_response({"detail": f"experiment {experiment_id} is not running ({current['status']}); "
                                             "nothing to cancel"}, 409)
-        found = await service.get_experiment(experiment_id, cells_limit=DEFAULT_CELLS_PAGE)
-        return await asyncio.to_thread(report_response, found)
+        return await report(experiment_id)
 
     @router.post("/api/experiments/{experiment_id}/grade", summary="Grade a cell by hand",
                  responses=error_responses(404, *BODY_ERRORS), openapi_extra=_body(_GRADE_BODY))
@@ -153,7 +160,6 @@ def create_experiment_router(runner: ExperimentRunner) -> APIRouter:
                                      graded_by="hand")
         except InvalidQuery as exc:
             raise unprocessable("task_id", str(exc)) from None
-        found = await service.get_experiment(experiment_id, cells_limit=DEFAULT_CELLS_PAGE)
-        return await asyncio.to_thread(report_response, found)
+        return await report(experiment_id)
 
     return router
