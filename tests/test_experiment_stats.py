@@ -290,3 +290,15 @@ def test_not_graded_and_lost_say_why() -> None:
     assert not_graded({"ungraded": 3, "ungraded_reasons": {"no_check": 1, "judge_error": 2}}) == \
         "3 (judge_error 2, no_check 1)"
     assert lost({"lost": 2, "lost_reasons": {"rate_limit": 1, "interrupted": 1}}) == "2 (interrupted 1, rate_limit 1)"
+
+
+def test_the_readmes_example_verdict_is_one_the_code_gives() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    # Nine tasks, B passing one more of its 4 tries than A on each.
+    a = {f"t{i}": (p, 4) for i, p in enumerate([0, 1, 2, 1, 0, 2, 1, 3, 2])}
+    b = {t: (p + 1, 4) for t, (p, _n) in a.items()}
+    verdict = str(stats.comparisons(["A", "B"], {"A": a, "B": b})[0]["verdict"])
+    assert verdict == "B − A = +25 points [+13, +37], p = 0.0039 (Holm), 9 tasks"
+    assert f'("{verdict}")' in " ".join(readme.split())
