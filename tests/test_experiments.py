@@ -500,6 +500,43 @@ def test_pass_at_k_in_the_report_uses_one_k(tmp_path: Any) -> None:
         store.close()
 
 
+def _graded_experiment(store: Any, passes: dict[str, dict[str, int]], repeats: int = 4) -> int:
+    """An experiment whose cells are graded straight in the store: passes[variant][task] of `repeats` tries."""
+    names, tasks = list(passes), list(next(iter(passes.values())))
+    exp_id = store.create_experiment(
+        name="graded", task_set=None, repeats=repeats, concurrency=1, backend="local", spec={},
+        tasks=[{"id": t, "title": None, "prompt": "abc", "check": {"kind": "equals"}, "task": {"id": t, "prompt": "abc"}}
+               for t in tasks], variants=[{"name": v, "overrides": {}} for v in names])
+    for v in names:
+        for t in tasks:
+            for r in range(1, repeats + 1):
+                store.finish_cell(exp_id, t, v, r, status="done", passed=r <= passes[v][t], score=None, detail="",
+                                  graded_by="check")
+    return int(exp_id)
+
+
+def test_the_report_never_names_the_variant_with_the_lower_mean_the_winner(tmp_path: Any) -> None:
+    # B passes one more try of 4 on 15 tasks and all 4 fewer on 5: A's mean is higher, yet the sign test said
+    # "B beats A on 15 of 20 tasks, p = 0.041". And A 0/20 against B 20/20 over 5 tasks was "no detectable
+    # difference ... at n = 20".
+    from agent.log.store import Store
+
+    store = Store(tmp_path / "data", snapshot_interval_s=None)
+    try:
+        a = {f"t{i:02d}": 2 if i < 15 else 4 for i in range(20)}
+        b = {f"t{i:02d}": 3 if i < 15 else 0 for i in range(20)}
+        (c,) = _report(store, _graded_experiment(store, {"A": a, "B": b}))["comparisons"]
+        assert c["difference"] == pytest.approx(-0.0625) and not c["significant"]
+        assert c["verdict"].startswith("not enough evidence that B differs from A: −6 points [")
+        sure = {f"s{i}": 0 for i in range(5)}
+        (c,) = _report(store, _graded_experiment(store, {"A": sure, "B": dict.fromkeys(sure, 4)}))["comparisons"]
+        assert (c["difference"], c["p_value"]) == (1.0, 0.0625)
+        assert c["verdict"].startswith("not enough evidence that B differs from A: +100 points [") and \
+            c["verdict"].endswith("with 5 tasks no difference can reach p < 0.05 in a test over tasks: add tasks")
+    finally:
+        store.close()
+
+
 @pytest.fixture
 def quick_model(fake_llm: FakeLLM) -> FakeLLM:
     """Every task answered "blue" after a short think (cells overlap); the fake_llm fixture sets the env."""
