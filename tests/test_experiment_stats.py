@@ -158,6 +158,9 @@ def test_many_comparisons_are_holm_adjusted() -> None:
     assert all(c["significant"] == (float(c["p_adjusted"]) < 0.05) for c in out)  # type: ignore[arg-type]
     base = stats.comparisons(["A", "B", "C"], counts, baseline="C")
     assert [(c["a"], c["b"]) for c in base] == [("C", "A"), ("C", "B")]
+    # Before any cell is graded the variants share every task; there is only nothing to compare yet.
+    (waiting,) = stats.comparisons(["A", "B"], {"A": {"t": (0, 0)}, "B": {}})
+    assert (waiting["verdict"], waiting["p_value"]) == ("no task graded for both A and B yet: nothing to compare", None)
 
 
 # ------------------------------------------------------------------ a bounded simulation (12 tasks × 4 repeats)
