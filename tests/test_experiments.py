@@ -537,6 +537,30 @@ def test_the_report_never_names_the_variant_with_the_lower_mean_the_winner(tmp_p
         store.close()
 
 
+def test_variants_that_lose_runs_at_different_rates_are_named_in_a_warning(tmp_path: Any) -> None:
+    # B lost 10 of its 24 runs (counted as failures), A none: Fisher's exact test says the loss rates differ.
+    from agent.log.store import Store
+
+    store = Store(tmp_path / "data", snapshot_interval_s=None)
+    try:
+        exp_id = _graded_experiment(store, {"A": {f"t{i}": 3 for i in range(6)}, "B": {f"t{i}": 3 for i in range(6)}})
+        lost = [(f"t{i}", r) for i in range(6) for r in (1, 2)][:10]
+        for task, repeat in lost:
+            store.finish_cell(exp_id, task, "B", repeat, status="done", passed=None, score=None, graded_by=None,
+                              detail="lost (rate_limit, played 3 times)", lost_reason="rate_limit")
+        report = _report(store, exp_id)
+        a, b = report["variants"]
+        assert (b["lost"], b["lost_reasons"], b["success_rate"]) == (10, {"rate_limit": 10}, pytest.approx(8 / 24))
+        assert b["success_rate_excluding_lost"] == pytest.approx(sum(
+            (3 - min(2, max(0, 10 - 2 * i))) / (4 - min(2, max(0, 10 - 2 * i))) for i in range(6)) / 6)
+        p = sp.fisher_exact([[0, 24], [10, 14]]).pvalue
+        assert report["warnings"] == [
+            f"B lost 10 of 24 runs and A 0 of 24 (Fisher's exact test p = {p:.2g}): lost runs count as failures, so "
+            "part of the difference may be the losses; compare success_rate_excluding_lost too"]
+    finally:
+        store.close()
+
+
 @pytest.fixture
 def quick_model(fake_llm: FakeLLM) -> FakeLLM:
     """Every task answered "blue" after a short think (cells overlap); the fake_llm fixture sets the env."""
