@@ -561,6 +561,57 @@ def test_variants_that_lose_runs_at_different_rates_are_named_in_a_warning(tmp_p
         store.close()
 
 
+def test_m008_gives_an_older_run_logs_cells_their_outcomes(tmp_path: Any) -> None:
+    """An experiment an older version recorded: cells it left ungraded become lost (why, from the run's stop reason
+    and its last failed call) or, when the variant caused the failure, failed; an interrupted cell is lost; an
+    unpriced run's cost becomes unknown; one "done" with a cell never played runs again."""
+    import duckdb
+
+    from agent.log.migrations import MIGRATIONS
+    from agent.log.store import Store
+
+    data = tmp_path / "data"
+    data.mkdir()
+    con = duckdb.connect(str(data / "runs.duckdb"))
+    con.execute("CREATE TABLE _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)")
+    for fn in MIGRATIONS[:MIGRATIONS.index(next(m for m in MIGRATIONS if m.__name__ == "m008_experiment_outcomes"))]:
+        fn(con)
+        con.execute("INSERT INTO _migrations VALUES (?, now())", [fn.__name__])
+    con.execute("INSERT INTO tasks VALUES (1, 'p', '{}', now(), NULL)")
+    runs = [(1, "success", "done", 0.002, None), (2, "failure", "model_error", 0.0, "rate_limit: slow down"),
+            (3, "failure", "model_error", 0.0, "context_window: too long"), (4, "failure", "interrupted", 0.0, None)]
+    for run_id, status, stop, cost, error in runs:
+        con.execute("INSERT INTO runs (id, task_id, status, stop_reason, mode, created_at, started_at, request_json, "
+                    "cost_usd) VALUES (?, 1, ?, ?, 'agent', now(), now(), '{}', ?)", [run_id, status, stop, cost])
+        con.execute("INSERT INTO llm_calls VALUES (?, 0, 1, 0, 'm', 'openai', 'step', now(), 1.0, 10, 2, ?, NULL, ?)",
+                    [run_id, 0.002 if run_id == 1 else None, error])
+    for exp_id, status in ((1, "done"), (2, "done")):
+        con.execute("INSERT INTO experiments VALUES (?, 'old', ?, NULL, 4, 1, 'local', now(), now(), NULL, '{}')",
+                    [exp_id, status])
+        con.execute("INSERT INTO experiment_tasks VALUES (?, 't', 0, NULL, 'p', 'equals', '{}')", [exp_id])
+        con.execute("INSERT INTO experiment_variants VALUES (?, 'A', 0, '{}')", [exp_id])
+    cells = [(1, 1, "done", 1, True), (1, 2, "done", 2, None), (1, 3, "done", 3, None), (1, 4, "interrupted", 4, None),
+             (2, 1, "pending", None, None)]
+    for exp_id, repeat, status, run_id, passed in cells:
+        con.execute("INSERT INTO experiment_cells (experiment_id, task_key, variant, repeat, status, run_id, passed) "
+                    "VALUES (?, 't', 'A', ?, ?, ?, ?)", [exp_id, repeat, status, run_id, passed])
+    con.close()
+
+    store = Store(data, snapshot_interval_s=None)
+    try:
+        got = [(c["repeat"], c["status"], c["outcome"], c["lost_reason"], c["cost_usd"])
+               for c in store.experiment_cells(1)]
+        # run 3's context window is the variant's own failure: graded failed (the old version left it out)
+        assert got == [(1, "done", "passed", None, 0.002), (2, "done", "lost", "rate_limit", None),
+                       (3, "done", "failed", None, None), (4, "done", "lost", "interrupted", None)]
+        (v,) = store.experiment_variants(1)
+        assert (v["passes"], v["failures"], v["lost"], v["success_rate"], v["cost_usd"], v["unpriced_runs"]) == (
+            1, 1, 2, 0.25, None, 3)
+        assert store.unfinished_experiments() == [2]  # marked done with a cell never played: it runs again
+    finally:
+        store.close()
+
+
 @pytest.fixture
 def quick_model(fake_llm: FakeLLM) -> FakeLLM:
     """Every task answered "blue" after a short think (cells overlap); the fake_llm fixture sets the env."""

@@ -723,8 +723,23 @@ def m008_experiment_outcomes(db: Connection) -> None:
              WHERE r.id = experiment_cells.run_id), CASE WHEN status = 'interrupted' THEN 'interrupted' END)
         WHERE status IN ('done', 'interrupted') AND passed IS NULL""")
     db.execute("""UPDATE experiment_cells SET status = 'done' WHERE status = 'interrupted'""")
-    db.execute("""UPDATE experiment_cells SET ungraded_reason = 'no_check'
-                  WHERE status = 'done' AND passed IS NULL AND lost_reason IS NULL""")
+    # A failed run left ungraded for a reason the variant caused (a context window, a refused request) is the
+    # variant's failure: its check would have found no result.
+    db.execute("""
+        UPDATE experiment_cells SET passed = false, score = 0.0, graded_by = 'check',
+            grade_detail = 'no result (the run failed: ' || r.stop_reason || '); graded when the run log was upgraded'
+        FROM runs r, experiment_tasks t
+        WHERE r.id = experiment_cells.run_id AND t.experiment_id = experiment_cells.experiment_id
+          AND t.task_key = experiment_cells.task_key AND experiment_cells.status = 'done'
+          AND experiment_cells.passed IS NULL AND experiment_cells.lost_reason IS NULL AND r.status = 'failure'
+          AND t.check_kind IS NOT NULL""")
+    db.execute("""
+        UPDATE experiment_cells SET ungraded_reason = CASE WHEN t.check_kind = 'judge' THEN 'judge_error'
+                                                           ELSE 'no_check' END
+        FROM experiment_tasks t
+        WHERE t.experiment_id = experiment_cells.experiment_id AND t.task_key = experiment_cells.task_key
+          AND experiment_cells.status = 'done' AND experiment_cells.passed IS NULL
+          AND experiment_cells.lost_reason IS NULL""")
     # The outcome of a cell: passed, failed (including the variant's own failures: a context window, a bad
     # request), lost (counted as a failure, shown apart), ungraded (no check, or the judge failed), or not
     # played yet (pending, running) or ever (cancelled with the experiment).

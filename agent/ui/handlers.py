@@ -495,7 +495,8 @@ class RunHandlers:
             return gr.update(value="")
         price = await asyncio.to_thread(model_price, provider, name)
         if price is None:
-            return gr.update(value=f"{name}: price unknown to litellm's price map (cost shows as $0)")
+            return gr.update(value=f"{name}: price unknown to litellm's price map (its cost shows as unknown; "
+                                   "price_per_mtok gives one)")
         per_in, per_out = price
         return gr.update(value=f"{name}: ${per_in:,.2f} per million input tokens, ${per_out:,.2f} per million "
                                "output tokens (litellm's price map)")
