@@ -63,7 +63,9 @@ STOP_REASONS: tuple[str, ...] = StopReason.__args__  # type: ignore[attr-defined
 # from outside, or lost to the infrastructure. A success rate is over the other finished runs.
 STOPPED_REASONS: tuple[str, ...] = ("cancelled", "interrupted", "shutdown")
 INFRASTRUCTURE_REASONS: tuple[str, ...] = ("model_error", "missing_key", "browser_error", "internal_error")
-NO_FAIR_CHANCE: tuple[str, ...] = STOPPED_REASONS + INFRASTRUCTURE_REASONS  # not graded in an experiment
+# An experiment plays such a run's cell again (a model_error only when the provider's failure may pass) and
+# counts what stays lost as a failure, shown apart (agent.experiments.runner).
+NO_FAIR_CHANCE: tuple[str, ...] = STOPPED_REASONS + INFRASTRUCTURE_REASONS
 
 
 # Current default model per provider, used when a request names a provider but no model.

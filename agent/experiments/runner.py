@@ -30,7 +30,7 @@ from agent.experiments import checks
 from agent.experiments.estimate import estimate
 from agent.experiments.spec import DEFAULT_MAX_REPLAYS, MAX_CELLS, Cell, ExperimentSpec, Variant, validate_spec
 from agent.experiments.tasks import Check, Task, TaskError
-from agent.models import LLMTrace, PageChecked, RunFinished, RunRequest, RunResponse
+from agent.models import NO_FAIR_CHANCE, LLMTrace, PageChecked, RunFinished, RunRequest, RunResponse
 from agent.service.runs import ServiceBusy
 
 if TYPE_CHECKING:
@@ -45,8 +45,7 @@ BUSY_BACKOFF_S = (0.05, 2.0)  # a cell waiting for room in the run queue looks a
 # Why a cell's run is lost to the experiment: its stop reason, or for a provider failure, the kind of the last
 # failed call (agent.engine.llm.ErrorKind). Variant-caused provider failures (context_window, bad_request,
 # not_found, vision refused, the model's own output) are none of these: they are the variant's failures.
-LOST_STOP_REASONS = frozenset({"cancelled", "interrupted", "shutdown", "missing_key", "browser_error",
-                               "internal_error"})
+LOST_STOP_REASONS = frozenset(NO_FAIR_CHANCE) - {"model_error"}  # a model error: by the kind of its last call
 LOST_CALL_KINDS = {"rate_limit": "rate_limit", "server": "server_error", "auth": "auth"}
 # Lost runs worth playing again: what may pass (a key that is missing or refused will not).
 REPLAYED = frozenset({"cancelled", "interrupted", "shutdown", "browser_error", "internal_error", "rate_limit",
