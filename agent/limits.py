@@ -23,6 +23,8 @@ __all__ = [
     "MAX_SECRETS",
     "MAX_SECRET_CHARS",
     "MAX_SESSION_ID_CHARS",
+    "MAX_BUDGET_USD",
+    "MAX_PRICE_PER_MTOK",
     "MAX_WORKFLOW_BYTES",
     "MAX_WORKFLOW_PARAMS_BYTES",
     "json_depth",
@@ -42,6 +44,8 @@ MAX_DOMAINS = 100  # entries of allowed_domains
 MAX_DOMAIN_CHARS = 253  # the longest DNS name
 MAX_SECRETS = 50  # names in sensitive_data (all domains together)
 MAX_SECRET_CHARS = 4096  # one sensitive value
+MAX_BUDGET_USD = 100_000.0  # max_cost_usd of a run or an experiment
+MAX_PRICE_PER_MTOK = 10_000.0  # price_per_mtok's input and output, USD per million tokens
 MAX_SESSION_ID_CHARS = 128  # session_id: a name for a group of runs in tracing tools
 
 

@@ -4,9 +4,15 @@ a local Ray (`backend: ray`, workers with their own Chromium, events streamed ba
 memory per concurrent run (PSS of the app, its Chromium and, with Ray, Ray's processes and workers).
 
     python bench/bench_experiments.py [--cells 100] [--concurrency 4] [--no-ray]
+    python bench/bench_experiments.py --report 2000     # only the report of a played 2,000-cell experiment
 
 Each run opens the demo shop (served by the app) and reports its title: a real browser context, a
 page load and two model calls, so the runner's overhead is measured against real work.
+
+`--report N` writes a played experiment of N cells (100 tasks × 2 variants × N/200 repeats, every run
+recorded with a step and a grade) into a fresh run log with the Store, starts the app on it, and times
+`GET /api/experiments/{id}` (every cell, and the default page of 500), the light `/progress` form, the
+report built in process (`summary`), and `/api/health`'s worst answer while four full reports are built.
 """
 
 from __future__ import annotations
@@ -123,12 +129,122 @@ def via_experiment(app: WorkbenchProcess, cells: int, concurrency: int, backend:
     return wall
 
 
+def played_experiment(data_dir: Path, cells: int) -> int:
+    """A finished experiment of `cells` cells written straight into a run log (every cell a recorded run)."""
+    from agent.log.store import Store
+    from agent.models import HistoryItem, LLMCall, RunFinished, RunRequest, Tally, utcnow
+
+    tasks = [{"id": f"t{i:03d}", "prompt": f"Say the colour of the sky ({i})", "check": {"equals": "blue"}}
+             for i in range(100)]
+    repeats = max(1, cells // 200)
+    store = Store(data_dir, snapshot_interval_s=None)
+    try:
+        exp_id = store.create_experiment(
+            name="report bench", task_set=None, repeats=repeats, concurrency=4, backend="local",
+            spec={"tasks": tasks, "repeats": repeats, "variants": [{"name": "A"}, {"name": "B"}]},
+            tasks=[{"id": t["id"], "title": None, "prompt": t["prompt"], "check": {"kind": "equals"}, "task": t}
+                   for t in tasks], variants=[{"name": v, "overrides": {"model": f"m-{v}"}} for v in ("A", "B")])
+        for t in tasks:
+            for variant in ("A", "B"):
+                for repeat in range(1, repeats + 1):
+                    request = RunRequest(prompt=t["prompt"], model=f"m-{variant}")
+                    run_id = store.create_run(store.create_task(request), request)
+                    tally = Tally(request)
+                    tally.add_step(HistoryItem(description="answer", step=1, started_at=utcnow(), llm_calls=[
+                        LLMCall(model=f"openai/m-{variant}", provider="openai", started_at=utcnow(), latency_ms=5,
+                                input_tokens=900, output_tokens=30, cost_usd=0.001)]))
+                    passed = variant == "B" or repeat % 2 == 0
+                    store.record(run_id, RunFinished(response=tally.response(
+                        result="blue" if passed else "red", done=True, success=True)))
+                    store.start_cell(exp_id, t["id"], variant, repeat, run_id)
+                    store.finish_cell(exp_id, t["id"], variant, repeat, status="done", passed=passed,
+                                      score=float(passed), detail="equals 'blue'" if passed else "differs from 'blue'",
+                                      graded_by="check")
+        store.set_experiment_status(exp_id, "done")
+        return exp_id
+    finally:
+        store.close()
+
+
+def report_phase(cells: int, keep: Path | None = None) -> None:
+    """Time the report of a played `cells`-cell experiment through the app, and the loop's health meanwhile
+    (`keep`: the data folder to write it to, or to reuse when it holds one already)."""
+    import asyncio
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = keep or Path(tmp) / "data"
+        t0 = time.perf_counter()
+        exp_id = 1 if keep is not None and (keep / "runs.duckdb").exists() else played_experiment(data, cells)
+        written = time.perf_counter() - t0
+        app = WorkbenchProcess(data, {"OPENAI_API_KEY": "sk-bench"}).start()
+        try:
+            rows = []
+            with httpx.Client(base_url=app.base, timeout=120) as http:
+                for label, path, params in (("full report (every cell)", f"/api/experiments/{exp_id}",
+                                             {"cells_limit": cells}),
+                                            ("default page (500 cells)", f"/api/experiments/{exp_id}", {}),
+                                            ("progress (light form)", f"/api/experiments/{exp_id}/progress", {})):
+                    times, size = [], 0
+                    for _ in range(7):
+                        t0 = time.perf_counter()
+                        size = len(http.get(path, params=params).content)
+                        times.append(1000 * (time.perf_counter() - t0))
+                    rows.append((label, statistics.median(times), max(times), size))
+
+            async def health_while_building() -> float:
+                def full() -> None:
+                    httpx.get(f"{app.base}/api/experiments/{exp_id}", params={"cells_limit": cells}, timeout=120)
+
+                async with httpx.AsyncClient(base_url=app.base, timeout=30) as client:
+                    building = asyncio.gather(*(asyncio.to_thread(full) for _ in range(4)))
+                    worst = 0.0
+                    while not building.done():
+                        t0 = time.perf_counter()
+                        await client.get("/api/health")
+                        worst = max(worst, 1000 * (time.perf_counter() - t0))
+                        await asyncio.sleep(0.02)
+                    await building
+                    return worst
+
+            worst = asyncio.run(health_while_building())
+        finally:
+            app.stop()
+        from agent.experiments.report import summary
+        from agent.log.store import Store
+
+        store = Store(data, snapshot_interval_s=None)
+        try:
+            found = store.get_experiment(exp_id)
+            found["cells"] = store.experiment_cells(exp_id)
+            found["variants"] = store.experiment_variants(exp_id)
+            found["matrix"] = store.experiment_matrix(exp_id)
+            t0 = time.perf_counter()
+            summary(found)
+            built = 1000 * (time.perf_counter() - t0)
+        finally:
+            store.close()
+    print(f"\nreport of a played experiment of {cells} cells (written in {written:.0f} s)\n")
+    print(f"{'request':<28} {'p50 ms':>8} {'max ms':>8} {'bytes':>9}")
+    for label, p50, peak, size in rows:
+        print(f"{label:<28} {p50:>8.0f} {peak:>8.0f} {size:>9,}")
+    print(f"\nsummary() in process (statistics, comparisons, cells): {built:.0f} ms")
+    print(f"/api/health worst answer while 4 full reports were built: {worst:.0f} ms")
+    print(json.dumps({"cells": cells, "rows": rows, "summary_ms": built, "health_worst_ms": worst}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", type=int, default=100)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--no-ray", action="store_true", help="leave out the Ray phase")
+    parser.add_argument("--report", type=int, default=None, metavar="CELLS",
+                        help="only time the report of a played experiment of CELLS cells (e.g. 2000)")
+    parser.add_argument("--report-data", type=Path, default=None, metavar="DIR",
+                        help="with --report: write the experiment there, or reuse the one written there before")
     args = parser.parse_args()
+    if args.report:
+        report_phase(args.report, args.report_data)
+        return
     try:
         import ray  # noqa: F401
     except ImportError:

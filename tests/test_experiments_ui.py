@@ -1,5 +1,7 @@
-"""Experiments through the workbench page (real Chromium), Gradio's API (gradio_client), the CLI, and a
-kill -9 of the app in the middle of one (it resumes after the restart, never stuck)."""
+"""Experiments through the workbench page (real Chromium at 1,440 px), Gradio's API (gradio_client), the CLI
+(its CI flags too), and a kill -9 of the app in the middle of one (it resumes after the restart, never stuck).
+Reading one back: a link opens it, a click on a past one opens it, a visible progress bar, tables that fit
+or scroll, cancelled cells shown as such, each repeat's grade and reason, the viewer's grade of a run."""
 
 from __future__ import annotations
 
@@ -27,6 +29,10 @@ JSONL = "\n".join(json.dumps(t) for t in [
     {"id": "sky", "prompt": "Say the colour of the sky", "check": {"equals": "blue"}},
     {"id": "grass", "prompt": "Say the colour of grass", "check": {"contains": ["green"]}},
 ])
+# Six tasks: enough for a difference over tasks to reach p < 0.05 (2/64 when all six agree).
+JSONL6 = "\n".join(json.dumps({"id": f"{what}{i}", "prompt": f"Say the colour of the {what} ({i})",
+                                "check": {"equals": colour}})
+                    for what, colour in (("sky", "blue"), ("grass", "green")) for i in range(3))
 
 
 def colours(body: dict[str, Any]) -> Any:
@@ -72,6 +78,11 @@ async def page(browser: Any, app: App) -> Any:
 
 
 async def test_the_matrix_fills_in_live_in_the_browser(page: Any, app: App) -> None:
+    # Before Start, the button's preview: the default demo-shop set, 14 tasks × 2 variants × 3 repeats.
+    estimate = await until(lambda: page.locator("#wb-exp-estimate").inner_text(), what="the dry run's preview",
+                           check=lambda text: "runs" in text)
+    assert re.match(r"Start: 84 runs, about \$[\d.]+; differences under about \d+ points would likely go unseen "
+                    r"with 14 tasks × 3 repeats", estimate), estimate
     await set_code(page, "wb-exp-jsonl", JSONL)
     await until(lambda: page.locator("#wb-exp-taskset input").input_value(), what="the pasted set to be picked",
                 check=lambda v: v.startswith("(uploaded"))
@@ -84,27 +95,94 @@ async def test_the_matrix_fills_in_live_in_the_browser(page: Any, app: App) -> N
     cells = await page.evaluate("""() => [...document.querySelectorAll('#wb-exp-view .wb-matrix td')].map(td => ({
         task: td.dataset.task, variant: td.dataset.variant, text: td.querySelector('b').textContent,
         colour: getComputedStyle(td).backgroundColor,
-        runs: [...td.querySelectorAll('a[href^="?run="]')].map(a => Number(a.getAttribute('href').slice(5))),
-        compare: (td.querySelector('a.wb-exp-compare') || {}).getAttribute ? td.querySelector('a.wb-exp-compare').getAttribute('href') : null,
+        marks: [...td.querySelectorAll('a.wb-exp-mark')].map(a => ({run: Number(a.getAttribute('href').slice(5)),
+            title: a.getAttribute('title'), text: a.textContent, repeat: Number(a.dataset.repeat)})),
+        compare: [...td.querySelectorAll('a.wb-exp-compare')].map(a => a.getAttribute('href')),
     }))""")
     by = {(c["task"], c["variant"]): c for c in cells}
     # the default variants: A is gpt-4.1-mini (always wrong), B is gpt-4.1 (always right)
     assert {k: c["text"] for k, c in by.items()} == {("sky", "A"): "0/2", ("sky", "B"): "2/2",
                                                      ("grass", "A"): "0/2", ("grass", "B"): "2/2"}
     assert by[("sky", "B")]["colour"] == "rgb(187, 247, 208)" and by[("sky", "A")]["colour"] == "rgb(254, 202, 202)"
+    # Each repeat: its run, its grade and the reason on hover.
+    assert [m["title"] for m in by[("sky", "A")]["marks"]] == [
+        "repeat 1: failed: differs from 'blue'", "repeat 2: failed: differs from 'blue'"]
+    assert [m["text"] for m in by[("sky", "B")]["marks"]] == ["✓", "✓"]
     exp_id = int(await page.locator("#wb-exp-view .wb-exp").get_attribute("data-experiment-id"))
     report = (await asyncio.to_thread(httpx.get, f"{app.base}/api/experiments/{exp_id}")).json()
-    api_runs = sorted(c["run_id"] for c in report["cells"] if c["task_id"] == "sky" and c["variant"] == "B")
-    assert sorted(by[("sky", "B")]["runs"]) == api_runs
-    assert by[("sky", "B")]["compare"] == f"?compare={api_runs[0]},{api_runs[1]}"
+    run_of = {(c["task_id"], c["variant"], c["repeat"]): c["run_id"] for c in report["cells"]}
+    assert [m["run"] for m in by[("sky", "B")]["marks"]] == [run_of[("sky", "B", 1)], run_of[("sky", "B", 2)]]
+    # B's run compared with the baseline A's run of the same task and repeat (not two repeats of B).
+    assert by[("sky", "B")]["compare"] == [f"?compare={run_of[('sky', 'A', r)]},{run_of[('sky', 'B', r)]}"
+                                           for r in (1, 2)]
+    assert by[("sky", "A")]["compare"] == []  # the baseline itself
     verdict = await page.locator("#wb-exp-view .wb-verdicts li").first.inner_text()
-    assert verdict.startswith("no detectable difference between A and B at n = 4 (B better on 2, worse on 0")
+    assert verdict == report["comparisons"][0]["verdict"]
+    assert verdict.startswith("not enough evidence that B differs from A: +100 points [") and verdict.endswith(
+        "]; with 2 tasks no difference can reach p < 0.05 in a test over tasks: add tasks")
     rates = await page.evaluate("""() => [...document.querySelectorAll('#wb-exp-view .wb-variants tbody tr')].map(
         tr => [...tr.children].map(td => td.textContent))""")
-    assert rates[1][:4] == ["B", "4/4", "100%", "51–100%"]  # Wilson 4/4: (0.510, 1)
+    b = report["variants"][1]
+    assert rates[1][:4] == ["B", "4/4", "100%", f"{100 * b['ci_low']:.0f}–100%"]
+    assert re.fullmatch(r"\$\d+\.\d{4}", rates[1][10])  # litellm prices gpt-4.1
+    # A visible progress bar, and tables that fit the 1,440 px page or scroll inside it (never cut off).
+    bar = await page.evaluate("""() => { const p = document.querySelector('#wb-exp-view .wb-progress');
+        const fill = p.querySelector('.wb-progress-played'); return {height: p.getBoundingClientRect().height,
+        width: fill.getBoundingClientRect().width, full: p.getBoundingClientRect().width,
+        colour: getComputedStyle(fill).backgroundColor}; }""")
+    assert bar["height"] >= 8 and bar["width"] == pytest.approx(bar["full"], abs=1) and bar["colour"] != "rgba(0, 0, 0, 0)"
+    fits = await page.evaluate("""() => [...document.querySelectorAll('#wb-exp-view table')].map(t => {
+        const box = t.parentElement; const r = box.getBoundingClientRect();
+        return {right: r.right, page: document.documentElement.clientWidth, scrolls: getComputedStyle(box).overflowX,
+                fits: t.scrollWidth <= box.clientWidth + 1}; })""")
+    assert all(f["right"] <= f["page"] and (f["fits"] or f["scrolls"] == "auto") for f in fits), fits
     past = await until(lambda: page.locator("#wb-exp-past").inner_text(), what="the past experiments list",
                        check=lambda text: "colours" in text)
-    assert "done" in past
+    assert "done" in past and "A 0/4 · B 4/4" in past
+    # The viewer shows the grade of a run an experiment played: a "success" run that failed its check.
+    await page.goto(f"{app.base}/?run={run_of[('sky', 'A', 1)]}")
+    banner = await until(lambda: page.locator("#wb-viewer .wb-grade").all_inner_texts(), what="the grade banner",
+                         check=lambda texts: bool(texts))
+    assert f"Experiment #{exp_id}: colours · task sky · variant A · repeat 1: failed — differs from 'blue'" in banner[0]
+
+
+async def test_an_experiment_opens_from_a_link_and_a_click_and_cancelled_cells_say_so(page: Any, app: App) -> None:
+    def start(body: dict[str, Any]) -> int:
+        return int(httpx.post(f"{app.base}/api/experiments", json=body).json()["experiment_id"])
+
+    slow = [{"id": f"w{i}", "prompt": f"Walk then say the colour of the sky [walk] {i}", "check": {"equals": "blue"}}
+            for i in range(6)]
+    cancelled = await asyncio.to_thread(start, {"name": "cut short", "tasks": slow, "repeats": 2, "concurrency": 1,
+                                                "variants": [{"name": "B", "model": "gpt-4.1"}]})
+    await asyncio.to_thread(poll, lambda: (p := httpx.get(f"{app.base}/api/experiments/{cancelled}/progress").json()[
+        "progress"])["played"] and p["running"], timeout=90, what="a played cell and a running one")
+    assert (await asyncio.to_thread(httpx.post, f"{app.base}/api/experiments/{cancelled}/cancel",
+                                    timeout=90)).status_code == 200
+    other = await asyncio.to_thread(start, {"name": "quick one", "tasks_jsonl": JSONL,
+                                            "variants": [{"name": "B", "model": "own-model"}]})
+    await asyncio.to_thread(poll, lambda: httpx.get(f"{app.base}/api/experiments/{other}/progress").json()[
+        "status"] == "done", timeout=120, what="the quick experiment")
+    await page.goto(f"{app.base}/?experiment={cancelled}")
+    view = page.locator("#wb-exp-view .wb-exp")
+    await until(lambda: view.get_attribute("data-experiment-id"), what="the linked experiment",
+                check=lambda v: v == str(cancelled))
+    counts = await page.locator("#wb-exp-view .wb-exp-counts").inner_text()
+    assert re.fullmatch(r"([1-9]|1[01]) played, ([1-9]|1[01]) cancelled of 12", counts), counts
+    played = int(counts.split()[0])
+    marks = await page.locator("#wb-exp-view .wb-exp-mark.wb-cancelled").count()
+    assert marks == 12 - played
+    assert "not played" in (await page.locator("#wb-exp-view .wb-exp-mark.wb-cancelled").first.get_attribute("title"))
+    # A click on a past experiment opens it.
+    ids = await until(lambda: page.locator('#wb-exp-past [role=gridcell][data-col="0"]').all_inner_texts(),
+                      what="the past experiments", check=lambda v: str(other) in [x.strip() for x in v])
+    row = [x.strip() for x in ids].index(str(other))
+    await page.locator(f'#wb-exp-past [data-testid="cell-{row}-1"]').click()
+    await until(lambda: view.get_attribute("data-experiment-id"), what="the clicked experiment",
+                check=lambda v: v == str(other))
+    cost = await page.locator("#wb-exp-view .wb-variants tbody tr td").nth(9).inner_text()
+    assert cost == "unknown"  # litellm has no price for own-model: unknown, never $0.0000
+    await page.goto(f"{app.base}/?experiment=12x")  # never an id: a warning that does not echo it
+    await page.get_by_text("?experiment= takes an experiment id (digits), e.g. ?experiment=3").wait_for()
 
 
 async def test_the_experiment_endpoint_of_the_gradio_api_streams_progress(app: App) -> None:
@@ -122,19 +200,34 @@ async def test_the_experiment_endpoint_of_the_gradio_api_streams_progress(app: A
     assert outputs[-1]["variants"][0]["passes"] == 2
 
 
-def test_the_cli_against_a_running_workbench(app: App, tmp_path: Any) -> None:
+def cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "agent.experiments", "run", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+def test_the_cli_against_a_running_workbench_with_its_ci_flags(app: App, tmp_path: Any) -> None:
     tasks = tmp_path / "tasks.jsonl"
-    tasks.write_text(JSONL)
-    out = subprocess.run([sys.executable, "-m", "agent.experiments", "run", str(tasks), "--server", app.base,
-                          "--variant", "mini=openai:gpt-4.1-mini", "--variant", "full=openai:gpt-4.1",
-                          "--repeats", "1", "--concurrency", "2"], cwd=ROOT, capture_output=True, text=True,
-                         timeout=240, check=False)
-    assert out.returncode == 0, out.stderr
-    assert re.search(r"^full\s+2/2\s+100%", out.stdout, re.M) and re.search(r"^mini\s+0/2\s+0%", out.stdout, re.M)
-    assert "no detectable difference between mini and full at n = 2" in out.stdout
-    bad = subprocess.run([sys.executable, "-m", "agent.experiments", "run", str(tasks), "--server", app.base,
-                          "--variant", "nocolon"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    tasks.write_text(JSONL6)
+    both = ["--server", app.base, "--variant", "mini=openai:gpt-4.1-mini", "--variant", "full=openai:gpt-4.1",
+            "--concurrency", "3"]
+    dry = cli(str(tasks), *both, "--repeats", "2", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert re.match(r"24 runs, about \$[\d.]+; differences under about \d+ points would likely go unseen with 6 "
+                    r"tasks × 2 repeats", dry.stdout), dry.stdout
+    out = cli(str(tasks), *both, "--baseline", "full", "--fail-under", "0.8", "--fail-on-regression")
+    assert out.returncode == 1, out.stderr  # mini is at 0% and significantly worse than full
+    assert re.search(r"^full\s+6/6\s+100%", out.stdout, re.M) and re.search(r"^mini\s+0/6\s+0%", out.stdout, re.M)
+    assert "mini − full = −100 points [" in out.stdout and "p = 0.031 (Holm), 6 tasks" in out.stdout
+    assert "fail: mini: success rate 0% is under --fail-under 0.8" in out.stderr
+    assert "fail: mini is significantly worse than full: mini − full = −100 points" in out.stderr
+    passing = cli(str(tasks), "--server", app.base, "--variant", "full=openai:gpt-4.1", "--fail-under", "0.8",
+                  "--fail-on-regression")
+    assert passing.returncode == 0, passing.stderr
+    bad = cli(str(tasks), "--server", app.base, "--variant", "nocolon", timeout=60)
     assert bad.returncode == 2 and "--variant: 'nocolon'" in bad.stderr
+    keyless = cli(str(tasks), "--server", app.base, "--variant", "k=anthropic:claude-x", timeout=60)
+    assert keyless.returncode == 2 and "variants[0].provider: variant 'k': No API key for provider 'anthropic'" \
+        in keyless.stderr
 
 
 def test_kill_mid_experiment_resumes_after_the_restart(model: FakeLLM, tmp_path: Any) -> None:
@@ -155,7 +248,7 @@ def test_kill_mid_experiment_resumes_after_the_restart(model: FakeLLM, tmp_path:
         with httpx.Client(base_url=victim.base, timeout=60) as http:
             report = poll(lambda: (r := http.get(f"/api/experiments/{exp_id}").json())["status"] != "running" and r,
                           timeout=180, what="the resumed experiment to end")
-            assert (report["status"], report["progress"]["done"]) == ("done", 3)
+            assert (report["status"], report["progress"]["played"]) == ("done", 3)
             assert all(c["passed"] for c in report["cells"])
             for cell in report["cells"]:
                 old = before.get(cell["task_id"])

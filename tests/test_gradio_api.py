@@ -34,7 +34,7 @@ DEFAULTS = {"model": "", "provider": "openai", "wait_for_completion": True, "web
             "response_format": "text", "json_schema": "", "use_cached_workflow": False, "cached_workflow": "",
             "workflow_id": "", "workflow_params": "", "start_url": "", "max_steps": "", "use_vision": False,
             "allowed_domains": "", "sensitive_data": "", "extend_system_message": "", "override_system_message": "",
-            "session_id": ""}
+            "max_cost_usd": "", "price_per_mtok": "", "session_id": ""}
 
 
 @pytest.fixture(scope="module")

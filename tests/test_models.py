@@ -139,7 +139,7 @@ def test_every_request_field_says_where_it_goes_and_the_engine_and_experiments_d
     from typing import get_args
 
     from agent.engine.loop import EngineOptions, resolve_options
-    from agent.experiments.runner import VARIANT_FIELDS
+    from agent.experiments.spec import VARIANT_FIELDS
     from agent.models import ENGINE_FIELDS, FIELDS, TASK_FIELDS
     from agent.models.fields import Section, value_type
 

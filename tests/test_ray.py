@@ -1,10 +1,12 @@
 """The Ray backend for real, on a local Ray (2 CPUs): runs played by Ray workers with their own Chromium,
-their events streamed back to this process (the one writer of the run log), and a worker killed in
-the middle of a run (the run ends interrupted; the experiment plays that cell once more)."""
+their events streamed back to this process (the one writer of the run log), a worker killed in the
+middle of a run (the run ends interrupted; the experiment plays that cell once more), and the app
+joining a cluster it did not start (`ray start --head` on loopback, then RAY_ADDRESS)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -138,3 +140,81 @@ async def test_an_unknown_backend_is_refused_naming_the_field(service: RunServic
     with pytest.raises(TaskError) as info:
         await runner.start({"tasks": [{"id": "t", "prompt": "abc"}], "variants": [{"name": "A"}], "backend": "mars"})
     assert (info.value.field, info.value.message) == ("backend", "Input should be 'local' or 'ray'")
+
+
+# ------------------------------------------------------------------ a cluster the app did not start
+def _session_pids(sid: int) -> list[int]:
+    """Processes of the session `sid` (the `ray start` we launched and everything Ray started under it)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == sid:  # after "pid (comm)": state, ppid, pgrp, session
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture
+def cluster() -> Iterator[tuple[str, int]]:
+    """`ray start --head` on loopback in its own session, with ports of its own; stopped (that session only) after."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    from tests.apphelpers import free_port
+
+    temp = tempfile.mkdtemp(prefix="rayj-", dir="/tmp")  # short: Ray's socket paths must fit in 107 characters
+    port = free_port()
+    flags = {f"--{name}": str(free_port()) for name in (
+        "node-manager-port", "object-manager-port", "dashboard-agent-listen-port",
+        "dashboard-agent-grpc-port", "runtime-env-agent-port", "metrics-export-port")}
+    head = subprocess.Popen(
+        [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
+         "--port", str(port), "--num-cpus", "1", "--include-dashboard", "false", "--disable-usage-stats",
+         "--temp-dir", temp, *[x for kv in flags.items() for x in kv]],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+    try:
+        yield f"127.0.0.1:{port}", head.pid
+    finally:
+        head.send_signal(signal.SIGTERM)  # --block: it stops the processes it started
+        try:
+            head.wait(30)
+        except subprocess.TimeoutExpired:
+            head.kill()
+        for pid in _session_pids(head.pid):  # whatever of that session outlived it, by id
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_an_experiment_on_a_cluster_the_app_did_not_start(cluster: tuple[str, int], tmp_path: Path) -> None:
+    import httpx
+
+    from tests.apphelpers import App, poll
+
+    address, head_pid = cluster
+    fake = FakeLLM(lambda body: reply("Answer.", call("done", text="blue", success=True)))
+    app = App(tmp_path / "data", {"OPENAI_BASE_URL": fake.url, "OPENAI_API_KEY": "sk-test", "RAY_ADDRESS": address,
+                                  "MAX_CONCURRENT_RUNS": "3"})
+    try:
+        app.start().ready()
+        with httpx.Client(base_url=app.base, timeout=180) as http:
+            started = http.post("/api/experiments", json={
+                "backend": "ray", "concurrency": 2, "repeats": 2, "variants": [{"name": "A", "model": "gpt-4o-mini"}],
+                "tasks": [{"id": "sky", "prompt": "Say the colour of the sky", "check": {"equals": "blue"}}]})
+            assert started.status_code == 202, started.text
+            exp_id = started.json()["experiment_id"]
+            report = poll(lambda: (r := http.get(f"/api/experiments/{exp_id}").json())["status"] != "running" and r,
+                          timeout=240, what="the experiment on the joined cluster")
+        assert (report["status"], report["variants"][0]["passes"]) == ("done", 2), report
+        # The workers are the cluster's (its session), not processes the app started.
+        workers = [pid for pid in worker_pids() if pid in _session_pids(head_pid)]
+        assert workers and all(pid not in _session_pids(os.getsid(app.proc.pid)) for pid in workers)  # type: ignore[union-attr]
+    finally:
+        app.stop()
+        fake.close()

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from agent.modelmap import load_litellm, model_info, model_notes, model_price, output_limit, text_only
-from agent.models import LLMCall, utcnow
+from agent.models import LLMCall, PricePerMTok, utcnow
 from agent.providers import BASE_URL_VARS, DEFAULT_MODELS, KEY_VARS, REGISTRY, litellm_model
 
 # Re-exported: what litellm's model map says of a model lives in agent.modelmap (a leaf the request model uses).
@@ -148,8 +148,10 @@ class LLM:
         timeout_s: float = 120.0,
         max_retries: int = MAX_RETRIES,
         backoff_s: float = 1.0,
+        price: PricePerMTok | None = None,
     ) -> None:
         self.provider = provider
+        self.price = price  # the run's price_per_mtok: overrides litellm's price map
         self.model = model or DEFAULT_MODELS[provider]
         self.name = litellm_model(provider, self.model)
         self.timeout_s = timeout_s
@@ -294,6 +296,19 @@ def _convert_error(litellm: Any, exc: Exception, provider: str, model: str, *, i
     return LLMError(f"the {provider} API refused the request {where}: {message}", kind="bad_request")
 
 
+def _cost(litellm: Any, response: Any, llm: LLM, input_tokens: int, output_tokens: int) -> float | None:
+    """What the call cost: at the run's price_per_mtok when given, else litellm's price; None when unknown
+    (litellm has no price for the model), never a made-up 0."""
+    if llm.price is not None:
+        return llm.price.cost(input_tokens, output_tokens)
+    if model_price(llm.provider, llm.model) is None:  # litellm may answer 0 for a model it cannot price
+        return None
+    try:
+        return float(litellm.completion_cost(completion_response=response, model=llm.name))
+    except Exception:  # a model the price map knows under another name only
+        return None
+
+
 def _to_reply(litellm: Any, response: Any, llm: LLM, purpose: str, started_at: Any, latency_ms: float,
               parameters: dict[str, Any] | None = None) -> Reply:
     choice = response.choices[0]
@@ -301,10 +316,7 @@ def _to_reply(litellm: Any, response: Any, llm: LLM, purpose: str, started_at: A
     usage = getattr(response, "usage", None)
     input_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
     output_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
-    try:
-        cost = float(litellm.completion_cost(completion_response=response, model=llm.name))
-    except Exception:  # models missing from the price map have no known cost
-        cost = None
+    cost = _cost(litellm, response, llm, input_tokens, output_tokens)
     calls = []
     for i, tc in enumerate(getattr(message, "tool_calls", None) or []):
         raw = tc.function.arguments or "{}"

@@ -163,7 +163,7 @@ async def stream(
     request = request if isinstance(request, RunRequest) else RunRequest.model_validate(request)
     options = resolve_options(request, options, overrides)
     given_llm = llm is not None
-    llm = llm or LLM(request.provider, request.model)
+    llm = llm or LLM(request.provider, request.model, price=request.price_per_mtok)
     run = _Run(request, options, llm, cancel)
     yield RunStarted(request=request, model=llm.name)
     ready, advice = key_status(request.provider)
@@ -295,6 +295,10 @@ def _end_of_run(run: _Run, taken: _Step, failures: int, validation_failures: int
             return run.finish(result=result_value, done=True, success=True)
         return run.finish("the agent reported that it could not complete the task", "done_failure",
                           result=result_value, done=True)
+    spent = _over_budget(run)
+    if spent is not None:
+        return run.finish(f"spent ${spent:.4f} on model calls, the run's budget (max_cost_usd "
+                          f"{run.request.max_cost_usd:g}); stopped before the next step", "budget")
     if validation_failures > run.options.max_validation_retries:
         return run.finish(f"the result did not match the JSON schema after {validation_failures} attempts: "
                           f"{taken.results[-1].error}", "invalid_result")
@@ -304,6 +308,16 @@ def _end_of_run(run: _Run, taken: _Step, failures: int, validation_failures: int
         return run.finish(f"stopped after {failures} consecutive failures; last: {last}",
                           "model_error" if taken.provider_failed else "max_failures")
     return None
+
+
+def _over_budget(run: _Run) -> float | None:
+    """What the run's model calls cost so far once that reaches its max_cost_usd, else None (no budget, or
+    under it). Calls whose price is unknown count 0: a budget is refused at validation on a model without one."""
+    budget = run.request.max_cost_usd
+    if budget is None:
+        return None
+    spent = sum(c.cost_usd or 0.0 for item in run.tally.history for c in item.llm_calls)
+    return spent if spent >= budget else None
 
 
 def _check_result(run: _Run, result: ActionResult, outcome: act.Outcome) -> tuple[ActionResult, act.Outcome | None]:

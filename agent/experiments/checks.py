@@ -161,14 +161,15 @@ def judge_messages(check: Check, task_prompt: str, result: Any) -> list[dict[str
 
 
 def read_judgement(text: str) -> Grade:
-    """The judge's reply as a Grade; a reply that is not the asked-for JSON fails the check, saying so."""
+    """The judge's reply as a Grade; a reply that is not the asked-for JSON is no verdict (passed None, saying
+    so): the judge failed, not the agent (the runner asks again, then leaves the cell ungraded)."""
     match = re.search(r"\{.*\}", text or "", flags=re.S)
     try:
         data = json.loads(match.group(0)) if match else None
     except json.JSONDecodeError:
         data = None
     if not isinstance(data, dict) or not isinstance(data.get("pass"), bool):
-        return Grade(False, 0.0, f"the judge did not answer with the asked-for JSON: {(text or '')[:200]!r}")
+        return Grade(None, None, f"the judge did not answer with the asked-for JSON: {(text or '')[:200]!r}")
     score = data.get("score")
     score = float(score) if isinstance(score, (int, float)) and not isinstance(score, bool) else float(data["pass"])
     return Grade(data["pass"], max(0.0, min(1.0, score)), f"judge: {str(data.get('reason') or '')[:300]}")

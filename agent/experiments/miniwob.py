@@ -9,7 +9,8 @@ itself computed (MiniWoB's `core.endEpisode`: the raw reward, without the time p
 human speeds), recorded the first time the episode ends, whatever the agent does after.
 
 Reading a result next to published numbers: MiniWoB++ papers report the mean success rate (raw
-reward > 0) over episodes; ours is the same per variant, with its Wilson interval (docs/miniwob.md).
+reward > 0) over episodes; ours is the mean over tasks of each task's rate (the same when every task
+has as many episodes), with an interval clustered by task (docs/miniwob.md).
 """
 
 from __future__ import annotations

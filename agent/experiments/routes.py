@@ -1,11 +1,15 @@
 """Routes for experiments, all through the runner and the run service:
 
 - `POST /api/experiments` `{"name", "tasks": [...] | "tasks_jsonl": "..." | "task_set": "demo-shop",
-  "variants": [{"name", "provider", "model", ...}], "repeats", "concurrency", "backend"}` → 202
-  `{"experiment_id"}`; a 422 names the field and the fix (an unknown check kind, a bad regex, zero
-  repeats, an empty task set, too many cells);
-- `GET /api/experiments` (newest first) and `GET /api/experiments/{id}` (progress, variants with
-  their intervals, cells, the task × variant matrix, the paired comparisons);
+  "variants": [{"name", "provider", "model", ...}], "repeats", "concurrency", "backend", "baseline",
+  "compare", "max_replays", "max_cost_usd"}` → 202 `{"experiment_id"}`; with `"dry_run": true` → 200
+  with the cell count, the estimated cost and the expected mde, starting nothing; a 422 names the
+  field and the fix (an unknown check kind, a bad regex, zero repeats, an empty task set, too many
+  cells, a variant whose provider has no key, a budget on a model without a price);
+- `GET /api/experiments` (newest first), `GET /api/experiments/{id}` (progress, variants with their
+  intervals, a page of the cells (`cells_offset`, `cells_limit`), the task × variant matrix, the
+  comparisons, warnings; built off the event loop) and `GET /api/experiments/{id}/progress` (the light
+  form: status, progress, passes per variant);
 - `POST /api/experiments/{id}/cancel`;
 - `POST /api/experiments/{id}/grade` `{"task_id", "variant", "repeat", "passed"}`: grade a cell by hand;
 - `GET /api/tasksets`: the bundled task sets (demo-shop, miniwob) and their tasks.
@@ -14,12 +18,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
-from agent.experiments.report import summary
+from agent.experiments.report import progress, summary
+from agent.experiments.spec import MAX_CELLS
 from agent.experiments.tasks import TaskError, bundled_sets, load_bundled
 from agent.log.errors import InvalidQuery
 from agent.service.http import BODY_ERRORS, MAX_ID, error_responses, json_response, read_object, unprocessable
@@ -34,7 +40,13 @@ _START_BODY = {"type": "object", "title": "ExperimentRequest", "properties": {
     "variants": {"type": "array", "items": {"type": "object"}, "minItems": 1},
     "repeats": {"type": "integer", "minimum": 1, "maximum": 20},
     "concurrency": {"type": "integer", "minimum": 1, "maximum": 32},
-    "backend": {"type": "string", "enum": ["local", "ray"]}}, "required": ["variants"]}
+    "backend": {"type": "string", "enum": ["local", "ray"]}, "baseline": {"type": "string"},
+    "compare": {"type": "string", "enum": ["baseline", "all"]},
+    "max_replays": {"type": "integer", "minimum": 0, "maximum": 5},
+    "max_cost_usd": {"type": "number", "exclusiveMinimum": 0}, "dry_run": {"type": "boolean"}},
+    "required": ["variants"]}
+DEFAULT_CELLS_PAGE = 500
+REPORT_BUILDS = 1
 _GRADE_BODY = {"type": "object", "title": "GradeCell", "additionalProperties": False,
                "required": ["task_id", "variant", "repeat", "passed"], "properties": {
                    "task_id": {"type": "string"}, "variant": {"type": "string"}, "repeat": {"type": "integer"},
@@ -48,10 +60,29 @@ def _body(schema: dict[str, Any]) -> dict[str, Any]:
 ExperimentId = Annotated[int, Path(ge=1, le=MAX_ID, description="The experiment_id returned when it was started")]
 
 
+def _default(value: Any) -> Any:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def report_response(experiment: dict[str, Any], *, cells_offset: int = 0, status: int = 200) -> Response:
+    """The report as JSON, built and encoded by the caller's thread (it can be 600 KB: never on the event loop)."""
+    body = json.dumps(summary(experiment, cells_offset=cells_offset), default=_default, ensure_ascii=False,
+                      allow_nan=False)
+    return Response(body, status_code=status, media_type="application/json")
+
+
 def create_experiment_router(runner: ExperimentRunner) -> APIRouter:
     """The experiment routes."""
     router = APIRouter(tags=["experiments"])
     service = runner.service
+    # Reports are built one at a time: however many clients ask at once, the event loop competes for the
+    # interpreter with one builder only (a 2,000-cell report is ~100 ms of Python), and /api/health answers.
+    builds = asyncio.Semaphore(REPORT_BUILDS)
+
+    async def report(experiment_id: int, *, cells_offset: int = 0, cells_limit: int = DEFAULT_CELLS_PAGE) -> Response:
+        async with builds:
+            found = await service.get_experiment(experiment_id, cells_offset=cells_offset, cells_limit=cells_limit)
+            return await asyncio.to_thread(report_response, found, cells_offset=cells_offset)
 
     @router.post("/api/experiments", status_code=202, summary="Start an experiment",
                  responses=error_responses(*BODY_ERRORS), openapi_extra=_body(_START_BODY))
@@ -59,6 +90,8 @@ def create_experiment_router(runner: ExperimentRunner) -> APIRouter:
         """Validate and start an experiment; it plays in the background."""
         body = await read_object(request, 'the experiment, e.g. {"task_set": "demo-shop", "variants": [{"name": "A"}]}')
         try:
+            if body.get("dry_run") is True:
+                return json_response(await runner.dry_run(body))
             exp_id = await runner.start(body)
         except TaskError as exc:
             raise unprocessable(exc.field, exc.message) from None
@@ -79,30 +112,38 @@ def create_experiment_router(runner: ExperimentRunner) -> APIRouter:
                        offset: int = Query(default=0, ge=0, le=MAX_ID)) -> JSONResponse:
         """A page of experiments, newest first, with their progress."""
         rows, total = await service.list_experiments(limit=limit, offset=offset)
-        items = [{"experiment_id": r["id"], "name": r["name"], "status": r["status"], "backend": r["backend"],
-                  "task_set": r["task_set"], "repeats": r["repeats"], "created_at": r["created_at"],
-                  "finished_at": r["finished_at"], "progress": {"done": r["done"], "total": r["total"]},
-                  "passes": r["passes"], "graded": r["graded"]} for r in rows]
+        items = [{**progress(r), "backend": r["backend"], "task_set": r["task_set"], "repeats": r["repeats"],
+                  "created_at": r["created_at"], "finished_at": r["finished_at"], "passes": r["passes"],
+                  "graded": r["graded"]} for r in rows]
         return json_response({"experiments": items, "total": total, "limit": limit, "offset": offset})
 
     @router.get("/api/experiments/{experiment_id}", summary="Get an experiment", responses=error_responses(404))
-    async def get_one(experiment_id: ExperimentId) -> JSONResponse:
-        """Progress, per-variant numbers with intervals, cells, the matrix and the paired verdicts."""
-        return json_response(summary(await service.get_experiment(experiment_id)))
+    async def get_one(experiment_id: ExperimentId,
+                      cells_offset: int = Query(default=0, ge=0, le=MAX_CELLS, description="first cell of the page"),
+                      cells_limit: int = Query(default=DEFAULT_CELLS_PAGE, ge=0, le=MAX_CELLS,
+                                               description="cells in the page (0: none)")) -> Response:
+        """Progress, per-variant numbers with intervals, a page of the cells, the matrix and the comparisons."""
+        return await report(experiment_id, cells_offset=cells_offset, cells_limit=cells_limit)
+
+    @router.get("/api/experiments/{experiment_id}/progress", summary="Get an experiment's progress",
+                responses=error_responses(404))
+    async def get_progress(experiment_id: ExperimentId) -> JSONResponse:
+        """Status, why it stopped, progress counts and each variant's passes: cheap enough to poll."""
+        return json_response(progress(await service.experiment_progress(experiment_id)))
 
     @router.post("/api/experiments/{experiment_id}/cancel", summary="Cancel an experiment",
                  responses=error_responses(404, 409))
-    async def cancel(experiment_id: ExperimentId) -> JSONResponse:
+    async def cancel(experiment_id: ExperimentId) -> Response:
         """Stop the running cells and drop the pending ones; finished cells stay."""
         if not await runner.cancel(experiment_id):
-            current = await service.get_experiment(experiment_id)
+            current = await service.experiment_progress(experiment_id)
             return json_response({"detail": f"experiment {experiment_id} is not running ({current['status']}); "
                                             "nothing to cancel"}, 409)
-        return json_response(summary(await service.get_experiment(experiment_id)))
+        return await report(experiment_id)
 
     @router.post("/api/experiments/{experiment_id}/grade", summary="Grade a cell by hand",
                  responses=error_responses(404, *BODY_ERRORS), openapi_extra=_body(_GRADE_BODY))
-    async def grade(experiment_id: ExperimentId, request: Request) -> JSONResponse:
+    async def grade(experiment_id: ExperimentId, request: Request) -> Response:
         """Pass or fail one cell by hand (a task without a check, or overruling one)."""
         body = await read_object(request, '{"task_id": "...", "variant": "...", "repeat": 1, "passed": true}')
         unknown = sorted(set(body) - {"task_id", "variant", "repeat", "passed"})
@@ -112,13 +153,13 @@ def create_experiment_router(runner: ExperimentRunner) -> APIRouter:
             value = body.get(key)
             if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
                 raise unprocessable(key, f"is required and must be {'a string' if kind is str else kind.__name__}")
-        await service.get_experiment(experiment_id)  # NotFound first
+        await service.experiment_progress(experiment_id)  # NotFound first
         try:
             await service.grade_cell(experiment_id, body["task_id"], body["variant"], body["repeat"],
                                      passed=body["passed"], score=float(body["passed"]), detail="graded by hand",
                                      graded_by="hand")
         except InvalidQuery as exc:
             raise unprocessable("task_id", str(exc)) from None
-        return json_response(summary(await service.get_experiment(experiment_id)))
+        return await report(experiment_id)
 
     return router

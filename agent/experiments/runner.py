@@ -1,146 +1,85 @@
 """The experiment runner: every cell (task × variant × repeat) an ordinary run through the run service.
 
-`ExperimentRunner(service, base_url=...)` validates an `ExperimentSpec`, records it with all its
-cells (pending), and plays the cells at most `concurrency` at a time as batch runs (the service
-keeps a slot for interactive runs). Each run is graded as it ends (`agent.experiments.checks`; a
-judge check asks a model, whose call is logged with the run); cancel stops every running cell and
-keeps the finished ones; at start, an experiment a dead process left running resumes: a cell whose
-run was interrupted is retried once, then marked interrupted. Nothing here touches the store but
-through the service.
+`ExperimentRunner(service, base_url=...)` validates an `ExperimentSpec` (a variant whose provider has no
+key, or a budget on a model without a price, is refused naming the variant), records it with all its
+cells (pending), and plays the cells at most `concurrency` at a time as batch runs (the service keeps a
+slot for interactive runs; a cell waits while the run queue is full). Each cell ends with an outcome:
+
+- its run is graded as it ends (`agent.experiments.checks`; a judge that fails is asked once more, then
+  the cell is `ungraded` with `judge_error`);
+- a run stopped from outside, interrupted, or lost to the infrastructure (a rate limit, a provider's
+  server error, the browser) is played again, up to `max_replays` times (AgentLab's relaunch); what is
+  still lost after that is `lost` (a failure of its variant, shown apart, with the reason);
+- a failure the variant itself causes (a context window, a bad request, images refused) is a failure.
+
+Cancel stops every running cell and keeps the finished ones; `max_cost_usd` starts no new cell once the
+experiment's runs have cost that much (it ends with stop_reason "budget"). An experiment is `done` only
+when every cell has an outcome; one a dead process left running resumes at the next start. Nothing here
+touches the store but through the service.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from typing import TYPE_CHECKING, Any
 
 from agent.experiments import checks
-from agent.experiments.tasks import Check, Task, TaskError, load_bundled, parse_jsonl, parse_tasks, pick
-from agent.models import (
-    NO_FAIR_CHANCE,
-    TASK_FIELDS,
-    LLMTrace,
-    PageChecked,
-    RunFinished,
-    RunRequest,
-    RunResponse,
-    validation_errors,
-)
+from agent.experiments.estimate import estimate
+from agent.experiments.spec import DEFAULT_MAX_REPLAYS, MAX_CELLS, Cell, ExperimentSpec, Variant, validate_spec
+from agent.experiments.tasks import Check, Task, TaskError
+from agent.models import NO_FAIR_CHANCE, LLMTrace, PageChecked, RunFinished, RunRequest, RunResponse
+from agent.service.runs import ServiceBusy
 
 if TYPE_CHECKING:
     from agent.service.runs import RunService
 
+__all__ = ["MAX_CELLS", "Cell", "ExperimentRunner", "ExperimentSpec", "Variant", "lost_reason", "validate_spec"]
+
 log = logging.getLogger(__name__)
 
-MAX_CELLS = 2000
-MAX_VARIANTS = 20
-MAX_REPEATS = 20
-MAX_CONCURRENCY = 32
-RETRIES = 1  # an interrupted run is played once more (AgentLab's n_relaunch)
-# A variant sets the other fields; the request's TASK_FIELDS (marked `task`: they belong to the task, or
-# would make cells wait on a client) are the task's.
-VARIANT_FIELDS: tuple[str, ...] = tuple(name for name in RunRequest.model_fields if name not in TASK_FIELDS)
+JUDGE_ATTEMPTS = 2  # a judge that fails (an error, or no verdict) is asked once more, then the cell is ungraded
+BUSY_BACKOFF_S = (0.05, 2.0)  # a cell waiting for room in the run queue looks again after this (doubling)
+# Why a cell's run is lost to the experiment: its stop reason, or for a provider failure, the kind of the last
+# failed call (agent.engine.llm.ErrorKind). Variant-caused provider failures (context_window, bad_request,
+# not_found, vision refused, the model's own output) are none of these: they are the variant's failures.
+LOST_STOP_REASONS = frozenset(NO_FAIR_CHANCE) - {"model_error"}  # a model error: by the kind of its last call
+LOST_CALL_KINDS = {"rate_limit": "rate_limit", "server": "server_error", "auth": "auth"}
+# Lost runs worth playing again: what may pass (a key that is missing or refused will not).
+REPLAYED = frozenset({"cancelled", "interrupted", "shutdown", "browser_error", "internal_error", "rate_limit",
+                      "server_error"})
 
 
-class Variant(BaseModel):
-    """A name plus run-request overrides (provider, model, extend_system_message, use_vision, max_steps...)."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    name: str = Field(min_length=1, max_length=60, pattern=r"^[\w .:+()/-]+$")
-
-    @property
-    def overrides(self) -> dict[str, Any]:
-        """The run-request fields this variant sets."""
-        return dict(self.model_extra or {})
-
-
-class ExperimentSpec(BaseModel):
-    """What `POST /api/experiments` takes: tasks (inline, JSONL text or a bundled set) × variants × repeats."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(default="experiment", min_length=1, max_length=200)
-    tasks: list[dict[str, Any]] | None = None
-    tasks_jsonl: str | None = Field(default=None, max_length=2_000_000)
-    task_set: str | None = Field(default=None, max_length=100)
-    task_glob: str | None = Field(default=None, max_length=100, description="only the tasks whose id matches")
-    variants: list[Variant] = Field(min_length=1, max_length=MAX_VARIANTS)
-    repeats: int = Field(default=1, ge=1, le=MAX_REPEATS)
-    concurrency: int = Field(default=2, ge=1, le=MAX_CONCURRENCY)
-    backend: Literal["local", "ray"] = "local"
-
-    @model_validator(mode="after")
-    def _one_source(self) -> ExperimentSpec:
-        given = [n for n in ("tasks", "tasks_jsonl", "task_set") if getattr(self, n) is not None]
-        if len(given) != 1:
-            raise ValueError(f"give exactly one of tasks, tasks_jsonl or task_set (got {', '.join(given) or 'none'})")
-        names = [v.name for v in self.variants]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"variant names must be unique; {', '.join(dupes)} appears more than once")
-        return self
-
-    @field_validator("variants")
-    @classmethod
-    def _overrides(cls, variants: list[Variant]) -> list[Variant]:
-        for n, variant in enumerate(variants):
-            bad = sorted(set(variant.overrides) & TASK_FIELDS)
-            if bad:
-                raise ValueError(f"variants[{n}] sets {bad[0]!r}, which belongs to the task; a variant sets "
-                                 f"{', '.join(VARIANT_FIELDS)}")
-            try:
-                RunRequest.model_validate({"prompt": "check a variant", **variant.overrides})
-            except ValidationError as exc:
-                err = validation_errors(exc)[0]
-                raise ValueError(f"variants[{n}].{err['field']}: {err['message']}") from None
-        return variants
-
-    def load_tasks(self) -> list[Task]:
-        """The tasks, whichever way they were given; TaskError naming the culprit."""
-        if self.task_set is not None:
-            return load_bundled(self.task_set, glob=self.task_glob)
-        tasks = (parse_jsonl(self.tasks_jsonl, field="tasks_jsonl") if self.tasks_jsonl is not None
-                 else parse_tasks(self.tasks))
-        return pick(tasks, self.task_glob, of="the tasks given")
-
-
-def validate_spec(data: Any) -> tuple[ExperimentSpec, list[Task]]:
-    """The spec and its tasks; TaskError (field + fix) for anything wrong, cells over the limit included."""
-    if not isinstance(data, dict):
-        raise TaskError("body", 'must be a JSON object such as {"task_set": "demo-shop", "variants": [{"name": "A"}]}')
-    try:
-        spec = ExperimentSpec.model_validate(data)
-    except ValidationError as exc:
-        err = validation_errors(exc)[0]
-        field_name = err["field"] if err["field"] != "request" else "body"
-        if err["message"].startswith("unknown field"):
-            err["message"] = f"unknown field; an experiment has: {', '.join(ExperimentSpec.model_fields)}"
-        raise TaskError(field_name, err["message"]) from None
-    tasks = spec.load_tasks()
-    cells = len(tasks) * len(spec.variants) * spec.repeats
-    if cells > MAX_CELLS:
-        raise TaskError("repeats", f"{len(tasks)} tasks × {len(spec.variants)} variants × {spec.repeats} repeats = "
-                                   f"{cells} runs; the limit is {MAX_CELLS}: use fewer tasks, variants or repeats")
-    return spec, tasks
+def lost_reason(final: RunResponse) -> str | None:
+    """Why a finished run says nothing about its variant (see LOST_STOP_REASONS), or None: it counts."""
+    if final.stop_reason in LOST_STOP_REASONS:
+        return str(final.stop_reason)
+    if final.stop_reason == "model_error":
+        for item in reversed(final.history):
+            for call in reversed(item.llm_calls):
+                if call.error:
+                    return LOST_CALL_KINDS.get(call.error.split(":", 1)[0])
+    return None
 
 
 @dataclass(frozen=True)
-class Cell:
-    """One task × variant × repeat."""
+class Play:
+    """How a recorded experiment is played (from its row and the spec it was started with; older ones lack some)."""
 
-    task: Task
-    variant: Variant
-    repeat: int
+    concurrency: int
+    backend: str
+    max_replays: int
+    max_cost_usd: float | None
 
-    @property
-    def key(self) -> tuple[str, str, int]:
-        """(task id, variant name, repeat): how the log names the cell."""
-        return self.task.id, self.variant.name, self.repeat
+    @classmethod
+    def of(cls, experiment: dict[str, Any]) -> Play:
+        """The settings of a recorded experiment."""
+        spec = experiment.get("spec") or {}
+        budget = spec.get("max_cost_usd")
+        return cls(int(experiment["concurrency"]), str(experiment["backend"]),
+                   int(spec.get("max_replays", DEFAULT_MAX_REPLAYS)), None if budget is None else float(budget))
 
 
 @dataclass
@@ -150,10 +89,11 @@ class _Active:
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
     runs: set[int] = field(default_factory=set)
     task: asyncio.Task[None] | None = None
+    spent: float | None = None  # set once max_cost_usd is reached: what had been spent
 
 
 class ExperimentRunner:
-    """Plays experiments through the run service (`local` backend: in this process)."""
+    """Plays experiments through the run service (`local` backend: in this process; `ray`: on Ray workers)."""
 
     def __init__(self, service: RunService, *, base_url: str) -> None:
         self.service = service
@@ -164,13 +104,20 @@ class ExperimentRunner:
     async def start(self, data: Any) -> int:
         """Validate (off the event loop), record and start an experiment; its id. TaskError when invalid."""
         spec, tasks = await asyncio.to_thread(validate_spec, data)
+        if spec.dry_run:
+            raise TaskError("dry_run", "a dry run starts nothing: send it to dry_run(), or POST it to "
+                                       "/api/experiments, which answers with the estimate")
         if spec.backend == "ray":
-            from agent.service.ray_executor import RayUnavailable
+            from agent.service.ray_executor import INIT_TIMEOUT_S, RayUnavailable
 
             try:
                 await self.service.ray().ensure_started()
-            except (RayUnavailable, TimeoutError) as exc:
+            except RayUnavailable as exc:
                 raise TaskError("backend", str(exc).removeprefix("backend: ")) from None
+            except TimeoutError:
+                raise TaskError("backend", f"Ray did not start, or join the cluster at RAY_ADDRESS, within "
+                                           f"{INIT_TIMEOUT_S:g} s; check that the cluster is up, or use backend "
+                                           "local") from None
         exp_id = await self.service.create_experiment(
             name=spec.name, task_set=spec.task_set, repeats=spec.repeats, concurrency=spec.concurrency,
             backend=spec.backend, spec=spec.model_dump(mode="json", exclude={"tasks_jsonl"}),
@@ -181,6 +128,13 @@ class ExperimentRunner:
         self._play(exp_id)
         return exp_id
 
+    async def dry_run(self, data: Any) -> dict[str, Any]:
+        """What an experiment would be, without starting it: cells, estimated cost, the expected mde."""
+        spec, tasks = await asyncio.to_thread(validate_spec, data)
+        prompts = [RunRequest.model_validate(t.request(self.base_url)).prompt for t in tasks]
+        past = await self.service.tokens_per_step(prompts)
+        return await asyncio.to_thread(estimate, spec, tasks, prompts, past)
+
     def _play(self, exp_id: int) -> None:
         active = self._active.setdefault(exp_id, _Active())
         active.task = asyncio.create_task(self._drive(exp_id, active), name=f"experiment-{exp_id}")
@@ -189,7 +143,7 @@ class ExperimentRunner:
         """Stop an experiment: running cells are cancelled, pending ones dropped, finished ones kept."""
         active = self._active.get(exp_id)
         if active is None:
-            await self.service.get_experiment(exp_id)  # NotFound for an unknown id
+            await self.service.experiment_progress(exp_id)  # NotFound for an unknown id
             return False
         active.cancel.set()
         for run_id in list(active.runs):
@@ -221,26 +175,15 @@ class ExperimentRunner:
     async def _drive(self, exp_id: int, active: _Active) -> None:
         try:
             experiment = await self.service.get_experiment(exp_id)
-            backend = str(experiment["backend"])
-            cells = await self._pending(exp_id, experiment)
-            slots = asyncio.Semaphore(int(experiment["concurrency"]))
-            playing: set[asyncio.Task[None]] = set()
-            for cell in cells:
-                await slots.acquire()
-                if active.cancel.is_set():
-                    slots.release()
+            spec = Play.of(experiment)
+            for _round in range(3):  # a cell a bug left unplayed gets another pass; never "done" with one
+                await self._play_all(exp_id, experiment, spec, active)
+                if active.cancel.is_set() or active.spent is not None:
                     break
-                job = asyncio.create_task(self._play_cell(exp_id, cell, active, backend))
-                playing.add(job)
-                job.add_done_callback(playing.discard)
-                job.add_done_callback(lambda _job: slots.release())
-            if playing:
-                await asyncio.wait(set(playing))
-            if active.cancel.is_set():
-                await self.service.cancel_pending_cells(exp_id)
-                await self.service.set_experiment_status(exp_id, "cancelled")
-            else:
-                await self.service.set_experiment_status(exp_id, "done")
+                experiment = await self.service.get_experiment(exp_id)
+                if not any(c["status"] in ("pending", "running") for c in experiment["cells"]):
+                    break
+            await self._end(exp_id, active, spec)
         except asyncio.CancelledError:  # the app is going down: resume() picks it up at the next start
             raise
         except Exception as exc:  # our own bug: the experiment ends with the reason, never stuck running
@@ -249,7 +192,61 @@ class ExperimentRunner:
         finally:
             self._active.pop(exp_id, None)
 
-    async def _pending(self, exp_id: int, experiment: dict[str, Any]) -> list[Cell]:
+    async def _play_all(self, exp_id: int, experiment: dict[str, Any], spec: Play,
+                        active: _Active) -> None:
+        """Play the cells still to play, at most `concurrency` at a time; stop handing out cells on cancel or
+        once the budget is spent. Cancelled with the app: the cells being played are left to the next start."""
+        cells = await self._pending(exp_id, experiment, spec.max_replays)
+        slots = asyncio.Semaphore(spec.concurrency)
+        playing: set[asyncio.Task[None]] = set()
+        try:
+            for cell in cells:
+                await slots.acquire()
+                if active.cancel.is_set() or await self._spent(exp_id, spec, active):
+                    slots.release()
+                    break
+                job = asyncio.create_task(self._play_cell(exp_id, cell, active, spec))
+                playing.add(job)
+                job.add_done_callback(playing.discard)
+                job.add_done_callback(lambda _job: slots.release())
+            if playing:
+                await asyncio.wait(set(playing))
+        except asyncio.CancelledError:
+            for job in playing:
+                job.cancel()
+            raise
+
+    async def _spent(self, exp_id: int, spec: Play, active: _Active) -> bool:
+        """True once the experiment's runs have cost its max_cost_usd (remembered in `active.spent`)."""
+        if spec.max_cost_usd is None:
+            return False
+        if active.spent is None:
+            spent, _unpriced = await self.service.experiment_spent(exp_id)
+            if spent >= spec.max_cost_usd:
+                active.spent = spent
+        return active.spent is not None
+
+    async def _end(self, exp_id: int, active: _Active, spec: Play) -> None:
+        """The experiment's status: done only when every cell has an outcome."""
+        if active.spent is not None:
+            await self.service.cancel_pending_cells(
+                exp_id, f"not played: the experiment's budget (max_cost_usd {spec.max_cost_usd:g}) was spent "
+                        f"(${active.spent:.4f})")
+            await self.service.set_experiment_status(exp_id, "cancelled", stop_reason="budget")
+        elif active.cancel.is_set():
+            await self.service.cancel_pending_cells(exp_id)
+            await self.service.set_experiment_status(exp_id, "cancelled")
+        else:
+            left = (await self.service.experiment_progress(exp_id))
+            unplayed = int(left["pending"]) + int(left["running"])
+            if unplayed:
+                await self.service.set_experiment_status(
+                    exp_id, "failed", f"internal error: {unplayed} cells could not be played; restart the app to "
+                                      "resume them")
+            else:
+                await self.service.set_experiment_status(exp_id, "done")
+
+    async def _pending(self, exp_id: int, experiment: dict[str, Any], max_replays: int) -> list[Cell]:
         """The cells still to play, in an order that fills every variant and task evenly."""
         tasks = {t["task_key"]: Task.model_validate(t["task"]) for t in experiment["tasks"]}
         variants = {v["name"]: Variant.model_validate({"name": v["name"], **v["overrides"]})
@@ -258,12 +255,15 @@ class ExperimentRunner:
         for row in experiment["cells"]:
             cell = Cell(tasks[row["task_key"]], variants[row["variant"]], int(row["repeat"]))
             if row["status"] == "running":  # a previous process died while it ran
-                if row["attempts"] <= RETRIES:
+                if row["attempts"] <= max_replays:
                     await self.service.requeue_cell(exp_id, *cell.key)
                     todo.append(cell)
                 else:
-                    await self.service.finish_cell(exp_id, *cell.key, status="interrupted", passed=None, score=None,
-                                                   detail="interrupted twice; not retried again", graded_by=None)
+                    await self.service.finish_cell(
+                        exp_id, *cell.key, status="done", passed=None, score=None, graded_by=None,
+                        lost_reason="interrupted",
+                        detail=f"lost: interrupted {row['attempts']} times (the app or a worker died); "
+                               "counted as a failure")
             elif row["status"] == "pending":
                 todo.append(cell)
         order = {name: n for n, name in enumerate(variants)}
@@ -281,28 +281,70 @@ class ExperimentRunner:
             engine["setup_script"] = cell.task.setup.replace("{repeat}", str(cell.repeat))
         return request, engine
 
-    async def _play_cell(self, exp_id: int, cell: Cell, active: _Active, backend: str) -> None:
+    async def _play_cell(self, exp_id: int, cell: Cell, active: _Active, spec: Play) -> None:
+        try:
+            await self._play_cell_runs(exp_id, cell, active, spec)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # our own bug: the cell still ends, lost, saying why (never left running)
+            log.exception("experiment %d: cell %s failed", exp_id, cell.key)
+            await self.service.finish_cell(exp_id, *cell.key, status="done", passed=None, score=None,
+                                           graded_by=None, lost_reason="internal_error",
+                                           detail=f"lost: internal error while playing it: {exc}")
+
+    async def _play_cell_runs(self, exp_id: int, cell: Cell, active: _Active, spec: Play) -> None:
+        """Play the cell (again while its run is lost to something that may pass, up to max_replays), then
+        record its outcome."""
         request, engine = self.request_for(cell)
         if request.session_id is None:  # the experiment's runs are one session in tracing tools
             request = request.model_copy(update={"session_id": f"experiment-{exp_id}"})
-        for attempt in range(1 + RETRIES):  # a run whose worker died is played once more
-            _task_id, run_id = await self.service.submit(request, engine=engine, batch=True, executor=backend)
+        attempt = 0
+        while True:
+            run_id = await self._submit(request, engine, spec.backend, active)
+            if run_id is None:  # cancelled (or the budget spent) while waiting for room: never started
+                return
             active.runs.add(run_id)
             try:
                 await self.service.start_cell(exp_id, *cell.key, run_id)
                 final, page = await self._watch(run_id)
             finally:
                 active.runs.discard(run_id)
-            lost = final.stop_reason == "interrupted" and not active.cancel.is_set()
-            if not lost or attempt == RETRIES:
+            if active.cancel.is_set() and final.stop_reason == "cancelled":  # stopped with the experiment
+                await self.service.finish_cell(exp_id, *cell.key, status="cancelled", passed=None, score=None,
+                                               graded_by=None, detail="not played: cancelled with the experiment")
+                return
+            lost = lost_reason(final)
+            if lost is None or lost not in REPLAYED or attempt >= spec.max_replays or active.cancel.is_set():
                 break
+            attempt += 1
             await self.service.requeue_cell(exp_id, *cell.key)
-        status = "cancelled" if active.cancel.is_set() and final.status == "failure" else (
-            "interrupted" if lost else "done")
+        if lost is not None:
+            plays = f"{attempt + 1} time{'s' if attempt else ''}"
+            await self.service.finish_cell(
+                exp_id, *cell.key, status="done", passed=None, score=None, graded_by=None, lost_reason=lost,
+                detail=f"lost ({lost}, played {plays}): {final.error}; counted as a failure")
+            return
         grade = await self._grade(cell, run_id, final, page)
-        await self.service.finish_cell(exp_id, *cell.key, status=status, passed=grade.passed, score=grade.score,
+        ungraded = None if grade.passed is not None else (
+            "judge_error" if cell.task.check is not None and cell.task.check.kind == "judge" else "no_check")
+        await self.service.finish_cell(exp_id, *cell.key, status="done", passed=grade.passed, score=grade.score,
                                        detail=grade.detail, graded_by=self._graded_by(cell, grade),
-                                       page_value=page.value if page else None)
+                                       page_value=page.value if page else None, ungraded_reason=ungraded)
+
+    async def _submit(self, request: RunRequest, engine: dict[str, Any], backend: str,
+                      active: _Active) -> int | None:
+        """Submit the cell's run as a batch run, waiting while the run queue is full (the form keeps its
+        place: batch runs never take the last one); None if the experiment stops meanwhile."""
+        delay = BUSY_BACKOFF_S[0]
+        while not active.cancel.is_set() and active.spent is None:
+            try:
+                _task_id, run_id = await self.service.submit(request, engine=engine, batch=True, executor=backend)
+                return run_id
+            except ServiceBusy:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(active.cancel.wait(), delay)
+                delay = min(2 * delay, BUSY_BACKOFF_S[1])
+        return None
 
     async def _watch(self, run_id: int) -> tuple[RunResponse, PageChecked | None]:
         """The run's end and, for a page check, what it read off the final page."""
@@ -315,34 +357,43 @@ class ExperimentRunner:
         return await self.service.wait(run_id), page
 
     async def _grade(self, cell: Cell, run_id: int, final: RunResponse, page: PageChecked | None) -> checks.Grade:
-        if final.stop_reason in NO_FAIR_CHANCE:  # as the run log's outcome counts them
-            return checks.Grade(None, None, f"not graded: the run ended with {final.stop_reason} ({final.error}); "
-                                            "the agent had no fair chance")
         check = cell.task.check
         grade = checks.grade(check, final.result, page_value=page.value if page else None,
                              page_error=page.error if page else None, run_succeeded=final.status == "success")
         if check is not None and check.kind == "judge":
+            if final.result is None:  # nothing to judge: no need to pay a judge to say so
+                return checks.Grade(False, 0.0, "no result" + ("" if final.status == "success" else
+                                                               f" (the run failed: {final.stop_reason})"))
             grade = await self._judge(run_id, check, cell.task.prompt, final.result)
         return grade
 
     async def _judge(self, run_id: int, check: Check, prompt: str, result: Any) -> checks.Grade:
-        """Ask the check's model to grade the result; the call is logged with the run (purpose "judge")."""
+        """Ask the check's model to grade the result (once more if it fails); its calls are logged with the run
+        (purpose "judge"). A judge that fails twice leaves the cell ungraded (passed None), saying why."""
         from agent.engine.llm import LLM, LLMError  # litellm loads on first use, not at import
         from agent.engine.trace import make_trace
 
         provider, model = check.judge_model
         messages = checks.judge_messages(check, prompt, result)
-        try:
-            reply = await LLM(provider, model).complete(messages, None, purpose="judge")
-        except LLMError as exc:
-            if exc.call is not None:
-                await self.service.record_llm_call(run_id, exc.call, self._judge_trace(make_trace(
-                    exc.call, messages, None, None)))
-            return checks.Grade(None, None, f"not graded: the judge ({provider}/{model}) failed: {exc}")
-        # What the judge was asked and answered is kept with the run, like the agent's own calls.
-        await self.service.record_llm_call(run_id, reply.call, self._judge_trace(make_trace(
-            reply.call, messages, None, reply.raw_message)))
-        return checks.read_judgement(reply.text)
+        problem = ""
+        for _attempt in range(JUDGE_ATTEMPTS):
+            try:
+                reply = await LLM(provider, model).complete(messages, None, purpose="judge")
+            except LLMError as exc:
+                if exc.call is not None:
+                    await self.service.record_llm_call(run_id, exc.call, self._judge_trace(make_trace(
+                        exc.call, messages, None, None)))
+                problem = str(exc)
+                continue
+            # What the judge was asked and answered is kept with the run, like the agent's own calls.
+            await self.service.record_llm_call(run_id, reply.call, self._judge_trace(make_trace(
+                reply.call, messages, None, reply.raw_message)))
+            grade = checks.read_judgement(reply.text)
+            if grade.passed is not None:
+                return grade
+            problem = grade.detail
+        return checks.Grade(None, None, f"not graded (judge_error): the judge ({provider}/{model}) failed "
+                                        f"{JUDGE_ATTEMPTS} times; last: {problem}"[:1000])
 
     def _judge_trace(self, trace: LLMTrace) -> LLMTrace:
         """The judge's trace as the run log keeps traces (without content when LOG_PROMPTS=0)."""

@@ -106,11 +106,16 @@ VIEW_DOCS: dict[str, str] = {
     "v_llm_traces": "one row per LLM call as made: system prompt, messages sent, reply and tool calls as written, "
                     "where the page observation sits; usage from llm_calls",
     "v_webhooks": "one row per webhook delivery attempt",
-    "v_experiments": "one row per experiment: status, backend, repeats, progress (done/total), passes",
-    "v_experiment_cells": "one row per experiment cell (task × variant × repeat): grade and its run's outcome",
-    "v_experiment_matrix": "per experiment task × variant: passes out of the graded tries, the cells' run ids",
-    "v_experiment_variants": "per experiment variant: success rate with its Wilson 95% interval, pass@k, pass^k, "
-                             "mean steps, tokens, cost, cost per success, p50/p95 duration",
+    "v_experiments": "one row per experiment: status, why it stopped, progress (played, cancelled, running, "
+                     "waiting), passes, lost, each variant's passes out of its tries",
+    "v_experiment_cells": "one row per experiment cell (task × variant × repeat): its outcome (passed, failed, lost, "
+                          "ungraded, or not played), grade and reason, why it was lost, its runs and their outcome",
+    "v_experiment_matrix": "per experiment task × variant: passes out of the tries (lost runs count as failures), "
+                           "graded, lost, ungraded, the cells' run ids",
+    "v_experiment_variants": "per experiment variant: passes, failures, lost (and why), ungraded (and why), the "
+                             "success rate as the mean over tasks (and without the lost runs), mean steps, tokens, "
+                             "cost (NULL when a model has no price), cost per success, p50/p95 duration; the "
+                             "interval and pass@k come from agent.stats (an.experiment_variants)",
     "v_success_by_model": "finished runs per provider and model: success rate over the runs where the agent had a "
                           "fair chance (fair_runs, with its 95% Wilson interval), runs stopped or lost to the "
                           "infrastructure apart, average cost, duration, steps",

@@ -1,9 +1,11 @@
 """Experiments in the run log: the experiment, its tasks and variants, one cell per task × variant × repeat.
 
-Each cell points at the ordinary run that played it; the views `v_experiment_cells`,
-`v_experiment_variants`, `v_experiment_matrix` and `v_experiments` compute the numbers (success rate
-with its Wilson interval, pass@k, pass^k, tokens, cost, durations) so the UI, the API and the
-notebooks show the same thing. Write functions follow agent.log.writes: `fn(con, secrets, ...)`.
+Each cell points at the ordinary run that played it and ends with an outcome: passed, failed, lost
+(after its replays; counted as a failure) or ungraded. The views `v_experiment_cells`,
+`v_experiment_matrix`, `v_experiment_variants` and `v_experiments` count them (per task, per variant,
+means over tasks, tokens, cost, durations); the intervals and tests come from `agent.stats` over the
+matrix, so the UI, the API, the CLI and the notebooks show the same thing. Write functions follow
+agent.log.writes: `fn(con, secrets, ...)`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ Secrets = Sequence[str]
 CELL_STATUSES = ("pending", "running", "done", "cancelled", "interrupted")
 EXPERIMENT_STATUSES = ("running", "done", "cancelled", "interrupted", "failed")
 TERMINAL = ("done", "cancelled", "interrupted", "failed")
+# Why an experiment stopped: every cell played (done), a user (cancelled), max_cost_usd spent (budget), a bug.
+STOP_REASONS = ("done", "cancelled", "budget", "failed", "interrupted")
 MAX_PAGE = 1000
+MAX_CELLS_PAGE = 2000
 
 
 def create_experiment(con: Connection, secrets: Secrets, *, name: str, task_set: str | None, repeats: int,
@@ -57,29 +62,33 @@ def start_cell(con: Connection, secrets: Secrets, exp_id: int, task_key: str, va
                run_id: int) -> None:
     """A cell's run was submitted."""
     con.execute("""UPDATE experiment_cells SET status = 'running', run_id = ?, attempts = attempts + 1,
-                   started_at = ? WHERE experiment_id = ? AND task_key = ? AND variant = ? AND repeat = ?""",
-                [run_id, utcnow(), exp_id, task_key, variant, repeat])
+                   attempt_run_ids = list_append(coalesce(attempt_run_ids, []), ?), started_at = ?
+                   WHERE experiment_id = ? AND task_key = ? AND variant = ? AND repeat = ?""",
+                [run_id, run_id, utcnow(), exp_id, task_key, variant, repeat])
 
 
 def finish_cell(con: Connection, secrets: Secrets, exp_id: int, task_key: str, variant: str, repeat: int, *,
                 status: str, passed: bool | None, score: float | None, detail: str | None, graded_by: str | None,
-                page_value: Any = None) -> None:
-    """A cell's end: its status and, when graded, the grade."""
+                page_value: Any = None, lost_reason: str | None = None, ungraded_reason: str | None = None) -> None:
+    """A cell's end: its status and, when graded, the grade; when lost, why (`lost_reason`); when played but
+    not graded, why not (`ungraded_reason`: judge_error, no_check)."""
     if status not in CELL_STATUSES:
         raise InvalidQuery(f"cell status must be one of {', '.join(CELL_STATUSES)}, got {status!r}")
     con.execute("""UPDATE experiment_cells SET status = ?, passed = ?, score = ?, grade_detail = ?, graded_by = ?,
-                   graded_at = CASE WHEN ? IS NULL THEN graded_at ELSE ? END, page_value_json = ?, finished_at = ?
+                   graded_at = CASE WHEN ? IS NULL THEN graded_at ELSE ? END, page_value_json = ?, finished_at = ?,
+                   lost_reason = ?, ungraded_reason = ?
                    WHERE experiment_id = ? AND task_key = ? AND variant = ? AND repeat = ?""",
                 [status, passed, score, scrub(detail, secrets), graded_by, passed, utcnow(),
-                 None if page_value is None else dumps(page_value, secrets), utcnow(), exp_id, task_key, variant,
-                 repeat])
+                 None if page_value is None else dumps(page_value, secrets), utcnow(), lost_reason, ungraded_reason,
+                 exp_id, task_key, variant, repeat])
 
 
 def grade_cell(con: Connection, secrets: Secrets, exp_id: int, task_key: str, variant: str, repeat: int, *,
                passed: bool, score: float | None, detail: str, graded_by: str) -> None:
     """Grade a finished cell (by hand, or the judge's late answer); InvalidQuery for an unknown cell."""
     found = scalar(con, """UPDATE experiment_cells SET passed = ?, score = ?, grade_detail = ?, graded_by = ?,
-                          graded_at = ? WHERE experiment_id = ? AND task_key = ? AND variant = ? AND repeat = ?
+                          graded_at = ?, ungraded_reason = NULL
+                          WHERE experiment_id = ? AND task_key = ? AND variant = ? AND repeat = ?
                           RETURNING run_id""",
                    [passed, score, scrub(detail, secrets), graded_by, utcnow(), exp_id, task_key, variant, repeat])
     if found is None:
@@ -87,25 +96,31 @@ def grade_cell(con: Connection, secrets: Secrets, exp_id: int, task_key: str, va
 
 
 def requeue_cell(con: Connection, secrets: Secrets, exp_id: int, task_key: str, variant: str, repeat: int) -> None:
-    """Put a cell whose run was interrupted back in the queue (the runner retries it once)."""
+    """Put a cell whose run was lost back in the queue (the runner plays it again, up to max_replays)."""
     con.execute("""UPDATE experiment_cells SET status = 'pending', run_id = NULL, started_at = NULL
                    WHERE experiment_id = ? AND task_key = ? AND variant = ? AND repeat = ?""",
                 [exp_id, task_key, variant, repeat])
 
 
-def cancel_pending(con: Connection, secrets: Secrets, exp_id: int) -> None:
-    """Cells never started of a cancelled experiment."""
-    con.execute("""UPDATE experiment_cells SET status = 'cancelled', grade_detail = 'the experiment was cancelled',
-                   finished_at = ? WHERE experiment_id = ? AND status = 'pending'""", [utcnow(), exp_id])
+def cancel_pending(con: Connection, secrets: Secrets, exp_id: int,
+                   detail: str = "not played: the experiment was cancelled") -> None:
+    """Cells never started of an experiment that stopped before them (cancelled, or its budget spent)."""
+    con.execute("""UPDATE experiment_cells SET status = 'cancelled', grade_detail = ?,
+                   finished_at = ? WHERE experiment_id = ? AND status = 'pending'""", [detail, utcnow(), exp_id])
 
 
-def set_status(con: Connection, secrets: Secrets, exp_id: int, status: str, error: str | None = None) -> None:
-    """An experiment's status (a terminal one stamps finished_at)."""
+def set_status(con: Connection, secrets: Secrets, exp_id: int, status: str, error: str | None = None,
+               stop_reason: str | None = None) -> None:
+    """An experiment's status (a terminal one stamps finished_at, and its stop reason: by default the status)."""
     if status not in EXPERIMENT_STATUSES:
         raise InvalidQuery(f"status must be one of {', '.join(EXPERIMENT_STATUSES)}, got {status!r}")
-    con.execute("""UPDATE experiments SET status = ?, error = ?,
+    if status != "running" and stop_reason is None:
+        stop_reason = status
+    if stop_reason is not None and stop_reason not in STOP_REASONS:
+        raise InvalidQuery(f"stop_reason must be one of {', '.join(STOP_REASONS)}, got {stop_reason!r}")
+    con.execute("""UPDATE experiments SET status = ?, error = ?, stop_reason = ?,
                    finished_at = CASE WHEN ? IN ('done', 'cancelled', 'interrupted', 'failed') THEN ? END
-                   WHERE id = ?""", [status, scrub(error, secrets), status, utcnow(), exp_id])
+                   WHERE id = ?""", [status, scrub(error, secrets), stop_reason, status, utcnow(), exp_id])
 
 
 # ------------------------------------------------------------------ reads
@@ -125,10 +140,52 @@ def get_experiment(con: Connection, exp_id: int) -> dict[str, Any] | None:
     return out
 
 
-def experiment_cells(con: Connection, exp_id: int) -> list[dict[str, Any]]:
-    """Every cell of an experiment with its run's outcome, in task, variant, repeat order."""
+def experiment_progress(con: Connection, exp_id: int) -> dict[str, Any] | None:
+    """The experiment's row of v_experiments (status, progress, per-variant passes); None if unknown."""
+    found = dicts(con.execute("SELECT * FROM v_experiments WHERE id = ?", [exp_id]))
+    return found[0] if found else None
+
+
+def experiment_cells(con: Connection, exp_id: int, *, offset: int = 0,
+                     limit: int | None = None) -> list[dict[str, Any]]:
+    """Cells of an experiment with their run's outcome, in task, variant, repeat order (a page of them)."""
+    if offset < 0 or (limit is not None and not 0 <= limit <= MAX_CELLS_PAGE):
+        raise InvalidQuery(f"cells_limit must be 0..{MAX_CELLS_PAGE} and cells_offset >= 0, got {limit}, {offset}")
     return dicts(con.execute("SELECT * FROM v_experiment_cells WHERE experiment_id = ? "
-                             "ORDER BY task_position, variant_position, repeat", [exp_id]))
+                             "ORDER BY task_position, variant_position, repeat LIMIT ? OFFSET ?",
+                             [exp_id, MAX_CELLS_PAGE if limit is None else limit, offset]))
+
+
+def cell_of_run(con: Connection, run_id: int) -> dict[str, Any] | None:
+    """The experiment cell a run played (with the experiment's name), or None for a run of no experiment."""
+    found = dicts(con.execute(
+        "SELECT c.*, e.name AS experiment_name FROM v_experiment_cells c JOIN experiments e ON e.id = c.experiment_id "
+        "WHERE c.run_id = ? LIMIT 1", [run_id]))
+    return found[0] if found else None
+
+
+def experiment_spent(con: Connection, exp_id: int) -> tuple[float, int]:
+    """What an experiment's runs have cost so far (every attempt's model calls, the judge's too) in USD, and
+    how many of those calls had no price (their cost unknown, counted 0 here)."""
+    row = con.execute(
+        """SELECT coalesce(sum(cost_usd), 0),
+                  count(*) FILTER (WHERE cost_usd IS NULL AND (input_tokens > 0 OR output_tokens > 0))
+           FROM llm_calls WHERE run_id IN (
+               SELECT unnest(attempt_run_ids) FROM experiment_cells WHERE experiment_id = ?)""",
+        [exp_id]).fetchone()
+    return (float(row[0]), int(row[1])) if row else (0.0, 0)
+
+
+def tokens_per_step(con: Connection, prompts: Sequence[str]) -> dict[str, dict[str, float]]:
+    """For each prompt that past finished runs had: their mean steps and input / output tokens per step."""
+    if not prompts:
+        return {}
+    rows = dicts(con.execute(
+        """SELECT prompt, count(*) AS runs, avg(steps) AS steps,
+                  sum(input_tokens) / sum(steps) AS input_per_step, sum(output_tokens) / sum(steps) AS output_per_step
+           FROM runs WHERE prompt IN (SELECT unnest(?)) AND status <> 'in_progress' AND steps > 0
+           GROUP BY prompt""", [list(prompts)]))
+    return {r.pop("prompt"): {k: float(v) for k, v in r.items()} for r in rows}
 
 
 def experiment_variants(con: Connection, exp_id: int) -> list[dict[str, Any]]:
@@ -151,8 +208,12 @@ def list_experiments(con: Connection, *, limit: int, offset: int) -> tuple[list[
     return dicts(con.execute("SELECT * FROM v_experiments ORDER BY id DESC LIMIT ? OFFSET ?", [limit, offset])), total
 
 
-def unfinished(con: Connection) -> list[int]:
-    """Experiments a previous process left running (to resume)."""
+def unfinished(con: Connection, secrets: Secrets) -> list[int]:
+    """Experiments a previous process left running (to resume), and any marked done with cells never played
+    (an older version did that when the run queue was full): those are running again."""
+    con.execute("""UPDATE experiments SET status = 'running', stop_reason = NULL, finished_at = NULL
+                   WHERE status = 'done' AND id IN (SELECT experiment_id FROM experiment_cells
+                                                    WHERE status IN ('pending', 'running'))""")
     return [r[0] for r in con.execute("SELECT id FROM experiments WHERE status = 'running' ORDER BY id").fetchall()]
 
 
@@ -189,22 +250,39 @@ class ExperimentLog:
         """Put an interrupted cell back in the queue."""
         self._write(requeue_cell, exp_id, task_key, variant, repeat)
 
-    def cancel_pending_cells(self, exp_id: int) -> None:
-        """Mark the cells never started of a cancelled experiment."""
-        self._write(cancel_pending, exp_id)
+    def cancel_pending_cells(self, exp_id: int, detail: str = "not played: the experiment was cancelled") -> None:
+        """Mark the cells never started of an experiment that stopped (cancelled, or its budget spent)."""
+        self._write(cancel_pending, exp_id, detail)
 
-    def set_experiment_status(self, exp_id: int, status: str, error: str | None = None) -> None:
-        """Set an experiment's status."""
-        self._write(set_status, exp_id, status, error)
+    def set_experiment_status(self, exp_id: int, status: str, error: str | None = None,
+                              stop_reason: str | None = None) -> None:
+        """Set an experiment's status (and, when it ends, why)."""
+        self._write(set_status, exp_id, status, error, stop_reason)
         self._request_snapshot()
 
     def get_experiment(self, exp_id: int) -> dict[str, Any] | None:
         """An experiment with progress, tasks and variants; None if unknown."""
         return self._read(get_experiment, exp_id)
 
-    def experiment_cells(self, exp_id: int) -> list[dict[str, Any]]:
-        """Every cell with its run's outcome."""
-        return self._read(experiment_cells, exp_id)
+    def experiment_progress(self, exp_id: int) -> dict[str, Any] | None:
+        """Status, progress and per-variant passes only (cheap); None if unknown."""
+        return self._read(experiment_progress, exp_id)
+
+    def experiment_cells(self, exp_id: int, *, offset: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+        """Cells with their run's outcome (a page of them)."""
+        return self._read(experiment_cells, exp_id, offset=offset, limit=limit)
+
+    def cell_of_run(self, run_id: int) -> dict[str, Any] | None:
+        """The experiment cell a run played, or None."""
+        return self._read(cell_of_run, run_id)
+
+    def experiment_spent(self, exp_id: int) -> tuple[float, int]:
+        """USD spent by an experiment's runs so far, and the calls without a price."""
+        return self._read(experiment_spent, exp_id)
+
+    def tokens_per_step(self, prompts: Sequence[str]) -> dict[str, dict[str, float]]:
+        """Past runs' mean steps and tokens per step, by prompt."""
+        return self._read(tokens_per_step, prompts)
 
     def experiment_variants(self, exp_id: int) -> list[dict[str, Any]]:
         """Per-variant numbers."""
@@ -219,5 +297,5 @@ class ExperimentLog:
         return self._read(list_experiments, limit=limit, offset=offset)
 
     def unfinished_experiments(self) -> list[int]:
-        """Experiments a previous process left running."""
-        return self._read(unfinished)
+        """Experiments a previous process left running (or marked done with cells never played)."""
+        return self._write(unfinished)

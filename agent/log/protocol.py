@@ -156,20 +156,37 @@ class RunLog(Protocol):
         """Put an interrupted cell back in the queue."""
         ...
 
-    def cancel_pending_cells(self, exp_id: int) -> None:
-        """Mark the cells never started of a cancelled experiment."""
+    def cancel_pending_cells(self, exp_id: int, detail: str = "not played: the experiment was cancelled") -> None:
+        """Mark the cells never started of an experiment that stopped (cancelled, or its budget spent)."""
         ...
 
-    def set_experiment_status(self, exp_id: int, status: str, error: str | None = None) -> None:
-        """Set an experiment's status."""
+    def set_experiment_status(self, exp_id: int, status: str, error: str | None = None,
+                              stop_reason: str | None = None) -> None:
+        """Set an experiment's status (and, when it ends, why)."""
         ...
 
     def get_experiment(self, exp_id: int) -> dict[str, Any] | None:
         """An experiment with progress, tasks and variants; None if unknown."""
         ...
 
-    def experiment_cells(self, exp_id: int) -> list[dict[str, Any]]:
-        """Every cell with its run's outcome."""
+    def experiment_progress(self, exp_id: int) -> dict[str, Any] | None:
+        """Status, progress and per-variant passes only (cheap); None if unknown."""
+        ...
+
+    def experiment_cells(self, exp_id: int, *, offset: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+        """Cells with their run's outcome (a page of them)."""
+        ...
+
+    def cell_of_run(self, run_id: int) -> dict[str, Any] | None:
+        """The experiment cell a run played, or None."""
+        ...
+
+    def experiment_spent(self, exp_id: int) -> tuple[float, int]:
+        """USD spent by an experiment's runs so far, and the calls without a price."""
+        ...
+
+    def tokens_per_step(self, prompts: Sequence[str]) -> dict[str, dict[str, float]]:
+        """Past runs' mean steps and tokens per step, by prompt."""
         ...
 
     def experiment_variants(self, exp_id: int) -> list[dict[str, Any]]:
@@ -185,7 +202,7 @@ class RunLog(Protocol):
         ...
 
     def unfinished_experiments(self) -> list[int]:
-        """Experiments a previous process left running."""
+        """Experiments a previous process left running (or marked done with cells never played)."""
         ...
 
     def close(self) -> None:

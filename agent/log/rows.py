@@ -272,7 +272,10 @@ def run_response(run_id: int, rows: RunRows) -> RunResponse:
     calls = _by_seq(LLMCall, rows.calls)
     history = [record(HistoryItem, step, actions=actions.get(step["seq"], []), llm_calls=calls.get(step["seq"], []))
                for step in rows.steps]
-    return record(RunResponse, rows.run, task_run_id=run_id, history=history, usage=record(Usage, rows.run))
+    # Calls that used tokens without a price keep the run's cost unknown (None, a NULL column), never 0.
+    unpriced = sum(1 for cs in calls.values() for c in cs if c.cost_usd is None and (c.input_tokens or c.output_tokens))
+    return record(RunResponse, rows.run, task_run_id=run_id, history=history,
+                  usage=record(Usage, rows.run, unpriced_calls=unpriced, cost_usd=rows.run["cost_usd"]))
 
 
 def _by_seq(model: type[M], found: Iterable[dict[str, Any]]) -> dict[int, list[M]]:

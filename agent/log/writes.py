@@ -335,6 +335,14 @@ def _insert_steps(
         con.execute(insert_sql("llm_calls", call_plan.cols, n_calls), calls)
 
 
+def _cost(calls: Sequence[LLMCall]) -> float | None:
+    """What the calls cost; None (unknown, and NULL keeps the run's total unknown) when one that used tokens
+    has no price: never a made-up 0 (agent.models.Usage)."""
+    if any(c.cost_usd is None and (c.input_tokens or c.output_tokens) for c in calls):
+        return None
+    return sum(c.cost_usd or 0.0 for c in calls)
+
+
 def _add_totals(con: Connection, run_id: int, items: Sequence[HistoryItem]) -> None:
     """Add steps' counts, tokens and cost to their run's running totals."""
     calls = [c for item in items for c in item.llm_calls]
@@ -348,7 +356,7 @@ def _add_totals(con: Connection, run_id: int, items: Sequence[HistoryItem]) -> N
         """,
         [
             len(items), sum(len(i.actions) for i in items), len(calls), sum(c.input_tokens for c in calls),
-            sum(c.output_tokens for c in calls), sum(c.cost_usd or 0.0 for c in calls), run_id,
+            sum(c.output_tokens for c in calls), _cost(calls), run_id,
         ],
     )
 

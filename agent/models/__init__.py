@@ -40,6 +40,7 @@ from agent.models.request import (
     FIELDS,
     MAX_SYSTEM_MESSAGE_CHARS,
     TASK_FIELDS,
+    PricePerMTok,
     RequestError,
     RunRequest,
     validation_errors,
@@ -53,8 +54,8 @@ from agent.schemas import parse_json_schema, schema_problem
 __all__ = [
     "DEFAULT_MODELS", "ENGINE_FIELDS", "FIELDS", "INFRASTRUCTURE_REASONS", "MAX_SYSTEM_MESSAGE_CHARS",
     "NO_FAIR_CHANCE", "PROVIDERS", "STOPPED_REASONS", "STOP_REASONS", "TASK_FIELDS", "About", "ActionResult",
-    "Event", "ExecutedBy", "HistoryItem", "LLMCall", "LLMTrace", "PageChecked", "Provider", "RequestError",
-    "RunFinished", "RunRequest", "RunResponse", "RunStarted", "Status", "StepFinished", "StepStarted", "StopReason",
-    "Tally", "Usage", "WorkflowHealed", "json_safe", "message_text", "parse_json_schema", "schema_problem",
-    "screenshot_url", "utcnow", "validation_errors",
+    "Event", "ExecutedBy", "HistoryItem", "LLMCall", "LLMTrace", "PageChecked", "PricePerMTok", "Provider",
+    "RequestError", "RunFinished", "RunRequest", "RunResponse", "RunStarted", "Status", "StepFinished",
+    "StepStarted", "StopReason", "Tally", "Usage", "WorkflowHealed", "json_safe", "message_text",
+    "parse_json_schema", "schema_problem", "screenshot_url", "utcnow", "validation_errors",
 ]

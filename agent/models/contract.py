@@ -35,13 +35,16 @@ StopReason = Literal[
     "browser_error",   # the browser could not start or crashed
     "replay_failed",   # a cached workflow could not be replayed (or healed)
     "internal_error",  # our own bug: the run service caught an unexpected error
+    "budget",          # the run's model calls cost max_cost_usd (checked after each step)
 ]
 STOP_REASONS: tuple[str, ...] = StopReason.__args__  # type: ignore[attr-defined]
 # Stop reasons that say nothing about the agent (the run log's OUTCOME_SQL counts them apart): stopped
 # from outside, or lost to the infrastructure. A success rate is over the other finished runs.
 STOPPED_REASONS: tuple[str, ...] = ("cancelled", "interrupted", "shutdown")
 INFRASTRUCTURE_REASONS: tuple[str, ...] = ("model_error", "missing_key", "browser_error", "internal_error")
-NO_FAIR_CHANCE: tuple[str, ...] = STOPPED_REASONS + INFRASTRUCTURE_REASONS  # not graded in an experiment
+# An experiment plays such a run's cell again (a model_error only when the provider's failure may pass) and
+# counts what stays lost as a failure, shown apart (agent.experiments.runner).
+NO_FAIR_CHANCE: tuple[str, ...] = STOPPED_REASONS + INFRASTRUCTURE_REASONS
 
 
 def utcnow() -> datetime:
@@ -128,22 +131,28 @@ class HistoryItem(BaseModel):
 
 
 class Usage(BaseModel):
-    """Token and cost totals of a run."""
+    """Token and cost totals of a run. `cost_usd` is None (unknown) once a call that used tokens had no price
+    (a model litellm cannot price, without price_per_mtok): an unknown cost is never shown as 0.
+    `unpriced_calls` counts those calls; a failed call used no tokens and costs 0."""
 
     model_config = ConfigDict(frozen=True)
 
     llm_calls: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
-    cost_usd: float = 0.0
+    cost_usd: float | None = 0.0
+    unpriced_calls: int = 0
 
     def add(self, call: LLMCall) -> Usage:
         """A new total including `call`."""
+        unpriced = call.cost_usd is None and (call.input_tokens or call.output_tokens) > 0
+        cost = None if self.cost_usd is None or unpriced else self.cost_usd + (call.cost_usd or 0.0)
         return Usage(
             llm_calls=self.llm_calls + 1,
             input_tokens=self.input_tokens + call.input_tokens,
             output_tokens=self.output_tokens + call.output_tokens,
-            cost_usd=self.cost_usd + (call.cost_usd or 0.0),
+            cost_usd=cost,
+            unpriced_calls=self.unpriced_calls + unpriced,
         )
 
 

@@ -26,11 +26,13 @@ from pydantic import (
 )
 
 from agent.limits import (
+    MAX_BUDGET_USD,
     MAX_DOMAIN_CHARS,
     MAX_DOMAINS,
     MAX_ID,
     MAX_JSON_DEPTH,
     MAX_MODEL_CHARS,
+    MAX_PRICE_PER_MTOK,
     MAX_PROMPT_CHARS,
     MAX_SCHEMA_BYTES,
     MAX_SCHEMA_DEPTH,
@@ -40,7 +42,7 @@ from agent.limits import (
     json_depth,
     json_size,
 )
-from agent.modelmap import text_only
+from agent.modelmap import model_price, text_only
 from agent.models.fields import About, about
 from agent.providers import DEFAULT_MODELS, DEFAULT_PROVIDER, PROVIDERS, Provider
 from agent.rules.policy import PolicyError, check_domain_rules, check_navigation, check_webhook_url
@@ -48,8 +50,8 @@ from agent.rules.sensitive import check_sensitive_data
 from agent.rules.toolschema import problem as schema_refused
 from agent.schemas import parse_json_schema
 
-__all__ = ["ENGINE_FIELDS", "FIELDS", "MAX_SYSTEM_MESSAGE_CHARS", "TASK_FIELDS", "RequestError", "RunRequest",
-           "validation_errors"]
+__all__ = ["ENGINE_FIELDS", "FIELDS", "MAX_SYSTEM_MESSAGE_CHARS", "TASK_FIELDS", "PricePerMTok", "RequestError",
+           "RunRequest", "validation_errors"]
 
 MAX_SYSTEM_MESSAGE_CHARS = 50_000  # a system prompt is read on every step: a bound keeps it a prompt
 
@@ -63,6 +65,19 @@ class RequestError(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+class PricePerMTok(BaseModel):
+    """USD per million tokens, in and out: the price of a model litellm cannot price (a self-hosted one)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input: float = Field(ge=0, le=MAX_PRICE_PER_MTOK, description="USD per million input (prompt) tokens")
+    output: float = Field(ge=0, le=MAX_PRICE_PER_MTOK, description="USD per million output (completion) tokens")
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        """What these tokens cost at this price."""
+        return (input_tokens * self.input + output_tokens * self.output) / 1_000_000
 
 
 class RunRequest(BaseModel):
@@ -149,6 +164,19 @@ class RunRequest(BaseModel):
         "Override the system prompt (replaces ours; empty: ours)", "wb-override-system", lines=3, max_lines=20,
     )] = Field(default=None, max_length=MAX_SYSTEM_MESSAGE_CHARS,
                description="Replaces the agent's system prompt (extend_system_message is still appended)")
+    # ------------------------------------------------------------ added: what a run may cost (agent.engine.llm prices)
+    max_cost_usd: Annotated[Annotated[float, Field(gt=0, le=MAX_BUDGET_USD)] | None, About(
+        "Budget (USD; the run stops once its model calls cost this)", "wb-max-cost", placeholder="e.g. 0.50",
+        see="experiments.md#costs-before-and-during",
+    )] = Field(default=None, description="Stop the run (stop_reason 'budget') once its model calls have cost this many "
+                                         "USD; the model needs a price (litellm's, or price_per_mtok)")
+    price_per_mtok: Annotated[PricePerMTok | None, About(
+        "Price per million tokens (JSON; for a model litellm cannot price)", "wb-price-per-mtok", control="json",
+        json_example='{"input": 0.5, "output": 1.5}', placeholder='{"input": 0.5, "output": 1.5}',
+        see="experiments.md#costs-before-and-during",
+    )] = Field(default=None, description="USD per million input and output tokens, for a model litellm cannot price "
+                                         "(a self-hosted one); without it such a model's cost is unknown (null), "
+                                         "never 0")
     # ------------------------------------------------------------ added: tracing tools (OpenTelemetry session.id)
     session_id: Annotated[str | None, About(
         "Session id (groups runs in Phoenix, Langfuse; empty: the saved task's or experiment's)", "wb-session-id",
@@ -299,6 +327,16 @@ class RunRequest(BaseModel):
     @classmethod
     def _sensitive(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         return check_sensitive_data(value) if value else None
+
+    @model_validator(mode="after")
+    def _budget_priced(self) -> RunRequest:
+        # A budget on a model nobody can price could never stop the run: refused now, saying what to give.
+        if self.max_cost_usd is not None and self.price_per_mtok is None and model_price(self.provider,
+                                                                                         self.model) is None:
+            raise ValueError(f"max_cost_usd: litellm has no price for the model {self.model!r} ({self.provider}), "
+                             'so the budget could never be counted; give price_per_mtok {"input": ..., '
+                             '"output": ...} (USD per million tokens) or drop max_cost_usd')
+        return self
 
     @model_validator(mode="after")
     def _start_url_allowed(self) -> RunRequest:

@@ -201,25 +201,28 @@ class LogDoor:
         """Put an interrupted cell back in the queue."""
         await asyncio.to_thread(self._log.requeue_cell, exp_id, task_key, variant, repeat)
 
-    async def cancel_pending_cells(self, exp_id: int) -> None:
-        """Mark the cells never started of a cancelled experiment."""
-        await asyncio.to_thread(self._log.cancel_pending_cells, exp_id)
+    async def cancel_pending_cells(self, exp_id: int, detail: str = "not played: the experiment was cancelled") -> None:
+        """Mark the cells never started of an experiment that stopped (cancelled, or its budget spent)."""
+        await asyncio.to_thread(self._log.cancel_pending_cells, exp_id, detail)
 
     async def record_llm_call(self, run_id: int, call: LLMCall, trace: LLMTrace | None = None) -> None:
         """Log a model call made for a run outside its steps (an experiment's judge)."""
         await asyncio.to_thread(self._log.record_llm_call, run_id, call, trace)
 
-    async def set_experiment_status(self, exp_id: int, status: str, error: str | None = None) -> None:
-        """Set an experiment's status."""
-        await asyncio.to_thread(self._log.set_experiment_status, exp_id, status, error)
+    async def set_experiment_status(self, exp_id: int, status: str, error: str | None = None,
+                                    stop_reason: str | None = None) -> None:
+        """Set an experiment's status (and, when it ends, why)."""
+        await asyncio.to_thread(self._log.set_experiment_status, exp_id, status, error, stop_reason)
 
-    async def get_experiment(self, exp_id: int) -> dict[str, Any]:
-        """An experiment with progress, tasks, variants, cells, per-variant numbers and the matrix; NotFound."""
+    async def get_experiment(self, exp_id: int, *, cells_offset: int = 0,
+                             cells_limit: int | None = None) -> dict[str, Any]:
+        """An experiment with progress, tasks, variants, a page of its cells (all by default), per-variant
+        numbers and the matrix; NotFound."""
 
         def read() -> dict[str, Any] | None:
             found = self._log.get_experiment(exp_id)
             if found is not None:
-                found["cells"] = self._log.experiment_cells(exp_id)
+                found["cells"] = self._log.experiment_cells(exp_id, offset=cells_offset, limit=cells_limit)
                 found["variants"] = self._log.experiment_variants(exp_id)
                 found["matrix"] = self._log.experiment_matrix(exp_id)
             return found
@@ -228,6 +231,25 @@ class LogDoor:
         if found is None:
             raise NotFound("experiment", exp_id)
         return found
+
+    async def experiment_progress(self, exp_id: int) -> dict[str, Any]:
+        """An experiment's status, progress and per-variant passes only (cheap); NotFound."""
+        found = await asyncio.to_thread(self._log.experiment_progress, exp_id)
+        if found is None:
+            raise NotFound("experiment", exp_id)
+        return found
+
+    async def cell_of_run(self, run_id: int) -> dict[str, Any] | None:
+        """The experiment cell a run played (its grade and why), or None for a run of no experiment."""
+        return await asyncio.to_thread(self._log.cell_of_run, run_id)
+
+    async def experiment_spent(self, exp_id: int) -> tuple[float, int]:
+        """USD spent by an experiment's runs so far, and how many calls had no price."""
+        return await asyncio.to_thread(self._log.experiment_spent, exp_id)
+
+    async def tokens_per_step(self, prompts: list[str]) -> dict[str, dict[str, float]]:
+        """Past runs of these prompts: mean steps, input and output tokens per step."""
+        return await asyncio.to_thread(self._log.tokens_per_step, prompts)
 
     async def list_experiments(self, *, limit: int = 50, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
         """A page of experiments, newest first, and the total."""

@@ -334,9 +334,11 @@ class RunTracer:
         span, usage = run.span, response.usage
         span.set_attributes({
             "workbench.task_id": response.task_id or 0, "workbench.status": response.status,
-            "workbench.steps": len(response.history), "workbench.cost_usd": usage.cost_usd,
+            "workbench.steps": len(response.history),
             "gen_ai.usage.input_tokens": usage.input_tokens, "gen_ai.usage.output_tokens": usage.output_tokens,
         })
+        if usage.cost_usd is not None:  # unknown (a model without a price) is left out, never sent as 0
+            span.set_attribute("workbench.cost_usd", usage.cost_usd)
         if self.capture_content:  # the result; a run without one says why it ended
             result = response.result if response.result is not None else (response.error or response.status)
             output = c.value_attributes("output", result)

@@ -176,8 +176,10 @@ class RunService(LogDoor):
         if self._closing:
             raise ServiceClosed("the server is shutting down and accepts no new runs; try again when it is back")
         # The slot is taken before the first await: requests arriving together cannot all pass the check.
+        # A batch run (an experiment's cell) never takes the last place: the form always gets one.
         taken = len(self._live) + self._reserved
-        if taken >= self.max_concurrent + self.max_queued:
+        limit = self.max_concurrent + self.max_queued
+        if taken >= (limit - 1 if batch and limit > 1 else limit):
             raise ServiceBusy(
                 f"{taken} runs are running or queued (limit {self.max_concurrent} running + "
                 f"{self.max_queued} queued); try again when some have finished, or raise MAX_QUEUED_RUNS"

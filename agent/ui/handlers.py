@@ -26,6 +26,7 @@ from agent.service.door import NotFound
 from agent.service.runs import RunService, ServiceBusy, ServiceClosed
 from agent.settings import Settings, demo_base_url
 from agent.ui.compare import parse_pair, parse_run_id
+from agent.ui.experiments import grade_banner
 from agent.ui.form import (
     FORM_FIELDS,
     FormError,
@@ -243,6 +244,8 @@ class RunHandlers:
             share = f"{self.page_url(request)}?run={run_id}"
         html = render_run_html(current, traces=traces, system_prompt=used, default_prompt=SYSTEM_PROMPT,
                                share_url=share)
+        if ended and run_id:  # a run an experiment played shows its grade and why (a "success" may fail its check)
+            html = grade_banner(await self.service.cell_of_run(run_id)) + html
         return (html, gr.update(interactive=running), gr.update(interactive=ended), gr.update(interactive=can_save),
                 gr.update(interactive=bool(run_id)))
 
@@ -400,7 +403,8 @@ class RunHandlers:
             return gr.update(value="")
         price = await asyncio.to_thread(model_price, provider, name)
         if price is None:
-            return gr.update(value=f"{name}: price unknown to litellm's price map (cost shows as $0)")
+            return gr.update(value=f"{name}: price unknown to litellm's price map (its cost shows as unknown; "
+                                   "price_per_mtok gives one)")
         per_in, per_out = price
         return gr.update(value=f"{name}: ${per_in:,.2f} per million input tokens, ${per_out:,.2f} per million "
                                "output tokens (litellm's price map)")
