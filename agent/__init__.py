@@ -35,6 +35,7 @@ _EXPORTS = {
     "RunFinished": "agent.models", "RunRequest": "agent.models", "RunResponse": "agent.models",
     "RunStarted": "agent.models", "StepFinished": "agent.models", "StepStarted": "agent.models",
     "StopReason": "agent.models",
+    "fork_from": "agent.workflows.fork",
 }
 _MODULES = {"analysis": "agent.log.analysis"}
 __all__ = sorted([*_EXPORTS, *_MODULES])

@@ -38,6 +38,7 @@ FIELD_IDS = {
     "max_steps": "wb-max-steps", "use_vision": "wb-use-vision", "allowed_domains": "wb-allowed-domains",
     "sensitive_data": "wb-sensitive-data",
     "extend_system_message": "wb-extend-system", "override_system_message": "wb-override-system",
+    "fork": "wb-fork",
 }
 
 
@@ -199,6 +200,7 @@ def test_the_form_round_trips_every_request_field() -> None:
         cached_workflow={"name": "w", "steps": []}, workflow_id=3, workflow_params={"product": "HDMI cable"},
         start_url="https://shop.example/", max_steps=12, use_vision=True, allowed_domains=["shop.example", "cdn.example"],
         extend_system_message="Prices are per pack.", override_system_message="You are a careful shopper.",
+        fork={"run_id": 12, "step": 8, "heal": True},
     )
     assert request.model_fields_set == set(FORM_FIELDS) - {"sensitive_data"}  # every field but the never-refilled one
     values = request_form_values(request)
@@ -206,7 +208,7 @@ def test_the_form_round_trips_every_request_field() -> None:
     assert form_request(dict(zip(FORM_FIELDS, values))) == request
     # Empty controls mean the defaults; the model follows the provider.
     empty = dict(zip(FORM_FIELDS, ["Find a cable", "", "deepseek", True, "", "text", "", False, "", None, "", "",
-                                   None, False, "", "", "", ""], strict=True))
+                                   None, False, "", "", "", "", ""], strict=True))
     assert form_request(empty) == RunRequest(prompt="Find a cable", provider="deepseek")
     assert form_request(empty).model == "deepseek-chat"
 

@@ -47,7 +47,8 @@ class RunQueries:
             total = rows.scalar(self._con, f"SELECT count(*) FROM runs {clause}", params)
             page = rows.dicts(
                 self._con.execute(
-                    f"SELECT {', '.join(rows.RUN_LIST_COLS)} FROM runs {clause} ORDER BY id DESC LIMIT ? OFFSET ?",
+                    f"SELECT {', '.join(rows.RUN_LIST_COLS)}, {rows.FORKS_COL} FROM runs {clause} "
+                    "ORDER BY id DESC LIMIT ? OFFSET ?",
                     [*params, limit, offset],
                 )
             )
@@ -70,3 +71,9 @@ class RunQueries:
         with self._lock:
             self._check_open()
             return rows.fetch_traces(self._con, run_id, step)
+
+    def get_playground(self, run_id: int, step: int) -> list[dict[str, Any]]:
+        """The calls asked again at a run's step (purpose "playground"), newest question first."""
+        with self._lock:
+            self._check_open()
+            return rows.fetch_playground(self._con, run_id, step)

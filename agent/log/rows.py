@@ -26,10 +26,12 @@ from agent.models import ActionResult, HistoryItem, LLMCall, RunResponse, Usage,
 
 __all__ = [
     "RENAMED",
+    "FORKS_COL",
     "RUN_LIST_COLS",
     "Plan",
     "RunRows",
     "dicts",
+    "fetch_playground",
     "fetch_run",
     "fetch_traces",
     "insert_row",
@@ -55,8 +57,10 @@ RENAMED = {"screenshot_path": "screenshot"}
 # What the runs list shows of each run (the history's table), not every column.
 RUN_LIST_COLS = (
     "id", "task_id", "status", "prompt", "provider", "model", "mode", "steps", "duration_ms",
-    "cost_usd", "started_at", "error", "stop_reason",
+    "cost_usd", "started_at", "error", "stop_reason", "parent_run_id", "forked_at_step",
 )
+# ...and how many forks each has (the history shows a run's parent and its forks).
+FORKS_COL = "(SELECT count(*) FROM runs f WHERE f.parent_run_id = runs.id) AS forks"
 
 # ------------------------------------------------------------------ filtering runs
 STOP_REASONS_SQL = "SELECT DISTINCT stop_reason FROM runs WHERE stop_reason IS NOT NULL ORDER BY 1"
@@ -290,12 +294,22 @@ _TRACE_SQL = """
            reply_text, tool_calls_json, observation_start, observation_end
     FROM v_llm_traces WHERE run_id = ? {step} ORDER BY seq, idx
 """
+# Calls asked again at a step (the playground) are the prompt engineer's, not the run's.
+_PLAYGROUND = "'playground'"
 
 
 def fetch_traces(con: Connection, run_id: int, step: int | None = None) -> list[dict[str, Any]]:
-    """The traces of a run's model calls (of one step, by its number), in order, as plain dicts."""
-    where, params = ("AND step = ?", [run_id, step]) if step is not None else ("", [run_id])
+    """The traces of a run's own model calls (of one step, by its number), in order, as plain dicts."""
+    where = f"AND purpose <> {_PLAYGROUND}" + (" AND step = ?" if step is not None else "")
+    params = [run_id, step] if step is not None else [run_id]
     return [trace_dict(r) for r in dicts(con.execute(_TRACE_SQL.format(step=where), params))]
+
+
+def fetch_playground(con: Connection, run_id: int, step: int) -> list[dict[str, Any]]:
+    """The calls asked again at a run's step, newest question first (each question's samples in order)."""
+    # Each question has its own seq, going down from -1: ordered by seq, the newest question comes first.
+    sql = _TRACE_SQL.format(step=f"AND purpose = {_PLAYGROUND} AND step = ?")
+    return [trace_dict(r) for r in dicts(con.execute(sql, [run_id, step]))]
 
 
 def trace_dict(row: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from agent.models import FIELDS, RequestError, RunFinished, RunRequest, StepFinished, validation_errors
@@ -151,6 +151,7 @@ def _shown(name: str, value: Any) -> Any:
     if value is None:
         return ""
     if control == "json":
+        value = value.model_dump(mode="json") if isinstance(value, BaseModel) else value  # a fork
         return json.dumps(value, indent=2, ensure_ascii=False)
     return ", ".join(value) if isinstance(value, list) else str(value)
 
