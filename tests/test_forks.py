@@ -20,8 +20,22 @@ from gradio_client import Client
 
 from agent.engine.llm import KEY_VARS
 from agent.engine.loop import arun
+from agent.engine.playground import rebuild_messages
 from agent.engine.prompts import SYSTEM_PROMPT
-from agent.models import ActionResult, HistoryItem, RunRequest, RunResponse
+from agent.log import analysis as an
+from agent.log.store import Store, open_snapshot
+from agent.models import (
+    ActionResult,
+    HistoryItem,
+    LLMCall,
+    LLMTrace,
+    NotAskable,
+    RunFinished,
+    RunRequest,
+    RunResponse,
+    StepFinished,
+    utcnow,
+)
 from agent.testing.fakellm import FakeLLM, call, find_index, last_user_text, reply
 from agent.testing.forks import CABLE, cart_agent, cart_prompt, step_of, task_of
 from agent.testing.workflow_site.script import order_prompt, shop_agent
@@ -392,6 +406,66 @@ def test_a_fork_of_a_run_that_typed_a_secret_needs_its_value_again() -> None:
     assert prefix.missing_secrets(RunRequest(prompt="abc", sensitive_data={"password": "hunter2!"})) == []
     assert prefix.missing_secrets(RunRequest(prompt="abc", sensitive_data={"https://*.example.com": {"password": "hunter2!"}})) == []
     assert fork_from(parent, step=1).secret_names() == []  # nothing replayed, nothing typed
+
+
+def test_playground_calls_stay_out_of_the_run_s_totals_and_views(tmp_path: Any) -> None:
+    """Through a real run log: a question's calls sit at the step (a seq of their own, below the steps'), listed
+    by get_playground, and counted by no total, trace list or view of the run's own calls."""
+    store = Store(tmp_path / "data", snapshot_interval_s=None)
+    try:
+        request = RunRequest(prompt="find the cable", model=MODEL)
+        run_id = store.create_run(store.create_task(request), request)
+        own = LLMCall(model=f"openai/{MODEL}", provider="openai", started_at=utcnow(), latency_ms=100.0,
+                      input_tokens=50, output_tokens=5, cost_usd=0.01)
+        trace = LLMTrace(call=own, system_prompt="sys", messages=[{"role": "user", "content": "page"}])
+        store.record(run_id, StepFinished(item=HistoryItem(description="look", step=1, llm_calls=[own]),
+                                          traces=[trace]))
+        store.record(run_id, RunFinished(response=RunResponse(status="success", stop_reason="done", is_done=True,
+                                                              is_successful=True, history=[])))
+        before = store.get_run(run_id)
+        asked = own.model_copy(update={"purpose": "playground", "provider": "anthropic", "latency_ms": 5000.0,
+                                       "model": "anthropic/claude", "cost_usd": 1.0, "input_tokens": 900})
+        failed = asked.model_copy(update={"error": "server: boom", "cost_usd": None})
+        assert store.record_playground(run_id, 1, [(asked, trace.model_copy(update={"call": asked})),
+                                                   (failed, None)]) == -1
+        assert store.record_playground(run_id, 1, [(asked, trace.model_copy(update={"call": asked}))]) == -2
+        assert store.get_run(run_id) == before  # usage, cost, history: the run's own
+        assert [t["purpose"] for t in store.get_traces(run_id)] == ["step"]
+        assert [(c["seq"], c["idx"], c["logged"]) for c in store.get_playground(run_id, 1)] == [
+            (-2, 0, True), (-1, 0, True), (-1, 1, False)]
+        assert store.runs_summary()["cost_usd"] == pytest.approx(0.01)
+        store.publish_snapshot()
+        con = open_snapshot(tmp_path / "data")
+        try:
+            assert con.execute("SELECT count(*) FROM v_model_errors").fetchone()[0] == 0
+            assert con.execute("SELECT llm_calls, cost_usd FROM v_runs").fetchall() == [(1, pytest.approx(0.01))]
+            latency = an.cost_latency_by_model(con=con)
+            assert latency.llm_latency_p50_ms.tolist() == [100.0]
+            assert sorted(con.execute("SELECT purpose FROM v_llm_calls").fetchall()) == [
+                ("playground",), ("playground",), ("playground",), ("step",)]
+        finally:
+            con.close()
+    finally:
+        store.close()
+
+
+def test_the_step_s_screenshot_goes_along_when_the_original_call_had_one(tmp_path: Any) -> None:
+    shot = tmp_path / "step-003.jpg"
+    shot.write_bytes(b"\xff\xd8\xff\xe0 a jpeg")
+    trace = {"step": 3, "logged": True, "messages": [
+        {"role": "system", "content": "old"},
+        {"role": "user", "content": [{"type": "text", "text": "the page"}, {"type": "image", "screenshot_step": 3}]}]}
+    messages, image = rebuild_messages(trace, "new", shot)
+    assert image and messages == [{"role": "system", "content": "new"}, {"role": "user", "content": [
+        {"type": "text", "text": "the page"},
+        {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,/9j/4CBhIGpwZWc="}}]}]
+    with pytest.raises(NotAskable, match="screenshot of step 3, which is no longer in the data folder"):
+        rebuild_messages(trace, "new", tmp_path / "gone.jpg")
+    text_only = {"messages": [{"role": "user", "content": "the page"}], "logged": True}
+    assert rebuild_messages(text_only, "new", None) == ([{"role": "system", "content": "new"},
+                                                         {"role": "user", "content": "the page"}], False)
+    with pytest.raises(NotAskable, match="LOG_PROMPTS=0"):
+        rebuild_messages({"messages": [], "logged": False}, "new", shot)
 
 
 # ------------------------------------------------------------------ 6. LOG_PROMPTS=0: nothing to send again

@@ -228,7 +228,7 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncGenerator[Event, Non
         await session.hide(run.secrets)
     failures = validation_failures = 0
     first = 1
-    if run.fork is not None:  # the parent's steps before the fork's, done again (the start page among them)
+    if run.fork is not None and run.fork.step > 1:  # the parent's steps before the fork's, done again (start page too)
         try:
             async for event in run.fork.replay(session, request=run.request, options=options, llm=run.llm,
                                                cancel=run.cancel):
