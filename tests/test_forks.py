@@ -319,8 +319,9 @@ async def test_try_this_step_again_in_the_viewer(app: App, context: Any, model: 
     assert len(differences) == 2 and all(d.startswith("action 1 (click): element [") for d in differences)
     assert await panel.locator(".wb-ask-action.wb-ask-differs").count() == 2  # the differing actions marked
     assert "0 of 2 replies would have done the same" in await panel.locator(".wb-ask-answer").inner_text()
-    # A step the run's model never saw (no trace kept for it) has no panel; the export has no buttons.
+    # Every step can be forked; every step the model answered can be asked again.
     assert await page.locator("#wb-viewer .wb-fork-btn").count() == 5
+    assert await page.locator("#wb-viewer .wb-ask-form").count() == 5
     await page.close()
 
 
@@ -341,6 +342,11 @@ async def test_fork_from_here_fills_the_form_and_runs_a_linked_fork(app: App, co
     assert (await page.locator("#wb-viewer .wb-parent").get_attribute("data-parent")) == str(parent["id"])
     assert await page.locator("#wb-viewer .wb-step.wb-prefix").count() == 2
     assert [s["step"] for s in shown["steps"]] == [1, 2, 3, 4, 5]
+    # Replayed steps asked no model: nothing to ask again there. The export (offline) has no buttons.
+    assert await page.locator("#wb-viewer .wb-ask-form").evaluate_all("els => els.map(e => e.dataset.step)") == [
+        "3", "4", "5"]
+    export = (await asyncio.to_thread(http.get, f"/api/runs/{fork_id}/export", params={"format": "html"})).text
+    assert "fork of run #" in export and 'class="wb-fork-btn"' not in export and 'class="wb-ask-form"' not in export
     # The parent lists its forks; the history says who is whose.
     await page.goto(f"{app.base}/?run={parent['id']}")
     forks = await until(lambda: page.locator("#wb-viewer .wb-forks .wb-fork").evaluate_all(

@@ -39,7 +39,7 @@ class RunQueries:
 
     def list_runs(self, filters: RunFilter | None = None, *, limit: int = 50,
                   offset: int = 0) -> tuple[list[dict[str, Any]], int]:
-        """A page of runs, newest first, and the total matching the filters (see `runs_summary`)."""
+        """A page of runs, newest first (each with how many forks it has), and the total matching the filters."""
         check_page(limit, offset)
         clause, params = rows.run_filter(filters)
         with self._lock:
@@ -47,12 +47,12 @@ class RunQueries:
             total = rows.scalar(self._con, f"SELECT count(*) FROM runs {clause}", params)
             page = rows.dicts(
                 self._con.execute(
-                    f"SELECT {', '.join(rows.RUN_LIST_COLS)}, {rows.FORKS_COL} FROM runs {clause} "
-                    "ORDER BY id DESC LIMIT ? OFFSET ?",
+                    f"SELECT {', '.join(rows.RUN_LIST_COLS)} FROM runs {clause} ORDER BY id DESC LIMIT ? OFFSET ?",
                     [*params, limit, offset],
                 )
             )
-        return page, total
+            forks = rows.fork_counts(self._con, [r["id"] for r in page])
+        return [{**r, "forks": forks.get(r["id"], 0)} for r in page], total
 
     def runs_summary(self, filters: RunFilter | None = None) -> dict[str, Any]:
         """Totals of the runs matching the filters: runs, finished, successes, success rate, tokens, cost.

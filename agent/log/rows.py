@@ -26,12 +26,12 @@ from agent.models import ActionResult, HistoryItem, LLMCall, RunResponse, Usage,
 
 __all__ = [
     "RENAMED",
-    "FORKS_COL",
     "RUN_LIST_COLS",
     "Plan",
     "RunRows",
     "dicts",
     "fetch_playground",
+    "fork_counts",
     "fetch_run",
     "fetch_traces",
     "insert_row",
@@ -59,8 +59,7 @@ RUN_LIST_COLS = (
     "id", "task_id", "status", "prompt", "provider", "model", "mode", "steps", "duration_ms",
     "cost_usd", "started_at", "error", "stop_reason", "parent_run_id", "forked_at_step",
 )
-# ...and how many forks each has (the history shows a run's parent and its forks).
-FORKS_COL = "(SELECT count(*) FROM runs f WHERE f.parent_run_id = runs.id) AS forks"
+
 
 # ------------------------------------------------------------------ filtering runs
 STOP_REASONS_SQL = "SELECT DISTINCT stop_reason FROM runs WHERE stop_reason IS NOT NULL ORDER BY 1"
@@ -108,6 +107,16 @@ def run_filter(filters: RunFilter | None) -> tuple[str, list[Any]]:
         where.append("CAST(timezone('UTC', started_at) AS DATE) <= ?")
         params.append(given["until"])
     return ("WHERE " + " AND ".join(where)) if where else "", params
+
+
+def fork_counts(con: Connection, run_ids: Sequence[int]) -> dict[int, int]:
+    """How many forks each of `run_ids` has (a page of the history: one scan of parent_run_id, not one per run;
+    a correlated count would aggregate the whole table for every page)."""
+    if not run_ids:
+        return {}
+    found = con.execute(f"SELECT parent_run_id, count(*) FROM runs WHERE parent_run_id IN "
+                        f"({', '.join('?' * len(run_ids))}) GROUP BY parent_run_id", list(run_ids)).fetchall()
+    return {int(parent): int(n) for parent, n in found}
 
 
 _INSERT_SQL: dict[tuple[str, tuple[str, ...], int], str] = {}

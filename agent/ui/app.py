@@ -324,7 +324,7 @@ def _history() -> History:
     totals = gr.Markdown(elem_id="wb-history-totals", elem_classes=["wb-history-totals"])
     table = gr.Dataframe(history_frame([]), label="Run history", interactive=False, wrap=True, max_height=420,
                          elem_id="wb-history",
-                         column_widths=["5%", "7%", "28%", "13%", "5%", "6%", "6%", "10%", "9%", "11%"])
+                         column_widths=["5%", "7%", "27%", "13%", "5%", "7%", "6%", "10%", "9%", "11%"])
     gr.Markdown("Select a row to open that run in the viewer (from the log, screenshots included); the last two "
                 "rows selected fill the compare boxes below.", elem_id="wb-history-help")
     with gr.Accordion("Compare two runs", open=False, elem_id="wb-compare-box") as compare_box:

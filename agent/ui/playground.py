@@ -68,8 +68,9 @@ def _action(action: ProposedAction, differs: bool) -> str:
     element = (f'<div class="wb-ask-element"><code>{_esc(_cut(action.element, 300))}</code></div>'
                if action.element else "")
     error = f'<div class="wb-error">{_esc(action.error)}</div>' if action.error else ""
+    shown = "" if shown == "{}" else f' <code class="wb-args">{_esc(shown)}</code>'
     return (f'<li class="wb-ask-action{" wb-ask-differs" if differs else ""}"><code class="wb-name">'
-            f'{_esc(action.name)}</code> <code class="wb-args">{_esc(shown)}</code>{element}{error}</li>')
+            f'{_esc(action.name)}</code>{shown}{element}{error}</li>')
 
 
 def _column(reply: AskReply, title: str, original: AskReply | None) -> str:

@@ -143,6 +143,8 @@ class ForkPrefix:
             yield StepStarted(step=n, url=state.secrets.scrub(start_url))
             started_at, clock = utcnow(), StepClock()
             done = StepLog(clock=clock, traces=[], calls=[])
+            with clock.part("browser"):  # at the step's start, as the agent's steps (and the parent's) take it
+                shot = await _screenshot(session, options.screenshot_dir, n)
             by: ExecutedBy = "replay"
             failed: str | None = None
             if step.actions:
@@ -157,8 +159,6 @@ class ForkPrefix:
                     failed = problem
             if failed is None and by == "replay":
                 state.replayed += 1
-            with clock.part("browser"):
-                shot = await _screenshot(session, options.screenshot_dir, n)
             item = state.secrets.scrub_model(HistoryItem(
                 description=step.description, actions=done.results, step=n, url=start_url, title=title,
                 screenshot=shot, started_at=started_at, llm_calls=done.calls, executed_by=by, **clock.split()))
