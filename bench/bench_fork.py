@@ -110,8 +110,9 @@ async def main(runs: int, latencies: list[float], step: int) -> None:
             for mode, rows in results.items():
                 wall = statistics.median(w for w, _, _ in rows)
                 medians[mode] = wall
-                r, calls = rows[0][1], rows[0][2]
-                replayed = sum(i.duration_ms for i in r.history if i.executed_by == "replay") / 1000
+                r, calls = rows[0][1], rows[0][2]  # calls and tokens are the same in every run (a scripted model)
+                replayed = statistics.median(sum(i.duration_ms for i in x.history if i.executed_by == "replay")
+                                             for _, x, _ in rows) / 1000
                 print(row([mode, f"{latency:g} s", f"{wall:.2f}", f"{r.usage.llm_calls} ({calls})",
                            r.usage.input_tokens, r.usage.output_tokens, f"{replayed:.2f}", r.status], widths))
             whole, forked = medians["whole task again"], medians[f"fork at {step}"]
