@@ -480,7 +480,7 @@ def test_a_run_logged_without_its_messages_cannot_be_asked_again(app: App, http:
     app.env["LOG_PROMPTS"] = "0"
     app.start().ready()
     run = http.post("/api/runs", json={"prompt": cart_prompt(f"{app.base}/demo/", short=True), "model": MODEL,
-                                       "max_steps": 2}).json()
+                                       "max_steps": 1}).json()
     assert run["history"] and run["history"][0]["llm_calls"]
     refused = http.post(f"/api/runs/{run['task_run_id']}/steps/1/ask", json={})
     assert refused.status_code == 409
