@@ -60,6 +60,7 @@ bench: setup dev
 	$(PY) bench/bench_traces.py
 	$(PY) bench/bench_otel.py
 	$(PY) bench/bench_workflows.py
+	$(PY) bench/bench_fork.py
 	$(PY) bench/bench_startup.py
 	$(PY) bench/bench_runpath.py
 	$(PY) bench/bench_experiments.py

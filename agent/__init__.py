@@ -1,5 +1,8 @@
 """The web-agent workbench: `run`, `arun` and `stream` a task with any LLM in a real browser.
 
+`run(request, fork=fork_from(parent, step=S))` forks a finished run: the parent's steps before S
+replayed without the model, the agent from S with the request's settings (docs/prompts.md).
+
 Errors: a bad request raises pydantic's `ValidationError` (see `agent.models.validation_errors`);
 `LLMError` (and its `MissingKeyError`; `kind` says why, `fatal` whether a run must stop) come from
 the model; `BrowserError` when no browser can be started. At run time each of these ends the run
@@ -35,6 +38,7 @@ _EXPORTS = {
     "RunFinished": "agent.models", "RunRequest": "agent.models", "RunResponse": "agent.models",
     "RunStarted": "agent.models", "StepFinished": "agent.models", "StepStarted": "agent.models",
     "StopReason": "agent.models",
+    "fork_from": "agent.workflows.fork",
 }
 _MODULES = {"analysis": "agent.log.analysis"}
 __all__ = sorted([*_EXPORTS, *_MODULES])

@@ -32,6 +32,7 @@ class RunFilter(BaseModel):
     provider: Provider | None = Field(default=None, description="The provider")
     model: str | None = Field(default=None, max_length=200, description="The exact model name")
     task_id: int | None = Field(default=None, ge=1, le=MAX_ID, description="Runs of this task")
+    parent_run_id: int | None = Field(default=None, ge=1, le=MAX_ID, description="Forks of this run")
     q: str | None = Field(default=None, max_length=200, description="Text in the prompt, result or error (any case)")
     model_contains: str | None = Field(default=None, max_length=200, description="Part of the model name (any case)")
     stop_reason: StopReason | None = Field(default=None, description="Why the run stopped")

@@ -34,7 +34,7 @@ DEFAULTS = {"model": "", "provider": "openai", "wait_for_completion": True, "web
             "response_format": "text", "json_schema": "", "use_cached_workflow": False, "cached_workflow": "",
             "workflow_id": "", "workflow_params": "", "start_url": "", "max_steps": "", "use_vision": False,
             "allowed_domains": "", "sensitive_data": "", "extend_system_message": "", "override_system_message": "",
-            "max_cost_usd": "", "price_per_mtok": "", "session_id": ""}
+            "max_cost_usd": "", "price_per_mtok": "", "session_id": "", "fork": ""}
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +97,9 @@ def run_total(http: httpx.Client) -> int:
 # ------------------------------------------------------------------ gradio_client
 def test_run_endpoint_takes_the_request_fields(client: Client) -> None:
     info = client.view_api(return_format="dict", print_info=False)
-    # The run, and the experiment (docs/experiments.md); every other event is private.
-    assert sorted(info["named_endpoints"]) == ["/experiment", "/run"] and info["unnamed_endpoints"] == {}
+    # The run, the experiment (docs/experiments.md) and asking again at a step (docs/prompts.md); every other
+    # event is private.
+    assert sorted(info["named_endpoints"]) == ["/ask_step", "/experiment", "/run"] and info["unnamed_endpoints"] == {}
     endpoint = info["named_endpoints"]["/run"]
     params = endpoint["parameters"]
     assert [p["parameter_name"] for p in params] == list(RunRequest.model_fields)

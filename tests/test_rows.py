@@ -87,7 +87,7 @@ def test_a_run_s_end_writes_every_response_field_that_has_a_column(con: duckdb.D
     assert set(how.cols) == {
         "status", "error", "stop_reason", "mode", "provider", "model", "started_at", "finished_at", "duration_ms",
         "llm_calls", "input_tokens", "output_tokens", "cost_usd", "is_done", "is_successful", "result_json",
-        "workflow_id", "replayed_steps", "healed_steps", "notes_json"}
+        "workflow_id", "replayed_steps", "healed_steps", "notes_json", "parent_run_id", "forked_at_step"}
 
 
 # ------------------------------------------------------------------ the history's filters
@@ -99,8 +99,8 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 def _run(store: Store, prompt: str, *, provider: str, model: str, status: str, stop_reason: str,
-         day: datetime) -> tuple[int, int]:
-    request = RunRequest(prompt=prompt, provider=provider, model=model)
+         day: datetime, fork: dict[str, int] | None = None) -> tuple[int, int]:
+    request = RunRequest(prompt=prompt, provider=provider, model=model, fork=fork)
     task_id = store.create_task(request)
     run_id = store.create_run(task_id, request)
     store.record(run_id, RunFinished(response=RunResponse(
@@ -113,10 +113,11 @@ def test_every_run_filter_filters_the_runs(store: Store) -> None:
     first = _run(store, "find a usb-c cable", provider="openai", model="gpt-4.1-mini", status="success",
                  stop_reason="done", day=T0)
     second = _run(store, "find a charger", provider="anthropic", model="claude-sonnet-4-5", status="failure",
-                  stop_reason="max_steps", day=T0 + timedelta(days=3))
+                  stop_reason="max_steps", day=T0 + timedelta(days=3), fork={"run_id": first[1], "step": 1})
     # One sample per field, each matching only the second run; a field without one fails here.
     samples: dict[str, Any] = {
         "status": "failure", "provider": "anthropic", "model": "claude-sonnet-4-5", "task_id": second[0],
+        "parent_run_id": first[1],
         "q": "CHARGER", "model_contains": "SONNET", "stop_reason": "max_steps",
         "since": (T0 + timedelta(days=1)).date(), "until": None,
     }

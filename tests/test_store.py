@@ -189,7 +189,8 @@ def test_every_migration_module_is_listed_once_in_order() -> None:
     modules = sorted(p.stem for p in folder.glob("m[0-9][0-9][0-9]_*.py"))
     assert [fn.__name__ for fn in MIGRATIONS] == modules
     assert [fn.__module__ for fn in MIGRATIONS] == [f"agent.log.migrations.{m}" for m in modules]
-    assert [int(m[1:4]) for m in modules] == list(range(1, len(modules) + 1))  # numbered without a gap
+    # Numbered without a gap.
+    assert sorted(int(m[1:4]) for m in modules) == list(range(1, len(modules) + 1))
 
 
 def test_stop_reason_migration_backfills_runs_recorded_before_it(tmp_path: Path) -> None:
@@ -245,7 +246,7 @@ def test_describe_views_and_schema_markdown() -> None:
     views = describe_views()
     assert set(views) == {"v_runs", "v_steps", "v_actions", "v_llm_calls", "v_webhooks", "v_success_by_model",
                           "v_failing_actions", "v_stop_reasons", "v_model_errors", "v_llm_traces", "v_experiments",
-                          "v_experiment_cells", "v_experiment_matrix", "v_experiment_variants"}
+                          "v_experiment_cells", "v_experiment_matrix", "v_experiment_variants", "v_forks"}
     assert [c for c, _ in views["v_runs"]][:9] == ["id", "task_id", "status", "stop_reason", "outcome", "prompt",
                                                    "provider", "model", "mode"]
     assert dict(views["v_success_by_model"]) == {
@@ -264,7 +265,7 @@ def test_store_is_the_run_log_the_service_holds(store: Store) -> None:
     """`Store` implements `RunLog` with exactly the protocol's signatures (so the protocol cannot drift)."""
     assert isinstance(store, RunLog)
     members = [name for name, value in vars(RunLog).items() if callable(value) and not name.startswith("_")]
-    assert len(members) == 42  # runs and tasks 25, experiments 17
+    assert len(members) == 44  # runs and tasks 27, experiments 17
     for name in members:
         protocol = inspect.signature(getattr(RunLog, name), eval_str=True)
         actual = inspect.signature(getattr(Store, name), eval_str=True)
@@ -289,6 +290,7 @@ def test_full_run_recorded_and_rebuilt(store: Store) -> None:
         "id": run_id, "task_id": task_id, "status": "success", "prompt": req.prompt, "provider": "openai",
         "model": "o3", "mode": "agent", "steps": 4, "duration_ms": 7000.0,
         "cost_usd": expected.usage.cost_usd, "started_at": T0, "error": None, "stop_reason": "done",
+        "parent_run_id": None, "forked_at_step": None, "forks": 0,
     }]
     task = store.get_task(task_id)
     created = task.pop("created_at")

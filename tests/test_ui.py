@@ -39,6 +39,7 @@ FIELD_IDS = {
     "sensitive_data": "wb-sensitive-data",
     "extend_system_message": "wb-extend-system", "override_system_message": "wb-override-system",
     "max_cost_usd": "wb-max-cost", "price_per_mtok": "wb-price-per-mtok", "session_id": "wb-session-id",
+    "fork": "wb-fork",
 }
 
 
@@ -201,6 +202,7 @@ def test_the_form_round_trips_every_request_field() -> None:
         start_url="https://shop.example/", max_steps=12, use_vision=True, allowed_domains=["shop.example", "cdn.example"],
         extend_system_message="Prices are per pack.", override_system_message="You are a careful shopper.",
         max_cost_usd=0.5, price_per_mtok={"input": 1.0, "output": 2.0}, session_id="cable-study",
+        fork={"run_id": 12, "step": 8, "heal": True},
     )
     assert request.model_fields_set == set(FORM_FIELDS) - {"sensitive_data"}  # every field but the never-refilled one
     values = request_form_values(request)
@@ -208,7 +210,7 @@ def test_the_form_round_trips_every_request_field() -> None:
     assert form_request(dict(zip(FORM_FIELDS, values))) == request
     # Empty controls mean the defaults; the model follows the provider.
     empty = dict(zip(FORM_FIELDS, ["Find a cable", "", "deepseek", True, "", "text", "", False, "", None, "", "",
-                                   None, False, "", "", "", "", "", "", ""], strict=True))
+                                   None, False, "", "", "", "", "", "", "", ""], strict=True))
     assert form_request(empty) == RunRequest(prompt="Find a cable", provider="deepseek")
     assert form_request(empty).model == "deepseek-chat"
 

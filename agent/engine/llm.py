@@ -178,6 +178,7 @@ class LLM:
         *,
         purpose: str = "step",
         tool_choice: str = "required",
+        temperature: float | None = None,
     ) -> Reply:
         """One model call with bounded retries on rate limits, 5xx, timeouts and connection errors.
 
@@ -209,6 +210,8 @@ class LLM:
         if tools:
             kwargs["tools"] = tools
             kwargs["tool_choice"] = tool_choice
+        if temperature is not None:  # None: the provider's default (what a run sends)
+            kwargs["temperature"] = temperature
         api_base = base_url(self.provider)
         if api_base:
             kwargs["api_base"] = api_base

@@ -22,6 +22,7 @@ from agent.engine.guard import NavigationGuard
 from agent.engine.llm import LLM, LLMError, Reply, key_status, preload
 from agent.engine.page import Observation, observe
 from agent.engine.provenance import trace_result
+from agent.engine.resume import Prefix, PrefixBroken
 from agent.engine.runtime import RunClock, RunStopped, StepClock, in_session
 from agent.engine.secrets import Secrets, secrets_note
 from agent.engine.trace import make_trace
@@ -34,6 +35,7 @@ from agent.models import (
     HistoryItem,
     LLMCall,
     LLMTrace,
+    RequestError,
     RunFinished,
     RunRequest,
     RunResponse,
@@ -90,10 +92,13 @@ def resolve_options(request: RunRequest, options: EngineOptions | None, override
 class _Run(RunClock):
     """The mutable state of one run, kept out of the events the loop yields."""
 
-    def __init__(self, request: RunRequest, options: EngineOptions, llm: LLM, cancel: asyncio.Event | None):
+    def __init__(self, request: RunRequest, options: EngineOptions, llm: LLM, cancel: asyncio.Event | None,
+                 fork: Prefix | None = None):
         super().__init__(options.timeout_s, cancel)
-        self.request, self.options, self.llm = request, options, llm
+        self.request, self.options, self.llm, self.fork = request, options, llm, fork
         self.tally = Tally(request)
+        if fork is not None:
+            self.tally.parent_run_id, self.tally.forked_at_step = fork.parent_run_id, fork.step
         self.task = request.prompt  # what the model is asked: the prompt, with the page's own instruction if any
         self.secrets = Secrets(request.sensitive_data)  # placeholders to the model, values to the page only
         self.notes: list[str] = []  # for the model, in the next step's message
@@ -108,6 +113,12 @@ class _Run(RunClock):
                                                    extend=request.extend_system_message)
         self.clock = StepClock()  # the current step's
         self.seen: list[tuple[int, str]] = []  # (step, page text) of every page observed: where results come from
+
+    def memory(self) -> list[HistoryItem]:
+        """The earlier steps as the model reads them: a fork's prefix as its parent's model saw it, then ours."""
+        if self.fork is None:
+            return self.tally.history
+        return [*self.fork.memory, *self.tally.history[len(self.fork.memory):]]
 
     async def ask(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, *,
                   purpose: str = "step", observation: str | None = None, shot_step: int | None = None) -> Reply:
@@ -153,18 +164,24 @@ async def stream(
     options: EngineOptions | None = None,
     cancel: asyncio.Event | None = None,
     session: BrowserSession | None = None,
+    fork: Prefix | None = None,
     **overrides: Any,
 ) -> AsyncGenerator[Event, None]:
     """Run the agent, yielding RunStarted, then StepStarted/StepFinished per step, then RunFinished.
 
     With `session`, the run continues in those open tabs (a workflow heals one step this way) and
     leaves them open; otherwise it opens its own context on `browser` (or on a browser of its own).
+    With `fork` (agent.workflows.fork.fork_from), steps before `fork.step` are the parent's, done again
+    without the model; the agent takes over at `fork.step`, remembering the parent's earlier steps.
     """
     request = request if isinstance(request, RunRequest) else RunRequest.model_validate(request)
+    if request.fork is not None and fork is None:
+        raise RequestError("fork", "the engine has no run log to read the parent from: pass "
+                                   "fork=fork_from(parent_response, step=S) (agent.workflows.fork), or POST /api/runs")
     options = resolve_options(request, options, overrides)
     given_llm = llm is not None
     llm = llm or LLM(request.provider, request.model, price=request.price_per_mtok)
-    run = _Run(request, options, llm, cancel)
+    run = _Run(request, options, llm, cancel, fork)
     yield RunStarted(request=request, model=llm.name)
     ready, advice = key_status(request.provider)
     if not ready and not given_llm:  # say which variable to set before opening a browser
@@ -211,7 +228,18 @@ async def _loop(run: _Run, session: BrowserSession) -> AsyncGenerator[Event, Non
         await session.hide(run.secrets)
     failures = validation_failures = 0
     first = 1
-    if options.start_url:
+    if run.fork is not None and run.fork.step > 1:  # the parent's steps before the fork's, done again (start page too)
+        try:
+            async for event in run.fork.replay(session, request=run.request, options=options, llm=run.llm,
+                                               cancel=run.cancel):
+                if isinstance(event, StepFinished):
+                    run.tally.add_step(event.item)
+                yield event
+        except PrefixBroken as exc:
+            yield run.finish(str(exc), exc.stop_reason)
+            return
+        first = run.fork.step
+    elif options.start_url:
         yield StepStarted(step=1)
         item = await _open_start_page(run, ctx, session)
         run.tally.add_step(item)
@@ -245,7 +273,7 @@ async def _take_step(run: _Run, ctx: act.Context, session: BrowserSession, page:
     obs = run.secrets.scrub_model(obs)  # a typed secret shows as its placeholder
     run.seen.append((step, obs.text))
     message = prompts.step_message(
-        task=run.task, step=step, max_steps=options.max_steps, history=run.tally.history,
+        task=run.task, step=step, max_steps=options.max_steps, history=run.memory(),
         tabs=run.secrets.scrub_value(session.tab_list()), current_tab=session.current_id, url=obs.url,
         title=obs.title, page=obs.text, notes=[*run.notes, *secrets_note(run.secrets, obs.url)],
         result_hint=prompts.result_hint(request.json_schema, request.response_format),

@@ -120,7 +120,10 @@ VIEW_DOCS: dict[str, str] = {
                           "fair chance (fair_runs, with its 95% Wilson interval), runs stopped or lost to the "
                           "infrastructure apart, average cost, duration, steps",
     "v_stop_reasons": "finished runs per provider, model, mode and stop reason, with its outcome",
-    "v_model_errors": "failed LLM calls (the provider's failures, not the agent's) by provider, model and error",
+    "v_model_errors": "failed LLM calls (the provider's failures, not the agent's) by provider, model and error; "
+                      "calls asked again at a step (the playground) left out",
+    "v_forks": "one row per fork beside its parent: the step forked at, status, stop reason, model, steps, LLM "
+               "calls, cost and time of both",
     "v_failing_actions": "failed actions grouped by name and error, most frequent first",
 }
 
@@ -224,7 +227,7 @@ def cost_latency_by_model(*, con: Connection | None = None) -> pd.DataFrame:
                    quantile_cont(c.latency_ms, 0.9) AS llm_latency_p90_ms,
                    quantile_cont(c.latency_ms, 0.99) AS llm_latency_p99_ms
             FROM llm_calls c JOIN runs r ON r.id = c.run_id
-            WHERE r.status <> 'in_progress'
+            WHERE r.status <> 'in_progress' AND c.purpose <> 'playground'  -- the run's own calls
             GROUP BY r.provider, r.model
         )
         SELECT r.provider, r.model, r.runs, r.steps, r.llm_calls,
@@ -282,7 +285,7 @@ def failure_step(*, con: Connection | None = None) -> pd.DataFrame:
             SELECT id, provider, model, prompt, error, stop_reason, {OUTCOME_SQL.format(r="runs")} AS outcome
             FROM runs WHERE status = 'failure'
         ), model_error AS (
-            SELECT run_id, min(seq) AS seq FROM llm_calls WHERE error IS NOT NULL GROUP BY run_id
+            SELECT run_id, min(seq) AS seq FROM llm_calls WHERE error IS NOT NULL AND seq >= 0 GROUP BY run_id
         ), first_error AS (
             SELECT a.run_id, min(a.seq) AS seq FROM actions a WHERE {_FAILED} GROUP BY a.run_id
         ), last_step AS (

@@ -5,7 +5,9 @@ Shared by the compare view (agent/ui/compare.py, from the runs' JSON) and `agent
 
 Two steps are the same when they began on the same page and did the same actions with the same
 parameters (the model's wording of its goal may differ); the first step where that fails, or where
-one run has a step the other lacks, is where the runs diverge.
+one run has a step the other lacks, is where the runs diverge. When one run is the other's fork, its
+steps before the fork's are the parent's replayed (marked `replayed`): the same unless the replay
+of one failed, so the runs diverge at the fork's step at the earliest.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["TOTALS", "compare_runs", "first_divergence", "step_summary"]
+__all__ = ["TOTALS", "compare_runs", "first_divergence", "fork_prefix", "step_summary"]
 
 # The run totals shown on top, in order: (label, how to read it from a run's JSON).
 TOTALS: list[tuple[str, str]] = [
@@ -55,12 +57,31 @@ def step_summary(item: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def first_divergence(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> int | None:
-    """The position (0-based) of the first step where two histories differ; None when they never do."""
+def _replayed_ok(item: dict[str, Any]) -> bool:
+    """A fork's replayed step that did its parent's actions again (none failed)."""
+    return not any(a.get("error") or a.get("success") is False for a in item.get("actions") or [])
+
+
+def first_divergence(a: list[dict[str, Any]], b: list[dict[str, Any]], *, replayed: int = 0) -> int | None:
+    """The position (0-based) of the first step where two histories differ; None when they never do. The first
+    `replayed` steps are a fork's replay of its parent's: they differ only where the replay failed."""
     for i in range(max(len(a), len(b))):
-        if i >= len(a) or i >= len(b) or _signature(a[i]) != _signature(b[i]):
+        if i >= len(a) or i >= len(b):
+            return i
+        if i < replayed:
+            if not (_replayed_ok(a[i]) and _replayed_ok(b[i])):
+                return i
+        elif _signature(a[i]) != _signature(b[i]):
             return i
     return None
+
+
+def fork_prefix(a: dict[str, Any], b: dict[str, Any]) -> tuple[int, Any]:
+    """(the first steps one run replayed from the other, the parent's id) when one is the other's fork; (0, None)."""
+    for parent, child in ((a, b), (b, a)):
+        if parent.get("task_run_id") is not None and child.get("parent_run_id") == parent.get("task_run_id"):
+            return max(0, int(child.get("forked_at_step") or 1) - 1), parent.get("task_run_id")
+    return 0, None
 
 
 def _totals(run: dict[str, Any]) -> dict[str, Any]:
@@ -78,15 +99,21 @@ def _totals(run: dict[str, Any]) -> dict[str, Any]:
 def compare_runs(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     """Runs `a` and `b` (the contract's JSON) aligned: totals, one row per step position, where they diverge."""
     ha, hb = a.get("history") or [], b.get("history") or []
-    diverge = first_divergence(ha, hb)
+    replayed, parent = fork_prefix(a, b)
+    diverge = first_divergence(ha, hb, replayed=replayed)
     rows = []
     for i in range(max(len(ha), len(hb))):
+        both = i < len(ha) and i < len(hb)
+        same = both and (_replayed_ok(ha[i]) and _replayed_ok(hb[i]) if i < replayed
+                         else _signature(ha[i]) == _signature(hb[i]))
         rows.append({
             "position": i + 1,
             "a": step_summary(ha[i]) if i < len(ha) else None,
             "b": step_summary(hb[i]) if i < len(hb) else None,
-            "same": i < len(ha) and i < len(hb) and _signature(ha[i]) == _signature(hb[i]),
+            "same": same,
             "diverges": i == diverge,
+            "replayed": i < replayed,
         })
+    fork = {"parent": parent, "step": replayed + 1} if parent is not None else None
     return {"a": _totals(a), "b": _totals(b), "ids": (a.get("task_run_id"), b.get("task_run_id")),
-            "steps": rows, "first_divergence": None if diverge is None else diverge + 1}
+            "steps": rows, "first_divergence": None if diverge is None else diverge + 1, "fork": fork}

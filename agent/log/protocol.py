@@ -55,6 +55,10 @@ class RunLog(Protocol):
         """Log a model call made for a run outside its steps (e.g. an experiment's judge)."""
         ...
 
+    def record_playground(self, run_id: int, step: int, calls: Sequence[tuple[LLMCall, LLMTrace | None]]) -> int:
+        """Log the calls of one question asked again at a run's step (purpose "playground"); its seq."""
+        ...
+
     def record_webhook_attempt(self, run_id: int, *, url: str, attempt: int, at: datetime,
                                status_code: int | None, ok: bool, error: str | None, duration_ms: float,
                                event: str = "run.finished") -> None:
@@ -92,6 +96,10 @@ class RunLog(Protocol):
 
     def get_traces(self, run_id: int, *, step: int | None = None) -> list[dict[str, Any]]:
         """What the model saw and said in a run's calls (of one step), in order."""
+        ...
+
+    def get_playground(self, run_id: int, step: int) -> list[dict[str, Any]]:
+        """The calls asked again at a run's step, newest question first."""
         ...
 
     def get_task(self, task_id: int) -> dict[str, Any] | None:

@@ -39,7 +39,7 @@ class RunQueries:
 
     def list_runs(self, filters: RunFilter | None = None, *, limit: int = 50,
                   offset: int = 0) -> tuple[list[dict[str, Any]], int]:
-        """A page of runs, newest first, and the total matching the filters (see `runs_summary`)."""
+        """A page of runs, newest first (each with how many forks it has), and the total matching the filters."""
         check_page(limit, offset)
         clause, params = rows.run_filter(filters)
         with self._lock:
@@ -51,7 +51,8 @@ class RunQueries:
                     [*params, limit, offset],
                 )
             )
-        return page, total
+            forks = rows.fork_counts(self._con, [r["id"] for r in page])
+        return [{**r, "forks": forks.get(r["id"], 0)} for r in page], total
 
     def runs_summary(self, filters: RunFilter | None = None) -> dict[str, Any]:
         """Totals of the runs matching the filters: runs, finished, successes, success rate, tokens, cost.
@@ -70,3 +71,9 @@ class RunQueries:
         with self._lock:
             self._check_open()
             return rows.fetch_traces(self._con, run_id, step)
+
+    def get_playground(self, run_id: int, step: int) -> list[dict[str, Any]]:
+        """The calls asked again at a run's step (purpose "playground"), newest question first."""
+        with self._lock:
+            self._check_open()
+            return rows.fetch_playground(self._con, run_id, step)

@@ -30,6 +30,8 @@ __all__ = [
     "Plan",
     "RunRows",
     "dicts",
+    "fetch_playground",
+    "fork_counts",
     "fetch_run",
     "fetch_traces",
     "insert_row",
@@ -55,8 +57,9 @@ RENAMED = {"screenshot_path": "screenshot"}
 # What the runs list shows of each run (the history's table), not every column.
 RUN_LIST_COLS = (
     "id", "task_id", "status", "prompt", "provider", "model", "mode", "steps", "duration_ms",
-    "cost_usd", "started_at", "error", "stop_reason",
+    "cost_usd", "started_at", "error", "stop_reason", "parent_run_id", "forked_at_step",
 )
+
 
 # ------------------------------------------------------------------ filtering runs
 STOP_REASONS_SQL = "SELECT DISTINCT stop_reason FROM runs WHERE stop_reason IS NOT NULL ORDER BY 1"
@@ -104,6 +107,16 @@ def run_filter(filters: RunFilter | None) -> tuple[str, list[Any]]:
         where.append("CAST(timezone('UTC', started_at) AS DATE) <= ?")
         params.append(given["until"])
     return ("WHERE " + " AND ".join(where)) if where else "", params
+
+
+def fork_counts(con: Connection, run_ids: Sequence[int]) -> dict[int, int]:
+    """How many forks each of `run_ids` has (a page of the history: one scan of parent_run_id, not one per run;
+    a correlated count would aggregate the whole table for every page)."""
+    if not run_ids:
+        return {}
+    found = con.execute(f"SELECT parent_run_id, count(*) FROM runs WHERE parent_run_id IN "
+                        f"({', '.join('?' * len(run_ids))}) GROUP BY parent_run_id", list(run_ids)).fetchall()
+    return {int(parent): int(n) for parent, n in found}
 
 
 _INSERT_SQL: dict[tuple[str, tuple[str, ...], int], str] = {}
@@ -273,7 +286,8 @@ def run_response(run_id: int, rows: RunRows) -> RunResponse:
     history = [record(HistoryItem, step, actions=actions.get(step["seq"], []), llm_calls=calls.get(step["seq"], []))
                for step in rows.steps]
     # Calls that used tokens without a price keep the run's cost unknown (None, a NULL column), never 0.
-    unpriced = sum(1 for cs in calls.values() for c in cs if c.cost_usd is None and (c.input_tokens or c.output_tokens))
+    unpriced = sum(1 for item in history for c in item.llm_calls
+                   if c.cost_usd is None and (c.input_tokens or c.output_tokens))
     return record(RunResponse, rows.run, task_run_id=run_id, history=history,
                   usage=record(Usage, rows.run, unpriced_calls=unpriced, cost_usd=rows.run["cost_usd"]))
 
@@ -293,12 +307,22 @@ _TRACE_SQL = """
            reply_text, tool_calls_json, observation_start, observation_end
     FROM v_llm_traces WHERE run_id = ? {step} ORDER BY seq, idx
 """
+# Calls asked again at a step (the playground) are the prompt engineer's, not the run's.
+_PLAYGROUND = "'playground'"
 
 
 def fetch_traces(con: Connection, run_id: int, step: int | None = None) -> list[dict[str, Any]]:
-    """The traces of a run's model calls (of one step, by its number), in order, as plain dicts."""
-    where, params = ("AND step = ?", [run_id, step]) if step is not None else ("", [run_id])
+    """The traces of a run's own model calls (of one step, by its number), in order, as plain dicts."""
+    where = f"AND purpose <> {_PLAYGROUND}" + (" AND step = ?" if step is not None else "")
+    params = [run_id, step] if step is not None else [run_id]
     return [trace_dict(r) for r in dicts(con.execute(_TRACE_SQL.format(step=where), params))]
+
+
+def fetch_playground(con: Connection, run_id: int, step: int) -> list[dict[str, Any]]:
+    """The calls asked again at a run's step, newest question first (each question's samples in order)."""
+    # Each question has its own seq, going down from -1: ordered by seq, the newest question comes first.
+    sql = _TRACE_SQL.format(step=f"AND purpose = {_PLAYGROUND} AND step = ?")
+    return [trace_dict(r) for r in dicts(con.execute(sql, [run_id, step]))]
 
 
 def trace_dict(row: dict[str, Any]) -> dict[str, Any]:

@@ -283,6 +283,11 @@ class Store(RunQueries, WebhookOutbox, ExperimentLog):
         """Log a model call made for a run outside its steps (e.g. an experiment's judge), with its trace."""
         self._write(writes.insert_llm_call, run_id, call, trace)
 
+    def record_playground(self, run_id: int, step: int, calls: Sequence[tuple[LLMCall, LLMTrace | None]]) -> int:
+        """Log the calls of one question asked again at a run's step (purpose "playground"), apart from the run's
+        totals; the question's seq (negative)."""
+        return self._write(writes.insert_playground, run_id, step, calls)
+
     def add_secrets(self, run_id: int, values: Sequence[str]) -> None:
         """Scrub these values (a run's sensitive_data) from every write until the run ends."""
         with self._lock:

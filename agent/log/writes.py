@@ -44,6 +44,7 @@ __all__ = [
     "fail_run",
     "finish_run",
     "insert_llm_call",
+    "insert_playground",
     "insert_run",
     "insert_run_workflow",
     "insert_task",
@@ -75,7 +76,7 @@ _TRACE_GIVEN = (*_CHILD_GIVEN, "system_hash", "messages_json", "observation_star
 # A run's end writes every runs column that a RunResponse field of its name fills, except these:
 # the task never changes, and a None in the response keeps what the run's start recorded.
 _NOT_AT_FINISH = ("task_id",)
-_KEPT_IF_NONE = ("model", "provider", "workflow_id")
+_KEPT_IF_NONE = ("model", "provider", "workflow_id", "parent_run_id", "forked_at_step")
 # Computed here rather than taken from the response as it is.
 _FINISH_GIVEN = ("started_at", "finished_at", "duration_ms", "notes_json", *Usage.model_fields)
 
@@ -110,6 +111,8 @@ def insert_run(con: Connection, secrets: Secrets, task_id: int, request: RunRequ
         "model": request.model, "prompt": scrub(request.prompt, secrets), "created_at": now, "started_at": now,
         "request_json": request_json(request, secrets), "workflow_id": request.workflow_id,
         "webhook_url": None if request.webhook_url is None else redact_url(request.webhook_url),
+        "parent_run_id": request.fork.run_id if request.fork else None,
+        "forked_at_step": request.fork.step if request.fork else None,
     }, returning="id")
     if request.webhook_url:  # owed once the run ends; the full URL is kept beside the database (Store)
         insert_row(con, "webhook_outbox", {
@@ -237,6 +240,29 @@ def insert_llm_call(con: Connection, secrets: Secrets, run_id: int, call: LLMCal
     if trace is not None:
         item = HistoryItem(step=0, description=call.purpose, llm_calls=[call])
         _insert_traces(con, secrets, run_id, seq, item, [trace], call.started_at, ())
+
+
+def insert_playground(con: Connection, secrets: Secrets, run_id: int, step: int,
+                      calls: Sequence[tuple[LLMCall, LLMTrace | None]]) -> int:
+    """Calls asked again at a run's step (purpose "playground"), with their traces: one question, its samples as
+    idx 0, 1, ...; its seq.
+
+    The seq is negative (the first question -1, the next -2, ...): no step of the run has it, so the calls
+    never join a step, its history or its totals, and a run still going keeps its own seqs.
+    """
+    check_run(con, secrets, run_id)
+    seq = scalar(con, "SELECT least(coalesce(min(seq), 0), 0) - 1 FROM llm_calls WHERE run_id = ?", [run_id])
+    how = plan(con, "llm_calls", LLMCall, _CHILD_GIVEN)
+    rows: list[Any] = []
+    for idx, (call, _trace) in enumerate(calls):
+        rows += values(how, call, secrets, {"run_id": run_id, "seq": seq, "step": step, "idx": idx})
+    if calls:
+        con.execute(insert_sql("llm_calls", how.cols, len(calls)), rows)
+    traces = [t for _c, t in calls if t is not None]
+    if traces:
+        item = HistoryItem(step=step, description="playground", llm_calls=[c for c, _t in calls])
+        _insert_traces(con, secrets, run_id, seq, item, traces, utcnow(), ())
+    return int(seq)
 
 
 def redact_outbox_url(con: Connection, secrets: Secrets, run_id: int, url: str) -> None:

@@ -3,9 +3,11 @@
 `request` (RunRequest: each field with its `About`, from which the form, the Gradio API, the engine's
 options, experiments and the docs derive), `contract` (the response side and why a run ended),
 `events` (what the engine yields, and each model call's trace), `tally` (the one builder of a
-response) and `fields` (`About`). Every name is re-exported here: `from agent.models import X`.
+response), `fields` (`About`) and `ask` (asking the model again at a step). Every name is re-exported
+here: `from agent.models import X`.
 """
 
+from agent.models.ask import MAX_SAMPLES, AskAnswer, AskReply, AskRequest, NotAskable, ProposedAction
 from agent.models.contract import (
     INFRASTRUCTURE_REASONS,
     NO_FAIR_CHANCE,
@@ -40,6 +42,7 @@ from agent.models.request import (
     FIELDS,
     MAX_SYSTEM_MESSAGE_CHARS,
     TASK_FIELDS,
+    Fork,
     PricePerMTok,
     RequestError,
     RunRequest,
@@ -52,10 +55,11 @@ from agent.providers import DEFAULT_MODELS, PROVIDERS, Provider
 from agent.schemas import parse_json_schema, schema_problem
 
 __all__ = [
-    "DEFAULT_MODELS", "ENGINE_FIELDS", "FIELDS", "INFRASTRUCTURE_REASONS", "MAX_SYSTEM_MESSAGE_CHARS",
+    "DEFAULT_MODELS", "ENGINE_FIELDS", "FIELDS", "INFRASTRUCTURE_REASONS", "MAX_SAMPLES", "MAX_SYSTEM_MESSAGE_CHARS",
     "NO_FAIR_CHANCE", "PROVIDERS", "STOPPED_REASONS", "STOP_REASONS", "TASK_FIELDS", "About", "ActionResult",
-    "Event", "ExecutedBy", "HistoryItem", "LLMCall", "LLMTrace", "PageChecked", "PricePerMTok", "Provider",
-    "RequestError", "RunFinished", "RunRequest", "RunResponse", "RunStarted", "Status", "StepFinished",
-    "StepStarted", "StopReason", "Tally", "Usage", "WorkflowHealed", "json_safe", "message_text",
-    "parse_json_schema", "schema_problem", "screenshot_url", "utcnow", "validation_errors",
+    "AskAnswer", "AskReply", "AskRequest", "Event", "ExecutedBy", "Fork", "HistoryItem", "LLMCall", "LLMTrace",
+    "NotAskable", "PageChecked", "PricePerMTok", "ProposedAction", "Provider", "RequestError", "RunFinished",
+    "RunRequest", "RunResponse", "RunStarted", "Status", "StepFinished", "StepStarted", "StopReason", "Tally",
+    "Usage", "WorkflowHealed", "json_safe", "message_text", "parse_json_schema", "schema_problem", "screenshot_url",
+    "utcnow", "validation_errors",
 ]

@@ -89,7 +89,7 @@ class LLMCall(BaseModel):
 
     model: str
     provider: str
-    purpose: str = "step"  # step | extract | heal | params
+    purpose: str = "step"  # step | extract | heal | params | judge | playground (asked again, outside the run's totals)
     started_at: datetime
     latency_ms: float
     input_tokens: int = 0
@@ -182,6 +182,8 @@ class RunResponse(BaseModel):
     replayed_steps: int = 0
     healed_steps: int = 0
     notes: list[str] = Field(default_factory=list)  # what the user should know (e.g. images refused)
+    parent_run_id: int | None = None  # a fork: the run whose steps before `forked_at_step` it replayed
+    forked_at_step: int | None = None  # a fork: the step the agent took over at
 
     def to_json(self) -> dict[str, Any]:
         """The contract's JSON object: what every route, the Gradio API and webhooks send.

@@ -36,6 +36,8 @@ def _shape(info: FieldInfo) -> str:
     if kind is int:
         least, most = bounds(info)
         return f"int {least}–{most}" if most is not None and most < _HUGE else f"int ≥ {least}"
+    if kind is float:
+        return "number"
     if kind is str:
         least = next((m.min_length for m in info.metadata if isinstance(m, MinLen)), None)
         most = next((m.max_length for m in info.metadata if isinstance(m, MaxLen)), None)

@@ -50,10 +50,11 @@ from agent.rules.sensitive import check_sensitive_data
 from agent.rules.toolschema import problem as schema_refused
 from agent.schemas import parse_json_schema
 
-__all__ = ["ENGINE_FIELDS", "FIELDS", "MAX_SYSTEM_MESSAGE_CHARS", "TASK_FIELDS", "PricePerMTok", "RequestError",
-           "RunRequest", "validation_errors"]
+__all__ = ["ENGINE_FIELDS", "FIELDS", "MAX_SYSTEM_MESSAGE_CHARS", "TASK_FIELDS", "Fork", "PricePerMTok",
+           "RequestError", "RunRequest", "validation_errors"]
 
 MAX_SYSTEM_MESSAGE_CHARS = 50_000  # a system prompt is read on every step: a bound keeps it a prompt
+MAX_FORK_STEP = 10_000  # a parent's steps are bounded by its max_steps (200); replays and heals add a few
 
 _CACHED = "Cached workflow"
 
@@ -78,6 +79,18 @@ class PricePerMTok(BaseModel):
     def cost(self, input_tokens: int, output_tokens: int) -> float:
         """What these tokens cost at this price."""
         return (input_tokens * self.input + output_tokens * self.output) / 1_000_000
+
+
+class Fork(BaseModel):
+    """Where a fork starts: the parent run and the step the agent takes over at (steps before it are replayed)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: int = Field(ge=1, le=MAX_ID, description="The parent run (its task_run_id)")
+    step: int = Field(ge=1, le=MAX_FORK_STEP, description="The step the agent takes over at (1 is the first step); "
+                                                          "steps 1 to step-1 replay the parent's actions")
+    heal: bool = Field(default=False, description="A replayed step that no longer fits the page is done by the agent "
+                                                  "(else the fork ends with stop_reason replay_failed)")
 
 
 class RunRequest(BaseModel):
@@ -185,6 +198,13 @@ class RunRequest(BaseModel):
                description=f"Groups this run with others in tracing tools (the exported trace's session.id); "
                            f"1 to {MAX_SESSION_ID_CHARS} printable characters. Default: the saved task's or the "
                            "experiment's id")
+    # ------------------------------------------------------------ added: forks (agent.workflows.fork)
+    fork: Annotated[Fork | None, About(
+        "Fork from a run's step (JSON; \"Fork from here\" on a step fills it)", "wb-fork", control="json",
+        lines=2, json_example='{"run_id": 12, "step": 8}', see="prompts.md#fork-a-run-from-a-step",
+    )] = Field(default=None, description="{run_id, step, heal}: replay run_id's steps before `step` without the "
+                                         "model, then the agent takes over at `step` with this request's settings; "
+                                         "fields left out of a POST /api/runs body come from the parent's request")
 
     @model_validator(mode="before")
     @classmethod
@@ -364,8 +384,10 @@ def _bounded_json(value: Any, max_bytes: int) -> None:
         raise ValueError(f"is {size} bytes as JSON; the limit is {max_bytes}")
 
 
-def validation_errors(exc: Exception) -> list[dict[str, str]]:
-    """Turn a pydantic ValidationError into `[{field, message}]` that name the fix."""
+def validation_errors(exc: Exception, *, model: type[BaseModel] | None = None) -> list[dict[str, str]]:
+    """Turn a pydantic ValidationError into `[{field, message}]` that name the fix (`model`: the one validated,
+    RunRequest by default: an unknown field's message lists its fields)."""
+    fields = (model or RunRequest).model_fields
     if not isinstance(exc, ValidationError):
         return [{"field": getattr(exc, "field", "request"), "message": str(exc)}]
     out = []
@@ -377,7 +399,8 @@ def validation_errors(exc: Exception) -> list[dict[str, str]]:
         if field == "request" and len(named) == 2 and named[0] in RunRequest.model_fields:
             field, msg = named  # a check across fields that names the one to fix
         if kind == "extra_forbidden":
-            msg = f"unknown field; allowed fields are: {', '.join(RunRequest.model_fields)}"
+            nested = model is None and len(err["loc"]) > 1 and err["loc"][0] == "fork"
+            msg = f"unknown field; allowed fields are: {', '.join(Fork.model_fields if nested else fields)}"
         elif kind == "missing":
             msg = "is required"
             if field == "prompt":

@@ -22,6 +22,9 @@ class Tally:
         self.usage = Usage()
         self.started = time.monotonic()
         self.started_at = started_at or utcnow()
+        # A fork's lineage, in every response it gives (the Python API sets them from its `fork=` argument).
+        self.parent_run_id = request.fork.run_id if request.fork is not None else None
+        self.forked_at_step = request.fork.step if request.fork is not None else None
 
     def add_step(self, item: HistoryItem) -> None:
         """Count a finished step and its model calls."""
@@ -35,6 +38,7 @@ class Tally:
 
         A finished run that succeeded stops for "done"; any other end needs its `stop_reason`.
         """
+        extra = {"parent_run_id": self.parent_run_id, "forked_at_step": self.forked_at_step, **extra}
         if not finished:
             return RunResponse(history=list(self.history), status="in_progress", mode=self.mode,
                                model=self.request.model, provider=self.request.provider,

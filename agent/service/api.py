@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from agent.models import RunRequest
+from agent.models import AskRequest, RunRequest
 from agent.service.http import ApiKeyMiddleware, RequestGuard, install_error_handlers
 from agent.service.login import install_ui_login
 from agent.service.routes import HtmlExport, service_routers
@@ -71,7 +71,11 @@ def request_schemas() -> dict[str, dict[str, Any]]:
     edit = {"title": "EditWorkflow", "type": "object", "additionalProperties": False, "minProperties": 1,
             "properties": {"name": {"type": "string"}, "description": {"type": "string"},
                            "parameters": {"type": "object"}, "document": {"type": "object"}}}
-    return {"RunRequest": run, "RunOverrides": overrides, "SaveWorkflow": save, "EditWorkflow": edit}
+    ask = AskRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    nested = run.pop("$defs", {})  # models inside the request (Fork): components of their own
+    overrides.pop("$defs", None)
+    return {**nested, "RunRequest": run, "RunOverrides": overrides, "SaveWorkflow": save, "EditWorkflow": edit,
+            "AskRequest": ask}
 
 
 def install_openapi(app: FastAPI) -> None:

@@ -44,6 +44,7 @@ class LiveRun:
     batch: bool = False  # an experiment's cell: never takes the last slot from interactive runs
     executor: str = "local"  # local (the engine in this process) | ray (on a Ray worker, events streamed back)
     healed_workflow_id: int | None = None  # where a replay's healed version was saved
+    fork: Any = None  # a fork's prefix (agent.workflows.fork.ForkPrefix): its parent's steps, replayed first
     queued: bool = True
     task: asyncio.Task[None] | None = None
     writes: asyncio.Queue[Any] | None = None  # events handed to the run's writer, in order (None: the end)

@@ -22,7 +22,16 @@ from agent.engine.browser import find_chromium
 from agent.engine.llm import KEY_VARS, key_status
 from agent.filters import RunFilter
 from agent.log.queries import MAX_PAGE
-from agent.models import PROVIDERS, RequestError, RunRequest, RunResponse, validation_errors
+from agent.models import (
+    PROVIDERS,
+    AskAnswer,
+    AskRequest,
+    NotAskable,
+    RequestError,
+    RunRequest,
+    RunResponse,
+    validation_errors,
+)
 from agent.service.door import NotFound
 from agent.service.http import (
     BODY_ERRORS,
@@ -40,7 +49,7 @@ from agent.service.runs import RunService, validate_off_loop
 from agent.service.workflow_routes import workflow_router
 
 __all__ = ["HtmlExport", "RunsPage", "health_report", "health_router", "run_records_router", "runs_router",
-           "service_routers", "start_run", "tasks_router"]
+           "service_routers", "start_run", "step_router", "tasks_router"]
 
 CANCEL_WAIT_S = 5.0
 Step = Annotated[int, PathParam(ge=1, le=100_000, description="The step number (1 is the first step)")]
@@ -70,8 +79,8 @@ class RunsPage(RunFilter):
 
 def service_routers(service: RunService, *, html_export: HtmlExport | None = None) -> list[APIRouter]:
     """The run service's own /api routers (runs, what runs left, tasks, workflows, health)."""
-    return [runs_router(service), run_records_router(service, html_export), tasks_router(service),
-            workflow_router(service), health_router(service)]
+    return [runs_router(service), run_records_router(service, html_export), step_router(service),
+            tasks_router(service), workflow_router(service), health_router(service)]
 
 
 async def _validate(data: dict[str, Any]) -> RunRequest:
@@ -109,6 +118,11 @@ def runs_router(service: RunService) -> APIRouter:
     async def post_run(request: Request) -> JSONResponse:
         """Start a run (the contract's request); waits for the end unless wait_for_completion is false."""
         body = await read_object(request, 'the run request fields, e.g. {"prompt": "..."}')
+        if body.get("fork") is not None:  # a fork: what the body leaves out is the parent's
+            try:
+                body = await service.fork_body(body)
+            except RequestError as exc:
+                raise unprocessable(exc.field, exc.message) from None
         return await start_run(service, await _validate(body))
 
     @router.get("/api/runs", tags=["runs"], responses=error_responses())
@@ -198,6 +212,46 @@ def run_records_router(service: RunService, html_export: HtmlExport | None = Non
         if path is not None:
             return FileResponse(path, media_type="image/jpeg")
         return json_response({"detail": f"no screenshot for step {step} of run {task_run_id}"}, 404)  # type: ignore[return-value]
+
+    return router
+
+
+def step_router(service: RunService) -> APIRouter:
+    """Ask the model again at a step (the step playground), and the questions asked there so far."""
+    router = APIRouter()
+    ask_path = "/api/runs/{task_run_id}/steps/{step}/ask"
+
+    @router.post(ask_path, tags=["runs"], summary="Ask Again At A Step",
+                 responses={200: {"model": AskAnswer, "description": "The original reply and each new one"},
+                            **error_responses(404, 409, *BODY_ERRORS)},
+                 openapi_extra=json_body("AskRequest", required=False))
+    async def ask_again(task_run_id: RunId, step: Step, request: Request) -> JSONResponse:
+        """Send the messages the model received at this step again, with the system prompt or model changed.
+
+        Every field is optional (left out: the run's own); `samples` (1-10) replies come back beside the
+        original, each with its actions (the element each index named on that step's page) and whether it
+        would have done the same. The calls are logged with purpose "playground", outside the run's totals.
+        409 when the step has no messages to send (LOG_PROMPTS=0, or a replayed step).
+        """
+        body = await read_object(request, 'what to change, e.g. {"extend_system_message": "...", "samples": 3}',
+                                 required=False)
+        try:
+            ask = await asyncio.to_thread(AskRequest.model_validate, body)
+        except ValidationError as exc:
+            raise ClientError(422, validation_errors(exc, model=AskRequest)) from None
+        try:
+            answer = await service.ask(task_run_id, step, ask)
+        except NotAskable as exc:
+            return json_response({"detail": str(exc)}, 409)
+        except RequestError as exc:
+            raise unprocessable(exc.field, exc.message) from None
+        return json_response(answer.model_dump(mode="json"))
+
+    @router.get(ask_path, tags=["runs"], responses=error_responses(404))
+    async def asked_at_step(task_run_id: RunId, step: Step) -> JSONResponse:
+        """The calls asked again at this step so far, newest question first (each a trace, purpose "playground")."""
+        calls = await service.asked(task_run_id, step)
+        return json_response({"task_run_id": task_run_id, "step": step, "calls": calls})
 
     return router
 

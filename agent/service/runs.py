@@ -41,6 +41,7 @@ from agent.models import (
 )
 from agent.service import webhooks
 from agent.service.door import LogDoor, NotFound
+from agent.service.iterate import StepDoor
 from agent.service.live import LiveRun, describe
 from agent.service.observers import Observer, Observers, RunScrubber
 from agent.service.outbox import Outbox
@@ -83,7 +84,7 @@ def _env_int(name: str, default: int, *, minimum: int = 1) -> int:
     return value
 
 
-class RunService(LogDoor):
+class RunService(LogDoor, StepDoor):
     """Runs requests in the background with bounded concurrency; records, streams and delivers them."""
 
     def __init__(
@@ -187,6 +188,7 @@ class RunService(LogDoor):
         self._reserved += 1
         try:
             req = request if isinstance(request, RunRequest) else await validate_off_loop(request)
+            prefix = await self.fork_prefix(req) if req.fork is not None else None
             if task_id is None:
                 task_id = int(await asyncio.to_thread(self._log.create_task, req))
             elif await asyncio.to_thread(self._log.get_task, task_id) is None:
@@ -195,7 +197,7 @@ class RunService(LogDoor):
                 req = req.model_copy(update={"session_id": f"task-{task_id}"})
             run_id = int(await asyncio.to_thread(self._log.create_run, task_id, req))
             live = LiveRun(task_id=task_id, run_id=run_id, request=req, tally=Tally(req), engine=dict(engine or {}),
-                         batch=batch, executor=executor, scrubber=RunScrubber(req.sensitive_data))
+                         batch=batch, executor=executor, scrubber=RunScrubber(req.sensitive_data), fork=prefix)
             self._live[run_id] = live
         finally:
             self._reserved -= 1
@@ -338,10 +340,10 @@ class RunService(LogDoor):
                 error=f"workflow_id: {exc}; list the saved ones with GET /api/workflows", stop_reason="replay_failed",
                 workflow_id=request.workflow_id))
             return
-        if workflow is None and live.executor == "ray":
+        if workflow is None and live.executor == "ray" and live.fork is None:
             source = self.ray().stream(request, options, live.cancel, self._log.screenshots_dir / str(live.run_id))
-        elif workflow is None:
-            source = engine.stream(request, browser=self.browser, options=options, cancel=live.cancel)
+        elif workflow is None:  # a fork replays its parent's steps first (agent.workflows.fork), in this process
+            source = engine.stream(request, browser=self.browser, options=options, cancel=live.cancel, fork=live.fork)
         else:
             source = replay(request, workflow, browser=self.browser, options=options, cancel=live.cancel,
                             workflow_id=request.workflow_id)

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 CSS_PATH = Path(__file__).with_name("style.css")
 # The form's folded sections (About.section of the fields in them), with their ids on the page.
 SECTION_IDS: dict[Section, str] = {"Cached workflow": "wb-workflow-box", "Advanced": "wb-advanced"}
+FOLDED_ADVANCED = list(SECTION_IDS).index("Advanced")  # where a fork's field is: opened by "Fork from here"
 # A field's control with suggestions (About.control "combo") starts with these.
 SUGGESTIONS: dict[str, list[str]] = {"model": list(REGISTRY[DEFAULT_PROVIDER].models)}
 # Every event but `run` is private (not in the API) and light: no queue slot limit, no spinner.
@@ -43,6 +44,42 @@ EXPORT_JS = """(run) => {
     a.download = 'run-' + run.task_run_id + '.html';
     document.body.appendChild(a); a.click(); a.remove();
 }"""
+
+
+# The viewer's buttons: "Fork from here" hands the step to `fork_from` (an event of the viewer carrying the
+# step); "Try this step again" sends its panel to the `ask_step` server function and shows the answer's HTML.
+VIEWER_JS = """
+element.addEventListener('click', (e) => {
+    const fork = e.target.closest('.wb-fork-btn');
+    if (!fork) return;
+    e.preventDefault();
+    trigger('click', {fork_step: Number(fork.dataset.step)});
+    const form = document.querySelector('#wb-prompt');
+    if (form) form.scrollIntoView({block: 'start'});
+});
+element.addEventListener('submit', async (e) => {
+    const form = e.target.closest('.wb-ask-form');
+    if (!form) return;
+    e.preventDefault();
+    const out = form.parentElement.querySelector('.wb-ask-result');
+    const button = form.querySelector('.wb-ask-btn');
+    const data = Object.fromEntries(new FormData(form).entries());
+    data.run_id = Number(form.dataset.run);
+    data.step = Number(form.dataset.step);
+    out.dataset.state = 'asking';
+    out.innerHTML = '<p class="wb-muted">Asking the model again…</p>';
+    button.disabled = true;
+    try {
+        out.innerHTML = await server.ask_step(data);
+        out.dataset.state = 'answered';
+    } catch (err) {
+        out.textContent = 'The question could not be sent: ' + String(err);
+        out.dataset.state = 'error';
+    } finally {
+        button.disabled = false;
+    }
+});
+"""
 
 
 def ui_mount_options() -> dict[str, Any]:
@@ -130,7 +167,7 @@ def build_ui(service: RunService, settings: Settings, experiments: ExperimentRun
             with gr.Column(scale=4, min_width=360):
                 form = _form([e["title"] for e in handlers.examples])
             with gr.Column(scale=6, min_width=420):
-                viewer = _viewer()
+                viewer = _viewer(handlers)
         history = _history()
         workflows = build_workflows()
         saved = _wire(ui, handlers, form, viewer, history, max_concurrent=service.max_concurrent)
@@ -237,11 +274,15 @@ def _control(name: str) -> Any:
                       max_lines=about.max_lines, placeholder=placeholder(name), **common)
 
 
-def _viewer() -> Viewer:
-    """The live viewer and its buttons."""
+def _viewer(handlers: RunHandlers) -> Viewer:
+    """The live viewer and its buttons (a step's own: VIEWER_JS)."""
     import gradio as gr
 
-    html = gr.HTML(render_run_html(None), elem_id="wb-viewer", autoscroll=False, js_on_load=None)
+    async def ask_step(data: Any) -> str:  # a plain function: Gradio marks server functions with an attribute
+        return await handlers.steps.ask_step(data)
+
+    html = gr.HTML(render_run_html(None), elem_id="wb-viewer", autoscroll=False, js_on_load=VIEWER_JS,
+                   server_functions=[ask_step])
     webhooks = gr.HTML("", visible=False, elem_id="wb-webhooks")
     with gr.Row():
         rerun_btn = gr.Button("Run again (refill the form)", interactive=False, elem_id="wb-rerun")
@@ -283,7 +324,7 @@ def _history() -> History:
     totals = gr.Markdown(elem_id="wb-history-totals", elem_classes=["wb-history-totals"])
     table = gr.Dataframe(history_frame([]), label="Run history", interactive=False, wrap=True, max_height=420,
                          elem_id="wb-history",
-                         column_widths=["6%", "8%", "32%", "14%", "5%", "7%", "7%", "11%", "10%"])
+                         column_widths=["5%", "7%", "27%", "13%", "5%", "7%", "6%", "10%", "9%", "11%"])
     gr.Markdown("Select a row to open that run in the viewer (from the log, screenshots included); the last two "
                 "rows selected fill the compare boxes below.", elem_id="wb-history-help")
     with gr.Accordion("Compare two runs", open=False, elem_id="wb-compare-box") as compare_box:
@@ -300,7 +341,9 @@ def _history() -> History:
 
 
 def _wire(ui: Any, h: RunHandlers, form: Form, viewer: Viewer, history: History, *, max_concurrent: int) -> Any:
-    """Connect the controls to their handlers (only `run` is in the API); the "Save as workflow" event."""
+    """Connect the controls to their handlers (`run` and `ask_step` are in the API); the "Save as workflow" event."""
+    import gradio as gr
+
     response, table, log = viewer.response, history.table, h.log
     prompt, provider, model = form.controls["prompt"], form.controls["provider"], form.controls["model"]
     response_format, json_schema = form.controls["response_format"], form.controls["json_schema"]
@@ -324,6 +367,10 @@ def _wire(ui: Any, h: RunHandlers, form: Form, viewer: Viewer, history: History,
     response.change(h.webhooks, [response], [viewer.webhooks], trigger_mode="always_last", **QUIET)
     form.cancel_btn.click(h.cancel, [response], None, trigger_mode="multiple", **QUIET)
     viewer.rerun_btn.click(h.rerun, [response], [*form.fields, form.hint], **QUIET)
+    # "Fork from here" on a step (VIEWER_JS): the form holds the run's request, forked there; Advanced opens.
+    viewer.html.click(h.steps.fork_from, [response], [*form.fields, form.hint, form.sections[FOLDED_ADVANCED]],
+                      **QUIET)
+    gr.api(h.steps.ask_api, api_name="ask_step", concurrency_limit=max_concurrent)  # the playground, for programs
     saved = viewer.save_btn.click(h.save_workflow, [response], None, **QUIET)
     # The export is a download from the route: the browser fetches it, nothing runs in Gradio.
     viewer.export_btn.click(None, [response], None, js=EXPORT_JS, api_visibility="private")

@@ -90,6 +90,9 @@ def render_compare_html(a: dict[str, Any] | None, b: dict[str, Any] | None) -> s
     for row in aligned["steps"]:
         cls = "wb-diverge" if row["diverges"] else ("wb-same" if row["same"] else "wb-differs")
         mark = '<div class="wb-diverge-mark">first difference</div>' if row["diverges"] else ""
+        if row["replayed"]:  # a fork's step replayed from its parent (agent.log.diff.fork_prefix)
+            cls += " wb-replayed"
+            mark += '<div class="wb-replayed-mark">replayed</div>'
         sa = shots_a(row["a"]["step"]) if row["a"] and row["a"]["screenshot"] else None
         sb = shots_b(row["b"]["step"]) if row["b"] and row["b"]["screenshot"] else None
         rows.append(f'<tr class="wb-cmp-step {cls}" data-position="{row["position"]}"><td class="wb-cmp-n">'
@@ -97,6 +100,11 @@ def render_compare_html(a: dict[str, Any] | None, b: dict[str, Any] | None) -> s
     where = aligned["first_divergence"]
     verdict = (f"The runs diverge at step {where}." if where is not None
                else "The runs did the same actions on the same pages at every step.")
+    fork = aligned["fork"]
+    if fork is not None:
+        child = idb if fork["parent"] == ida else ida
+        verdict = (f"Run #{child} is a fork of run #{fork['parent']} at step {fork['step']}: steps before it were "
+                   f"replayed from the parent. " + verdict)
     link = f"?compare={_esc(ida)},{_esc(idb)}"
     return (f'<div class="wb-compare" data-state="shown" data-first-divergence="{where if where is not None else ""}">'
             f'<p><b>{_esc(verdict)}</b> <a class="wb-compare-link" href="{link}">{link}</a></p>'

@@ -151,8 +151,7 @@ def _shown(name: str, value: Any) -> Any:
     if value is None:
         return ""
     if control == "json":
-        if isinstance(value, BaseModel):  # a typed object field (price_per_mtok)
-            value = value.model_dump(mode="json")
+        value = value.model_dump(mode="json") if isinstance(value, BaseModel) else value  # price_per_mtok, fork
         return json.dumps(value, indent=2, ensure_ascii=False)
     return ", ".join(value) if isinstance(value, list) else str(value)
 

@@ -18,6 +18,7 @@ import gradio as gr
 
 from agent.engine.llm import key_status
 from agent.engine.prompts import SYSTEM_PROMPT, system_prompt
+from agent.filters import RunFilter
 from agent.modelmap import model_notes, model_price
 from agent.models import FIELDS, RequestError, RunRequest, parse_json_schema
 from agent.models.fields import Section
@@ -37,9 +38,11 @@ from agent.ui.form import (
     request_form_values,
 )
 from agent.ui.history import HistoryHandlers
+from agent.ui.iterate import StepHandlers
 from agent.ui.render import render_run_html, render_webhooks, run_id_of
 from agent.workflows.document import WorkflowError
 
+MAX_FORKS_SHOWN = 50  # a run's forks listed in the viewer's header (the history filters them all)
 MAX_SESSIONS = 1000  # viewers remembered (the run each follows); the oldest are forgotten first
 WEBHOOK_WATCH_S = 120.0  # how long the viewer keeps showing new webhook attempts after a run's end
 # The form's folded sections, in the page's order (the fields in them say so: About.section).
@@ -101,6 +104,7 @@ class RunHandlers:
         self.examples = load_examples(settings.demo_dir)
         self._viewers: dict[str, _Viewer] = {}  # session hash -> the run its viewer follows
         self.log = HistoryHandlers(service)  # the run history and the compare view
+        self.steps = StepHandlers(service, self.key_hint)  # "Fork from here" and "Try this step again"
         self.endpoint = api_endpoint(self.run)  # `run` with the request's fields as parameters (Gradio's API)
 
     def _show(self, request: gr.Request | None, run_id: int) -> tuple[asyncio.Event, int | None]:
@@ -232,7 +236,7 @@ class RunHandlers:
         running = bool(run_id) and current.get("status") == "in_progress"
         ended = bool(run_id) and not running
         can_save = ended and current.get("status") == "success"
-        traces, used, share = None, None, None
+        traces, used, share, forks, ask = None, None, None, None, None
         if run_id:
             try:
                 traces = await self.service.traces(run_id)
@@ -241,9 +245,12 @@ class RunHandlers:
             req = await self.service.run_request(run_id)
             if req is not None:
                 used = system_prompt(override=req.override_system_message, extend=req.extend_system_message)
+                ask = {"provider": req.provider, "model": req.model, "extend_system_message": req.extend_system_message,
+                       "override_system_message": req.override_system_message}
             share = f"{self.page_url(request)}?run={run_id}"
+            forks, _total = await self.service.list_runs(RunFilter(parent_run_id=run_id), limit=MAX_FORKS_SHOWN)
         html = render_run_html(current, traces=traces, system_prompt=used, default_prompt=SYSTEM_PROMPT,
-                               share_url=share)
+                               share_url=share, forks=forks, ask=ask)
         if ended and run_id:  # a run an experiment played shows its grade and why (a "success" may fail its check)
             html = grade_banner(await self.service.cell_of_run(run_id)) + html
         return (html, gr.update(interactive=running), gr.update(interactive=ended), gr.update(interactive=can_save),

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from agent.ui.playground import fork_button, render_ask_panel
+
 UI_TEXT_LIMIT = 4000  # characters of one extracted content / result / error shown before "… (cut)"
 UI_PARAM_LIMIT = 400  # characters of one action's params shown inline
 UI_TRACE_LIMIT = 20_000  # characters of one observation / message / reply shown (the full text: the trace route)
@@ -83,7 +85,8 @@ def _render_action(action: dict[str, Any], step_by: str) -> str:
 
 
 def _render_step(run_id: Any, item: dict[str, Any], traces: list[dict[str, Any]] | None,
-                 shot_src: Callable[[int], str | None]) -> str:
+                 shot_src: Callable[[int], str | None], *, parent: Any = None, forked_at: int = 0,
+                 ask: dict[str, Any] | None = None) -> str:
     step = item.get("step") or 0
     calls = item.get("llm_calls") or []
     meta = [fmt_duration(item.get("duration_ms"))]
@@ -93,6 +96,11 @@ def _render_step(run_id: Any, item: dict[str, Any], traces: list[dict[str, Any]]
                     f"{sum(c.get('output_tokens') or 0 for c in calls):,} out tokens")
     who = item.get("executed_by") or "agent"
     badge = f' <span class="wb-badge wb-{_esc(who)}">{_esc(who)}</span>' if who != "agent" else ""
+    prefix = bool(parent) and int(step) < forked_at  # a fork's step replayed from its parent
+    if prefix:
+        badge += f' <span class="wb-prefix-note">replayed from run #{_esc(parent)}\'s step {int(step)}</span>'
+    if run_id:
+        badge += " " + fork_button(int(step))
     actions = "".join(_render_action(a, who) for a in item.get("actions") or [])
     url, title = item.get("url"), item.get("title")
     page = ""
@@ -106,9 +114,10 @@ def _render_step(run_id: Any, item: dict[str, Any], traces: list[dict[str, Any]]
     if src:
         shot = (f'<a class="wb-shot" href="{_esc(src)}" target="_blank" rel="noopener">'
                 f'<img src="{_esc(src)}" alt="the page at step {int(step)}" loading="lazy"></a>')
-    trace = render_step_trace(run_id, int(step), traces) if traces is not None and calls else ""
+    trace = render_step_trace(run_id, int(step), traces, ask=ask) if traces is not None and calls else ""
     return (
-        f'<div class="wb-step" data-step="{int(step)}"><div class="wb-step-head"><b>Step {int(step)}</b>{badge}'
+        f'<div class="wb-step{" wb-prefix" if prefix else ""}" data-step="{int(step)}"><div class="wb-step-head">'
+        f'<b>Step {int(step)}</b>{badge}'
         f' <span class="wb-muted">{_esc(" · ".join(meta))}</span></div>'
         f'<div class="wb-step-body"><div class="wb-step-main">'
         f'<div class="wb-goal">{_esc(_cut(item.get("description") or "(no description)"))}</div>'
@@ -123,8 +132,10 @@ def served_screenshot(run_id: Any) -> Callable[[int], str | None]:
 
 
 # ------------------------------------------------------------------ what the model saw / said
-def render_step_trace(run_id: Any, step: int, traces: list[dict[str, Any]]) -> str:
-    """A step's "What the model saw / said" part: each call's observation, reply, tool calls and usage."""
+def render_step_trace(run_id: Any, step: int, traces: list[dict[str, Any]], *,
+                      ask: dict[str, Any] | None = None) -> str:
+    """A step's "What the model saw / said" part: each call's observation, reply, tool calls and usage; with `ask`
+    (the run's provider, model and system prompt fields), the "Try this step again" panel under it."""
     if not traces:
         return ('<details class="wb-trace"><summary>What the model saw / said</summary>'
                 '<p class="wb-muted">No trace was kept for this step.</p></details>')
@@ -136,8 +147,10 @@ def render_step_trace(run_id: Any, step: int, traces: list[dict[str, Any]]) -> s
     link = (f' <a class="wb-trace-link" href="api/runs/{int(run_id)}/steps/{int(step)}/trace" target="_blank" '
             f'rel="noopener">full trace (JSON)</a>') if run_id else ""
     calls = "".join(_render_call(t) for t in traces)
+    askable = run_id and ask is not None and any(t.get("purpose") == "step" and t.get("logged", True) for t in traces)
+    panel = render_ask_panel(int(run_id), step, ask or {}) if askable else ""
     return (f'<details class="wb-trace" data-step="{int(step)}"><summary>What the model saw / said '
-            f'<span class="wb-muted">{_esc(head)}</span></summary>{link}{calls}</details>')
+            f'<span class="wb-muted">{_esc(head)}</span></summary>{link}{calls}{panel}</details>')
 
 
 def _render_call(trace: dict[str, Any]) -> str:
@@ -226,13 +239,17 @@ def render_run_html(
     shot_src: Callable[[int], str | None] | None = None,
     share_url: str | None = None,
     links: bool = True,
+    forks: list[dict[str, Any]] | None = None,
+    ask: dict[str, Any] | None = None,
 ) -> str:
     """The viewer: status, result and metrics on top, then every step with its actions, screenshot and trace.
 
     `traces` (the trace route's dicts, None: not shown) give each step its "What the model saw /
     said"; `system_prompt` (with `default_prompt`) the header's system prompt part; `shot_src` maps a
     step to its screenshot's URL; `share_url` is the link that opens this run again; `links` False
-    leaves out links to the app's routes (the offline export).
+    leaves out links to the app's routes and the buttons (the offline export). `forks` (runs with their
+    `id` and `forked_at_step`) are this run's forks; `ask` (the run's provider, model and system prompt
+    fields) puts "Try this step again" under each step's trace.
     """
     if not run:
         return ('<div class="wb-run wb-empty" data-status="none"><p>No run yet. Write a task (or pick an '
@@ -252,7 +269,7 @@ def render_run_html(
     head = (f'<div class="wb-run-head"><span class="wb-status wb-{status}">{icon} {label}</span>{stop_badge} '
             f'<span>Run #{_esc(run_id or "?")}</span> <span class="wb-muted">task {_esc(run.get("task_id") or "?")}'
             f'{" · " + who if who else ""} · {_esc(run.get("mode") or "agent")}</span>{share}</div>'
-            f'{render_system_prompt(system_prompt, default_prompt)}')
+            f'{_lineage(run, forks or [], links)}{render_system_prompt(system_prompt, default_prompt)}')
     metrics = [
         f"duration {fmt_duration(run.get('duration_ms'))}" if status != "running" else "",
         f"{len(history)} step{'s' if len(history) != 1 else ''}",
@@ -277,7 +294,9 @@ def render_run_html(
     for t in traces or []:
         by_seq.setdefault(int(t.get("seq") or 0), []).append(t)
     shots = shot_src or served_screenshot(run_id)
-    steps = [_render_step(run_id if links else None, item, by_seq.get(i, []) if traces is not None else None, shots)
+    parent, forked_at = run.get("parent_run_id"), int(run.get("forked_at_step") or 0)
+    steps = [_render_step(run_id if links else None, item, by_seq.get(i, []) if traces is not None else None, shots,
+                          parent=parent, forked_at=forked_at, ask=ask if links else None)
              for i, item in enumerate(history)]
     if status == "running":
         nxt = len(history) + 1
@@ -292,6 +311,25 @@ def render_run_html(
                      '</div></div>')
     return (f'<div class="wb-run wb-{status}" data-status="{status}" data-run-id="{_esc(run_id or "")}">{head}'
             f'{"".join(body)}<div class="wb-steps">{"".join(steps)}</div></div>')
+
+
+def _lineage(run: dict[str, Any], forks: list[dict[str, Any]], links: bool) -> str:
+    """The run's parent (a fork) and its forks, each a link that opens it."""
+    def link(run_id: Any) -> str:
+        return f'<a href="?run={_esc(run_id)}">run #{_esc(run_id)}</a>' if links else f"run #{_esc(run_id)}"
+
+    parts = []
+    parent = run.get("parent_run_id")
+    if parent:
+        at = int(run.get("forked_at_step") or 1)
+        replayed = f"steps 1–{at - 1} replayed, " if at > 2 else "step 1 replayed, " if at == 2 else ""
+        parts.append(f'<span class="wb-parent" data-parent="{_esc(parent)}">fork of {link(parent)} at step {at} '
+                     f'({replayed}the agent from step {at})</span>')
+    if forks:
+        shown = ", ".join(f'<span class="wb-fork" data-run="{_esc(f.get("id"))}">{link(f.get("id"))} (at step '
+                          f'{_esc(f.get("forked_at_step"))})</span>' for f in forks)
+        parts.append(f'<span class="wb-forks">forks: {shown}</span>')
+    return f'<div class="wb-lineage">{" · ".join(parts)}</div>' if parts else ""
 
 
 def history_frame(rows: list[dict[str, Any]]) -> Any:
@@ -314,10 +352,22 @@ def history_frame(rows: list[dict[str, Any]]) -> Any:
             "cost": fmt_cost(row.get("cost_usd")),
             "started (UTC)": started or "",
             "stop reason": row.get("stop_reason") or "",
+            "lineage": _lineage_cell(row),
         })
     columns = ["run", "status", "prompt", "provider / model", "steps", "duration", "cost", "started (UTC)",
-               "stop reason"]
+               "stop reason", "lineage"]
     return pd.DataFrame(out, columns=columns)
+
+
+def _lineage_cell(row: dict[str, Any]) -> str:
+    """The history's word on a run's parent and forks: "fork of #12 at 3", "2 forks", or both."""
+    parts = []
+    if row.get("parent_run_id"):
+        parts.append(f"fork of #{row['parent_run_id']} at {row.get('forked_at_step') or 1}")
+    forks = int(row.get("forks") or 0)
+    if forks:
+        parts.append(f"{forks} fork{'s' if forks != 1 else ''}")
+    return " · ".join(parts)
 
 
 def history_totals(summary: dict[str, Any]) -> str:

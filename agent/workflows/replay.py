@@ -58,7 +58,7 @@ from agent.workflows.result import ResultUnavailable, derive_result
 from agent.workflows.state import ReplayState, StepFailed, StepLog
 from agent.workflows.template import render, render_text, render_url, url_matches
 
-__all__ = ["HEAL_MAX_STEPS", "replay"]
+__all__ = ["FIND_TIMEOUT_S", "HEAL_MAX_STEPS", "replay", "replay_step"]
 
 log = logging.getLogger(__name__)
 
@@ -340,3 +340,10 @@ async def _screenshot(state: ReplayState, session: BrowserSession, n: int) -> st
         return await asyncio.wait_for(session.screenshot(Path(state.options.screenshot_dir) / f"step-{n:03d}.jpg"), 15)
     except Exception:
         return None
+
+
+# ------------------------------------------------------------------ a fork's prefix (agent.workflows.fork)
+async def replay_step(state: ReplayState, ctx: act.Context, session: BrowserSession, step: WorkflowStep,
+                      done: StepLog) -> str | None:
+    """Replay one step's recorded actions into `done`, as a replay does; why the first that failed did, or None."""
+    return await _replay_actions(state, ctx, session, step, done)
