@@ -121,7 +121,7 @@ def main() -> None:
 
     results = asyncio.run(own_time(args.steps))
     print(f"\nPer step, {args.steps} steps per case, zero-latency fake model (ms): wall = the whole step (observe,"
-          "\nmodel HTTP, action and its wait for the page, screenshot); targets: a click 120 (DOM changes) / 80 (still)")
+          "\nmodel HTTP, action and its wait for the page, screenshot); targets: click 120 (DOM changes) / 80 (still)")
     print(f"{'case':<20}{'stat':<8}{'wall':>9}{'llm call':>10}{'browser':>9}{'own':>9}")
     for label, rows in results.items():
         for stat, fn in (("median", statistics.median), ("p90", lambda v: sorted(v)[int(len(v) * 0.9) - 1]),

@@ -199,24 +199,26 @@ class BrowserSession:
 
     def _on_request_end(self, request: Any) -> None:
         self._fetches.pop(request, None)
-        if not self.fetching():
-            self._no_fetches.set()
+        self._no_fetches.set()  # waiters look again at what is still in flight
 
-    def fetching(self) -> bool:
-        """Whether a fetch, XHR or document request started in the last FETCH_MAX_AGE_S is still in flight
-        (older ones are long polls and streams that never end)."""
+    def fetching(self, *, since: float | None = None) -> bool:
+        """Whether a fetch, XHR or document request started in the last FETCH_MAX_AGE_S (and at or after
+        `since`, a time.monotonic()) is still in flight (older ones are long polls and streams that never end)."""
         now = time.monotonic()
-        return any(now - t < FETCH_MAX_AGE_S for t in self._fetches.values())
+        floor = max(now - FETCH_MAX_AGE_S, since if since is not None else -1.0)
+        return any(t >= floor for t in self._fetches.values())
 
-    async def fetches_done(self, *, timeout: float) -> None:
-        """Wait, at most `timeout` seconds, until no recent request is in flight."""
-        self._no_fetches.clear()
-        if not self.fetching():
-            return
-        try:
-            await asyncio.wait_for(self._no_fetches.wait(), timeout=max(0.0, timeout))
-        except TimeoutError:  # a request still going (a slow server): the caller's bound is reached
-            pass
+    async def fetches_done(self, *, timeout: float, since: float | None = None) -> None:
+        """Wait, at most `timeout` seconds, until no recent request (started at or after `since`) is in flight."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        while self.fetching(since=since):
+            self._no_fetches.clear()
+            try:
+                await asyncio.wait_for(self._no_fetches.wait(), timeout=min(deadline - time.monotonic(),
+                                                                            FETCH_MAX_AGE_S))
+            except TimeoutError:  # a request still going (a slow server), or aged out of FETCH_MAX_AGE_S
+                if time.monotonic() >= deadline:
+                    return
 
     def _on_page(self, page: Page) -> None:
         if page in self.tabs.values():
