@@ -271,11 +271,13 @@
   function probe(el, x, y) {
     // what a click at (x, y) of el's own viewport reaches: { by: element } when something else takes it,
     // { out: true } when a frame around el hides the point; else the point in the top window's viewport
-    // (top: false when a cross-origin frame hides the rest of the way up)
+    // (top: false when a cross-origin frame hides the rest of the way up), `own` when el or a node inside
+    // it is hit, not an ancestor (el lets clicks through with pointer-events: none, or the point falls
+    // between its line boxes)
     const root = el.getRootNode();
     const hit = root.elementFromPoint ? root.elementFromPoint(x, y) : null;
-    if (hit && !(flatContains(el, hit) || flatContains(hit, el)  // pointer-events: none passes to the parent
-        || (el.localName === 'label' && el.control === hit))) return { by: hit, own: true };
+    const own = !hit || flatContains(el, hit) || (el.localName === 'label' && el.control === hit);
+    if (hit && !own && !flatContains(hit, el)) return { by: hit, inRoot: true };
     let tx = x, ty = y, top = true;
     for (let w = el.ownerDocument.defaultView, i = 0; w !== w.top && i < 10; i++) {
       let fe = null;
@@ -287,9 +289,9 @@
       if (tx < 0 || ty < 0 || tx > w.innerWidth || ty > w.innerHeight) return { out: true };
       const froot = fe.getRootNode();
       const fhit = froot.elementFromPoint ? froot.elementFromPoint(tx, ty) : null;
-      if (fhit && !flatContains(fe, fhit)) return { by: fhit, own: false };
+      if (fhit && !flatContains(fe, fhit)) return { by: fhit, inRoot: false };
     }
-    return { x: tx, y: ty, lx: x, ly: y, top };
+    return { x: tx, y: ty, lx: x, ly: y, top, own };
   }
 
   function visibleBox(q, win) {
@@ -298,27 +300,31 @@
     return r - l < 1 || b - t < 1 ? null : { l, t, r, b };
   }
 
-  function showingPoint(el, win, n) {
-    // a point of el's client rects (n x n samples each) that takes the click: the one farthest from the
-    // samples something else takes, the nearest the centre among equals; null when none does
-    const rects = Array.from(el.getClientRects()).slice(0, 4);
-    if (!rects.length) rects.push(el.getBoundingClientRect());
-    const good = [], bad = [];
-    for (const q of rects) {
-      const v = visibleBox(q, win);
-      if (!v) continue;
+  function boxesOf(el, win) {
+    // el's visible boxes: one per line of an inline element (a link that wraps), else its border box
+    const out = [];
+    for (const q of Array.from(el.getClientRects()).slice(0, 8)) { const v = visibleBox(q, win); if (v) out.push(v); }
+    if (!out.length) { const v = visibleBox(el.getBoundingClientRect(), win); if (v) out.push(v); }
+    return out;
+  }
+
+  function showingPoint(el, boxes, n) {
+    // a point of el's boxes (n x n samples each) that el itself takes: the one farthest from the samples
+    // something else takes, the nearest the first box's centre among equals; else one its ancestor takes
+    // (pointer-events: none); null when something else takes every sample
+    const good = [], passed = [], bad = [];
+    for (const v of boxes.slice(0, 4)) {
       for (let i = 0; i < n; i++) {
         for (let j = 0; j < n; j++) {
           const x = Math.min(Math.max(v.l + (v.r - v.l) * (i + 0.5) / n, v.l + 0.5), v.r - 0.5);
           const y = Math.min(Math.max(v.t + (v.b - v.t) * (j + 0.5) / n, v.t + 0.5), v.b - 0.5);
           const p = probe(el, x, y);
-          if (p.by || p.out) bad.push([x, y]); else good.push(p);
+          if (p.by || p.out) bad.push([x, y]); else (p.own ? good : passed).push(p);
         }
       }
     }
-    if (!good.length) return null;
-    const box = el.getBoundingClientRect();
-    const cx = (box.left + box.right) / 2, cy = (box.top + box.bottom) / 2;
+    if (!good.length) return passed[0] || null;
+    const cx = (boxes[0].l + boxes[0].r) / 2, cy = (boxes[0].t + boxes[0].b) / 2;
     let best = null, bestScore = -1, bestNear = Infinity;
     for (const p of good) {
       let score = Infinity;
@@ -332,16 +338,17 @@
   }
 
   function coverOf(el, aim) {
-    // Where a click on el lands. null when a click at the centre of its visible box reaches el (with
-    // `aim`: that point, { x, y, top, dx, dy }); { disabled: true }; { out: true } when el is out of view;
-    // { label: true } when el's own label takes the click (a styled checkbox). When something covers
-    // the centre, another point of el that shows and takes the click will do (null, or with `aim` that
-    // point and partly: true); only when none does, { by: what lies on top }.
+    // Where a click on el lands. null when a click at the centre of its (first) visible box reaches el
+    // (with `aim`: that point, { x, y, top, dx, dy }); { disabled: true }; { out: true } when el is out of
+    // view; { label: true } when el's own label takes the click (a styled checkbox). When something
+    // covers that centre, another point of el that shows and takes the click will do (null, or with `aim`
+    // that point and partly: true); only when none does, { by: what lies on top }.
     if (el.disabled === true || el.getAttribute('aria-disabled') === 'true') return { disabled: true };
     const win = el.ownerDocument.defaultView;
     const r = el.getBoundingClientRect();
-    const v = visibleBox(r, win);
-    if (!v) return { out: true };
+    const boxes = boxesOf(el, win);
+    if (!boxes.length) return { out: true };
+    const v = boxes[0];
     const cx = (v.l + v.r) / 2, cy = (v.t + v.b) / 2;
     const labels = el.labels ? Array.from(el.labels) : [];
     if (labels.length) {
@@ -354,13 +361,15 @@
     const point = (p, partly) => (aim ? { x: p.x, y: p.y, top: p.top, dx: p.lx - r.left, dy: p.ly - r.top, partly } : null);
     const centre = probe(el, cx, cy);
     if (centre.out) return { out: true };
-    if (!centre.by) return point(centre, false);
+    if (!centre.by && centre.own) return point(centre, false);
     // A cover whose box spans el's whole visible box (a cookie wall, a modal's backdrop) hides every point.
-    const cb = centre.own ? centre.by.getBoundingClientRect() : null;
-    if (!(cb && cb.left <= v.l && cb.top <= v.t && cb.right >= v.r && cb.bottom >= v.b)) {
-      const shows = showingPoint(el, win, aim ? 5 : 3);
-      if (shows) return point(shows, true);
+    const cb = centre.by && centre.inRoot ? centre.by.getBoundingClientRect() : null;
+    const spans = cb && boxes.every((q) => cb.left <= q.l && cb.top <= q.t && cb.right >= q.r && cb.bottom >= q.b);
+    if (!spans) {
+      const shows = showingPoint(el, boxes, aim ? 5 : 3);
+      if (shows) return point(shows, !!centre.by);
     }
+    if (!centre.by) return point(centre, false);  // only its ancestor takes clicks here: as before, that will do
     return { by: coverName(centre.by) };
   }
 

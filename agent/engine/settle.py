@@ -108,6 +108,7 @@ _SETTLE_JS = r"""({sinceMs, maxMs}) => new Promise((resolve) => {
   const W = window, D = document, now = () => performance.now();
   const t0 = now(), start = t0 - sinceMs - 5, end = t0 + maxMs;
   const learnFrom = t0 + maxMs * 0.6;  // what keeps mutating through the last part of a bound is restless
+  const SOON = 100;  // a timer due this soon after the bound keeps the page busy to the end (a loop re-arming)
   let memo = W.__wbRestless;
   if (!memo) {
     memo = { nodes: new WeakSet(), count: 0, page: false };
@@ -190,8 +191,8 @@ _SETTLE_JS = r"""({sinceMs, maxMs}) => new Promise((resolve) => {
       for (const f of a.fetches.values()) {
         if (f.root >= start) { add('fetch'); break; }
       }
-      for (const t of a.timers.values()) {  // a timer that fires within the bound, set since the action
-        if (t.root >= start && t.due <= end) { add('timer'); break; }
+      for (const t of a.timers.values()) {  // set since the action, to fire within the bound (or about then)
+        if (t.root >= start && t.due <= end + SOON) { add('timer'); break; }
       }
     }
     try { if (W.navigation && W.navigation.transition) add('navigation'); } catch (e) {}  // a router's own
