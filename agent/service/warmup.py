@@ -15,7 +15,7 @@ import concurrent.futures
 import importlib
 import json
 import threading
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any, Literal
 
 __all__ = ["LateApp", "PartState", "WarmUp", "start_warm_up"]
@@ -125,7 +125,8 @@ class LateApp:
         self.error = message
         self._event().set()
 
-    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Callable[[], Awaitable[Any]],
+                       send: Callable[[MutableMapping[str, Any]], Awaitable[None]]) -> None:
         """Serve the request: from the app when it is there, else as the class says."""
         if self.app is None and self.error is None and scope["type"] in ("http", "websocket"):
             if scope["type"] == "http" and scope.get("path") in ("/", "") and scope.get("method") in ("GET", "HEAD"):
@@ -145,7 +146,8 @@ class LateApp:
             await send({"type": "websocket.close", "code": 1013})
 
 
-async def _answer(send: Callable[..., Any], status: int, body: bytes, content_type: str) -> None:
+async def _answer(send: Callable[[MutableMapping[str, Any]], Awaitable[None]], status: int, body: bytes,
+                  content_type: str) -> None:
     headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode()),
                (b"cache-control", b"no-store")]
     if status == 503:
