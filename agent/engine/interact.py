@@ -72,17 +72,17 @@ async def reach(locator: Locator, *, index: int, verb: str) -> Aim:
     """Where to click or hover the element: a point of it that shows and takes the click (its centre, else the
     one farthest from what covers it), or its label when the label takes its clicks (a visually hidden input
     inside a styled checkbox). Raises Unreachable, naming the cover, when no point of it shows."""
-    aim = await aim_at(locator)
+    aim = await aim_at(locator, index=index)
     locators = aim.get("locators") or {}
     if aim.get("out"):  # scroll it into view first, as a person would
         try:
             await locator.scroll_into_view_if_needed(timeout=2_000)
         except Exception:  # cannot be scrolled into view: the action itself says what is wrong
             pass
-        aim = await aim_at(locator)
+        aim = await aim_at(locator, index=index)
     if aim.get("by"):  # a sticky bar may cover it at the edge of the view: try it centred
         await locator.evaluate("el => el.scrollIntoView({block: 'center', inline: 'center'})", timeout=2_000)
-        aim = await aim_at(locator)
+        aim = await aim_at(locator, index=index)
     if aim.get("disabled"):
         raise Unreachable(f"could not {verb} [{index}]: it is disabled; do what enables it first "
                           "(e.g. fill the required fields)")

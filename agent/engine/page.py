@@ -264,15 +264,38 @@ async def cover_of(locator: Locator) -> dict[str, Any] | None:
                                    "below": VIEW_BELOW}, timeout=3_000)
 
 
-async def aim_at(locator: Locator) -> dict[str, Any]:
+# The element marked [N] in the top document or in any shadow root of it (closed ones through the init
+# script's list), as the `wbidx` selector engine finds it; null when it is in a frame.
+_BY_INDEX_JS = r"""(n) => {
+  const css = '[data-wb-idx="' + n + '"]';
+  const found = document.querySelector(css);
+  if (found) return found;
+  const reg = window.__wbShadow;
+  for (const ref of reg ? reg.list : []) {
+    const sr = ref.deref();
+    if (!sr || !sr.host.isConnected || sr.host.ownerDocument !== document) continue;
+    const el = sr.querySelector(css);
+    if (el) return el;
+  }
+  return null;
+}"""
+
+
+async def aim_at(locator: Locator, *, index: int | None = None) -> dict[str, Any]:
     """One evaluate before a click or hover: what `cover_of` says, plus where to click when the element takes it
     (x, y in the top window's viewport, `top` False when a cross-origin frame hides the way up; dx, dy from the
     element's top-left corner; `partly` when its centre is covered), `opensTab`, `moving` (an animation moves
-    it), and its locators for replay (`describe_element`) under "locators"."""
-    return await locator.evaluate(
-        f"(el, args) => Object.assign(({WALKER_JS})({{...args, el}}), {{locators: ({DESCRIBE_JS})(el)}})",
-        {"mode": "aim", "maxChars": 1000, "timeBudgetMs": 100, "above": VIEW_ABOVE, "below": VIEW_BELOW},
-        timeout=3_000)
+    it), and its locators for replay (`describe_element`) under "locators". With `index`, an element of the
+    top document is reached by its mark, without the locator's own round trips (a frame's through the locator)."""
+    args = {"mode": "aim", "maxChars": 1000, "timeBudgetMs": 100, "above": VIEW_ABOVE, "below": VIEW_BELOW}
+    aim = f"Object.assign(({WALKER_JS})({{...args, el}}), {{locators: ({DESCRIBE_JS})(el)}})"
+    if index is not None:
+        found = await asyncio.wait_for(locator.page.main_frame.evaluate(
+            f"(args) => {{ const el = ({_BY_INDEX_JS})(args.index); return el ? {aim} : null; }}",
+            {**args, "index": int(index)}), timeout=3.0)
+        if found is not None:
+            return found
+    return await locator.evaluate(f"(el, args) => {aim}", args, timeout=3_000)
 
 
 # Scroll the window; app layouts whose document does not scroll get their biggest scroll box scrolled.
