@@ -1,8 +1,9 @@
 """Start-up benchmark: process start -> /api/health answers -> / answers -> first model call.
 
 Starts the app (a fresh data folder each time) with the fake OpenAI-compatible model and measures,
-from the process start: when /api/health first answers, when the UI at / answers, and when health
-says "ok" (the model library and the browser warmed up). As soon as /api/health answers (or
+from the process start: when /api/health first answers, when / answers (while the UI is built, a
+page that reloads itself stands in for it), when / is the UI itself, and when health says "ok"
+(everything warmed up). As soon as /api/health answers (or
 `--delay` seconds later, like a user who first reads the page) it posts a run and measures the time
 from the POST to the model's first request, and to the run's end. One row per start, then medians.
 
@@ -40,12 +41,13 @@ def free_port() -> int:
 
 
 def wait_answers(base: str, t0: float) -> dict[str, float]:
-    """Seconds from `t0` (process start) until /api/health answers, until / answers, and until health says "ok"
-    (the warm-up over; an app without a warm-up status says "ok" from its first answer)."""
+    """Seconds from `t0` (process start) until /api/health answers, until / answers (with anything), until / is
+    the UI itself (not the page that stands in for it while it is built) and until health says "ok" (the
+    warm-up over; an app without a warm-up status says "ok" from its first answer)."""
     seen: dict[str, float] = {}
     deadline = time.monotonic() + 180
     with httpx.Client(base_url=base, timeout=5) as http:
-        while len(seen) < 3:
+        while len(seen) < 4:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the app did not answer within 180 s (answered: {sorted(seen)})")
             for key, path in (("health", "/api/health"), ("page", "/")):
@@ -59,13 +61,20 @@ def wait_answers(base: str, t0: float) -> dict[str, float]:
                     seen[key] = time.monotonic() - t0
                     if key == "health" and answer.json().get("status") == "ok":
                         seen["ok"] = seen[key]
+            if "page" in seen and "ui" not in seen:
+                try:
+                    page = http.get("/")
+                    if page.status_code == 200 and 'http-equiv="refresh"' not in page.text:
+                        seen["ui"] = time.monotonic() - t0
+                except httpx.HTTPError:
+                    pass
             if "health" in seen and "ok" not in seen:
                 try:
                     if http.get("/api/health").json().get("status") == "ok":
                         seen["ok"] = time.monotonic() - t0
                 except httpx.HTTPError:
                     pass
-            if len(seen) < 3:
+            if len(seen) < 4:
                 time.sleep(0.05)
     return seen
 
@@ -120,7 +129,7 @@ def one_start(delay: float) -> dict[str, float]:
             poster.join(200)
             response = answer["response"]
             assert response.status_code == 200 and response.json()["status"] == "success", response.text
-            return {"health": health, "page": times["page"], "ok": times["ok"],
+            return {"health": health, "page": times["page"], "ui": times["ui"], "ok": times["ok"],
                     "first": seen["first"] - answer["posted"], "run": answer["ended"] - answer["posted"],
                     "start_first": seen["first"] - t0}
         finally:
@@ -132,19 +141,19 @@ def one_start(delay: float) -> dict[str, float]:
             fake.close()
 
 
-COLUMNS = [("health", "/api/health s"), ("page", "/ s"), ("ok", "warm (ok) s"), ("first", "POST->1st call s"),
-           ("run", "run s"), ("start_first", "start->1st call s")]
+COLUMNS = [("health", "/api/health s"), ("page", "/ answers s"), ("ui", "/ is the UI s"), ("ok", "warm (ok) s"),
+           ("first", "POST->1st call s"), ("run", "run s"), ("start_first", "start->1st call s")]
 
 
 def main(starts: int, delay: float) -> None:
     """Print one row per fresh start, then the medians."""
     print(f"From process start (s); a run posted as soon as /api/health answers, plus {delay:g} s\n")
-    print(f"{'start':<7}" + "".join(f"{title:>19}" for _, title in COLUMNS))
+    print(f"{'start':<7}" + "".join(f"{title:>18}" for _, title in COLUMNS))
     rows = []
     for n in range(1, starts + 1):
         rows.append(one_start(delay))
-        print(f"{n:<7}" + "".join(f"{rows[-1][key]:>19.2f}" for key, _ in COLUMNS))
-    print(f"{'median':<7}" + "".join(f"{statistics.median(r[key] for r in rows):>19.2f}" for key, _ in COLUMNS))
+        print(f"{n:<7}" + "".join(f"{rows[-1][key]:>18.2f}" for key, _ in COLUMNS))
+    print(f"{'median':<7}" + "".join(f"{statistics.median(r[key] for r in rows):>18.2f}" for key, _ in COLUMNS))
 
 
 if __name__ == "__main__":

@@ -746,6 +746,12 @@ async def test_a_page_that_never_stops_costs_the_bound_once(browser, site_url):
         assert (polling.reason, polling.busy) == ("bound", ("timer",)), polling
         calm = await _after(session, lambda p: p.click("#plain"))
         assert calm.reason == "still", calm  # a poll an earlier action started is not this action's doing
+        # Requests asked again as each is answered (a long poll) carry no timer chain: their URL is remembered.
+        asking = await _after(session, lambda p: p.click("#longpoll-start"), max_ms=400)
+        assert (asking.reason, asking.busy, asking.learned) == ("bound", ("fetch",), 1), asking
+        # The next wait outlasts the poll's next request (a 300 ms timer): the remembered URL does not hold it.
+        later = await _after(session, lambda p: p.click("#later"))
+        assert later.reason == "still" and "Shown after 300 ms" in (await observe(page)).text, later
         # Navigating: the new document is waited for and read afresh (nothing remembered from the old one).
         moved = await _after(session, lambda p: p.evaluate("location.href = 'feed.html'"))
         assert (moved.reason, moved.navigated) == ("still", True), moved

@@ -185,6 +185,7 @@ class BrowserSession:
         self._next_id = 0
         self.current_id: int | None = None
         self._fetches: dict[Any, float] = {}  # requests in flight (fetch, xhr, documents) -> start time
+        self._scripted: set[Any] = set()  # those of them a top document's own script made (its fetch, its XHR)
         self._no_fetches = asyncio.Event()  # set when the last recent request ends
         context.on("page", self._on_page)
         context.on("request", self._on_request)
@@ -195,23 +196,29 @@ class BrowserSession:
         if request.resource_type in FETCH_TYPES:
             if len(self._fetches) > 500:  # never let a page that opens endless streams grow this
                 self._fetches.clear()
+                self._scripted.clear()
             self._fetches[request] = time.monotonic()
+            if request.resource_type != "document" and _top_frame(request):
+                self._scripted.add(request)
 
     def _on_request_end(self, request: Any) -> None:
         self._fetches.pop(request, None)
+        self._scripted.discard(request)
         self._no_fetches.set()  # waiters look again at what is still in flight
 
-    def fetching(self, *, since: float | None = None) -> bool:
+    def fetching(self, *, since: float | None = None, unseen: bool = False) -> bool:
         """Whether a fetch, XHR or document request started in the last FETCH_MAX_AGE_S (and at or after
-        `since`, a time.monotonic()) is still in flight (older ones are long polls and streams that never end)."""
+        `since`, a time.monotonic()) is still in flight (older ones are long polls and streams that never end).
+        `unseen`: leave out the fetches and XHRs of a tab's top document, which its own script counts
+        (agent.engine.settle)."""
         now = time.monotonic()
         floor = max(now - FETCH_MAX_AGE_S, since if since is not None else -1.0)
-        return any(t >= floor for t in self._fetches.values())
+        return any(t >= floor and not (unseen and r in self._scripted) for r, t in self._fetches.items())
 
-    async def fetches_done(self, *, timeout: float, since: float | None = None) -> None:
+    async def fetches_done(self, *, timeout: float, since: float | None = None, unseen: bool = False) -> None:
         """Wait, at most `timeout` seconds, until no recent request (started at or after `since`) is in flight."""
         deadline = time.monotonic() + max(0.0, timeout)
-        while self.fetching(since=since):
+        while self.fetching(since=since, unseen=unseen):
             self._no_fetches.clear()
             try:
                 await asyncio.wait_for(self._no_fetches.wait(), timeout=min(deadline - time.monotonic(),
@@ -291,6 +298,14 @@ async def use_session(browser: Browser, given: BrowserSession | None, *,
         return
     async with browser.session(guard=guard) as session:
         yield session
+
+
+def _top_frame(request: Any) -> bool:
+    """Whether a request comes from a tab's top document (a service worker's has no frame)."""
+    try:
+        return request.frame.parent_frame is None
+    except Exception:
+        return False
 
 
 def _redact(url: str) -> str:

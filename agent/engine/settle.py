@@ -11,7 +11,9 @@ later one. DOM mutations carry no such origin: when a wait hits the bound while 
 the nodes that kept mutating through its last part (a ticker, a carousel driven every frame) are
 remembered on the page (`window.__wbRestless`) and later waits on the same document ignore their
 mutations; when no such nodes stand out (churn everywhere), the document is marked restless and later
-waits ignore its DOM mutations (they still wait for its requests, timers and navigations).
+waits ignore its DOM mutations (they still wait for its requests, timers and navigations). A request
+still open at the bound (a long poll asked again as each answer comes) has its URL, without the query,
+remembered the same way.
 
 `ACTIVITY_SCRIPT` (part of the init script, agent.engine.page.INIT_SCRIPT) gives the page's own view of
 what it started: it wraps setTimeout, fetch and XMLHttpRequest to count them, noting for each the
@@ -68,16 +70,20 @@ ACTIVITY_SCRIPT = r"""(() => {
     };
     W.clearTimeout = function clearTimeout(id) { act.timers.delete(id); return clearT.call(W, id); };
     W.clearInterval = function clearInterval(id) { act.timers.delete(id); return clearI.call(W, id); };
-    const begin = () => {
+    const where = (u) => {  // a request's URL without its query: what a poll repeats
+      try { return String(u && u.url !== undefined ? u.url : u).split(/[?#]/)[0].slice(0, 300); }
+      catch (e) { return ''; }
+    };
+    const begin = (u) => {
       const key = ++act.seq;
       if (act.fetches.size >= 500) act.fetches.clear();
-      act.fetches.set(key, { root: root() });
+      act.fetches.set(key, { root: root(), url: where(u) });
       return key;
     };
     const origFetch = W.fetch;
     if (typeof origFetch === 'function') {
       W.fetch = function fetch(...args) {
-        const key = begin();
+        const key = begin(args[0]);
         let p;
         try { p = origFetch.apply(W, args); } catch (e) { act.fetches.delete(key); throw e; }
         const end = () => { act.fetches.delete(key); };
@@ -86,10 +92,15 @@ ACTIVITY_SCRIPT = r"""(() => {
       };
     }
     const XP = W.XMLHttpRequest && W.XMLHttpRequest.prototype;
-    if (XP && typeof XP.send === 'function') {
-      const origSend = XP.send, listen = EventTarget.prototype.addEventListener;
+    if (XP && typeof XP.send === 'function' && typeof XP.open === 'function') {
+      const origSend = XP.send, origOpen = XP.open, listen = EventTarget.prototype.addEventListener;
+      const urls = new WeakMap();
+      XP.open = ({ open(...args) {
+        try { urls.set(this, args[1]); } catch (e) {}
+        return origOpen.apply(this, args);
+      } }).open;
       XP.send = ({ send(...args) {
-        const key = begin();
+        const key = begin(urls.get(this));
         try { listen.call(this, 'loadend', () => { act.fetches.delete(key); }); } catch (e) { act.fetches.delete(key); }
         try { return origSend.apply(this, args); } catch (e) { act.fetches.delete(key); throw e; }
       } }).send;
@@ -111,7 +122,7 @@ _SETTLE_JS = r"""({sinceMs, maxMs}) => new Promise((resolve) => {
   const SOON = 100;  // a timer due this soon after the bound keeps the page busy to the end (a loop re-arming)
   let memo = W.__wbRestless;
   if (!memo) {
-    memo = { nodes: new WeakSet(), count: 0, page: false };
+    memo = { nodes: new WeakSet(), count: 0, page: false, urls: new Set() };
     try { Object.defineProperty(W, '__wbRestless', { value: memo, enumerable: false }); } catch (e) {}
   }
   // Same-origin frames' windows and every shadow root the init script kept, closed ones too.
@@ -146,11 +157,15 @@ _SETTLE_JS = r"""({sinceMs, maxMs}) => new Promise((resolve) => {
     }
   });
   const opts = { subtree: true, childList: true, attributes: true, characterData: true };
+  let roots = 0;
   for (const w of wins) {
     try {
       mo.observe(w.document, opts);
       const sh = w.__wbShadow;
-      if (sh) for (const ref of sh.list) { const r = ref.deref(); if (r && r.host.isConnected) mo.observe(r, opts); }
+      for (const ref of sh ? sh.list : []) {
+        const r = ref.deref();
+        if (r && r.host.isConnected && roots++ < 1000) mo.observe(r, opts);
+      }
     } catch (e) {}
   }
   const act0 = W.__wbActivity;
@@ -189,7 +204,7 @@ _SETTLE_JS = r"""({sinceMs, maxMs}) => new Promise((resolve) => {
       if (!a) continue;
       if (a.leaving !== null && a.leaving >= start) add('navigation');
       for (const f of a.fetches.values()) {
-        if (f.root >= start) { add('fetch'); break; }
+        if (f.root >= start && !memo.urls.has(f.url)) { add('fetch'); break; }
       }
       for (const t of a.timers.values()) {  // set since the action, to fire within the bound (or about then)
         if (t.root >= start && t.due <= end + SOON) { add('timer'); break; }
@@ -215,6 +230,16 @@ _SETTLE_JS = r"""({sinceMs, maxMs}) => new Promise((resolve) => {
       }
       if (!found) memo.page = true;  // churn everywhere and nowhere in particular
       if (memo.page) learned++;
+    }
+    if (why.includes('fetch')) {  // a request still open at the bound (a long poll): later waits leave its URL out
+      for (const w of wins) {
+        const a = w.__wbActivity;
+        for (const f of a ? a.fetches.values() : []) {
+          if (f.root < start || !f.url || memo.urls.size >= 50 || memo.urls.has(f.url)) continue;
+          memo.urls.add(f.url);
+          learned++;
+        }
+      }
     }
     return learned;
   };
@@ -284,7 +309,7 @@ async def settle(session: BrowserSession, *, since: float | None = None, max_ms:
     while True:
         left = deadline - time.monotonic()
         if left <= 0.005:
-            return ended("bound", busy=("request",) if session.fetching(since=start) else ())
+            return ended("bound", busy=("request",) if session.fetching(since=start, unseen=True) else ())
         rounds += 1
         try:
             page = await session.ensure_page()
@@ -309,8 +334,8 @@ async def settle(session: BrowserSession, *, since: float | None = None, max_ms:
             continue
         # Still, as far as the page's scripts know; a request they cannot see (the navigation's document,
         # a cross-origin frame's fetch, a worker's) is waited for, then the page looked at again.
-        if session.fetching(since=start):
-            await session.fetches_done(timeout=deadline - time.monotonic(), since=start)
+        if session.fetching(since=start, unseen=True):
+            await session.fetches_done(timeout=deadline - time.monotonic(), since=start, unseen=True)
             continue
         return ended("still", state)
 
