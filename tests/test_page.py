@@ -24,7 +24,7 @@ from agent.engine.page import (
     observe,
     page_text,
 )
-from agent.engine.settle import Settled, settle
+from agent.engine.settle import LOAD_WAIT_MS, Settled, settle
 from agent.testing.sites import serve_dir
 
 
@@ -752,7 +752,9 @@ async def test_a_page_that_never_stops_costs_the_bound_once(browser, site_url):
         # The next wait outlasts the poll's next request (a 300 ms timer): the remembered URL does not hold it.
         later = await _after(session, lambda p: p.click("#later"))
         assert later.reason == "still" and "Shown after 300 ms" in (await observe(page)).text, later
-        # Navigating: the new document is waited for and read afresh (nothing remembered from the old one).
-        moved = await _after(session, lambda p: p.evaluate("location.href = 'feed.html'"))
-        assert (moved.reason, moved.navigated) == ("still", True), moved
-        assert "Story 1: Harbour reopens" in (await observe(page)).text  # the feed it fetched after loading
+        # Navigating: the new document is waited for (as long as a page load, past a click's bound: its server
+        # answers in 0.9 s) and read afresh, the feed it fetches after loading included.
+        moved = await _after(session, lambda p: p.evaluate("location.href = 'feed.html?delay_ms=900'"), max_ms=600)
+        assert (moved.reason, moved.navigated, moved.bound_ms >= LOAD_WAIT_MS) == ("still", True, True), moved
+        assert page.url.endswith("/feed.html?delay_ms=900")
+        assert "Story 1: Harbour reopens" in (await observe(page)).text

@@ -206,19 +206,21 @@ class BrowserSession:
         self._scripted.discard(request)
         self._no_fetches.set()  # waiters look again at what is still in flight
 
-    def fetching(self, *, since: float | None = None, unseen: bool = False) -> bool:
+    def fetching(self, *, since: float | None = None, unseen: bool = False, documents: bool = False) -> bool:
         """Whether a fetch, XHR or document request started in the last FETCH_MAX_AGE_S (and at or after
         `since`, a time.monotonic()) is still in flight (older ones are long polls and streams that never end).
         `unseen`: leave out the fetches and XHRs of a tab's top document, which its own script counts
-        (agent.engine.settle)."""
+        (agent.engine.settle); `documents`: count documents only (a navigation on its way)."""
         now = time.monotonic()
         floor = max(now - FETCH_MAX_AGE_S, since if since is not None else -1.0)
-        return any(t >= floor and not (unseen and r in self._scripted) for r, t in self._fetches.items())
+        return any(t >= floor and not (unseen and r in self._scripted)
+                   and not (documents and r.resource_type != "document") for r, t in self._fetches.items())
 
-    async def fetches_done(self, *, timeout: float, since: float | None = None, unseen: bool = False) -> None:
+    async def fetches_done(self, *, timeout: float, since: float | None = None, unseen: bool = False,
+                           documents: bool = False) -> None:
         """Wait, at most `timeout` seconds, until no recent request (started at or after `since`) is in flight."""
         deadline = time.monotonic() + max(0.0, timeout)
-        while self.fetching(since=since, unseen=unseen):
+        while self.fetching(since=since, unseen=unseen, documents=documents):
             self._no_fetches.clear()
             try:
                 await asyncio.wait_for(self._no_fetches.wait(), timeout=min(deadline - time.monotonic(),

@@ -31,11 +31,11 @@ from typing import Literal
 
 from agent.engine.browser import BrowserSession
 
-__all__ = ["ACTIVITY_SCRIPT", "CLICK_SETTLE_MS", "SETTLE_MAX_MS", "Settled", "settle"]
+__all__ = ["ACTIVITY_SCRIPT", "CLICK_SETTLE_MS", "LOAD_WAIT_MS", "SETTLE_MAX_MS", "Settled", "settle"]
 
 SETTLE_MAX_MS = 800  # the bound of one wait
 CLICK_SETTLE_MS = 600  # a click's (and a select's): their effects are mostly synchronous
-LOAD_WAIT_MS = 3_000  # a navigation's new document gets this long to parse (within the caller's bound)
+LOAD_WAIT_MS = 3_000  # a wait that sees a navigation begin gets this long in all for the new document
 
 # Runs in every frame before the page's scripts (appended to agent.engine.page.INIT_SCRIPT).
 ACTIVITY_SCRIPT = r"""(() => {
@@ -292,8 +292,8 @@ class Settled:
 
 
 async def settle(session: BrowserSession, *, since: float | None = None, max_ms: int = SETTLE_MAX_MS) -> Settled:
-    """Wait, at most max_ms, until the current page has stopped changing since `since` (time.monotonic()
-    when the action began; default now). Never raises."""
+    """Wait, at most max_ms (LOAD_WAIT_MS once a navigation begins), until the current page has stopped
+    changing since `since` (time.monotonic() when the action began; default now). Never raises."""
     t0 = time.monotonic()
     start = since if since is not None else t0
     deadline = t0 + max_ms / 1000
@@ -302,38 +302,51 @@ async def settle(session: BrowserSession, *, since: float | None = None, max_ms:
     def ended(reason: Literal["still", "bound", "gone"], state: dict | None = None,
               busy: tuple[str, ...] = ()) -> Settled:
         state = state or {}
-        return Settled(reason=reason, ms=(time.monotonic() - t0) * 1000, bound_ms=max_ms,
+        return Settled(reason=reason, ms=(time.monotonic() - t0) * 1000, bound_ms=round((deadline - t0) * 1000),
                        busy=tuple(state.get("busy") or busy), navigated=navigated, learned=int(state.get("learned", 0)),
                        frames=frames, restless_page=bool(state.get("restless")), rounds=rounds)
+
+    def navigating() -> None:
+        nonlocal deadline, navigated
+        if not navigated:  # a new document on its way: bounded as a page load is, not as a change in place
+            deadline = max(deadline, time.monotonic() + LOAD_WAIT_MS / 1000)
+        navigated = True
 
     while True:
         left = deadline - time.monotonic()
         if left <= 0.005:
             return ended("bound", busy=("request",) if session.fetching(since=start, unseen=True) else ())
+        if session.fetching(since=start, documents=True):  # a navigation's document is on its way
+            navigating()
+            await session.fetches_done(timeout=deadline - time.monotonic(), since=start, documents=True)
+            await _loaded(session, deadline)
+            continue
         rounds += 1
         try:
             page = await session.ensure_page()
             state = await asyncio.wait_for(
                 page.evaluate(_SETTLE_JS, {"sinceMs": (time.monotonic() - start) * 1000, "maxMs": left * 1000}),
                 timeout=left + 1.0)
-        except TimeoutError:  # the page's main thread is too busy to answer: that is the bound
+        except TimeoutError:  # the page's main thread is too busy to answer (or a navigation holds it)
+            if session.fetching(since=start, documents=True):
+                continue
             return ended("bound", busy=("script",))
         except Exception as exc:
             if not any(s in str(exc) for s in _NAVIGATING):
                 return ended("gone")
-            navigated = True  # the document went away under the wait: let the next one parse
+            navigating()  # the document went away under the wait: let the next one parse
             await _loaded(session, deadline)
             continue
         frames += int(state.get("frames", 0))
         if state["ended"] == "bound":
             return ended("bound", state)
         if state["ended"] == "leaving":  # a navigation began: wait for its document, then for the new page
-            navigated = True
-            await session.fetches_done(timeout=deadline - time.monotonic(), since=start)
+            navigating()
+            await session.fetches_done(timeout=deadline - time.monotonic(), since=start, documents=True)
             await _loaded(session, deadline)
             continue
-        # Still, as far as the page's scripts know; a request they cannot see (the navigation's document,
-        # a cross-origin frame's fetch, a worker's) is waited for, then the page looked at again.
+        # Still, as far as the page's scripts know; a request they cannot see (a frame's, a worker's) is
+        # waited for, then the page looked at again.
         if session.fetching(since=start, unseen=True):
             await session.fetches_done(timeout=deadline - time.monotonic(), since=start, unseen=True)
             continue
@@ -342,7 +355,7 @@ async def settle(session: BrowserSession, *, since: float | None = None, max_ms:
 
 async def _loaded(session: BrowserSession, deadline: float) -> None:
     """Wait (until `deadline` at most) for the current tab's document to be parsed."""
-    left = min(deadline - time.monotonic(), LOAD_WAIT_MS / 1000)
+    left = deadline - time.monotonic()
     if left <= 0:
         return
     try:
