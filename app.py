@@ -105,7 +105,7 @@ def create_app(settings: Settings) -> Any:
     from agent.log.store import Store
     from agent.service.routes import create_api
     from agent.service.runs import RunService
-    from agent.service.warmup import LateApp
+    from agent.service.warmup import LateApp, after, wind_down
     from agent.settings import demo_base_url
 
     store = Store(settings.data_dir)
@@ -138,12 +138,12 @@ def create_app(settings: Settings) -> Any:
             # posted meanwhile loads the engine and the browser itself.
             mounting = asyncio.create_task(mount_ui(app, ui, ui_life, settings, service, experiments))
             service.warm_up.track("ui", mounting)
-            starting = asyncio.create_task(_after(mounting, start_service()))
+            starting = asyncio.create_task(after(mounting, start_service()))
             service.warm_up.track("run service", starting)
             try:
                 yield
             finally:
-                await _settled(mounting, starting)
+                await wind_down(mounting, starting)
                 # Experiments stop handing out cells, then runs end (as "shutdown"), then the browser,
                 # then the store's final snapshot.
                 await experiments.close()
@@ -199,21 +199,6 @@ async def mount_ui(app: Any, ui: Any, life: contextlib.AsyncExitStack, settings:
         raise
     ui.ready(gradio_app)
 
-
-async def _after(first: asyncio.Future[Any], then: Any) -> None:
-    """Await `then` once `first` is done, however it ended."""
-    await asyncio.wait({first})
-    await then
-
-
-async def _settled(*tasks: asyncio.Future[Any]) -> None:
-    """Wait a little for start-up tasks still going at shutdown, then cut them; their errors are in the log."""
-    _done, pending = await asyncio.wait(tasks, timeout=10)
-    for task in pending:
-        task.cancel()
-    for task in tasks:
-        if task.done() and not task.cancelled() and task.exception() is not None:
-            log.error("a start-up task failed: %s", task.exception())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,11 +14,14 @@ import asyncio
 import concurrent.futures
 import importlib
 import json
+import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any, Literal
 
-__all__ = ["LateApp", "PartState", "WarmUp", "start_warm_up"]
+__all__ = ["LateApp", "PartState", "WarmUp", "after", "start_warm_up", "wind_down"]
+
+log = logging.getLogger(__name__)
 
 _WARM_UP: concurrent.futures.Future[None] | None = None
 _WARM_UP_LOCK = threading.Lock()
@@ -154,3 +157,19 @@ async def _answer(send: Callable[[MutableMapping[str, Any]], Awaitable[None]], s
         headers.append((b"retry-after", b"2"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+async def after(first: asyncio.Future[Any], then: Awaitable[Any]) -> None:
+    """Await `then` once `first` is done, however it ended (the run service starts after the UI, built or not)."""
+    await asyncio.wait({first})
+    await then
+
+
+async def wind_down(*tasks: asyncio.Future[Any], grace_s: float = 10.0) -> None:
+    """At shutdown: wait a little for start-up tasks still going, then cut them; log how any of them failed."""
+    _done, pending = await asyncio.wait(tasks, timeout=grace_s)
+    for task in pending:
+        task.cancel()
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            log.error("a start-up task failed: %s", task.exception())
