@@ -2,6 +2,11 @@
 the demo shop at /demo/ and the Gradio UI at /, then serves them with uvicorn.
 
     python app.py --host 127.0.0.1 --port 7860 --data-dir ./data
+
+Start-up order: the server answers first (about a second after start); then, in the background, the
+UI is built and mounted at / (until then / answers a page that reloads itself, agent.service.warmup),
+then the run service starts (the model library and the browser warm up, owed webhooks and interrupted
+experiments resume). /api/health says "warming" until all of it is done.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import argparse
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import sys
@@ -99,11 +105,10 @@ def create_app(settings: Settings) -> Any:
     from agent.log.store import Store
     from agent.service.api import create_api
     from agent.service.runs import RunService
-    from agent.service.warmup import start_warm_up
+    from agent.service.warmup import LateApp, after, wind_down
     from agent.settings import demo_base_url
     from agent.ui.export import export_html
 
-    start_warm_up()  # the model library loads while the UI is built, not during the first run
     store = Store(settings.data_dir)
     try:
         # The agent may not open the workbench itself, except the paths it serves to it (the demo shop).
@@ -115,20 +120,34 @@ def create_app(settings: Settings) -> Any:
         store.close()
         raise
 
-    @asynccontextmanager
-    async def lifespan(_app: Any) -> AsyncIterator[None]:
-        await service.start()
-        for line in startup_checks(settings, browser, store):
-            print(line, flush=True)
+    ui = LateApp()  # stands in at / until the Gradio UI is built (seconds of imports)
+    service.warm_up.expect("ui")
+    service.warm_up.expect("run service")
+
+    async def start_service() -> None:
+        await service.start()  # the model library and the browser warm up from here on
         resumed = await experiments.resume()
         if resumed:
             print(f"experiments resumed after the last stop: {', '.join(map(str, resumed))}", flush=True)
-        try:
-            yield
-        finally:
-            # Experiments stop handing out cells, then runs end (as "shutdown"), then the browser,
-            # then the store's final snapshot.
-            await experiments.close()
+
+    @asynccontextmanager
+    async def lifespan(_app: Any) -> AsyncIterator[None]:
+        for line in startup_checks(settings, browser, store):
+            print(line, flush=True)
+        async with contextlib.AsyncExitStack() as ui_life:
+            # The server answers now; the UI comes first (so / shows it soonest), then the run service. A run
+            # posted meanwhile loads the engine and the browser itself.
+            mounting = asyncio.create_task(mount_ui(app, ui, ui_life, settings, service, experiments))
+            service.warm_up.track("ui", mounting)
+            starting = asyncio.create_task(after(mounting, start_service()))
+            service.warm_up.track("run service", starting)
+            try:
+                yield
+            finally:
+                await wind_down(mounting, starting)
+                # Experiments stop handing out cells, then runs end (as "shutdown"), then the browser,
+                # then the store's final snapshot.
+                await experiments.close()
             await service.close()
             try:
                 await asyncio.wait_for(browser.close(), timeout=15)
@@ -151,11 +170,37 @@ def create_app(settings: Settings) -> Any:
     miniwob_pages = miniwob_html_dir()
     if miniwob_pages is not None:  # the MiniWoB++ task set's pages, served by the workbench itself
         app.mount("/miniwob", StaticFiles(directory=miniwob_pages, html=True), name="miniwob")
-    import gradio as gr
+    app.mount("/", ui, name="ui")  # the Gradio UI, once built (mount_ui)
+    return app
 
-    from agent.ui.app import build_ui, ui_mount_options
 
-    return gr.mount_gradio_app(app, build_ui(service, settings, experiments), path="/", **ui_mount_options())
+async def mount_ui(app: Any, ui: Any, life: contextlib.AsyncExitStack, settings: Settings, service: Any,
+                   experiments: Any) -> None:
+    """Build the Gradio UI off the event loop (importing gradio takes seconds), start it, and let `ui` (the
+    LateApp at /) hand every request to it; `ui` answers 503 with the reason if it cannot be built."""
+
+    def build() -> Any:
+        import gradio as gr
+        from fastapi import FastAPI
+
+        from agent.ui.app import build_ui, ui_mount_options
+
+        holder = FastAPI()  # mount_gradio_app's own mount and lifespan are not used: `ui` routes, we start it
+        gr.mount_gradio_app(holder, build_ui(service, settings, experiments), path="/", **ui_mount_options())
+        return holder.routes[-1].app  # type: ignore[attr-defined]
+
+    try:
+        gradio_app = await asyncio.to_thread(build)
+        await life.enter_async_context(gradio_app.router.lifespan_context(gradio_app))
+        blocks = gradio_app.get_blocks()
+        blocks.run_startup_events()
+        await blocks.run_extra_startup_events()
+    except Exception as exc:
+        log.exception("the UI could not be built")
+        ui.failed(f"the UI could not be built: {type(exc).__name__}: {str(exc)[:200]}")
+        raise
+    ui.ready(gradio_app)
+
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,6 +19,7 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -31,7 +32,7 @@ from agent.models import StepFinished  # noqa: E402
 from agent.testing.sites import serve_dir  # noqa: E402
 
 SITE = ROOT / "tests" / "site"  # the engine test pages, read as data
-from agent.testing.fakellm import FakeLLM, call, reply  # noqa: E402
+from agent.testing.fakellm import FakeLLM, call, find_index, reply  # noqa: E402
 
 
 def tokens(text: str) -> int:
@@ -57,35 +58,54 @@ def fixed_prompt_table() -> list[tuple[str, int, int]]:
     return rows
 
 
-async def own_time(steps: int) -> list[dict[str, float]]:
-    """Run `steps` scroll steps then done on a local page; return per-step timings."""
+# (label, start page, the model's action on each step): scrolling a long page, and a button whose click
+# changes the DOM or leaves it as it was (the two ends of what a step's wait for the page costs).
+CASES: list[tuple[str, str, Any]] = [
+    ("scroll a long page", "long.html", lambda body, i: call("scroll", down=(i % 2 == 0), pages=1)),
+    ("click, DOM changes", "clicker.html", lambda body, i: call("click", index=find_index(body, "Next item"))),
+    ("click, DOM still", "clicker.html?mode=still",
+     lambda body, i: call("click", index=find_index(body, "Next item"))),
+]
+
+
+async def own_time(steps: int, cases: list[tuple[str, str, Any]] = CASES) -> dict[str, list[dict[str, float]]]:
+    """Per case, run `steps` steps of its action then done on a local page; return per-step timings."""
     server, base = serve_dir(SITE)
     fake = FakeLLM()
     os.environ["OPENAI_BASE_URL"] = fake.url
     os.environ["OPENAI_API_KEY"] = "sk-bench"
-    script = [reply("Scroll to read more", call("scroll", down=(i % 2 == 0), pages=1)) for i in range(steps)]
-    script.append(reply("Finished", call("done", text="read it", success=True)))
-    fake.script(script)
     browser = Browser()
-    rows = []
+    out: dict[str, list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as shots:
-        request = {"prompt": "Read the long page", "model": "gpt-4o-mini", "start_url": f"{base}/long.html",
-                   "max_steps": steps + 3}
         # Warm-up run: browser start and litellm import are paid once per process, not per step.
         fake.script([reply("done", call("done", text="warm", success=True))])
-        async for _ in stream({**request, "prompt": "warm up"}, browser=browser):
+        async for _ in stream({"prompt": "warm up", "model": "gpt-4o-mini"}, browser=browser):
             pass
-        fake.reset()
-        fake.script(script)
-        async for event in stream(request, browser=browser, screenshot_dir=Path(shots)):
-            if isinstance(event, StepFinished) and event.item.llm_calls:
-                item = event.item
-                rows.append({"wall": item.duration_ms, "llm": item.llm_ms, "browser": item.browser_ms,
-                             "own": item.duration_ms - item.llm_ms - item.browser_ms})
+        for label, page, act in cases:
+            count = [0]
+
+            def model(body: dict[str, Any], act: Any = act, count: list[int] = count) -> Any:
+                count[0] += 1
+                if count[0] > steps:
+                    return reply("Finished", call("done", text="read it", success=True))
+                return reply("On with it", act(body, count[0]))
+
+            fake.reset(model)
+            request = {"prompt": "Work the page", "model": "gpt-4o-mini", "start_url": f"{base}/{page}",
+                       "max_steps": steps + 3}
+            rows = out.setdefault(label, [])
+            async for event in stream(request, browser=browser, screenshot_dir=Path(shots)):
+                if isinstance(event, StepFinished) and event.item.llm_calls \
+                        and not any(a.is_done for a in event.item.actions):
+                    item = event.item
+                    if any(a.error for a in item.actions):
+                        raise RuntimeError(f"{label}: {[a.error for a in item.actions]}")
+                    rows.append({"wall": item.duration_ms, "llm": item.llm_ms, "browser": item.browser_ms,
+                                 "own": item.duration_ms - item.llm_ms - item.browser_ms})
     await browser.close()
     fake.close()
     server.shutdown()
-    return rows
+    return out
 
 
 def main() -> None:
@@ -99,12 +119,15 @@ def main() -> None:
     for label, chars, toks in fixed_prompt_table():
         print(f"{label:<22}{chars:>8}{toks:>8}")
 
-    rows = asyncio.run(own_time(args.steps))
-    print(f"\nPer step, {len(rows)} steps, zero-latency fake model (ms; target own time < 200 ms)")
-    print(f"{'':<10}{'wall':>9}{'llm call':>10}{'browser':>9}{'own':>9}")
-    for stat, fn in (("median", statistics.median), ("p90", lambda v: sorted(v)[int(len(v) * 0.9) - 1]), ("max", max)):
-        print(f"{stat:<10}" + "".join(f"{fn([r[k] for r in rows]):>{w}.1f}"
-                                       for k, w in (("wall", 9), ("llm", 10), ("browser", 9), ("own", 9))))
+    results = asyncio.run(own_time(args.steps))
+    print(f"\nPer step, {args.steps} steps per case, zero-latency fake model (ms): wall = the whole step (observe,"
+          "\nmodel HTTP, action and its wait for the page, screenshot); targets: click 120 (DOM changes) / 80 (still)")
+    print(f"{'case':<20}{'stat':<8}{'wall':>9}{'llm call':>10}{'browser':>9}{'own':>9}")
+    for label, rows in results.items():
+        for stat, fn in (("median", statistics.median), ("p90", lambda v: sorted(v)[int(len(v) * 0.9) - 1]),
+                         ("max", max)):
+            print(f"{label:<20}{stat:<8}" + "".join(f"{fn([r[k] for r in rows]):>{w}.1f}"
+                                                    for k, w in (("wall", 9), ("llm", 10), ("browser", 9), ("own", 9))))
 
 
 if __name__ == "__main__":

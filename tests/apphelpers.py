@@ -65,14 +65,15 @@ class App:
         return self
 
     def ready(self, timeout: float = 120.0, headers: dict[str, str] | None = None) -> App:
-        """Wait until /api/health answers (bounded)."""
+        """Wait until /api/health says "ok": the UI mounted, the run service started, everything warm (bounded)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise RuntimeError(f"app exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                if httpx.get(self.base + "/api/health", headers=headers, timeout=5).status_code == 200:
+                answer = httpx.get(self.base + "/api/health", headers=headers, timeout=5)
+                if answer.status_code == 200 and answer.json()["status"] == "ok":
                     return self
             except httpx.HTTPError:
                 pass

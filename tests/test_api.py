@@ -126,6 +126,33 @@ def test_health_names_keys_never_values(app: App, http: httpx.Client) -> None:
     assert "sk-test" not in app.log()
 
 
+def _health(app: App) -> dict[str, Any] | None:
+    """/api/health's body, or None while the server does not answer yet."""
+    try:
+        answer = httpx.get(app.base + "/api/health", timeout=5)
+    except httpx.HTTPError:
+        return None
+    return answer.json() if answer.status_code == 200 else None
+
+
+def test_health_says_warming_until_warm_and_a_run_posted_at_once_completes(model: FakeLLM, tmp_path: Path) -> None:
+    early = App(tmp_path / "data", {"OPENAI_BASE_URL": model.url, "OPENAI_API_KEY": "sk-test"}).start()
+    try:
+        # The server answers before the UI, the model library and the browser are up (they take seconds).
+        first = poll(lambda: _health(early), interval=0.05, timeout=120, what="/api/health to answer")
+        assert first["status"] == "warming" and "waiting" in first["warm_up"].values(), first
+        assert set(first["warm_up"]) == {"model library", "browser", "ui", "run service"}
+        assert httpx.get(early.base + "/", timeout=30).status_code == 200  # the UI, or a page that reloads itself
+        with httpx.Client(base_url=early.base, timeout=120) as http:
+            run = http.post("/api/runs", json={"prompt": "say hi [quick]", "model": "gpt-4o-mini"}).json()
+        assert (run["status"], run["result"]) == ("success", "quick answer to: say hi [quick]")  # it waited for them
+        warm = poll(lambda: (b := _health(early)) and b["status"] == "ok" and b, timeout=120, what="health to say ok")
+        assert warm["warm_up"] == {"model library": "ready", "browser": "ready", "ui": "ready", "run service": "ready"}
+        assert "gradio" in httpx.get(early.base + "/", timeout=30).text.lower()  # the UI itself now
+    finally:
+        early.stop()
+
+
 # ------------------------------------------------------------------ the contract
 def test_seed_example_body_returns_the_full_contract(app: App, http: httpx.Client, receiver: Receiver) -> None:
     # The body of shared/seed/run-agent-api.txt, with real values; json_schema as a JSON string.

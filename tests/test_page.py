@@ -12,15 +12,19 @@ from contextlib import asynccontextmanager
 import pytest
 from playwright.async_api import Page
 
+from agent.engine import actions
+from agent.engine.browser import BrowserSession
 from agent.engine.page import (
     ElementNotFound,
     Observation,
+    aim_at,
     cover_of,
     describe_element,
     find_element,
     observe,
     page_text,
 )
+from agent.engine.settle import LOAD_WAIT_MS, Settled, settle
 from agent.testing.sites import serve_dir
 
 
@@ -674,3 +678,83 @@ async def test_init_script_keeps_shadow_roots_out_of_sight(browser, site_url):
             " document.querySelector('settings-panel').shadowRoot, window.__wbShadow.list.length]"
         )
     assert seen == [[], "attachShadow", None, 2]  # closed stays closed for the page itself
+
+
+# ------------------------------------------------------------------ clicking where a control shows
+async def test_a_control_whose_centre_is_covered_is_clicked_where_it_shows(browser, site_url):
+    async with browser.session() as session:
+        await session.page.goto(f"{site_url}/partly-covered.html", wait_until="load")
+        page = session.page
+        obs = await observe(page)
+        assert lines(obs)[1:6] == [
+            "[1]<button id=one>ONE",  # TWO lies over its centre; its ends show
+            "[2]<button id=two>TWO",
+            "[3]<button id=three covered>THREE",  # wholly under the lid
+            "A lid over three",
+            "[4]<button id=five>FIVE",  # in a closed shadow root, its badge over its centre
+        ], obs.text
+        one = await aim_at(await find_element(page, 1))
+        assert one["partly"] is True and await cover_of(await find_element(page, 1)) is None
+        log = page.locator("#log")
+        ctx = actions.Context(session=session)
+        clicked, _ = await actions.execute(ctx, "click", {"index": 1})
+        assert (clicked.error, clicked.extracted_content) == (None, "clicked [1] 'ONE'")
+        assert await log.inner_text() == "Clicked one"  # the click landed on ONE, not on TWO above it
+        inside, _ = await actions.execute(ctx, "click", {"index": 4})
+        assert (inside.error, await log.inner_text()) == (None, "Clicked five")
+        refused, _ = await actions.execute(ctx, "click", {"index": 3})
+        assert refused.error == ("could not click [3]: it is covered by <div id=lid>A lid over three; close or "
+                                 "accept that first, then click [3] again")
+        assert await log.inner_text() == "Clicked five"  # nothing was clicked
+
+
+# ------------------------------------------------------------------ settling after an action
+async def _after(session: BrowserSession, act, **kwargs) -> Settled:
+    """Do `act` (a coroutine function of the page), then wait for the page to settle since it began."""
+    began = time.monotonic()
+    await act(session.page)
+    return await settle(session, since=began, **kwargs)
+
+
+async def test_a_page_still_changing_is_waited_for(browser, site_url):
+    async with browser.session() as session:
+        await session.page.goto(f"{site_url}/settle.html", wait_until="load")
+        page = session.page
+        later = await _after(session, lambda p: p.click("#later"))  # a timer shows it 300 ms after the click
+        assert later.reason == "still" and "Shown after 300 ms" in (await observe(page)).text, later
+        fetched = await _after(session, lambda p: p.click("#fetch"))  # a request answered 300 ms late brings it
+        assert fetched.reason == "still" and "Fetched: Harbour reopens" in (await observe(page)).text, fetched
+        menu = await _after(session, lambda p: p.hover("#help-link"))  # the menu opens 300 ms after the hover
+        assert menu.reason == "still" and "Contact us" in (await observe(page)).text, menu
+        # A clock ticking every second and a timer chain re-arming since the page loaded hold nothing.
+        calm = await _after(session, lambda p: p.click("#plain"))
+        assert (calm.reason, calm.busy, calm.navigated) == ("still", (), False), calm
+
+
+async def test_a_page_that_never_stops_costs_the_bound_once(browser, site_url):
+    async with browser.session() as session:
+        await session.page.goto(f"{site_url}/settle.html", wait_until="load")
+        page = session.page
+        ticking = await _after(session, lambda p: p.click("#ticker-start"), max_ms=400)
+        assert (ticking.reason, ticking.busy[:1], ticking.bound_ms) == ("bound", ("dom",), 400), ticking
+        assert ticking.learned >= 1  # the ticker is remembered as restless on this document
+        before = await page.inner_text("#ticker")
+        calm = await _after(session, lambda p: p.click("#plain"))
+        assert calm.reason == "still", calm  # the ticker no longer holds a wait ...
+        assert await page.inner_text("#ticker") != before  # ... though it still ticks
+        polling = await _after(session, lambda p: p.click("#poll-start"), max_ms=400)
+        assert (polling.reason, polling.busy) == ("bound", ("timer",)), polling
+        calm = await _after(session, lambda p: p.click("#plain"))
+        assert calm.reason == "still", calm  # a poll an earlier action started is not this action's doing
+        # Requests asked again as each is answered (a long poll) carry no timer chain: their URL is remembered.
+        asking = await _after(session, lambda p: p.click("#longpoll-start"), max_ms=400)
+        assert (asking.reason, asking.busy, asking.learned) == ("bound", ("fetch",), 1), asking
+        # The next wait outlasts the poll's next request (a 300 ms timer): the remembered URL does not hold it.
+        later = await _after(session, lambda p: p.click("#later"))
+        assert later.reason == "still" and "Shown after 300 ms" in (await observe(page)).text, later
+        # Navigating: the new document is waited for (as long as a page load, past a click's bound: its server
+        # answers in 0.9 s) and read afresh, the feed it fetches after loading included.
+        moved = await _after(session, lambda p: p.evaluate("location.href = 'feed.html?delay_ms=900'"), max_ms=600)
+        assert (moved.reason, moved.navigated, moved.bound_ms >= LOAD_WAIT_MS) == ("still", True, True), moved
+        assert page.url.endswith("/feed.html?delay_ms=900")
+        assert "Story 1: Harbour reopens" in (await observe(page)).text

@@ -15,8 +15,10 @@ import pytest
 
 from agent.engine.browser import Browser
 from agent.engine.loop import stream
-from agent.models import RunFinished, RunResponse
+from agent.experiments.miniwob import REWARD_JS, SETUP_JS, html_dir
+from agent.models import PageChecked, RunFinished, RunResponse
 from agent.testing.fakellm import FakeLLM, call, find_index, last_user_text, reply
+from agent.testing.sites import serve_dir
 
 Step = Callable[[str, dict[str, Any]], Any]
 
@@ -34,12 +36,15 @@ def model(*rules: tuple[Callable[[str], bool], Step]) -> Callable[[dict[str, Any
     return handler
 
 
-async def run(fake: FakeLLM, browser: Browser, url: str, handler: Any, **options: Any) -> RunResponse:
+async def run(fake: FakeLLM, browser: Browser, url: str, handler: Any, *, events: list[Any] | None = None,
+              **options: Any) -> RunResponse:
     fake.handler = handler
-    events = [e async for e in stream({"prompt": "Do the task on this page", "model": "gpt-4.1-mini",
-                                       "start_url": url}, browser=browser, **options)]
-    assert isinstance(events[-1], RunFinished)
-    return events[-1].response
+    seen = [e async for e in stream({"prompt": "Do the task on this page", "model": "gpt-4.1-mini",
+                                     "start_url": url}, browser=browser, **options)]
+    if events is not None:
+        events.extend(seen)
+    assert isinstance(seen[-1], RunFinished)
+    return seen[-1].response
 
 
 def actions(response: RunResponse) -> list[tuple[str, dict[str, Any], str | None, str | None]]:
@@ -191,3 +196,46 @@ async def test_a_value_a_field_refuses_is_an_error(text: str, error: str, browse
                      lambda p, b: reply("Fill", call("input", index=find_index(b, "Check-in"), text=text))))
     response = await run(fake_llm, browser, f"{site_url}/booking.html", handler, max_steps=2)
     assert actions(response)[1][3] == error
+
+
+# The episodes of MiniWoB++'s click-test-2 whose button TWO lies over the centre of ONE but not over all
+# of it, found by the page's own generator under the seeds the MiniWoB++ task set gives its repeats.
+OVERLAPS_JS = """(n) => {
+  const out = [];
+  for (let r = 0; r < n && out.length < 2; r++) {
+    Math.seedrandom('workbench-click-test-2-' + r);
+    genProblem();
+    const one = document.getElementById('subbtn').getBoundingClientRect();
+    const two = document.getElementById('subbtn2').getBoundingClientRect();
+    const cx = (one.left + one.right) / 2, cy = (one.top + one.bottom) / 2;
+    const centre = two.left <= cx && cx <= two.right && two.top <= cy && cy <= two.bottom;
+    const all = two.left <= one.left && two.right >= one.right && two.top <= one.top && two.bottom >= one.bottom;
+    if (centre && !all) out.push(r);
+  }
+  return out;
+}"""
+
+
+@pytest.mark.skipif(html_dir() is None, reason="the miniwob package is not installed")
+async def test_miniwob_click_test_2_button_one_is_clicked_where_it_shows(browser: Browser, fake_llm: FakeLLM) -> None:
+    assert html_dir() is not None
+    server, base = serve_dir(html_dir())
+    url = f"{base}/miniwob/click-test-2.html"
+    try:
+        async with browser.session() as session:
+            await session.page.goto(url, wait_until="load")
+            repeats = await session.page.evaluate(OVERLAPS_JS, 300)
+        assert repeats, "no episode puts TWO over ONE's centre"
+        handler = model((lambda p: "Click button ONE" in p,
+                         lambda p, b: reply("Click ONE", call("click", index=find_index(b, "ONE", tag="button")))))
+        for repeat in repeats:
+            setup = SETUP_JS.replace("{task}", "click-test-2").replace("{repeat}", str(repeat)) % {"ms": 300_000}
+            events: list[Any] = []
+            response = await run(fake_llm, browser, url, handler, events=events, setup_script=setup,
+                                 check_page=REWARD_JS, max_steps=2)
+            click = actions(response)[1]
+            assert (click[0], click[3]) == ("click", None), (repeat, click)
+            reward = next(e for e in events if isinstance(e, PageChecked))
+            assert reward.value == 1.0, (repeat, reward)  # the page's own reward: ONE was clicked, not TWO
+    finally:
+        server.shutdown()

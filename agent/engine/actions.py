@@ -24,6 +24,7 @@ from agent.engine.browser import BrowserSession
 from agent.engine.interact import Unreachable, Untypable, reach, settle, type_text
 from agent.engine.page import OPTIONS_JS, SCROLL_PAGE_JS, ElementNotFound, describe_element, find_element, page_text
 from agent.engine.secrets import SecretError
+from agent.engine.settle import CLICK_SETTLE_MS
 from agent.models import ActionResult, ExecutedBy
 from agent.providers import REGISTRY
 from agent.rules.policy import PolicyError, check_navigation
@@ -78,21 +79,26 @@ async def _goto(ctx: Context, url: str, *, new_tab: bool = False) -> Outcome:
     if new_tab:
         await ctx.session.new_tab()
     page = await ctx.session.ensure_page()
+    began = time.monotonic()
     try:
         await page.goto(url, wait_until="domcontentloaded", timeout=20_000)
     except Exception as exc:
         raise ActionError(f"could not open {url}: {str(exc).splitlines()[0]}") from None
     await _settle(ctx.session, timeout_ms=1500)
-    await settle(ctx.session)  # content the page fetches after loading shows in the first observation
+    await settle(ctx.session, since=began)  # what the page fetches after loading shows in the first observation
     return Outcome(content=f"opened {page.url}", changed_page=True)
 
 
-async def _element(ctx: Context, index: int) -> tuple[Any, dict[str, Any]]:
+async def _find(ctx: Context, index: int) -> Any:
     page = await ctx.session.ensure_page()
     try:
-        locator = await find_element(page, index)
+        return await find_element(page, index)
     except ElementNotFound as exc:
         raise ActionError(str(exc)) from None
+
+
+async def _element(ctx: Context, index: int) -> tuple[Any, dict[str, Any]]:
+    locator = await _find(ctx, index)
     try:
         locators = await describe_element(locator)
     except Exception:
@@ -147,31 +153,30 @@ async def wait(ctx: Context, seconds: float = 3) -> Outcome:
 @action(element=True, checks_url=True)
 async def click(ctx: Context, index: int) -> Outcome:
     """Click the element with this index."""
-    locator, locators = await _element(ctx, index)
+    locator = await _find(ctx, index)
     page = await ctx.session.ensure_page()
     before_url, before_tabs = page.url, set(ctx.session.tabs)
-    opens_tab = await locator.evaluate("e => { const a = e.closest('a[href]'); return !!a && a.target === '_blank'; }")
     try:
-        target, via_label = await reach(locator, index=index, verb="click")
-        if opens_tab:  # wait for the new tab itself, not a guessed delay
+        aim = await reach(locator, index=index, verb="click")  # a point of it that shows and takes the click
+        began = time.monotonic()
+        if aim.opens_tab:  # wait for the new tab itself, not a guessed delay
             async with ctx.session.context.expect_page(timeout=5_000):
-                await target.click(timeout=3_000)
+                await aim.click(timeout=3_000)
         else:
-            await target.click(timeout=3_000)
+            await aim.click(timeout=3_000)
     except Unreachable as exc:
         raise ActionError(str(exc)) from None
     except Exception as exc:  # the element moved, vanished or never became clickable: no pretend click
         raise ActionError(f"could not click [{index}]: {str(exc).splitlines()[0]}") from None
-    await asyncio.sleep(0.05)  # let handlers start a navigation before we check for one
+    await settle(ctx.session, since=began, max_ms=CLICK_SETTLE_MS)  # as long as the page changes, no longer
     new_tabs = set(ctx.session.tabs) - before_tabs
     current = await ctx.session.ensure_page()
     changed = bool(new_tabs) or current.url != before_url
     if changed:
         await _settle(ctx.session)
-    else:
-        await settle(ctx.session, quiet_ms=100, max_ms=600)
+    locators = aim.locators
     label = locators.get("name") or locators.get("text") or ""
-    note = f"clicked [{index}] {label!r}"[:200] + (" (through its label)" if via_label else "")
+    note = f"clicked [{index}] {label!r}"[:200] + (" (through its label)" if aim.via_label else "")
     if new_tabs:
         note += f"; it opened tab {max(new_tabs)}: {current.url}"
     elif current.url != before_url:
@@ -182,30 +187,32 @@ async def click(ctx: Context, index: int) -> Outcome:
 @action(element=True)
 async def hover(ctx: Context, index: int) -> Outcome:
     """Move the mouse over the element with this index (menus and tooltips that open on hover)."""
-    locator, locators = await _element(ctx, index)
+    locator = await _find(ctx, index)
     try:
-        target, _ = await reach(locator, index=index, verb="hover")
-        await target.hover(timeout=3_000)
+        aim = await reach(locator, index=index, verb="hover")
+        began = time.monotonic()
+        await aim.hover(timeout=3_000)
     except Unreachable as exc:
         raise ActionError(str(exc)) from None
     except Exception as exc:
         raise ActionError(f"could not hover [{index}]: {str(exc).splitlines()[0]}") from None
-    await settle(ctx.session)  # a menu that opens after a hover delay shows in the next observation
-    label = locators.get("name") or locators.get("text") or ""
-    return Outcome(content=f"hovered [{index}] {label!r}"[:200], locators=locators)
+    await settle(ctx.session, since=began)  # a menu that opens after a hover delay shows in the next observation
+    label = aim.locators.get("name") or aim.locators.get("text") or ""
+    return Outcome(content=f"hovered [{index}] {label!r}"[:200], locators=aim.locators)
 
 
 @action(element=True, value="text", value_kind="typed", void_when=("but the field now holds",))
 async def input(ctx: Context, index: int, text: str, clear: bool = True) -> Outcome:
     """Type text into the form field with this index (clear=true replaces what is there)."""
     locator, locators = await _element(ctx, index)
+    began = time.monotonic()
     try:
         before, after, kind = await type_text(locator, text, clear=clear)
     except Untypable as exc:
         raise ActionError(f"could not type into [{index}]: it {exc}") from None
     except Exception as exc:
         raise ActionError(f"could not type into [{index}]: {str(exc).splitlines()[0]}") from None
-    await settle(ctx.session)  # suggestions and filtered lists show in the next observation
+    await settle(ctx.session, since=began)  # suggestions and filtered lists show in the next observation
     if after is None:  # a custom widget: its value cannot be read back
         return Outcome(content=f"typed {text!r} into [{index}]", locators=locators)
     expected = text if clear else f"{before or ''}{text}"
@@ -222,7 +229,7 @@ async def input(ctx: Context, index: int, text: str, clear: bool = True) -> Outc
 async def send_keys(ctx: Context, keys: str) -> Outcome:
     """Press keys on the focused element, e.g. "Enter", "Escape", "Control+a" (space-separated for a sequence)."""
     page = await ctx.session.ensure_page()
-    before = page.url
+    before, began = page.url, time.monotonic()
     pressed = []
     for key in keys.split()[:20] or [keys]:
         try:
@@ -230,12 +237,10 @@ async def send_keys(ctx: Context, keys: str) -> Outcome:
         except Exception as exc:
             raise ActionError(f"could not press {key!r}: {str(exc).splitlines()[0]}") from None
         pressed.append(key)
-    await asyncio.sleep(0.05)
+    await settle(ctx.session, since=began)
     changed = page.url != before
     if changed:
         await _settle(ctx.session)
-    else:
-        await settle(ctx.session)
     return Outcome(content=f"pressed {' '.join(pressed)}", changed_page=changed)
 
 
@@ -245,7 +250,7 @@ async def scroll(ctx: Context, down: bool = True, pages: float = 1.0, index: int
     pages = max(0.1, min(float(pages), 10.0))
     sign = 1 if down else -1
     page = await ctx.session.ensure_page()
-    locators = None
+    locators, began = None, time.monotonic()
     if index is not None:
         locator, locators = await _element(ctx, index)
         moved = await locator.evaluate(
@@ -256,7 +261,7 @@ async def scroll(ctx: Context, down: bool = True, pages: float = 1.0, index: int
         moved = await page.evaluate(SCROLL_PAGE_JS, sign * pages)
     direction = "down" if down else "up"
     if moved:  # content a page appends on scroll (a feed's next page) shows in the next observation
-        await settle(ctx.session, quiet_ms=120, max_ms=800)  # a feed loads on the next frames: 7 of them
+        await settle(ctx.session, since=began)
     if not moved:
         return Outcome(content=f"scrolled {direction} but nothing moved (at the {'end' if down else 'top'})",
                        locators=locators)
@@ -269,7 +274,7 @@ async def select_dropdown(ctx: Context, index: int, text: str) -> Outcome:
     locator, locators = await _element(ctx, index)
     tag = await locator.evaluate("el => el.tagName")
     if tag == "SELECT":
-        before = locator.page.url
+        before, began = locator.page.url, time.monotonic()
         try:
             await locator.select_option(label=text, timeout=3_000)
         except Exception:
@@ -278,7 +283,7 @@ async def select_dropdown(ctx: Context, index: int, text: str) -> Outcome:
             except Exception:
                 options = await locator.evaluate(OPTIONS_JS)
                 raise ActionError(f"[{index}] has no option {text!r}; options are: {options[:30]}") from None
-        await asyncio.sleep(0.05)  # a select that submits its form on change starts navigating here
+        await settle(ctx.session, since=began, max_ms=CLICK_SETTLE_MS)  # it may submit its form on change
         if locator.page.url != before:
             await _settle(ctx.session)
             return Outcome(content=f"selected {text!r} in [{index}]; now at {locator.page.url}", locators=locators,

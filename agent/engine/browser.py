@@ -190,6 +190,7 @@ class BrowserSession:
         self._next_id = 0
         self.current_id: int | None = None
         self._fetches: dict[Any, float] = {}  # requests in flight (fetch, xhr, documents) -> start time
+        self._scripted: set[Any] = set()  # those of them a top document's own script made (its fetch, its XHR)
         self._no_fetches = asyncio.Event()  # set when the last recent request ends
         self.mask: SecretMask | None = None  # the secrets every screenshot paints over (`hide`)
         context.on("page", self._on_page)
@@ -201,28 +202,38 @@ class BrowserSession:
         if request.resource_type in FETCH_TYPES:
             if len(self._fetches) > 500:  # never let a page that opens endless streams grow this
                 self._fetches.clear()
+                self._scripted.clear()
             self._fetches[request] = time.monotonic()
+            if request.resource_type != "document" and _top_frame(request):
+                self._scripted.add(request)
 
     def _on_request_end(self, request: Any) -> None:
         self._fetches.pop(request, None)
-        if not self.fetching():
-            self._no_fetches.set()
+        self._scripted.discard(request)
+        self._no_fetches.set()  # waiters look again at what is still in flight
 
-    def fetching(self) -> bool:
-        """Whether a fetch, XHR or document request started in the last FETCH_MAX_AGE_S is still in flight
-        (older ones are long polls and streams that never end)."""
+    def fetching(self, *, since: float | None = None, unseen: bool = False, documents: bool = False) -> bool:
+        """Whether a fetch, XHR or document request started in the last FETCH_MAX_AGE_S (and at or after
+        `since`, a time.monotonic()) is still in flight (older ones are long polls and streams that never end).
+        `unseen`: leave out the fetches and XHRs of a tab's top document, which its own script counts
+        (agent.engine.settle); `documents`: count documents only (a navigation on its way)."""
         now = time.monotonic()
-        return any(now - t < FETCH_MAX_AGE_S for t in self._fetches.values())
+        floor = max(now - FETCH_MAX_AGE_S, since if since is not None else -1.0)
+        return any(t >= floor and not (unseen and r in self._scripted)
+                   and not (documents and r.resource_type != "document") for r, t in self._fetches.items())
 
-    async def fetches_done(self, *, timeout: float) -> None:
-        """Wait, at most `timeout` seconds, until no recent request is in flight."""
-        self._no_fetches.clear()
-        if not self.fetching():
-            return
-        try:
-            await asyncio.wait_for(self._no_fetches.wait(), timeout=max(0.0, timeout))
-        except TimeoutError:  # a request still going (a slow server): the caller's bound is reached
-            pass
+    async def fetches_done(self, *, timeout: float, since: float | None = None, unseen: bool = False,
+                           documents: bool = False) -> None:
+        """Wait, at most `timeout` seconds, until no recent request (started at or after `since`) is in flight."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        while self.fetching(since=since, unseen=unseen, documents=documents):
+            self._no_fetches.clear()
+            try:
+                await asyncio.wait_for(self._no_fetches.wait(), timeout=min(deadline - time.monotonic(),
+                                                                            FETCH_MAX_AGE_S))
+            except TimeoutError:  # a request still going (a slow server), or aged out of FETCH_MAX_AGE_S
+                if time.monotonic() >= deadline:
+                    return
 
     def _on_page(self, page: Page) -> None:
         if page in self.tabs.values():
@@ -297,6 +308,14 @@ async def use_session(browser: Browser, given: BrowserSession | None, *,
         return
     async with browser.session(guard=guard) as session:
         yield session
+
+
+def _top_frame(request: Any) -> bool:
+    """Whether a request comes from a tab's top document (a service worker's has no frame)."""
+    try:
+        return request.frame.parent_frame is None
+    except Exception:
+        return False
 
 
 def _redact(url: str) -> str:

@@ -2,7 +2,7 @@
 // mode "observe": visible interactive elements get stable indices ([N]<tag attrs>text), interleaved
 //   with the visible text in document order, limited to the viewport plus a margin.
 // mode "text": the whole page's visible text, markdown-ish, links as [text](href), no indices.
-// mode "cover": what a click at the centre of args.el would reach (see coverOf), for the actions.
+// mode "cover": what a click on args.el would reach (see coverOf); mode "aim": the point to click as well.
 // Bounded in time (args.timeBudgetMs) and size (args.maxChars); never throws on odd pages.
 (args) => {
   'use strict';
@@ -268,43 +268,124 @@
     return d + '>' + clip(text, 60);
   }
 
-  function coverOf(el) {
-    // null when a click at the centre of el's visible box reaches el; { disabled: true };
-    // { out: true } when el is out of view (nothing can be told); { label: true } when el's own label
-    // takes the click (a styled checkbox); else { by: what lies on top }.
+  function probe(el, x, y) {
+    // what a click at (x, y) of el's own viewport reaches: { by: element } when something else takes it,
+    // { out: true } when a frame around el hides the point; else the point in the top window's viewport
+    // (top: false when a cross-origin frame hides the rest of the way up), `own` when el or a node inside
+    // it is hit, not an ancestor (el lets clicks through with pointer-events: none, or the point falls
+    // between its line boxes)
+    const root = el.getRootNode();
+    const hit = root.elementFromPoint ? root.elementFromPoint(x, y) : null;
+    const own = !hit || flatContains(el, hit) || (el.localName === 'label' && el.control === hit);
+    if (hit && !own && !flatContains(hit, el)) return { by: hit, inRoot: true };
+    let tx = x, ty = y, top = true;
+    for (let w = el.ownerDocument.defaultView, i = 0; w !== w.top && i < 10; i++) {
+      let fe = null;
+      try { fe = w.frameElement; } catch (e) { fe = null; }
+      if (!fe) { top = false; break; }
+      const fr = fe.getBoundingClientRect();
+      tx += fr.left + fe.clientLeft; ty += fr.top + fe.clientTop;
+      w = w.parent;
+      if (tx < 0 || ty < 0 || tx > w.innerWidth || ty > w.innerHeight) return { out: true };
+      const froot = fe.getRootNode();
+      const fhit = froot.elementFromPoint ? froot.elementFromPoint(tx, ty) : null;
+      if (fhit && !flatContains(fe, fhit)) return { by: fhit, inRoot: false };
+    }
+    return { x: tx, y: ty, lx: x, ly: y, top, own };
+  }
+
+  function visibleBox(q, win) {
+    const l = Math.max(q.left, 0), t = Math.max(q.top, 0);
+    const r = Math.min(q.right, win.innerWidth), b = Math.min(q.bottom, win.innerHeight);
+    return r - l < 1 || b - t < 1 ? null : { l, t, r, b };
+  }
+
+  function boxesOf(el, win) {
+    // el's visible boxes: one per line of an inline element (a link that wraps), else its border box
+    const out = [];
+    for (const q of Array.from(el.getClientRects()).slice(0, 8)) { const v = visibleBox(q, win); if (v) out.push(v); }
+    if (!out.length) { const v = visibleBox(el.getBoundingClientRect(), win); if (v) out.push(v); }
+    return out;
+  }
+
+  function showingPoint(el, boxes, n) {
+    // a point of el's boxes (n x n samples each) that el itself takes: the one farthest from the samples
+    // something else takes, the nearest the first box's centre among equals; else one its ancestor takes
+    // (pointer-events: none); null when something else takes every sample
+    const good = [], passed = [], bad = [];
+    for (const v of boxes.slice(0, 4)) {
+      for (let i = 0; i < n; i++) {
+        for (let j = 0; j < n; j++) {
+          const x = Math.min(Math.max(v.l + (v.r - v.l) * (i + 0.5) / n, v.l + 0.5), v.r - 0.5);
+          const y = Math.min(Math.max(v.t + (v.b - v.t) * (j + 0.5) / n, v.t + 0.5), v.b - 0.5);
+          const p = probe(el, x, y);
+          if (p.by || p.out) bad.push([x, y]); else (p.own ? good : passed).push(p);
+        }
+      }
+    }
+    if (!good.length) return passed[0] || null;
+    const cx = (boxes[0].l + boxes[0].r) / 2, cy = (boxes[0].t + boxes[0].b) / 2;
+    let best = null, bestScore = -1, bestNear = Infinity;
+    for (const p of good) {
+      let score = Infinity;
+      for (const [x, y] of bad) score = Math.min(score, Math.hypot(p.lx - x, p.ly - y));
+      const near = Math.hypot(p.lx - cx, p.ly - cy);
+      if (score > bestScore + 0.01 || (Math.abs(score - bestScore) <= 0.01 && near < bestNear)) {
+        best = p; bestScore = score; bestNear = near;
+      }
+    }
+    return best;
+  }
+
+  function coverOf(el, aim) {
+    // Where a click on el lands. null when a click at the centre of its (first) visible box reaches el
+    // (with `aim`: that point, { x, y, top, dx, dy }); { disabled: true }; { out: true } when el is out of
+    // view; { label: true } when el's own label takes the click (a styled checkbox). When something
+    // covers that centre, another point of el that shows and takes the click will do (null, or with `aim`
+    // that point and partly: true); only when none does, { by: what lies on top }.
     if (el.disabled === true || el.getAttribute('aria-disabled') === 'true') return { disabled: true };
     const win = el.ownerDocument.defaultView;
     const r = el.getBoundingClientRect();
-    const l = Math.max(r.left, 0), t = Math.max(r.top, 0);
-    const rr = Math.min(r.right, win.innerWidth), b = Math.min(r.bottom, win.innerHeight);
-    if (rr - l < 1 || b - t < 1) return { out: true };
-    let x = (l + rr) / 2, y = (t + b) / 2;
-    const root = el.getRootNode();
-    const hit = root.elementFromPoint ? root.elementFromPoint(x, y) : null;
+    const boxes = boxesOf(el, win);
+    if (!boxes.length) return { out: true };
+    const v = boxes[0];
+    const cx = (v.l + v.r) / 2, cy = (v.t + v.b) / 2;
     const labels = el.labels ? Array.from(el.labels) : [];
     if (labels.length) {
+      const root = el.getRootNode();
+      const hit = root.elementFromPoint ? root.elementFromPoint(cx, cy) : null;
       const s = styleOf(el);
       const hidden = r.width <= 1 || r.height <= 1 || (s && s.opacity === '0');
       if (hidden || (hit && hit !== el && labels.some((lb) => flatContains(lb, hit)))) return { label: true };
     }
-    if (!hit) return null;
-    const reached = flatContains(el, hit) || flatContains(hit, el)  // pointer-events: none passes to the parent
-      || (el.localName === 'label' && el.control === hit);
-    if (!reached) return { by: coverName(hit) };
-    // the frames around el must not be covered either
-    for (let w = win, i = 0; w !== w.top && i < 10; i++) {
-      let fe = null;
-      try { fe = w.frameElement; } catch (e) { fe = null; }
-      if (!fe) break;
-      const fr = fe.getBoundingClientRect();
-      x += fr.left + fe.clientLeft; y += fr.top + fe.clientTop;
-      w = w.parent;
-      if (x < 0 || y < 0 || x > w.innerWidth || y > w.innerHeight) return { out: true };
-      const froot = fe.getRootNode();
-      const fhit = froot.elementFromPoint ? froot.elementFromPoint(x, y) : null;
-      if (fhit && !flatContains(fe, fhit)) return { by: coverName(fhit) };
+    const point = (p, partly) => (aim ? { x: p.x, y: p.y, top: p.top, dx: p.lx - r.left, dy: p.ly - r.top, partly } : null);
+    const centre = probe(el, cx, cy);
+    if (centre.out) return { out: true };
+    if (!centre.by && centre.own) return point(centre, false);
+    // A cover whose box spans el's whole visible box (a cookie wall, a modal's backdrop) hides every point.
+    const cb = centre.by && centre.inRoot ? centre.by.getBoundingClientRect() : null;
+    const spans = cb && boxes.every((q) => cb.left <= q.l && cb.top <= q.t && cb.right >= q.r && cb.bottom >= q.b);
+    if (!spans) {
+      const shows = showingPoint(el, boxes, aim ? 5 : 3);
+      if (shows) return point(shows, !!centre.by);
     }
-    return null;
+    if (!centre.by) return point(centre, false);  // only its ancestor takes clicks here: as before, that will do
+    return { by: coverName(centre.by) };
+  }
+
+  function movingNow(el) {
+    // el or a box around it is being moved or resized by a running animation: its box is not where it will be
+    for (let n = el, i = 0; n && n.nodeType === 1 && i < 12; i++) {
+      let anims = [];
+      try { anims = n.getAnimations(); } catch (e) { return false; }
+      for (const a of anims) {
+        if (a.playState !== 'running') continue;
+        const prop = a.transitionProperty;
+        if (prop === undefined || /^(transform|translate|scale|rotate|top|left|right|bottom|inset|margin.*|(max-|min-)?(width|height))$/.test(prop)) return true;
+      }
+      n = n.parentElement || (n.parentNode && n.parentNode.host) || null;
+    }
+    return false;
   }
 
   // ---- rendering -------------------------------------------------------------------------
@@ -647,7 +728,12 @@
   }
 
   // ---- run --------------------------------------------------------------------------------
-  if (args.mode === 'cover') return coverOf(args.el);  // actions ask before they click
+  if (args.mode === 'cover') return coverOf(args.el, false);  // actions ask before they click
+  if (args.mode === 'aim') {  // ... and where to click: the point, whether it opens a tab, whether it moves
+    const c = coverOf(args.el, true) || {};
+    const a = args.el.closest('a[href]');
+    return Object.assign(c, { opensTab: !!a && (a.target || '').toLowerCase() === '_blank', moving: movingNow(args.el) });
+  }
   let error = null;
   try {
     const fc0 = { ox: 0, oy: 0, lset: W.__wbClick || null, sh: W.__wbShadow ? W.__wbShadow.map : null,

@@ -1,19 +1,23 @@
-"""How actions touch a page as a person would: see where a click lands, type with key events, and
-wait for the page to settle before the next observation.
+"""How actions touch a page as a person would: click where the control shows, type with key events, and
+wait for the page to settle before the next observation (agent.engine.settle).
 
-`reach()` raises `Unreachable` (covered, disabled) at once, with a message for the model that names
-what is in the way; `type_text()` raises `Untypable`. Everything is bounded in time.
+`reach()` finds a point of the element that shows and takes the click (its centre, else another point
+of its boxes when something covers the centre) and returns an `Aim` to click or hover there; it raises
+`Unreachable` (covered everywhere, disabled) at once, with a message for the model that names what is
+in the way; `type_text()` raises `Untypable`. Everything is bounded in time.
 """
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from playwright.async_api import ElementHandle, Locator
 
-from agent.engine.browser import BrowserSession
-from agent.engine.page import cover_of, wait_for_quiet
+from agent.engine.page import aim_at
+from agent.engine.settle import Settled, settle
+
+__all__ = ["Aim", "Settled", "Unreachable", "Untypable", "reach", "settle", "type_text"]
 
 # Inputs a person fills through a picker, not key by key (typing "2030-06-07" into a date field
 # goes into the wrong segments): these get the value set as the picker would set it.
@@ -32,31 +36,71 @@ class Untypable(Exception):
     """The element cannot take text; the message says why."""
 
 
-async def reach(locator: Locator, *, index: int, verb: str) -> tuple[Locator | ElementHandle, bool]:
-    """What to click or hover for the element: itself, or its label when the label takes its clicks
-    (a visually hidden input inside a styled checkbox). True as second item when it is the label."""
-    cover = await cover_of(locator)
-    if cover and cover.get("out"):  # scroll it into view first, as a person would
+@dataclass(frozen=True)
+class Aim:
+    """Where a click or hover on an element goes: a point of it that shows and takes the click, or its label."""
+
+    target: Locator | ElementHandle
+    via_label: bool = False
+    point: tuple[float, float] | None = None  # in the top window's viewport: the mouse goes straight there
+    offset: tuple[float, float] | None = None  # from the element's top-left corner, for Playwright's own click
+    partly: bool = False  # its centre is covered: the point is another one of its own
+    opens_tab: bool = False
+    locators: dict[str, Any] = field(default_factory=dict)
+
+    async def click(self, *, timeout: float) -> None:
+        """Click there: the mouse straight at the point; Playwright's click (which waits for a moving element to
+        stand still and checks the point again) for labels, moving elements and cross-origin frames."""
+        if self.point is not None and isinstance(self.target, Locator):
+            await self.target.page.mouse.click(*self.point)
+        elif self.offset is not None:
+            await self.target.click(timeout=timeout, position={"x": self.offset[0], "y": self.offset[1]})
+        else:
+            await self.target.click(timeout=timeout)
+
+    async def hover(self, *, timeout: float) -> None:
+        """Move the mouse there (as `click` chooses how)."""
+        if self.point is not None and isinstance(self.target, Locator):
+            await self.target.page.mouse.move(*self.point)
+        elif self.offset is not None:
+            await self.target.hover(timeout=timeout, position={"x": self.offset[0], "y": self.offset[1]})
+        else:
+            await self.target.hover(timeout=timeout)
+
+
+async def reach(locator: Locator, *, index: int, verb: str) -> Aim:
+    """Where to click or hover the element: a point of it that shows and takes the click (its centre, else the
+    one farthest from what covers it), or its label when the label takes its clicks (a visually hidden input
+    inside a styled checkbox). Raises Unreachable, naming the cover, when no point of it shows."""
+    aim = await aim_at(locator, index=index)
+    locators = aim.get("locators") or {}
+    if aim.get("out"):  # scroll it into view first, as a person would
         try:
             await locator.scroll_into_view_if_needed(timeout=2_000)
         except Exception:  # cannot be scrolled into view: the action itself says what is wrong
             pass
-        cover = await cover_of(locator)
-    if cover and cover.get("by"):  # a sticky bar may cover it at the edge of the view: try it centred
+        aim = await aim_at(locator, index=index)
+    if aim.get("by"):  # a sticky bar may cover it at the edge of the view: try it centred
         await locator.evaluate("el => el.scrollIntoView({block: 'center', inline: 'center'})", timeout=2_000)
-        cover = await cover_of(locator)
-    if cover and cover.get("disabled"):
+        aim = await aim_at(locator, index=index)
+    if aim.get("disabled"):
         raise Unreachable(f"could not {verb} [{index}]: it is disabled; do what enables it first "
                           "(e.g. fill the required fields)")
-    if cover and cover.get("by"):
-        raise Unreachable(f"could not {verb} [{index}]: it is covered by {cover['by']}; close or accept that "
+    if aim.get("by"):
+        raise Unreachable(f"could not {verb} [{index}]: it is covered by {aim['by']}; close or accept that "
                           f"first, then {verb} [{index}] again")
-    if cover and cover.get("label"):
+    opens_tab = bool(aim.get("opensTab"))
+    if aim.get("label"):
         handle = await locator.evaluate_handle("el => (el.labels && el.labels[0]) || el.closest('label')")
         label = handle.as_element()
         if label is not None:
-            return label, True
-    return locator, False
+            return Aim(label, via_label=True, opens_tab=opens_tab, locators=locators)
+    if "x" not in aim:  # out of view still: Playwright's own click scrolls and says what is wrong
+        return Aim(locator, opens_tab=opens_tab, locators=locators)
+    offset = (float(aim["dx"]), float(aim["dy"]))
+    straight = bool(aim.get("top")) and not aim.get("moving")
+    return Aim(locator, point=(float(aim["x"]), float(aim["y"])) if straight else None, offset=offset,
+               partly=bool(aim.get("partly")), opens_tab=opens_tab, locators=locators)
 
 
 _FIELD_JS = """el => {
@@ -113,15 +157,3 @@ async def type_text(locator: Locator, text: str, *, clear: bool) -> tuple[str | 
     if keyed:
         await locator.press_sequentially(keyed, timeout=10_000)
     return field["value"], await locator.evaluate(_VALUE_JS), field["type"]
-
-
-async def settle(session: BrowserSession, *, quiet_ms: int = 150, max_ms: int = 800) -> None:
-    """Wait, at most max_ms, until the page stops changing: no DOM change for quiet_ms and no fetch in
-    flight, so content that an action makes appear (suggestions, a feed's next page) is observed."""
-    page = await session.ensure_page()
-    deadline = time.monotonic() + max_ms / 1000
-    while (left := deadline - time.monotonic()) > 0.02:
-        await wait_for_quiet(page, quiet_ms=quiet_ms, max_ms=int(left * 1000))
-        if not session.fetching():
-            return
-        await session.fetches_done(timeout=deadline - time.monotonic())  # then look for the DOM it changes

@@ -23,17 +23,19 @@ from typing import Any
 from playwright.async_api import Frame, Locator, Page
 from pydantic import BaseModel
 
+from agent.engine.settle import ACTIVITY_SCRIPT
+
 __all__ = [
     "INIT_SCRIPT",
     "SELECTOR_ENGINE_JS",
     "ElementNotFound",
     "Observation",
+    "aim_at",
     "cover_of",
     "describe_element",
     "find_element",
     "observe",
     "page_text",
-    "wait_for_quiet",
 ]
 
 # Loaded once: the walker is a function expression that page.evaluate calls with one argument.
@@ -82,7 +84,7 @@ INIT_SCRIPT = r"""(() => {
       };
     }
   } catch (e) {}
-})();"""
+})();""" + "\n" + ACTIVITY_SCRIPT  # what the page starts (timers, requests, navigations): see agent.engine.settle
 
 # A Playwright selector engine, `wbidx=N`: the element marked data-wb-idx="N" in the document or in
 # any shadow root the init script saw (Playwright's css pierces open roots only, not closed ones).
@@ -254,12 +256,46 @@ async def find_element(page: Page, index: int) -> Locator:
 
 
 async def cover_of(locator: Locator) -> dict[str, Any] | None:
-    """What a click at the element's centre would reach: None (the element itself), {"disabled": True},
-    {"out": True} (out of view), {"label": True} (its own label takes the click) or
-    {"by": "<div id=cookie-wall>We use cookies…"} (an overlay)."""
+    """What a click on the element would reach: None (the element itself, at its centre or at another
+    point that shows), {"disabled": True}, {"out": True} (out of view), {"label": True} (its own label
+    takes the click) or {"by": "<div id=cookie-wall>We use cookies…"} (an overlay hides every point)."""
     return await locator.evaluate(f"(el, args) => ({WALKER_JS})({{...args, el}})",
                                   {"mode": "cover", "maxChars": 1000, "timeBudgetMs": 100, "above": VIEW_ABOVE,
                                    "below": VIEW_BELOW}, timeout=3_000)
+
+
+# The element marked [N] in the top document or in any shadow root of it (closed ones through the init
+# script's list), as the `wbidx` selector engine finds it; null when it is in a frame.
+_BY_INDEX_JS = r"""(n) => {
+  const css = '[data-wb-idx="' + n + '"]';
+  const found = document.querySelector(css);
+  if (found) return found;
+  const reg = window.__wbShadow;
+  for (const ref of reg ? reg.list : []) {
+    const sr = ref.deref();
+    if (!sr || !sr.host.isConnected || sr.host.ownerDocument !== document) continue;
+    const el = sr.querySelector(css);
+    if (el) return el;
+  }
+  return null;
+}"""
+
+
+async def aim_at(locator: Locator, *, index: int | None = None) -> dict[str, Any]:
+    """One evaluate before a click or hover: what `cover_of` says, plus where to click when the element takes it
+    (x, y in the top window's viewport, `top` False when a cross-origin frame hides the way up; dx, dy from the
+    element's top-left corner; `partly` when its centre is covered), `opensTab`, `moving` (an animation moves
+    it), and its locators for replay (`describe_element`) under "locators". With `index`, an element of the
+    top document is reached by its mark, without the locator's own round trips (a frame's through the locator)."""
+    args = {"mode": "aim", "maxChars": 1000, "timeBudgetMs": 100, "above": VIEW_ABOVE, "below": VIEW_BELOW}
+    aim = f"Object.assign(({WALKER_JS})({{...args, el}}), {{locators: ({DESCRIBE_JS})(el)}})"
+    if index is not None:
+        found = await asyncio.wait_for(locator.page.main_frame.evaluate(
+            f"(args) => {{ const el = ({_BY_INDEX_JS})(args.index); return el ? {aim} : null; }}",
+            {**args, "index": int(index)}), timeout=3.0)
+        if found is not None:
+            return found
+    return await locator.evaluate(f"(el, args) => {aim}", args, timeout=3_000)
 
 
 # Scroll the window; app layouts whose document does not scroll get their biggest scroll box scrolled.
@@ -285,29 +321,6 @@ OPTIONS_JS = """el => {
   const box = (id && document.getElementById(id)) || el.querySelector('[role=listbox]') || el;
   return Array.from(box.querySelectorAll('[role=option]')).map(o => (o.innerText || o.textContent).trim());
 }"""
-
-
-# Resolves once the document has had no mutation for `quiet` ms, or after `max` ms in all.
-_QUIET_JS = r"""({quiet, max}) => new Promise((resolve) => {
-  const t0 = performance.now();
-  let last = t0, changes = 0;
-  const mo = new MutationObserver((records) => { last = performance.now(); changes += records.length; });
-  mo.observe(document, { subtree: true, childList: true, attributes: true, characterData: true });
-  const tick = () => {
-    const now = performance.now();
-    if (now - last >= quiet || now - t0 >= max) { mo.disconnect(); resolve(changes); } else setTimeout(tick, 20);
-  };
-  setTimeout(tick, 20);
-})"""
-
-
-async def wait_for_quiet(page: Page, *, quiet_ms: int, max_ms: int) -> int:
-    """Wait (bounded by max_ms) until the page's DOM has been still for quiet_ms; the number of changes seen."""
-    try:
-        return int(await asyncio.wait_for(page.evaluate(_QUIET_JS, {"quiet": quiet_ms, "max": max_ms}),
-                                          timeout=max_ms / 1000 + 1))
-    except Exception:  # navigating, or a page too busy to answer: nothing more to wait for here
-        return 0
 
 
 # One evaluate in the element's own frame: everything a replay needs to find it again.

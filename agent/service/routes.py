@@ -298,7 +298,8 @@ def health_router(service: RunService) -> APIRouter:
 
     @router.get("/api/health", tags=["health"], responses=error_responses())
     async def health() -> JSONResponse:
-        """Browser, data folder, provider keys present (variable names only) and run counts."""
+        """Warm-up ("warming" until the UI, model library and browser are up, then "ok"), browser, data folder,
+        provider keys present (variable names only) and run counts."""
         return json_response(health_report(service))
 
     return router
@@ -316,7 +317,8 @@ def health_report(service: RunService) -> dict[str, Any]:
     active = service.active_runs()
     # No absolute paths of the server here (the start-up lines print them to the operator).
     return {
-        "status": "ok",
+        "status": "ok" if service.warm_up.done else "warming",  # the UI, the model library, the browser
+        "warm_up": service.warm_up.states(),
         "browser": {
             "description": "remote browser over CDP" if browser.cdp_url else "local Chromium",
             "remote": bool(browser.cdp_url),

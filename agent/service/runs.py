@@ -46,7 +46,7 @@ from agent.service.live import LiveRun, describe
 from agent.service.observers import Observer, Observers, RunScrubber
 from agent.service.outbox import Outbox
 from agent.service.ray_executor import RayExecutor, WorkerLost
-from agent.service.warmup import start_warm_up
+from agent.service.warmup import WarmUp, start_warm_up
 
 if TYPE_CHECKING:  # the engine imports jsonschema and playwright (seconds): loaded on the first run
     from agent.engine.browser import Browser
@@ -126,16 +126,19 @@ class RunService(LogDoor, StepDoor):
         self._ray: RayExecutor | None = None
         self._warmup: asyncio.Future[Any] | None = None
         self._browser_warmup: asyncio.Task[Any] | None = None
+        self.warm_up = WarmUp(("model library", "browser"))  # /api/health says "warming" until each is done
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> list[int]:
         """Warm up in the background; report the runs a previous process left in progress (now "interrupted")."""
-        # The engine and the model library load in a worker thread (started earlier by the app if it
-        # could) and the browser starts: the first run waits for neither.
+        # The engine and the model library load in a worker thread and the browser starts; a run that
+        # comes earlier loads what it needs itself (on the same locks).
         self._warmup = asyncio.ensure_future(asyncio.wrap_future(start_warm_up()))
         self._warmup.add_done_callback(_log_failure)
         self._browser_warmup = asyncio.create_task(self.browser.start())
         self._browser_warmup.add_done_callback(_log_failure)
+        self.warm_up.track("model library", self._warmup)
+        self.warm_up.track("browser", self._browser_warmup)
         interrupted = list(self._log.interrupted_runs)
         if interrupted:
             log.warning("%d run(s) left in progress by a previous process were marked failed (interrupted): %s",

@@ -1,7 +1,7 @@
 """The workbench as a separate process, for benchmarks: `python app.py` on a free port, and its memory.
 
 `WorkbenchProcess(data_dir, env).start()` launches it (its own process group, so that its Chromium
-goes down with it), waits for /api/health, and `pss_mb()` sums the proportional set size of the app
+goes down with it), waits until /api/health says "ok", and `pss_mb()` sums the proportional set size of the app
 and every process it started (Chromium included), the honest measure of what it costs the machine.
 """
 
@@ -68,7 +68,7 @@ class WorkbenchProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, *, timeout_s: float = 120.0) -> WorkbenchProcess:
-        """Launch it and wait (bounded) for /api/health."""
+        """Launch it and wait (bounded) until /api/health says "ok" (the UI up, everything warm)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = (self.data_dir.parent / f"app-{self.port}.log").open("wb")
         self.proc = subprocess.Popen([sys.executable, "app.py", "--port", str(self.port), "--data-dir",
@@ -79,7 +79,8 @@ class WorkbenchProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the app exited with {self.proc.returncode}; see {log.name}")
             try:
-                if httpx.get(self.base + "/api/health", timeout=5).status_code == 200:
+                answer = httpx.get(self.base + "/api/health", timeout=5)
+                if answer.status_code == 200 and answer.json()["status"] == "ok":
                     return self
             except httpx.HTTPError:
                 pass
