@@ -314,10 +314,23 @@ def history_frame(rows: list[dict[str, Any]]) -> Any:
             "cost": fmt_cost(row.get("cost_usd")),
             "started (UTC)": started or "",
             "stop reason": row.get("stop_reason") or "",
+            **experiment_cells(row),
         })
     columns = ["run", "status", "prompt", "provider / model", "steps", "duration", "cost", "started (UTC)",
-               "stop reason"]
+               "stop reason", *EXPERIMENT_COLUMNS]
     return pd.DataFrame(out, columns=columns)
+
+
+EXPERIMENT_COLUMNS = ["experiment", "variant"]
+
+
+def experiment_cells(row: dict[str, Any]) -> dict[str, str]:
+    """A history row's experiment ("#12 prompt v2") and variant; empty for a run of no experiment."""
+    if row.get("experiment_id") is None:
+        return {"experiment": "", "variant": ""}
+    name = " ".join(str(row.get("experiment_name") or "").split())
+    label = f"#{int(row['experiment_id'])} {name if len(name) <= 30 else name[:29] + '…'}".strip()
+    return {"experiment": label, "variant": str(row.get("variant") or "")}
 
 
 def history_totals(summary: dict[str, Any]) -> str:
