@@ -340,6 +340,47 @@ def test_the_runs_list_hides_experiment_runs_unless_asked(http: httpx.Client) ->
     assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "experiment_id"
 
 
+def test_m010_on_an_older_run_log_marks_every_run_an_experiment_played(tmp_path: Any) -> None:
+    """A log written before task sets: its experiments get no version, and their runs (replays too, from the
+    cells' attempt lists) leave the history's default list; a run made by hand stays."""
+    import duckdb
+
+    from agent.filters import RunFilter
+    from agent.log.migrations import MIGRATIONS
+    from agent.log.store import Store
+
+    data = tmp_path / "data"
+    data.mkdir()
+    con = duckdb.connect(str(data / "runs.duckdb"))
+    con.execute("CREATE TABLE _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL)")
+    for fn in MIGRATIONS[:MIGRATIONS.index(next(m for m in MIGRATIONS if m.__name__ == "m010_task_sets"))]:
+        fn(con)
+        con.execute("INSERT INTO _migrations VALUES (?, now())", [fn.__name__])
+    con.execute("INSERT INTO tasks VALUES (1, 'p', '{}', now(), NULL)")
+    for run_id in (1, 2, 3):  # 1 lost and played again as 2 (one cell); 3 made by hand
+        con.execute("INSERT INTO runs (id, task_id, status, mode, created_at, started_at, request_json, prompt) "
+                    "VALUES (?, 1, 'success', 'agent', now(), now(), '{}', 'p')", [run_id])
+    con.execute("INSERT INTO experiments (id, name, status, task_set, repeats, concurrency, backend, created_at, "
+                "spec_json) VALUES (1, 'old', 'done', 'demo-shop', 1, 1, 'local', now(), '{}')")
+    con.execute("INSERT INTO experiment_tasks VALUES (1, 't', 0, NULL, 'p', 'equals', '{}')")
+    con.execute("INSERT INTO experiment_variants VALUES (1, 'A', 0, '{}')")
+    con.execute("INSERT INTO experiment_cells (experiment_id, task_key, variant, repeat, status, run_id, attempts, "
+                "passed, attempt_run_ids) VALUES (1, 't', 'A', 1, 'done', 2, 2, true, [1, 2])")
+    con.close()
+
+    store = Store(data, snapshot_interval_s=None)
+    try:
+        assert [r["id"] for r in store.list_runs()[0]] == [3]
+        every = store.list_runs(RunFilter(include_experiments=True))[0]
+        assert [(r["id"], r["experiment_id"], r["variant"]) for r in every] == [(3, None, None), (2, 1, "A"),
+                                                                                (1, 1, "A")]
+        progress = store.experiment_progress(1)
+        assert progress is not None and (progress["task_set"], progress["task_set_version"]) == ("demo-shop", None)
+        assert store.list_task_sets() == []  # a bundled set enters the log when the app first reads it
+    finally:
+        store.close()
+
+
 # ------------------------------------------------------------------ in the browser
 @pytest_asyncio.fixture(loop_scope="session")
 async def page(browser: Any, app: App) -> Any:
@@ -486,3 +527,13 @@ async def test_the_task_sets_section_opens_edits_deletes_and_downloads(page: Any
     await box(page, "wb-exp-taskset-version").fill("1")
     await until(lambda: estimate.inner_text(), what="the preview of version 1 (2 tasks)",
                 check=lambda v: v.startswith("Start: 12 runs"))
+    # A set made here (New task set) opens, and the Experiments section offers it at once.
+    await page.locator("#wb-taskset-new > button, #wb-taskset-new .label-wrap").first.click()
+    await box(page, "wb-taskset-new-name").fill("ui-made")
+    await set_code(page, "wb-taskset-new-jsonl", json.dumps(COLOURS[0]))
+    await page.click("#wb-taskset-create")
+    await until(lambda: detail.get_attribute("data-name"), what="the new set opened", check=lambda v: v == "ui-made")
+    await page.locator("#wb-exp-taskset input").click()
+    await page.locator('[role=listbox] [role=option][aria-label="ui-made"]').click()
+    await until(lambda: estimate.inner_text(), what="the preview of the new set", check=lambda v: v.startswith(
+        "Start: 6 runs"))

@@ -143,9 +143,15 @@ def build_ui(service: RunService, settings: Settings, experiments: ExperimentRun
         saved.then(listing.listing, None, [workflows.table], **QUIET)  # a workflow just saved is listed
         if experiments is not None and add_to_set is not None:
             sets = TaskSetHandlers(experiments.tasksets)
-            wire_add_to_set(ui, sets, add_to_set, history.table, quiet=QUIET)
-            build_section(ui, experiments, quiet=QUIET, instant=INSTANT)
-            wire_tasksets(ui, sets, build_tasksets(), quiet=QUIET)
+            saved_to_set = wire_add_to_set(ui, sets, add_to_set, history.table, quiet=QUIET)
+            exp_set, exp_set_choices = build_section(ui, experiments, quiet=QUIET, instant=INSTANT)
+            section = build_tasksets()
+            created_set = wire_tasksets(ui, sets, section, quiet=QUIET)
+            # A set made in one place is offered in the others at once.
+            saved_to_set.then(sets.listing, None, [section.table], **QUIET).then(
+                exp_set_choices, None, [exp_set], **QUIET)
+            created_set.then(sets.names, None, [add_to_set.target], **QUIET).then(
+                exp_set_choices, None, [exp_set], **QUIET)
     return ui
 
 

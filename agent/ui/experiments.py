@@ -17,7 +17,7 @@ Like agent.ui.handlers, gradio is imported at module level and this module only 
 import asyncio
 import html
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import gradio as gr
@@ -346,8 +346,10 @@ class ExperimentHandlers:
             gr.Warning(f"The link asks for experiment {exp_id}, which does not exist.")
 
 
-def build_section(ui: Any, runner: ExperimentRunner, *, quiet: dict[str, Any], instant: dict[str, Any]) -> None:
-    """The section's layout and wiring (inside the page's Blocks)."""
+def build_section(ui: Any, runner: ExperimentRunner, *, quiet: dict[str, Any],
+                  instant: dict[str, Any]) -> tuple[Any, Callable[[], Awaitable[Any]]]:
+    """The section's layout and wiring (inside the page's Blocks); its task set box and what refreshes its choices
+    (for the sections that make task sets)."""
     h = ExperimentHandlers(runner)
     gr.Markdown("### Experiments", elem_id="wb-experiments-title")
     with gr.Row(equal_height=False):
@@ -399,3 +401,4 @@ def build_section(ui: Any, runner: ExperimentRunner, *, quiet: dict[str, Any], i
     ui.load(h.set_choices, None, [task_set], **quiet)
     ui.load(h.dry_run, form, [estimate], **quiet)
     ui.load(h.open_link, None, [report], **quiet)
+    return task_set, h.set_choices

@@ -343,8 +343,8 @@ def _buttons(*, task: bool, opened: bool) -> tuple[Any, Any, Any]:
     return (gr.update(interactive=task), gr.update(interactive=opened), gr.update(interactive=task))
 
 
-def wire_tasksets(ui: Any, h: TaskSetHandlers, s: TaskSetsSection, *, quiet: dict[str, Any]) -> None:
-    """Connect the Task sets section."""
+def wire_tasksets(ui: Any, h: TaskSetHandlers, s: TaskSetsSection, *, quiet: dict[str, Any]) -> Any:
+    """Connect the Task sets section; the event of a set created (for the boxes that offer the sets)."""
     shown = [s.detail, s.version, s.tasks]
     buttons = [s.save_btn, s.add_btn, s.delete_btn]
     ui.load(h.listing, None, [s.table], **quiet)
@@ -356,15 +356,16 @@ def wire_tasksets(ui: Any, h: TaskSetHandlers, s: TaskSetsSection, *, quiet: dic
     s.add_btn.click(h.add_task, [s.name, s.editor], [s.table, *shown], **quiet)
     s.delete_btn.click(h.delete_task, [s.name, s.task_id], [s.table, *shown, s.editor, s.task_id, *buttons],
                        **quiet)
-    s.create_btn.click(h.create, [s.new_name, s.new_jsonl], [s.table, *shown, s.name], **quiet)
+    return s.create_btn.click(h.create, [s.new_name, s.new_jsonl], [s.table, *shown, s.name], **quiet)
 
 
-def wire_add_to_set(ui: Any, h: TaskSetHandlers, a: AddToSet, table: Any, *, quiet: dict[str, Any]) -> None:
-    """Connect the history's "Add to task set" (`table`: the history table, whose selections pick runs)."""
+def wire_add_to_set(ui: Any, h: TaskSetHandlers, a: AddToSet, table: Any, *, quiet: dict[str, Any]) -> Any:
+    """Connect the history's "Add to task set" (`table`: the history table, whose selections pick runs); the event
+    of tasks saved (a set may be new)."""
     ui.load(h.names, None, [a.target], **quiet)
     table.select(h.pick_run, [a.runs], [a.runs], **quiet)
     a.suggest_btn.click(h.suggest, [a.runs, a.target], [a.editor, a.notes], **quiet)
-    a.save_btn.click(h.save_suggested, [a.target, a.editor], [a.notes, a.target], **quiet)
+    return a.save_btn.click(h.save_suggested, [a.target, a.editor], [a.notes, a.target], **quiet)
 
 
 __all__ = ["AddToSet", "TaskSetHandlers", "TaskSetsSection", "build_add_to_set", "build_tasksets",
