@@ -105,15 +105,23 @@ def _run_ids(value: Any, field: str) -> list[int]:
     return list(dict.fromkeys(items))
 
 
-def create_taskset_router(sets: TaskSets) -> APIRouter:
-    """The task-set routes."""
-    router = APIRouter(tags=["task sets"])
+def failed(exc: Exception) -> ClientError:
+    """The HTTP answer for an error of TaskSets: a 422 naming the field, a 404 (unknown set, version or task), a 409."""
+    if isinstance(exc, TaskError):
+        return unprocessable(exc.field, exc.message)
+    return ClientError(404 if isinstance(exc, (UnknownTaskSet, UnknownTask)) else 409, str(exc))
 
-    def failed(exc: Exception) -> Exception:
-        """The HTTP answer for an error of TaskSets (a 422 naming the field, 404, 409)."""
-        if isinstance(exc, TaskError):
-            return unprocessable(exc.field, exc.message)
-        return ClientError(404 if isinstance(exc, (UnknownTaskSet, UnknownTask)) else 409, str(exc))
+
+def create_taskset_router(sets: TaskSets) -> APIRouter:
+    """The task-set routes: the sets, then their tasks."""
+    router = APIRouter(tags=["task sets"])
+    _set_routes(router, sets)
+    _task_routes(router, sets)
+    return router
+
+
+def _set_routes(router: APIRouter, sets: TaskSets) -> None:
+    """List, create, read and replace sets."""
 
     @router.get("/api/tasksets", summary="List the task sets", responses=error_responses())
     async def list_sets() -> JSONResponse:
@@ -176,6 +184,10 @@ def create_taskset_router(sets: TaskSets) -> APIRouter:
             raise failed(exc) from None
         return json_response(found)
 
+
+def _task_routes(router: APIRouter, sets: TaskSets) -> None:
+    """Add, replace, change and remove a set's tasks (each a new version)."""
+
     @router.post("/api/tasksets/{name}/tasks", status_code=201, summary="Add tasks to a task set",
                  responses=error_responses(404, 409, *BODY_ERRORS), openapi_extra=_body(_ADD))
     async def add(name: str, request: Request,
@@ -230,8 +242,6 @@ def create_taskset_router(sets: TaskSets) -> APIRouter:
         except (TaskError, UnknownTaskSet, UnknownTask, TaskSetConflict) as exc:
             raise failed(exc) from None
         return json_response(found)
-
-    return router
 
 
 async def _tasks_to_add(sets: TaskSets, name: str, body: dict[str, Any]) -> tuple[list[Task], list[dict[str, Any]]]:
