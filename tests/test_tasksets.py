@@ -140,6 +140,8 @@ def test_runs_make_a_new_set_and_a_failed_run_gets_no_check(http: httpx.Client, 
     body = made.json()
     assert (body["version"], body["source"], [t["id"] for t in body["tasks"]]) == (
         1, "stored", [f"run-{text['task_run_id']}", f"run-{failed['task_run_id']}"])
+    assert body["note"] == f"from runs {text['task_run_id']}, {failed['task_run_id']}"
+    assert list(body["tasks"][0])[:3] == ["id", "title", "prompt"]  # a task file's order
     assert body["tasks"][0]["check"]["contains"] and "check" not in body["tasks"][1]  # graded by hand
     assert body["notes"][1]["notes"] == ["no check suggested: the run ended as failure; write the check (a task "
                                          "without one is graded by hand)"]

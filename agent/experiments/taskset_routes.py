@@ -145,7 +145,8 @@ def _set_routes(router: APIRouter, sets: TaskSets) -> None:
             if tasks is None:
                 raise TaskError("tasks", 'is required: give tasks (a list), tasks_jsonl (JSONL text) or from_runs '
                                          '(run ids), e.g. {"name": "regressions", "from_runs": [12]}')
-            found = await sets.create(name, tasks, note=_note(body))
+            note = _note(body) or (f"from runs {', '.join(map(str, body['from_runs']))}" if notes else None)
+            found = await sets.create(name, tasks, note=note)
         except (TaskError, UnknownTaskSet, UnknownTask, TaskSetConflict) as exc:
             raise failed(exc) from None
         extra: dict[str, Any] = {"notes": notes} if notes is not None else {}

@@ -72,7 +72,9 @@ def stored(task: Task) -> StoredTask:
 
 def ordered(task: dict[str, Any]) -> dict[str, Any]:
     """A stored task's JSON with its fields in a task file's order (id and title first, then as Task has them)."""
-    order = {name: n for n, name in enumerate(("id", "title", *Task.model_fields))}
+    order: dict[str, int] = {}
+    for n, name in enumerate(("id", "title", *Task.model_fields)):
+        order.setdefault(name, n)
     return dict(sorted(task.items(), key=lambda kv: order.get(kv[0], len(order))))
 
 
