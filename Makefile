@@ -57,6 +57,7 @@ bench: setup dev
 	$(PY) bench/bench_engine.py
 	$(PY) bench/bench_interact.py
 	$(PY) bench/bench_store.py
+	$(PY) bench/bench_history.py
 	$(PY) bench/bench_traces.py
 	$(PY) bench/bench_otel.py
 	$(PY) bench/bench_workflows.py

@@ -102,6 +102,7 @@ def create_app(settings: Settings) -> Any:
     from agent.experiments.miniwob import html_dir as miniwob_html_dir
     from agent.experiments.routes import create_experiment_router
     from agent.experiments.runner import ExperimentRunner
+    from agent.experiments.taskset_routes import create_taskset_router
     from agent.log.store import Store
     from agent.service.api import create_api
     from agent.service.runs import RunService
@@ -157,7 +158,8 @@ def create_app(settings: Settings) -> Any:
             print("stopped: runs closed, browser closed, final snapshot published", flush=True)
 
     # Every /api router is mounted by create_api; the ones above the service's floor are handed in here.
-    app = create_api(service, routers=[create_experiment_router(experiments)], html_export=export_html,
+    app = create_api(service, routers=[create_experiment_router(experiments),
+                                       create_taskset_router(experiments.tasksets)], html_export=export_html,
                      api_key=settings.api_key, allowed_hosts=settings.served_hosts(), lifespan=lifespan)
     app.state.store, app.state.browser, app.state.settings = store, browser, settings
     if settings.demo_dir.is_dir():

@@ -3,8 +3,12 @@
 The run log turns it into SQL (`agent.log.rows.run_filter`), the REST route takes its fields as
 query parameters (`GET /api/runs?status=...`, derived from this model), and the Gradio history
 builds one from its boxes. A field that matches its `runs` column exactly (most of them) needs
-nothing more than its line here; the other kinds (text search, a part of a name, a range of days)
-are spelled out in `agent.log.rows.run_filter`.
+nothing more than its line here; the other kinds (text search, a part of a name, a range of days,
+the switch that shows experiments' runs) are spelled out in `agent.log.rows.run_filter`. The runs
+are listed joined with the experiment cell each played (`v_run_experiments`), so `experiment_id` and
+`variant` are exact matches too; experiments' runs are left out unless `include_experiments` (or a
+filter on an experiment or a variant) asks for them: an experiment of 84 cells would otherwise bury
+the runs made by hand.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from agent.models import Provider, Status, StopReason
 __all__ = ["MATCHED_APART", "RunFilter"]
 
 # Fields that are not an exact match on the `runs` column of their name (agent.log.rows.run_filter).
-MATCHED_APART = ("q", "model_contains", "since", "until")
+MATCHED_APART = ("q", "model_contains", "since", "until", "include_experiments")
 
 
 class RunFilter(BaseModel):
@@ -38,8 +42,13 @@ class RunFilter(BaseModel):
     stop_reason: StopReason | None = Field(default=None, description="Why the run stopped")
     since: date | None = Field(default=None, description="First UTC day the run started on (YYYY-MM-DD)")
     until: date | None = Field(default=None, description="Last UTC day the run started on (YYYY-MM-DD)")
+    experiment_id: int | None = Field(default=None, ge=1, le=MAX_ID,
+                                      description="Runs of this experiment (every cell's runs, replays included)")
+    variant: str | None = Field(default=None, max_length=60, description="Runs of experiment variants of this name")
+    include_experiments: bool = Field(default=False, description="Also list experiments' runs (left out by default; "
+                                                                 "a filter on experiment_id or variant shows them)")
 
-    @field_validator("q", "model_contains", "stop_reason", mode="before")
+    @field_validator("q", "model_contains", "stop_reason", "variant", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         # An empty search box (or `?q=`) means no filter, not "the empty string".

@@ -114,25 +114,43 @@ def test_every_run_filter_filters_the_runs(store: Store) -> None:
                  stop_reason="done", day=T0)
     second = _run(store, "find a charger", provider="anthropic", model="claude-sonnet-4-5", status="failure",
                   stop_reason="max_steps", day=T0 + timedelta(days=3), fork={"run_id": first[1], "step": 1})
-    # One sample per field, each matching only the second run; a field without one fails here.
+    # A third run plays a cell of an experiment: left out of the list unless asked for.
+    played = _run(store, "find a cable (experiment)", provider="openai", model="gpt-4.1-mini", status="success",
+                  stop_reason="done", day=T0)
+    exp_id = store.create_experiment(
+        name="cables", task_set=None, repeats=1, concurrency=1, backend="local", spec={},
+        tasks=[{"id": "cable", "title": None, "prompt": "find a cable", "check": None, "task": {}}],
+        variants=[{"name": "B", "overrides": {}}])
+    store.start_cell(exp_id, "cable", "B", 1, played[1])
+    # One sample per field, each matching only the second run (or, for the experiment's fields, only the
+    # experiment's run); a field without one fails here.
     samples: dict[str, Any] = {
         "status": "failure", "provider": "anthropic", "model": "claude-sonnet-4-5", "task_id": second[0],
         "parent_run_id": first[1],
         "q": "CHARGER", "model_contains": "SONNET", "stop_reason": "max_steps",
         "since": (T0 + timedelta(days=1)).date(), "until": None,
+        "experiment_id": exp_id, "variant": "B", "include_experiments": None,
     }
     unsampled = sorted(set(RunFilter.model_fields) - set(samples))
     assert unsampled == [], f"give RunFilter's new field(s) {unsampled} a sample value here"
     for field, value in samples.items():
         if value is None:
             continue
+        expected = played[1] if field in ("experiment_id", "variant") else second[1]
         found, total = store.list_runs(RunFilter(**{field: value}))
-        assert ([r["id"] for r in found], total) == ([second[1]], 1), field
+        assert ([r["id"] for r in found], total) == ([expected], 1), field
         assert store.runs_summary(RunFilter(**{field: value}))["runs"] == 1, field
     found, total = store.list_runs(RunFilter(until=T0.date()))
     assert ([r["id"] for r in found], total) == ([first[1]], 1)
     assert store.list_runs(RunFilter(provider="openai", status="failure")) == ([], 0)  # filters together all hold
     assert store.list_runs()[1] == store.list_runs(RunFilter())[1] == 2
+    # The switch: every run, each with its experiment and variant (None for a run of none).
+    found, total = store.list_runs(RunFilter(include_experiments=True))
+    assert total == 3 and store.runs_summary(RunFilter(include_experiments=True))["runs"] == 3
+    assert [(r["id"], r["experiment_id"], r["experiment_name"], r["variant"]) for r in found] == [
+        (played[1], exp_id, "cables", "B"), (second[1], None, None, None), (first[1], None, None, None)]
+    assert store.list_runs(RunFilter(experiment_id=exp_id, variant="A")) == ([], 0)
+    assert store.list_runs(RunFilter(experiment_id=exp_id + 1)) == ([], 0)
 
 
 def test_run_filter_refuses_what_no_run_can_match_and_reads_empty_boxes_as_none() -> None:
@@ -143,7 +161,7 @@ def test_run_filter_refuses_what_no_run_can_match_and_reads_empty_boxes_as_none(
         RunFilter(status="done")
     with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
         RunFilter(stauts="success")  # a misspelt filter is refused, never silently ignored
-    assert RunFilter(q="", model_contains="", stop_reason="") == RunFilter()
+    assert RunFilter(q="", model_contains="", stop_reason="", variant="") == RunFilter()
     assert RunFilter(since=T0.date(), until=(T0 - timedelta(days=1)).date()).days_problem() == \
         "is after until (2026-03-02 > 2026-03-01); swap them"
     assert RunFilter(since=T0.date(), until=T0.date()).days_problem() is None

@@ -246,7 +246,8 @@ def test_describe_views_and_schema_markdown() -> None:
     views = describe_views()
     assert set(views) == {"v_runs", "v_steps", "v_actions", "v_llm_calls", "v_webhooks", "v_success_by_model",
                           "v_failing_actions", "v_stop_reasons", "v_model_errors", "v_llm_traces", "v_experiments",
-                          "v_experiment_cells", "v_experiment_matrix", "v_experiment_variants", "v_forks"}
+                          "v_experiment_cells", "v_experiment_matrix", "v_experiment_variants", "v_forks",
+                          "v_task_sets", "v_task_set_tasks", "v_run_experiments"}
     assert [c for c, _ in views["v_runs"]][:9] == ["id", "task_id", "status", "stop_reason", "outcome", "prompt",
                                                    "provider", "model", "mode"]
     assert dict(views["v_success_by_model"]) == {
@@ -265,7 +266,7 @@ def test_store_is_the_run_log_the_service_holds(store: Store) -> None:
     """`Store` implements `RunLog` with exactly the protocol's signatures (so the protocol cannot drift)."""
     assert isinstance(store, RunLog)
     members = [name for name, value in vars(RunLog).items() if callable(value) and not name.startswith("_")]
-    assert len(members) == 44  # runs and tasks 27, experiments 17
+    assert len(members) == 49  # runs and tasks 27, experiments 17, task sets 5
     for name in members:
         protocol = inspect.signature(getattr(RunLog, name), eval_str=True)
         actual = inspect.signature(getattr(Store, name), eval_str=True)
@@ -291,6 +292,7 @@ def test_full_run_recorded_and_rebuilt(store: Store) -> None:
         "model": "o3", "mode": "agent", "steps": 4, "duration_ms": 7000.0,
         "cost_usd": expected.usage.cost_usd, "started_at": T0, "error": None, "stop_reason": "done",
         "parent_run_id": None, "forked_at_step": None, "forks": 0,
+        "experiment_id": None, "experiment_name": None, "variant": None,  # a run of no experiment
     }]
     task = store.get_task(task_id)
     created = task.pop("created_at")

@@ -67,7 +67,10 @@ def _fmt(x: float | None, p: bool = False) -> str:
 
 def table(report: dict[str, Any]) -> str:
     """The per-variant table, the verdicts and the warnings, as plain text."""
-    lines = [f"{'variant':<14} {'passes':>8} {'rate':>6} {'95% CI':>11} {'pass@k':>9} {'pass^k':>9} "
+    version = report.get("task_set_version")
+    lines = [f"task set {report['task_set']}" + (f" version {version}" if version else "")] \
+        if report.get("task_set") else []
+    lines += [f"{'variant':<14} {'passes':>8} {'rate':>6} {'95% CI':>11} {'pass@k':>9} {'pass^k':>9} "
              f"{'steps':>6} {'cost $':>9} {'p50 s':>7}  lost / not graded"]
     for v in report["variants"]:
         ci = "–" if v["ci_low"] is None else f"{100 * v['ci_low']:.0f}-{100 * v['ci_high']:.0f}%"
@@ -167,7 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m agent.experiments", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a task set across variants")
-    run.add_argument("tasks", help="a JSONL task file, or the name of a bundled set (e.g. demo-shop)")
+    run.add_argument("tasks", help="a JSONL task file, or the name of a task set kept in the workbench (bundled, "
+                                   "e.g. demo-shop, or stored)")
+    run.add_argument("--task-set-version", type=int, default=None, metavar="N",
+                     help="the version of the named task set to run (default: its latest)")
     run.add_argument("--variant", action=_Ordered, metavar="NAME=provider:model", help="a variant (repeatable)")
     run.add_argument("--extend", action=_Ordered, metavar="FILE",
                      help="text appended to the system prompt of the --variant before it")
@@ -199,9 +205,13 @@ def main(argv: list[str] | None = None) -> int:
                     "compare": "all" if args.compare_all else None, "dry_run": True if args.dry_run else None}
         spec.update({k: v for k, v in optional.items() if v is not None})
         if source.is_file():
+            if args.task_set_version is not None:
+                raise ValueError("--task-set-version: goes with a task set's name, not a file")
             spec["tasks_jsonl"] = source.read_text(encoding="utf-8")
         else:
             spec["task_set"] = args.tasks
+            if args.task_set_version is not None:
+                spec["task_set_version"] = args.task_set_version
         if args.server:
             report = run_on_server(args.server, spec, api_key=os.environ.get("WORKBENCH_API_KEY"))
         else:

@@ -44,6 +44,11 @@ def result_text(result: Any) -> str:
     return text[:MAX_TEXT_CHARS]
 
 
+def numbers(text: str) -> list[str]:
+    """Every number written in `text`, as written ("1,234.50"), the way a number check reads them."""
+    return _NUMBER_RE.findall(text)
+
+
 def first_number(result: Any) -> float | None:
     """The result's number: itself if numeric, else the first number written in its text."""
     if isinstance(result, bool):

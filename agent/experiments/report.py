@@ -117,7 +117,8 @@ def summary(experiment: dict[str, Any], *, cells_offset: int = 0) -> dict[str, A
     return {
         "experiment_id": experiment["id"], "name": experiment["name"], "status": experiment["status"],
         "stop_reason": experiment["stop_reason"], "backend": experiment["backend"],
-        "task_set": experiment["task_set"], "repeats": experiment["repeats"],
+        "task_set": experiment["task_set"], "task_set_version": experiment.get("task_set_version"),
+        "repeats": experiment["repeats"],
         "concurrency": experiment["concurrency"], "created_at": experiment["created_at"],
         "finished_at": experiment["finished_at"], "error": experiment["error"],
         "baseline": spec.get("baseline") or (names[0] if names else None), "compare": spec.get("compare") or "baseline",

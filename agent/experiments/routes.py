@@ -11,8 +11,10 @@
   comparisons, warnings; built off the event loop) and `GET /api/experiments/{id}/progress` (the light
   form: status, progress, passes per variant);
 - `POST /api/experiments/{id}/cancel`;
-- `POST /api/experiments/{id}/grade` `{"task_id", "variant", "repeat", "passed"}`: grade a cell by hand;
-- `GET /api/tasksets`: the bundled task sets (demo-shop, miniwob) and their tasks.
+- `POST /api/experiments/{id}/grade` `{"task_id", "variant", "repeat", "passed"}`: grade a cell by hand.
+
+`task_set` names a task set kept in the workbench (agent.experiments.taskset_routes: bundled or stored),
+`task_set_version` one of its versions (default the latest); the experiment records the version it ran.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from fastapi.responses import JSONResponse, Response
 
 from agent.experiments.report import progress, summary
 from agent.experiments.spec import MAX_CELLS
-from agent.experiments.tasks import TaskError, bundled_sets, load_bundled
+from agent.experiments.tasks import TaskError
 from agent.log.errors import InvalidQuery
 from agent.service.http import BODY_ERRORS, MAX_ID, error_responses, json_response, read_object, unprocessable
 
@@ -35,7 +37,8 @@ if TYPE_CHECKING:
 
 # The bodies these routes read themselves, for the OpenAPI document (a generated client, `make fuzz`).
 _START_BODY = {"type": "object", "title": "ExperimentRequest", "properties": {
-    "name": {"type": "string"}, "task_set": {"type": "string"}, "task_glob": {"type": "string"},
+    "name": {"type": "string"}, "task_set": {"type": "string"}, "task_set_version": {"type": "integer", "minimum": 1},
+    "task_glob": {"type": "string"},
     "tasks": {"type": "array", "items": {"type": "object"}}, "tasks_jsonl": {"type": "string"},
     "variants": {"type": "array", "items": {"type": "object"}, "minItems": 1},
     "repeats": {"type": "integer", "minimum": 1, "maximum": 20},
@@ -97,22 +100,13 @@ def create_experiment_router(runner: ExperimentRunner) -> APIRouter:
             raise unprocessable(exc.field, exc.message) from None
         return json_response({"experiment_id": exp_id}, 202, headers={"Location": f"/api/experiments/{exp_id}"})
 
-    @router.get("/api/tasksets", summary="List the bundled task sets", responses=error_responses())
-    async def tasksets() -> JSONResponse:
-        """Every bundled task set with its tasks (id, title, check kind); pick a subset with task_glob."""
-        sets = []
-        for name in bundled_sets():
-            tasks = await asyncio.to_thread(load_bundled, name)
-            sets.append({"name": name, "tasks": [{"id": t.id, "title": t.title,
-                                                  "check": t.check.kind if t.check else None} for t in tasks]})
-        return json_response({"tasksets": sets})
-
     @router.get("/api/experiments", summary="List experiments", responses=error_responses())
     async def list_all(limit: int = Query(default=50, ge=1, le=1000),
                        offset: int = Query(default=0, ge=0, le=MAX_ID)) -> JSONResponse:
         """A page of experiments, newest first, with their progress."""
         rows, total = await service.list_experiments(limit=limit, offset=offset)
-        items = [{**progress(r), "backend": r["backend"], "task_set": r["task_set"], "repeats": r["repeats"],
+        items = [{**progress(r), "backend": r["backend"], "task_set": r["task_set"],
+                  "task_set_version": r.get("task_set_version"), "repeats": r["repeats"],
                   "created_at": r["created_at"], "finished_at": r["finished_at"], "passes": r["passes"],
                   "graded": r["graded"]} for r in rows]
         return json_response({"experiments": items, "total": total, "limit": limit, "offset": offset})

@@ -28,8 +28,18 @@ from typing import TYPE_CHECKING, Any
 
 from agent.experiments import checks
 from agent.experiments.estimate import estimate
-from agent.experiments.spec import DEFAULT_MAX_REPLAYS, MAX_CELLS, Cell, ExperimentSpec, Variant, validate_spec
+from agent.experiments.spec import (
+    DEFAULT_MAX_REPLAYS,
+    MAX_CELLS,
+    Cell,
+    ExperimentSpec,
+    Variant,
+    check_spec,
+    parse_spec,
+    validate_spec,
+)
 from agent.experiments.tasks import Check, Task, TaskError
+from agent.experiments.tasksets import TaskSets
 from agent.models import NO_FAIR_CHANCE, LLMTrace, PageChecked, RunFinished, RunRequest, RunResponse
 from agent.service.runs import ServiceBusy
 
@@ -98,12 +108,23 @@ class ExperimentRunner:
     def __init__(self, service: RunService, *, base_url: str) -> None:
         self.service = service
         self.base_url = base_url.rstrip("/")
+        self.tasksets = TaskSets(service, base_url=self.base_url)  # the task sets kept in the run log
         self._active: dict[int, _Active] = {}
 
     # ------------------------------------------------------------ starting, cancelling, resuming
+    async def validate(self, data: Any) -> tuple[ExperimentSpec, list[Task], int | None]:
+        """The spec, its tasks and, for a named task set, the version read (the latest unless the spec names
+        one); TaskError naming the field and the fix. Checked off the event loop."""
+        spec = await asyncio.to_thread(parse_spec, data)
+        version, stored = (await self.tasksets.tasks(spec.task_set, spec.task_set_version)
+                           if spec.task_set is not None else (None, None))
+        tasks = await asyncio.to_thread(spec.load_tasks, stored)
+        await asyncio.to_thread(check_spec, spec, tasks)
+        return spec, tasks, version
+
     async def start(self, data: Any) -> int:
         """Validate (off the event loop), record and start an experiment; its id. TaskError when invalid."""
-        spec, tasks = await asyncio.to_thread(validate_spec, data)
+        spec, tasks, version = await self.validate(data)
         if spec.dry_run:
             raise TaskError("dry_run", "a dry run starts nothing: send it to dry_run(), or POST it to "
                                        "/api/experiments, which answers with the estimate")
@@ -119,7 +140,8 @@ class ExperimentRunner:
                                            f"{INIT_TIMEOUT_S:g} s; check that the cluster is up, or use backend "
                                            "local") from None
         exp_id = await self.service.create_experiment(
-            name=spec.name, task_set=spec.task_set, repeats=spec.repeats, concurrency=spec.concurrency,
+            name=spec.name, task_set=spec.task_set, task_set_version=version, repeats=spec.repeats,
+            concurrency=spec.concurrency,
             backend=spec.backend, spec=spec.model_dump(mode="json", exclude={"tasks_jsonl"}),
             tasks=[{"id": t.id, "title": t.title, "prompt": t.prompt,
                     "check": {"kind": t.check.kind} if t.check else None,
@@ -130,10 +152,11 @@ class ExperimentRunner:
 
     async def dry_run(self, data: Any) -> dict[str, Any]:
         """What an experiment would be, without starting it: cells, estimated cost, the expected mde."""
-        spec, tasks = await asyncio.to_thread(validate_spec, data)
+        spec, tasks, version = await self.validate(data)
         prompts = [RunRequest.model_validate(t.request(self.base_url)).prompt for t in tasks]
         past = await self.service.tokens_per_step(prompts)
-        return await asyncio.to_thread(estimate, spec, tasks, prompts, past)
+        found = await asyncio.to_thread(estimate, spec, tasks, prompts, past)
+        return {**found, "task_set": spec.task_set, "task_set_version": version} if spec.task_set else found
 
     def _play(self, exp_id: int) -> None:
         active = self._active.setdefault(exp_id, _Active())

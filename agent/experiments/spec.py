@@ -23,6 +23,7 @@ MAX_REPEATS = 20
 MAX_CONCURRENCY = 32
 DEFAULT_MAX_REPLAYS = 2
 MAX_REPLAYS = 5
+MAX_VERSION = 1_000_000
 # A variant sets the other fields; the request's TASK_FIELDS (marked `task`: they belong to the task, or
 # would make cells wait on a client) are the task's.
 VARIANT_FIELDS: tuple[str, ...] = tuple(name for name in RunRequest.model_fields if name not in TASK_FIELDS)
@@ -53,7 +54,10 @@ class ExperimentSpec(BaseModel):
     name: str = Field(default="experiment", min_length=1, max_length=200)
     tasks: list[dict[str, Any]] | None = None
     tasks_jsonl: str | None = Field(default=None, max_length=2_000_000)
-    task_set: str | None = Field(default=None, max_length=100)
+    task_set: str | None = Field(default=None, max_length=100,
+                                 description="a task set kept in the workbench (bundled or stored), by name")
+    task_set_version: int | None = Field(default=None, ge=1, le=MAX_VERSION,
+                                         description="the task set's version to run (default: its latest)")
     task_glob: str | None = Field(default=None, max_length=100, description="only the tasks whose id matches")
     variants: list[Variant] = Field(min_length=1, max_length=MAX_VARIANTS)
     repeats: int = Field(default=1, ge=1, le=MAX_REPEATS)
@@ -74,6 +78,8 @@ class ExperimentSpec(BaseModel):
         given = [n for n in ("tasks", "tasks_jsonl", "task_set") if getattr(self, n) is not None]
         if len(given) != 1:
             raise ValueError(f"give exactly one of tasks, tasks_jsonl or task_set (got {', '.join(given) or 'none'})")
+        if self.task_set_version is not None and self.task_set is None:
+            raise ValueError("task_set_version: goes with task_set (the set's name); inline tasks have no version")
         names = [v.name for v in self.variants]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -102,21 +108,23 @@ class ExperimentSpec(BaseModel):
         """The variant the others are compared with."""
         return self.baseline or self.variants[0].name
 
-    def load_tasks(self) -> list[Task]:
-        """The tasks, whichever way they were given; TaskError naming the culprit."""
+    def load_tasks(self, stored: list[Task] | None = None) -> list[Task]:
+        """The tasks, whichever way they were given (`stored`: the named set's tasks, read from the run log;
+        without them, a bundled set is read from its file); TaskError naming the culprit."""
         if self.task_set is not None:
-            return load_bundled(self.task_set, glob=self.task_glob)
+            return pick(stored if stored is not None else load_bundled(self.task_set), self.task_glob,
+                        of=self.task_set)
         tasks = (parse_jsonl(self.tasks_jsonl, field="tasks_jsonl") if self.tasks_jsonl is not None
                  else parse_tasks(self.tasks))
         return pick(tasks, self.task_glob, of="the tasks given")
 
 
-def validate_spec(data: Any) -> tuple[ExperimentSpec, list[Task]]:
-    """The spec and its tasks; TaskError (field + fix) for anything wrong, cells over the limit included."""
+def parse_spec(data: Any) -> ExperimentSpec:
+    """The spec's shape checked (its tasks not read yet); TaskError naming the field and the fix."""
     if not isinstance(data, dict):
         raise TaskError("body", 'must be a JSON object such as {"task_set": "demo-shop", "variants": [{"name": "A"}]}')
     try:
-        spec = ExperimentSpec.model_validate(data)
+        return ExperimentSpec.model_validate(data)
     except ValidationError as exc:
         err = validation_errors(exc)[0]
         field_name = err["field"] if err["field"] != "request" else "body"
@@ -127,7 +135,11 @@ def validate_spec(data: Any) -> tuple[ExperimentSpec, list[Task]]:
         if message.startswith("unknown field"):
             message = f"unknown field; an experiment has: {', '.join(ExperimentSpec.model_fields)}"
         raise TaskError(field_name, message) from None
-    tasks = spec.load_tasks()
+
+
+def check_spec(spec: ExperimentSpec, tasks: list[Task]) -> None:
+    """TaskError when the spec and its tasks could only mislead: too many cells, a provider without a key, a
+    budget that a model without a price could never count."""
     cells = len(tasks) * len(spec.variants) * spec.repeats
     if cells > MAX_CELLS:
         raise TaskError("repeats", f"{len(tasks)} tasks × {len(spec.variants)} variants × {spec.repeats} repeats = "
@@ -135,6 +147,14 @@ def validate_spec(data: Any) -> tuple[ExperimentSpec, list[Task]]:
     check_keys(spec, tasks)
     if spec.max_cost_usd is not None:
         check_prices(spec, tasks)
+
+
+def validate_spec(data: Any, *, stored: list[Task] | None = None) -> tuple[ExperimentSpec, list[Task]]:
+    """The spec and its tasks (`stored`: the named set's, read from the run log); TaskError (field + fix) for
+    anything wrong, cells over the limit included."""
+    spec = parse_spec(data)
+    tasks = spec.load_tasks(stored)
+    check_spec(spec, tasks)
     return spec, tasks
 
 

@@ -39,6 +39,7 @@ MAX_PROMPT_CHARS = 20_000
 MAX_CHECK_CHARS = 4_000
 MAX_REGEX_CHARS = 500
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,79}$")
+SET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")  # it names the set in URLs: no / or :
 CheckKind = Literal["equals", "contains", "regex", "number", "json", "page", "judge"]
 CHECK_KINDS: tuple[str, ...] = ("equals", "contains", "regex", "number", "json", "page", "judge")
 
@@ -172,13 +173,23 @@ class Task(BaseModel):
 def _first_error(exc: ValidationError, prefix: str) -> TaskError:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"] if p != "json_")
-    field = f"{prefix}.{where}" if where else prefix
+    field = ".".join(p for p in (prefix, where) if p) or "body"  # no prefix: the fields of the body itself
     message = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         message = f"unknown field; a task has: {', '.join(Task.model_fields)}"
     elif err["type"] == "missing":
         message = "is required"
     return TaskError(field, message)
+
+
+def validate_task(data: Any, *, field: str = "task") -> Task:
+    """A task from a JSON object; TaskError naming the field (e.g. `task.check`) and the fix."""
+    if not isinstance(data, dict):
+        raise TaskError(field, "must be a JSON object with at least id and prompt")
+    try:
+        return Task.model_validate(data)
+    except ValidationError as exc:
+        raise _first_error(exc, field) from None
 
 
 def parse_tasks(items: Any, *, field: str = "tasks") -> list[Task]:
@@ -191,12 +202,7 @@ def parse_tasks(items: Any, *, field: str = "tasks") -> list[Task]:
     seen: set[str] = set()
     for n, item in enumerate(items):
         where = f"{field}[{n}]"
-        if not isinstance(item, dict):
-            raise TaskError(where, "must be a JSON object with at least id and prompt")
-        try:
-            task = Task.model_validate(item)
-        except ValidationError as exc:
-            raise _first_error(exc, where) from None
+        task = validate_task(item, field=where)
         if task.id in seen:
             raise TaskError(f"{where}.id", f"{task.id!r} is used by an earlier task; ids must be unique")
         seen.add(task.id)
@@ -223,6 +229,30 @@ def parse_jsonl(text: str, *, field: str = "tasks") -> list[Task]:
         if match:  # name the file's line, not the list position
             raise TaskError(f"{field} line {lines[int(match.group(1))]}{match.group(2)}", exc.message) from None
         raise
+
+
+def check_set_name(name: Any, *, field: str = "name") -> str:
+    """A task set's name as given; TaskError naming the fix when it cannot name one."""
+    if not isinstance(name, str) or not SET_NAME_RE.match(name):
+        raise TaskError(field, "must be 1-80 letters, digits, _ . - (starting with a letter or digit), "
+                               "e.g. 'checkout-regressions'")
+    return name
+
+
+def as_json(task: Task) -> dict[str, Any]:
+    """A task as a task file writes it (fields left at their defaults out; the check as written)."""
+    out = task.model_dump(mode="json", by_alias=True, exclude_none=True)
+    if out.get("response_format") == "text":
+        out.pop("response_format")
+    if task.check is not None:
+        out["check"] = task.check.as_json()
+    head: dict[str, Any] = {k: out.pop(k) for k in ("id", "title") if k in out}  # a reader looks for these first
+    return {**head, **out}
+
+
+def to_jsonl(tasks: list[Task]) -> str:
+    """Tasks as JSONL text, one task per line (what parse_jsonl reads back to the same tasks)."""
+    return "".join(json.dumps(as_json(t), ensure_ascii=False) + "\n" for t in tasks)
 
 
 def bundled_sets() -> list[str]:
@@ -253,5 +283,5 @@ def pick(tasks: list[Task], glob: str | None, *, of: str = "the set") -> list[Ta
     return chosen
 
 
-__all__ = ["CHECK_KINDS", "Check", "PROVIDERS", "Task", "TaskError", "bundled_sets", "load_bundled", "parse_jsonl",
-           "parse_tasks"]
+__all__ = ["CHECK_KINDS", "Check", "PROVIDERS", "Task", "TaskError", "as_json", "bundled_sets", "check_set_name",
+           "load_bundled", "parse_jsonl", "parse_tasks", "to_jsonl", "validate_task"]

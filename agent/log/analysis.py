@@ -106,8 +106,9 @@ VIEW_DOCS: dict[str, str] = {
     "v_llm_traces": "one row per LLM call as made: system prompt, messages sent, reply and tool calls as written, "
                     "where the page observation sits; usage from llm_calls",
     "v_webhooks": "one row per webhook delivery attempt",
-    "v_experiments": "one row per experiment: status, why it stopped, progress (played, cancelled, running, "
-                     "waiting), passes, lost, each variant's passes out of its tries",
+    "v_experiments": "one row per experiment: status, why it stopped, its task set and the version it ran, "
+                     "progress (played, cancelled, running, waiting), passes, lost, each variant's passes out of "
+                     "its tries",
     "v_experiment_cells": "one row per experiment cell (task × variant × repeat): its outcome (passed, failed, lost, "
                           "ungraded, or not played), grade and reason, why it was lost, its runs and their outcome",
     "v_experiment_matrix": "per experiment task × variant: passes out of the tries (lost runs count as failures), "
@@ -116,6 +117,12 @@ VIEW_DOCS: dict[str, str] = {
                              "success rate as the mean over tasks (and without the lost runs), mean steps, tokens, "
                              "cost (NULL when a model has no price), cost per success, p50/p95 duration; the "
                              "interval and pass@k come from agent.stats (an.experiment_variants)",
+    "v_task_sets": "one row per task set (bundled or stored): its latest version, task count, what made that "
+                   "version (origin, note), how many versions, when",
+    "v_task_set_tasks": "one row per task of every version of every task set: position, id, check kind, prompt, "
+                        "the task's JSON",
+    "v_run_experiments": "one row per run an experiment played (replays included): the experiment, its name, the "
+                         "variant, task and repeat",
     "v_success_by_model": "finished runs per provider and model: success rate over the runs where the agent had a "
                           "fair chance (fair_runs, with its 95% Wilson interval), runs stopped or lost to the "
                           "infrastructure apart, average cost, duration, steps",

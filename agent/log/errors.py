@@ -2,12 +2,13 @@
 
 `StoreError` is the base; `StoreLocked` (another process, or another Store in this one, owns the
 live file), `SnapshotMissing` (nothing published yet), `InvalidQuery` (a bad argument, also a
-ValueError). `MigrationError` lives in agent.log.migrations.
+ValueError), `VersionConflict` (a versioned record changed since the version an edit was based
+on). `MigrationError` lives in agent.log.migrations.
 """
 
 from __future__ import annotations
 
-__all__ = ["InvalidQuery", "SnapshotMissing", "StoreError", "StoreLocked"]
+__all__ = ["InvalidQuery", "SnapshotMissing", "StoreError", "StoreLocked", "VersionConflict"]
 
 
 class StoreError(Exception):
@@ -24,3 +25,7 @@ class SnapshotMissing(StoreError):
 
 class InvalidQuery(StoreError, ValueError):
     """A bad argument to a store method (a filter, a page size, an unknown id)."""
+
+
+class VersionConflict(StoreError):
+    """A versioned record (a task set) has a newer version than the one an edit was based on: read it again."""

@@ -34,13 +34,16 @@ MAX_CELLS_PAGE = 2000
 
 def create_experiment(con: Connection, secrets: Secrets, *, name: str, task_set: str | None, repeats: int,
                       concurrency: int, backend: str, spec: dict[str, Any],
-                      tasks: list[dict[str, Any]], variants: list[dict[str, Any]]) -> int:
-    """The experiment, its tasks and variants, and every cell (pending); the new id."""
+                      tasks: list[dict[str, Any]], variants: list[dict[str, Any]],
+                      task_set_version: int | None = None) -> int:
+    """The experiment (with the version of the stored task set it runs, if any), its tasks and variants, and
+    every cell (pending); the new id."""
     now = utcnow()
     exp_id = scalar(con, """
-        INSERT INTO experiments (name, status, task_set, repeats, concurrency, backend, created_at, spec_json)
-        VALUES (?, 'running', ?, ?, ?, ?, ?, ?) RETURNING id""",
-        [scrub(name, secrets), task_set, repeats, concurrency, backend, now, dumps(spec, secrets)])
+        INSERT INTO experiments (name, status, task_set, task_set_version, repeats, concurrency, backend, created_at,
+                                 spec_json)
+        VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
+        [scrub(name, secrets), task_set, task_set_version, repeats, concurrency, backend, now, dumps(spec, secrets)])
     con.execute(insert_sql("experiment_tasks", ("experiment_id", "task_key", "position", "title", "prompt",
                                                 "check_kind", "task_json"), len(tasks)),
                 [v for n, t in enumerate(tasks) for v in (

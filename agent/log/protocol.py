@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from agent.filters import RunFilter
 from agent.models import (
@@ -25,6 +25,15 @@ from agent.models import (
 )
 
 LogEvent = RunStarted | StepStarted | StepFinished | RunFinished
+
+
+class StoredTask(NamedTuple):
+    """A task of a task set as the log keeps it: its id in the set, its check's kind (None: graded by hand), and
+    its JSON (agent.experiments.tasks says what a valid task is)."""
+
+    task_key: str
+    check_kind: str | None
+    task: dict[str, Any]
 
 
 @runtime_checkable
@@ -211,6 +220,29 @@ class RunLog(Protocol):
 
     def unfinished_experiments(self) -> list[int]:
         """Experiments a previous process left running (or marked done with cells never played)."""
+        ...
+
+    # ------------------------------------------------------------ task sets (agent.log.tasksets)
+    def list_task_sets(self) -> list[dict[str, Any]]:
+        """Every stored set with its latest version's summary, by name."""
+        ...
+
+    def get_task_set(self, name: str, version: int | None = None) -> dict[str, Any] | None:
+        """One version of a set (the latest by default) with its tasks; None if unknown."""
+        ...
+
+    def create_task_set(self, name: str, tasks: Sequence[StoredTask], *, source: str = "stored",
+                        origin: str = "created", note: str | None = None) -> int | None:
+        """A new set (version 1); None when the name is taken."""
+        ...
+
+    def add_task_set_version(self, name: str, tasks: Sequence[StoredTask], *, origin: str, note: str | None = None,
+                             base_version: int | None = None) -> int | None:
+        """The set's next version; None for an unknown set; VersionConflict when `base_version` is stale."""
+        ...
+
+    def sync_bundled_task_set(self, name: str, tasks: Sequence[StoredTask]) -> int:
+        """A bundled set as its file has it (copied in, or followed while unedited); its latest version."""
         ...
 
     def close(self) -> None:

@@ -39,15 +39,17 @@ class RunQueries:
 
     def list_runs(self, filters: RunFilter | None = None, *, limit: int = 50,
                   offset: int = 0) -> tuple[list[dict[str, Any]], int]:
-        """A page of runs, newest first (each with how many forks it has), and the total matching the filters."""
+        """A page of runs, newest first (each with how many forks it has, and the experiment, its name and the
+        variant it played, if any), and the total matching the filters (see `runs_summary`)."""
         check_page(limit, offset)
         clause, params = rows.run_filter(filters)
         with self._lock:
             self._check_open()
-            total = rows.scalar(self._con, f"SELECT count(*) FROM runs {clause}", params)
+            total = rows.scalar(self._con, f"SELECT count(*) FROM {rows.RUNS_FROM} {clause}", params)
+            cols = ", ".join((*rows.RUN_LIST_COLS, *rows.RUN_EXPERIMENT_COLS))
             page = rows.dicts(
                 self._con.execute(
-                    f"SELECT {', '.join(rows.RUN_LIST_COLS)} FROM runs {clause} ORDER BY id DESC LIMIT ? OFFSET ?",
+                    f"SELECT {cols} FROM {rows.RUNS_FROM} {clause} ORDER BY id DESC LIMIT ? OFFSET ?",
                     [*params, limit, offset],
                 )
             )

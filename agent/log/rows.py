@@ -26,6 +26,8 @@ from agent.models import ActionResult, HistoryItem, LLMCall, RunResponse, Usage,
 
 __all__ = [
     "RENAMED",
+    "RUNS_FROM",
+    "RUN_EXPERIMENT_COLS",
     "RUN_LIST_COLS",
     "Plan",
     "RunRows",
@@ -62,9 +64,13 @@ RUN_LIST_COLS = (
 
 
 # ------------------------------------------------------------------ filtering runs
+# The runs as the history lists and filters them: each with the experiment cell it played, if any.
+RUNS_FROM = "runs LEFT JOIN v_run_experiments x ON x.run_id = runs.id"
+# What the runs list adds to each run from that cell.
+RUN_EXPERIMENT_COLS = ("x.experiment_id", "x.experiment_name", "x.variant")
 STOP_REASONS_SQL = "SELECT DISTINCT stop_reason FROM runs WHERE stop_reason IS NOT NULL ORDER BY 1"
 # Runs in progress have no outcome yet: the success rate counts finished runs only.
-SUMMARY_SQL = """
+SUMMARY_SQL = f"""
     SELECT count(*) AS runs,
            count(*) FILTER (WHERE status <> 'in_progress') AS finished,
            count(*) FILTER (WHERE status = 'success') AS successes,
@@ -73,7 +79,7 @@ SUMMARY_SQL = """
            coalesce(sum(input_tokens), 0)::BIGINT AS input_tokens,
            coalesce(sum(output_tokens), 0)::BIGINT AS output_tokens,
            coalesce(sum(cost_usd), 0) AS cost_usd
-    FROM runs {where}
+    FROM {RUNS_FROM} {{where}}
 """
 
 
@@ -83,11 +89,13 @@ def _like(text: str) -> str:
 
 
 def run_filter(filters: RunFilter | None) -> tuple[str, list[Any]]:
-    """The WHERE clause and parameters of the runs filters (fields left None filter nothing)."""
+    """The WHERE clause and parameters of the runs filters over RUNS_FROM (fields left None filter nothing;
+    None is RunFilter()'s defaults: experiments' runs left out)."""
     where: list[str] = []
     params: list[Any] = []
-    given = {} if filters is None else filters.model_dump(exclude_none=True)
-    # A field is an exact match on the `runs` column of its name, unless RunFilter says otherwise.
+    given = (filters or RunFilter()).model_dump(exclude_none=True)
+    # A field is an exact match on the column of its name (of `runs`, or of the run's experiment cell), unless
+    # RunFilter says otherwise.
     for col, value in given.items():
         if col not in MATCHED_APART:
             where.append(f"{col} = ?")
@@ -106,6 +114,9 @@ def run_filter(filters: RunFilter | None) -> tuple[str, list[Any]]:
     if "until" in given:
         where.append("CAST(timezone('UTC', started_at) AS DATE) <= ?")
         params.append(given["until"])
+    # Experiments' runs only when asked for, or when a filter names an experiment or a variant.
+    if not given.get("include_experiments") and "experiment_id" not in given and "variant" not in given:
+        where.append("x.experiment_id IS NULL")
     return ("WHERE " + " AND ".join(where)) if where else "", params
 
 

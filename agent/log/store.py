@@ -23,9 +23,9 @@ agent.log.errors): `StoreError` is the base; `StoreLocked` (another process owns
 
 The rest of the run log, one module each: `writes` (the write transactions), `rows` (records to rows
 and back, by column name), `queries` (the runs list and its filters), `outbox` (webhooks owed and
-their attempts), `experiments` (experiments' tables), `redact` (secrets kept out), `snapshots`
-(publishing and opening copies), `export` (Parquet), `schema` (generated docs), `analysis` (the
-notebooks' helpers), and `python -m agent.log {export,snapshot,schema}` (the CLI).
+their attempts), `experiments` (experiments' tables), `tasksets` (task sets and their versions),
+`redact` (secrets kept out), `snapshots` (publishing and opening copies), `export` (Parquet), `schema`
+(generated docs), `analysis` (the notebooks' helpers), and `python -m agent.log {export,snapshot,schema}` (the CLI).
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ from agent.log.snapshots import (
     remove_leftovers,
     snapshot_path,
 )
+from agent.log.tasksets import TaskSetLog
 from agent.models import (
     STOP_REASONS,
     LLMCall,
@@ -103,7 +104,7 @@ _TASK_SQL = """
 """
 
 
-class Store(RunQueries, WebhookOutbox, ExperimentLog):
+class Store(RunQueries, WebhookOutbox, ExperimentLog, TaskSetLog):
     """The run log in one DuckDB file; thread-safe (one lock), each write one transaction."""
 
     def __init__(

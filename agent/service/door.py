@@ -15,7 +15,7 @@ from agent.models import LLMCall, LLMTrace, RunRequest, RunResponse
 from agent.workflows.document import WorkflowError
 
 if TYPE_CHECKING:
-    from agent.log.protocol import RunLog
+    from agent.log.protocol import RunLog, StoredTask
 
 
 EXPORT_FORMAT = "workbench-run/1"  # the export's own version, for readers of saved files
@@ -258,3 +258,28 @@ class LogDoor:
     async def unfinished_experiments(self) -> list[int]:
         """Experiments a previous process left running."""
         return await asyncio.to_thread(self._log.unfinished_experiments)
+
+    # ------------------------------------------------------------ task sets (agent.experiments.tasksets uses these)
+    async def list_task_sets(self) -> list[dict[str, Any]]:
+        """Every stored task set with its latest version's summary, by name."""
+        return await asyncio.to_thread(self._log.list_task_sets)
+
+    async def get_task_set(self, name: str, version: int | None = None) -> dict[str, Any] | None:
+        """One version of a task set (the latest by default) with its tasks; None if unknown."""
+        return await asyncio.to_thread(self._log.get_task_set, name, version)
+
+    async def create_task_set(self, name: str, tasks: list[StoredTask], *, source: str = "stored",
+                              origin: str = "created", note: str | None = None) -> int | None:
+        """A new task set (version 1); None when the name is taken."""
+        return await asyncio.to_thread(
+            lambda: self._log.create_task_set(name, tasks, source=source, origin=origin, note=note))
+
+    async def add_task_set_version(self, name: str, tasks: list[StoredTask], *, origin: str,
+                                   note: str | None = None, base_version: int | None = None) -> int | None:
+        """The task set's next version; None for an unknown set; VersionConflict when `base_version` is stale."""
+        return await asyncio.to_thread(lambda: self._log.add_task_set_version(
+            name, tasks, origin=origin, note=note, base_version=base_version))
+
+    async def sync_bundled_task_set(self, name: str, tasks: list[StoredTask]) -> int:
+        """A bundled task set as its file has it (copied in, or followed while unedited); its latest version."""
+        return await asyncio.to_thread(self._log.sync_bundled_task_set, name, tasks)

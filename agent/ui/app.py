@@ -134,6 +134,7 @@ class History:
 
     filters: list[Any]  # in HistoryHandlers.history's order, page size last
     stop_reason: Any
+    experiment: Any  # the experiment filter (its choices: the latest experiments)
     refresh_btn: Any
     totals: Any
     page: Any  # gr.State: the page shown (0-based)
@@ -155,6 +156,7 @@ def build_ui(service: RunService, settings: Settings, experiments: ExperimentRun
 
     from agent.ui.experiments import build_section  # these import gradio too
     from agent.ui.handlers import RunHandlers
+    from agent.ui.tasksets import TaskSetHandlers, build_add_to_set, build_tasksets, wire_add_to_set, wire_tasksets
     from agent.ui.workflows import WorkflowHandlers, build_workflows, wire_workflows
 
     handlers = RunHandlers(service, settings)
@@ -169,14 +171,24 @@ def build_ui(service: RunService, settings: Settings, experiments: ExperimentRun
             with gr.Column(scale=6, min_width=420):
                 viewer = _viewer(handlers)
         history = _history()
+        add_to_set = build_add_to_set() if experiments is not None else None  # under the history table
         workflows = build_workflows()
         saved = _wire(ui, handlers, form, viewer, history, max_concurrent=service.max_concurrent)
         listing = WorkflowHandlers(service)
         wire_workflows(ui, listing, workflows, response=viewer.response, provider=form.controls["provider"],
                        model=form.controls["model"], follow=handlers.follow_new, quiet=QUIET)
         saved.then(listing.listing, None, [workflows.table], **QUIET)  # a workflow just saved is listed
-        if experiments is not None:
-            build_section(ui, experiments, quiet=QUIET, instant=INSTANT)
+        if experiments is not None and add_to_set is not None:
+            sets = TaskSetHandlers(experiments.tasksets)
+            saved_to_set = wire_add_to_set(ui, sets, add_to_set, history.table, quiet=QUIET)
+            exp_set, exp_set_choices = build_section(ui, experiments, quiet=QUIET, instant=INSTANT)
+            section = build_tasksets()
+            created_set = wire_tasksets(ui, sets, section, quiet=QUIET)
+            # A set made in one place is offered in the others at once.
+            saved_to_set.then(sets.listing, None, [section.table], **QUIET).then(
+                exp_set_choices, None, [exp_set], **QUIET)
+            created_set.then(sets.names, None, [add_to_set.target], **QUIET).then(
+                exp_set_choices, None, [exp_set], **QUIET)
     return ui
 
 
@@ -312,6 +324,13 @@ def _history() -> History:
         provider = gr.Dropdown(["all", *PROVIDERS], value="all", label="Filter by provider",
                                elem_id="wb-filter-provider", scale=1)
         model = gr.Textbox(label="Filter by model (contains)", elem_id="wb-filter-model", scale=1)
+    with gr.Row(equal_height=True):
+        # Experiments' runs: hidden unless the switch is on, or an experiment or a variant is named.
+        experiment = gr.Dropdown([("all", "all")], value="all", label="Filter by experiment", allow_custom_value=True,
+                                 elem_id="wb-filter-experiment", scale=2)
+        variant = gr.Textbox(label="Filter by variant", elem_id="wb-filter-variant", scale=1)
+        show_experiments = gr.Checkbox(False, label="Show experiment runs", elem_id="wb-filter-show-experiments",
+                                       scale=1)
     with gr.Row():
         since = gr.Textbox(label="From (YYYY-MM-DD, UTC)", elem_id="wb-filter-since", scale=1)
         until = gr.Textbox(label="To (YYYY-MM-DD, UTC)", elem_id="wb-filter-until", scale=1)
@@ -324,7 +343,7 @@ def _history() -> History:
     totals = gr.Markdown(elem_id="wb-history-totals", elem_classes=["wb-history-totals"])
     table = gr.Dataframe(history_frame([]), label="Run history", interactive=False, wrap=True, max_height=420,
                          elem_id="wb-history",
-                         column_widths=["5%", "7%", "27%", "13%", "5%", "7%", "6%", "10%", "9%", "11%"])
+                         column_widths=["5%", "7%", "22%", "11%", "4%", "6%", "5%", "9%", "8%", "9%", "6%", "8%"])
     gr.Markdown("Select a row to open that run in the viewer (from the log, screenshots included); the last two "
                 "rows selected fill the compare boxes below.", elem_id="wb-history-help")
     with gr.Accordion("Compare two runs", open=False, elem_id="wb-compare-box") as compare_box:
@@ -333,8 +352,10 @@ def _history() -> History:
             compare_b = gr.Number(value=None, precision=0, label="Run B", elem_id="wb-compare-b", scale=1)
             compare_btn = gr.Button("Compare", elem_id="wb-compare-btn", scale=0, min_width=120)
         compare_html = gr.HTML(render_compare_html(None, None), elem_id="wb-compare")
-    return History(filters=[q, status, stop_reason, provider, model, since, until, page_size],
-                   stop_reason=stop_reason, refresh_btn=refresh_btn, totals=totals, page=gr.State(0),
+    return History(filters=[q, status, stop_reason, provider, model, since, until, experiment, variant,
+                            show_experiments, page_size],
+                   stop_reason=stop_reason, experiment=experiment, refresh_btn=refresh_btn, totals=totals,
+                   page=gr.State(0),
                    page_label=page_label, prev_btn=prev_btn, next_btn=next_btn, table=table,
                    compare_box=compare_box, compare_a=compare_a, compare_b=compare_b, compare_btn=compare_btn,
                    compare_html=compare_html, last_seen=gr.State(""))
@@ -394,6 +415,8 @@ def _wire(ui: Any, h: RunHandlers, form: Form, viewer: Viewer, history: History,
     ui.load(h.on_load, [form.remembered], [provider, model, form.hint], **QUIET)
     model.change(h.price_hint, [provider, model], [form.price], trigger_mode="always_last", **QUIET)
     ui.load(log.history, page_in, page_out, **QUIET)
+    ui.load(log.experiment_choices, None, [history.experiment], **QUIET)
+    history.refresh_btn.click(log.experiment_choices, None, [history.experiment], **QUIET)
     ui.load(h.open_link, None, [response, history.compare_a, history.compare_b, history.compare_html,
                                 history.compare_box], **QUIET)
     return saved

@@ -17,7 +17,7 @@ Like agent.ui.handlers, gradio is imported at module level and this module only 
 import asyncio
 import html
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import gradio as gr
@@ -67,14 +67,19 @@ def variants_from_rows(rows: list[list[Any]]) -> list[dict[str, Any]]:
 
 
 def spec_from_form(task_set: str, jsonl: str, rows: list[list[Any]], repeats: Any, concurrency: Any,
-                   backend: str, name: str) -> dict[str, Any]:
-    """The experiment request the section's controls describe."""
+                   backend: str, name: str, version: Any = "") -> dict[str, Any]:
+    """The experiment request the section's controls describe (`version`: of the task set; empty, the latest)."""
     spec: dict[str, Any] = {"name": (name or "").strip() or "experiment", "variants": variants_from_rows(rows),
                             "repeats": int(repeats or 1), "concurrency": int(concurrency or 1), "backend": backend}
     if task_set == UPLOAD:
         spec["tasks_jsonl"] = jsonl or ""
     else:
         spec["task_set"] = task_set
+        text = str(version or "").strip()
+        if text and not text.isdigit():
+            raise ValueError(f"Task set version: {text!r} is not a version number; leave it empty for the latest")
+        if text:
+            spec["task_set_version"] = int(text)
     return spec
 
 
@@ -167,6 +172,15 @@ def _variants(report: dict[str, Any]) -> str:
             f'<tbody>{"".join(rows)}</tbody></table></div>')
 
 
+def _set_label(report: dict[str, Any]) -> str:
+    """"task set demo-shop v2 · " for an experiment on a task set kept in the workbench ("" for inline tasks)."""
+    if not report.get("task_set"):
+        return ""
+    version = f" v{int(report['task_set_version'])}" if report.get("task_set_version") else ""
+    return (f'<span class="wb-exp-taskset" data-version="{_esc(report.get("task_set_version") or "")}">task set '
+            f'{_esc(report["task_set"])}{version}</span> · ')
+
+
 def render_experiment(report: dict[str, Any] | None) -> str:
     """Progress, matrix, variant table, verdicts and warnings of one experiment, as escaped HTML."""
     if not report:
@@ -184,7 +198,7 @@ def render_experiment(report: dict[str, Any] | None) -> str:
         f'<div class="wb-exp" data-status="{_esc(report["status"])}" data-experiment-id="{report["experiment_id"]}">'
         f'<div class="wb-run-head"><b>Experiment #{report["experiment_id"]}: {_esc(report["name"])}</b> '
         f'<span class="wb-muted">{_esc(report["status"])}{stop} · <span class="wb-exp-counts">'
-        f'{_esc(progress["text"])}</span> · {_esc(report["backend"])} · '
+        f'{_esc(progress["text"])}</span> · {_esc(report["backend"])} · {_set_label(report)}'
         f'<a href="?experiment={report["experiment_id"]}" title="a link that opens this experiment">link</a>'
         '</span></div>'
         f'<div class="wb-progress" role="progressbar" aria-valuemin="0" aria-valuemax="{total}" '
@@ -260,27 +274,31 @@ class ExperimentHandlers:
             await asyncio.sleep(POLL_S)
 
     async def dry_run(self, task_set: str, jsonl: str, rows: Any, repeats: Any, concurrency: Any, backend: str,
-                      name: str) -> str:
+                      name: str, version: Any = "") -> str:
         """What Start would start: cells, estimated cost, the smallest difference it would likely see."""
         table = rows.values.tolist() if hasattr(rows, "values") else list(rows or [])
         try:
-            spec = spec_from_form(task_set, jsonl, table, repeats, concurrency, backend, name)
+            spec = spec_from_form(task_set, jsonl, table, repeats, concurrency, backend, name, version)
             answer = await self.runner.dry_run(spec)
         except (TaskError, ValueError) as exc:
             return f'<span class="wb-muted">Start would be refused: {_esc(exc)}</span>'
         return f'<span class="wb-muted">Start: {_esc(describe(answer))}</span>'
 
     async def start(self, task_set: str, jsonl: str, rows: Any, repeats: Any, concurrency: Any, backend: str,
-                    name: str) -> AsyncIterator[Any]:
+                    name: str, version: Any = "") -> AsyncIterator[Any]:
         """The Start button: validate, start, then redraw the matrix as cells finish."""
         table = rows.values.tolist() if hasattr(rows, "values") else list(rows or [])
         try:
             exp_id = await self.runner.start(spec_from_form(task_set, jsonl, table, repeats, concurrency, backend,
-                                                            name))
+                                                            name, version))
         except (TaskError, ValueError) as exc:
             raise gr.Error(str(exc), print_exception=False) from None
         async for report in self.follow(exp_id):
             yield report
+
+    async def set_choices(self) -> Any:
+        """The task sets to pick from: every set kept in the workbench (bundled and stored), then JSONL."""
+        return gr.update(choices=[*[s["name"] for s in await self.runner.tasksets.list_sets()], UPLOAD])
 
     async def cancel(self, report: Any) -> None:
         """Cancel the experiment shown."""
@@ -328,15 +346,20 @@ class ExperimentHandlers:
             gr.Warning(f"The link asks for experiment {exp_id}, which does not exist.")
 
 
-def build_section(ui: Any, runner: ExperimentRunner, *, quiet: dict[str, Any], instant: dict[str, Any]) -> None:
-    """The section's layout and wiring (inside the page's Blocks)."""
+def build_section(ui: Any, runner: ExperimentRunner, *, quiet: dict[str, Any],
+                  instant: dict[str, Any]) -> tuple[Any, Callable[[], Awaitable[Any]]]:
+    """The section's layout and wiring (inside the page's Blocks); its task set box and what refreshes its choices
+    (for the sections that make task sets)."""
     h = ExperimentHandlers(runner)
     gr.Markdown("### Experiments", elem_id="wb-experiments-title")
     with gr.Row(equal_height=False):
         with gr.Column(scale=4, min_width=360):
             name = gr.Textbox("", label="Name", elem_id="wb-exp-name", placeholder="e.g. prompt v2 against v1")
-            task_set = gr.Dropdown([*bundled_sets(), UPLOAD], value=(bundled_sets() or [UPLOAD])[0], label="Task set",
-                                   elem_id="wb-exp-taskset")
+            with gr.Row():
+                task_set = gr.Dropdown([*bundled_sets(), UPLOAD], value=(bundled_sets() or [UPLOAD])[0],
+                                       label="Task set", elem_id="wb-exp-taskset", scale=3)
+                version = gr.Textbox("", label="Version (empty: latest)", elem_id="wb-exp-taskset-version",
+                                     scale=1, min_width=120)
             upload = gr.File(label="Task set file (JSONL)", file_types=[".jsonl", ".txt"], type="binary",
                              elem_id="wb-exp-upload")
             jsonl = gr.Code("", language="json", label="Tasks (JSONL, one task per line)", lines=4,
@@ -362,8 +385,8 @@ def build_section(ui: Any, runner: ExperimentRunner, *, quiet: dict[str, Any], i
     # Tasks typed, pasted or uploaded are the ones to run.
     jsonl.change(lambda text: gr.update(value=UPLOAD) if (text or "").strip() else gr.skip(), [jsonl], [task_set],
                  **instant)
-    form = [task_set, jsonl, variants, repeats, concurrency, backend, name]
-    for control in (task_set, jsonl, variants, repeats):  # the Start button's preview follows the form
+    form = [task_set, jsonl, variants, repeats, concurrency, backend, name, version]
+    for control in (task_set, jsonl, variants, repeats, version):  # the Start button's preview follows the form
         control.change(h.dry_run, form, [estimate], **quiet)
     started = start.click(h.start, form, [report], **quiet)
     started.then(h.past, None, [past], **quiet)
@@ -375,5 +398,7 @@ def build_section(ui: Any, runner: ExperimentRunner, *, quiet: dict[str, Any], i
     spec.submit(h.experiment, [spec], [report], api_name="experiment", concurrency_limit=None,
                 show_progress="hidden")
     ui.load(h.past, None, [past], **quiet)
+    ui.load(h.set_choices, None, [task_set], **quiet)
     ui.load(h.dry_run, form, [estimate], **quiet)
     ui.load(h.open_link, None, [report], **quiet)
+    return task_set, h.set_choices

@@ -14,6 +14,7 @@ from agent.ui.compare import compare_view
 from agent.ui.render import history_frame, history_totals, run_id_of
 
 PAGE_SIZES = (25, 50, 100)  # rows per history page (newest first, after the filters)
+EXPERIMENT_CHOICES = 100  # the latest experiments offered by the experiment filter (any other: type its id)
 
 
 class HistoryHandlers:
@@ -23,10 +24,12 @@ class HistoryHandlers:
         self.service = service
 
     async def history(self, q: str, status: str, stop_reason: str, provider: str, model: str, since: str,
-                      until: str, page_size: Any, page: Any) -> tuple[Any, ...]:
+                      until: str, experiment: Any, variant: str, show_experiments: bool, page_size: Any,
+                      page: Any) -> tuple[Any, ...]:
         """The history page `page` for the filters: table, totals, page label, paging buttons, stop reasons."""
         try:
-            filters = RunFilter(**history_filters(q, status, stop_reason, provider, model, since, until))
+            filters = RunFilter(**history_filters(q, status, stop_reason, provider, model, since, until),
+                                **experiment_filters(experiment, variant, show_experiments))
         except ValueError as exc:
             gr.Warning(str(exc))
             return (gr.skip(), gr.update(value=f"✗ {exc}"), gr.skip(), gr.skip(), gr.skip(), gr.skip(), 0)
@@ -45,9 +48,16 @@ class HistoryHandlers:
                 gr.update(choices=reasons, value=stop_reason if stop_reason in reasons else "all"), page)
 
     async def history_first(self, q: str, status: str, stop_reason: str, provider: str, model: str, since: str,
-                            until: str, page_size: Any) -> tuple[Any, ...]:
+                            until: str, experiment: Any, variant: str, show_experiments: bool,
+                            page_size: Any) -> tuple[Any, ...]:
         """The history's first page for the filters (a filter changed)."""
-        return await self.history(q, status, stop_reason, provider, model, since, until, page_size, 0)
+        return await self.history(q, status, stop_reason, provider, model, since, until, experiment, variant,
+                                  show_experiments, page_size, 0)
+
+    async def experiment_choices(self) -> Any:
+        """The experiment filter's choices: all, then the latest experiments ("#12 prompt v2"), newest first."""
+        rows, _total = await self.service.list_experiments(limit=EXPERIMENT_CHOICES)
+        return gr.update(choices=[("all", "all"), *[(f"#{r['id']} {r['name']}", str(r["id"])) for r in rows]])
 
     async def compare(self, a: Any, b: Any) -> str:
         """The compare view of runs `a` and `b`."""
@@ -100,3 +110,17 @@ def history_filters(q: str, status: str, stop_reason: str, provider: str, model:
             "stop_reason": None if stop_reason in ("all", "", None) else stop_reason,
             "provider": None if provider in ("all", "", None) else provider,
             "model_contains": (model or "").strip()[:200] or None, **days}
+
+
+def experiment_filters(experiment: Any, variant: str, show_experiments: bool) -> dict[str, Any]:
+    """The history's experiment boxes as list_runs filters: an experiment (its id, or "all"), a variant's name, and
+    the switch that shows experiments' runs (naming an experiment or a variant shows them anyway)."""
+    text = str(experiment if experiment is not None else "").strip().lstrip("#").split(" ", 1)[0]
+    if text in ("", "all"):
+        exp_id = None
+    elif text.isdigit() and int(text) > 0:
+        exp_id = int(text)
+    else:
+        raise ValueError(f"Experiment {experiment!r} is not an experiment id: pick one, or type its number, e.g. 12")
+    return {"experiment_id": exp_id, "variant": (variant or "").strip()[:60] or None,
+            "include_experiments": bool(show_experiments)}

@@ -353,9 +353,10 @@ def history_frame(rows: list[dict[str, Any]]) -> Any:
             "started (UTC)": started or "",
             "stop reason": row.get("stop_reason") or "",
             "lineage": _lineage_cell(row),
+            **experiment_cells(row),
         })
     columns = ["run", "status", "prompt", "provider / model", "steps", "duration", "cost", "started (UTC)",
-               "stop reason", "lineage"]
+               "stop reason", "lineage", *EXPERIMENT_COLUMNS]
     return pd.DataFrame(out, columns=columns)
 
 
@@ -368,6 +369,18 @@ def _lineage_cell(row: dict[str, Any]) -> str:
     if forks:
         parts.append(f"{forks} fork{'s' if forks != 1 else ''}")
     return " · ".join(parts)
+
+
+EXPERIMENT_COLUMNS = ["experiment", "variant"]
+
+
+def experiment_cells(row: dict[str, Any]) -> dict[str, str]:
+    """A history row's experiment ("#12 prompt v2") and variant; empty for a run of no experiment."""
+    if row.get("experiment_id") is None:
+        return {"experiment": "", "variant": ""}
+    name = " ".join(str(row.get("experiment_name") or "").split())
+    label = f"#{int(row['experiment_id'])} {name if len(name) <= 30 else name[:29] + '…'}".strip()
+    return {"experiment": label, "variant": str(row.get("variant") or "")}
 
 
 def history_totals(summary: dict[str, Any]) -> str:
