@@ -10,7 +10,7 @@ are spelled out in `agent.log.rows.run_filter`.
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -20,7 +20,8 @@ from agent.models import Provider, Status, StopReason
 __all__ = ["MATCHED_APART", "RunFilter"]
 
 # Fields that are not an exact match on the `runs` column of their name (agent.log.rows.run_filter).
-MATCHED_APART = ("q", "model_contains", "since", "until")
+MATCHED_APART = ("q", "model_contains", "since", "until", "review")
+ReviewState = Literal["queue", "reviewed", "unreviewed"]
 
 
 class RunFilter(BaseModel):
@@ -37,8 +38,11 @@ class RunFilter(BaseModel):
     stop_reason: StopReason | None = Field(default=None, description="Why the run stopped")
     since: date | None = Field(default=None, description="First UTC day the run started on (YYYY-MM-DD)")
     until: date | None = Field(default=None, description="Last UTC day the run started on (YYYY-MM-DD)")
+    review: ReviewState | None = Field(
+        default=None, description="queue: runs to review next (graders that disagree, judged runs, failures); "
+                                  "reviewed: a person reviewed them; unreviewed: finished, no review yet")
 
-    @field_validator("q", "model_contains", "stop_reason", mode="before")
+    @field_validator("q", "model_contains", "stop_reason", "review", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         # An empty search box (or `?q=`) means no filter, not "the empty string".

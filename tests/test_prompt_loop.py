@@ -444,7 +444,8 @@ async def test_history_pages_past_the_first_rows_with_search_and_totals(app: App
     assert state["page"].strip() == "page 1 of 1"
     summary = (await asyncio.to_thread(http.get, "/api/runs", params={"q": "note number 1"})).json()["totals"]
     assert state["totals"].strip() == (
-        f"{len(matching)} runs match · success rate 100% ({len(matching)} of {len(matching)} finished) · "
+        f"{len(matching)} runs match · success rate 100% ({len(matching)} of {len(matching)} finished; as the agents "
+        "claimed) · "
         f"{summary['input_tokens']:,} in / {summary['output_tokens']:,} out tokens · cost ${summary['cost_usd']:.4f}")
     # A date range that holds nothing, then a bad date: said clearly.
     await page.locator("#wb-filter-since textarea, #wb-filter-since input").first.fill(

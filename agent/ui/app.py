@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
 from agent.engine.prompts import SYSTEM_PROMPT
+from agent.filters import ReviewState
 from agent.models import FIELDS, RunRequest
 from agent.models.fields import Section, control_of, value_type
 from agent.providers import DEFAULT_PROVIDER, PROVIDERS, REGISTRY
@@ -118,6 +119,8 @@ def build_ui(service: RunService, settings: Settings, experiments: ExperimentRun
 
     from agent.ui.experiments import build_section  # these import gradio too
     from agent.ui.handlers import RunHandlers
+    from agent.ui.judging import build_judging
+    from agent.ui.review import ReviewHandlers, build_review_panel, wire_review_panel
     from agent.ui.workflows import WorkflowHandlers, build_workflows, wire_workflows
 
     handlers = RunHandlers(service, settings)
@@ -131,6 +134,7 @@ def build_ui(service: RunService, settings: Settings, experiments: ExperimentRun
                 form = _form([e["title"] for e in handlers.examples])
             with gr.Column(scale=6, min_width=420):
                 viewer = _viewer()
+                review_panel = build_review_panel()  # pass or fail the run shown; its grades together
         history = _history()
         workflows = build_workflows()
         saved = _wire(ui, handlers, form, viewer, history, max_concurrent=service.max_concurrent)
@@ -138,8 +142,10 @@ def build_ui(service: RunService, settings: Settings, experiments: ExperimentRun
         wire_workflows(ui, listing, workflows, response=viewer.response, provider=form.controls["provider"],
                        model=form.controls["model"], follow=handlers.follow_new, quiet=QUIET)
         saved.then(listing.listing, None, [workflows.table], **QUIET)  # a workflow just saved is listed
+        wire_review_panel(ui, review_panel, ReviewHandlers(service, settings), response=viewer.response, quiet=QUIET)
         if experiments is not None:
             build_section(ui, experiments, quiet=QUIET, instant=INSTANT)
+            build_judging(ui, experiments, quiet=QUIET)  # judges against people; two experiments compared
     return ui
 
 
@@ -274,6 +280,8 @@ def _history() -> History:
     with gr.Row():
         since = gr.Textbox(label="From (YYYY-MM-DD, UTC)", elem_id="wb-filter-since", scale=1)
         until = gr.Textbox(label="To (YYYY-MM-DD, UTC)", elem_id="wb-filter-until", scale=1)
+        review = gr.Dropdown(["all", *get_args(ReviewState)], value="all", label="Filter by review",
+                             info="queue: to review next", elem_id="wb-filter-review", scale=1)
         page_size = gr.Dropdown([str(n) for n in PAGE_SIZES], value="50", label="Rows per page",
                                 elem_id="wb-page-size", scale=1)
         prev_btn = gr.Button("← Newer", elem_id="wb-page-prev", interactive=False, scale=0, min_width=90)
@@ -292,7 +300,7 @@ def _history() -> History:
             compare_b = gr.Number(value=None, precision=0, label="Run B", elem_id="wb-compare-b", scale=1)
             compare_btn = gr.Button("Compare", elem_id="wb-compare-btn", scale=0, min_width=120)
         compare_html = gr.HTML(render_compare_html(None, None), elem_id="wb-compare")
-    return History(filters=[q, status, stop_reason, provider, model, since, until, page_size],
+    return History(filters=[q, status, stop_reason, provider, model, since, until, review, page_size],
                    stop_reason=stop_reason, refresh_btn=refresh_btn, totals=totals, page=gr.State(0),
                    page_label=page_label, prev_btn=prev_btn, next_btn=next_btn, table=table,
                    compare_box=compare_box, compare_a=compare_a, compare_b=compare_b, compare_btn=compare_btn,

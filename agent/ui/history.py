@@ -23,10 +23,10 @@ class HistoryHandlers:
         self.service = service
 
     async def history(self, q: str, status: str, stop_reason: str, provider: str, model: str, since: str,
-                      until: str, page_size: Any, page: Any) -> tuple[Any, ...]:
+                      until: str, review: str, page_size: Any, page: Any) -> tuple[Any, ...]:
         """The history page `page` for the filters: table, totals, page label, paging buttons, stop reasons."""
         try:
-            filters = RunFilter(**history_filters(q, status, stop_reason, provider, model, since, until))
+            filters = RunFilter(**history_filters(q, status, stop_reason, provider, model, since, until, review))
         except ValueError as exc:
             gr.Warning(str(exc))
             return (gr.skip(), gr.update(value=f"✗ {exc}"), gr.skip(), gr.skip(), gr.skip(), gr.skip(), 0)
@@ -45,9 +45,9 @@ class HistoryHandlers:
                 gr.update(choices=reasons, value=stop_reason if stop_reason in reasons else "all"), page)
 
     async def history_first(self, q: str, status: str, stop_reason: str, provider: str, model: str, since: str,
-                            until: str, page_size: Any) -> tuple[Any, ...]:
+                            until: str, review: str, page_size: Any) -> tuple[Any, ...]:
         """The history's first page for the filters (a filter changed)."""
-        return await self.history(q, status, stop_reason, provider, model, since, until, page_size, 0)
+        return await self.history(q, status, stop_reason, provider, model, since, until, review, page_size, 0)
 
     async def compare(self, a: Any, b: Any) -> str:
         """The compare view of runs `a` and `b`."""
@@ -84,7 +84,7 @@ class HistoryHandlers:
 
 
 def history_filters(q: str, status: str, stop_reason: str, provider: str, model: str, since: str,
-                    until: str) -> dict[str, Any]:
+                    until: str, review: str = "all") -> dict[str, Any]:
     """The history's boxes as list_runs filters ("all" and empty mean none); ValueError naming a bad date."""
     days: dict[str, date | None] = {}
     for name, text in (("since", since), ("until", until)):
@@ -99,4 +99,5 @@ def history_filters(q: str, status: str, stop_reason: str, provider: str, model:
     return {"q": (q or "").strip()[:200] or None, "status": None if status in ("all", "", None) else status,
             "stop_reason": None if stop_reason in ("all", "", None) else stop_reason,
             "provider": None if provider in ("all", "", None) else provider,
-            "model_contains": (model or "").strip()[:200] or None, **days}
+            "model_contains": (model or "").strip()[:200] or None, **days,
+            "review": None if review in ("all", "", None) else review}
