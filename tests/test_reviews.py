@@ -209,9 +209,10 @@ def test_a_second_judge_beside_the_first_and_both_measured_against_people(app: A
     # The queue: where the judges disagree first (j4-j6), then judged runs (j1-j3); the history's filter agrees.
     listed = http.get("/api/reviews/queue", params={"limit": 1000}).json()["runs"]
     ours = [r for r in listed if r["experiment_id"] == exp_id]
+    newest_first = sorted(runs, key=lambda t: -runs[t])
     assert [(r["task_key"], r["reason"]) for r in ours] == [
-        ("j6", "disagreement"), ("j5", "disagreement"), ("j4", "disagreement"),
-        ("j3", "judged"), ("j2", "judged"), ("j1", "judged")]
+        *[(t, "disagreement") for t in newest_first if t in ("j4", "j5", "j6")],
+        *[(t, "judged") for t in newest_first if t in ("j1", "j2", "j3")]]
     assert listed.index(ours[0]) < listed.index(ours[3])
     queued = {r["task_run_id"] for r in http.get("/api/runs", params={"review": "queue", "limit": 1000}).json()[
         "runs"]}
@@ -327,15 +328,22 @@ async def test_the_notebooks_show_the_same_judges_and_diff(app: App, http: httpx
 
     before, after = diffed
     api = (await asyncio.to_thread(http.get, "/api/judges")).json()["judges"]
+    summary = (await asyncio.to_thread(
+        http.get, f"/api/experiments/{before['experiment_id']}/diff/{after['experiment_id']}")).json()["summary"]
 
-    def published() -> bool:
+    def seen(rows: list[dict[str, Any]]) -> set[tuple[Any, ...]]:
+        return {(r["judge"], r["rubric_hash"], int(r["n"]), int(r["runs_judged"])) for r in rows}
+
+    def published() -> bool:  # the app publishes a snapshot a moment after the last write
         con = an.connect(app.data_dir)
         try:
-            return len(an.judge_agreement(con=con)) == len(api) and bool(an.judge_agreement(con=con).n.sum())
+            diff = an.experiment_diff(before["experiment_id"], after["experiment_id"], con=con)
+            return seen(an.judge_agreement(con=con).to_dict("records")) == seen(api) and \
+                diff.attrs["summary"] == summary
         finally:
             con.close()
 
-    await asyncio.to_thread(poll, published, timeout=30, what="a snapshot with the judges")
+    await asyncio.to_thread(poll, published, timeout=30, what="a snapshot with the judges and both experiments")
     con = an.connect(app.data_dir)
     try:
         frame = an.judge_agreement(con=con)
@@ -348,6 +356,24 @@ async def test_the_notebooks_show_the_same_judges_and_diff(app: App, http: httpx
         assert diff.attrs["summary"] == "1 regression, 0 improvements, 5 the same over 6 tasks × 1 variant"
     finally:
         con.close()
+    # Notebook 05's sections: the judges of one experiment, and another compared with the one before it.
+    from tests.test_notebooks import execute, kernel_env
+
+    env = kernel_env(app.data_dir, app.data_dir.parent / "exports")
+    a_id, b_id = before["experiment_id"], after["experiment_id"]
+    of_judged, of_after = await asyncio.gather(
+        execute("05_experiments", {**env, "WORKBENCH_EXPERIMENT_ID": str(judged["experiment_id"])}),
+        execute("05_experiments", {**env, "WORKBENCH_EXPERIMENT_ID": str(b_id),
+                                   "WORKBENCH_BEFORE_EXPERIMENT_ID": str(a_id)}))
+    mine = (await asyncio.to_thread(http.get, "/api/judges",
+                                    params={"experiment_id": judged["experiment_id"]})).json()["judges"]
+    assert mine and all(j["sentence"] in of_judged.text for j in mine)
+    run_a = next(c["run_id"] for c in before["cells"] if c["task_id"] == "d3")
+    run_b = next(c["run_id"] for c in after["cells"] if c["task_id"] == "d3")
+    assert (f"experiment {b_id} against {a_id}: 1 regression, 0 improvements, 5 the same over 6 tasks × 1 variant"
+            in of_after.text)
+    assert f"  regression: d3 (A) 1/1 -> 0/1; compare /?compare={run_a},{run_b}" in of_after.text
+    assert "no judge graded this experiment's runs" in of_after.text
 
 
 # ------------------------------------------------------------------ the page
@@ -400,7 +426,7 @@ async def test_the_review_panel_and_the_queue_filter_in_the_browser(
     label = f"Run history (runs 1–{len(expected)} of {queued['total']}, newest first)"
     state = await until(lambda: history_state(page), what="the queued runs in the history",
                         check=lambda v: v["label"] == label and v["ids"] and v["ids"] == expected[:len(v["ids"])])
-    assert len(state["ids"]) >= 3  # the table draws the rows in view: those are the queue's, newest first
+    assert len(state["ids"]) >= min(len(expected), 5)  # the rows in view (the table draws those): the queue's
     # The judges table and the diff of two experiments, in the Experiments section.
     await page.locator("#wb-judges-box > button, #wb-judges-box .label-wrap").first.click()
     await page.click("#wb-judges-refresh")
