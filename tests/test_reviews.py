@@ -258,6 +258,10 @@ def test_a_second_judge_beside_the_first_and_both_measured_against_people(app: A
     assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "provider"
     assert http.post(f"/api/experiments/{exp_id}/judge", json={}).json()["detail"][0]["field"] == "model"
     assert http.post("/api/experiments/98765/judge", json={"model": "judge-b"}).status_code == 404
+    too_many = http.post(f"/api/experiments/{exp_id}/judge", json={"model": "judge-b", "concurrency": 99})
+    assert too_many.status_code == 422 and too_many.json()["detail"][0]["field"] == "concurrency"
+    odd = http.get("/api/reviews/queue", params={"reason": "vibes"})
+    assert odd.status_code == 422 and odd.json()["detail"][0]["field"] == "reason"
 
 
 def stats_hash(rubric: str) -> str:
@@ -320,6 +324,8 @@ def test_an_experiment_diff_lists_the_planted_regression_first(http: httpx.Clien
         6, pytest.approx(-1 / 6), 1.0, pytest.approx(expected.ci_low), pytest.approx(expected.ci_high))
     assert c["verdict"] == stats.verdict(f"#{a_id} A", f"#{b_id} A", expected, p_adjusted=1.0, significant=False)
     assert http.get(f"/api/experiments/{a_id}/diff/987654").status_code == 404
+    bad = http.get(f"/api/experiments/{a_id}/diff/0")
+    assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "other_id"
 
 
 async def test_the_notebooks_show_the_same_judges_and_diff(app: App, http: httpx.Client, judged: dict[str, Any],

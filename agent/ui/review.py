@@ -130,6 +130,9 @@ class ReviewHandlers:
         """The panel for the run in the viewer: its grades; the buttons once it has ended."""
         run_id = run_id_of(current)
         ended = run_id is not None and (current or {}).get("status") != "in_progress"
+        if run_id is not None and not ended:  # redrawn at each step: no read of the log until the run ends
+            html = render_grades({"graded_by": None}, [])
+            return html, gr.update(interactive=False), gr.update(interactive=False)
         return (await self.grades_html(run_id), gr.update(interactive=ended), gr.update(interactive=ended))
 
     def on_load(self, remembered: Any, request: gr.Request) -> Any:
