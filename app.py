@@ -29,7 +29,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from agent.settings import Settings, agent_paths_from_env, hosts_from_env
+from agent.settings import Settings, agent_paths_from_env, hosts_from_env, named_keys_from_env
 
 log = logging.getLogger("workbench")
 
@@ -47,10 +47,11 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     api_key = os.environ.get("WORKBENCH_API_KEY", "").strip() or None
     try:
         paths = agent_paths_from_env()
+        named_keys = named_keys_from_env()
     except ValueError as exc:
         parser.error(str(exc))
     return Settings(host=args.host, port=args.port, data_dir=Path(args.data_dir), api_key=api_key,
-                    allowed_hosts=hosts_from_env(), agent_paths=paths)
+                    named_keys=named_keys, allowed_hosts=hosts_from_env(), agent_paths=paths)
 
 
 
@@ -78,8 +79,11 @@ def startup_checks(settings: Settings, browser: Any, store: Any) -> list[str]:
     lines.append(f"provider keys present: {', '.join(present) if present else 'none'}")
     if base_url("openai"):
         lines.append("OPENAI_BASE_URL is set: openai runs go to that OpenAI-compatible server")
-    if settings.api_key:
-        lines.append("API key: required on /api and /gradio_api (WORKBENCH_API_KEY is set)")
+    if settings.keys_required:
+        given = [v for v, on in (("WORKBENCH_API_KEY", settings.api_key), ("WORKBENCH_API_KEYS", settings.named_keys))
+                 if on]
+        names = f"; named keys: {', '.join(n for n, _k in settings.named_keys)}" if settings.named_keys else ""
+        lines.append(f"API key: required on /api and /gradio_api ({' and '.join(given)} set{names})")
     elif not is_loopback(settings.host):
         lines.append(
             f"warning: listening on {settings.host} without an API key: anyone who can reach this port can "
@@ -160,7 +164,8 @@ def create_app(settings: Settings) -> Any:
     # Every /api router is mounted by create_api; the ones above the service's floor are handed in here.
     app = create_api(service, routers=[create_experiment_router(experiments),
                                        create_taskset_router(experiments.tasksets)], html_export=export_html,
-                     api_key=settings.api_key, allowed_hosts=settings.served_hosts(), lifespan=lifespan)
+                     api_key=settings.api_key, named_keys=settings.named_keys, allowed_hosts=settings.served_hosts(),
+                     lifespan=lifespan)
     app.state.store, app.state.browser, app.state.settings = store, browser, settings
     if settings.demo_dir.is_dir():
         @app.get("/demo", include_in_schema=False)

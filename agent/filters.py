@@ -14,7 +14,7 @@ the runs made by hand.
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -24,7 +24,8 @@ from agent.models import Provider, Status, StopReason
 __all__ = ["MATCHED_APART", "RunFilter"]
 
 # Fields that are not an exact match on the `runs` column of their name (agent.log.rows.run_filter).
-MATCHED_APART = ("q", "model_contains", "since", "until", "include_experiments")
+MATCHED_APART = ("q", "model_contains", "since", "until", "include_experiments", "review")
+ReviewState = Literal["queue", "reviewed", "unreviewed"]
 
 
 class RunFilter(BaseModel):
@@ -45,10 +46,14 @@ class RunFilter(BaseModel):
     experiment_id: int | None = Field(default=None, ge=1, le=MAX_ID,
                                       description="Runs of this experiment (every cell's runs, replays included)")
     variant: str | None = Field(default=None, max_length=60, description="Runs of experiment variants of this name")
-    include_experiments: bool = Field(default=False, description="Also list experiments' runs (left out by default; "
-                                                                 "a filter on experiment_id or variant shows them)")
+    include_experiments: bool = Field(
+        default=False, description="Also list experiments' runs (left out by default; a filter on experiment_id, "
+                                   "variant or review shows them)")
+    review: ReviewState | None = Field(
+        default=None, description="queue: runs to review next (graders that disagree, judged runs, failures); "
+                                  "reviewed: a person reviewed them; unreviewed: finished, no review yet")
 
-    @field_validator("q", "model_contains", "stop_reason", "variant", mode="before")
+    @field_validator("q", "model_contains", "stop_reason", "variant", "review", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         # An empty search box (or `?q=`) means no filter, not "the empty string".

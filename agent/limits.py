@@ -18,6 +18,8 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "MAX_MODEL_CHARS",
     "MAX_PROMPT_CHARS",
+    "MAX_REVIEWER_CHARS",
+    "MAX_REVIEW_COMMENT_CHARS",
     "MAX_SCHEMA_BYTES",
     "MAX_SCHEMA_DEPTH",
     "MAX_SECRETS",
@@ -47,6 +49,8 @@ MAX_SECRET_CHARS = 4096  # one sensitive value
 MAX_BUDGET_USD = 100_000.0  # max_cost_usd of a run or an experiment
 MAX_PRICE_PER_MTOK = 10_000.0  # price_per_mtok's input and output, USD per million tokens
 MAX_SESSION_ID_CHARS = 128  # session_id: a name for a group of runs in tracing tools
+MAX_REVIEWER_CHARS = 60  # a reviewer's name (a review's, or an API key's in WORKBENCH_API_KEYS)
+MAX_REVIEW_COMMENT_CHARS = 4000  # a review's comment
 
 
 def json_depth(value: Any, *, limit: int = MAX_JSON_DEPTH) -> int:

@@ -8,6 +8,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.limits import MAX_REVIEWER_CHARS
+from agent.models.review import REVIEWER_PATTERN
+
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_DIR = ROOT / "data" / "demo"
 LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -30,6 +33,8 @@ class Settings:
     port: int = 7860
     data_dir: Path = field(default_factory=lambda: Path("data"))
     api_key: str | None = field(default=None, repr=False)
+    # WORKBENCH_API_KEYS: (name, key) pairs; a request with one of these keys acts as that name (a reviewer).
+    named_keys: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     demo_dir: Path = DEMO_DIR
     allowed_hosts: tuple[str, ...] = ()  # ALLOWED_HOSTS: more names the app is served as (a proxy's, a LAN name)
     agent_paths: tuple[str, ...] = DEFAULT_AGENT_PATHS  # WORKBENCH_AGENT_PATHS
@@ -40,6 +45,32 @@ class Settings:
         if self.host not in WILDCARD_HOSTS:
             names.add(self.host.lower().strip("[]"))
         return frozenset(names)
+
+    @property
+    def keys_required(self) -> bool:
+        """True when /api and /gradio_api need a key (WORKBENCH_API_KEY or WORKBENCH_API_KEYS is set)."""
+        return bool(self.api_key or self.named_keys)
+
+
+_KEY_NAME = re.compile(REVIEWER_PATTERN)  # a key's name is a reviewer's name
+
+
+def named_keys_from_env() -> tuple[tuple[str, str], ...]:
+    """WORKBENCH_API_KEYS: `name:key,name:key` (a key names the person who holds it); ValueError naming the fix."""
+    raw = os.environ.get("WORKBENCH_API_KEYS", "").strip()
+    out: list[tuple[str, str]] = []
+    for n, entry in enumerate(e.strip() for e in raw.split(",") if e.strip()):
+        name, sep, key = (part.strip() for part in entry.partition(":"))
+        where = f"WORKBENCH_API_KEYS entry {n + 1}"
+        if not sep or not key:
+            raise ValueError(f"{where} has no key: write each entry as name:key, e.g. alice:<a long random key>")
+        if not _KEY_NAME.match(name) or len(name) > MAX_REVIEWER_CHARS:
+            raise ValueError(f"{where}: the name must be 1 to {MAX_REVIEWER_CHARS} letters, digits, spaces or . @ ' + -"
+                             " (it is shown as the reviewer)")
+        if any(key == k for _name, k in out):
+            raise ValueError(f"{where}: that key is already another entry's; give every person a key of their own")
+        out.append((name, key))
+    return tuple(out)
 
 
 def hosts_from_env() -> tuple[str, ...]:

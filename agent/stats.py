@@ -23,6 +23,10 @@ in tests/test_experiment_stats.py and bench/bench_stats.py; docs/experiments.md 
   the tries (so it is never zero-width); `mde` is the difference the design detects with 80% power at the
   observed spread. Many comparisons are corrected with Holm's method.
 - Fisher's exact test says whether two variants lost runs at different rates.
+- A judge against people: Cohen's kappa of the two raters' verdicts on the same runs, its standard error
+  the large-sample one of Fleiss, Cohen & Everitt (1969) (statsmodels' `cohens_kappa` computes the same),
+  its 95% interval κ ± z·SE; where that SE is 0 (perfect agreement, which a dozen runs cannot prove), the
+  Wilson interval of the observed agreement carried over to kappa with the chance agreement held fixed.
 """
 
 from __future__ import annotations
@@ -432,3 +436,61 @@ def loss_warning(a: str, a_lost: int, a_runs: int, b: str, b_lost: int, b_runs: 
     return (f"{b} lost {b_lost} of {b_runs} runs and {a} {a_lost} of {a_runs} (Fisher's exact test p = {p:.2g}): "
             "lost runs count as failures, so part of the difference may be the losses; compare "
             "success_rate_excluding_lost too")
+
+
+# ------------------------------------------------------------------ two raters (a judge against people)
+@dataclass(frozen=True)
+class Kappa:
+    """How two raters agree over the same items: observed and chance agreement, Cohen's kappa, its 95% interval."""
+
+    n: int
+    agreement: float | None
+    agreement_low: float | None
+    agreement_high: float | None
+    chance: float | None
+    kappa: float | None
+    se: float | None
+    ci_low: float | None
+    ci_high: float | None
+
+
+def cohen_kappa(table: Sequence[Sequence[int]], *, z: float = Z95) -> Kappa:
+    """Cohen's kappa of a square table of counts (rows: rater A's category, columns: rater B's), its large-sample
+    standard error (Fleiss, Cohen & Everitt 1969) and 95% interval (see the module's docstring); kappa is None
+    when it is undefined (no item, or both raters put every item in the one same category)."""
+    counts = np.asarray(table, dtype=float)
+    if counts.ndim != 2 or counts.shape[0] != counts.shape[1] or (counts < 0).any():
+        raise ValueError(f"need a square table of non-negative counts, got shape {counts.shape}")
+    n = int(counts.sum())
+    if n == 0:
+        return Kappa(0, None, None, None, None, None, None, None, None)
+    p = counts / n
+    rows, cols = p.sum(axis=1), p.sum(axis=0)
+    agree = float(np.trace(p))
+    chance = float(rows @ cols)
+    a_low, a_high = wilson(int(round(agree * n)), n, z=z)
+    if chance >= 1.0 - 1e-12:
+        return Kappa(n, agree, a_low, a_high, chance, None, None, None, None)
+    kappa = (agree - chance) / (1.0 - chance)
+    diag = np.diag(p)
+    term_a = float(np.sum(diag * (1.0 - (rows + cols) * (1.0 - kappa)) ** 2))
+    off = p * (cols[:, None] + rows[None, :]) ** 2
+    np.fill_diagonal(off, 0.0)
+    term_b = (1.0 - kappa) ** 2 * float(off.sum())
+    term_c = (kappa - chance * (1.0 - kappa)) ** 2
+    se = math.sqrt(max(0.0, term_a + term_b - term_c) / n) / (1.0 - chance)
+    low, high = kappa - z * se, kappa + z * se
+    if se <= 1e-12:  # perfect agreement: the large-sample SE is 0, which a dozen runs cannot justify
+        low, high = (a_low - chance) / (1.0 - chance), (a_high - chance) / (1.0 - chance)
+    return Kappa(n, agree, a_low, a_high, chance, kappa, se, max(-1.0, low), min(1.0, high))
+
+
+def kappa_words(kappa: float | None) -> str:
+    """Kappa in words (Landis & Koch 1977's bands, the ones most readers know)."""
+    if kappa is None:
+        return "undefined"
+    for bound, words in ((0.0, "worse than chance"), (0.2, "slight"), (0.4, "fair"), (0.6, "moderate"),
+                         (0.8, "substantial")):
+        if kappa < bound:
+            return words
+    return "almost perfect"

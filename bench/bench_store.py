@@ -193,11 +193,23 @@ def generate(data_dir: Path, n_actions: int) -> dict[str, int]:
               FROM llm_calls GROUP BY run_id) c
         WHERE runs.id = c.run_id
     """)
+    # Gradings: a judge graded every 4th run, a person reviewed every 10th (one in two of those against the
+    # agent's claim): what the graded views (v_run_grades, v_success_by_model, the review queue) join.
+    con.execute("""
+        INSERT INTO gradings (run_id, kind, grader, rubric_hash, passed, score, comment, created_at, grading_json)
+        SELECT id, 'judge', 'openai/gpt-4.1', 'a1b2c3d4e5f60718', is_successful = (random() < 0.85), NULL,
+               'judge: read it', finished_at, '{"rubric": "The answer names the price."}'
+        FROM runs WHERE id % 4 = 0
+        UNION ALL
+        SELECT id, 'person', ['ana', 'ben'][1 + id % 2], NULL, random() < 0.5, NULL, 'looked at it',
+               finished_at + INTERVAL 1 HOUR, '{"source": "api_key"}'
+        FROM runs WHERE id % 10 = 0
+    """)
     # Keep the sequences ahead of the generated ids, as the Store's own inserts would have.
     for seq, table in (("tasks_id", "tasks"), ("runs_id", "runs")):
         con.execute(f"SELECT nextval('{seq}') FROM range((SELECT max(id) FROM {table}))")
     counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-              for t in ("runs", "steps", "actions", "llm_calls")}
+              for t in ("runs", "steps", "actions", "llm_calls", "gradings")}
     con.execute("CHECKPOINT")
     con.close()
     return counts
@@ -256,14 +268,27 @@ def bench_big(root: Path, n_actions: int) -> None:
     t = time.perf_counter()
     store.list_runs(RunFilter(status="failure", provider="openai"), limit=50)
     list_ms = (time.perf_counter() - t) * 1000
+    graded_rows = []  # the history's totals and the review tools, which join every run's grade
+    for label, fn in (("runs_summary(): the history's totals, graded (ms)", lambda: store.runs_summary()),
+                      ("list_runs(review='queue') page (ms)",
+                       lambda: store.list_runs(RunFilter(review="queue"), limit=50)),
+                      ("review_queue() page (ms)", lambda: store.review_queue(limit=50)),
+                      ("judges(): agreement and kappa per judge (ms)", lambda: store.judges())):
+        times = []
+        for _ in range(5):
+            t = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t) * 1000)
+        graded_rows.append([label + " p50 / min", f"{statistics.median(times):.1f} / {min(times):.1f}"])
     t = time.perf_counter()
     files = store.export_parquet(root / "export")
     export_ms = (time.perf_counter() - t) * 1000
     store.close()
 
     print_table("2. A synthetic run log", ["what", "value"], [
-        ["runs / steps / actions / llm_calls",
-         f"{counts['runs']:,} / {counts['steps']:,} / {counts['actions']:,} / {counts['llm_calls']:,}"],
+        ["runs / steps / actions / llm_calls / gradings",
+         f"{counts['runs']:,} / {counts['steps']:,} / {counts['actions']:,} / {counts['llm_calls']:,} / "
+         f"{counts['gradings']:,}"],
         ["generated with SQL in (s)", gen_s],
         ["database file (MB)", size_mb],
         ["Store() open: migrations check + interrupted sweep (ms)", open_ms],
@@ -273,6 +298,7 @@ def bench_big(root: Path, n_actions: int) -> None:
         ["snapshot file (MB)", snap_mb],
         ["get_run of one run (10 steps, 40 actions) (ms)", get_run_ms],
         ["list_runs(status, provider) page (ms)", list_ms],
+        *graded_rows,
         [f"export_parquet, {len(files)} files (ms)", export_ms],
     ])
     bench_queries(data)
@@ -292,6 +318,9 @@ QUERIES = {
         SELECT day, count(*), count(*) FILTER (WHERE status = 'success') FROM v_runs GROUP BY day ORDER BY day""",
     "action failure rate by name and model (v_actions)": """
         SELECT name, model, avg(CASE WHEN success THEN 0 ELSE 1 END) FROM v_actions GROUP BY ALL""",
+    "each run's grade (v_run_grades)": "SELECT graded_by, count(*) FROM v_run_grades GROUP BY ALL",
+    "runs to review next, a page (v_review_queue)":
+        "SELECT * FROM v_review_queue ORDER BY priority, run_id DESC LIMIT 50",
     "one run's actions (v_actions WHERE run_id = ?)":
         "SELECT * FROM v_actions WHERE run_id = (SELECT max(id) // 2 FROM runs)",
 }

@@ -24,8 +24,8 @@ from agent.testing.fakellm import call, last_user_text, reply
 
 ROOT = Path(__file__).resolve().parent.parent
 # Settings a developer may have exported that would change what these tests see.
-SCRUBBED_ENV = ("WORKBENCH_API_KEY", "WEBHOOK_SECRET", "WEBHOOK_ALLOW_PRIVATE", "MAX_CONCURRENT_RUNS",
-                "MAX_QUEUED_RUNS", "BROWSER_CDP_URL", "WORKBENCH_DATA_DIR", "OPENAI_API_BASE",
+SCRUBBED_ENV = ("WORKBENCH_API_KEY", "WORKBENCH_API_KEYS", "WEBHOOK_SECRET", "WEBHOOK_ALLOW_PRIVATE",
+                "MAX_CONCURRENT_RUNS", "MAX_QUEUED_RUNS", "BROWSER_CDP_URL", "WORKBENCH_DATA_DIR", "OPENAI_API_BASE",
                 "WORKBENCH_ALLOWED_DOMAINS", "WORKBENCH_BLOCKED_DOMAINS")
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from scipy import special
 from scipy import stats as sp
+from statsmodels.stats.inter_rater import cohens_kappa
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint
 
@@ -305,3 +306,50 @@ def test_the_readmes_example_verdict_is_one_the_code_gives() -> None:
     verdict = str(stats.comparisons(["A", "B"], {"A": a, "B": b})[0]["verdict"])
     assert verdict == "B − A = +25 points [+13, +37], p = 0.0039 (Holm), 9 tasks"
     assert f'("{verdict}")' in " ".join(readme.split())
+
+
+# ------------------------------------------------------------------ a judge against people: Cohen's kappa
+@pytest.mark.parametrize("table", [
+    [[20, 5], [10, 15]], [[7, 1], [2, 10]], [[3, 2], [1, 0]], [[40, 3], [9, 2]], [[1, 4], [6, 2]],
+    [[10, 2, 1], [3, 8, 2], [0, 1, 5]],  # three categories
+])
+def test_kappa_and_its_standard_error_are_statsmodels(table: list[list[int]]) -> None:
+    reference = cohens_kappa(np.array(table))
+    got = stats.cohen_kappa(table)
+    assert got.n == sum(map(sum, table))
+    assert got.kappa == pytest.approx(reference.kappa) and got.se == pytest.approx(reference.std_kappa)
+    assert got.agreement == pytest.approx(np.trace(np.array(table)) / got.n)
+    # The interval is kappa ± z·SE (the Fleiss-Cohen-Everitt large-sample SE), within [-1, 1].
+    assert (got.ci_low, got.ci_high) == (pytest.approx(max(-1.0, reference.kappa_low)),
+                                        pytest.approx(min(1.0, reference.kappa_upp)))
+    assert (got.agreement_low, got.agreement_high) == pytest.approx(proportion_confint(
+        np.trace(np.array(table)), got.n, method="wilson"))
+
+
+def test_kappa_worked_by_hand_and_at_its_edges() -> None:
+    # A judge and people on 6 runs: both pass half; they agree on 4. p_o = 2/3, p_e = 1/2, kappa = 1/3;
+    # variance [2·(1/3)·(1 - 1·(2/3))² + (2/3)²·2·(1/6)·(1/2 + 1/2)² - (1/3 - (1/2)(2/3))²] / (6·(1/2)²) = 4/27.
+    k = stats.cohen_kappa([[2, 1], [1, 2]])
+    assert (k.agreement, k.chance, k.kappa) == (pytest.approx(2 / 3), 0.5, pytest.approx(1 / 3))
+    assert k.se == pytest.approx(math.sqrt(4 / 27))
+    assert (k.ci_low, k.ci_high) == (pytest.approx(1 / 3 - stats.Z95 * math.sqrt(4 / 27)), 1.0)
+    # Perfect agreement on 10 runs: the large-sample SE is 0; the interval is the agreement's Wilson interval
+    # (10/10: [0.7225, 1]) carried to kappa with p_e = 1/2 held: [(0.7225 - 0.5) / 0.5, 1] = [0.445, 1].
+    perfect = stats.cohen_kappa([[5, 0], [0, 5]])
+    assert (perfect.kappa, perfect.se) == (1.0, 0.0)
+    assert perfect.ci_low == pytest.approx((stats.wilson(10, 10)[0] - 0.5) / 0.5) and perfect.ci_high == 1.0
+    assert perfect.ci_low == pytest.approx(0.44493, abs=1e-4)
+    # A judge that passes everything: kappa is 0 whatever people say (SE 0): the carried Wilson interval again.
+    lenient = stats.cohen_kappa([[3, 3], [0, 0]])
+    assert (lenient.kappa, lenient.se, lenient.chance) == (0.0, 0.0, 0.5)
+    low, high = stats.wilson(3, 6)
+    assert (lenient.ci_low, lenient.ci_high) == (pytest.approx((low - 0.5) / 0.5), pytest.approx((high - 0.5) / 0.5))
+    # Undefined: nothing to compare, or both gave every run the one same verdict.
+    assert stats.cohen_kappa([[0, 0], [0, 0]]).kappa is None
+    same = stats.cohen_kappa([[8, 0], [0, 0]])
+    assert (same.n, same.agreement, same.kappa, same.ci_low) == (8, 1.0, None, None)
+    assert [stats.kappa_words(x) for x in (None, -0.1, 0.1, 0.3, 0.5, 0.7, 0.9)] == [
+        "undefined", "worse than chance", "slight", "fair", "moderate", "substantial", "almost perfect"]
+    with pytest.raises(ValueError, match="square table"):
+        stats.cohen_kappa([[1, 2, 3], [4, 5, 6]])
+

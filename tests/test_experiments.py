@@ -304,8 +304,11 @@ def test_hand_grading_a_task_without_a_check(http: httpx.Client) -> None:
     assert (cell["status"], cell["passed"], cell["detail"]) == ("done", None, "no check: grade it by hand")
     graded = http.post(f"/api/experiments/{exp_id}/grade",
                        json={"task_id": "free", "variant": "g", "repeat": 1, "passed": True}).json()
-    assert (graded["cells"][0]["passed"], graded["cells"][0]["graded_by"]) == (True, "hand")
+    # By hand is a person's review of the cell's run (anonymous here: no key names the reviewer, none was given).
+    assert (graded["cells"][0]["passed"], graded["cells"][0]["graded_by"]) == (True, "person")
     assert graded["variants"][0]["passes"] == 1
+    (review,) = http.get(f"/api/runs/{cell['run_id']}/reviews").json()["reviews"]
+    assert (review["reviewer"], review["verdict"], review["source"]) == ("anonymous", "pass", "anonymous")
     bad = http.post(f"/api/experiments/{exp_id}/grade", json={"task_id": "nope", "variant": "g", "repeat": 1,
                                                                "passed": True})
     assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "task_id"

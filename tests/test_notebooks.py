@@ -27,7 +27,7 @@ from agent import analysis as an
 from agent.engine.loop import EngineOptions
 from agent.log.snapshots import snapshot_path
 from agent.log.store import Store
-from agent.models import RunResponse, StepFinished
+from agent.models import ReviewIn, RunResponse, StepFinished
 from agent.service.runs import RunService
 from agent.testing.fakellm import FakeLLM, call, reply
 
@@ -162,6 +162,9 @@ async def recorded(browser, site_url: str, tmp_path_factory: pytest.TempPathFact
         service = RunService(store, browser, data_dir=data, engine_options=EngineOptions(timeout_s=60))
         try:
             prompts, responses = await record_runs(service, fake, site_url)
+            # A person fails A's run of TASK_2, which its agent called a success: graded, it is a failure.
+            await service.review(responses[2].task_run_id, ReviewIn(verdict="fail", comment="wrong heading"),
+                                 reviewer="ana", source="body")
         finally:
             await service.close()
             fake.close()
@@ -224,21 +227,32 @@ def test_helpers_match_the_recorded_runs(recorded: Recorded) -> None:
     by_model = an.success_by_model(con=con)
     cols = ["provider", "model", "runs", "fair_runs", "successes", "success_rate", "ci_low", "ci_high",
             "agent_failures", "stopped", "infra_failures"]
-    a_low, a_high = wilson(3, 3)
+    a_low, a_high = wilson(2, 3)
     b_low, b_high = wilson(0, 2)
-    assert records(by_model, cols) == [
-        {"provider": "openai", "model": MODEL_A, "runs": 4, "fair_runs": 3, "successes": 3, "success_rate": 1.0,
-         "ci_low": pytest.approx(a_low), "ci_high": pytest.approx(a_high), "agent_failures": 0, "stopped": 1,
-         "infra_failures": 0},
+    assert records(by_model, cols) == [  # A's third success was failed by a person: what was graded counts
+        {"provider": "openai", "model": MODEL_A, "runs": 4, "fair_runs": 3, "successes": 2,
+         "success_rate": pytest.approx(2 / 3), "ci_low": pytest.approx(a_low), "ci_high": pytest.approx(a_high),
+         "agent_failures": 1, "stopped": 1, "infra_failures": 0},
         {"provider": "openai", "model": MODEL_B, "runs": 3, "fair_runs": 2, "successes": 0, "success_rate": 0.0,
          "ci_low": pytest.approx(b_low, abs=1e-12), "ci_high": pytest.approx(b_high), "agent_failures": 2,
          "stopped": 0, "infra_failures": 1},
         {"provider": "anthropic", "model": CLAUDE, "runs": 1, "fair_runs": 0, "successes": 0, "success_rate": None,
          "ci_low": None, "ci_high": None, "agent_failures": 0, "stopped": 0, "infra_failures": 1},
     ]
+    assert records(by_model, ["graded_by_person", "graded_by_agent", "success_source", "claimed_successes",
+                              "claimed_success_rate"]) == [
+        {"graded_by_person": 1, "graded_by_agent": 2, "success_source": "mixed", "claimed_successes": 3,
+         "claimed_success_rate": 1.0},
+        {"graded_by_person": 0, "graded_by_agent": 2, "success_source": "agent", "claimed_successes": 0,
+         "claimed_success_rate": 0.0},
+        {"graded_by_person": 0, "graded_by_agent": 0, "success_source": "agent", "claimed_successes": 0,
+         "claimed_success_rate": None}]
     total = an.success_overall(con=con).iloc[0]
-    low, high = wilson(3, 5)
-    assert (total.runs, total.fair_runs, total.successes, total.stopped, total.infra_failures) == (8, 5, 3, 1, 2)
+    low, high = wilson(2, 5)
+    assert (total.runs, total.fair_runs, total.successes, total.stopped, total.infra_failures) == (8, 5, 2, 1, 2)
+    assert (total.graded_runs, total.graded_by_agent, total.claimed_successes) == (1, 4, 3)
+    assert runs.graded_by.tolist() == ["agent", "agent", "person"] + ["agent"] * 5
+    assert runs.graded_outcome.tolist()[:3] == ["success", "success", "agent_failure"]
     assert (total.ci_low, total.ci_high) == (pytest.approx(low), pytest.approx(high))
     reasons = an.stop_reasons(con=con)
     assert sorted(zip(reasons.model, reasons.stop_reason, reasons.runs)) == sorted([
@@ -319,7 +333,7 @@ def test_helpers_match_the_recorded_runs(recorded: Recorded) -> None:
     assert side.prompts.tolist() == [1, 1]
     assert side.avg_tokens.tolist() == pytest.approx([tokens(a_same) / 2, tokens(recorded.by_model(MODEL_B)) / 2])
     prompts = an.compare(TASK, TASK_2, by="prompt", model=MODEL_A, con=con)
-    assert prompts.runs.tolist() == [2, 1] and prompts.success_rate.tolist() == [1.0, 1.0]
+    assert prompts.runs.tolist() == [2, 1] and prompts.success_rate.tolist() == [1.0, 0.0]  # TASK_2's: failed
     assert an.most_common("model", con=con) == [MODEL_A, MODEL_B]
     assert an.most_common("prompt", con=con) == [TASK, TASK_3]
 
@@ -472,18 +486,20 @@ def test_overview_numbers(recorded: Recorded, executed: dict[str, Executed]) -> 
     out = executed["01_overview"]
     total_tokens = tokens(recorded.responses)
     cost = sum(r.usage.cost_usd for r in recorded.responses)
-    assert (f"runs: 8 (8 finished, 3 succeeded; success rate {rate(3, 5)} over the runs where the agent had a fair "
+    assert (f"runs: 8 (8 finished, 2 succeeded; success rate {rate(2, 5)} over the runs where the agent had a fair "
             "chance; 1 stopped from outside, 2 lost to the infrastructure)") in out.text
+    assert ("graded: 1 of the 5 fair runs by a check, a judge or a person, 4 by the agent's own claim; the agents "
+            "claimed 3 successes (60%)") in out.text
     assert f"tokens: {total_tokens}, cost: ${cost:.6f}" in out.text
     a, b = recorded.by_model(MODEL_A), recorded.by_model(MODEL_B)
     a_cost, b_cost = sum(r.usage.cost_usd for r in a) / 4, sum(r.usage.cost_usd for r in b) / 3
     a_steps, b_steps = sum(len(r.history) for r in a) / 4, sum(len(r.history) for r in b) / 3
-    assert (f"openai/{MODEL_A}: 3/3 succeeded, {rate(3, 3)}; 1 stopped, 0 infrastructure, avg {a_steps:.1f} steps, "
-            f"avg ${a_cost:.6f} per run") in out.text
-    assert (f"openai/{MODEL_B}: 0/2 succeeded, {rate(0, 2)}; 0 stopped, 1 infrastructure, avg {b_steps:.1f} steps, "
-            f"avg ${b_cost:.6f} per run") in out.text
-    assert (f"anthropic/{CLAUDE}: 0/0 succeeded, no fair run; 0 stopped, 1 infrastructure, avg 0.0 steps, "
-            "avg $0.000000 per run") in out.text
+    assert (f"openai/{MODEL_A}: 2/3 succeeded, {rate(2, 3)} (graded 1 by people; the agents claimed 3); 1 stopped, "
+            f"0 infrastructure, avg {a_steps:.1f} steps, avg ${a_cost:.6f} per run") in out.text
+    assert (f"openai/{MODEL_B}: 0/2 succeeded, {rate(0, 2)} (as the agents claimed (nothing graded)); 0 stopped, "
+            f"1 infrastructure, avg {b_steps:.1f} steps, avg ${b_cost:.6f} per run") in out.text
+    assert (f"anthropic/{CLAUDE}: 0/0 succeeded, no fair run (as the agents claimed (nothing graded)); 0 stopped, "
+            "1 infrastructure, avg 0.0 steps, avg $0.000000 per run") in out.text
     assert f"Parquet export at {recorded.exports}: 8 runs" in out.text
     assert out.images.get("image/png", 0) >= 3  # runs per day, success rate, distributions
 

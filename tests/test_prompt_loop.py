@@ -379,7 +379,7 @@ def test_history_search_filters_and_totals_over_rest(http: httpx.Client, runs: d
     found = http.get("/api/runs", params={"q": "[OTHER]"}).json()  # any case, the brackets taken literally
     assert [r["id"] for r in found["runs"]] == [runs["other"]["task_run_id"]]
     assert found["totals"] | {"cost_usd": 0} == {
-        "runs": 1, "finished": 1, "successes": 1, "success_rate": 1.0,
+        "runs": 1, "finished": 1, "successes": 1, "success_rate": 1.0, "graded": 0, "claimed_successes": 1,
         "input_tokens": runs["other"]["usage"]["input_tokens"], "output_tokens": runs["other"]["usage"]["output_tokens"],
         "cost_usd": 0, "stop_reasons": ["done"]}
     by_result = http.get("/api/runs", params={"q": "€5.49", "model_contains": "O3"}).json()  # the result's text
@@ -444,7 +444,8 @@ async def test_history_pages_past_the_first_rows_with_search_and_totals(app: App
     assert state["page"].strip() == "page 1 of 1"
     summary = (await asyncio.to_thread(http.get, "/api/runs", params={"q": "note number 1"})).json()["totals"]
     assert state["totals"].strip() == (
-        f"{len(matching)} runs match · success rate 100% ({len(matching)} of {len(matching)} finished) · "
+        f"{len(matching)} runs match · success rate 100% ({len(matching)} of {len(matching)} finished; as the agents "
+        "claimed) · "
         f"{summary['input_tokens']:,} in / {summary['output_tokens']:,} out tokens · cost ${summary['cost_usd']:.4f}")
     # A date range that holds nothing, then a bad date: said clearly.
     await page.locator("#wb-filter-since textarea, #wb-filter-since input").first.fill(

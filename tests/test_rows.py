@@ -130,6 +130,7 @@ def test_every_run_filter_filters_the_runs(store: Store) -> None:
         "q": "CHARGER", "model_contains": "SONNET", "stop_reason": "max_steps",
         "since": (T0 + timedelta(days=1)).date(), "until": None,
         "experiment_id": exp_id, "variant": "B", "include_experiments": None,
+        "review": "queue",  # the second run's agent failed (max_steps) and nobody reviewed it: it is queued
     }
     unsampled = sorted(set(RunFilter.model_fields) - set(samples))
     assert unsampled == [], f"give RunFilter's new field(s) {unsampled} a sample value here"
@@ -151,6 +152,14 @@ def test_every_run_filter_filters_the_runs(store: Store) -> None:
         (played[1], exp_id, "cables", "B"), (second[1], None, None, None), (first[1], None, None, None)]
     assert store.list_runs(RunFilter(experiment_id=exp_id, variant="A")) == ([], 0)
     assert store.list_runs(RunFilter(experiment_id=exp_id + 1)) == ([], 0)
+    # Reviewed, unreviewed: the first run reviewed (a person failed it), the second not; the queue leaves it out.
+    store.review_run(first[1], reviewer="ana", passed=False, score=None, comment=None, source="body")
+    assert [r["id"] for r in store.list_runs(RunFilter(review="reviewed"))[0]] == [first[1]]
+    # (a review filter lists experiments' runs too: the played run is finished and unreviewed)
+    assert [r["id"] for r in store.list_runs(RunFilter(review="unreviewed"))[0]] == [played[1], second[1]]
+    assert [r["id"] for r in store.list_runs(RunFilter(review="queue"))[0]] == [second[1]]
+    # The totals count what was graded: the first run said "success", the person said fail.
+    assert (store.runs_summary()["successes"], store.runs_summary()["claimed_successes"]) == (0, 1)
 
 
 def test_run_filter_refuses_what_no_run_can_match_and_reads_empty_boxes_as_none() -> None:

@@ -247,14 +247,17 @@ def test_describe_views_and_schema_markdown() -> None:
     assert set(views) == {"v_runs", "v_steps", "v_actions", "v_llm_calls", "v_webhooks", "v_success_by_model",
                           "v_failing_actions", "v_stop_reasons", "v_model_errors", "v_llm_traces", "v_experiments",
                           "v_experiment_cells", "v_experiment_matrix", "v_experiment_variants", "v_forks",
-                          "v_task_sets", "v_task_set_tasks", "v_run_experiments"}
+                          "v_task_sets", "v_task_set_tasks", "v_run_experiments", "v_gradings", "v_run_grades",
+                          "v_review_queue", "v_judge_pairs"}
     assert [c for c, _ in views["v_runs"]][:9] == ["id", "task_id", "status", "stop_reason", "outcome", "prompt",
                                                    "provider", "model", "mode"]
     assert dict(views["v_success_by_model"]) == {
         "provider": "VARCHAR", "model": "VARCHAR", "runs": "BIGINT", "fair_runs": "BIGINT", "successes": "BIGINT",
         "success_rate": "DOUBLE", "ci_low": "DOUBLE", "ci_high": "DOUBLE", "agent_failures": "BIGINT",
-        "stopped": "BIGINT", "infra_failures": "BIGINT", "avg_cost_usd": "DOUBLE", "avg_duration_s": "DOUBLE",
-        "avg_steps": "DOUBLE", "total_cost_usd": "DOUBLE",
+        "stopped": "BIGINT", "infra_failures": "BIGINT", "graded_by_person": "BIGINT", "graded_by_judge": "BIGINT",
+        "graded_by_check": "BIGINT", "graded_by_agent": "BIGINT", "success_source": "VARCHAR",
+        "claimed_successes": "BIGINT", "claimed_success_rate": "DOUBLE", "avg_cost_usd": "DOUBLE",
+        "avg_duration_s": "DOUBLE", "avg_steps": "DOUBLE", "total_cost_usd": "DOUBLE",
     }
     assert dict(views["v_failing_actions"]) == {"name": "VARCHAR", "error": "VARCHAR", "count": "BIGINT",
                                                 "runs": "BIGINT", "last_at": "TIMESTAMP WITH TIME ZONE"}
@@ -266,7 +269,7 @@ def test_store_is_the_run_log_the_service_holds(store: Store) -> None:
     """`Store` implements `RunLog` with exactly the protocol's signatures (so the protocol cannot drift)."""
     assert isinstance(store, RunLog)
     members = [name for name, value in vars(RunLog).items() if callable(value) and not name.startswith("_")]
-    assert len(members) == 49  # runs and tasks 27, experiments 17, task sets 5
+    assert len(members) == 55  # runs and tasks 27, experiments 16, task sets 5, gradings and reviews 7
     for name in members:
         protocol = inspect.signature(getattr(RunLog, name), eval_str=True)
         actual = inspect.signature(getattr(Store, name), eval_str=True)
@@ -535,11 +538,12 @@ def test_views_return_expected_rows(store: Store) -> None:
     # Every run's done step made a call without a price (cost NULL, tokens used): its total is unknown (NULL),
     # never the sum of the priced calls shown as if it were the whole.
     rows = snapshot_rows(data, "SELECT * FROM v_success_by_model")
+    # Nothing graded these runs: the agents' own claims count (graded_by_agent, success_source "agent").
     assert rows == [
         ("openai", "o3", 2, 2, 1, 0.5, pytest.approx(0.0945, abs=1e-4), pytest.approx(0.9055, abs=1e-4), 1, 0, 0,
-         None, 4.0, 2.5, None),
+         0, 0, 0, 2, "agent", 1, 0.5, None, 4.0, 2.5, None),
         ("anthropic", "claude-sonnet-4-5", 1, 1, 1, 1.0, pytest.approx(0.2065, abs=1e-4), 1.0, 0, 0, 0,
-         None, 3.0, 2.0, None),
+         0, 0, 0, 1, "agent", 1, 1.0, None, 3.0, 2.0, None),
     ]
     assert snapshot_rows(data, "SELECT name, error, count, runs FROM v_failing_actions") == [
         ("click", "element 7 is not visible; scroll first", 2, 1),

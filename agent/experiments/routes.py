@@ -11,7 +11,11 @@
   comparisons, warnings; built off the event loop) and `GET /api/experiments/{id}/progress` (the light
   form: status, progress, passes per variant);
 - `POST /api/experiments/{id}/cancel`;
-- `POST /api/experiments/{id}/grade` `{"task_id", "variant", "repeat", "passed"}`: grade a cell by hand.
+- `POST /api/experiments/{id}/grade` `{"task_id", "variant", "repeat", "passed", "reviewer"?, "comment"?}`: grade a
+  cell by hand, as a review of its run (`POST /api/runs/{id}/reviews`);
+- `POST /api/experiments/{id}/judge` `{"provider", "model", "rubric"?}`: judge the finished cells again, from the
+  results in the log (another grading beside the first); `GET /api/experiments/{id}/judge`: how far it is;
+- `GET /api/experiments/{a}/diff/{b}`: b against a, task by task, regressions first, with the paired comparison.
 
 `task_set` names a task set kept in the workbench (agent.experiments.taskset_routes: bundled or stored),
 `task_set_version` one of its versions (default the latest); the experiment records the version it ran.
@@ -26,14 +30,28 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from agent.experiments.judging import Rejudge
 from agent.experiments.report import progress, summary
 from agent.experiments.spec import MAX_CELLS
 from agent.experiments.tasks import TaskError
-from agent.log.errors import InvalidQuery
-from agent.service.http import BODY_ERRORS, MAX_ID, error_responses, json_response, read_object, unprocessable
+from agent.log.experiment_diff import experiment_diff
+from agent.models import ReviewError, read_review
+from agent.service.door import Conflict
+from agent.service.http import (
+    BODY_ERRORS,
+    MAX_ID,
+    ClientError,
+    error_responses,
+    json_response,
+    key_name,
+    read_object,
+    unprocessable,
+)
+from agent.service.review_routes import reviewer_for
 
 if TYPE_CHECKING:
     from agent.experiments.runner import ExperimentRunner
+    from agent.service.runs import RunService
 
 # The bodies these routes read themselves, for the OpenAPI document (a generated client, `make fuzz`).
 _START_BODY = {"type": "object", "title": "ExperimentRequest", "properties": {
@@ -50,10 +68,21 @@ _START_BODY = {"type": "object", "title": "ExperimentRequest", "properties": {
     "required": ["variants"]}
 DEFAULT_CELLS_PAGE = 500
 REPORT_BUILDS = 1
-_GRADE_BODY = {"type": "object", "title": "GradeCell", "additionalProperties": False,
-               "required": ["task_id", "variant", "repeat", "passed"], "properties": {
-                   "task_id": {"type": "string"}, "variant": {"type": "string"}, "repeat": {"type": "integer"},
-                   "passed": {"type": "boolean"}}}
+_GRADE_BODY: dict[str, Any] = {
+    "type": "object", "title": "GradeCell", "additionalProperties": False,
+    "required": ["task_id", "variant", "repeat", "passed"], "properties": {
+        "task_id": {"type": "string"}, "variant": {"type": "string"}, "repeat": {"type": "integer"},
+        "passed": {"type": "boolean"}, "reviewer": {"type": "string"}, "comment": {"type": "string"},
+        "score": {"type": "number", "minimum": 0, "maximum": 1}}}
+_JUDGE_BODY = {**Rejudge.model_json_schema(), "title": "Rejudge"}
+
+
+async def load_diff(service: RunService, a: int, b: int) -> dict[str, Any]:
+    """Experiment `b` against `a` (agent.log.experiment_diff), read through the service; NotFound for either."""
+    first, second = await service.experiment_progress(a), await service.experiment_progress(b)
+    cells_a, cells_b = await service.diff_cells(a), await service.diff_cells(b)
+    return await asyncio.to_thread(experiment_diff, {"experiment_id": a, "name": first["name"]}, cells_a,
+                                   {"experiment_id": b, "name": second["name"]}, cells_b)
 
 
 def _body(schema: dict[str, Any]) -> dict[str, Any]:
@@ -136,24 +165,67 @@ def create_experiment_router(runner: ExperimentRunner) -> APIRouter:
         return await report(experiment_id)
 
     @router.post("/api/experiments/{experiment_id}/grade", summary="Grade a cell by hand",
-                 responses=error_responses(404, *BODY_ERRORS), openapi_extra=_body(_GRADE_BODY))
+                 responses=error_responses(404, 409, *BODY_ERRORS), openapi_extra=_body(_GRADE_BODY))
     async def grade(experiment_id: ExperimentId, request: Request) -> Response:
-        """Pass or fail one cell by hand (a task without a check, or overruling one)."""
+        """Pass or fail one cell by hand (a task without a check, or overruling one): a review of the cell's run
+        (`POST /api/runs/{id}/reviews`), which then grades the cell."""
         body = await read_object(request, '{"task_id": "...", "variant": "...", "repeat": 1, "passed": true}')
-        unknown = sorted(set(body) - {"task_id", "variant", "repeat", "passed"})
+        unknown = sorted(set(body) - set(_GRADE_BODY["properties"]))
         if unknown:
-            raise unprocessable(unknown[0], "unknown field; send task_id, variant, repeat and passed")
+            raise unprocessable(unknown[0], f"unknown field; send {', '.join(_GRADE_BODY['properties'])}")
         for key, kind in (("task_id", str), ("variant", str), ("repeat", int), ("passed", bool)):
             value = body.get(key)
             if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
                 raise unprocessable(key, f"is required and must be {'a string' if kind is str else kind.__name__}")
-        await service.experiment_progress(experiment_id)  # NotFound first
         try:
-            await service.grade_cell(experiment_id, body["task_id"], body["variant"], body["repeat"],
-                                     passed=body["passed"], score=float(body["passed"]), detail="graded by hand",
-                                     graded_by="hand")
-        except InvalidQuery as exc:
-            raise unprocessable("task_id", str(exc)) from None
+            review = read_review({"verdict": "pass" if body["passed"] else "fail",
+                                  **{k: body[k] for k in ("reviewer", "comment", "score") if k in body}})
+        except ReviewError as exc:
+            raise ClientError(422, exc.errors) from None
+        reviewer, source = reviewer_for(review, key_name(request))
+        cells = await service.diff_cells(experiment_id)  # every cell with its run; NotFound first
+        found = next((c for c in cells if (c["task_key"], c["variant"], c["repeat"]) == (
+            body["task_id"], body["variant"], body["repeat"])), None)
+        if found is None:
+            raise unprocessable("task_id", f"experiment {experiment_id} has no cell {body['task_id']!r} / "
+                                           f"{body['variant']!r} / repeat {body['repeat']}")
+        if found["run_id"] is None:
+            raise Conflict(f"the cell {body['task_id']!r} / {body['variant']!r} / repeat {body['repeat']} has not "
+                           "been played yet: grade it once its run has ended")
+        await service.review(int(found["run_id"]), review, reviewer=reviewer, source=source)
         return await report(experiment_id)
+
+    @router.post("/api/experiments/{experiment_id}/judge", summary="Judge an experiment's results again",
+                 responses=error_responses(404, *BODY_ERRORS), openapi_extra=_body(_JUDGE_BODY))
+    async def judge(experiment_id: ExperimentId, request: Request) -> JSONResponse:
+        """Grade the finished cells again with another judge (provider, model, rubric), from the results in the log:
+        no browser, no agent call. Each verdict is another grading of the same run, beside the first; the cells'
+        own grades do not change. Compare the judges with `GET /api/judges`."""
+        body = await read_object(request, '{"provider": "openai", "model": "gpt-4.1", "rubric": "..."}')
+        try:
+            job = await runner.judges.start(experiment_id, body)
+        except TaskError as exc:
+            raise unprocessable(exc.field, exc.message) from None
+        done = job.task is not None and job.task.done()
+        return json_response(job.summary(), 200 if done else 202,
+                             headers={"Location": f"/api/experiments/{experiment_id}/judge"})
+
+    @router.get("/api/experiments/{experiment_id}/judge", summary="Re-judgings of an experiment",
+                responses=error_responses(404))
+    async def judge_jobs(experiment_id: ExperimentId) -> JSONResponse:
+        """The re-judgings of this experiment started since the app started (status, judged so far), oldest first;
+        the verdicts themselves are in the log (`GET /api/judges?experiment_id=`)."""
+        await service.experiment_progress(experiment_id)  # NotFound first
+        jobs = [job.summary() for job in runner.judges.jobs(experiment_id)]
+        return json_response({"experiment_id": experiment_id, "judgings": jobs,
+                              "judges": await service.judges(experiment_id)})
+
+    @router.get("/api/experiments/{experiment_id}/diff/{other_id}", summary="Compare two experiments",
+                responses=error_responses(404))
+    async def diff(experiment_id: ExperimentId, other_id: ExperimentId) -> JSONResponse:
+        """Experiment `other_id` against `experiment_id`, task by task (matched by id, else by prompt) and variant:
+        pass rates before and after, regressions and improvements first with their runs side by side, and the
+        paired comparison over tasks per variant."""
+        return json_response(await load_diff(service, experiment_id, other_id))
 
     return router

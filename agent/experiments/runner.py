@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent.experiments import checks
 from agent.experiments.estimate import estimate
+from agent.experiments.judging import Rejudges, ask_judge, rubric_hash
 from agent.experiments.spec import (
     DEFAULT_MAX_REPLAYS,
     MAX_CELLS,
@@ -38,9 +39,9 @@ from agent.experiments.spec import (
     parse_spec,
     validate_spec,
 )
-from agent.experiments.tasks import Check, Task, TaskError
+from agent.experiments.tasks import Task, TaskError
 from agent.experiments.tasksets import TaskSets
-from agent.models import NO_FAIR_CHANCE, LLMTrace, PageChecked, RunFinished, RunRequest, RunResponse
+from agent.models import NO_FAIR_CHANCE, PageChecked, RunFinished, RunRequest, RunResponse
 from agent.service.runs import ServiceBusy
 
 if TYPE_CHECKING:
@@ -50,7 +51,6 @@ __all__ = ["MAX_CELLS", "Cell", "ExperimentRunner", "ExperimentSpec", "Variant",
 
 log = logging.getLogger(__name__)
 
-JUDGE_ATTEMPTS = 2  # a judge that fails (an error, or no verdict) is asked once more, then the cell is ungraded
 BUSY_BACKOFF_S = (0.05, 2.0)  # a cell waiting for room in the run queue looks again after this (doubling)
 # Why a cell's run is lost to the experiment: its stop reason, or for a provider failure, the kind of the last
 # failed call (agent.engine.llm.ErrorKind). Variant-caused provider failures (context_window, bad_request,
@@ -110,6 +110,7 @@ class ExperimentRunner:
         self.base_url = base_url.rstrip("/")
         self.tasksets = TaskSets(service, base_url=self.base_url)  # the task sets kept in the run log
         self._active: dict[int, _Active] = {}
+        self.judges = Rejudges(service)  # judging an experiment's results again (POST .../judge)
 
     # ------------------------------------------------------------ starting, cancelling, resuming
     async def validate(self, data: Any) -> tuple[ExperimentSpec, list[Task], int | None]:
@@ -184,6 +185,7 @@ class ExperimentRunner:
 
     async def close(self) -> None:
         """Stop playing (the app is going down): cells not finished stay for the next start."""
+        await self.judges.close()
         tasks = [a.task for a in self._active.values() if a.task is not None]
         for task in tasks:
             task.cancel()
@@ -352,7 +354,8 @@ class ExperimentRunner:
             "judge_error" if cell.task.check is not None and cell.task.check.kind == "judge" else "no_check")
         await self.service.finish_cell(exp_id, *cell.key, status="done", passed=grade.passed, score=grade.score,
                                        detail=grade.detail, graded_by=self._graded_by(cell, grade),
-                                       page_value=page.value if page else None, ungraded_reason=ungraded)
+                                       page_value=page.value if page else None, ungraded_reason=ungraded,
+                                       grading=self._grading(cell))
 
     async def _submit(self, request: RunRequest, engine: dict[str, Any], backend: str,
                       active: _Active) -> int | None:
@@ -387,43 +390,27 @@ class ExperimentRunner:
             if final.result is None:  # nothing to judge: no need to pay a judge to say so
                 return checks.Grade(False, 0.0, "no result" + ("" if final.status == "success" else
                                                                f" (the run failed: {final.stop_reason})"))
-            grade = await self._judge(run_id, check, cell.task.prompt, final.result)
+            provider, model = check.judge_model
+            grade = await ask_judge(self.service, run_id, provider=provider, model=model, rubric=check.judge or "",
+                                    prompt=cell.task.prompt, result=final.result)
         return grade
-
-    async def _judge(self, run_id: int, check: Check, prompt: str, result: Any) -> checks.Grade:
-        """Ask the check's model to grade the result (once more if it fails); its calls are logged with the run
-        (purpose "judge"). A judge that fails twice leaves the cell ungraded (passed None), saying why."""
-        from agent.engine.llm import LLM, LLMError  # litellm loads on first use, not at import
-        from agent.engine.trace import make_trace
-
-        provider, model = check.judge_model
-        messages = checks.judge_messages(check, prompt, result)
-        problem = ""
-        for _attempt in range(JUDGE_ATTEMPTS):
-            try:
-                reply = await LLM(provider, model).complete(messages, None, purpose="judge")
-            except LLMError as exc:
-                if exc.call is not None:
-                    await self.service.record_llm_call(run_id, exc.call, self._judge_trace(make_trace(
-                        exc.call, messages, None, None)))
-                problem = str(exc)
-                continue
-            # What the judge was asked and answered is kept with the run, like the agent's own calls.
-            await self.service.record_llm_call(run_id, reply.call, self._judge_trace(make_trace(
-                reply.call, messages, None, reply.raw_message)))
-            grade = checks.read_judgement(reply.text)
-            if grade.passed is not None:
-                return grade
-            problem = grade.detail
-        return checks.Grade(None, None, f"not graded (judge_error): the judge ({provider}/{model}) failed "
-                                        f"{JUDGE_ATTEMPTS} times; last: {problem}"[:1000])
-
-    def _judge_trace(self, trace: LLMTrace) -> LLMTrace:
-        """The judge's trace as the run log keeps traces (without content when LOG_PROMPTS=0)."""
-        return trace if self.service.log_prompts else trace.without_content()
 
     @staticmethod
     def _graded_by(cell: Cell, grade: checks.Grade) -> str | None:
         if grade.passed is None or cell.task.check is None:
             return None
         return "judge" if cell.task.check.kind == "judge" else "check"
+
+    @staticmethod
+    def _grading(cell: Cell) -> dict[str, Any] | None:
+        """Who graded the cell's run, for the run's gradings (agent.log.grades): its check, or its judge (model and
+        rubric); a judge that failed is kept too (no verdict), so the run shows in the review queue."""
+        check = cell.task.check
+        if check is None:
+            return None
+        if check.kind != "judge":
+            return {"kind": "check", "grader": check.kind, "extra": {"source": "experiment"}}
+        provider, model = check.judge_model
+        rubric = check.judge or ""
+        return {"kind": "judge", "grader": f"{provider}/{model}", "rubric_hash": rubric_hash(rubric),
+                "extra": {"source": "experiment", "rubric": rubric[:2000]}}

@@ -3,7 +3,9 @@
     from agent import analysis as an
     an.ready()                      # connect; prints why and returns False when there is nothing yet
     an.runs()                       # one row per run (the v_runs view) as a DataFrame
-    an.success_by_model()           # which provider/model succeeds most
+    an.success_by_model()           # which provider/model succeeds most (what was graded, by whom)
+    an.judge_agreement()            # each judge against people: agreement, Cohen's kappa, confusion matrix
+    an.experiment_diff(7, 9)        # experiment 9 against 7, task by task: regressions first
     an.compare("gpt-4o-mini", "o3") # two models (or two prompts) on the same task, side by side
     an.compare(12, 15)              # two runs step by step, the first step where they diverge marked
     an.traces(12)                   # what the model saw and said in each call of run 12
@@ -47,6 +49,7 @@ from agent.log.experiment_analysis import (
     experiments,
     latest_experiment,
 )
+from agent.log.grade_analysis import experiment_diff, gradings, judge_agreement, review_queue, run_grades
 from agent.log.migrations import OUTCOME_SQL, WILSON_SQL
 from agent.log.reading import (
     Connection,
@@ -93,6 +96,7 @@ __all__ = [
     "webhooks",
     "experiments", "experiment_cells", "experiment_comparisons", "experiment_matrix", "experiment_variants",
     "latest_experiment",
+    "experiment_diff", "gradings", "judge_agreement", "review_queue", "run_grades",
 ]
 
 # What each view answers, for the generated table in docs/run-log.md (a view without an entry still appears).
@@ -124,8 +128,19 @@ VIEW_DOCS: dict[str, str] = {
     "v_run_experiments": "one row per run an experiment played (replays included): the experiment, its name, the "
                          "variant, task and repeat",
     "v_success_by_model": "finished runs per provider and model: success rate over the runs where the agent had a "
-                          "fair chance (fair_runs, with its 95% Wilson interval), runs stopped or lost to the "
+                          "fair chance (fair_runs, with its 95% Wilson interval) counting what was graded (a person's "
+                          "review, a check, a judge; the agent's own claim only where nothing graded it: graded_by_*, "
+                          "success_source), what the agents claimed beside it, runs stopped or lost to the "
                           "infrastructure apart, average cost, duration, steps",
+    "v_gradings": "every grading of a run (a check's, a judge's, a person's review), never overwritten; latest: the "
+                  "one of its grader (kind, grader, rubric) that counts",
+    "v_run_grades": "per run, the grade it counts by: graded_by (person, then its experiment cell's check or judge, "
+                    "else agent: its own claim), passed, the outcome that makes, whether its graders disagree, why "
+                    "it is queued for review",
+    "v_review_queue": "runs to review next, most useful first: graders that disagree, judged runs nobody reviewed, "
+                      "failures of the agent",
+    "v_judge_pairs": "per judge (model and rubric) and run both it and a person graded: the judge's latest verdict "
+                     "and the people's (the latest review); an.judge_agreement gives kappa",
     "v_stop_reasons": "finished runs per provider, model, mode and stop reason, with its outcome",
     "v_model_errors": "failed LLM calls (the provider's failures, not the agent's) by provider, model and error; "
                       "calls asked again at a step (the playground) left out",
@@ -142,8 +157,10 @@ _FAILED = "(a.error IS NOT NULL OR a.success = false)"
 
 # ------------------------------------------------------------------ the views as DataFrames
 def runs(*, con: Connection | None = None) -> pd.DataFrame:
-    """One row per run (v_runs), oldest first."""
-    return query_df(con, "SELECT * FROM v_runs ORDER BY id")
+    """One row per run (v_runs), oldest first, with the grade it counts by (v_run_grades): graded_by (person,
+    judge, check, or agent: its own claim), graded_passed and graded_outcome."""
+    return query_df(con, "SELECT v.*, g.graded_by, g.passed AS graded_passed, g.outcome AS graded_outcome "
+                         "FROM v_runs v LEFT JOIN v_run_grades g ON g.run_id = v.id ORDER BY v.id")
 
 
 def steps(run_id: int | None = None, *, con: Connection | None = None) -> pd.DataFrame:
@@ -176,9 +193,13 @@ def success_by_model(*, con: Connection | None = None) -> pd.DataFrame:
 
 
 def success_overall(*, con: Connection | None = None) -> pd.DataFrame:
-    """All finished runs in one row, counted as v_success_by_model counts them (the same SQL)."""
+    """All finished runs in one row, counted as v_success_by_model counts them (what was graded, by whom, and
+    what the agents claimed beside it)."""
     n = "count(*) FILTER (WHERE outcome IN ('success', 'agent_failure'))"
     k = "count(*) FILTER (WHERE outcome = 'success')"
+    fair = "outcome IN ('success', 'agent_failure')"
+    claimed_n = "count(*) FILTER (WHERE claimed_outcome IN ('success', 'agent_failure'))"
+    claimed_k = "count(*) FILTER (WHERE claimed_outcome = 'success')"
     return query_df(
         con,
         f"""
@@ -188,8 +209,12 @@ def success_overall(*, con: Connection | None = None) -> pd.DataFrame:
                {WILSON_SQL.format(n=n, k=k, sign="+")} AS ci_high,
                count(*) FILTER (WHERE outcome = 'agent_failure') AS agent_failures,
                count(*) FILTER (WHERE outcome = 'stopped') AS stopped,
-               count(*) FILTER (WHERE outcome = 'infrastructure') AS infra_failures
-        FROM v_runs WHERE status <> 'in_progress'
+               count(*) FILTER (WHERE outcome = 'infrastructure') AS infra_failures,
+               count(*) FILTER (WHERE {fair} AND graded_by <> 'agent') AS graded_runs,
+               count(*) FILTER (WHERE {fair} AND graded_by = 'agent') AS graded_by_agent,
+               {claimed_k} AS claimed_successes,
+               CASE WHEN {claimed_n} > 0 THEN {claimed_k} / {claimed_n} END AS claimed_success_rate
+        FROM v_run_grades WHERE status <> 'in_progress'
         """,
     )
 

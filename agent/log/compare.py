@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent.log.diff import TOTALS
 from agent.log.diff import compare_runs as align
-from agent.log.migrations import OUTCOME_SQL, WILSON_SQL
+from agent.log.migrations import WILSON_SQL
 from agent.log.reading import Connection, check_run_id, data_dir, query_df, screenshot_file, using
 
 if TYPE_CHECKING:
@@ -51,7 +51,8 @@ def compare(
     con: Connection | None = None,
 ) -> pd.DataFrame:
     """Two runs step by step (`a`, `b` run ids: see `compare_runs`), or two models (or two prompts) on the
-    same task, one row each: success rate (over fair_runs, with its 95% interval ci_low..ci_high), steps,
+    same task, one row each: success rate (over fair_runs, with its 95% interval ci_low..ci_high; what was graded,
+    the agent's own claim only where nothing graded a run), steps,
     duration, tokens, cost.
 
     by="model": runs of models `a` and `b` on the prompt `task`, or (task=None) on the prompts both
@@ -78,9 +79,9 @@ def compare(
     elif model is not None:
         scope, params = "AND model = ?", [a, b, model]
 
-    outcome = OUTCOME_SQL.format(r="runs")
-    fair = f"count(*) FILTER (WHERE {outcome} IN ('success', 'agent_failure'))"
-    wins = "count(*) FILTER (WHERE status = 'success')"
+    # A success is what was graded (a person, a check, a judge), the agent's own claim only where nothing was.
+    fair = "count(*) FILTER (WHERE graded_outcome IN ('success', 'agent_failure'))"
+    wins = "count(*) FILTER (WHERE graded_outcome = 'success')"
     df = query_df(
         con,
         f"""
@@ -95,7 +96,8 @@ def compare(
                avg(input_tokens + output_tokens) AS avg_tokens,
                avg(cost_usd) AS avg_cost_usd, sum(cost_usd) AS total_cost_usd,
                count(DISTINCT prompt) AS prompts, count(DISTINCT model) AS models
-        FROM runs
+        FROM runs JOIN (SELECT run_id AS graded_run, outcome AS graded_outcome FROM v_run_grades) g
+             ON g.graded_run = runs.id
         WHERE status <> 'in_progress' AND {col} IN (?, ?) {scope}
         GROUP BY {col}
         """,

@@ -17,6 +17,7 @@ from typing import Any
 import duckdb
 
 from agent.log.errors import InvalidQuery
+from agent.log.grades import add_grading
 from agent.log.redact import dumps, scrub
 from agent.log.rows import dicts, insert_sql, scalar
 from agent.models import utcnow
@@ -72,9 +73,11 @@ def start_cell(con: Connection, secrets: Secrets, exp_id: int, task_key: str, va
 
 def finish_cell(con: Connection, secrets: Secrets, exp_id: int, task_key: str, variant: str, repeat: int, *,
                 status: str, passed: bool | None, score: float | None, detail: str | None, graded_by: str | None,
-                page_value: Any = None, lost_reason: str | None = None, ungraded_reason: str | None = None) -> None:
+                page_value: Any = None, lost_reason: str | None = None, ungraded_reason: str | None = None,
+                grading: dict[str, Any] | None = None) -> None:
     """A cell's end: its status and, when graded, the grade; when lost, why (`lost_reason`); when played but
-    not graded, why not (`ungraded_reason`: judge_error, no_check)."""
+    not graded, why not (`ungraded_reason`: judge_error, no_check). `grading` (agent.log.grades.add_grading's
+    kind, grader, rubric_hash, extra) keeps the check's or judge's verdict among the run's gradings too."""
     if status not in CELL_STATUSES:
         raise InvalidQuery(f"cell status must be one of {', '.join(CELL_STATUSES)}, got {status!r}")
     con.execute("""UPDATE experiment_cells SET status = ?, passed = ?, score = ?, grade_detail = ?, graded_by = ?,
@@ -84,18 +87,11 @@ def finish_cell(con: Connection, secrets: Secrets, exp_id: int, task_key: str, v
                 [status, passed, score, scrub(detail, secrets), graded_by, passed, utcnow(),
                  None if page_value is None else dumps(page_value, secrets), utcnow(), lost_reason, ungraded_reason,
                  exp_id, task_key, variant, repeat])
-
-
-def grade_cell(con: Connection, secrets: Secrets, exp_id: int, task_key: str, variant: str, repeat: int, *,
-               passed: bool, score: float | None, detail: str, graded_by: str) -> None:
-    """Grade a finished cell (by hand, or the judge's late answer); InvalidQuery for an unknown cell."""
-    found = scalar(con, """UPDATE experiment_cells SET passed = ?, score = ?, grade_detail = ?, graded_by = ?,
-                          graded_at = ?, ungraded_reason = NULL
-                          WHERE experiment_id = ? AND task_key = ? AND variant = ? AND repeat = ?
-                          RETURNING run_id""",
-                   [passed, score, scrub(detail, secrets), graded_by, utcnow(), exp_id, task_key, variant, repeat])
-    if found is None:
-        raise InvalidQuery(f"experiment {exp_id} has no cell {task_key!r} / {variant!r} / repeat {repeat}")
+    run_id = scalar(con, "SELECT run_id FROM experiment_cells WHERE experiment_id = ? AND task_key = ? AND variant = ? "
+                         "AND repeat = ?", [exp_id, task_key, variant, repeat])
+    if grading is not None and run_id is not None:
+        add_grading(con, secrets, int(run_id), passed=passed, score=score, comment=detail,
+                    cell=(exp_id, task_key, variant, repeat), **grading)
 
 
 def requeue_cell(con: Connection, secrets: Secrets, exp_id: int, task_key: str, variant: str, repeat: int) -> None:
@@ -244,10 +240,6 @@ class ExperimentLog:
         """Note a cell's end and grade."""
         self._write(finish_cell, exp_id, task_key, variant, repeat, **grade)
         self._request_snapshot()  # readers (notebooks) see grades as they come
-
-    def grade_cell(self, exp_id: int, task_key: str, variant: str, repeat: int, **grade: Any) -> None:
-        """Grade a finished cell (by hand, or the judge)."""
-        self._write(grade_cell, exp_id, task_key, variant, repeat, **grade)
 
     def requeue_cell(self, exp_id: int, task_key: str, variant: str, repeat: int) -> None:
         """Put an interrupted cell back in the queue."""

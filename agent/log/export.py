@@ -25,7 +25,7 @@ __all__ = ["export_parquet"]
 _OWN_TIME = {
     "tasks": "created_at", "runs": "started_at", "steps": "finished_at", "actions": "created_at",
     "llm_calls": "started_at", "workflows": "created_at", "webhook_deliveries": '"at"',
-    "system_prompts": "first_seen",  # llm_traces has no time of its own: its run's day
+    "system_prompts": "first_seen", "gradings": "created_at",  # llm_traces has no time of its own: its run's day
 }
 _TOP_LEVEL = ("tasks", "runs", "workflows", "system_prompts")  # tables with no run_id to follow
 

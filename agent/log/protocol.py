@@ -165,10 +165,6 @@ class RunLog(Protocol):
         """Note a cell's end and grade."""
         ...
 
-    def grade_cell(self, exp_id: int, task_key: str, variant: str, repeat: int, **grade: Any) -> None:
-        """Grade a finished cell (by hand, or the judge)."""
-        ...
-
     def requeue_cell(self, exp_id: int, task_key: str, variant: str, repeat: int) -> None:
         """Put an interrupted cell back in the queue."""
         ...
@@ -243,6 +239,36 @@ class RunLog(Protocol):
 
     def sync_bundled_task_set(self, name: str, tasks: Sequence[StoredTask]) -> int:
         """A bundled set as its file has it (copied in, or followed while unedited); its latest version."""
+        ...
+
+    # ------------------------------------------------------------ gradings and reviews (agent.log.grades)
+    def add_grading(self, run_id: int, **grading: Any) -> int:
+        """Keep one grading of a run (a check's, a judge's, a person's); its id."""
+        ...
+
+    def review_run(self, run_id: int, **review: Any) -> dict[str, Any]:
+        """A person's review of a finished run (it grades the run's experiment cell, if any); the grading kept."""
+        ...
+
+    def run_gradings(self, run_id: int, *, kind: str | None = None) -> list[dict[str, Any]]:
+        """Every grading of a run (of one kind), oldest first."""
+        ...
+
+    def run_grade(self, run_id: int) -> dict[str, Any] | None:
+        """The grade a run counts by; None if unknown."""
+        ...
+
+    def review_queue(self, *, limit: int = 50, offset: int = 0,
+                     reason: str | None = None) -> tuple[list[dict[str, Any]], int]:
+        """A page of the runs to review next, and how many there are."""
+        ...
+
+    def judges(self, experiment_id: int | None = None) -> list[dict[str, Any]]:
+        """Every judge measured against people."""
+        ...
+
+    def diff_cells(self, exp_id: int) -> list[dict[str, Any]]:
+        """An experiment's cells with their prompts and results (for the diff of two experiments)."""
         ...
 
     def close(self) -> None:

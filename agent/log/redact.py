@@ -46,8 +46,16 @@ def _looks_secret(value: str) -> bool:
 
 
 def secret_values() -> list[str]:
-    """Values of secret-looking env vars, longest first (so a key containing another is caught whole)."""
-    found = {v for k, v in os.environ.items() if _SECRET_NAME.search(k) and _looks_secret(v)}
+    """Values of secret-looking env vars, longest first (so a key containing another is caught whole); a list of
+    keys (`name:key,name:key`, as WORKBENCH_API_KEYS holds them) also entry by entry."""
+    found: set[str] = set()
+    for name, value in os.environ.items():
+        if not _SECRET_NAME.search(name):
+            continue
+        parts = [value]
+        if "," in value or ":" in value:  # a list of keys, `name:key,...`
+            parts += [part.partition(":")[2] or part for part in value.split(",")]
+        found.update(p.strip() for p in parts if _looks_secret(p.strip()))
     return sorted(found, key=len, reverse=True)
 
 

@@ -69,18 +69,30 @@ RUNS_FROM = "runs LEFT JOIN v_run_experiments x ON x.run_id = runs.id"
 # What the runs list adds to each run from that cell.
 RUN_EXPERIMENT_COLS = ("x.experiment_id", "x.experiment_name", "x.variant")
 STOP_REASONS_SQL = "SELECT DISTINCT stop_reason FROM runs WHERE stop_reason IS NOT NULL ORDER BY 1"
-# Runs in progress have no outcome yet: the success rate counts finished runs only.
+# Runs in progress have no outcome yet: the success rate counts finished runs only. A success is what was
+# graded (a person's review, the run's check or judge: v_run_grades), the agent's own claim only where nothing
+# graded it; `graded` says how many finished runs a grade decided, `claimed_successes` what the agents claimed.
 SUMMARY_SQL = f"""
     SELECT count(*) AS runs,
            count(*) FILTER (WHERE status <> 'in_progress') AS finished,
-           count(*) FILTER (WHERE status = 'success') AS successes,
-           count(*) FILTER (WHERE status = 'success') / nullif(count(*) FILTER (WHERE status <> 'in_progress'), 0)
+           count(*) FILTER (WHERE graded_passed) AS successes,
+           count(*) FILTER (WHERE graded_passed) / nullif(count(*) FILTER (WHERE status <> 'in_progress'), 0)
                AS success_rate,
+           count(*) FILTER (WHERE graded_source IN ('person', 'judge', 'check')) AS graded,
+           count(*) FILTER (WHERE status = 'success') AS claimed_successes,
            coalesce(sum(input_tokens), 0)::BIGINT AS input_tokens,
            coalesce(sum(output_tokens), 0)::BIGINT AS output_tokens,
            coalesce(sum(cost_usd), 0) AS cost_usd
-    FROM {RUNS_FROM} {{where}}
+    FROM {RUNS_FROM} LEFT JOIN (SELECT run_id AS graded_run, passed AS graded_passed, graded_by AS graded_source
+                               FROM v_run_grades) g ON g.graded_run = runs.id
+    {{where}}
 """
+# The history's review filter (RunFilter.review): a review is a person's grading (agent.log.grades).
+REVIEW_SQL = {
+    "queue": "id IN (SELECT run_id FROM v_review_queue)",
+    "reviewed": "id IN (SELECT run_id FROM gradings WHERE kind = 'person')",
+    "unreviewed": "status <> 'in_progress' AND id NOT IN (SELECT run_id FROM gradings WHERE kind = 'person')",
+}
 
 
 def _like(text: str) -> str:
@@ -114,9 +126,12 @@ def run_filter(filters: RunFilter | None) -> tuple[str, list[Any]]:
     if "until" in given:
         where.append("CAST(timezone('UTC', started_at) AS DATE) <= ?")
         params.append(given["until"])
-    # Experiments' runs only when asked for, or when a filter names an experiment or a variant.
-    if not given.get("include_experiments") and "experiment_id" not in given and "variant" not in given:
+    # Experiments' runs only when asked for, or when a filter names an experiment, a variant or a review state
+    # (the runs to review are mostly experiments' judged cells: the history's queue is the review queue).
+    if not given.get("include_experiments") and not {"experiment_id", "variant", "review"} & given.keys():
         where.append("x.experiment_id IS NULL")
+    if "review" in given:
+        where.append(REVIEW_SQL[given["review"]])
     return ("WHERE " + " AND ".join(where)) if where else "", params
 
 

@@ -13,7 +13,7 @@ from agent.log.migrations import MIGRATIONS, migrate
 __all__ = ["TABLES", "describe_tables", "describe_views", "schema_markdown"]
 
 TABLES = ("tasks", "runs", "steps", "actions", "llm_calls", "workflows", "webhook_deliveries", "system_prompts",
-          "llm_traces")
+          "llm_traces", "gradings")
 
 Columns = list[tuple[str, str]]
 

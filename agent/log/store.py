@@ -24,8 +24,9 @@ agent.log.errors): `StoreError` is the base; `StoreLocked` (another process owns
 The rest of the run log, one module each: `writes` (the write transactions), `rows` (records to rows
 and back, by column name), `queries` (the runs list and its filters), `outbox` (webhooks owed and
 their attempts), `experiments` (experiments' tables), `tasksets` (task sets and their versions),
-`redact` (secrets kept out), `snapshots` (publishing and opening copies), `export` (Parquet), `schema`
-(generated docs), `analysis` (the notebooks' helpers), and `python -m agent.log {export,snapshot,schema}` (the CLI).
+`grades` (every check's, judge's and person's verdict on a run; reviews), `redact` (secrets kept out),
+`snapshots` (publishing and opening copies), `export` (Parquet), `schema` (generated docs), `analysis` (the
+notebooks' helpers), and `python -m agent.log {export,snapshot,schema}` (the CLI).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from agent.log import rows, writes
 from agent.log.errors import InvalidQuery, SnapshotMissing, StoreError, StoreLocked
 from agent.log.experiments import ExperimentLog
 from agent.log.export import export_parquet
+from agent.log.grades import GradeLog
 from agent.log.migrations import MigrationError, migrate
 from agent.log.outbox import WebhookOutbox
 from agent.log.protocol import LogEvent
@@ -104,7 +106,7 @@ _TASK_SQL = """
 """
 
 
-class Store(RunQueries, WebhookOutbox, ExperimentLog, TaskSetLog):
+class Store(RunQueries, WebhookOutbox, ExperimentLog, TaskSetLog, GradeLog):
     """The run log in one DuckDB file; thread-safe (one lock), each write one transaction."""
 
     def __init__(

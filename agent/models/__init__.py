@@ -48,6 +48,7 @@ from agent.models.request import (
     RunRequest,
     validation_errors,
 )
+from agent.models.review import REVIEWER_PATTERN, ReviewError, ReviewIn, Verdict, read_review
 from agent.models.tally import Tally
 from agent.providers import DEFAULT_MODELS, PROVIDERS, Provider
 
@@ -62,4 +63,5 @@ __all__ = [
     "RunRequest", "RunResponse", "RunStarted", "Status", "StepFinished", "StepStarted", "StopReason", "Tally",
     "Usage", "WorkflowHealed", "json_safe", "message_text", "parse_json_schema", "schema_problem", "screenshot_url",
     "utcnow", "validation_errors",
+    "REVIEWER_PATTERN", "ReviewError", "ReviewIn", "Verdict", "read_review",
 ]

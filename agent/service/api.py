@@ -1,16 +1,16 @@
 """The FastAPI app that serves /api: the one place every /api router is mounted.
 
-`create_api(service, routers=..., api_key=...)` builds the app with the request guard, the key check
-and the browsers' login (when `api_key` is set), the error handlers and the OpenAPI document, then
+`create_api(service, routers=..., api_key=..., named_keys=...)` builds the app with the request guard, the key
+check and the browsers' login (when a key is set), the error handlers and the OpenAPI document, then
 includes the run service's own routers (`agent.service.routes.service_routers`) and the routers of
 the floors above the service that the composition root (app.py) hands in (the experiments').
-With an API key set, every /api and /gradio_api route needs `Authorization: Bearer <key>` or
-`X-API-Key: <key>`.
+With an API key set (WORKBENCH_API_KEY, or the named ones of WORKBENCH_API_KEYS), every /api and /gradio_api
+route needs `Authorization: Bearer <key>` or `X-API-Key: <key>`; a named key's holder is its reviews' reviewer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -32,12 +32,13 @@ def create_api(
     routers: Iterable[APIRouter] = (),
     html_export: HtmlExport | None = None,
     api_key: str | None = None,
+    named_keys: Sequence[tuple[str, str]] = (),
     allowed_hosts: frozenset[str] | None = None,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[Any]] | None = None,
     title: str = "LLM web-agent workbench",
 ) -> FastAPI:
-    """The FastAPI app with every /api route, the error handlers, the request guard and (if `api_key`) the
-    key check with the browsers' login; anything mounted on it later (Gradio) is behind them too.
+    """The FastAPI app with every /api route, the error handlers, the request guard and (if `api_key` or
+    `named_keys`) the key check with the browsers' login; anything mounted on it later (Gradio) is behind them too.
 
     `routers`: the /api routers of the floors above the service (the app passes the experiments');
     `html_export`: the page renderer of `GET /api/runs/{id}/export?format=html` (the UI's).
@@ -45,9 +46,10 @@ def create_api(
     app = FastAPI(title=title, lifespan=lifespan, docs_url="/api/docs", redoc_url=None,
                   openapi_url="/api/openapi.json")
     app.state.service = service
-    if api_key:
-        app.add_middleware(ApiKeyMiddleware, api_key=api_key)
-        install_ui_login(app, api_key)  # browsers log in once with the key; a cookie then stands for it
+    if api_key or named_keys:
+        app.add_middleware(ApiKeyMiddleware, api_key=api_key, named_keys=list(named_keys))
+        # Browsers log in once with a key; a cookie then stands for it (and for its name).
+        install_ui_login(app, [k for k in (api_key,) if k] + [key for _name, key in named_keys])
     # Added last, so it runs first: a foreign host or origin never reaches the key check or a route.
     app.add_middleware(RequestGuard, allowed_hosts=allowed_hosts)
     install_error_handlers(app)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.filters import RunFilter
-from agent.models import LLMCall, LLMTrace, RunRequest, RunResponse
+from agent.models import LLMCall, LLMTrace, ReviewIn, RunRequest, RunResponse
 from agent.workflows.document import WorkflowError
 
 if TYPE_CHECKING:
@@ -30,6 +30,10 @@ class NotFound(LookupError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class Conflict(RuntimeError):
+    """The thing asked for cannot be done in the state it is in (e.g. reviewing a run still running): a 409."""
 
 
 class LogDoor:
@@ -193,10 +197,6 @@ class LogDoor:
         """Note a cell's end and grade."""
         await asyncio.to_thread(lambda: self._log.finish_cell(exp_id, task_key, variant, repeat, **grade))
 
-    async def grade_cell(self, exp_id: int, task_key: str, variant: str, repeat: int, **grade: Any) -> None:
-        """Grade a finished cell (by hand, or the judge's answer)."""
-        await asyncio.to_thread(lambda: self._log.grade_cell(exp_id, task_key, variant, repeat, **grade))
-
     async def requeue_cell(self, exp_id: int, task_key: str, variant: str, repeat: int) -> None:
         """Put an interrupted cell back in the queue."""
         await asyncio.to_thread(self._log.requeue_cell, exp_id, task_key, variant, repeat)
@@ -283,3 +283,47 @@ class LogDoor:
     async def sync_bundled_task_set(self, name: str, tasks: list[StoredTask]) -> int:
         """A bundled task set as its file has it (copied in, or followed while unedited); its latest version."""
         return await asyncio.to_thread(self._log.sync_bundled_task_set, name, tasks)
+
+    # ------------------------------------------------------------ gradings and reviews (agent.log.grades)
+    async def review(self, run_id: int, review: ReviewIn, *, reviewer: str, source: str) -> dict[str, Any]:
+        """Keep a person's review of a finished run (it grades the run's experiment cell, if any); the review kept.
+        NotFound for an unknown run, Conflict for one still running."""
+        response = await self.aget(run_id)
+        if response is None:
+            raise NotFound("run", run_id)
+        if response.status == "in_progress":
+            raise Conflict(f"run {run_id} is still running; review it once it has ended")
+        return await asyncio.to_thread(lambda: self._log.review_run(
+            run_id, reviewer=reviewer, passed=review.passed, score=review.score, comment=review.comment,
+            source=source))
+
+    async def add_grading(self, run_id: int, **grading: Any) -> int:
+        """Keep one grading of a run (a judge asked again); its id."""
+        return await asyncio.to_thread(lambda: self._log.add_grading(run_id, **grading))
+
+    async def gradings(self, run_id: int, *, kind: str | None = None) -> list[dict[str, Any]]:
+        """Every grading of a run (of one kind: "person" for its reviews), oldest first; NotFound if unknown."""
+        if await self.aget(run_id) is None:
+            raise NotFound("run", run_id)
+        return await asyncio.to_thread(lambda: self._log.run_gradings(run_id, kind=kind))
+
+    async def run_grade(self, run_id: int) -> dict[str, Any]:
+        """The grade a run counts by (a person's, its check's or judge's, or its agent's claim); NotFound."""
+        found = await asyncio.to_thread(self._log.run_grade, run_id)
+        if found is None:
+            raise NotFound("run", run_id)
+        return found
+
+    async def review_queue(self, *, limit: int = 50, offset: int = 0,
+                           reason: str | None = None) -> tuple[list[dict[str, Any]], int]:
+        """A page of the runs to review next (most useful first), and how many there are."""
+        return await asyncio.to_thread(lambda: self._log.review_queue(limit=limit, offset=offset, reason=reason))
+
+    async def judges(self, experiment_id: int | None = None) -> list[dict[str, Any]]:
+        """Every judge (model and rubric) measured against people: agreement, kappa, the confusion matrix."""
+        return await asyncio.to_thread(self._log.judges, experiment_id)
+
+    async def diff_cells(self, exp_id: int) -> list[dict[str, Any]]:
+        """An experiment's cells with their prompts and results; NotFound for an unknown experiment."""
+        await self.experiment_progress(exp_id)
+        return await asyncio.to_thread(self._log.diff_cells, exp_id)

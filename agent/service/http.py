@@ -12,6 +12,7 @@ import ipaddress
 import json
 import logging
 import re
+from collections.abc import Sequence
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -26,12 +27,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agent.limits import MAX_BODY_BYTES, MAX_ID, MAX_JSON_DEPTH, json_depth
 from agent.models import json_safe
-from agent.service.door import NotFound
+from agent.service.door import Conflict, NotFound
 from agent.service.runs import ServiceBusy, ServiceClosed
 
-__all__ = ["ApiKeyMiddleware", "BODY_ERRORS", "ClientError", "ErrorBody", "MAX_BODY_BYTES", "MAX_ID", "RequestGuard",
-           "ValidationErrors", "error_responses", "install_error_handlers", "json_body", "json_response", "read_json",
-           "read_object", "unprocessable"]
+__all__ = ["ApiKeyMiddleware", "BODY_ERRORS", "ClientError", "ErrorBody", "KEY_NAME_STATE", "MAX_BODY_BYTES", "MAX_ID",
+           "RequestGuard", "ValidationErrors", "error_responses", "install_error_handlers", "json_body",
+           "json_response", "key_name", "read_json", "read_object", "unprocessable"]
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +93,11 @@ class ValidationErrors(BaseModel):
 
 _ERRORS: dict[int, str] = {
     400: "The Host header is not a name the app is served as (--host, localhost, 127.0.0.1, ALLOWED_HOSTS)",
-    401: "WORKBENCH_API_KEY is set and the request carries no (or a wrong) key",
+    401: "WORKBENCH_API_KEY (or WORKBENCH_API_KEYS) is set and the request carries no (or a wrong) key",
     403: "The request comes from another origin or site (Origin / Sec-Fetch-Site)",
     404: "No such run, task, workflow, experiment, task set (or version, or task of it) or screenshot",
-    409: "The run (or experiment) has already ended, or a task set of that name exists",
+    409: "The run (or experiment) has already ended, or (a review) has not ended yet, or a task set of that name "
+         "exists",
     413: "The body is over the size limit",
     415: "The body is not JSON (send Content-Type: application/json)",
     422: "A field (or the body) cannot be accepted; each entry names it and the fix",
@@ -123,18 +125,33 @@ def json_body(schema_name: str, *, required: bool = True) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ auth
-class ApiKeyMiddleware:
-    """Requires the API key on /api and /gradio_api (pure ASGI: streaming responses stay untouched)."""
+KEY_NAME_STATE = "api_key_name"  # request.state's attribute: the name of the key the request carried, if any
 
-    def __init__(self, app: ASGIApp, *, api_key: str, prefixes: tuple[str, ...] = PROTECTED_PREFIXES) -> None:
+
+def key_name(request: Request) -> str | None:
+    """The name of the API key the request carried (WORKBENCH_API_KEYS), or None (no key, or the unnamed one)."""
+    return getattr(request.state, KEY_NAME_STATE, None)
+
+
+class ApiKeyMiddleware:
+    """Requires an API key on /api and /gradio_api (pure ASGI: streaming responses stay untouched).
+
+    `api_key` is WORKBENCH_API_KEY (no name); `named_keys` WORKBENCH_API_KEYS' (name, key) pairs: a request
+    carrying one of those is marked with its name (`key_name(request)`), which a review takes as its reviewer.
+    """
+
+    def __init__(self, app: ASGIApp, *, api_key: str | None = None, named_keys: Sequence[tuple[str, str]] = (),
+                 prefixes: tuple[str, ...] = PROTECTED_PREFIXES) -> None:
         self.app = app
-        self._key = api_key.encode("utf-8")
+        unnamed = [(api_key.encode("utf-8"), None)] if api_key else []
+        self._keys: list[tuple[bytes, str | None]] = unnamed + [(k.encode("utf-8"), n) for n, k in named_keys]
         self.prefixes = prefixes
 
     def _protected(self, path: str) -> bool:
         return any(path == p or path.startswith(p + "/") for p in self.prefixes)
 
-    def _authorized(self, scope: Scope) -> bool:
+    def _holder(self, scope: Scope) -> tuple[bool, str | None]:
+        """(a key matched, the name of the key that did)."""
         given: list[bytes] = []
         for name, value in scope.get("headers") or []:
             if name == b"authorization":
@@ -143,23 +160,31 @@ class ApiKeyMiddleware:
                     given.append(token.strip())
             elif name == b"x-api-key":
                 given.append(value.strip())
-        # compare_digest on every candidate: no early exit that would leak timing.
-        ok = False
+        # compare_digest on every candidate and every key: no early exit that would leak timing.
+        ok, holder = False, None
         for token in given:
-            ok |= hmac.compare_digest(token, self._key)
-        return ok
+            for key, key_holder in self._keys:
+                if hmac.compare_digest(token, key):
+                    ok, holder = True, holder or key_holder
+        return ok, holder
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         guarded = scope["type"] in ("http", "websocket") and self._protected(scope.get("path", ""))
-        if not guarded or self._authorized(scope):
+        if not guarded:
             await self.app(scope, receive, send)
+            return
+        ok, holder = self._holder(scope)
+        if ok:
+            state = dict(scope.get("state") or {})
+            state[KEY_NAME_STATE] = holder
+            await self.app({**scope, "state": state}, receive, send)
             return
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 4401})
             return
         response = JSONResponse(
             {"detail": "missing or wrong API key: send the header 'Authorization: Bearer <key>' "
-                       "or 'X-API-Key: <key>' with the key set in WORKBENCH_API_KEY"},
+                       "or 'X-API-Key: <key>' with a key set in WORKBENCH_API_KEY (or WORKBENCH_API_KEYS)"},
             status_code=401, headers={"WWW-Authenticate": "Bearer"},
         )
         await response(scope, receive, send)
@@ -386,6 +411,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NotFound)
     async def _not_found(_request: Request, exc: NotFound) -> JSONResponse:
         return json_response({"detail": str(exc)}, 404)
+
+    @app.exception_handler(Conflict)
+    async def _conflict(_request: Request, exc: Conflict) -> JSONResponse:
+        return json_response({"detail": str(exc)}, 409)
 
     @app.exception_handler(ServiceBusy)
     async def _busy(_request: Request, exc: ServiceBusy) -> JSONResponse:

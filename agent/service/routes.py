@@ -45,6 +45,7 @@ from agent.service.http import (
     read_object,
     unprocessable,
 )
+from agent.service.review_routes import reviews_router
 from agent.service.runs import RunService, validate_off_loop
 from agent.service.workflow_routes import workflow_router
 
@@ -78,9 +79,9 @@ class RunsPage(RunFilter):
 
 
 def service_routers(service: RunService, *, html_export: HtmlExport | None = None) -> list[APIRouter]:
-    """The run service's own /api routers (runs, what runs left, tasks, workflows, health)."""
-    return [runs_router(service), run_records_router(service, html_export), step_router(service),
-            tasks_router(service), workflow_router(service), health_router(service)]
+    """The run service's own /api routers (runs, what runs left, reviews and grades, tasks, workflows, health)."""
+    return [runs_router(service), run_records_router(service, html_export), reviews_router(service),
+            step_router(service), tasks_router(service), workflow_router(service), health_router(service)]
 
 
 async def _validate(data: dict[str, Any]) -> RunRequest:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
 from agent.engine.prompts import SYSTEM_PROMPT
+from agent.filters import ReviewState
 from agent.models import FIELDS, RunRequest
 from agent.models.fields import Section, control_of, value_type
 from agent.providers import DEFAULT_PROVIDER, PROVIDERS, REGISTRY
@@ -156,6 +157,8 @@ def build_ui(service: RunService, settings: Settings, experiments: ExperimentRun
 
     from agent.ui.experiments import build_section  # these import gradio too
     from agent.ui.handlers import RunHandlers
+    from agent.ui.judging import build_judging
+    from agent.ui.review import ReviewHandlers, build_review_panel, wire_review_panel
     from agent.ui.tasksets import TaskSetHandlers, build_add_to_set, build_tasksets, wire_add_to_set, wire_tasksets
     from agent.ui.workflows import WorkflowHandlers, build_workflows, wire_workflows
 
@@ -170,6 +173,7 @@ def build_ui(service: RunService, settings: Settings, experiments: ExperimentRun
                 form = _form([e["title"] for e in handlers.examples])
             with gr.Column(scale=6, min_width=420):
                 viewer = _viewer(handlers)
+                review_panel = build_review_panel()  # pass or fail the run shown; its grades together
         history = _history()
         add_to_set = build_add_to_set() if experiments is not None else None  # under the history table
         workflows = build_workflows()
@@ -178,6 +182,7 @@ def build_ui(service: RunService, settings: Settings, experiments: ExperimentRun
         wire_workflows(ui, listing, workflows, response=viewer.response, provider=form.controls["provider"],
                        model=form.controls["model"], follow=handlers.follow_new, quiet=QUIET)
         saved.then(listing.listing, None, [workflows.table], **QUIET)  # a workflow just saved is listed
+        wire_review_panel(ui, review_panel, ReviewHandlers(service, settings), response=viewer.response, quiet=QUIET)
         if experiments is not None and add_to_set is not None:
             sets = TaskSetHandlers(experiments.tasksets)
             saved_to_set = wire_add_to_set(ui, sets, add_to_set, history.table, quiet=QUIET)
@@ -189,6 +194,7 @@ def build_ui(service: RunService, settings: Settings, experiments: ExperimentRun
                 exp_set_choices, None, [exp_set], **QUIET)
             created_set.then(sets.names, None, [add_to_set.target], **QUIET).then(
                 exp_set_choices, None, [exp_set], **QUIET)
+            build_judging(ui, experiments, quiet=QUIET)  # judges against people; two experiments compared
     return ui
 
 
@@ -334,6 +340,8 @@ def _history() -> History:
     with gr.Row():
         since = gr.Textbox(label="From (YYYY-MM-DD, UTC)", elem_id="wb-filter-since", scale=1)
         until = gr.Textbox(label="To (YYYY-MM-DD, UTC)", elem_id="wb-filter-until", scale=1)
+        review = gr.Dropdown(["all", *get_args(ReviewState)], value="all", label="Filter by review",
+                             info="queue: to review next", elem_id="wb-filter-review", scale=1)
         page_size = gr.Dropdown([str(n) for n in PAGE_SIZES], value="50", label="Rows per page",
                                 elem_id="wb-page-size", scale=1)
         prev_btn = gr.Button("← Newer", elem_id="wb-page-prev", interactive=False, scale=0, min_width=90)
@@ -353,7 +361,7 @@ def _history() -> History:
             compare_btn = gr.Button("Compare", elem_id="wb-compare-btn", scale=0, min_width=120)
         compare_html = gr.HTML(render_compare_html(None, None), elem_id="wb-compare")
     return History(filters=[q, status, stop_reason, provider, model, since, until, experiment, variant,
-                            show_experiments, page_size],
+                            show_experiments, review, page_size],
                    stop_reason=stop_reason, experiment=experiment, refresh_btn=refresh_btn, totals=totals,
                    page=gr.State(0),
                    page_label=page_label, prev_btn=prev_btn, next_btn=next_btn, table=table,

@@ -24,11 +24,11 @@ class HistoryHandlers:
         self.service = service
 
     async def history(self, q: str, status: str, stop_reason: str, provider: str, model: str, since: str,
-                      until: str, experiment: Any, variant: str, show_experiments: bool, page_size: Any,
-                      page: Any) -> tuple[Any, ...]:
+                      until: str, experiment: Any, variant: str, show_experiments: bool, review: str,
+                      page_size: Any, page: Any) -> tuple[Any, ...]:
         """The history page `page` for the filters: table, totals, page label, paging buttons, stop reasons."""
         try:
-            filters = RunFilter(**history_filters(q, status, stop_reason, provider, model, since, until),
+            filters = RunFilter(**history_filters(q, status, stop_reason, provider, model, since, until, review),
                                 **experiment_filters(experiment, variant, show_experiments))
         except ValueError as exc:
             gr.Warning(str(exc))
@@ -48,11 +48,11 @@ class HistoryHandlers:
                 gr.update(choices=reasons, value=stop_reason if stop_reason in reasons else "all"), page)
 
     async def history_first(self, q: str, status: str, stop_reason: str, provider: str, model: str, since: str,
-                            until: str, experiment: Any, variant: str, show_experiments: bool,
+                            until: str, experiment: Any, variant: str, show_experiments: bool, review: str,
                             page_size: Any) -> tuple[Any, ...]:
         """The history's first page for the filters (a filter changed)."""
         return await self.history(q, status, stop_reason, provider, model, since, until, experiment, variant,
-                                  show_experiments, page_size, 0)
+                                  show_experiments, review, page_size, 0)
 
     async def experiment_choices(self) -> Any:
         """The experiment filter's choices: all, then the latest experiments ("#12 prompt v2"), newest first."""
@@ -94,7 +94,7 @@ class HistoryHandlers:
 
 
 def history_filters(q: str, status: str, stop_reason: str, provider: str, model: str, since: str,
-                    until: str) -> dict[str, Any]:
+                    until: str, review: str = "all") -> dict[str, Any]:
     """The history's boxes as list_runs filters ("all" and empty mean none); ValueError naming a bad date."""
     days: dict[str, date | None] = {}
     for name, text in (("since", since), ("until", until)):
@@ -109,7 +109,8 @@ def history_filters(q: str, status: str, stop_reason: str, provider: str, model:
     return {"q": (q or "").strip()[:200] or None, "status": None if status in ("all", "", None) else status,
             "stop_reason": None if stop_reason in ("all", "", None) else stop_reason,
             "provider": None if provider in ("all", "", None) else provider,
-            "model_contains": (model or "").strip()[:200] or None, **days}
+            "model_contains": (model or "").strip()[:200] or None, **days,
+            "review": None if review in ("all", "", None) else review}
 
 
 def experiment_filters(experiment: Any, variant: str, show_experiments: bool) -> dict[str, Any]:

@@ -387,7 +387,9 @@ def history_totals(summary: dict[str, Any]) -> str:
     """The line above the history: how many runs match, their success rate, tokens and cost."""
     runs, finished = int(summary.get("runs") or 0), int(summary.get("finished") or 0)
     rate = summary.get("success_rate")
-    success = (f"success rate {rate * 100:.0f}% ({summary.get('successes', 0)} of {finished} finished)"
+    graded = int(summary.get("graded") or 0)
+    by = "graded" if graded == finished else "as the agents claimed" if not graded else f"{graded} graded"
+    success = (f"success rate {rate * 100:.0f}% ({summary.get('successes', 0)} of {finished} finished; {by})"
                if rate is not None else "no finished run")
     return (f"**{runs:,} run{'s' if runs != 1 else ''}** match · {success} · "
             f"{int(summary.get('input_tokens') or 0):,} in / {int(summary.get('output_tokens') or 0):,} out tokens · "

@@ -26,12 +26,13 @@ from agent.log.migrations.m007_experiments import m007_experiments
 from agent.log.migrations.m008_experiment_outcomes import m008_experiment_outcomes
 from agent.log.migrations.m009_forks import m009_forks
 from agent.log.migrations.m010_task_sets import m010_task_sets
+from agent.log.migrations.m011_reviews import m011_reviews
 from agent.log.migrations.sql import OUTCOME_SQL, RUN_DAY, WILSON_SQL, Z95
 
 __all__ = ["MIGRATIONS", "OUTCOME_SQL", "RUN_DAY", "WILSON_SQL", "Z95", "Connection", "Migration", "MigrationError",
            "applied", "migrate", "m001_initial", "m002_views", "m003_run_notes", "m004_stop_reason",
            "m005_webhook_outbox", "m006_traces", "m007_experiments", "m008_experiment_outcomes",
-           "m009_forks", "m010_task_sets"]
+           "m009_forks", "m010_task_sets", "m011_reviews"]
 
 # In the order they apply; a function's name is what `_migrations` records, so a name never changes.
 MIGRATIONS: list[Migration] = [
@@ -45,6 +46,7 @@ MIGRATIONS: list[Migration] = [
     m008_experiment_outcomes,
     m009_forks,
     m010_task_sets,
+    m011_reviews,
 ]
 
 
