@@ -813,6 +813,30 @@ def test_secrets_never_reach_the_files(tmp_path: Path, monkeypatch: pytest.Monke
         con.close()
 
 
+def test_json_columns_stay_json_whatever_the_secret_holds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A value ending in a backslash, or one a JSON escape seems to hold (`\\nabc...` holds "nabc..."), or a number:
+    scrubbed in the stored JSON without breaking it (a scrub of the JSON text would cut `\\\\` in two)."""
+    monkeypatch.setenv("DEMO_API_TOKEN", "C:\\tok\\9f8e7d6c\\")
+    monkeypatch.setenv("DEMO_PIN_KEY", "8812345678901")
+    monkeypatch.setenv("DEMO_N_TOKEN", "nabc-55-secret")
+    store = Store(tmp_path / "data", snapshot_interval_s=None)
+    try:
+        req = RunRequest(prompt="paths C:\\tok\\9f8e7d6c\\ and\nabc-55-secret ok", model="m",
+                         json_schema={"type": "object", "title": "C:\\tok\\9f8e7d6c\\"},
+                         workflow_params={"pin": 8812345678901, "C:\\tok\\9f8e7d6c\\": "as a key"})
+        run_id = store.create_run(store.create_task(req), req)
+        store.record(run_id, RunFinished(response=RunResponse(
+            status="success", is_done=True, is_successful=True,
+            result={"path": "C:\\tok\\9f8e7d6c\\", "pin": 8812345678901, "line": "x\nabc-55-secret"})))
+        stored = store.get_run_request(run_id)  # loads the stored JSON: it must still be JSON
+        assert stored.json_schema == {"type": "object", "title": "[redacted]"}
+        assert stored.workflow_params == {"pin": "[redacted]", "[redacted]": "as a key"}
+        # A JSON escape that merely looks like a value ("\\n" then "abc-55-secret") is not a value: left as it was.
+        assert store.get_run(run_id).result == {"path": "[redacted]", "pin": "[redacted]", "line": "x\nabc-55-secret"}
+    finally:
+        store.close()
+
+
 def test_webhook_urls_kept_in_clear_by_an_older_version_are_redacted_and_owed_ones_kept(tmp_path: Path) -> None:
     """m005_webhook_outbox on a log an older version wrote: clear URLs redacted, an owed delivery kept aside."""
     data = tmp_path / "data"

@@ -98,8 +98,29 @@ def strip_secret_fields(value: Any) -> Any:
 
 
 def dumps(value: Any, secrets: Sequence[str]) -> str:
-    """Compact JSON for a *_json column, secrets scrubbed."""
-    return scrub(json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str), secrets)
+    """Compact JSON for a *_json column, secrets scrubbed (and the JSON still valid)."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    if not secrets or scrub(text, secrets) == text:
+        return text  # the common case: no value anywhere, one pass over the text
+    # Scrubbing the JSON text could cut an escape in two (a value ending in `\` leaves `\"`) or put a mark
+    # where a number stood: scrub the strings (keys too) and numbers themselves, then write the JSON again.
+    # What still matches in that text is an artifact of JSON's escapes (`\nabc` holds "nabc"), not a value: the
+    # scrubber knows every escaped spelling, so a value the strings held is gone from them already.
+    return json.dumps(_scrub_tree(json.loads(text), secrets), ensure_ascii=False, separators=(",", ":"))
+
+
+def _scrub_tree(value: Any, secrets: Sequence[str]) -> Any:
+    """A JSON value with every string and number holding a secret value scrubbed (a number becomes a string)."""
+    if isinstance(value, str):
+        return scrub(value, secrets)
+    if isinstance(value, dict):
+        return {scrub(k, secrets): _scrub_tree(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub_tree(v, secrets) for v in value]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        text = json.dumps(value)
+        return value if scrub(text, secrets) == text else scrub(text, secrets)
+    return value
 
 
 def request_json(request: RunRequest, secrets: Sequence[str]) -> str:
