@@ -149,8 +149,11 @@ FIND_JS = r"""(args) => {
       }
     }
     if (R.css && d.css === R.css) plus(12, 'css');
-    if (R.xpath && sole(d.xpath) === sole(R.xpath)) plus(12, 'xpath');
-    else if (R.xpath && indexed(R.xpath) && indexed(d.xpath) === indexed(R.xpath)) plus(8, 'position');
+    if (R.xpath && sole(d.xpath) === sole(R.xpath)) {
+      plus(12, 'xpath');
+      // The first of a list that is now the only one: at the recorded place too.
+      if (d.xpath !== R.xpath && indexed(R.xpath)) plus(8, 'position');
+    } else if (R.xpath && indexed(R.xpath) && indexed(d.xpath) === indexed(R.xpath)) plus(8, 'position');
     if (RA.class && A.class) plus(Math.round(8 * jaccard(RA.class, A.class)), 'class');
     const strong = why.some((w) => STRONG.has(w));
     return { el, s, why, strong, d };
