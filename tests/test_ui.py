@@ -249,6 +249,19 @@ async def test_every_request_field_has_its_control_and_its_api_parameter() -> No
     assert received == [(dict(zip(FORM_FIELDS, values)), "the request")]
 
 
+def test_the_viewer_shows_the_runs_notes() -> None:
+    """A run's notes (which model healed a replay's steps) show under its totals, escaped; none: no list."""
+    from agent.ui.render import render_run_html
+
+    run = {"task_run_id": 7, "status": "success", "mode": "replay", "history": [], "usage": {}, "result": "ok",
+           "notes": ["the agent that healed steps 2, 4 ran on openai model 'gpt-4.1-nano', the model this request "
+                     "names", "<b>not html</b>"]}
+    html = render_run_html(run, links=False)
+    assert ('<ul class="wb-notes"><li>the agent that healed steps 2, 4 ran on openai model &#x27;gpt-4.1-nano&#x27;, '
+            'the model this request names</li><li>&lt;b&gt;not html&lt;/b&gt;</li></ul>') in html
+    assert "wb-notes" not in render_run_html({**run, "notes": []}, links=False)
+
+
 def test_the_form_names_every_bad_field() -> None:
     from agent.ui.form import FormError, form_request
 
@@ -685,6 +698,9 @@ async def test_workflows_section_lists_opens_replays_and_deletes(page: Any, app:
 
     await set_code(page, "wb-workflow-values", '{"search_products": "usb-c"}')
     await page.click("#wb-workflow-replay")
+    # The toast names the model a step needing healing would run on: the form's (the operator's DEFAULT_MODEL).
+    await page.get_by_text(re.compile(rf"Replaying workflow {wid} as run \d+; a step that needs healing runs on "
+                                      rf"openai model {re.escape(FORM_MODEL)} \(the form's\)\.")).wait_for()
     replayed = await until(lambda: viewer(page), what="the replay in the viewer",
                            check=lambda v: v["run_id"] not in (None, shown["run_id"]) and v["status"] != "running")
     run = (await asyncio.to_thread(http.get, f"/api/runs/{replayed['run_id']}")).json()
