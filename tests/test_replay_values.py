@@ -137,6 +137,19 @@ async def test_lists_tables_and_nested_entries_answer_from_one_item(shop: ShopSe
     assert len(fake_llm.requests) == (1 if cable == "healed" else 0)
 
 
+@pytest.mark.parametrize("layout", ["cards", "nested"])
+async def test_the_only_item_left_is_found_at_its_recorded_place(shop: ShopServer, browser: Any, fake_llm: FakeLLM,
+                                                                 layout: str) -> None:
+    """Recorded as the first of several items, replayed where one item is left and ids and classes were renamed:
+    its place (li[1] now li) still finds it, with no model call."""
+    _, doc = await record(list_prompt(shop.url, "hdmi", layout), list_agent(), fake_llm, browser)
+    shop.variant = "renamed"
+    fake_llm.reset(lambda body: OFF)
+    answer = await replayed(RunRequest(prompt=list_prompt(shop.url, "lightning", layout), model=MODEL), doc, browser)
+    assert (answer.status, answer.error, answer.result, answer.usage.llm_calls) == (
+        "success", None, "The cheapest is Lightning Cable 1 m at €9.49.", 0)
+
+
 async def test_a_reordered_list_with_the_same_values_is_handed_over(shop: ShopServer, browser: Any,
                                                                     fake_llm: FakeLLM) -> None:
     """The same search, the list now most expensive first: the recorded product (by its id) is last, the first
