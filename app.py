@@ -29,7 +29,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from agent.settings import Settings, agent_paths_from_env, hosts_from_env, named_keys_from_env
+from agent.settings import Settings, agent_paths_from_env, form_model_from_env, hosts_from_env, named_keys_from_env
 
 log = logging.getLogger("workbench")
 
@@ -46,12 +46,12 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         parser.error(f"--port {args.port} is out of range; use 1-65535")
     api_key = os.environ.get("WORKBENCH_API_KEY", "").strip() or None
     try:
-        paths = agent_paths_from_env()
+        paths, form_model = agent_paths_from_env(), form_model_from_env()
         named_keys = named_keys_from_env()
     except ValueError as exc:
         parser.error(str(exc))
     return Settings(host=args.host, port=args.port, data_dir=Path(args.data_dir), api_key=api_key,
-                    named_keys=named_keys, allowed_hosts=hosts_from_env(), agent_paths=paths)
+                    named_keys=named_keys, allowed_hosts=hosts_from_env(), agent_paths=paths, form_model=form_model)
 
 
 

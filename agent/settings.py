@@ -1,5 +1,5 @@
-"""How the app was asked to run: host, port, data folder, API key (kept here, never printed), and the
-names it answers to."""
+"""How the app was asked to run: host, port, data folder, API key (kept here, never printed), the names
+it answers to, and the model the form starts with."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 from agent.limits import MAX_REVIEWER_CHARS
 from agent.models.review import REVIEWER_PATTERN
+from agent.providers import DEFAULT_MODELS, DEFAULT_PROVIDER, PROVIDERS
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_DIR = ROOT / "data" / "demo"
@@ -38,6 +39,9 @@ class Settings:
     demo_dir: Path = DEMO_DIR
     allowed_hosts: tuple[str, ...] = ()  # ALLOWED_HOSTS: more names the app is served as (a proxy's, a LAN name)
     agent_paths: tuple[str, ...] = DEFAULT_AGENT_PATHS  # WORKBENCH_AGENT_PATHS
+    # The provider and model the form shows on a fresh page (DEFAULT_PROVIDER, DEFAULT_MODEL); a request
+    # that names no model still gets the contract's default.
+    form_model: tuple[str, str] = (DEFAULT_PROVIDER, DEFAULT_MODELS[DEFAULT_PROVIDER])
 
     def served_hosts(self) -> frozenset[str]:
         """The Host names answered: --host, localhost, 127.0.0.1, ::1 and ALLOWED_HOSTS (lower case)."""
@@ -90,6 +94,17 @@ def agent_paths_from_env() -> tuple[str, ...]:
     if bad:
         raise ValueError(f"WORKBENCH_AGENT_PATHS entry {bad[0]!r} must be a path starting with '/', e.g. /demo/")
     return paths
+
+
+def form_model_from_env() -> tuple[str, str]:
+    """DEFAULT_PROVIDER and DEFAULT_MODEL: (provider, model) the form starts with; ValueError naming the fix."""
+    provider = os.environ.get("DEFAULT_PROVIDER", "").strip().lower() or DEFAULT_PROVIDER
+    if provider not in PROVIDERS:
+        raise ValueError(f"DEFAULT_PROVIDER {provider!r} is not a provider; use one of: {', '.join(PROVIDERS)}")
+    model = os.environ.get("DEFAULT_MODEL", "").strip() or DEFAULT_MODELS[provider]
+    if len(model) > 200 or any(c.isspace() for c in model):
+        raise ValueError(f"DEFAULT_MODEL {model[:60]!r} is not a model name; give one such as gpt-4.1-mini")
+    return provider, model
 
 
 def demo_base_url(settings: Settings, request_url: str | None = None) -> str:

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Settings a developer may have exported that would change what these tests see.
 SCRUBBED_ENV = ("WORKBENCH_API_KEY", "WORKBENCH_API_KEYS", "WEBHOOK_SECRET", "WEBHOOK_ALLOW_PRIVATE",
                 "MAX_CONCURRENT_RUNS", "MAX_QUEUED_RUNS", "BROWSER_CDP_URL", "WORKBENCH_DATA_DIR", "OPENAI_API_BASE",
-                "WORKBENCH_ALLOWED_DOMAINS", "WORKBENCH_BLOCKED_DOMAINS")
+                "WORKBENCH_ALLOWED_DOMAINS", "WORKBENCH_BLOCKED_DOMAINS", "DEFAULT_PROVIDER", "DEFAULT_MODEL")
 
 
 def free_port() -> int:

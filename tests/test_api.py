@@ -520,6 +520,30 @@ def test_loopback_hosts_and_settings() -> None:
     assert (settings.host, settings.port, settings.data_dir) == ("0.0.0.0", 8001, Path("/tmp/x"))
 
 
+def test_the_forms_default_model_comes_from_the_operator(monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """DEFAULT_PROVIDER and DEFAULT_MODEL set the model a fresh form shows; a bad one stops the app naming the fix."""
+    from agent.providers import DEFAULT_MODELS
+    from app import parse_args
+
+    for name in ("DEFAULT_PROVIDER", "DEFAULT_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    assert parse_args([]).form_model == ("openai", "o3")  # unset: the contract's default
+    monkeypatch.setenv("DEFAULT_MODEL", " gpt-4.1-mini ")
+    assert parse_args([]).form_model == ("openai", "gpt-4.1-mini")
+    monkeypatch.setenv("DEFAULT_PROVIDER", "Anthropic")
+    monkeypatch.delenv("DEFAULT_MODEL")
+    assert parse_args([]).form_model == ("anthropic", DEFAULT_MODELS["anthropic"])  # that provider's default
+    for name, value, message in (
+            ("DEFAULT_PROVIDER", "openia", "DEFAULT_PROVIDER 'openia' is not a provider; use one of: openai, "),
+            ("DEFAULT_MODEL", "gpt 4", "DEFAULT_MODEL 'gpt 4' is not a model name; give one such as gpt-4.1-mini")):
+        monkeypatch.setenv(name, value)
+        with pytest.raises(SystemExit) as stopped:
+            parse_args([])
+        assert stopped.value.code == 2 and message in capsys.readouterr().err
+        monkeypatch.delenv(name)
+
+
 def test_api_key_required_when_set(apps: dict[str, App]) -> None:
     base = apps["locked"].base
     for url in ("/api/health", "/api/runs", "/api/tasks", "/gradio_api/info"):

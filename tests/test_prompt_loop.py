@@ -20,7 +20,7 @@ from agent.engine.llm import KEY_VARS
 from agent.engine.prompts import SYSTEM_PROMPT
 from agent.testing.fakellm import FakeLLM, call, find_index, last_user_text, reply
 from tests.apphelpers import App, poll
-from tests.test_ui import until, viewer
+from tests.test_ui import VIEWPORT, until, viewer
 
 pytestmark = pytest.mark.slow
 
@@ -110,7 +110,7 @@ def runs(app: App, http: httpx.Client) -> dict[str, dict[str, Any]]:
 @pytest_asyncio.fixture(loop_scope="session")
 async def context(browser: Any) -> Any:
     chromium = await browser.start()
-    ctx = await chromium.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    ctx = await chromium.new_context(viewport=VIEWPORT, accept_downloads=True)
     ctx.set_default_timeout(30_000)
     yield ctx
     await ctx.close()
@@ -259,6 +259,34 @@ async def test_a_shared_link_opens_the_run_with_what_the_model_saw(app: App, con
     await page.close()
 
 
+async def test_a_shared_run_link_fills_the_form_with_that_runs_settings(app: App, context: Any,
+                                                                        http: httpx.Client) -> None:
+    """A link to a run opens it in the viewer, in sight, with the form holding that run's own settings (its
+    model, not the form's default), ready to change one thing and run again."""
+    body = {"prompt": f"Report {app.base}/demo/ [quick]", "model": "gpt-4.1-mini", "max_steps": 7,
+            "extend_system_message": EXTEND}
+    run = (await asyncio.to_thread(http.post, "/api/runs", json=body)).json()
+    page = await context.new_page()
+    await page.goto(f"{app.base}/?run={run['task_run_id']}")
+    await until(lambda: viewer(page), what="the linked run", check=lambda v: v["run_id"] == run["task_run_id"])
+    form = await until(lambda: page.evaluate("""() => ({
+        prompt: document.querySelector('#wb-prompt textarea').value,
+        model: document.querySelector('#wb-model input').value,
+        provider: document.querySelector('#wb-provider input').value})"""),
+        what="the run's settings in the form", check=lambda v: v["model"] == "gpt-4.1-mini")
+    assert form == {"prompt": body["prompt"], "model": "gpt-4.1-mini", "provider": "openai"}
+    box = await page.locator("#wb-viewer .wb-run").bounding_box()
+    assert box and 0 <= box["y"] < VIEWPORT["height"] / 3  # the viewer is in sight
+    await page.locator("#wb-advanced .label-wrap").first.click()
+    assert await page.locator("#wb-extend-system textarea").input_value() == EXTEND
+    assert await page.locator("#wb-max-steps textarea, #wb-max-steps input").first.input_value() == "7"
+    # A fresh page without a link starts from the default model (this app sets no DEFAULT_MODEL: o3).
+    await page.goto(app.base + "/")
+    await until(lambda: page.locator("#wb-model input").input_value(), what="the default model",
+                check=lambda v: v == "o3")
+    await page.close()
+
+
 async def test_export_button_downloads_the_run(app: App, context: Any, runs: dict[str, dict[str, Any]]) -> None:
     run_id = runs["plain"]["task_run_id"]
     page = await open_page(context, f"{app.base}/?run={run_id}")
@@ -327,6 +355,22 @@ async def test_compare_two_runs_side_by_side(app: App, context: Any, http: httpx
     page = await open_page(context, f"{app.base}/?compare={a['task_run_id']},{b['task_run_id']}")
     shown = await until(lambda: compared(page), what="the compare view", check=lambda v: v["state"] == "shown")
     assert await page.locator("#wb-compare").is_visible()  # the link opened the compare part
+    # ...and the page scrolled to it: the comparison starts in the top third of the window, far down the page.
+    top = await until(lambda: page.evaluate("document.querySelector('#wb-compare .wb-compare')"
+                                            ".getBoundingClientRect().top"),
+                      what="the comparison in sight", check=lambda t: -2 <= t < VIEWPORT["height"] / 3)
+    assert await page.evaluate("window.scrollY") + top > 1.5 * VIEWPORT["height"]
+    # The system prompts: run A's extended ours, run B's is ours; the diff from A's to B's, each in full.
+    system = page.locator("#wb-compare .wb-cmp-system")
+    assert await system.get_attribute("data-same") == "false"
+    assert (await system.locator("h4").inner_text()).startswith("System prompt: differs")
+    assert f"-{EXTEND}" in await system.locator(".wb-diff .wb-del").all_inner_texts()
+    assert await system.locator(".wb-diff .wb-add").count() == 0
+    await system.locator(".wb-cmp-prompts > summary").click()
+    assert await system.locator(".wb-cmp-prompts .wb-system-text").all_inner_texts() == [
+        f"{SYSTEM_PROMPT}\n\n{EXTEND}", SYSTEM_PROMPT]
+    assert await system.locator(".wb-cmp-prompts th").all_inner_texts() == [
+        f"Run #{a['task_run_id']} (changed from the default)", f"Run #{b['task_run_id']} (the default)"]
     assert shown["first"] == "3"  # same start, same search; then another product
     assert [r["cls"] for r in shown["rows"]] == ["wb-same", "wb-same", "wb-diverge", "wb-differs", "wb-differs"]
     assert [r["goals"] for r in shown["rows"]][2] == [f"Open {CHEAPEST}.", f"Open {OTHER}."]

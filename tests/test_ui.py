@@ -29,6 +29,8 @@ CHEAPEST = {"name": "USB-C to USB-C Cable 0.5 m", "price": 5.49}
 GOALS = ["Open the demo shop.", "Search the shop for USB-C cables.", "Open the cheapest result.",
          "The product page confirms the name and price: report them."]
 EXAMPLES = json.loads((ROOT / "data" / "demo" / "examples.json").read_text())
+VIEWPORT = {"width": 1440, "height": 900}  # a common laptop window: what must be in reach is checked at this size
+FORM_MODEL = "gpt-4.1-mini"  # the app's DEFAULT_MODEL in these tests
 # Every request field has its form control (elem_id); the Gradio API test checks the parameter names.
 FIELD_IDS = {
     "prompt": "wb-prompt", "model": "wb-model", "provider": "wb-provider", "wait_for_completion": "wb-wait",
@@ -77,7 +79,9 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     """The real app on a free port, its model the fake server; no other provider key is set."""
     model = FakeLLM(shop_model)
     no_keys = {name: "" for names in KEY_VARS.values() for name in names}
-    env = {**no_keys, "OPENAI_BASE_URL": model.url, "OPENAI_API_KEY": "sk-test", "MAX_CONCURRENT_RUNS": "4"}
+    # The operator's default model for the form (DEFAULT_MODEL); the API's default stays the contract's o3.
+    env = {**no_keys, "OPENAI_BASE_URL": model.url, "OPENAI_API_KEY": "sk-test", "MAX_CONCURRENT_RUNS": "4",
+           "DEFAULT_MODEL": FORM_MODEL}
     app = App(tmp_path_factory.mktemp("ui") / "data", env).start()
     try:
         app.ready()
@@ -97,13 +101,13 @@ def http(app: App) -> Iterator[httpx.Client]:
 async def page(browser: Any, app: App) -> Any:
     """A fresh browser context on the workbench, its page loaded and its start-up events done."""
     chromium = await browser.start()
-    context = await chromium.new_context(viewport={"width": 1400, "height": 1000})
+    context = await chromium.new_context(viewport=VIEWPORT)
     context.set_default_timeout(30_000)
     page = await context.new_page()
     try:
         await page.goto(app.base + "/")
-        await until(lambda: page.locator("#wb-model input").input_value(), what="the model box to show o3",
-                    check=lambda v: v == "o3")
+        await until(lambda: page.locator("#wb-model input").input_value(), what="the model box to show the default",
+                    check=lambda v: v == FORM_MODEL)
         yield page
     finally:
         await context.close()
@@ -249,6 +253,19 @@ async def test_every_request_field_has_its_control_and_its_api_parameter() -> No
     assert received == [(dict(zip(FORM_FIELDS, values)), "the request")]
 
 
+def test_the_viewer_shows_the_runs_notes() -> None:
+    """A run's notes (which model healed a replay's steps) show under its totals, escaped; none: no list."""
+    from agent.ui.render import render_run_html
+
+    run = {"task_run_id": 7, "status": "success", "mode": "replay", "history": [], "usage": {}, "result": "ok",
+           "notes": ["the agent that healed steps 2, 4 ran on openai model 'gpt-4.1-nano', the model this request "
+                     "names", "<b>not html</b>"]}
+    html = render_run_html(run, links=False)
+    assert ('<ul class="wb-notes"><li>the agent that healed steps 2, 4 ran on openai model &#x27;gpt-4.1-nano&#x27;, '
+            'the model this request names</li><li>&lt;b&gt;not html&lt;/b&gt;</li></ul>') in html
+    assert "wb-notes" not in render_run_html({**run, "notes": []}, links=False)
+
+
 def test_the_form_names_every_bad_field() -> None:
     from agent.ui.form import FormError, form_request
 
@@ -381,7 +398,7 @@ async def test_open_a_run_from_history_then_run_it_again(page: Any, http: httpx.
     row = [x.strip() for x in ids].index(str(target["id"]))
     cells = await page.locator(f'#wb-history [role=gridcell][data-row="{row}"]').all_inner_texts()
     assert [c.strip() for c in cells[:2]] + [c.strip() for c in cells[3:5]] == [
-        str(target["id"]), "success", "openai / o3", "4"]
+        str(target["id"]), "success", f"openai / {FORM_MODEL}", "4"]
     await page.locator(f'#wb-history [data-testid="cell-{row}-2"]').click()
 
     shown = await until(lambda: viewer(page), what="the run opened from history",
@@ -413,7 +430,8 @@ async def test_open_a_run_from_history_then_run_it_again(page: Any, http: httpx.
         json: document.querySelector('#wb-format input[value=json]').checked,
         wait: document.querySelector('#wb-wait input').checked,
     })""")
-    assert request == {"prompt": target["prompt"], "model": "o3", "provider": "openai", "json": True, "wait": True}
+    assert request == {"prompt": target["prompt"], "model": FORM_MODEL, "provider": "openai", "json": True,
+                       "wait": True}
     schema = await page.locator("#wb-schema .cm-content").inner_text()
     assert json.loads(schema) == EXAMPLES[1]["json_schema"]
 
@@ -630,20 +648,20 @@ async def test_webhook_attempts_show_in_the_viewer(page: Any, app: App) -> None:
 
 async def test_the_last_model_is_remembered_with_its_price(page: Any, app: App) -> None:
     """The model of the last run comes back on the next visit (this browser); each model shows its price."""
-    await until(lambda: page.locator("#wb-price-hint").inner_text(), what="o3's price",
-                check=lambda v: v.startswith("o3: $") and "per million input tokens" in v)
+    await until(lambda: page.locator("#wb-price-hint").inner_text(), what="the default model's price",
+                check=lambda v: v.startswith(f"{FORM_MODEL}: $") and "per million input tokens" in v)
     model = page.locator("#wb-model input")
-    await model.fill("gpt-4.1-mini")
+    await model.fill("gpt-4.1-nano")
     await model.press("Enter")
-    hint = await until(lambda: page.locator("#wb-price-hint").inner_text(), what="gpt-4.1-mini's price",
-                       check=lambda v: v.startswith("gpt-4.1-mini: $"))
+    hint = await until(lambda: page.locator("#wb-price-hint").inner_text(), what="gpt-4.1-nano's price",
+                       check=lambda v: v.startswith("gpt-4.1-nano: $"))
     assert "per million output tokens (litellm's price map)" in hint
     await page.locator("#wb-prompt textarea").fill(f"Report {app.base}/demo/ [quick]")
     await page.click("#wb-run")
     await until(lambda: viewer(page), what="the run's end", check=lambda v: v["status"] == "success")
     await page.reload()
     await until(lambda: page.locator("#wb-model input").input_value(), what="the remembered model",
-                check=lambda v: v == "gpt-4.1-mini")
+                check=lambda v: v == "gpt-4.1-nano")
     await model.fill("no-such-model-xyz")
     await model.press("Enter")
     await until(lambda: page.locator("#wb-price-hint").inner_text(), what="an unknown price",
@@ -684,6 +702,9 @@ async def test_workflows_section_lists_opens_replays_and_deletes(page: Any, app:
 
     await set_code(page, "wb-workflow-values", '{"search_products": "usb-c"}')
     await page.click("#wb-workflow-replay")
+    # The toast names the model a step needing healing would run on: the form's (the operator's DEFAULT_MODEL).
+    await page.get_by_text(re.compile(rf"Replaying workflow {wid} as run \d+; a step that needs healing runs on "
+                                      rf"openai model {re.escape(FORM_MODEL)} \(the form's\)\.")).wait_for()
     replayed = await until(lambda: viewer(page), what="the replay in the viewer",
                            check=lambda v: v["run_id"] not in (None, shown["run_id"]) and v["status"] != "running")
     run = (await asyncio.to_thread(http.get, f"/api/runs/{replayed['run_id']}")).json()
@@ -697,3 +718,84 @@ async def test_workflows_section_lists_opens_replays_and_deletes(page: Any, app:
     await page.get_by_text(f"Deleted workflow {wid} (every version).").wait_for()
     assert (await asyncio.to_thread(http.get, f"/api/workflows/{wid}")).status_code == 404
     await until(lambda: cell.count(), what="the row gone", check=lambda n: n == 0)
+
+
+# ------------------------------------------------------------------ in reach at 1,440 x 900 (issue 22)
+async def in_window(page: Any, selector: str, *, clickable: bool = False) -> bool:
+    """Whether the element lies wholly inside the window (and, `clickable`, is what a click at its centre hits)."""
+    return await page.evaluate("""([sel, clickable]) => {
+        const el = document.querySelector(sel);
+        if (!el) return false;
+        const r = el.getBoundingClientRect();
+        if (r.height === 0 || r.top < 0 || r.bottom > window.innerHeight) return false;
+        if (!clickable) return true;
+        const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+        return !!hit && (hit === el || el.contains(hit));
+    }""", [selector, clickable])
+
+
+# Whether the newest finished step of the viewer lies wholly inside the window.
+NEWEST_IN_SIGHT_JS = """() => {
+    const steps = document.querySelectorAll('#wb-viewer .wb-step:not(.wb-pending)');
+    const last = steps[steps.length - 1];
+    if (!last) return false;
+    const r = last.getBoundingClientRect();
+    return r.top >= -1 && r.bottom <= window.innerHeight + 1;
+}"""
+# The page's scroll position once it has stopped moving (no scroll event for 300 ms; 3 s at most).
+SCROLL_SETTLED_JS = """() => new Promise((resolve) => {
+    const done = () => { window.removeEventListener('scroll', moved); resolve(window.scrollY); };
+    let timer = setTimeout(done, 300);
+    const moved = () => { clearTimeout(timer); timer = setTimeout(done, 300); };
+    window.addEventListener('scroll', moved);
+    setTimeout(done, 3000);
+})"""
+
+
+async def test_run_and_cancel_stay_in_reach_and_the_viewer_follows_the_steps(page: Any, app: App) -> None:
+    """At 1,440 x 900 the form is taller than the window: Run and Cancel stay in reach wherever the page is
+    scrolled, and the viewer brings each new step into sight, until the user scrolls elsewhere."""
+    await page.locator("#wb-prompt textarea").fill(f"Look around {app.base}/demo/ until told to stop [slow]")
+    assert await page.evaluate("document.documentElement.scrollHeight") > 2 * VIEWPORT["height"]
+    for y in (0, 450, 900):
+        await page.evaluate("(y) => window.scrollTo(0, y)", y)
+        assert await in_window(page, "#wb-run", clickable=True), f"Run out of reach at scroll {y}"
+        assert await in_window(page, "#wb-cancel", clickable=True), f"Cancel out of reach at scroll {y}"
+    # Pressed with the page scrolled to the bottom of the form (the viewer above the window): each new step
+    # comes into sight as it arrives.
+    await page.evaluate("window.scrollTo(0, 900)")
+    await page.click("#wb-run")
+    for n in (1, 3, 6):
+        await until(lambda: viewer(page), what=f"step {n}", check=lambda v, n=n: len(v["steps"]) >= n)
+        await until(lambda: page.evaluate(NEWEST_IN_SIGHT_JS), what=f"the newest step (at least {n}) in sight")
+    assert (await viewer(page))["status"] == "running"
+    assert await page.evaluate("window.scrollY") > 300  # the steps outgrew the window: the page followed them
+    # The user scrolls up to read: the next steps leave the page where they put it.
+    await page.mouse.move(900, 400)
+    await page.mouse.wheel(0, -600)
+    parked = await page.evaluate(SCROLL_SETTLED_JS)
+    count = len((await viewer(page))["steps"])
+    await until(lambda: viewer(page), what="two more steps", check=lambda v: len(v["steps"]) >= count + 2)
+    assert await page.evaluate("window.scrollY") == parked
+    # Cancel is in reach there too.
+    assert await in_window(page, "#wb-cancel", clickable=True)
+    await page.click("#wb-cancel")
+    ended = await until(lambda: viewer(page), what="the cancelled end", check=lambda v: v["status"] == "failure")
+    assert ended["error"] == "cancelled"
+
+
+async def test_the_form_starts_with_the_operators_model_and_the_api_keeps_the_contracts(
+        page: Any, app: App, http: httpx.Client) -> None:
+    """DEFAULT_MODEL sets the model a fresh browser's form shows (not the contract's o3, the costliest); a
+    request that names no model still gets o3."""
+    assert await page.locator("#wb-model input").input_value() == FORM_MODEL
+    await until(lambda: page.locator("#wb-price-hint").inner_text(), what="its price",
+                check=lambda v: v.startswith(f"{FORM_MODEL}: $"))
+    await pick(page, "wb-provider", "anthropic")
+    await until(lambda: page.locator("#wb-model input").input_value(), what="anthropic's default",
+                check=lambda v: v not in ("", FORM_MODEL))
+    await pick(page, "wb-provider", "openai")
+    await until(lambda: page.locator("#wb-model input").input_value(), what="the operator's model again",
+                check=lambda v: v == FORM_MODEL)
+    run = (await asyncio.to_thread(http.post, "/api/runs", json={"prompt": f"Report {app.base}/demo/ [quick]"})).json()
+    assert (run["status"], run["provider"], run["model"]) == ("success", "openai", "o3")

@@ -546,7 +546,7 @@ async def test_a_step_nobody_can_do_fails_with_the_reason(recorded: Any, shop: S
     events, final = await run_replay(order_request(shop, B, use_cached_workflow=True), doc, browser)
     response = final.response
     assert (response.status, response.is_successful, response.result) == ("failure", False, None)
-    assert response.error == ("step 2 'Search for {{search_products}}.' could not be replayed or healed: no element like "
+    assert response.error == ("step 2 'Search for hdmi.' could not be replayed or healed: no element like "
                               "<input> 'Search products' on the page; healing: the agent reported that it could not "
                               "complete the task")
     assert who(response) == ["replay", "heal"]
@@ -562,7 +562,7 @@ async def test_without_a_model_a_changed_step_fails_saying_what_to_set(recorded:
     shop.variant = "redesign"
     _, final = await run_replay(order_request(shop, B, use_cached_workflow=True), doc, browser)
     assert final.response.status == "failure"
-    assert final.response.error.startswith("step 2 'Search for {{search_products}}.' could not be replayed or healed: "
+    assert final.response.error.startswith("step 2 'Search for hdmi.' could not be replayed or healed: "
                                            "no element matches <button> 'Search' well enough")
     assert final.response.error.endswith("healing: no model to heal with (No API key for provider 'openai': set "
                                          "OPENAI_API_KEY, or point OPENAI_BASE_URL at a local OpenAI-compatible server "

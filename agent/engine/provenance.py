@@ -12,6 +12,11 @@ around it trimmed), the value after "Label: " in an element, any token holding a
 element's text, a JSON leaf found in an element's text; on earlier pages, a line of the page's text,
 the value after "Label: " and digit tokens. Everything else is the agent's own wording, kept as is.
 
+Elements inside shadow roots (open or closed) and same-origin iframes count like any other. Values
+read from one item of a page (a list item, a table row, a card: the lowest common ancestor of their
+elements, or its nearest ancestor that repeats) are grouped with that item, so that a replay reads
+them again inside one item (agent.workflows.items).
+
 `trace_result` never raises for a page it cannot read: the caller keeps the result without sources.
 """
 
@@ -24,7 +29,7 @@ from playwright.async_api import Page
 
 from agent.engine.page import DESCRIBE_JS
 
-__all__ = ["PAGE_REF_RE", "describe_text", "number_pattern", "page_texts", "trace_result"]
+__all__ = ["PAGE_REF_RE", "TREES_JS", "describe_text", "number_pattern", "page_texts", "trace_result"]
 
 PAGE_REF_RE = re.compile(r"\{\{page:(\d{1,4})\}\}")
 MAX_RESULT_CHARS = 20_000
@@ -33,35 +38,151 @@ _TOKEN_RE = re.compile(r"[^\s\"'“”‘’()\[\]{}<>]*\d[^\s\"'“”‘’()\
 _PUNCT = " .,;:!?\"'“”‘’()[]«»"
 _ELEMENT_PREFIX_RE = re.compile(r"^\s*(?:\[\d+\]<[^>]*>|#+\s)")
 
-TEXTS_JS = r"""(args) => {
-  // Short texts of the page's elements (the smallest element holding each), for finding result values.
-  const norm = (s) => (s == null ? '' : String(s)).replace(/\s+/g, ' ').trim();
+# Every tree a value can sit in, as one JS function: the document, its shadow roots (closed ones through
+# the init script's registry, agent.engine.page) and, with `frames`, same-origin iframes, recursively; bounded.
+TREES_JS = r"""function trees(frames) {
   const out = [];
-  const all = document.body ? document.body.querySelectorAll('*') : [];
-  let n = 0;
-  for (const el of all) {
-    if (out.length >= args.limit) break;
-    if (/^(SCRIPT|STYLE|NOSCRIPT|TEMPLATE|svg|path)$/.test(el.tagName)) continue;
-    let own = false;
-    for (const c of el.childNodes) if (c.nodeType === 3 && norm(c.textContent)) { own = true; break; }
-    if (!own && el.children.length) continue;
-    const t = norm(el.innerText || el.textContent);
-    if (!t || t.length > args.maxLen) continue;
-    el.setAttribute('data-wb-val', String(n));
-    // A leaf holds no other element with text: its text is one value, not a sentence built of several.
-    let leaf = true;
-    for (const c of el.children) if (norm(c.textContent)) { leaf = false; break; }
-    out.push([t, leaf]);
-    n++;
-  }
+  const seen = new Set();
+  (function add(root, win, depth) {
+    if (!root || seen.has(root) || out.length >= 300 || depth > 8) return;
+    seen.add(root);
+    out.push(root);
+    let reg = null;
+    try { reg = win && win.__wbShadow; } catch (e) { /* a window that went away */ }
+    for (const el of root.querySelectorAll('*')) {
+      let sr = el.shadowRoot;
+      if (!sr && reg) { try { sr = reg.map.get(el) || null; } catch (e) { sr = null; } }
+      if (sr) add(sr, win, depth + 1);
+      if (frames && (el.localName === 'iframe' || el.localName === 'frame')) {
+        try {
+          const d = el.contentDocument;
+          if (d) add(d, el.contentWindow, depth + 1);
+        } catch (e) { /* a cross-origin frame */ }
+      }
+    }
+  })(document, window, 0);
   return out;
 }"""
 
+TEXTS_JS = r"""(args) => {
+  // Short texts of the page's elements (the smallest element holding each), for finding result values:
+  // the document's, its shadow roots' (open or closed) and its same-origin iframes'.
+  const trees = __TREES__;
+  const norm = (s) => (s == null ? '' : String(s)).replace(/\s+/g, ' ').trim();
+  const out = [];
+  let n = 0;
+  for (const root of trees(true)) {
+    const base = root.nodeType === 9 ? root.body : root;
+    const all = base ? base.querySelectorAll('*') : [];
+    for (const el of all) {
+      if (out.length >= args.limit) break;
+      if (/^(SCRIPT|STYLE|NOSCRIPT|TEMPLATE|svg|path)$/.test(el.tagName)) continue;
+      let own = false;
+      for (const c of el.childNodes) if (c.nodeType === 3 && norm(c.textContent)) { own = true; break; }
+      if (!own && el.children.length) continue;
+      if (!own && (el.shadowRoot || el.localName.includes('-'))) continue;  // a host: its text lives in its root
+      const t = norm(el.innerText || el.textContent);
+      if (!t || t.length > args.maxLen) continue;
+      el.setAttribute('data-wb-val', String(n));
+      // A leaf holds no other element with text: its text is one value, not a sentence built of several.
+      let leaf = true;
+      for (const c of el.children) if (norm(c.textContent)) { leaf = false; break; }
+      out.push([t, leaf]);
+      n++;
+    }
+  }
+  return out;
+}""".replace("__TREES__", TREES_JS)
+
 DESCRIBE_MARKED_JS = r"""(args) => {
   const describe = __DESCRIBE__;
-  const el = document.querySelector('[data-wb-val="' + args.n + '"]');
-  return el ? describe(el) : null;
-}""".replace("__DESCRIBE__", DESCRIBE_JS)
+  const trees = __TREES__;
+  for (const root of trees(true)) {
+    const el = root.querySelector('[data-wb-val="' + args.n + '"]');
+    if (el) return describe(el);
+  }
+  return null;
+}""".replace("__DESCRIBE__", DESCRIBE_JS).replace("__TREES__", TREES_JS)
+
+# Values read from one item of a page (a list item, a table row, a card) are grouped with that item:
+# for each group, the item's locators and each value's place inside it, so that a replay reads them
+# all inside one item and never answers with a mixture. Two values belong together when the lowest
+# common ancestor of their elements has an ancestor-or-self that repeats (a sibling of its kind).
+ITEMS_JS = r"""(args) => {
+  const describe = __DESCRIBE__;
+  const trees = __TREES__;
+  const norm = (s) => (s == null ? '' : String(s)).replace(/\s+/g, ' ').trim();
+  const roots = trees(true);
+  const find = (n) => {
+    for (const r of roots) { const el = r.querySelector('[data-wb-val="' + n + '"]'); if (el) return el; }
+    return null;
+  };
+  const classes = (el) => new Set(norm(el.getAttribute('class')).split(' ').filter(Boolean));
+  function alike(a, b) {
+    if (a.localName !== b.localName) return false;
+    if (/^(li|tr|article|dt|dd)$/.test(a.localName)) return true;
+    const A = classes(a), B = classes(b);
+    if (!A.size && !B.size) return true;
+    let common = 0;
+    for (const c of A) if (B.has(c)) common++;
+    return common / (A.size + B.size - common) >= 0.5;
+  }
+  function repeats(el) {
+    const p = el.parentNode;
+    if (!p || el.localName === 'body' || el.localName === 'html') return false;
+    for (const s of p.children) if (s !== el && alike(s, el)) return true;
+    return false;
+  }
+  const chain = (el) => {
+    const out = [];
+    for (let x = el; x && x.nodeType === 1; x = x.parentNode) out.push(x);
+    return out;
+  };
+  function common(els) {
+    let shared = chain(els[0]);
+    for (const el of els.slice(1)) { const up = new Set(chain(el)); shared = shared.filter((x) => up.has(x)); }
+    return shared;  // lowest first
+  }
+  const item = (els) => common(els).find(repeats) || null;
+  function path(container, el) {
+    const parts = [];
+    for (let x = el; x !== container; x = x.parentNode) {
+      if (!x || x.nodeType !== 1) return null;
+      let i = 0, k = 0;
+      for (const s of x.parentNode.children) if (s.localName === x.localName) { k++; if (s === x) i = k; }
+      parts.unshift(x.localName + '[' + i + ']');
+    }
+    return parts.join('/');
+  }
+  const els = args.ns.map(find);
+  const parent = els.map((_, i) => i);
+  const top = (i) => (parent[i] === i ? i : (parent[i] = top(parent[i])));
+  for (let i = 0; i < els.length; i++) {
+    for (let j = i + 1; j < els.length; j++) {
+      if (els[i] && els[j] && els[i] !== els[j] && item([els[i], els[j]])) parent[top(i)] = top(j);
+    }
+  }
+  const groups = new Map();
+  els.forEach((el, i) => {
+    if (!el) return;
+    const g = top(i);
+    if (!groups.has(g)) groups.set(g, []);
+    groups.get(g).push(i);
+  });
+  const out = [];
+  for (const members of groups.values()) {
+    const distinct = new Set(members.map((i) => els[i]));
+    if (distinct.size < 2) continue;
+    const container = item(members.map((i) => els[i]));
+    if (!container) continue;
+    out.push({ locators: describe(container), members: members.map((i) => {
+      const el = els[i];
+      return { n: args.ns[i], path: path(container, el), tag: el.localName, class: norm(el.getAttribute('class')),
+               id: el.id || '' };
+    }) });
+  }
+  return out;
+}""".replace("__DESCRIBE__", DESCRIBE_JS).replace("__TREES__", TREES_JS)
 
 
 async def page_elements(page: Page, *, limit: int = 4000, max_len: int = 160) -> list[tuple[str, bool]]:
@@ -269,9 +390,12 @@ class _Tracer:
 
 
 async def trace_result(page: Page, value: Any, seen: list[tuple[int, str]]) -> dict[str, Any] | None:
-    """{"template", "page_values"} for a run's result read on `page`; None when there is nothing to trace.
+    """{"template", "page_values"[, "items"]} for a run's result read on `page`; None when there is nothing
+    to trace.
 
-    `seen` is (step, page text) of every page the run observed, the final one last.
+    `seen` is (step, page text) of every page the run observed, the final one last. Values found in the
+    final page's elements (shadow roots, open or closed, and same-origin iframes included) carry their
+    locators; values read from one item of a list ("items") say where in that item they sit.
     """
     if value is None or (isinstance(value, str) and (not value.strip() or len(value) > MAX_RESULT_CHARS)):
         return None
@@ -280,9 +404,35 @@ async def trace_result(page: Page, value: Any, seen: list[tuple[int, str]]) -> d
         template = tracer.text(value) if isinstance(value, str) else tracer.walk(value)
     except OverflowError:
         return None
-    for item in tracer.values:
+    elements = {}  # page value -> its element on the final page
+    for i, item in enumerate(tracer.values):
         n = item.pop("element")
         if n is not None:
             item["locators"] = await describe_text(page, n)
             item["step"] = None  # the final page
-    return {"template": template, "page_values": tracer.values}
+            elements[i] = n
+    traced: dict[str, Any] = {"template": template, "page_values": tracer.values}
+    items = await _items(page, elements, tracer.values)
+    if items:
+        traced["items"] = items
+    return traced
+
+
+async def _items(page: Page, elements: dict[int, int], values: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The items (list items, rows, cards) that several page values were read from: each item's locators, and
+    on each of those values its place in the item (`item`: group, path, tag, class, id)."""
+    if len(elements) < 2:
+        return []
+    groups = await page.evaluate(ITEMS_JS, {"ns": sorted(set(elements.values()))})
+    items: list[dict[str, Any]] = []
+    for group in groups if isinstance(groups, list) else []:
+        places = {int(m["n"]): m for m in group.get("members") or [] if m.get("path") is not None}
+        owners = [i for i, n in elements.items() if n in places]
+        if len(owners) < 2 or not isinstance(group.get("locators"), dict):
+            continue
+        for i in owners:
+            m = places[elements[i]]
+            values[i]["item"] = {"group": len(items), "path": m["path"], "tag": m["tag"], "class": m["class"],
+                                 "id": m["id"]}
+        items.append({"locators": group["locators"]})
+    return items

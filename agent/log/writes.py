@@ -135,11 +135,14 @@ def _run_row(con: Connection, run_id: int, cols: str) -> tuple[Any, ...]:
 
 
 def start_run(con: Connection, secrets: Secrets, run_id: int, event: RunStarted) -> None:
-    """Note the engine's start: the model it resolved, the mode, the start time."""
+    """Note the engine's start: the model it resolved, the mode, the start time, and the prompt it runs
+    under (a replay's says the parameter values it uses)."""
     updated = scalar(
         con,
-        "UPDATE runs SET litellm_model = ?, mode = ?, started_at = ? WHERE id = ? RETURNING id",
-        [event.model, event.mode, event.at, run_id],
+        "UPDATE runs SET litellm_model = ?, mode = ?, started_at = ?, prompt = ?, request_json = ? "
+        "WHERE id = ? RETURNING id",
+        [event.model, event.mode, event.at, scrub(event.request.prompt, secrets),
+         request_json(event.request, secrets), run_id],
     )
     if updated is None:
         check_run(con, secrets, run_id)

@@ -46,6 +46,58 @@ EXPORT_JS = """(run) => {
     document.body.appendChild(a); a.click(); a.remove();
 }"""
 
+# A shared link (`?run=N`, `?compare=a,b`) scrolls to what it names (unless it is in the top third of the
+# window already), and keeps it there while the page above it settles (the history's rows arriving),
+# unless the user scrolls meanwhile.
+LINK_SCROLL_JS = """() => {
+    const q = new URLSearchParams(window.location.search);
+    const sel = q.get('compare') ? '#wb-compare .wb-compare[data-state="shown"]'
+        : q.get('run') ? '#wb-viewer .wb-run[data-run-id]:not([data-run-id=""])' : null;
+    if (!sel) return;
+    const deadline = Date.now() + 5000;
+    let last = null;
+    const settle = () => {
+        const el = document.querySelector(sel);
+        if (el && last !== null && Math.abs(window.scrollY - last) > 2) return;  // the user scrolled
+        const top = el ? el.getBoundingClientRect().top : 0;
+        if (el && (top < -2 || top > window.innerHeight / 3)) el.scrollIntoView({block: 'start'});
+        if (el) last = window.scrollY;
+        if (Date.now() < deadline) setTimeout(settle, 150);
+    };
+    settle();
+}"""
+# While a run is followed, its newest step (at the end, its result) is brought into view, until the user
+# scrolls the page themselves (wheel, touch, keys): then it stays where they put it, until the next run.
+FOLLOW_STEPS_JS = """(run) => {
+    const w = window.__wbFollow || (window.__wbFollow = {});
+    if (!w.listening) {
+        w.listening = true;
+        const away = () => { w.away = true; };
+        window.addEventListener('wheel', away, {passive: true});
+        window.addEventListener('touchmove', away, {passive: true});
+        window.addEventListener('keydown', (e) => {
+            if (/^(PageUp|PageDown|Home|End|ArrowUp|ArrowDown| )$/.test(e.key)) away();
+        });
+    }
+    const id = run && run.task_run_id;
+    const live = !!id && run.status === 'in_progress';
+    const ended = !!id && !live && w.id === id && w.live;
+    if (id !== w.id && live) w.away = false;  // a new run is followed again
+    w.id = id; w.live = live;
+    if ((!live && !ended) || w.away) return;
+    const shown = document.querySelector('#wb-viewer .wb-run');
+    if (!shown) return;
+    const steps = shown.querySelectorAll('.wb-step');
+    // The whole run while it fits in the window (its status on top); then the newest step at the bottom.
+    const whole = shown.getBoundingClientRect().height <= window.innerHeight;
+    const el = whole ? shown : ended ? (shown.querySelector('.wb-result') || shown) : steps[steps.length - 1];
+    if (!el) return;
+    const box = el.getBoundingClientRect();
+    if (box.top < 0 || box.bottom > window.innerHeight) {
+        el.scrollIntoView({block: whole || ended || box.height > window.innerHeight ? 'start' : 'end'});
+    }
+}"""
+
 
 # The viewer's buttons: "Fork from here" hands the step to `fork_from` (an event of the viewer carrying the
 # step); "Try this step again" sends its panel to the `ask_step` server function and shows the answer's HTML.
@@ -168,7 +220,9 @@ def build_ui(service: RunService, settings: Settings, experiments: ExperimentRun
             "## LLM web-agent workbench\nDescribe a task; an agent drives a real Chromium step by step. "
             "[API docs](api/docs) · [demo shop](demo/) · [health](api/health)", elem_id="wb-header",
         )
-        with gr.Row(equal_height=False):
+        # The form's column is drawn as long as the viewer's (style.css), so that its sticky Run/Cancel bar
+        # stays in reach all along a long run; its fields keep their own heights.
+        with gr.Row(equal_height=False, elem_id="wb-main"):
             with gr.Column(scale=4, min_width=360):
                 form = _form([e["title"] for e in handlers.examples])
             with gr.Column(scale=6, min_width=420):
@@ -223,7 +277,7 @@ def _form(example_titles: list[str]) -> Form:
                     gr.Textbox(SYSTEM_PROMPT, show_label=False, lines=6, max_lines=30, interactive=False,
                                elem_id="wb-default-system")
         sections.append(box)
-    with gr.Row():
+    with gr.Row(elem_id="wb-run-bar"):  # sticky: Run and Cancel stay in reach below the fold (style.css)
         run_btn = gr.Button("Run", variant="primary", elem_id="wb-run")
         cancel_btn = gr.Button("Cancel", variant="stop", interactive=False, elem_id="wb-cancel")
     run_errors = gr.Markdown("", visible=False, elem_id="wb-run-errors")
@@ -388,8 +442,9 @@ def _wire(ui: Any, h: RunHandlers, form: Form, viewer: Viewer, history: History,
     run_event = form.run_btn.click(h.endpoint, form.fields, [response], api_name="run", validator=h.validate,
                                    concurrency_limit=max_concurrent, concurrency_id="run", trigger_mode="multiple")
     run_event.then(h.follow, [response], [response], **QUIET)  # background runs
-    response.change(h.render, [response],
-                    [viewer.html, form.cancel_btn, viewer.rerun_btn, viewer.save_btn, viewer.export_btn], **INSTANT)
+    rendered = response.change(h.render, [response], [viewer.html, form.cancel_btn, viewer.rerun_btn,
+                                                      viewer.save_btn, viewer.export_btn], **INSTANT)
+    rendered.then(None, [response], None, js=FOLLOW_STEPS_JS, api_visibility="private")  # the new step in view
     # The history follows the viewer: refreshed when the run shown starts and when it ends, however it is followed.
     response.change(log.history_on_change, [response, history.last_seen, *page_in], [*page_out, history.last_seen],
                     **QUIET)
@@ -425,6 +480,7 @@ def _wire(ui: Any, h: RunHandlers, form: Form, viewer: Viewer, history: History,
     ui.load(log.history, page_in, page_out, **QUIET)
     ui.load(log.experiment_choices, None, [history.experiment], **QUIET)
     history.refresh_btn.click(log.experiment_choices, None, [history.experiment], **QUIET)
-    ui.load(h.open_link, None, [response, history.compare_a, history.compare_b, history.compare_html,
-                                history.compare_box], **QUIET)
+    linked = ui.load(h.open_link, None, [response, history.compare_a, history.compare_b, history.compare_html,
+                                         history.compare_box, *form.fields, form.hint], **QUIET)
+    linked.then(None, None, None, js=LINK_SCROLL_JS, api_visibility="private")  # to what the link names
     return saved

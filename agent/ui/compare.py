@@ -1,4 +1,5 @@
-"""Compare two runs: their totals on top, then step by step side by side, the first divergence marked.
+"""Compare two runs: their totals and system prompts (with their diff) on top, then step by step side by
+side, the first divergence marked.
 
 The alignment and the rule for "the same step" are `agent.log.diff.compare_runs` (shared with
 `agent.analysis.compare`); this module only renders it (escaped everywhere) and reads the two runs
@@ -7,12 +8,14 @@ through the run service. No gradio import: the handlers call `compare_view`.
 
 from __future__ import annotations
 
+import difflib
 import html
 import json
 from typing import Any
 
+from agent.engine.prompts import SYSTEM_PROMPT, system_prompt
 from agent.log.diff import TOTALS, compare_runs
-from agent.ui.render import fmt_cost, fmt_duration, served_screenshot
+from agent.ui.render import fmt_cost, fmt_duration, render_diff, served_screenshot
 
 MAX_CELL_CHARS = 600  # characters of one goal / action / result shown in a cell
 
@@ -71,8 +74,36 @@ def _cell(side: dict[str, Any] | None, shot: str | None) -> str:
             f'<div class="wb-page">{_esc(_cut(side["url"] or ""))}</div>{img}</td>')
 
 
-def render_compare_html(a: dict[str, Any] | None, b: dict[str, Any] | None) -> str:
-    """Two runs side by side (the contract's JSON of each); a hint when one is missing."""
+def render_system_prompts(ida: Any, idb: Any, systems: tuple[str | None, str | None] | None,
+                          default: str = "") -> str:
+    """The two runs' system prompts: whether they differ, the diff from run A's to run B's, and each in full."""
+    if systems is None or None in systems:
+        return ""
+    sa, sb = str(systems[0]), str(systems[1])
+
+    def said(text: str) -> str:
+        return "the default" if text == default else "changed from the default"
+
+    if sa == sb:
+        head = f"System prompt: the same in both runs ({said(sa)})"
+        diff = ""
+    else:
+        changed = sum(1 for line in difflib.ndiff(sa.splitlines(), sb.splitlines()) if line[:1] in "+-")
+        head = f"System prompt: differs ({changed} line{'s' if changed != 1 else ''} changed)"
+        diff = (f'<div class="wb-label">Diff, run #{_esc(ida)} → run #{_esc(idb)}</div>'
+                + render_diff(sa, sb, f"run #{ida}", f"run #{idb}"))
+    texts = (f'<details class="wb-cmp-prompts"><summary>Each run\'s system prompt in full</summary><table>'
+             f'<tr><th>Run #{_esc(ida)} ({said(sa)})</th><th>Run #{_esc(idb)} ({said(sb)})</th></tr>'
+             f'<tr><td><pre class="wb-system-text">{_esc(sa)}</pre></td>'
+             f'<td><pre class="wb-system-text">{_esc(sb)}</pre></td></tr></table></details>')
+    return (f'<div class="wb-cmp-system" data-same="{str(sa == sb).lower()}"><h4>{_esc(head)}</h4>{diff}{texts}'
+            "</div>")
+
+
+def render_compare_html(a: dict[str, Any] | None, b: dict[str, Any] | None, *,
+                        systems: tuple[str | None, str | None] | None = None, default_prompt: str = "") -> str:
+    """Two runs side by side (the contract's JSON of each); a hint when one is missing. `systems`: the system
+    prompt each run used (shown with their diff)."""
     if not a or not b:
         return ('<div class="wb-compare wb-empty" data-state="empty"><p>Pick two runs: select two rows of the '
                 "history (the last two selected fill the boxes), or type their ids, then press <b>Compare</b>. "
@@ -108,7 +139,8 @@ def render_compare_html(a: dict[str, Any] | None, b: dict[str, Any] | None) -> s
     link = f"?compare={_esc(ida)},{_esc(idb)}"
     return (f'<div class="wb-compare" data-state="shown" data-first-divergence="{where if where is not None else ""}">'
             f'<p><b>{_esc(verdict)}</b> <a class="wb-compare-link" href="{link}">{link}</a></p>'
-            f'<table class="wb-totals">{head}{totals}</table><h4>Step by step</h4>'
+            f'<table class="wb-totals">{head}{totals}</table>'
+            f'{render_system_prompts(ida, idb, systems, default_prompt)}<h4>Step by step</h4>'
             f'<table class="wb-cmp-steps"><tr><th>#</th><th>Run #{_esc(ida)}</th><th>Run #{_esc(idb)}</th></tr>'
             f'{"".join(rows)}</table></div>')
 
@@ -132,4 +164,13 @@ async def compare_view(service: Any, a: Any, b: Any) -> tuple[str, str | None]:
         if response is None:
             return render_compare_html(None, None), f"Run {run_id} does not exist."
         runs.append(response.to_json())
-    return render_compare_html(runs[0], runs[1]), None
+    systems = [await _system_prompt(service, run_id) for run_id in ids]
+    return render_compare_html(runs[0], runs[1], systems=(systems[0], systems[1]), default_prompt=SYSTEM_PROMPT), None
+
+
+async def _system_prompt(service: Any, run_id: int) -> str | None:
+    """The system prompt a run used (ours, extended or overridden as its request asked); None if unknown."""
+    request = await service.run_request(run_id)
+    if request is None:
+        return None
+    return system_prompt(override=request.override_system_message, extend=request.extend_system_message)

@@ -22,7 +22,7 @@ from agent.filters import RunFilter
 from agent.modelmap import model_notes, model_price
 from agent.models import FIELDS, RequestError, RunRequest, parse_json_schema
 from agent.models.fields import Section
-from agent.providers import DEFAULT_MODELS, DEFAULT_PROVIDER, PROVIDERS, REGISTRY
+from agent.providers import DEFAULT_MODELS, PROVIDERS, REGISTRY
 from agent.service.door import NotFound
 from agent.service.runs import RunService, ServiceBusy, ServiceClosed
 from agent.settings import Settings, demo_base_url
@@ -310,10 +310,12 @@ class RunHandlers:
                 f"'Use cached workflow' and give workflow id {wid}.")
 
     async def open_link(self, request: gr.Request) -> tuple[Any, ...]:
-        """The page was opened with `?run=N` (that run in the viewer) or `?compare=a,b` (the compare view)."""
+        """The page was opened with `?run=N` (that run in the viewer, its own settings in the form) or
+        `?compare=a,b` (the compare view); the page then scrolls to it (LINK_SCROLL_JS)."""
         params = getattr(request, "query_params", None) or {}
         run, pair = params.get("run"), parse_pair(params.get("compare") or "")
         shown: Any = gr.skip()
+        form: list[Any] = [gr.skip()] * (len(FORM_FIELDS) + 1)
         if run:  # never echoed: a toast renders HTML, and a shared link could carry a form
             run_id = parse_run_id(run)
             response = await self.service.aget(run_id) if run_id is not None else None
@@ -323,12 +325,15 @@ class RunHandlers:
                 gr.Warning(f"The link asks for run '{run_id}', which does not exist.")
             else:
                 shown = response.to_json()
+                used = await self.service.run_request(run_id)
+                if used is not None:  # the form holds that run's own settings, as "Run again" would
+                    form = [*request_form_values(used), self.key_hint(used.provider, used.model)]
         if pair is None:
             if params.get("compare"):
                 gr.Warning("?compare= takes two run ids, e.g. ?compare=12,15")
-            return shown, gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return shown, gr.skip(), gr.skip(), gr.skip(), gr.skip(), *form
         html = await self.log.compare(*pair)
-        return shown, pair[0], pair[1], html, gr.update(open=True)
+        return shown, pair[0], pair[1], html, gr.update(open=True), *form
 
     async def webhooks(self, current: Any) -> AsyncIterator[Any]:
         """The webhook delivery attempts of the run shown, live until its delivery is over (bounded)."""
@@ -363,9 +368,15 @@ class RunHandlers:
         self._show(request, run_id)  # a run followed before stops being followed
         return response.to_json()
 
+    def default_model(self, provider: str) -> str:
+        """The model the form suggests for `provider`: the operator's DEFAULT_MODEL for its provider, else the
+        provider's own default."""
+        form_provider, form_model = self.settings.form_model
+        return form_model if provider == form_provider else DEFAULT_MODELS.get(provider, "")
+
     def on_provider(self, provider: str) -> tuple[Any, Any]:
         choices = list(REGISTRY[provider].models) if provider in REGISTRY else []
-        default = DEFAULT_MODELS.get(provider, "")
+        default = self.default_model(provider)
         return gr.update(choices=choices, value=default), self.key_hint(provider, default)
 
     def check_schema(self, text: str) -> Any:
@@ -385,14 +396,19 @@ class RunHandlers:
         return (example["prompt"].replace("{DEMO_URL}", url), example.get("response_format") or "text",
                 json.dumps(schema, indent=2) if schema else "")
 
-    def on_load(self, remembered: Any) -> tuple[Any, Any, Any]:
-        """The page's first state: the model last used in this browser (else the default) and its provider's hint."""
+    async def on_load(self, remembered: Any, request: gr.Request) -> tuple[Any, Any, Any]:
+        """The page's first state: the model last used in this browser, else the operator's default
+        (DEFAULT_PROVIDER, DEFAULT_MODEL), and its provider's hint; a `?run=N` link's run fills them instead."""
         # The model box's configured value stays "" so that API callers who give only a provider get
         # that provider's default model (the contract's "o3" for openai); the page shows the model
-        # this browser used last, or the default for the provider picked.
+        # this browser used last, or the operator's default.
+        params = getattr(request, "query_params", None) or {}
+        linked = parse_run_id(params.get("run"))
+        if linked is not None and await self.service.run_request(linked) is not None:
+            return gr.skip(), gr.skip(), gr.skip()  # open_link puts that run's own settings in the form
         last = remembered if isinstance(remembered, dict) else {}
-        provider = str(last.get("provider")) if last.get("provider") in PROVIDERS else DEFAULT_PROVIDER
-        model = str(last.get("model") or "").strip() or DEFAULT_MODELS[provider]
+        provider = str(last.get("provider")) if last.get("provider") in PROVIDERS else self.settings.form_model[0]
+        model = str(last.get("model") or "").strip() or self.default_model(provider)
         return (gr.update(value=provider), gr.update(choices=list(REGISTRY[provider].models), value=model),
                 self.key_hint(provider, model))
 

@@ -211,6 +211,17 @@ def _text(message: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def render_diff(old: str, new: str, old_label: str, new_label: str) -> str:
+    """A unified diff of two texts, line by line, added lines green and removed ones red (bounded)."""
+    lines = difflib.unified_diff(old.splitlines(), new.splitlines(), old_label, new_label, lineterm="", n=1)
+    rows = []
+    for line in list(lines)[:400]:
+        cls = "wb-add" if line.startswith("+") and not line.startswith("+++") else (
+            "wb-del" if line.startswith("-") and not line.startswith("---") else "")
+        rows.append(f'<span class="{cls}">{_esc(line)}</span>')
+    return f'<pre class="wb-diff">{chr(10).join(rows)}</pre>'
+
+
 def render_system_prompt(used: str | None, default: str) -> str:
     """The run header's system prompt part: the text used and, when it differs, its diff against ours."""
     if used is None:
@@ -219,13 +230,8 @@ def render_system_prompt(used: str | None, default: str) -> str:
     label = "System prompt (changed: the diff against the default below)" if changed else "System prompt (the default)"
     body = f'<pre class="wb-system-text">{_esc(_cut(used, UI_TRACE_LIMIT))}</pre>'
     if changed:
-        lines = difflib.unified_diff(default.splitlines(), used.splitlines(), "default", "this run", lineterm="", n=1)
-        rows = []
-        for line in list(lines)[:400]:
-            cls = "wb-add" if line.startswith("+") and not line.startswith("+++") else (
-                "wb-del" if line.startswith("-") and not line.startswith("---") else "")
-            rows.append(f'<span class="{cls}">{_esc(line)}</span>')
-        body += f'<div class="wb-label">Diff against the default</div><pre class="wb-diff">{chr(10).join(rows)}</pre>'
+        diff = render_diff(default, used, "default", "this run")
+        body += f'<div class="wb-label">Diff against the default</div>{diff}'
     return (f'<details class="wb-system" data-changed="{str(changed).lower()}"><summary>{_esc(label)}</summary>'
             f"{body}</details>")
 
@@ -280,6 +286,9 @@ def render_run_html(
     if run.get("mode") == "replay":
         metrics.append(f"{run.get('replayed_steps', 0)} replayed, {run.get('healed_steps', 0)} healed")
     body = [f'<div class="wb-metrics">{_esc(" · ".join(m for m in metrics if m))}</div>']
+    notes = [n for n in run.get("notes") or [] if isinstance(n, str)]
+    if notes:  # what the user should know: which model healed a replay, images the provider refused
+        body.append('<ul class="wb-notes">' + "".join(f"<li>{_esc(_cut(n, 600))}</li>" for n in notes[:20]) + "</ul>")
     if run.get("error"):
         body.append(f'<div class="wb-error wb-run-error">{_esc(_cut(str(run["error"])))}</div>')
     result = run.get("result")

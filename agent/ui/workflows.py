@@ -152,7 +152,8 @@ class WorkflowHandlers:
             raise gr.Error(f"Workflow {workflow_id} no longer exists; press Refresh.", print_exception=False) from None
         except (RequestError, ValueError, ServiceBusy, ServiceClosed) as exc:
             raise gr.Error(str(exc), print_exception=False) from None
-        gr.Info(f"Replaying workflow {workflow_id} as run {run_id}.")
+        gr.Info(f"Replaying workflow {workflow_id} as run {run_id}; a step that needs healing runs on "
+                f"{request.provider} model {request.model} (the form's).")
         current = await self.service.aget(run_id)
         return current.to_json() if current is not None else gr.skip()
 

@@ -68,6 +68,7 @@ async def heal_step(state: ReplayState, session: BrowserSession, n: int, step: W
     """Let the agent do step `n`, adding its actions, calls and time to `done`; keep the step's new version."""
     if state.model() is None:
         return Healed(by="replay", error=f"no model to heal with ({key_status(state.request.provider)[1]})")
+    state.heal_asked.append(n)
     response, items, heal_traces = await _agent_does(state, session, n, step, problem, final=final)
     done.traces.extend(heal_traces)
     for item in items:

@@ -1,8 +1,8 @@
 """Finding a recorded element again: a scored cascade of its locators, run inside the page.
 
 One script scores every plausible candidate (same tag, same kind of control, and whatever the
-recorded id, test id, name, css and xpath point at, in the document and its open shadow roots)
-against the recorded locators: stable attributes (id, data-testid, name, placeholder, aria-label,
+recorded id, test id, name, css and xpath point at, in the document and its shadow roots, closed
+ones too) against the recorded locators: stable attributes (id, data-testid, name, placeholder, aria-label,
 href), role + accessible name, text, css/xpath path and position among repeated siblings, class.
 The best candidate wins when it scores enough, shows real evidence (not just "a button") and beats
 the runner-up clearly; it is then marked `data-wb-idx=<mark>` so that `agent.engine.actions` can act on
@@ -20,6 +20,7 @@ from typing import Any
 from playwright.async_api import Frame, Page
 
 from agent.engine.page import DESCRIBE_JS
+from agent.engine.provenance import TREES_JS
 
 __all__ = ["FIRST_MARK", "LocateError", "Located", "locate"]
 
@@ -55,13 +56,7 @@ FIND_JS = r"""(args) => {
   const LIMIT = args.limit;
   const norm = (s) => (s == null ? '' : String(s)).replace(/\s+/g, ' ').trim();
   const low = (s) => norm(s).toLowerCase();
-  const roots = [document];
-  (function collect(root, depth) {
-    if (depth > 8 || roots.length > 200) return;
-    for (const el of root.querySelectorAll('*')) {
-      if (el.shadowRoot) { roots.push(el.shadowRoot); collect(el.shadowRoot, depth + 1); }
-    }
-  })(document, 0);
+  const roots = (__TREES__)(false);  // the document and its shadow roots, closed ones too
   const pool = new Set();
   const add = (el) => { if (el && el.nodeType === 1 && pool.size < LIMIT) pool.add(el); };
   const q = (sel) => { for (const r of roots) { try { r.querySelectorAll(sel).forEach(add); } catch (e) { return; } } };
@@ -112,6 +107,7 @@ FIND_JS = r"""(args) => {
     for (const w of A) if (B.has(w)) n++;
     return n / (A.size + B.size - n);
   }
+  const sole = (xp) => (xp || '').replace(/\[1\]/g, '');  // li[1] of a list is li when it is the only one
   const indexed = (xp) => (xp || '').split('/').filter((s) => /\[\d+\]$/.test(s)).join('/');
   function hrefShape(h) {
     try {
@@ -153,8 +149,11 @@ FIND_JS = r"""(args) => {
       }
     }
     if (R.css && d.css === R.css) plus(12, 'css');
-    if (R.xpath && d.xpath === R.xpath) plus(12, 'xpath');
-    else if (R.xpath && indexed(R.xpath) && indexed(d.xpath) === indexed(R.xpath)) plus(8, 'position');
+    if (R.xpath && sole(d.xpath) === sole(R.xpath)) {
+      plus(12, 'xpath');
+      // The first of a list that is now the only one: at the recorded place too.
+      if (d.xpath !== R.xpath && indexed(R.xpath)) plus(8, 'position');
+    } else if (R.xpath && indexed(R.xpath) && indexed(d.xpath) === indexed(R.xpath)) plus(8, 'position');
     if (RA.class && A.class) plus(Math.round(8 * jaccard(RA.class, A.class)), 'class');
     const strong = why.some((w) => STRONG.has(w));
     return { el, s, why, strong, d };
@@ -188,7 +187,7 @@ FIND_JS = r"""(args) => {
   const brief = (r) => ({ score: r.s, why: r.why, tag: r.d.tag, name: norm(r.d.name).slice(0, 80),
                          text: norm(r.el.innerText || r.el.value || '').slice(0, 200) });
   return { ok, candidates: scored.length, top: scored.slice(0, 3).map(brief) };
-}""".replace("__DESCRIBE__", DESCRIBE_JS)
+}""".replace("__DESCRIBE__", DESCRIBE_JS).replace("__TREES__", TREES_JS)
 
 
 async def _frame_for(page: Page, chain: list[str] | None) -> Frame | None:
@@ -266,9 +265,12 @@ def _explain(locators: dict[str, Any], result: dict[str, Any] | None) -> str:
 
 # ------------------------------------------------------------------ result values
 READ_JS = r"""(mark) => {
-  const el = document.querySelector('[data-wb-idx="' + mark + '"]');
-  return el ? (el.innerText || el.textContent || '').replace(/\s+/g, ' ').trim() : null;
-}"""
+  for (const root of (__TREES__)(false)) {  // a value may sit in a shadow root, open or closed
+    const el = root.querySelector('[data-wb-idx="' + mark + '"]');
+    if (el) return (el.innerText || el.textContent || '').replace(/\s+/g, ' ').trim();
+  }
+  return null;
+}""".replace("__TREES__", TREES_JS)
 
 
 async def read_text(page: Page, locators: dict[str, Any], *, mark: int, timeout_s: float = 1.5) -> str:

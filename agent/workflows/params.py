@@ -15,8 +15,9 @@ from agent.workflows.record import _identifier
 from agent.workflows.template import as_text, coerce_value, find_value
 
 
-def _prompt_spans(prompt: str, params: list[Parameter]) -> list[tuple[int, int, str]]:
-    """Non-overlapping (start, end, name) of each parameter's example in the recorded prompt (first match)."""
+def _prompt_spans(prompt: str, params: list[Parameter], *, every: bool = False) -> list[tuple[int, int, str]]:
+    """Non-overlapping (start, end, name) of each parameter's example in the recorded prompt (the first
+    match; `every`: all of them)."""
     spans: list[tuple[int, int, str]] = []
     for p in sorted(params, key=lambda q: -len(as_text(q.example)) if q.example is not None else 0):
         if p.example is None:
@@ -24,7 +25,8 @@ def _prompt_spans(prompt: str, params: list[Parameter]) -> list[tuple[int, int, 
         for start, end in find_value(prompt, as_text(p.example), ignore_case=True):
             if not any(start < e and s < end for s, e, _ in spans):
                 spans.append((start, end, p.name))
-                break
+                if not every:
+                    break
     return sorted(spans)
 
 
@@ -32,32 +34,74 @@ def match_prompt(recorded: str, params: list[Parameter], new: str) -> dict[str, 
     """Values for the parameters read off `new` by aligning it with the recorded prompt (no model).
 
     First a whole-prompt pattern (the recorded text around each value must be there, spacing and
-    case aside), then the same pattern found inside a longer prompt (the recorded ending optional);
-    else a word alignment (difflib) that maps each value's words onto the words that replaced them.
-    Parameters that cannot be placed are left out of the answer.
+    case aside; a value the recorded prompt says twice must be the same both times), then the same
+    pattern found inside a longer prompt (the recorded ending optional); else a word alignment
+    (difflib) that maps each value's words onto the words that replaced them. Parameters that cannot
+    be placed are left out of the answer.
     """
-    spans = _prompt_spans(recorded, params)
+    return {name: new[s:e] for name, [(s, e), *_] in prompt_spans(recorded, params, new).items()}
+
+
+def prompt_spans(recorded: str, params: list[Parameter], new: str) -> dict[str, list[tuple[int, int]]]:
+    """Where each parameter's value stands in `new` (start, end; each place it is said), found as
+    `match_prompt` says."""
+    spans = _prompt_spans(recorded, params, every=True)
     if not spans:
         return {}
     if " ".join(recorded.split()).lower() == " ".join(new.split()).lower():
-        return {name: recorded[s:e] for s, e, name in spans}
-    pattern, pos = [], 0
-    for i, (start, end, _name) in enumerate(spans):
+        return _by_name(_prompt_spans(new, params, every=True))
+    pattern: list[str] = []
+    groups: dict[str, int] = {}
+    places: list[tuple[str, str]] = []
+    pos = 0
+    for start, end, name in spans:
         pattern.append(_loose(recorded[pos:start]))
-        pattern.append(f"(?P<g{i}>.+?)")
+        if name in groups:  # said again: the same value again
+            pattern.append(f"(?P<r{len(places)}>(?P=g{groups[name]}))")
+        else:
+            groups[name] = len(groups)
+            pattern.append(f"(?P<g{groups[name]}>.+?)")
+        places.append((name, f"r{len(places)}" if pattern[-1].startswith("(?P<r") else f"g{groups[name]}"))
         pos = end
     head, body, tail = pattern[0], "".join(pattern[1:]), _loose(recorded[pos:])
     flags = re.IGNORECASE | re.DOTALL
+    lead = len(new) - len(new.lstrip())
     text = new.strip()
     m = re.fullmatch(head + body + tail, text, flags) or re.fullmatch(head + body + tail, text.rstrip(".!? "), flags)
     if m is None and recorded[:spans[0][0]].strip():
         # Words added before the recorded text ("Could you ...") or the recorded ending dropped:
         # the text before each value still frames it; the last one runs to the end if need be.
         m = re.search(head + body + f"(?:{tail})?" + r"[\s.!?]*$", text, flags)
-    if m is not None:
-        found = {name: m.group(f"g{i}").strip() for i, (_s, _e, name) in enumerate(spans)}
-        return {k: v for k, v in found.items() if v}
-    return _align_words(recorded, spans, new)
+    if m is None:
+        first = [(s, e, name) for s, e, name in spans if (s, e, name) == next(x for x in spans if x[2] == name)]
+        return {name: [span] for name, span in _align_words(recorded, first, new).items()}
+    found: dict[str, list[tuple[int, int]]] = {}
+    for name, group in places:
+        if m.start(group) < 0:
+            continue
+        start, end = _trimmed(text, m.start(group), m.end(group), junk=" \t\n")
+        if end > start:
+            found.setdefault(name, []).append((lead + start, lead + end))
+    return found
+
+
+def _by_name(spans: list[tuple[int, int, str]]) -> dict[str, list[tuple[int, int]]]:
+    out: dict[str, list[tuple[int, int]]] = {}
+    for start, end, name in spans:
+        out.setdefault(name, []).append((start, end))
+    return out
+
+
+def prompt_with_values(prompt: str, doc: Workflow, values: dict[str, Any]) -> str:
+    """`prompt` saying the values this replay uses: each parameter's value, wherever the prompt states one
+    (aligned with the recorded prompt), replaced by the value used when it differs (case aside)."""
+    places = [(start, end, name) for name, spans in prompt_spans(doc.prompt, doc.parameters, prompt).items()
+              for start, end in spans]
+    out = prompt
+    for start, end, name in sorted(places, reverse=True):
+        if name in values and out[start:end].strip().casefold() != as_text(values[name]).casefold():
+            out = out[:start] + as_text(values[name]) + out[end:]
+    return out
 
 
 def _loose(literal: str) -> str:
@@ -74,13 +118,13 @@ def _loose(literal: str) -> str:
 _TOKEN_RE = re.compile(r"\S+")
 
 
-def _align_words(recorded: str, spans: list[tuple[int, int, str]], new: str) -> dict[str, str]:
+def _align_words(recorded: str, spans: list[tuple[int, int, str]], new: str) -> dict[str, tuple[int, int]]:
     old_tokens = [(m.start(), m.end(), m.group(0)) for m in _TOKEN_RE.finditer(recorded)]
     new_tokens = [(m.start(), m.end(), m.group(0)) for m in _TOKEN_RE.finditer(new)]
     norm = lambda t: re.sub(r"^[^\w]+|[^\w]+$", "", t.lower())  # noqa: E731 - tiny key function
     matcher = difflib.SequenceMatcher(a=[norm(t[2]) for t in old_tokens], b=[norm(t[2]) for t in new_tokens],
                                       autojunk=False)
-    found: dict[str, str] = {}
+    found: dict[str, tuple[int, int]] = {}
     for start, end, name in spans:
         covered = [i for i, t in enumerate(old_tokens) if t[0] < end and start < t[1]]
         if not covered:
@@ -88,17 +132,25 @@ def _align_words(recorded: str, spans: list[tuple[int, int, str]], new: str) -> 
         lo, hi = covered[0], covered[-1] + 1
         for tag, a0, a1, b0, b1 in matcher.get_opcodes():
             if a0 <= lo and hi <= a1:
-                if tag == "equal":
-                    found[name] = recorded[start:end]
+                if tag == "equal":  # the same words: the value where they stand now
+                    s = new_tokens[b0 + (lo - a0)][0] + (start - old_tokens[lo][0])
+                    found[name] = (s, s + end - start)
                 elif tag == "replace" and (a0, a1) == (lo, hi) and b1 > b0:
-                    text = new[new_tokens[b0][0]:new_tokens[b1 - 1][1]]
-                    found[name] = text.strip(" ,.;:!?\"'()[]")
+                    found[name] = _trimmed(new, new_tokens[b0][0], new_tokens[b1 - 1][1])
                 elif tag == "replace" and a1 - a0 == b1 - b0:  # several values side by side: word for word
                     c0, c1 = b0 + (lo - a0), b0 + (hi - a0)
-                    text = new[new_tokens[c0][0]:new_tokens[c1 - 1][1]]
-                    found[name] = text.strip(" ,.;:!?\"'()[]")
+                    found[name] = _trimmed(new, new_tokens[c0][0], new_tokens[c1 - 1][1])
                 break
-    return {k: v for k, v in found.items() if v}
+    return {k: v for k, v in found.items() if v[1] > v[0]}
+
+
+def _trimmed(text: str, start: int, end: int, *, junk: str = " ,.;:!?\"'()[]") -> tuple[int, int]:
+    """(start, end) narrowed past `junk` (punctuation and quotes) at either end."""
+    while start < end and text[start] in junk:
+        start += 1
+    while end > start and text[end - 1] in junk:
+        end -= 1
+    return start, end
 
 
 PARAMS_PROMPT = """A recorded web task is replayed with new parameter values. Read the values from the new task.

@@ -188,19 +188,22 @@ def result_action(done: ActionResult, values: dict[str, str], keys: dict[str, st
     traced = (done.locators or {}) if isinstance(done.locators, dict) else {}
     page_values = traced.get("page_values")
     if "template" in traced and isinstance(page_values, list):
-        template, page_values = bind_parameters(traced["template"], page_values, values)
+        items = copy.deepcopy(traced.get("items")) if isinstance(traced.get("items"), list) else []
+        template, page_values = bind_parameters(traced["template"], page_values, values, items)
         params = template_params("done", {key: template, "success": True}, values, keys)
-        return WorkflowAction(name="done", params=params, locators={"page_values": page_values})
+        found = {"page_values": page_values, **({"items": items} if items else {})}
+        return WorkflowAction(name="done", params=params, locators=found)
     params = {k: v for k, v in done.params.items() if k in ("text", "data")}
     if not structured and isinstance(done.extracted_content, str) and "text" not in params:
         params["text"] = done.extracted_content
     return WorkflowAction(name="done", params=template_params("done", {**params, "success": True}, values, keys))
 
 
-def bind_parameters(template: Any, page_values: list[dict[str, Any]], values: dict[str, str]
-                    ) -> tuple[Any, list[dict[str, Any]]]:
+def bind_parameters(template: Any, page_values: list[dict[str, Any]], values: dict[str, str],
+                    items: list[dict[str, Any]] | None = None) -> tuple[Any, list[dict[str, Any]]]:
     """Page references whose recorded text is a parameter's value become that parameter; the page values
-    still referenced are renumbered in order."""
+    still referenced are renumbered in order. A parameter's value read from an item of a list (the product
+    the task named) becomes that item's key in `items`: a replay reads the item showing the new value."""
     by_value = {v: name for name, v in values.items() if v}
     renumber: dict[int, str] = {}
     kept: list[dict[str, Any]] = []
@@ -208,6 +211,11 @@ def bind_parameters(template: Any, page_values: list[dict[str, Any]], values: di
         name = by_value.get(str(value.get("example")))
         if name is not None:
             renumber[n] = "{{" + name + "}}"
+            place = value.get("item")
+            if items and isinstance(place, dict) and place.get("group") in range(len(items)):
+                items[place["group"]].setdefault("keys", []).append(
+                    {"param": name, "before": value.get("before") or "", "after": value.get("after") or "",
+                     **{k: place.get(k) for k in ("path", "tag", "class", "id")}})
         else:
             renumber[n] = f"{{{{page:{len(kept)}}}}}"
             kept.append(value)

@@ -53,7 +53,7 @@ from agent.workflows.document import (
 )
 from agent.workflows.heal import HEAL_MAX_STEPS, Healed, heal_step
 from agent.workflows.locate import LocateError, element_label, locate
-from agent.workflows.params import ParamsFailed, resolve_values
+from agent.workflows.params import ParamsFailed, prompt_with_values, resolve_values
 from agent.workflows.result import ResultUnavailable, derive_result
 from agent.workflows.state import ReplayState, StepFailed, StepLog
 from agent.workflows.template import render, render_text, render_url, url_matches
@@ -170,12 +170,14 @@ async def _result(state: ReplayState, session: BrowserSession, step: WorkflowSte
     """(result, None), or (None, why it cannot be given) for the final step."""
     done = step.actions[-1]
     page_values = (done.locators or {}).get("page_values")
+    items = (done.locators or {}).get("items")
     try:
         # A recorded page whose address held a secret is not opened again (it would hold a placeholder).
         ref_url = None if SECRET_RE.search(step.url or "") else step.url
         result = await state.bounded(derive_result(
             session, done.params, state.values, ref_url, structured=state.structured, marks=state.marks,
             page_values=page_values if isinstance(page_values, list) else None,
+            items=items if isinstance(items, list) else None,
             allowed_domains=state.options.allowed_domains, blocked_domains=state.options.blocked_domains))
     except ResultUnavailable as exc:
         return None, str(exc)
@@ -204,11 +206,16 @@ async def replay(
     """
     request = request if isinstance(request, RunRequest) else RunRequest.model_validate(request)
     options = resolve_options(request, options, {})
-    yield RunStarted(request=request, model=llm.name if llm else litellm_model(request.provider, request.model),
-                     mode="replay")
+    started_at = utcnow()
+
+    def started(said: RunRequest) -> RunStarted:  # the run's start, with the prompt it is logged under
+        return RunStarted(request=said, model=llm.name if llm else litellm_model(said.provider, said.model),
+                          mode="replay", at=started_at)
+
     try:
         doc, stored_id, version = load_workflow(workflow)
     except WorkflowError as exc:
+        yield started(request)
         yield _early_end(request, f"the workflow cannot be replayed: {exc}", workflow_id)
         return
     workflow_id = workflow_id if workflow_id is not None else stored_id
@@ -217,17 +224,13 @@ async def replay(
     try:
         with state.params_clock.part("llm"):  # no model call when the values are given or read off the prompt
             state.values, state.pending, _how = await state.bounded(resolve_values(request, doc, state.model))
-    except RunStopped as exc:
-        yield state.finish(str(exc), exc.stop_reason)
+    except (RunStopped, WorkflowError, ParamsFailed) as exc:
+        yield started(request)
+        yield _values_failed(state, exc)
         return
-    except WorkflowError as exc:
-        yield state.finish(str(exc))
-        return
-    except ParamsFailed as exc:
-        for call in exc.calls:
-            state.tally.usage = state.tally.usage.add(call)
-        yield state.finish(str(exc))
-        return
+    # The run is logged, healed and reported under a prompt that says the values it uses.
+    state.use_prompt(prompt_with_values(request.prompt, doc, state.values))
+    yield started(state.request)
     missing = sorted(set(SECRET_RE.findall(doc.model_dump_json())) - set(state.secrets.names()))
     if missing:  # a workflow never keeps a secret: each replay gives them again
         yield state.finish(f"sensitive_data: the workflow types {', '.join(placeholder(m) for m in missing)}; "
@@ -239,6 +242,15 @@ async def replay(
         if isinstance(event, RunFinished) and any(a is not b for a, b in zip(state.new_steps, doc.steps)):
             yield WorkflowHealed(document=_healed_document(state), workflow_id=workflow_id, version=version)
         yield event
+
+
+def _values_failed(state: ReplayState, exc: Exception) -> RunFinished:
+    """The end of a replay whose parameter values could not be had (the model calls tried are counted)."""
+    if isinstance(exc, RunStopped):
+        return state.finish(str(exc), exc.stop_reason)
+    for call in exc.calls if isinstance(exc, ParamsFailed) else []:
+        state.tally.usage = state.tally.usage.add(call)
+    return state.finish(str(exc))
 
 
 def _early_end(request: RunRequest, error: str, workflow_id: int | None) -> RunFinished:
@@ -288,8 +300,8 @@ async def _loop(state: ReplayState, session: BrowserSession) -> AsyncGenerator[E
         state.tally.add_step(item)
         yield StepFinished(item=item, traces=done.traces)
         if healed.error is not None:
-            yield state.finish(f"step {n} '{step.description}' could not be replayed or healed: {problem}; "
-                               f"healing: {healed.error}", healed.stop_reason)
+            yield state.finish(f"step {n} '{render_text(step.description, state.values)}' could not be replayed "
+                               f"or healed: {problem}; healing: {healed.error}", healed.stop_reason)
             return
     yield state.finish(result=result, success=True)
 

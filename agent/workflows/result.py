@@ -9,7 +9,8 @@ id, css, xpath, position; never by its old text) on the page it reached, strips 
 and writes it as the agent did (upper-cased, ...). A value that cannot be read again, or was seen
 only on an earlier page, makes the result unavailable (`ResultUnavailable`): the replay then lets
 the agent produce the result, or fails saying why; it never returns a stale value as if it were
-fresh.
+fresh. Values read from one item of a list (a card's name and price) are read again inside one item
+(agent.workflows.items): a replay never answers with one item's name and another's price.
 
 Workflows recorded before page references existed (no `page_values` on their `done`) are read the
 old way: the recorded final page is opened in a passing tab to find the elements that showed the
@@ -26,6 +27,7 @@ from agent.engine.browser import BrowserSession
 from agent.engine.provenance import PAGE_REF_RE, describe_text, number_pattern, page_texts
 from agent.rules.policy import PolicyError, check_navigation
 from agent.workflows.document import PLACEHOLDER_RE
+from agent.workflows.items import ItemUnavailable, read_item
 from agent.workflows.locate import LocateError, read_text
 from agent.workflows.template import as_text, find_value, render
 
@@ -234,15 +236,22 @@ async def read_page_value(page: Any, value: dict[str, Any], *, mark: int, ref: _
         where = f"step {value['step']}'s page" if value.get("step") else "a page"
         raise ResultUnavailable(f"{example!r} was read on {where}, which a replay does not read again")
     try:
-        text = _norm(await read_text(page, locators, mark=mark))
+        text = await read_text(page, locators, mark=mark)
     except LocateError as exc:
         today = await _todays_locators(ref, value) if ref is not None else None
         if today is None:
             raise ResultUnavailable(f"{example!r} could not be read again: {exc}") from None
         try:
-            text = _norm(await read_text(page, today, mark=next(ref.marks)))  # type: ignore[union-attr]
+            text = await read_text(page, today, mark=next(ref.marks))  # type: ignore[union-attr]
         except LocateError:
             raise ResultUnavailable(f"{example!r} could not be read again: {exc}") from None
+    return as_written(value, text)
+
+
+def as_written(value: dict[str, Any], text: str) -> Any:
+    """What an element shows now (`text`), as the agent wrote the recorded value: the label around it
+    stripped, its case and its type; ResultUnavailable when the label changed or a number is not one."""
+    example, text = value.get("example"), _norm(text)
     before, after = str(value.get("before") or ""), str(value.get("after") or "")
     core = _strip_label(text, before, after)
     if not core:
@@ -273,19 +282,49 @@ async def _todays_locators(ref: _Reference, value: dict[str, Any]) -> dict[str, 
 
 
 async def _read_template(session: BrowserSession, template: Any, values: dict[str, Any],
-                         page_values: list[dict[str, Any]], ref: _Reference) -> Any:
-    """The result: parameters substituted, every page value read again on the page the replay reached."""
+                         page_values: list[dict[str, Any]], items: list[dict[str, Any]], ref: _Reference) -> Any:
+    """The result: parameters substituted, every page value read again on the page the replay reached
+    (values read from one item of a list together, inside one item)."""
     used: list[int] = []
     for leaf in _leaves(template):
         if isinstance(leaf[1], str):
             used += [int(n) for n in PAGE_REF_RE.findall(leaf[1]) if int(n) not in used]
     page = await session.ensure_page()
-    read: dict[int, Any] = {}
-    for n in sorted(used):
+    for n in used:
         if n >= len(page_values) or not isinstance(page_values[n], dict):
             raise ResultUnavailable(f"the result refers to page value {n}, which the workflow does not describe")
+    read: dict[int, Any] = {}
+    for group, ns in _groups(page_values, used, items).items():
+        read.update(await _read_group(page, items[group], [(n, page_values[n]) for n in ns], values, ref.marks))
+    for n in sorted(set(used) - set(read)):
         read[n] = await read_page_value(page, page_values[n], mark=next(ref.marks), ref=ref)
     return render_result(template, values, read)
+
+
+def _groups(page_values: list[dict[str, Any]], used: list[int], items: list[dict[str, Any]]) -> dict[int, list[int]]:
+    """The page values used, by the item they were read from together (two or more, or one and the item's key)."""
+    groups: dict[int, list[int]] = {}
+    for n in sorted(used):
+        place = page_values[n].get("item")
+        if isinstance(place, dict) and isinstance(place.get("group"), int) and 0 <= place["group"] < len(items):
+            groups.setdefault(place["group"], []).append(n)
+    return {g: ns for g, ns in groups.items() if len(ns) >= 2 or items[g].get("keys")}
+
+
+async def _read_group(page: Any, item: dict[str, Any], members: list[tuple[int, dict[str, Any]]],
+                      values: dict[str, Any], marks: Iterator[int]) -> dict[int, Any]:
+    """Page values read together from one item, read again inside one item of today's page."""
+    keys = [{**{k: key.get(k) for k in ("path", "tag", "class", "id")}, "before": str(key.get("before") or ""),
+             "after": str(key.get("after") or ""), "value": as_text(values[key["param"]])}
+            for key in item.get("keys") or [] if isinstance(key, dict) and key.get("param") in values]
+    try:
+        texts = await read_item(page, item, [v for _n, v in members], keys, marks=marks)
+    except ItemUnavailable as exc:
+        shown = " and ".join(repr(v.get("example")) for _n, v in members)
+        tag = (item.get("locators") or {}).get("tag") or "element"
+        raise ResultUnavailable(f"the recorded run read {shown} from one item (a <{tag}>) of a list; on this page "
+                                f"they cannot be read together: {exc}") from None
+    return {n: as_written(value, text) for (n, value), text in zip(members, texts)}
 
 
 async def derive_result(
@@ -297,12 +336,14 @@ async def derive_result(
     structured: bool,
     marks: Iterator[int],
     page_values: list[dict[str, Any]] | None = None,
+    items: list[dict[str, Any]] | None = None,
     allowed_domains: list[str] | None = None,
     blocked_domains: list[str] | None = None,
 ) -> Any:
     """The replay's result: the recorded template with parameter values and page values read again.
 
-    `page_values` are the `done`'s traced page values (None: a workflow recorded before them).
+    `page_values` are the `done`'s traced page values (None: a workflow recorded before them), `items` the
+    items of a list several of them were read from together.
     """
     if structured and "data" not in params:
         raise ResultUnavailable("the workflow returns text but this run asks for JSON")
@@ -312,7 +353,7 @@ async def derive_result(
     ref = _Reference(session, ref_url, allowed_domains, blocked_domains, marks)
     try:
         if page_values is not None:
-            return await _read_template(session, template, values, page_values, ref)
+            return await _read_template(session, template, values, page_values, items or [], ref)
         page = await session.ensure_page()
         now = await _page_text(page)
         if structured:

@@ -58,6 +58,14 @@ class ReplayState(RunClock):
         self.marks = itertools.count(FIRST_MARK)  # indices for located elements, never observe()'s
         self.secrets = Secrets(request.sensitive_data)  # <secret>name</secret> in the steps: typed, never shown
         self.params_clock: StepClock | None = None  # reading the parameter values, counted in step 1
+        self.heal_asked: list[int] = []  # the steps the agent was asked to heal
+
+    def use_prompt(self, prompt: str) -> None:
+        """The replay now says `prompt` (the request's with this replay's parameter values): in the log,
+        to the agent that heals a step, in the response."""
+        if prompt != self.request.prompt:
+            self.request = self.request.model_copy(update={"prompt": prompt})
+            self.tally.request = self.request
 
     @property
     def history(self) -> list[HistoryItem]:
@@ -75,7 +83,18 @@ class ReplayState(RunClock):
         """The end of the replay, as it stands (a value read off a page shows as its placeholder)."""
         return RunFinished(response=self.secrets.scrub_model(self.tally.response(
             result=result, done=success, success=success, error=error, stop_reason=stop_reason,
-            workflow_id=self.workflow_id, replayed_steps=self.replayed, healed_steps=self.healed)))
+            workflow_id=self.workflow_id, replayed_steps=self.replayed, healed_steps=self.healed,
+            notes=self.notes())))
+
+    def notes(self) -> list[str]:
+        """What the user should know of this replay: which model healed which steps."""
+        if not self.heal_asked or self.llm is None:
+            return []
+        steps = ", ".join(str(n) for n in self.heal_asked)
+        whose = ("the model this request names" if (self.llm.provider, self.llm.model) ==
+                 (self.request.provider, self.request.model) else "the model this replay was given")
+        return [f"the agent that healed step{'s' if len(self.heal_asked) > 1 else ''} {steps} ran on "
+                f"{self.llm.provider} model {self.llm.model!r}, {whose}"]
 
 
 @dataclass

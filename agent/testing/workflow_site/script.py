@@ -141,3 +141,105 @@ def demo_agent(query: str) -> Callable[[dict[str, Any]], Any]:
                      call("click", index=find_index(body, "Search", tag="button")))
 
     return handler
+
+
+def cheapest_prompt(base: str, query: str) -> str:
+    """The demo shop's first example task, with its search words as a parameter."""
+    return f"Go to {base}/index.html and find the cheapest {query} cable. Return its name and price."
+
+
+def first_card(text: str) -> tuple[str, str]:
+    """(name, price) of the first product card in an observation of the demo shop's search page."""
+    m = re.search(r'<a href="?/?product\.html\?id=[^>]*>([^\n]+)\n(?:.*\n)*?[^\n]*?(€\d+\.\d\d)', text)
+    if m is None:
+        raise LookupError("no product card in the observation")
+    return m.group(1).strip(), m.group(2)
+
+
+def cheapest_agent(query: str) -> Callable[[dict[str, Any]], Any]:
+    """Search the demo shop, sort by price (low to high), report the first card's name and price; a heal of
+    the last step reads the same card off the page it is on."""
+
+    def handler(body: dict[str, Any]) -> Any:
+        text = last_user_text(body)
+        url = page_url(text)
+        if "search.html" in url and ("sort=price_asc" in url or "You are finishing" in text):
+            name, price = first_card(text)
+            return reply("Report the first (cheapest) result.",
+                         call("done", text=f"The cheapest is {name} at {price}.", success=True))
+        if not url.startswith("http"):  # a blank tab: open the shop named in the task
+            shop = found(r"Go to (\S+/index\.html)", text)
+            return reply("Open the shop.", call("navigate", url=shop))
+        if "search.html" in url:
+            return reply("Sort by price, lowest first.",
+                         call("select_dropdown", index=find_index(body, "name=sort"), text="Price: low to high"))
+        return reply(f"Search for {query}.", call("input", index=find_index(body, "name=q"), text=query),
+                     call("click", index=find_index(body, "Search", tag="button")))
+
+    return handler
+
+
+LIST_ITEM_RES = (re.compile(r"^### (.+)\n.*\n(€[\d.]+)$", re.M),  # cards: name, tags, price
+                 re.compile(r"^(.+?) \| (€[\d.]+) \| (\d+ left)$", re.M),  # table rows
+                 re.compile(r"^(.+?) · (€[\d.]+)$", re.M))  # nested entries
+
+
+def list_items(text: str) -> list[tuple[str, ...]]:
+    """(name, price[, stock]) of each item of a list page of the workflow shop, in the page's order."""
+    for pattern in LIST_ITEM_RES:
+        found = [m.groups() for m in pattern.finditer(text)]
+        if found:
+            return found
+    raise LookupError("no list item in the observation")
+
+
+def list_prompt(base: str, query: str, layout: str) -> str:
+    """The task of reading the cheapest product off a list page."""
+    return f"Open {base}/list?q={query}&layout={layout} and report the cheapest {query} product with its price"
+
+
+def find_prompt(base: str, name: str, layout: str) -> str:
+    """The task of reading one named product's values off a list page."""
+    return f"Open {base}/list?layout={layout} and find {name} there; report its price"
+
+
+def list_agent() -> Callable[[dict[str, Any]], Any]:
+    """Open the list page named in the task, report the item asked for (the cheapest, or the one named) with its
+    values; a heal of the last step reads the same off the page it is on."""
+
+    def handler(body: dict[str, Any]) -> Any:
+        text = last_user_text(body)
+        task = text.split("<task>")[1].split("</task>")[0] if "<task>" in text else text
+        if not page_url(text).startswith("http"):
+            return reply("Open the list.", call("navigate", url=found(r"Open (\S+)", task)))
+        named = re.search(r" and find (.+?) there; report its price", task)
+        if named and "find=" not in page_url(text):
+            return reply("Find the product.", call("input", index=find_index(body, "name=find"), text=named.group(1)),
+                         call("click", index=find_index(body, "Find", tag="button")))
+        items = list_items(text)
+        price = lambda i: float(i[1].strip("€"))  # noqa: E731 - the sort key
+        item = next(i for i in items if i[0] == named.group(1).strip()) if named else min(items, key=price)
+        extra = f" ({item[2]})" if len(item) > 2 else ""
+        answer = f"{item[0]} costs {item[1]}{extra}." if named else f"The cheapest is {item[0]} at {item[1]}{extra}."
+        return reply("Report it.", call("done", text=answer, success=True))
+
+    return handler
+
+
+def widget_prompt(base: str, pid: str) -> str:
+    """The task of reading a product widget's name, price and stock."""
+    return f"Open {base}/widget?id={pid} and report the product's name, price and stock"
+
+
+def widget_agent() -> Callable[[dict[str, Any]], Any]:
+    """Open the widget page named in the task, report what its components show."""
+
+    def handler(body: dict[str, Any]) -> Any:
+        text = last_user_text(body)
+        if not page_url(text).startswith("http"):
+            return reply("Open the widget.", call("navigate", url=found(r"Open (\S+)", text)))
+        name, price = found(r"\n## (.+)", text), found(r"Price: (€[\d.]+)", text)
+        left = found(r"Stock: (\d+ left)", text)
+        return reply("Report it.", call("done", text=f"{name} costs {price}; {left}.", success=True))
+
+    return handler

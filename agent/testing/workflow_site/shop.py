@@ -2,7 +2,8 @@
 
 Pages: home (search form), search results (cheapest first), product (quantity + add to cart),
 cart (cookie), checkout (name, email, country) and the order confirmation (a GET page whose
-order number is a hash of what was ordered, so the same order always shows the same page).
+order number is a hash of what was ordered, so the same order always shows the same page); list
+pages and a widget page built of components (agent.testing.workflow_site.lists).
 
 `ShopServer.variant` switches the markup that every page is served with, the way a site changes
 under a recorded workflow:
@@ -35,6 +36,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
+
+from agent.testing.workflow_site import lists
 
 LAYOUT_VARIANTS = ("renamed", "wrapped", "reordered", "reworded", "redesign", "broken")
 DATA_VARIANTS = ("prices", "names", "codes", "status")
@@ -296,6 +299,7 @@ def _order(r: _Request) -> Answer:
 ROUTES: dict[str, Callable[[_Request], Answer]] = {
     "/": _home, "/search": _search, "/product": _product_page, "/cart/add": _cart_add, "/cart": _cart_page,
     "/checkout": _checkout, "/order": _order,
+    "/list": lists.list_page, "/widget": lists.widget_page, "/widget-frame": lists.widget_frame,
 }
 
 
