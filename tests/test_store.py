@@ -837,6 +837,24 @@ def test_json_columns_stay_json_whatever_the_secret_holds(tmp_path: Path, monkey
         store.close()
 
 
+def test_a_secret_cut_by_a_length_cap_leaves_no_prefix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A text capped after scrubbing, not before: a value straddling the cap would leave its head in clear."""
+    from agent.log.grades import MAX_COMMENT_CHARS
+
+    secret = "sk-cut-Q7w8e9r0t1y2u3i4o5"
+    monkeypatch.setenv("DEMO_API_TOKEN", secret)
+    store = Store(tmp_path / "data", snapshot_interval_s=None)
+    try:
+        req = RunRequest(prompt="find a cable", model="m")
+        run_id = store.create_run(store.create_task(req), req)
+        store.record(run_id, RunFinished(response=RunResponse(status="failure", is_done=True)))
+        comment = "x" * (MAX_COMMENT_CHARS - 12) + secret  # the cap falls inside the value
+        kept = store.review_run(run_id, reviewer="ana", passed=False, score=None, comment=comment, source="body")
+        assert kept["comment"] == "x" * (MAX_COMMENT_CHARS - 12) + "[redacted]"  # not the value's first 12 characters
+    finally:
+        store.close()
+
+
 def test_webhook_urls_kept_in_clear_by_an_older_version_are_redacted_and_owed_ones_kept(tmp_path: Path) -> None:
     """m005_webhook_outbox on a log an older version wrote: clear URLs redacted, an owed delivery kept aside."""
     data = tmp_path / "data"

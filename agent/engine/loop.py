@@ -144,7 +144,7 @@ class _Run(RunClock):
                           observation=self.secrets.scrub(observation), screenshot_step=shot_step)
 
     async def extract(self, query: str, page: str) -> str:
-        content = prompts.EXTRACT_PROMPT.format(query=query, page=self.secrets.scrub(page[:40_000]))
+        content = prompts.EXTRACT_PROMPT.format(query=query, page=(self.secrets.scrub(page) or "")[:40_000])
         reply = await self.ask([{"role": "user", "content": content}], None, purpose="extract")
         return reply.text
 

@@ -44,7 +44,7 @@ def add_grading(con: Connection, secrets: Secrets, run_id: int, *, kind: str, gr
     exp_id, task_key, variant, repeat = cell if cell is not None else (None, None, None, None)
     return int(insert_row(con, "gradings", {
         "run_id": run_id, "kind": kind, "grader": scrub(grader, secrets), "rubric_hash": rubric_hash,
-        "passed": passed, "score": score, "comment": scrub((comment or "")[:MAX_COMMENT_CHARS] or None, secrets),
+        "passed": passed, "score": score, "comment": (scrub(comment or "", secrets) or "")[:MAX_COMMENT_CHARS] or None,
         "experiment_id": exp_id, "task_key": task_key, "variant": variant, "repeat": repeat,
         "created_at": at or utcnow(), "grading_json": dumps(extra or {}, secrets)}, returning="id"))
 
@@ -75,7 +75,7 @@ def review_run(con: Connection, secrets: Secrets, run_id: int, *, reviewer: str,
         con.execute("""UPDATE experiment_cells SET passed = ?, score = ?, grade_detail = ?, graded_by = 'person',
                        graded_at = ?, ungraded_reason = NULL
                        WHERE experiment_id = ? AND task_key = ? AND variant = ? AND repeat = ?""",
-                    [passed, score, scrub(detail[:1000], secrets), utcnow(), *cell])
+                    [passed, score, (scrub(detail, secrets) or "")[:1000], utcnow(), *cell])
     return _grading(con, grading_id)
 
 
