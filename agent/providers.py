@@ -40,6 +40,9 @@ class ProviderRecord:
     schema_dialect: SchemaDialect = "openai"
     # Gemini refuses an object schema without properties: tools without arguments go without `parameters`.
     no_empty_parameters: bool = False
+    # Its name in traces (agent.service.otel), where the conventions spell it otherwise than we do:
+    genai_name: str = ""  # OpenTelemetry's gen_ai.provider.name
+    openinference_name: str = ""  # OpenInference's llm.provider (OpenInferenceLLMProviderValues)
 
     def litellm_model(self, model: str | None) -> str:
         """litellm's name for `model` (None: the default): 'gemini-2.5-flash' -> 'gemini/gemini-2.5-flash'."""
@@ -82,7 +85,7 @@ REGISTRY: dict[str, ProviderRecord] = {p.name: p for p in (
         "google", "gemini", "gemini-2.5-flash", ("gemini-2.5-flash", "gemini-2.5-pro"),
         ("GEMINI_API_KEY", "GOOGLE_API_KEY"), ("GEMINI_BASE_URL", "GEMINI_API_BASE"),
         url_form="`https://generativelanguage.googleapis.com/v1beta`; a bare host gets `/v1beta`",
-        bare_host_path="/v1beta", schema_dialect="gemini", no_empty_parameters=True),
+        bare_host_path="/v1beta", schema_dialect="gemini", no_empty_parameters=True, genai_name="gcp.gemini"),
     ProviderRecord(
         "groq", "groq", "llama-3.3-70b-versatile", ("llama-3.3-70b-versatile", "openai/gpt-oss-120b"),
         ("GROQ_API_KEY",), ("GROQ_BASE_URL", "GROQ_API_BASE"),
@@ -91,12 +94,13 @@ REGISTRY: dict[str, ProviderRecord] = {p.name: p for p in (
         "mistral", "mistral", "mistral-large-latest",
         ("mistral-large-latest", "mistral-medium-latest", "mistral-small-latest"),
         ("MISTRAL_API_KEY",), ("MISTRAL_BASE_URL", "MISTRAL_API_BASE"),
-        url_form="`https://api.mistral.ai`, or with `/v1`"),
+        url_form="`https://api.mistral.ai`, or with `/v1`", genai_name="mistral_ai", openinference_name="mistralai"),
     ProviderRecord(
         "together", "together_ai", "meta-llama/Llama-3.3-70B-Instruct-Turbo",
         ("meta-llama/Llama-3.3-70B-Instruct-Turbo", "deepseek-ai/DeepSeek-V3"),
         ("TOGETHERAI_API_KEY", "TOGETHER_API_KEY"), ("TOGETHER_BASE_URL", "TOGETHERAI_API_BASE"),
-        url_form="`https://api.together.xyz/v1`; a bare host gets `/v1`", bare_host_path="/v1"),
+        url_form="`https://api.together.xyz/v1`; a bare host gets `/v1`", bare_host_path="/v1",
+        genai_name="together_ai"),
 )}
 
 PROVIDERS: tuple[str, ...] = tuple(REGISTRY)

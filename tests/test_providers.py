@@ -407,3 +407,11 @@ def test_every_provider_record_is_complete_and_used_everywhere(monkeypatch: pyte
         assert done["function"]["name"] == "done"
         bare = next(t for t in tools(provider=name) if t["function"]["name"] == "go_back")["function"]
         assert ("parameters" in bare) is not record.no_empty_parameters
+        # Its names in traces: OpenInference's a value of its own list; from the record in the exporter too.
+        from openinference.semconv.trace import OpenInferenceLLMProviderValues
+
+        from agent.service.otel_content import provider_names
+
+        genai, openinference = provider_names(name)
+        assert openinference in {v.value for v in OpenInferenceLLMProviderValues}, name
+        assert (genai, openinference) == (record.genai_name or name, record.openinference_name or name)

@@ -252,6 +252,8 @@ def test_each_actions_traits_are_said_with_it_and_recording_follows_them() -> No
     assert {n for n, a in ACTIONS.items() if a.traits.replay_noop} == {"wait", "dropdown_options", "extract",
                                                                        "find_text"}
     assert {n for n, a in ACTIONS.items() if "index" in a.params.model_fields} == ELEMENT_ACTIONS
+    # The actions that fill a field (a replay checks the field holds the value; a heal's redone copy replaces them).
+    assert {n for n, a in ACTIONS.items() if a.traits.fills_field} == {"input", "select_dropdown"}
     assert URL_PARAMS == {"navigate": ("url",)}
     assert traits_of(NO_ACTION) == traits_of("no-such-action") == type(traits_of("click"))()
     for name, action in ACTIONS.items():

@@ -62,6 +62,11 @@ class Traits:
     replay_noop: bool = False  # it only reads or waits: a recorded workflow leaves it out
     void_when: tuple[str, ...] = ()  # result wordings that mean it changed nothing: left out too
 
+    @property
+    def fills_field(self) -> bool:
+        """It sets a field's value (types text, chooses an option): a replay checks the field holds it."""
+        return self.element and self.value_kind in ("typed", "option")
+
 
 @dataclass(frozen=True)
 class Action:

@@ -22,7 +22,6 @@ from openinference.semconv.trace import (
     ImageAttributes,
     MessageAttributes,
     MessageContentAttributes,
-    OpenInferenceLLMProviderValues,
     OpenInferenceMimeTypeValues,
     OpenInferenceSpanKindValues,
     SpanAttributes,
@@ -31,6 +30,7 @@ from openinference.semconv.trace import (
 )
 
 from agent.models import LLMTrace
+from agent.providers import REGISTRY
 
 __all__ = ["LANGFUSE", "MAX_ATTRIBUTE_CHARS", "PROJECT_NAME", "TOOL_CALL_ID", "Kind", "Mime", "SA", "bounded_json",
            "cut_text", "genai_content", "genai_tool_definitions", "image_limit", "image_url",
@@ -61,14 +61,12 @@ class LANGFUSE:
     COST_DETAILS = "langfuse.observation.cost_details"
 
 
-# Ours -> (gen_ai.provider.name, OpenInference llm.provider), where they differ from ours.
-_GENAI_PROVIDERS = {"google": "gcp.gemini", "together": "together_ai", "mistral": "mistral_ai"}
-_OI_PROVIDERS = {"mistral": OpenInferenceLLMProviderValues.MISTRALAI.value}
-
-
 def provider_names(provider: str) -> tuple[str, str]:
-    """(gen_ai.provider.name, llm.provider) for one of our providers."""
-    return _GENAI_PROVIDERS.get(provider, provider), _OI_PROVIDERS.get(provider, provider)
+    """(gen_ai.provider.name, llm.provider) for one of our providers (its record says where they differ from ours)."""
+    record = REGISTRY.get(provider)
+    if record is None:
+        return provider, provider
+    return record.genai_name or provider, record.openinference_name or provider
 
 
 # ------------------------------------------------------------------ bounded values

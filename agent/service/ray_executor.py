@@ -27,6 +27,7 @@ from pydantic import TypeAdapter
 
 from agent.engine.secrets import revealed
 from agent.models import Event, RunRequest, StepFinished
+from agent.providers import REGISTRY
 
 if TYPE_CHECKING:  # the engine's loop imports jsonschema and playwright: loaded in the Ray worker only
     from agent.engine.loop import EngineOptions
@@ -37,9 +38,10 @@ ROOT = Path(__file__).resolve().parents[2]
 RUNS_PER_WORKER = 2
 INIT_TIMEOUT_S = 120.0
 # What a worker needs from the app's environment (keys go to the workers only, never to a log).
-FORWARDED_ENV_PREFIXES = ("OPENAI_", "ANTHROPIC_", "GEMINI_", "GOOGLE_", "GROQ_", "MISTRAL_", "DEEPSEEK_",
-                          "TOGETHER", "LITELLM_", "CHROMIUM_PATH", "BROWSER_CDP_URL", "WORKBENCH_ALLOWED_DOMAINS",
-                          "WORKBENCH_BLOCKED_DOMAINS")
+# Each provider's variables by their prefix (OPENAI_ORGANIZATION too), from the one registry (agent.providers).
+FORWARDED_ENV_PREFIXES = (
+    *sorted({var.split("_", 1)[0] + "_" for p in REGISTRY.values() for var in (*p.key_vars, *p.base_url_vars)}),
+    "LITELLM_", "CHROMIUM_PATH", "BROWSER_CDP_URL", "WORKBENCH_ALLOWED_DOMAINS", "WORKBENCH_BLOCKED_DOMAINS")
 _EVENT = TypeAdapter(Event)
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.engine import loop as engine
+from agent.engine.actions import traits_of
 from agent.engine.browser import BrowserSession
 from agent.engine.llm import key_status
 from agent.models import (
@@ -162,7 +163,7 @@ def healed_step(state: ReplayState, step: WorkflowStep, kept: list[tuple[Workflo
     values = {k: as_text(v) for k, v in state.values.items()}
     agent_actions = [a for item in items for a in item.actions if kept_action(a) and not a.is_done]
     # What the agent did again (the same text typed, the same option chosen) replaces the replayed copy.
-    redone = {(a.name, a.params.get("text")) for a in agent_actions if a.name in ("input", "select_dropdown")}
+    redone = {(a.name, a.params.get("text")) for a in agent_actions if traits_of(a.name).fills_field}
     actions = [a for a, r in kept if (r.name, r.params.get("text")) not in redone]
     for j, a in enumerate(agent_actions):
         params = template_params(a.name, a.params, values)

@@ -114,7 +114,7 @@ async def _check(session: BrowserSession, action: WorkflowAction, params: dict[s
                  values: dict[str, Any], secrets: Secrets) -> str | None:
     """What did not take effect (value typed, option chosen, page reached), or None; waits are bounded."""
     expect = action.expect or Expect()
-    if action.name in ("input", "select_dropdown") and (expect.value is not None or expect.selected is not None):
+    if act.traits_of(action.name).fills_field and (expect.value is not None or expect.selected is not None):
         page = await session.ensure_page()
         try:
             locator = await find_element(page, params["index"])
