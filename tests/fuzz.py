@@ -5,7 +5,9 @@ schemathesis on /api/openapi.json with the checks that matter here: no 5xx, no s
 document does not list, and answers that match their documented schema. Prints schemathesis's
 summary and exits with its status.
 
-    python tests/fuzz.py [--max-examples 40] [--max-time 240] [--seed 1]
+    python tests/fuzz.py [--max-examples 40] [--max-time 240] [--seed 1] [schemathesis options...]
+
+Options it does not know go to schemathesis as they are, e.g. `--include-path-regex tasksets`.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-examples", type=int, default=40, help="cases per operation (default 40)")
     parser.add_argument("--max-time", type=int, default=240, help="time budget in seconds (default 240)")
     parser.add_argument("--seed", type=int, default=1, help="hypothesis seed, for a repeatable session")
-    args = parser.parse_args(argv)
+    args, passed_on = parser.parse_known_args(argv)
     # Every run the fuzzer starts ends at once: the model answers `done` on the first step.
     model = FakeLLM(lambda body: reply("Done.", call("done", text="fuzzed", success=True)))
     with tempfile.TemporaryDirectory(prefix="workbench-fuzz-") as tmp:
@@ -43,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
                 str(Path(sys.executable).with_name("schemathesis")), "run", f"{app.base}/api/openapi.json",
                 "--checks", CHECKS, "--max-examples", str(args.max_examples), "--max-time", str(args.max_time),
                 "--seed", str(args.seed), "--workers", "1", "--request-timeout", "60", "--continue-on-failure",
-                "--generation-codec", "utf-8", "--warnings", "off",
+                "--generation-codec", "utf-8", "--warnings", "off", *passed_on,
             ]
             print("$", " ".join(command), flush=True)
             status = subprocess.run(command, env={**os.environ, "SCHEMATHESIS_TELEMETRY": "false"}).returncode

@@ -272,6 +272,17 @@ async def test_tricky_widgets(browser, site_url):
             await find_element(page, 9)
 
 
+async def test_observe_a_document_still_being_parsed_waits_for_it(browser, site_url):
+    """A navigation has committed but the server still holds the body: the observation is the new page once
+    parsed, never "(empty page)" (the model would act on nothing)."""
+    async with opened(browser, f"{site_url}/links.html") as page:
+        await page.evaluate("location.href = 'page2.html?stall_ms=800'")
+        await page.wait_for_url("**/page2.html?stall_ms=800", wait_until="commit")
+        obs = await observe(page)
+        assert obs.text == "# Page two\nThis is the second page.\n## Part two\nThe second part of page two.\n" \
+                           "[1]<a href=/links.html>Back to links"
+
+
 async def test_observe_while_the_page_navigates(browser, site_url):
     async with opened(browser, f"{site_url}/links.html") as page:
         await page.evaluate("setTimeout(() => { location.href = 'page2.html'; }, 0)")

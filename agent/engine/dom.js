@@ -776,5 +776,7 @@
   return {
     text: lines.join('\n'), count, above, below, truncated: !!stopped, title: D.title || '', url: location.href,
     ms: performance.now() - t0, nodes, error,
+    // A document still being parsed shows nothing yet (a navigation just committed): read it once it is.
+    loading: content === 0 && D.readyState === 'loading',
   };
 }

@@ -154,16 +154,15 @@ async def observe(page: Page, *, max_chars: int = 30_000, time_budget_ms: int = 
     for attempt in range(NAVIGATION_RETRIES + 1):
         try:
             raw = await asyncio.wait_for(page.evaluate(WALKER_JS, args), timeout=outer)
-            break
+            if not (raw and raw.get("loading")) or attempt == NAVIGATION_RETRIES:
+                break
+            await _parsed(page)  # an empty document still loading: the new page, once parsed
+            continue
         except TimeoutError:
             break
         except Exception as exc:
             if attempt < NAVIGATION_RETRIES and any(s in str(exc) for s in _NAVIGATING):
-                # The page navigated under us: let the new document parse, then read it once more.
-                try:
-                    await page.wait_for_load_state("domcontentloaded", timeout=3_000)
-                except Exception:
-                    pass
+                await _parsed(page)  # the page navigated under us: read the new document once parsed
                 continue
             break
     elapsed = (time.perf_counter() - t0) * 1000
@@ -189,6 +188,14 @@ async def observe(page: Page, *, max_chars: int = 30_000, time_budget_ms: int = 
         truncated=True,
         elapsed_ms=(time.perf_counter() - t0) * 1000,
     )
+
+
+async def _parsed(page: Page) -> None:
+    """Wait (bounded) for the current document to be parsed."""
+    try:
+        await page.wait_for_load_state("domcontentloaded", timeout=3_000)
+    except Exception:
+        pass
 
 
 async def _inner_text(page: Page, max_chars: int) -> str:

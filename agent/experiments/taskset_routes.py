@@ -129,7 +129,7 @@ def _set_routes(router: APIRouter, sets: TaskSets) -> None:
         return json_response({"tasksets": await sets.list_sets()})
 
     @router.post("/api/tasksets", status_code=201, summary="Create a task set",
-                 responses=error_responses(409, *BODY_ERRORS), openapi_extra=_body(_CREATE))
+                 responses=error_responses(404, 409, *BODY_ERRORS), openapi_extra=_body(_CREATE))
     async def create(request: Request) -> JSONResponse:
         """A new task set from tasks (inline or JSONL) or from runs; version 1."""
         body = await read_object(request, 'a name and tasks, e.g. {"name": "regressions", "tasks": [...]}')
@@ -152,7 +152,9 @@ def _set_routes(router: APIRouter, sets: TaskSets) -> None:
         extra: dict[str, Any] = {"notes": notes} if notes is not None else {}
         return json_response({**found, **extra}, 201, headers={"Location": f"/api/tasksets/{name}"})
 
-    @router.get("/api/tasksets/{name}", summary="Get a task set", responses=error_responses(404))
+    @router.get("/api/tasksets/{name}", summary="Get a task set", responses={**error_responses(404), 200: {
+        "description": "The version with its tasks (JSON), or with `format=jsonl` its tasks as a JSONL file",
+        "content": {"application/json": {}, "application/x-ndjson": {"schema": {"type": "string"}}}}})
     async def get_one(name: str, version: int | None = Query(default=None, ge=1, le=MAX_VERSION,
                                                              description="the version (default: the latest)"),
                       format: str = Query(default="json", pattern="^(json|jsonl)$",
@@ -190,7 +192,9 @@ def _task_routes(router: APIRouter, sets: TaskSets) -> None:
     """Add, replace, change and remove a set's tasks (each a new version)."""
 
     @router.post("/api/tasksets/{name}/tasks", status_code=201, summary="Add tasks to a task set",
-                 responses=error_responses(404, 409, *BODY_ERRORS), openapi_extra=_body(_ADD))
+                 responses={**error_responses(404, 409, *BODY_ERRORS), 200: {
+                     "description": "`dry_run=true`: the task(s) as they would be added, nothing saved"}},
+                 openapi_extra=_body(_ADD))
     async def add(name: str, request: Request,
                   dry_run: bool = Query(default=False, description="answer with the task(s), save nothing")
                   ) -> JSONResponse:
