@@ -48,9 +48,9 @@ lint: dev
 	$(PY) -m mypy
 	$(VENV)/bin/lint-imports
 
-# schemathesis against a running app (fake model), bounded to a few minutes; not part of `make test`.
+# schemathesis against a running app (fake model), every operation, bounded to ~15 minutes; not part of `make test`.
 fuzz: setup dev
-	$(PY) tests/fuzz.py --max-examples 40 --max-time 240
+	$(PY) tests/fuzz.py --max-examples 60 --max-time 900
 
 bench: setup dev
 	$(PY) bench/bench_observe.py
