@@ -742,6 +742,17 @@ async def test_a_page_still_changing_is_waited_for(browser, site_url):
         assert (calm.reason, calm.busy, calm.navigated) == ("still", (), False), calm
 
 
+async def test_one_change_at_the_bound_does_not_make_the_page_restless(browser, site_url):
+    """A timer chain holds a wait to its bound and the DOM changes once, in its last frames (a clock's tick):
+    that change is not what held it, and the page is not marked restless (later changes are still waited for)."""
+    async with browser.session() as session:
+        await session.page.goto(f"{site_url}/settle.html", wait_until="load")
+        held = await _after(session, lambda p: p.click("#once-late"), max_ms=400)
+        assert (held.reason, held.busy, held.restless_page, held.learned) == ("bound", ("timer",), False, 0), held
+        later = await _after(session, lambda p: p.click("#later"))  # a change 300 ms later is still waited for
+        assert later.reason == "still" and "Shown after 300 ms" in (await observe(session.page)).text, later
+
+
 async def test_a_page_that_never_stops_costs_the_bound_once(browser, site_url):
     async with browser.session() as session:
         await session.page.goto(f"{site_url}/settle.html", wait_until="load")

@@ -11,7 +11,8 @@ later one. DOM mutations carry no such origin: when a wait hits the bound while 
 the nodes that kept mutating through its last part (a ticker, a carousel driven every frame) are
 remembered on the page (`window.__wbRestless`) and later waits on the same document ignore their
 mutations; when no such nodes stand out (churn everywhere), the document is marked restless and later
-waits ignore its DOM mutations (they still wait for its requests, timers and navigations). A request
+waits ignore its DOM mutations (they still wait for its requests, timers and navigations). A DOM that
+changed in only one frame of that last part (a clock's tick) is neither reported nor learned. A request
 still open at the bound (a long poll asked again as each answer comes) has its URL, without the query,
 remembered the same way.
 
@@ -245,8 +246,12 @@ _SETTLE_JS = r"""({sinceMs, maxMs}) => new Promise((resolve) => {
     return learned;
   };
   let quiet = 0, last = [];  // last: what went on in the latest frame that was not quiet
+  let domFrames = 0;  // frames of the last part of the wait in which the DOM changed
   const finish = (ended, why) => {
     mo.disconnect();
+    // One change near the bound (a clock's tick once a second) is not what held the wait: neither said nor
+    // learned (it would mark the whole page restless).
+    if (ended === 'bound' && domFrames < 2) why = why.filter((k) => k !== 'dom');
     const learned = ended === 'bound' ? learn(why) : 0;
     if (ended === 'leaving') for (const w of wins) { try { w.__wbActivity.leaving = null; } catch (e) {} }
     resolve({ ended, busy: why, frames: frame, ms: now() - t0, learned, restless: memo.page });
@@ -255,7 +260,7 @@ _SETTLE_JS = r"""({sinceMs, maxMs}) => new Promise((resolve) => {
     nextFrame().then(() => {
       frame++;
       const why = pending();
-      if (dirty) why.unshift('dom');
+      if (dirty) { why.unshift('dom'); if (now() >= learnFrom) domFrames++; }
       dirty = false;
       if (why.includes('navigation')) return finish('leaving', why);
       if (why.length === 0) { if (++quiet >= 2) return finish('still', why); }
