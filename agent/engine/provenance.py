@@ -108,6 +108,19 @@ DESCRIBE_MARKED_JS = r"""(args) => {
 # for each group, the item's locators and each value's place inside it, so that a replay reads them
 # all inside one item and never answers with a mixture. Two values belong together when the lowest
 # common ancestor of their elements has an ancestor-or-self that repeats (a sibling of its kind).
+# An element's path inside its item ("div[1]/span[2]"): written at recording, followed at replay
+# (agent.workflows.items), so both sides use this one function.
+ITEM_PATH_JS = r"""function path(container, el) {
+    const parts = [];
+    for (let x = el; x !== container; x = x.parentNode) {
+      if (!x || x.nodeType !== 1) return null;
+      let i = 0, k = 0;
+      for (const s of x.parentNode.children) if (s.localName === x.localName) { k++; if (s === x) i = k; }
+      parts.unshift(x.localName + '[' + i + ']');
+    }
+    return parts.join('/');
+  }"""
+
 ITEMS_JS = r"""(args) => {
   const describe = __DESCRIBE__;
   const trees = __TREES__;
@@ -144,16 +157,7 @@ ITEMS_JS = r"""(args) => {
     return shared;  // lowest first
   }
   const item = (els) => common(els).find(repeats) || null;
-  function path(container, el) {
-    const parts = [];
-    for (let x = el; x !== container; x = x.parentNode) {
-      if (!x || x.nodeType !== 1) return null;
-      let i = 0, k = 0;
-      for (const s of x.parentNode.children) if (s.localName === x.localName) { k++; if (s === x) i = k; }
-      parts.unshift(x.localName + '[' + i + ']');
-    }
-    return parts.join('/');
-  }
+  __ITEM_PATH__
   const els = args.ns.map(find);
   const parent = els.map((_, i) => i);
   const top = (i) => (parent[i] === i ? i : (parent[i] = top(parent[i])));
@@ -182,7 +186,7 @@ ITEMS_JS = r"""(args) => {
     }) });
   }
   return out;
-}""".replace("__DESCRIBE__", DESCRIBE_JS).replace("__TREES__", TREES_JS)
+}""".replace("__DESCRIBE__", DESCRIBE_JS).replace("__TREES__", TREES_JS).replace("__ITEM_PATH__", ITEM_PATH_JS)
 
 
 async def page_elements(page: Page, *, limit: int = 4000, max_len: int = 160) -> list[tuple[str, bool]]:

@@ -25,7 +25,7 @@ from typing import Any
 
 from playwright.async_api import Frame, Page
 
-from agent.engine.provenance import TREES_JS
+from agent.engine.provenance import ITEM_PATH_JS, TREES_JS
 from agent.workflows.locate import Located, LocateError, element_label, locate
 
 __all__ = ["ItemUnavailable", "read_item"]
@@ -81,16 +81,7 @@ READ_ITEM_JS = r"""(args) => {
   if (alike.length) items = alike;
   const place = (x) => (x === 'elsewhere' ? 'outside the list'
     : 'item ' + (items.indexOf(x) + 1) + ' of ' + items.length);
-  function path(container, el) {
-    const parts = [];
-    for (let x = el; x !== container; x = x.parentNode) {
-      if (!x || x.nodeType !== 1) return null;
-      let i = 0, k = 0;
-      for (const s of x.parentNode.children) if (s.localName === x.localName) { k++; if (s === x) i = k; }
-      parts.unshift(x.localName + '[' + i + ']');
-    }
-    return parts.join('/');
-  }
+  __ITEM_PATH__
   function trailing(a, b) {
     const A = a.split('/').reverse(), B = b.split('/').reverse();
     let n = 0;
@@ -160,7 +151,7 @@ READ_ITEM_JS = r"""(args) => {
     out.push(text(el));
   }
   return { ok: true, texts: out, item: items.indexOf(chosen) + 1, items: items.length };
-}""".replace("__TREES__", TREES_JS)
+}""".replace("__TREES__", TREES_JS).replace("__ITEM_PATH__", ITEM_PATH_JS)
 
 
 def _position(locators: dict[str, Any]) -> int:
