@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,41 +31,13 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 from agent.engine.browser import Browser  # noqa: E402
 from agent.engine.loop import arun  # noqa: E402
 from agent.models import RunRequest, RunResponse  # noqa: E402
-from agent.testing.fakellm import FakeLLM  # noqa: E402
+from agent.testing.fakellm import FakeLLM, counted  # noqa: E402
 from agent.testing.forks import cart_agent, cart_prompt  # noqa: E402
 from agent.testing.sites import serve_dir  # noqa: E402
 from agent.workflows.fork import fork_from  # noqa: E402
 
 DEMO = ROOT / "data" / "demo"
 MODEL = "gpt-4o-mini"
-
-
-def _tokens(text: str) -> int:
-    try:
-        import bpe_openai
-
-        return len(bpe_openai.get_encoding("o200k_base").encode(text))
-    except Exception:  # no tokenizer: the usual 4 characters per token
-        return len(text) // 4
-
-
-def counted(handler: Callable[[dict[str, Any]], Any], latency: float) -> Callable[[dict[str, Any]], Any]:
-    """The handler with real token counts in its usage and a model-like delay."""
-
-    def wrapped(body: dict[str, Any]) -> Any:
-        answer = handler(body)
-        if isinstance(answer, dict) and "choices" in answer:
-            sent = json.dumps(body.get("messages", []), ensure_ascii=False) + json.dumps(body.get("tools", []))
-            prompt = _tokens(sent)
-            message = answer["choices"][0]["message"]
-            completion = _tokens(json.dumps(message.get("tool_calls") or []) + (message.get("content") or ""))
-            answer["usage"] = {"prompt_tokens": prompt, "completion_tokens": completion,
-                               "total_tokens": prompt + completion}
-        if latency:
-            time.sleep(latency)
-        return answer
-
-    return wrapped
 
 
 def row(cells: list[Any], widths: list[int]) -> str:

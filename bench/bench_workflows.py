@@ -30,7 +30,6 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +45,7 @@ from agent.workflows.record import record_workflow  # noqa: E402
 from agent.workflows.replay import replay  # noqa: E402
 
 DEMO = ROOT / "data" / "demo"
-from agent.testing.fakellm import FakeLLM  # noqa: E402
+from agent.testing.fakellm import FakeLLM, counted  # noqa: E402
 from agent.testing.workflow_site.lists import stock  # noqa: E402
 from agent.testing.workflow_site.script import (  # noqa: E402
     demo_agent,
@@ -67,34 +66,6 @@ from agent.testing.workflow_site.shop import (  # noqa: E402
 A = dict(query="usb-c", qty=2, name="Ada Lovelace", email="ada@example.com", country="Germany")
 B = dict(query="hdmi", qty=3, name="Grace Hopper", email="grace@example.com", country="France")
 MODEL = "gpt-4o-mini"
-
-
-def _tokens(text: str) -> int:
-    try:
-        import bpe_openai
-
-        return len(bpe_openai.get_encoding("o200k_base").encode(text))
-    except Exception:  # no tokenizer: the usual 4 characters per token
-        return len(text) // 4
-
-
-def counted(handler: Callable[[dict[str, Any]], Any], latency: float) -> Callable[[dict[str, Any]], Any]:
-    """The handler with real token counts in its usage and a model-like delay."""
-
-    def wrapped(body: dict[str, Any]) -> Any:
-        answer = handler(body)
-        if isinstance(answer, dict) and "choices" in answer:
-            sent = json.dumps(body.get("messages", []), ensure_ascii=False) + json.dumps(body.get("tools", []))
-            prompt = _tokens(sent)
-            message = answer["choices"][0]["message"]
-            completion = _tokens(json.dumps(message.get("tool_calls") or []) + (message.get("content") or ""))
-            answer["usage"] = {"prompt_tokens": prompt, "completion_tokens": completion,
-                               "total_tokens": prompt + completion}
-        if latency:
-            time.sleep(latency)
-        return answer
-
-    return wrapped
 
 
 async def replay_once(request: RunRequest, doc: dict[str, Any],

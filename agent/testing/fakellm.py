@@ -45,6 +45,35 @@ def reply(content: str | None = None, *calls: dict[str, Any], usage: tuple[int, 
     }
 
 
+def _tokens(text: str) -> int:
+    try:
+        import bpe_openai
+
+        return len(bpe_openai.get_encoding("o200k_base").encode(text))
+    except Exception:  # no tokenizer: the usual 4 characters per token
+        return len(text) // 4
+
+
+def counted(handler: Handler, latency: float) -> Handler:
+    """The handler with real token counts in its usage (o200k when a tokenizer is installed, else ~4 characters
+    a token) and a model-like delay of `latency` seconds: what the benchmarks' scripted agents answer with."""
+
+    def wrapped(body: dict[str, Any]) -> Any:
+        answer = handler(body)
+        if isinstance(answer, dict) and "choices" in answer:
+            sent = json.dumps(body.get("messages", []), ensure_ascii=False) + json.dumps(body.get("tools", []))
+            prompt = _tokens(sent)
+            message = answer["choices"][0]["message"]
+            completion = _tokens(json.dumps(message.get("tool_calls") or []) + (message.get("content") or ""))
+            answer["usage"] = {"prompt_tokens": prompt, "completion_tokens": completion,
+                               "total_tokens": prompt + completion}
+        if latency:
+            time.sleep(latency)
+        return answer
+
+    return wrapped
+
+
 def last_user_text(body: dict[str, Any]) -> str:
     """The text of the last user message (the current page observation)."""
     for message in reversed(body.get("messages", [])):
