@@ -18,6 +18,7 @@ import duckdb
 
 from agent.log.errors import InvalidQuery
 from agent.log.grades import add_grading
+from agent.log.mixin import StorePart
 from agent.log.redact import dumps, scrub
 from agent.log.rows import dicts, insert_sql, scalar
 from agent.models import utcnow
@@ -216,17 +217,8 @@ def unfinished(con: Connection, secrets: Secrets) -> list[int]:
     return [r[0] for r in con.execute("SELECT id FROM experiments WHERE status = 'running' ORDER BY id").fetchall()]
 
 
-class ExperimentLog:
+class ExperimentLog(StorePart):
     """The Store's experiment methods (mixed into `agent.log.store.Store`); each write is one transaction."""
-
-    def _write(self, fn: Any, *args: Any, **kwargs: Any) -> Any:  # provided by Store
-        raise NotImplementedError
-
-    def _read(self, fn: Any, *args: Any, **kwargs: Any) -> Any:  # provided by Store
-        raise NotImplementedError
-
-    def _request_snapshot(self) -> None:  # provided by Store
-        raise NotImplementedError
 
     def create_experiment(self, **fields: Any) -> int:
         """Record an experiment with its tasks, variants and pending cells; its id."""

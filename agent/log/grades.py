@@ -20,6 +20,7 @@ import duckdb
 from agent.log.agreement import JUDGE_PAIRS_SQL, JUDGES_SQL, judge_agreement
 from agent.log.errors import InvalidQuery
 from agent.log.experiment_diff import DIFF_CELLS_SQL, diff_cell
+from agent.log.mixin import StorePart
 from agent.log.redact import dumps, scrub
 from agent.log.rows import dicts, insert_row, scalar
 from agent.models import utcnow
@@ -135,17 +136,8 @@ def diff_cells(con: Connection, exp_id: int) -> list[dict[str, Any]]:
     return [diff_cell(r) for r in dicts(con.execute(DIFF_CELLS_SQL, [exp_id]))]
 
 
-class GradeLog:
+class GradeLog(StorePart):
     """The Store's grading methods (mixed into `agent.log.store.Store`); each write is one transaction."""
-
-    def _write(self, fn: Any, *args: Any, **kwargs: Any) -> Any:  # provided by Store
-        raise NotImplementedError
-
-    def _read(self, fn: Any, *args: Any, **kwargs: Any) -> Any:  # provided by Store
-        raise NotImplementedError
-
-    def _request_snapshot(self) -> None:  # provided by Store
-        raise NotImplementedError
 
     def add_grading(self, run_id: int, **grading: Any) -> int:
         """Keep one grading of a run (a check's, a judge's, a person's); its id."""

@@ -17,6 +17,7 @@ from typing import Any
 import duckdb
 
 from agent.log.errors import InvalidQuery, VersionConflict
+from agent.log.mixin import StorePart
 from agent.log.protocol import StoredTask
 from agent.log.redact import scrub
 from agent.log.rows import dicts, insert_sql, scalar
@@ -148,17 +149,8 @@ def get_set(con: Connection, name: str, version: int | None = None) -> dict[str,
             "versions": versions}
 
 
-class TaskSetLog:
+class TaskSetLog(StorePart):
     """The Store's task-set methods (mixed into `agent.log.store.Store`); each write is one transaction."""
-
-    def _write(self, fn: Any, *args: Any, **kwargs: Any) -> Any:  # provided by Store
-        raise NotImplementedError
-
-    def _read(self, fn: Any, *args: Any, **kwargs: Any) -> Any:  # provided by Store
-        raise NotImplementedError
-
-    def _request_snapshot(self) -> None:  # provided by Store
-        raise NotImplementedError
 
     def list_task_sets(self) -> list[dict[str, Any]]:
         """Every stored set with its latest version's summary, by name."""
