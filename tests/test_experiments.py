@@ -209,15 +209,16 @@ async def test_the_experiments_notebook_shows_the_same_numbers(app: App, http: h
     exp_id = next(e["experiment_id"] for e in listed if e["name"] == "good vs bad")
     report = (await asyncio.to_thread(http.get, f"/api/experiments/{exp_id}")).json()
 
-    def published() -> bool:  # the app publishes a snapshot a moment after the last grade
+    def published() -> bool:  # the app publishes a snapshot a moment after the last grade and the end
         con = an.connect(app.data_dir)
         try:
             frame = an.experiment_variants(exp_id, con=con)
-            return list(frame.passes) == [14, 3]
+            (status,) = con.execute("SELECT status FROM experiments WHERE id = ?", [exp_id]).fetchone()
+            return list(frame.passes) == [14, 3] and status == "done"
         finally:
             con.close()
 
-    await asyncio.to_thread(poll, published, timeout=30, what="the snapshot with every grade")
+    await asyncio.to_thread(poll, published, timeout=30, what="the snapshot with every grade, the experiment done")
     done = await execute("05_experiments", {**kernel_env(app.data_dir, app.data_dir.parent / "exports"),
                                             "WORKBENCH_EXPERIMENT_ID": str(exp_id)})
     good, bad = report["variants"]
