@@ -346,6 +346,8 @@ async def test_the_notebooks_show_the_same_judges_and_diff(app: App, http: httpx
             diff = an.experiment_diff(before["experiment_id"], after["experiment_id"], con=con)
             return seen(an.judge_agreement(con=con).to_dict("records")) == seen(api) and \
                 diff.attrs["summary"] == summary
+        except ValueError:  # "experiment N is not in the run log": the snapshot does not hold it yet
+            return False
         finally:
             con.close()
 
